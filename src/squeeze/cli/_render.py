@@ -1,0 +1,96 @@
+"""Terminal output: tables and JSON on stdout, progress and errors on stderr.
+
+Results go to stdout (so ``--json`` output can be piped); everything about the work in progress
+goes to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from squeeze.types import ProgressFactory, ProgressTask
+
+stdout = Console(highlight=False)
+stderr = Console(stderr=True, highlight=False)
+
+
+def fmt_count(n: int | None) -> str:
+    """1234567 -> '1.23M': parameter counts people can compare at a glance."""
+    if n is None:
+        return "n/a"
+    for factor, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= factor:
+            return f"{n / factor:.2f}{suffix}"
+    return str(n)
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "n/a"
+    for factor, suffix in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if n >= factor:
+            return f"{n / factor:.1f} {suffix}"
+    return f"{n} B"
+
+
+def print_json(data: Any) -> None:
+    """Plain JSON on stdout, one document, no colour or wrapping."""
+    print(json.dumps(data, indent=2, default=str))
+
+
+def print_table(title: str, rows: Sequence[tuple[str, str]]) -> None:
+    table = Table(title=title, show_header=False, title_justify="left", box=None, padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, value)
+    stdout.print(table)
+
+
+def print_notes(notes: Sequence[str]) -> None:
+    for note in notes:
+        stderr.print(f"[yellow]note:[/yellow] {note}")
+
+
+class _RichTask:
+    def __init__(self, progress: Progress, task_id: Any) -> None:
+        self._progress = progress
+        self._task_id = task_id
+
+    def advance(self, n: int = 1, info: str = "") -> None:
+        self._progress.update(self._task_id, advance=n, info=info)
+
+
+def progress_factory(quiet: bool) -> ProgressFactory:
+    """A rich progress bar on stderr; silent when ``quiet`` or when stderr is not a terminal."""
+
+    @contextlib.contextmanager
+    def open_task(description: str, total: int | None) -> Iterator[ProgressTask]:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=stderr,
+            transient=False,
+            disable=quiet or not stderr.is_terminal,
+        ) as progress:
+            yield _RichTask(progress, progress.add_task(description, total=total, info=""))
+
+    return open_task

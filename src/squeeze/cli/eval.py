@@ -1,0 +1,78 @@
+"""``squeeze eval``: a checkpoint's metric on held-out data."""
+
+from __future__ import annotations
+
+from squeeze.cli._options import (
+    BatchSizeOpt,
+    DeviceOpt,
+    JsonOpt,
+    MaxLengthOpt,
+    ModelArg,
+    QuietOpt,
+    TaskOpt,
+    TrustOpt,
+    task_of,
+    with_data_options,
+)
+from squeeze.cli._render import print_json, print_notes, print_table, progress_factory
+from squeeze.data import DataSpec
+
+
+@with_data_options
+def eval_(
+    model: ModelArg,
+    data: DataSpec,
+    task: TaskOpt = None,
+    batch_size: BatchSizeOpt = 32,
+    max_length: MaxLengthOpt = 128,
+    device: DeviceOpt = "cpu",
+    trust_remote_code: TrustOpt = False,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Score a model on a dataset: accuracy and macro-F1 for classifiers, perplexity for causal
+    LMs, with the sample count and the time it took."""
+    from squeeze.checkpoint import load
+    from squeeze.data import encode, load_dataset
+    from squeeze.device import resolve_device
+    from squeeze.evaluate import evaluate
+    from squeeze.types import Task
+
+    device = resolve_device(device)
+    loaded = load(model, task=task_of(task), trust_remote_code=trust_remote_code, device=device)
+    dataset = load_dataset(data, need_labels=loaded.task is Task.SEQUENCE_CLASSIFICATION)
+    label2id = loaded.config.label2id if loaded.task is Task.SEQUENCE_CLASSIFICATION else None
+    encoded = encode(
+        dataset,
+        loaded.tokenizer,
+        input_names=loaded.input_names,
+        max_length=max_length,
+        label2id=label2id,
+    )
+    evaluation = evaluate(
+        loaded, encoded, batch_size=batch_size, device=device, progress=progress_factory(quiet)
+    )
+    notes = [*loaded.notes, *dataset.notes]
+    if encoded.n_truncated:
+        notes.append(f"{encoded.n_truncated} examples were cut to --max-length {max_length} tokens")
+    if json_output:
+        print_json(
+            {
+                "model": model,
+                "task": loaded.task.value,
+                "data": dataset.name,
+                **evaluation.to_dict(),
+                "device": device,
+                "notes": notes,
+            }
+        )
+        return
+    rows = [("model", model), ("task", loaded.task.value), ("data", dataset.name)]
+    rows += [(m.name, f"{m.value:.4f}") for m in evaluation.metrics]
+    rows += [
+        ("samples", str(evaluation.n_samples)),
+        ("elapsed", f"{evaluation.elapsed_s:.2f} s"),
+        ("throughput", f"{evaluation.samples_per_s:.1f} samples/s on {device}"),
+    ]
+    print_table("squeeze eval", rows)
+    print_notes(notes)

@@ -1,0 +1,77 @@
+"""The ``squeeze`` app: global options, command registration, and error translation.
+
+A :class:`~squeeze.errors.SqueezeError` raised anywhere below becomes one line on stderr and its
+documented exit code; ``SQUEEZE_DEBUG=1`` shows the traceback instead. Commands import torch and
+transformers inside their bodies, so ``squeeze --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from squeeze import __version__
+from squeeze.cli import eval as eval_command
+from squeeze.cli import finetune, info
+from squeeze.errors import SqueezeError
+
+
+class _SqueezeGroup(TyperGroup):
+    """Runs commands, turning squeeze's own errors into a message and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SqueezeError as error:
+            if os.environ.get("SQUEEZE_DEBUG") == "1":
+                raise
+            message = " ".join(str(error).split())
+            click.echo(f"error: {message}", err=True)
+            ctx.exit(error.exit_code)
+
+
+app = typer.Typer(
+    name="squeeze",
+    cls=_SqueezeGroup,
+    help="Compress trained Hugging Face transformer checkpoints and measure what it cost.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"squeeze {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Compress trained Hugging Face transformer checkpoints and measure what it cost.
+
+    Exit codes: 0 ok, 1 a gate failed, 2 usage error, 3 bad input, 4 unsupported,
+    5 a step failed validation.
+    """
+
+
+app.command("info")(info.info)
+app.command("eval")(eval_command.eval_)
+app.command("finetune")(finetune.finetune)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,133 @@
+"""Score any model the same way, whether it runs in PyTorch or ONNX Runtime.
+
+Evaluation is written against a *forward*: a function from numpy input arrays to numpy logits.
+A PyTorch module and an ONNX Runtime session are both wrapped as one, so a model and its export
+are scored by the very same metric code and their numbers are comparable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from squeeze.data import Encoded, batches
+from squeeze.errors import UnsupportedError
+from squeeze.types import Evaluation, LoadedModel, Metric, ProgressFactory, Task, no_progress
+
+Forward = Callable[[Mapping[str, np.ndarray]], np.ndarray]
+
+# Metrics where a smaller value is better; used to pick the best checkpoint and gate drops.
+LOWER_IS_BETTER = frozenset({"perplexity", "loss"})
+
+
+def torch_forward(model: object, device: str = "cpu") -> Forward:
+    """Wrap a transformers module as a forward returning float32 logits on the CPU."""
+    import torch
+
+    def forward(inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        with torch.inference_mode():
+            tensors = {k: torch.from_numpy(v).to(device) for k, v in inputs.items()}
+            return model(**tensors).logits.float().cpu().numpy()
+
+    return forward
+
+
+def classification_metrics(
+    predictions: np.ndarray, labels: np.ndarray
+) -> tuple[float, float]:
+    """Accuracy and macro-F1 (over classes seen in labels or predictions, as scikit-learn does)."""
+    classes = np.union1d(labels, predictions)
+    index = np.searchsorted(classes, labels), np.searchsorted(classes, predictions)
+    confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    np.add.at(confusion, index, 1)
+    true_pos = np.diag(confusion).astype(np.float64)
+    precision_den = confusion.sum(axis=0)
+    recall_den = confusion.sum(axis=1)
+    f1_den = precision_den + recall_den
+    f1 = np.divide(2 * true_pos, f1_den, out=np.zeros_like(true_pos), where=f1_den > 0)
+    return float(true_pos.sum() / len(labels)), float(f1.mean())
+
+
+def causal_lm_nll(
+    logits: np.ndarray, input_ids: np.ndarray, attention_mask: np.ndarray
+) -> tuple[float, int]:
+    """Summed next-token negative log-likelihood over real (unpadded) tokens, and their count."""
+    import torch
+
+    logits_t = torch.from_numpy(logits[:, :-1]).float()
+    targets = torch.from_numpy(input_ids[:, 1:])
+    mask = torch.from_numpy(attention_mask[:, 1:]).bool()
+    nll = torch.nn.functional.cross_entropy(
+        logits_t.reshape(-1, logits_t.shape[-1]), targets.reshape(-1), reduction="none"
+    ).reshape(targets.shape)
+    return float(nll[mask].sum()), int(mask.sum())
+
+
+def evaluate_forward(
+    forward: Forward,
+    encoded: Encoded,
+    task: Task,
+    *,
+    batch_size: int = 32,
+    progress: ProgressFactory = no_progress,
+) -> Evaluation:
+    """Run ``forward`` over every example once and compute the task's metrics.
+
+    Raises:
+        UnsupportedError: a task squeeze has no metric for (masked LM, base encoder).
+    """
+    if task is Task.SEQUENCE_CLASSIFICATION and encoded.labels is None:
+        raise UnsupportedError("classification metrics need labelled data (--label-column)")
+    if task not in (Task.SEQUENCE_CLASSIFICATION, Task.CAUSAL_LM):
+        raise UnsupportedError(
+            f"no metric for {task.value} models; evaluate a sequence classifier (fine-tune one "
+            "with `squeeze finetune`) or a causal LM"
+        )
+    n = len(encoded)
+    predictions: list[np.ndarray] = []
+    nll_sum, n_tokens = 0.0, 0
+    start = time.perf_counter()
+    with progress("Evaluating", n) as bar:
+        for batch in batches(encoded, batch_size):
+            logits = forward(batch.inputs)
+            if task is Task.SEQUENCE_CLASSIFICATION:
+                predictions.append(logits.argmax(axis=-1))
+            else:
+                nll, count = causal_lm_nll(
+                    logits, batch.inputs["input_ids"], batch.inputs["attention_mask"]
+                )
+                nll_sum += nll
+                n_tokens += count
+            bar.advance(batch.size)
+    elapsed = time.perf_counter() - start
+
+    if task is Task.SEQUENCE_CLASSIFICATION:
+        accuracy, macro_f1 = classification_metrics(np.concatenate(predictions), encoded.labels)
+        metrics = (Metric("accuracy", accuracy, n), Metric("macro_f1", macro_f1, n))
+    else:
+        loss = nll_sum / max(n_tokens, 1)
+        metrics = (
+            Metric("perplexity", float(np.exp(loss)), n),
+            Metric("loss", loss, n),
+        )
+    return Evaluation(metrics=metrics, n_samples=n, elapsed_s=elapsed)
+
+
+def evaluate(
+    loaded: LoadedModel,
+    encoded: Encoded,
+    *,
+    batch_size: int = 32,
+    device: str = "cpu",
+    progress: ProgressFactory = no_progress,
+) -> Evaluation:
+    """Evaluate a loaded PyTorch model (the common case of :func:`evaluate_forward`)."""
+    return evaluate_forward(
+        torch_forward(loaded.model, device),
+        encoded,
+        loaded.task,
+        batch_size=batch_size,
+        progress=progress,
+    )

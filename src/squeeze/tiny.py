@@ -1,0 +1,156 @@
+"""Tiny, seeded models of every supported family and a small learnable task, built offline.
+
+Tests, examples and benchmarks need real transformers checkpoints without the hub. These are real
+architectures at toy width (a few tens of thousands of parameters), saved as ordinary HF folders,
+so every code path that handles BERT-base handles them too.
+
+The task ("order"): every sentence holds the words ``a`` and ``b`` once among filler words, and
+the label says which comes first. Bag-of-words cannot solve it, so a model that scores well on
+held-out sentences has really used attention and positions.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+from typing import Any
+
+from squeeze.types import Task
+
+FAMILIES = ("bert", "roberta", "distilbert", "gpt2", "llama")
+# Each family's own language-model head: masked for encoders, causal for decoders.
+LM_TASK = {
+    "bert": Task.MASKED_LM,
+    "roberta": Task.MASKED_LM,
+    "distilbert": Task.MASKED_LM,
+    "gpt2": Task.CAUSAL_LM,
+    "llama": Task.CAUSAL_LM,
+}
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+FILLER_WORDS = tuple(f"w{i}" for i in range(40))
+ORDER_LABELS = ("b_first", "a_first")
+
+_PAD, _UNK, _CLS, _SEP, _MASK = range(len(SPECIAL_TOKENS))
+_VOCAB = (*SPECIAL_TOKENS, "a", "b", *FILLER_WORDS)
+
+
+def tiny_tokenizer(family: str) -> Any:
+    """A word-level fast tokenizer over the task's vocabulary, shaped like the family's own.
+
+    Only BERT feeds ``token_type_ids``; GPT-2 would accept them but its real tokenizer never
+    produces them, so the tiny one does not either.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(_VOCAB)}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", _CLS), ("[SEP]", _SEP)],
+    )
+    input_names = ["input_ids", "attention_mask"]
+    if family == "bert":
+        input_names.insert(1, "token_type_ids")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        bos_token="[CLS]",
+        eos_token="[SEP]",
+        model_input_names=input_names,
+        model_max_length=64,
+    )
+
+
+def tiny_config(family: str, *, hidden: int = 32, layers: int = 2, heads: int = 4) -> Any:
+    """A config of the family at toy size, with special-token ids matching the tiny tokenizer."""
+    import transformers
+
+    common = {"vocab_size": len(_VOCAB), "pad_token_id": _PAD}
+    ffn = 2 * hidden
+    if family == "bert":
+        return transformers.BertConfig(
+            hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+            intermediate_size=ffn, max_position_embeddings=64, **common,
+        )  # fmt: skip
+    if family == "roberta":
+        # RoBERTa numbers positions from pad_token_id + 1, so it needs two spare positions.
+        return transformers.RobertaConfig(
+            hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+            intermediate_size=ffn, max_position_embeddings=66, bos_token_id=_CLS,
+            eos_token_id=_SEP, **common,
+        )  # fmt: skip
+    if family == "distilbert":
+        return transformers.DistilBertConfig(
+            dim=hidden, n_layers=layers, n_heads=heads, hidden_dim=ffn,
+            max_position_embeddings=64, **common,
+        )  # fmt: skip
+    if family == "gpt2":
+        return transformers.GPT2Config(
+            n_embd=hidden, n_layer=layers, n_head=heads, n_inner=ffn, n_positions=64,
+            bos_token_id=_CLS, eos_token_id=_SEP, **common,
+        )  # fmt: skip
+    if family == "llama":
+        return transformers.LlamaConfig(
+            hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+            num_key_value_heads=heads // 2, intermediate_size=ffn, max_position_embeddings=64,
+            bos_token_id=_CLS, eos_token_id=_SEP, **common,
+        )  # fmt: skip
+    raise ValueError(f"no tiny config for family {family!r}; known: {', '.join(FAMILIES)}")
+
+
+def build_tiny(
+    family: str,
+    out: str | Path,
+    *,
+    task: Task = Task.SEQUENCE_CLASSIFICATION,
+    seed: int = 0,
+    label_names: tuple[str, ...] = ORDER_LABELS,
+) -> Path:
+    """Build a randomly initialised (seeded) tiny model and save it as a normal HF folder."""
+    import torch
+
+    from squeeze.checkpoint import auto_class, quiet_transformers
+
+    quiet_transformers()
+    config = tiny_config(family)
+    if task is Task.SEQUENCE_CLASSIFICATION:
+        config.num_labels = len(label_names)
+        config.id2label = dict(enumerate(label_names))
+        config.label2id = {name: i for i, name in enumerate(label_names)}
+    torch.manual_seed(seed)
+    model = auto_class(task).from_config(config)
+    out = Path(out)
+    model.save_pretrained(out)
+    tiny_tokenizer(family).save_pretrained(out)
+    return out
+
+
+def order_task(n: int, *, seed: int = 0) -> list[tuple[str, str]]:
+    """``n`` (sentence, label) pairs of the order task, balanced in expectation."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        words = rng.choices(FILLER_WORDS, k=rng.randint(6, 14))
+        i, j = sorted(rng.sample(range(len(words) + 2), 2))
+        first, second = ("a", "b") if rng.random() < 0.5 else ("b", "a")
+        words.insert(i, first)
+        words.insert(j, second)
+        rows.append((" ".join(words), ORDER_LABELS[first == "a"]))
+    return rows
+
+
+def write_order_task(path: str | Path, n: int, *, seed: int = 0) -> Path:
+    """Write the order task as a CSV with ``text`` and ``label`` columns."""
+    path = Path(path)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        writer.writerows(order_task(n, seed=seed))
+    return path

@@ -1,0 +1,114 @@
+"""Dataclasses shared across steps, so that every layer speaks the same units.
+
+Field names carry their units (``_bytes``, ``_s``) because these records end up in JSON reports
+that are read without the code at hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from squeeze.arch import ArchSpec
+
+
+class Task(str, Enum):
+    """What a checkpoint's head computes; decides the metric and the model class."""
+
+    SEQUENCE_CLASSIFICATION = "sequence-classification"
+    CAUSAL_LM = "causal-lm"
+    MASKED_LM = "masked-lm"
+    BASE = "base"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run, with everything needed to save it again unchanged.
+
+    ``input_names`` are the tokenizer outputs the model's forward accepts (DistilBERT takes no
+    ``token_type_ids``), so data encoding never has to guess per family.
+    """
+
+    model: Any
+    tokenizer: Any
+    config: Any
+    task: Task
+    source: str
+    family: ArchSpec
+    input_names: tuple[str, ...]
+    path: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SizeStats:
+    """How big a model is: what it holds and what it costs to ship."""
+
+    params_total: int
+    params_nonzero: int
+    bytes_on_disk: int
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One score on held-out data; the sample count says how much to trust it."""
+
+    name: str
+    value: float
+    n_samples: int
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """All metrics of one evaluation pass plus its cost."""
+
+    metrics: tuple[Metric, ...]
+    n_samples: int
+    elapsed_s: float
+
+    @property
+    def primary(self) -> Metric:
+        """The metric gates and tables use (accuracy or perplexity): the first one."""
+        return self.metrics[0]
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.n_samples / self.elapsed_s if self.elapsed_s > 0 else float("inf")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metrics": {m.name: m.value for m in self.metrics},
+            "n_samples": self.n_samples,
+            "elapsed_s": self.elapsed_s,
+            "samples_per_s": self.samples_per_s,
+        }
+
+
+class ProgressTask(Protocol):
+    """A running unit of long work; the CLI renders it as a progress bar."""
+
+    def advance(self, n: int = 1, info: str = "") -> None: ...
+
+
+class ProgressFactory(Protocol):
+    """Opens a progress task; passed down from the CLI so the library never imports rich."""
+
+    def __call__(
+        self, description: str, total: int | None
+    ) -> contextlib.AbstractContextManager[ProgressTask]: ...
+
+
+class _SilentTask:
+    def advance(self, n: int = 1, info: str = "") -> None:
+        return None
+
+
+@contextlib.contextmanager
+def no_progress(description: str, total: int | None) -> Iterator[ProgressTask]:
+    """The library default: long work reports nothing."""
+    yield _SilentTask()

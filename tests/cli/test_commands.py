@@ -1,0 +1,123 @@
+"""The commands as a user calls them, through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from squeeze import __version__
+from squeeze.cli.main import app
+from squeeze.tiny import FAMILIES, LM_TASK
+from squeeze.types import Task
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_version_and_help():
+    assert invoke("--version").stdout.strip() == f"squeeze {__version__}"
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("info", "eval", "finetune"):
+        assert command in result.stdout
+
+
+def test_help_does_not_import_heavy_libraries():
+    """`squeeze --help` stays instant because torch and transformers load only inside commands."""
+    code = (
+        "import sys; from squeeze.cli.main import app; "
+        "print(sorted(m for m in ('torch', 'transformers', 'onnxruntime') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_info_json(family, tiny_classifiers):
+    result = invoke("info", tiny_classifiers[family], "--json")
+    assert result.exit_code == 0, result.stderr
+    facts = json.loads(result.stdout)
+    assert facts["family"] == family and facts["task"] == "sequence-classification"
+    assert (facts["layers"], facts["heads"], facts["hidden_size"]) == (2, 4, 32)
+    assert facts["labels"] == ["b_first", "a_first"]
+    assert 15_000 < facts["params_total"] < 30_000
+
+
+def test_info_table(tiny_lms):
+    result = invoke("info", tiny_lms["gpt2"])
+    assert result.exit_code == 0
+    for text in ("GPT2LMHeadModel", "causal-lm", "params total", "bytes on disk", "float32"):
+        assert text in result.stdout
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_eval_json_every_family(family, tiny_classifiers, order_csv):
+    result = invoke(
+        "eval", tiny_classifiers[family], "--data", order_csv, "--split", "test", "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["task"] == "sequence-classification"
+    assert 0.0 <= report["metrics"]["accuracy"] <= 1.0
+    assert 250 < report["n_samples"] < 350 and report["samples_per_s"] > 0
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if LM_TASK[f] is Task.CAUSAL_LM])
+def test_eval_causal_lm_perplexity(family, tiny_lms, order_csv):
+    result = invoke("eval", tiny_lms[family], "-d", order_csv, "--max-samples", "50", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    # An untrained model over a 47-word vocabulary is near uniform: perplexity close to 47.
+    assert 20 < report["metrics"]["perplexity"] < 80 and report["n_samples"] == 50
+
+
+def test_eval_trained_classifier_table(trained_classifier, order_csv):
+    result = invoke("eval", trained_classifier, "-d", order_csv, "--split", "test")
+    assert result.exit_code == 0
+    assert "accuracy" in result.stdout and "macro_f1" in result.stdout
+    accuracy = float(result.stdout.split("accuracy")[1].split()[0])
+    assert accuracy >= 0.9
+
+
+def test_finetune_cli_writes_a_loadable_checkpoint(tiny_lms, order_csv, tmp_path):
+    out = tmp_path / "ft"
+    args = ("finetune", tiny_lms["distilbert"], "-d", order_csv, "-o", out, "--max-steps", "5")
+    result = invoke(*args, "--json", "--max-eval-samples", "40")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["train"]["steps"] == 5 and summary["n_validation"] == 40
+    assert summary["labels"] == ["a_first", "b_first"]
+    info = json.loads(invoke("info", out, "--json").stdout)
+    assert info["task"] == "sequence-classification" and info["architecture"].startswith("DistilBert")
+
+    again = invoke(*args)
+    assert again.exit_code == 2 and "--overwrite" in again.stderr
+    assert invoke(*args, "--overwrite", "--quiet").exit_code == 0
+
+
+def test_finetune_plain_transformers_can_load_the_output(tiny_lms, order_csv, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    out = tmp_path / "ft"
+    args = ("finetune", tiny_lms["gpt2"], "-d", order_csv, "-o", out, "--max-steps", "2")
+    result = invoke(*args, "--task", "sequence-classification")
+    assert result.exit_code == 0, result.stderr
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.id2label == {0: "a_first", 1: "b_first"}
+
+
+def test_finetune_causal_lm_keeps_its_task(tiny_lms, order_csv, tmp_path):
+    out = tmp_path / "lm"
+    args = ("finetune", tiny_lms["llama"], "-d", order_csv, "-o", out, "--max-steps", "3")
+    result = invoke(*args, "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["task"] == "causal-lm" and summary["labels"] is None
+    assert "perplexity" in summary["train"]["best_eval"]["metrics"]

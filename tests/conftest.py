@@ -1,0 +1,58 @@
+"""Shared fixtures: tiny seeded models of every family, the order task, a trained classifier.
+
+Everything is built offline from configs, once per session, so the suite needs no hub access
+and stays fast. The hub is switched off before transformers is imported.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from squeeze.tiny import FAMILIES, LM_TASK, build_tiny, write_order_task  # noqa: E402
+from squeeze.types import Task  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_classifiers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """An untrained (seeded) two-label sequence classifier per family."""
+    root = tmp_path_factory.mktemp("classifiers")
+    return {family: build_tiny(family, root / family) for family in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def tiny_lms(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each family with its language-model head (masked for encoders, causal for decoders)."""
+    root = tmp_path_factory.mktemp("lms")
+    return {family: build_tiny(family, root / family, task=LM_TASK[family]) for family in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def order_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3,000 sentences of the order task (which of a/b comes first), CSV text,label."""
+    return write_order_task(tmp_path_factory.mktemp("data") / "order.csv", 3000, seed=0)
+
+
+@pytest.fixture(scope="session")
+def trained_classifier(tmp_path_factory: pytest.TempPathFactory, order_csv: Path) -> Path:
+    """A tiny BERT fine-tuned on the train split of the order task, saved as an HF folder."""
+    from squeeze.data import DataSpec
+    from squeeze.train import TrainConfig, finetune
+
+    base = build_tiny("bert", tmp_path_factory.mktemp("base") / "bert", task=Task.MASKED_LM)
+    out = tmp_path_factory.mktemp("trained") / "bert-order"
+    finetune(
+        str(base),
+        DataSpec(str(order_csv)),
+        out,
+        config=TrainConfig(epochs=10, lr=3e-3, batch_size=32, warmup_ratio=0.05),
+        max_length=32,
+    )
+    return out
