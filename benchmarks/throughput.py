@@ -63,7 +63,9 @@ def main() -> None:
     ]
     train(model, Task.SEQUENCE_CLASSIFICATION, data, TrainConfig(max_steps=1))  # warm-up
     start = time.perf_counter()
-    result = train(model, Task.SEQUENCE_CLASSIFICATION, data, TrainConfig(max_steps=args.train_steps))
+    result = train(
+        model, Task.SEQUENCE_CLASSIFICATION, data, TrainConfig(max_steps=args.train_steps)
+    )
     train_rate = result.samples_seen / (time.perf_counter() - start)
 
     figures = {

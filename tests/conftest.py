@@ -12,12 +12,12 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from squeeze.tiny import FAMILIES, LM_TASK, build_tiny, write_order_task  # noqa: E402
-from squeeze.types import Task  # noqa: E402
+from squeeze.tiny import FAMILIES, LM_TASK, build_tiny, write_order_task
+from squeeze.types import Task
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,10 @@
 """squeeze: compress trained Hugging Face transformer checkpoints and measure what it cost.
 
 The public API is imported lazily (``squeeze.load`` pulls in torch and transformers only when
-first used) so that ``squeeze --help`` and ``import squeeze`` stay instant.
+first used) so that ``squeeze --help`` and ``import squeeze`` stay instant. Functions named like
+a submodule (``evaluate``, ``train``) are not re-exported here: once the submodule is imported,
+Python binds the module to that attribute, so ``squeeze.evaluate`` would change meaning. Import
+them from their modules (``from squeeze.evaluate import evaluate``).
 """
 
 from __future__ import annotations
@@ -17,9 +20,7 @@ _API = {
     "size_stats": "squeeze.checkpoint",
     "load_dataset": "squeeze.data",
     "DataSpec": "squeeze.data",
-    "evaluate": "squeeze.evaluate",
     "finetune": "squeeze.train",
-    "train": "squeeze.train",
     "TrainConfig": "squeeze.train",
 }
 

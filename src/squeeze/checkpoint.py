@@ -196,7 +196,9 @@ def load(
         ) from e
     missing = sorted(info.get("missing_keys") or ())
     if missing and not allow_new_weights:
-        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        shown = ", ".join(missing[:3]) + (
+            f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        )
         raise CheckpointError(
             f"{text} lacks weights the {task.value} model needs ({shown}); the checkpoint is "
             "incomplete or --task does not match it"

@@ -212,8 +212,13 @@ def load_dataset(spec: DataSpec, *, need_labels: bool = True) -> Dataset:
     notes += drop_notes
     if local and split is not None:
         examples = [e for e in examples if _split_of(e, spec) == split]
-    if spec.max_samples is not None:
-        examples = examples[: spec.max_samples]
+    if spec.max_samples is not None and spec.max_samples < len(examples):
+        # A seeded random sample, not the first rows: files are often sorted by label (the
+        # Pang & Lee reviews list every positive sentence first). File order is kept.
+        keep = np.random.default_rng(spec.split_seed).choice(
+            len(examples), spec.max_samples, replace=False
+        )
+        examples = [examples[i] for i in sorted(keep)]
     if not examples:
         raise DataError(
             f"{name} holds no examples; check --split and --split-ratios {spec.split_ratios}"

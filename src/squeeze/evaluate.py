@@ -34,9 +34,7 @@ def torch_forward(model: object, device: str = "cpu") -> Forward:
     return forward
 
 
-def classification_metrics(
-    predictions: np.ndarray, labels: np.ndarray
-) -> tuple[float, float]:
+def classification_metrics(predictions: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """Accuracy and macro-F1 (over classes seen in labels or predictions, as scikit-learn does)."""
     classes = np.union1d(labels, predictions)
     index = np.searchsorted(classes, labels), np.searchsorted(classes, predictions)

@@ -6,6 +6,7 @@ teacher), ``on_step`` runs after every optimizer step (pruning re-applies its ma
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -14,9 +15,25 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from squeeze.checkpoint import atomic_output, check_output, load, read_config, resolve_local
-from squeeze.checkpoint import detect_task, write_checkpoint
-from squeeze.data import Batch, DataSpec, Encoded, batches, encode, is_local, load_dataset
+from squeeze.checkpoint import (
+    atomic_output,
+    check_output,
+    detect_task,
+    load,
+    read_config,
+    resolve_local,
+    write_checkpoint,
+)
+from squeeze.data import (
+    Batch,
+    DataSpec,
+    Encoded,
+    batches,
+    encode,
+    is_local,
+    load_dataset,
+    parse_source,
+)
 from squeeze.errors import ConfigError, DataError, UnsupportedError
 from squeeze.evaluate import LOWER_IS_BETTER, evaluate
 from squeeze.types import Evaluation, ProgressFactory, Task, no_progress
@@ -59,7 +76,9 @@ class TrainConfig:
         if self.eval_every is not None and self.eval_every < 1:
             problems.append("--eval-every must be >= 1")
         if self.mixed_precision not in MIXED_PRECISION_CHOICES:
-            problems.append(f"--mixed-precision must be one of {', '.join(MIXED_PRECISION_CHOICES)}")
+            problems.append(
+                f"--mixed-precision must be one of {', '.join(MIXED_PRECISION_CHOICES)}"
+            )
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -77,13 +96,18 @@ class StepState:
 
 @dataclass
 class TrainResult:
-    """What happened during training; ``best_eval`` is the model's state when it returns."""
+    """What happened during training; ``best_eval`` is the model's state when it returns.
+
+    ``elapsed_s`` is the whole run; ``eval_s`` the part spent validating, which
+    ``samples_per_s`` leaves out so that it measures training speed alone.
+    """
 
     steps: int
     epochs: float
     samples_seen: int
     elapsed_s: float
     final_loss: float
+    eval_s: float = 0.0
     best_eval: Evaluation | None = None
     best_step: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -91,7 +115,8 @@ class TrainResult:
 
     @property
     def samples_per_s(self) -> float:
-        return self.samples_seen / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        train_s = self.elapsed_s - self.eval_s
+        return self.samples_seen / train_s if train_s > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +124,7 @@ class TrainResult:
             "epochs": self.epochs,
             "samples_seen": self.samples_seen,
             "elapsed_s": self.elapsed_s,
+            "eval_s": self.eval_s,
             "samples_per_s": self.samples_per_s,
             "final_loss": self.final_loss,
             "best_step": self.best_step,
@@ -125,13 +151,10 @@ def _autocast_dtype(setting: str, device: str) -> Any:
     return torch.float16 if setting == "fp16" else torch.bfloat16
 
 
-def _micro_batches(data: Encoded, batch_size: int, seed: int) -> Iterator[tuple[int, Batch]]:
-    """Endless shuffled batches, reshuffled (seeded) every epoch, tagged with their epoch."""
-    epoch = 0
-    while True:
-        for batch in batches(data, batch_size, shuffle=True, seed=seed + epoch):
-            yield epoch, batch
-        epoch += 1
+def _micro_batches(data: Encoded, batch_size: int, seed: int) -> Iterator[Batch]:
+    """Endless shuffled batches, reshuffled (seeded) every epoch."""
+    for epoch in itertools.count():
+        yield from batches(data, batch_size, shuffle=True, seed=seed + epoch)
 
 
 def _task_loss(model: Any, task: Task, inputs: dict[str, Any], labels: Any) -> tuple[Any, Any]:
@@ -141,8 +164,28 @@ def _task_loss(model: Any, task: Task, inputs: dict[str, Any], labels: Any) -> t
         lm_labels = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, -100)
         outputs = model(**inputs, labels=lm_labels)
     else:
-        raise UnsupportedError(f"training is supported for sequence classifiers and causal LMs, not {task.value}")
+        raise UnsupportedError(
+            f"training is supported for sequence classifiers and causal LMs, not {task.value}"
+        )
     return outputs.loss, outputs
+
+
+def _optimizer(model: Any, config: TrainConfig, total_steps: int) -> tuple[Any, Any]:
+    """AdamW without decay on biases and norms (1-D tensors), with warm-up + linear decay."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=config.lr,
+    )
+    warmup = round(config.warmup_ratio * total_steps)
+    return optimizer, get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
 
 
 def _is_better(new: Evaluation, old: Evaluation | None) -> bool:
@@ -182,46 +225,36 @@ def train(
         device: Where the model and batches live.
     """
     import torch
-    from transformers import get_linear_schedule_with_warmup
 
     if len(data) == 0:
         raise DataError("no training examples left after filtering")
     if task is Task.SEQUENCE_CLASSIFICATION and data.labels is None:
         raise DataError("training a classifier needs labelled data (--label-column)")
     torch.manual_seed(config.seed)
+    model.to(device)
     autocast_dtype = _autocast_dtype(config.mixed_precision, device)
     scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype is torch.float16)
 
     steps_per_epoch = math.ceil(math.ceil(len(data) / config.batch_size) / config.grad_accum)
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
     eval_every = config.eval_every or steps_per_epoch
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": config.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=config.lr,
-    )
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, round(config.warmup_ratio * total_steps), total_steps
-    )
+    optimizer, scheduler = _optimizer(model, config, total_steps)
 
     result = TrainResult(steps=0, epochs=0.0, samples_seen=0, elapsed_s=0.0, final_loss=math.nan)
     best_state: dict[str, Any] | None = None
     recent: list[float] = []
     stream = _micro_batches(data, config.batch_size, config.seed)
     start = time.perf_counter()
-    model.to(device)
     model.train()
     with progress("Training", total_steps) as bar:
         for step in range(1, total_steps + 1):
             step_loss = 0.0
             for _ in range(config.grad_accum):
-                epoch, batch = next(stream)
+                batch = next(stream)
                 inputs = {k: torch.from_numpy(v).to(device) for k, v in batch.inputs.items()}
-                labels = torch.from_numpy(batch.labels).to(device) if batch.labels is not None else None
+                labels = (
+                    torch.from_numpy(batch.labels).to(device) if batch.labels is not None else None
+                )
                 with torch.autocast(
                     device_type=device.split(":")[0],
                     dtype=autocast_dtype,
@@ -241,22 +274,35 @@ def train(
             optimizer.zero_grad(set_to_none=True)
 
             result.steps = step
-            result.epochs = epoch + 1 if step == total_steps else step / steps_per_epoch
             result.final_loss = step_loss
             recent = [*recent[-19:], step_loss]
             if on_step is not None:
-                on_step(StepState(step, total_steps, step / steps_per_epoch, step_loss, scheduler.get_last_lr()[0]))
-            rate = result.samples_seen / (time.perf_counter() - start)
+                on_step(
+                    StepState(
+                        step,
+                        total_steps,
+                        step / steps_per_epoch,
+                        step_loss,
+                        scheduler.get_last_lr()[0],
+                    )
+                )
+            rate = result.samples_seen / (time.perf_counter() - start - result.eval_s)
             bar.advance(1, info=f"loss {sum(recent) / len(recent):.4f} · {rate:.0f} samples/s")
 
             if evaluate_fn is not None and (step % eval_every == 0 or step == total_steps):
                 model.eval()
+                eval_start = time.perf_counter()
                 evaluation = evaluate_fn()
+                result.eval_s += time.perf_counter() - eval_start
                 model.train()
-                result.history.append({"step": step, "loss": step_loss, **evaluation.to_dict()["metrics"]})
+                result.history.append(
+                    {"step": step, "loss": step_loss, **evaluation.to_dict()["metrics"]}
+                )
                 if _is_better(evaluation, result.best_eval):
                     result.best_eval, result.best_step = evaluation, step
-                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                    best_state = {
+                        k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+                    }
     model.eval()
     result.elapsed_s = time.perf_counter() - start
     result.epochs = round(result.steps / steps_per_epoch, 3)
@@ -293,6 +339,21 @@ class FinetuneResult:
         }
 
 
+def _imbalance_notes(labels: Any, id2label: dict[int, str], limit: float = 0.9) -> list[str]:
+    """Warn when one label dominates: accuracy then says little and training may collapse."""
+    import numpy as np
+
+    counts = np.bincount(labels, minlength=len(id2label))
+    top = int(counts.argmax())
+    share = counts[top] / counts.sum()
+    if share <= limit:
+        return []
+    return [
+        f"training labels are imbalanced: {share:.0%} are '{id2label[top]}'; check --split "
+        "and --max-samples, and judge the model by macro-F1"
+    ]
+
+
 def _validation_spec(data: DataSpec, eval_data: DataSpec | None) -> DataSpec | None:
     """Where to validate: the given spec, else the held-out part of the training source."""
     if eval_data is not None:
@@ -324,12 +385,19 @@ def finetune(
     local_model = resolve_local(source)
     check_output(out, overwrite=overwrite, inputs=[local_model])
     detected = detect_task(read_config(source, trust_remote_code=trust_remote_code))
-    target = task or (Task.CAUSAL_LM if detected is Task.CAUSAL_LM else Task.SEQUENCE_CLASSIFICATION)
+    target = task or (
+        Task.CAUSAL_LM if detected is Task.CAUSAL_LM else Task.SEQUENCE_CLASSIFICATION
+    )
     if target not in (Task.SEQUENCE_CLASSIFICATION, Task.CAUSAL_LM):
-        raise UnsupportedError(f"finetune trains sequence classifiers and causal LMs, not {target.value}")
+        raise UnsupportedError(
+            f"finetune trains sequence classifiers and causal LMs, not {target.value}"
+        )
     classify = target is Task.SEQUENCE_CLASSIFICATION
     notes: list[str] = []
 
+    # Normalise "file.tsv:train" to a split field, so validation can swap the split.
+    source_path, suffix_split = parse_source(data.source)
+    data = replace(data, source=source_path, split=data.split or suffix_split)
     if data.split is None and is_local(data):
         data = replace(data, split="train")
     train_ds = load_dataset(data, need_labels=classify)
@@ -347,7 +415,9 @@ def finetune(
     if classify and detected is not Task.SEQUENCE_CLASSIFICATION:
         label_names = train_ds.labels()
         if len(label_names) < 2:
-            raise DataError(f"{train_ds.name} has {len(label_names)} label(s); a classifier needs at least 2")
+            raise DataError(
+                f"{train_ds.name} has {len(label_names)} label(s); a classifier needs at least 2"
+            )
     loaded = load(
         source,
         task=target,
@@ -358,8 +428,14 @@ def finetune(
     )
     notes += loaded.notes
     label2id = loaded.config.label2id if classify else None
-    encode_args = {"input_names": loaded.input_names, "max_length": max_length, "label2id": label2id}
+    encode_args = {
+        "input_names": loaded.input_names,
+        "max_length": max_length,
+        "label2id": label2id,
+    }
     train_enc = encode(train_ds, loaded.tokenizer, **encode_args)
+    if train_enc.labels is not None:
+        notes += _imbalance_notes(train_enc.labels, loaded.config.id2label)
     val_enc = encode(val_ds, loaded.tokenizer, **encode_args) if val_ds else None
 
     with atomic_output(out, overwrite=overwrite, inputs=[local_model]) as tmp:
@@ -378,12 +454,16 @@ def finetune(
             out=Path(out),
             task=target,
             train=result,
-            label_names=[loaded.config.id2label[i] for i in range(loaded.config.num_labels)] if classify else None,
+            label_names=[loaded.config.id2label[i] for i in range(loaded.config.num_labels)]
+            if classify
+            else None,
             n_train=len(train_enc),
             n_validation=len(val_enc) if val_enc else 0,
             notes=notes,
         )
         (tmp / "finetune.json").write_text(
-            json.dumps({**summary.to_dict(), "config": asdict(config), "data": train_ds.name}, indent=2)
+            json.dumps(
+                {**summary.to_dict(), "config": asdict(config), "data": train_ds.name}, indent=2
+            )
         )
     return summary

@@ -103,7 +103,9 @@ class ProgressFactory(Protocol):
     ) -> contextlib.AbstractContextManager[ProgressTask]: ...
 
 
-class _SilentTask:
+class SilentTask:
+    """A progress task that reports nothing."""
+
     def advance(self, n: int = 1, info: str = "") -> None:
         return None
 
@@ -111,4 +113,4 @@ class _SilentTask:
 @contextlib.contextmanager
 def no_progress(description: str, total: int | None) -> Iterator[ProgressTask]:
     """The library default: long work reports nothing."""
-    yield _SilentTask()
+    yield SilentTask()

@@ -95,7 +95,12 @@ def test_finetune_cli_writes_a_loadable_checkpoint(tiny_lms, order_csv, tmp_path
     assert summary["train"]["steps"] == 5 and summary["n_validation"] == 40
     assert summary["labels"] == ["a_first", "b_first"]
     info = json.loads(invoke("info", out, "--json").stdout)
-    assert info["task"] == "sequence-classification" and info["architecture"].startswith("DistilBert")
+    assert info["task"] == "sequence-classification" and info["architecture"].startswith(
+        "DistilBert"
+    )
+
+    suffixed = ("finetune", tiny_lms["bert"], "-d", f"{order_csv}:train", "-o", tmp_path / "sfx")
+    assert invoke(*suffixed, "--max-steps", "1", "--quiet").exit_code == 0
 
     again = invoke(*args)
     assert again.exit_code == 2 and "--overwrite" in again.stderr
@@ -121,3 +126,12 @@ def test_finetune_causal_lm_keeps_its_task(tiny_lms, order_csv, tmp_path):
     summary = json.loads(result.stdout)
     assert summary["task"] == "causal-lm" and summary["labels"] is None
     assert "perplexity" in summary["train"]["best_eval"]["metrics"]
+
+
+def test_finetune_warns_about_one_sided_labels(tiny_lms, tmp_path):
+    rows = [f"a w{i % 40} b,a_first" for i in range(190)] + [f"b w{i} a,b_first" for i in range(10)]
+    data = tmp_path / "skewed.csv"
+    data.write_text("text,label\n" + "\n".join(rows) + "\n")
+    args = ("finetune", tiny_lms["bert"], "-d", data, "-o", tmp_path / "o", "--max-steps", "1")
+    summary = json.loads(invoke(*args, "--json").stdout)
+    assert any("imbalanced: 9" in n and "are 'a_first'" in n for n in summary["notes"])

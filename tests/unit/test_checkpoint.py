@@ -81,11 +81,12 @@ def test_base_encoder_as_classifier_needs_permission(tiny_lms):
 
 def test_detect_task_from_architectures():
     class Config:
-        architectures = ["GPT2LMHeadModel"]
+        def __init__(self, architectures: list[str] | None) -> None:
+            self.architectures = architectures
 
-    assert detect_task(Config()) is Task.CAUSAL_LM
-    Config.architectures = None
-    assert detect_task(Config()) is Task.BASE
+    assert detect_task(Config(["GPT2LMHeadModel"])) is Task.CAUSAL_LM
+    assert detect_task(Config(["LlamaForSequenceClassification"])) is Task.SEQUENCE_CLASSIFICATION
+    assert detect_task(Config(None)) is Task.BASE
 
 
 def test_existing_output_is_refused_and_left_intact(tiny_classifiers, tmp_path):

@@ -279,7 +279,7 @@ def test_split_ignores_row_order_and_depends_on_seed(big_file: Path, tmp_path: P
 def test_split_suffix_max_samples_and_errors(big_file: Path) -> None:
     train = load_dataset(DataSpec(str(big_file), split="train"))
     head = load_dataset(DataSpec(f"{big_file}:train", max_samples=5))
-    assert head.examples == train.examples[:5]
+    assert set(head.examples) <= set(train.examples) and len(head.examples) == 5
     assert head.name == "big.tsv[train]"
     assert len(load_dataset(DataSpec(str(big_file), max_samples=7)).examples) == 7
     with pytest.raises(ConfigError, match="train, validation, test"):
@@ -288,6 +288,19 @@ def test_split_suffix_max_samples_and_errors(big_file: Path) -> None:
         load_dataset(DataSpec(f"{big_file}:test", split="train"))
     with pytest.raises(DataError, match=r"big.tsv\[validation\] holds no examples"):
         load_dataset(DataSpec(str(big_file), split="validation", split_ratios=(0.9, 0, 0.1)))
+
+
+def test_max_samples_is_a_seeded_sample_not_the_first_rows(tmp_path: Path) -> None:
+    """Files sorted by label (like the Pang & Lee reviews) must not give one-class samples."""
+    path = tmp_path / "sorted.csv"
+    rows = [f"good {i},positive" for i in range(500)] + [f"bad {i},negative" for i in range(500)]
+    path.write_text("text,label\n" + "\n".join(rows) + "\n")
+    sample = load_dataset(DataSpec(str(path), max_samples=100))
+    labels = [e.label for e in sample.examples]
+    assert 30 < labels.count("negative") < 70
+    assert sample.examples == load_dataset(DataSpec(str(path), max_samples=100)).examples
+    texts = [e.text for e in sample.examples]
+    assert texts == sorted(texts, key=lambda t: (t.startswith("bad"), int(t.split()[1])))
 
 
 def test_parse_source_and_is_local(tmp_path: Path) -> None:

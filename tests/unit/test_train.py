@@ -102,9 +102,7 @@ def test_best_checkpoint_is_restored(tiny_classifiers, order_csv):
     snapshots = {}
 
     def scripted_eval():
-        snapshots[len(snapshots) + 1] = {
-            k: v.clone() for k, v in loaded.model.state_dict().items()
-        }
+        snapshots[len(snapshots) + 1] = {k: v.clone() for k, v in loaded.model.state_dict().items()}
         return Evaluation((Metric("accuracy", next(scores), 64),), 64, 0.1)
 
     result = train(

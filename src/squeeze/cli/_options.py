@@ -11,7 +11,7 @@ import inspect
 import typing
 from collections.abc import Callable
 from enum import Enum
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -40,7 +40,7 @@ ModelArg = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 TaskOpt = Annotated[
-    Optional[TaskChoice],
+    TaskChoice | None,
     typer.Option(help="Model head to load; detected from config.json when omitted."),
 ]
 TrustOpt = Annotated[
@@ -82,7 +82,7 @@ _DATA_PARAMS = (
     _option(
         "split",
         Annotated[
-            Optional[str],
+            str | None,
             typer.Option(help="train, validation or test part of a file (split by content hash)."),
         ],
         None,
@@ -92,17 +92,17 @@ _DATA_PARAMS = (
         Annotated[str, typer.Option(help="train,validation,test fractions for --split.")],
         "0.8,0.1,0.1",
     ),
-    _option("text_column", Annotated[Optional[str], typer.Option(help="Text column.")], None),
+    _option("text_column", Annotated[str | None, typer.Option(help="Text column.")], None),
     _option(
         "text_pair_column",
-        Annotated[Optional[str], typer.Option(help="Second text column (sentence pairs).")],
+        Annotated[str | None, typer.Option(help="Second text column (sentence pairs).")],
         None,
     ),
-    _option("label_column", Annotated[Optional[str], typer.Option(help="Label column.")], None),
+    _option("label_column", Annotated[str | None, typer.Option(help="Label column.")], None),
     _option(
         "label_map",
         Annotated[
-            Optional[str],
+            str | None,
             typer.Option(help="Numeric scores to labels: 'sign' or 'threshold:X'."),
         ],
         None,
@@ -110,21 +110,24 @@ _DATA_PARAMS = (
     _option(
         "no_header",
         Annotated[
-            bool, typer.Option("--no-header", help="The file has no header row; columns are 0, 1, ...")
+            bool,
+            typer.Option("--no-header", help="The file has no header row; columns are 0, 1, ..."),
         ],
         False,
     ),
     _option(
         "data_format",
         Annotated[
-            Optional[FormatChoice],
+            FormatChoice | None,
             typer.Option("--format", help="File format, when the extension does not say."),
         ],
         None,
     ),
     _option(
         "max_samples",
-        Annotated[Optional[int], typer.Option(min=1, help="Use at most this many examples.")],
+        Annotated[
+            int | None, typer.Option(min=1, help="Use a seeded random sample of N examples.")
+        ],
         None,
     ),
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -22,7 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from squeeze.types import ProgressFactory, ProgressTask
+from squeeze.types import ProgressFactory, ProgressTask, SilentTask
 
 stdout = Console(highlight=False)
 stderr = Console(stderr=True, highlight=False)
@@ -75,11 +76,32 @@ class _RichTask:
         self._progress.update(self._task_id, advance=n, info=info)
 
 
+class _LogTask:
+    """Progress for logs (CI, ``make demo | tee``): a plain line at most every ``every_s``."""
+
+    def __init__(self, description: str, total: int | None, every_s: float = 15.0) -> None:
+        self._description, self._total, self._every_s = description, total, every_s
+        self._done = 0
+        self._start = self._last = time.monotonic()
+
+    def advance(self, n: int = 1, info: str = "") -> None:
+        self._done += n
+        now = time.monotonic()
+        if now - self._last >= self._every_s or self._done == self._total:
+            self._last = now
+            of = f"/{self._total}" if self._total else ""
+            tail = f" {info}" if info else ""
+            stderr.print(f"{self._description}: {self._done}{of} [{now - self._start:.0f} s]{tail}")
+
+
 def progress_factory(quiet: bool) -> ProgressFactory:
-    """A rich progress bar on stderr; silent when ``quiet`` or when stderr is not a terminal."""
+    """A rich progress bar on a terminal, periodic plain lines in a log, nothing if ``quiet``."""
 
     @contextlib.contextmanager
     def open_task(description: str, total: int | None) -> Iterator[ProgressTask]:
+        if quiet or not stderr.is_terminal:
+            yield SilentTask() if quiet else _LogTask(description, total)
+            return
         with Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -89,7 +111,6 @@ def progress_factory(quiet: bool) -> ProgressFactory:
             TextColumn("{task.fields[info]}"),
             console=stderr,
             transient=False,
-            disable=quiet or not stderr.is_terminal,
         ) as progress:
             yield _RichTask(progress, progress.add_task(description, total=total, info=""))
 

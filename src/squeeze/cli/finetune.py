@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -31,16 +31,18 @@ def finetune(
     data: DataSpec,
     output: OutOpt,
     eval_data: Annotated[
-        Optional[str],
-        typer.Option(help="Validation data (same column options); default: the validation split of --data."),
+        str | None,
+        typer.Option(
+            help="Validation data (same column options); default: the validation split of --data."
+        ),
     ] = None,
     max_eval_samples: Annotated[
-        Optional[int], typer.Option(min=1, help="Validate on at most this many examples.")
+        int | None, typer.Option(min=1, help="Validate on at most this many examples.")
     ] = None,
     task: TaskOpt = None,
     epochs: Annotated[float, typer.Option(help="Passes over the training data.")] = 3.0,
     max_steps: Annotated[
-        Optional[int], typer.Option(min=1, help="Optimizer steps; overrides --epochs.")
+        int | None, typer.Option(min=1, help="Optimizer steps; overrides --epochs.")
     ] = None,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 5e-5,
     batch_size: BatchSizeOpt = 32,
@@ -48,7 +50,7 @@ def finetune(
     warmup_ratio: Annotated[float, typer.Option(help="Fraction of steps spent warming up.")] = 0.1,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
     eval_every: Annotated[
-        Optional[int], typer.Option(min=1, help="Validate every N steps (default: every epoch).")
+        int | None, typer.Option(min=1, help="Validate every N steps (default: every epoch).")
     ] = None,
     mixed_precision: Annotated[
         str, typer.Option(help="auto (bf16/fp16 on CUDA, off on CPU), no, fp16 or bf16.")
@@ -113,7 +115,8 @@ def finetune(
         ("task", result.task.value),
         ("examples", f"{result.n_train} train, {result.n_validation} validation"),
         ("steps", f"{train.steps} ({train.epochs:g} epochs)"),
-        ("time", f"{train.elapsed_s:.1f} s, {train.samples_per_s:.1f} samples/s"),
+        ("time", f"{train.elapsed_s:.1f} s ({train.eval_s:.1f} s validating)"),
+        ("training speed", f"{train.samples_per_s:.1f} samples/s"),
         ("final loss", f"{train.final_loss:.4f}"),
     ]
     if result.label_names:
