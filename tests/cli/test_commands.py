@@ -82,6 +82,7 @@ def test_eval_trained_classifier_table(trained_classifier, order_csv):
     result = invoke("eval", trained_classifier, "-d", order_csv, "--split", "test")
     assert result.exit_code == 0
     assert "accuracy" in result.stdout and "macro_f1" in result.stdout
+    assert "order.csv[test]" in result.stdout
     accuracy = float(result.stdout.split("accuracy")[1].split()[0])
     assert accuracy >= 0.9
 

@@ -22,6 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from squeeze.types import ProgressFactory, ProgressTask, SilentTask
 
@@ -58,13 +59,14 @@ def print_table(title: str, rows: Sequence[tuple[str, str]]) -> None:
     table.add_column(style="bold")
     table.add_column()
     for key, value in rows:
-        table.add_row(key, value)
+        # Text, not markup: data names like "reviews.tsv[test]" would read as rich tags.
+        table.add_row(Text(key), Text(value))
     stdout.print(table)
 
 
 def print_notes(notes: Sequence[str]) -> None:
     for note in notes:
-        stderr.print(f"[yellow]note:[/yellow] {note}")
+        stderr.print(Text("note: ", style="yellow") + Text(note))
 
 
 class _RichTask:
@@ -91,7 +93,8 @@ class _LogTask:
             self._last = now
             of = f"/{self._total}" if self._total else ""
             tail = f" {info}" if info else ""
-            stderr.print(f"{self._description}: {self._done}{of} [{now - self._start:.0f} s]{tail}")
+            line = f"{self._description}: {self._done}{of} [{now - self._start:.0f} s]{tail}"
+            stderr.print(Text(line))
 
 
 def progress_factory(quiet: bool) -> ProgressFactory:

@@ -54,7 +54,7 @@ def eval_(
     )
     notes = [*loaded.notes, *dataset.notes]
     if encoded.n_truncated:
-        notes.append(f"{encoded.n_truncated} examples were cut to --max-length {max_length} tokens")
+        notes.append(f"{encoded.n_truncated} of {len(encoded)} examples cut to {max_length} tokens")
     if json_output:
         print_json(
             {
