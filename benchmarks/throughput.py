@@ -19,7 +19,8 @@ import transformers
 
 from squeeze.bench.machine import describe_machine, fingerprint
 from squeeze.data import Encoded
-from squeeze.evaluate import evaluate_forward, torch_forward
+from squeeze.evaluate import evaluate_forward
+from squeeze.runtime import torch_forward
 from squeeze.train import TrainConfig, train
 from squeeze.types import Task
 

@@ -25,6 +25,8 @@ class ArchSpec:
         intermediate_default_ratio: FFN width / hidden size when the field is ``None``.
         decoder: Causal (left-to-right) family: needs a pad token chosen for batching, and
             classifies from the last non-pad token.
+        ort_model_type: The ``model_type`` onnxruntime's transformer optimizer fuses it as.
+            It has no Llama type; its BERT passes still fuse Llama's RMSNorm + residual adds.
     """
 
     family: str
@@ -32,13 +34,14 @@ class ArchSpec:
     intermediate_field: str = "intermediate_size"
     intermediate_default_ratio: int = 4
     decoder: bool = False
+    ort_model_type: str = "bert"
 
 
 SPECS: tuple[ArchSpec, ...] = (
     ArchSpec("bert", ("bert",)),
     ArchSpec("roberta", ("roberta", "xlm-roberta")),
     ArchSpec("distilbert", ("distilbert",), intermediate_field="hidden_dim"),
-    ArchSpec("gpt2", ("gpt2",), intermediate_field="n_inner", decoder=True),
+    ArchSpec("gpt2", ("gpt2",), intermediate_field="n_inner", decoder=True, ort_model_type="gpt2"),
     ArchSpec("llama", ("llama", "mistral", "qwen2"), decoder=True),
 )
 

@@ -8,30 +8,18 @@ are scored by the very same metric code and their numbers are comparable.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from squeeze.data import Encoded, batches
-from squeeze.errors import UnsupportedError
+from squeeze.errors import ConfigError, UnsupportedError
+from squeeze.runtime import Forward, torch_forward
 from squeeze.types import Evaluation, LoadedModel, Metric, ProgressFactory, Task, no_progress
-
-Forward = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 
 # Metrics where a smaller value is better; used to pick the best checkpoint and gate drops.
 LOWER_IS_BETTER = frozenset({"perplexity", "loss"})
-
-
-def torch_forward(model: object, device: str = "cpu") -> Forward:
-    """Wrap a transformers module as a forward returning float32 logits on the CPU."""
-    import torch
-
-    def forward(inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        with torch.inference_mode():
-            tensors = {k: torch.from_numpy(v).to(device) for k, v in inputs.items()}
-            return model(**tensors).logits.float().cpu().numpy()
-
-    return forward
 
 
 def classification_metrics(predictions: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -128,4 +116,59 @@ def evaluate(
         loaded.task,
         batch_size=batch_size,
         progress=progress,
+    )
+
+
+@dataclass
+class Scorable:
+    """Anything evaluation can run: a forward plus what is needed to feed it data."""
+
+    task: Task
+    tokenizer: Any
+    input_names: tuple[str, ...]
+    label2id: dict[str, int] | None
+    forward: Forward
+    backend: str
+    notes: list[str] = field(default_factory=list)
+
+
+def open_model(
+    path: str,
+    *,
+    task: Task | None = None,
+    device: str = "cpu",
+    trust_remote_code: bool = False,
+) -> Scorable:
+    """Open a checkpoint (PyTorch) or a ``squeeze export`` folder (ONNX Runtime) for scoring.
+
+    Raises:
+        ConfigError: ``task`` contradicts the task an export was made for.
+    """
+    from squeeze.checkpoint import load
+    from squeeze.export.onnx import export_folder, load_export
+    from squeeze.runtime import ort_forward
+
+    folder = export_folder(path)
+    if folder is not None:
+        exported = load_export(folder, device=device)
+        if task is not None and task is not exported.task:
+            raise ConfigError(f"{path} was exported as {exported.task.value}, not {task.value}")
+        return Scorable(
+            exported.task,
+            exported.tokenizer,
+            exported.input_names,
+            exported.label2id,
+            ort_forward(exported.session),
+            "onnxruntime",
+        )
+    loaded = load(path, task=task, trust_remote_code=trust_remote_code, device=device)
+    label2id = loaded.config.label2id if loaded.task is Task.SEQUENCE_CLASSIFICATION else None
+    return Scorable(
+        loaded.task,
+        loaded.tokenizer,
+        loaded.input_names,
+        label2id,
+        torch_forward(loaded.model, device),
+        "torch",
+        list(loaded.notes),
     )

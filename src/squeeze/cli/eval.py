@@ -30,36 +30,43 @@ def eval_(
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Score a model on a dataset: accuracy and macro-F1 for classifiers, perplexity for causal
-    LMs, with the sample count and the time it took."""
-    from squeeze.checkpoint import load
+    """Score a checkpoint (PyTorch) or a `squeeze export` folder (ONNX Runtime) on a dataset:
+    accuracy and macro-F1 for classifiers, perplexity for causal LMs, with the sample count and
+    the time it took."""
     from squeeze.data import encode, load_dataset
     from squeeze.device import resolve_device
-    from squeeze.evaluate import evaluate
+    from squeeze.evaluate import evaluate_forward, open_model
     from squeeze.types import Task
 
     device = resolve_device(device)
-    loaded = load(model, task=task_of(task), trust_remote_code=trust_remote_code, device=device)
-    dataset = load_dataset(data, need_labels=loaded.task is Task.SEQUENCE_CLASSIFICATION)
-    label2id = loaded.config.label2id if loaded.task is Task.SEQUENCE_CLASSIFICATION else None
+    scorable = open_model(
+        model, task=task_of(task), device=device, trust_remote_code=trust_remote_code
+    )
+    classify = scorable.task is Task.SEQUENCE_CLASSIFICATION
+    dataset = load_dataset(data, need_labels=classify)
     encoded = encode(
         dataset,
-        loaded.tokenizer,
-        input_names=loaded.input_names,
+        scorable.tokenizer,
+        input_names=scorable.input_names,
         max_length=max_length,
-        label2id=label2id,
+        label2id=scorable.label2id if classify else None,
     )
-    evaluation = evaluate(
-        loaded, encoded, batch_size=batch_size, device=device, progress=progress_factory(quiet)
+    evaluation = evaluate_forward(
+        scorable.forward,
+        encoded,
+        scorable.task,
+        batch_size=batch_size,
+        progress=progress_factory(quiet),
     )
-    notes = [*loaded.notes, *dataset.notes]
+    notes = [*scorable.notes, *dataset.notes]
     if encoded.n_truncated:
         notes.append(f"{encoded.n_truncated} of {len(encoded)} examples cut to {max_length} tokens")
     if json_output:
         print_json(
             {
                 "model": model,
-                "task": loaded.task.value,
+                "task": scorable.task.value,
+                "backend": scorable.backend,
                 "data": dataset.name,
                 **evaluation.to_dict(),
                 "device": device,
@@ -67,7 +74,12 @@ def eval_(
             }
         )
         return
-    rows = [("model", model), ("task", loaded.task.value), ("data", dataset.name)]
+    rows = [
+        ("model", model),
+        ("task", scorable.task.value),
+        ("backend", scorable.backend),
+        ("data", dataset.name),
+    ]
     rows += [(m.name, f"{m.value:.4f}") for m in evaluation.metrics]
     rows += [
         ("samples", str(evaluation.n_samples)),

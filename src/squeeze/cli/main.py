@@ -15,8 +15,8 @@ import typer
 from typer.core import TyperGroup
 
 from squeeze import __version__
+from squeeze.cli import bench, export, finetune, info
 from squeeze.cli import eval as eval_command
-from squeeze.cli import finetune, info
 from squeeze.errors import SqueezeError
 
 
@@ -70,6 +70,8 @@ def _global_options(
 app.command("info")(info.info)
 app.command("eval")(eval_command.eval_)
 app.command("finetune")(finetune.finetune)
+app.command("export")(export.export)
+app.command("bench")(bench.bench)
 
 
 def main() -> None:

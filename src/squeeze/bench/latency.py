@@ -1,0 +1,250 @@
+"""Latency you can trust: warm-up, repeated timed runs, medians with spread, like with like.
+
+Every target in one call is measured with the same inputs, threads and run counts, in rotating
+blocks (each target warmed up, then timed, the order rotating over rounds): alternating PyTorch
+and ONNX Runtime call by call made both 1.5-2.3x slower on a 2-core machine, and a single block
+per target lets drift in clock speed favour whoever ran first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from squeeze.bench.machine import fingerprint
+from squeeze.errors import ConfigError
+from squeeze.types import ProgressFactory, no_progress
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Timed runs of one target at one shape; milliseconds per batch."""
+
+    samples_ms: tuple[float, ...]
+    batch: int
+    seq_len: int
+    threads: int
+    device: str
+    backend: str
+
+    @classmethod
+    def from_samples(cls, samples_ms: Sequence[float], **shape: Any) -> Latency:
+        return cls(samples_ms=tuple(samples_ms), **shape)
+
+    @property
+    def p50_ms(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    @property
+    def p90_ms(self) -> float:
+        return float(np.percentile(self.samples_ms, 90))
+
+    @property
+    def mean_ms(self) -> float:
+        return statistics.fmean(self.samples_ms)
+
+    @property
+    def stdev_ms(self) -> float:
+        return statistics.stdev(self.samples_ms) if len(self.samples_ms) > 1 else 0.0
+
+    @property
+    def throughput_per_s(self) -> float:
+        """Samples (sequences) per second at the median latency."""
+        return self.batch / (self.p50_ms / 1000)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **{k: v for k, v in asdict(self).items() if k != "samples_ms"},
+            "runs": len(self.samples_ms),
+            "p50_ms": self.p50_ms,
+            "p90_ms": self.p90_ms,
+            "mean_ms": self.mean_ms,
+            "stdev_ms": self.stdev_ms,
+            "min_ms": min(self.samples_ms),
+            "max_ms": max(self.samples_ms),
+            "throughput_per_s": self.throughput_per_s,
+            "samples_ms": list(self.samples_ms),
+        }
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """One set of measurement settings shared by every target of a comparison."""
+
+    batch_sizes: tuple[int, ...] = (1,)
+    seq_len: int = 128
+    threads: int | None = None
+    runs: int = 30
+    warmup: int = 5
+    rounds: int = 3
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise ConfigError("--batch needs sizes >= 1, like 1,8")
+        if self.seq_len < 2:
+            raise ConfigError("--seq must be at least 2")
+        if self.runs < 2 or self.warmup < 0 or self.rounds < 1:
+            raise ConfigError("--runs must be >= 2 and --warmup >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError("--threads must be >= 1")
+
+
+@dataclass
+class Target:
+    """Something to time: ``run(inputs)`` does one batch; ``sync`` waits for the device.
+
+    ``prepare`` turns numpy inputs into what ``run`` takes (tensors on the device), outside the
+    timed region.
+    """
+
+    name: str
+    backend: str
+    run: Callable[[Any], Any]
+    prepare: Callable[[dict[str, np.ndarray]], Any] = lambda inputs: inputs
+    sync: Callable[[], None] = lambda: None
+    peak_memory: Callable[[], int | None] = lambda: None
+
+
+@dataclass
+class BenchResult:
+    """All latencies of one target, with the machine they were taken on."""
+
+    name: str
+    backend: str
+    latencies: list[Latency]
+    peak_memory_bytes: int | None
+    machine: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "backend": self.backend,
+            "latency": [lat.to_dict() for lat in self.latencies],
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "machine": self.machine,
+            **self.extra,
+        }
+
+
+def synthetic_inputs(
+    input_names: Sequence[str],
+    batch: int,
+    seq_len: int,
+    *,
+    vocab_size: int,
+    special_ids: Sequence[int] = (),
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """A batch shaped like tokenized text: ordinary token ids framed by special tokens.
+
+    Every row is full length (no padding), so the timed work is exactly batch x seq_len tokens.
+    """
+    rng = np.random.default_rng(seed)
+    special = set(special_ids)
+    ordinary = np.array([i for i in range(vocab_size) if i not in special])
+    ids = rng.choice(ordinary, size=(batch, seq_len))
+    if len(special_ids) >= 2:
+        ids[:, 0], ids[:, -1] = special_ids[0], special_ids[1]
+    shapes = {
+        "input_ids": ids,
+        "attention_mask": np.ones((batch, seq_len)),
+        "token_type_ids": np.zeros((batch, seq_len)),
+    }
+    return {name: shapes[name].astype(np.int64) for name in input_names}
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Pin PyTorch's intra-op threads for a measurement and restore them after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _time(target: Target, prepared: Any, runs: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        target.run(prepared)
+    target.sync()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        target.run(prepared)
+        target.sync()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def process_peak_rss_bytes() -> int:
+    """The process's resident-set high-water mark (includes loading: an upper bound)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def measure(
+    targets: Sequence[Target],
+    inputs_for: Callable[[int], dict[str, np.ndarray]],
+    settings: BenchSettings,
+    threads: int,
+    *,
+    progress: ProgressFactory = no_progress,
+) -> list[BenchResult]:
+    """Time every target at every batch size with identical settings, in rotating blocks.
+
+    Args:
+        targets: What to time.
+        inputs_for: Batch size -> numpy inputs (the same for every target).
+        settings: Shapes, runs, warm-up and rounds.
+        threads: Intra-op threads every target was set up with (recorded).
+        progress: Progress-bar factory.
+    """
+    per_round = max(1, -(-settings.runs // settings.rounds))  # ceil: at least `runs` in total
+    samples: dict[tuple[int, int], list[float]] = {}
+    total = settings.rounds * len(targets) * len(settings.batch_sizes)
+    with torch_threads(threads), progress("Benchmarking", total) as bar:
+        for round_index in range(settings.rounds):
+            order = [targets[(i + round_index) % len(targets)] for i in range(len(targets))]
+            for target in order:
+                t = targets.index(target)
+                for batch in settings.batch_sizes:
+                    prepared = target.prepare(inputs_for(batch))
+                    samples.setdefault((t, batch), []).extend(
+                        _time(target, prepared, per_round, settings.warmup)
+                    )
+                    bar.advance(1, info=f"{target.name} batch {batch}")
+    machine = fingerprint()
+    machine["torch_threads"] = threads
+    return [
+        BenchResult(
+            name=target.name,
+            backend=target.backend,
+            latencies=[
+                Latency.from_samples(
+                    samples[(t, batch)],
+                    batch=batch,
+                    seq_len=settings.seq_len,
+                    threads=threads,
+                    device=settings.device,
+                    backend=target.backend,
+                )
+                for batch in settings.batch_sizes
+            ],
+            peak_memory_bytes=target.peak_memory(),
+            machine=machine,
+        )
+        for t, target in enumerate(targets)
+    ]

@@ -1,0 +1,170 @@
+"""Benchmark checkpoints and ONNX exports: each path becomes a timing target.
+
+``bench_models`` times several models (or one model on several backends) in one process with
+identical settings and inputs, so their figures can be compared directly; each result carries
+its settings, so a later run can repeat them (``settings_of``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from squeeze.bench.latency import (
+    BenchResult,
+    BenchSettings,
+    Target,
+    measure,
+    process_peak_rss_bytes,
+    synthetic_inputs,
+)
+from squeeze.errors import ConfigError
+from squeeze.types import ProgressFactory, SizeStats, no_progress
+
+BACKENDS = ("torch", "onnxruntime")
+
+
+def _torch_target(name: str, loaded: Any, device: str) -> Target:
+    import torch
+
+    names = loaded.input_names
+    cuda = device.startswith("cuda")
+
+    def prepare(inputs: dict[str, Any]) -> dict[str, Any]:
+        return {k: torch.from_numpy(inputs[k]).to(device) for k in names}
+
+    def run(tensors: dict[str, Any]) -> None:
+        with torch.inference_mode():
+            loaded.model(**tensors)
+
+    def peak() -> int:
+        return torch.cuda.max_memory_allocated(device) if cuda else process_peak_rss_bytes()
+
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
+    return Target(name, "torch", run, prepare, sync, peak)
+
+
+def _ort_target(name: str, exported: Any) -> Target:
+    names = exported.input_names
+
+    def prepare(inputs: dict[str, Any]) -> dict[str, Any]:
+        return {k: inputs[k] for k in names}
+
+    # session.run returns host arrays, so every timed run includes the device round trip.
+    return Target(
+        name,
+        "onnxruntime",
+        lambda feed: exported.session.run(None, feed),
+        prepare,
+        peak_memory=process_peak_rss_bytes,
+    )
+
+
+def _frame_ids(tokenizer: Any) -> list[int]:
+    """The ids that open and close a sequence ([CLS] ... [SEP], or <s> ... </s>)."""
+    first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    return [i for i in (first, last) if i is not None]
+
+
+def _static_shape(manifest: dict[str, Any]) -> tuple[int, int] | None:
+    batch, seq = manifest["inputs"][0]["shape"]
+    return (batch, seq) if isinstance(batch, int) else None
+
+
+def bench_models(
+    models: Sequence[str],
+    settings: BenchSettings,
+    *,
+    backends: Sequence[str] = (),
+    trust_remote_code: bool = False,
+    progress: ProgressFactory = no_progress,
+) -> tuple[list[BenchResult], list[str]]:
+    """Benchmark each model on each requested backend in one rotating measurement.
+
+    A checkpoint runs on ``torch``; an export folder on ``onnxruntime``. A checkpoint asked to
+    run on ``onnxruntime`` is exported (unoptimized, validated) to a temporary folder first.
+
+    Returns:
+        The results (one per model and backend) and notes for the reader.
+
+    Raises:
+        ConfigError: a backend that cannot run that model, or shapes a static export forbids.
+    """
+    import torch
+
+    from squeeze.checkpoint import load, size_stats
+    from squeeze.export.onnx import (
+        ExportConfig,
+        export_folder,
+        export_onnx,
+        load_export,
+        onnx_size_stats,
+    )
+
+    unknown = sorted(set(backends) - set(BACKENDS))
+    if unknown:
+        raise ConfigError(f"unknown --backend {', '.join(unknown)}; choose {', '.join(BACKENDS)}")
+    threads = settings.threads or torch.get_num_threads()
+    notes: list[str] = []
+    targets: list[Target] = []
+    sizes: list[SizeStats] = []
+    tokenizers: list[Any] = []
+    with tempfile.TemporaryDirectory(prefix="squeeze-bench-") as tmp:
+        for model in models:
+            folder = export_folder(model)
+            wanted = list(backends) or (["onnxruntime"] if folder else ["torch"])
+            if folder is not None and "torch" in wanted:
+                raise ConfigError(f"{model} is an ONNX export; it runs on --backend onnxruntime")
+            if folder is None and "onnxruntime" in wanted:
+                folder = Path(tmp) / f"export-{len(targets)}"
+                export_onnx(
+                    model, folder, config=ExportConfig(), trust_remote_code=trust_remote_code
+                )
+                notes.append(f"exported {model} to ONNX (unoptimized) for this run")
+            if "torch" in wanted:
+                loaded = load(model, trust_remote_code=trust_remote_code, device=settings.device)
+                targets.append(_torch_target(model, loaded, settings.device))
+                sizes.append(size_stats(loaded))
+                tokenizers.append((loaded.tokenizer, loaded.config.vocab_size, loaded.input_names))
+            if "onnxruntime" in wanted:
+                exported = load_export(folder, device=settings.device, threads=threads)
+                static = _static_shape(exported.manifest)
+                if static and (
+                    settings.batch_sizes != (static[0],) or settings.seq_len != static[1]
+                ):
+                    raise ConfigError(
+                        f"{model} was exported with static shapes {static[0]}x{static[1]}; "
+                        f"bench it with --batch {static[0]} --seq {static[1]}"
+                    )
+                targets.append(_ort_target(model, exported))
+                sizes.append(onnx_size_stats(folder))
+                vocab = len(exported.tokenizer)
+                tokenizers.append((exported.tokenizer, vocab, exported.input_names))
+
+        tokenizer, vocab, _ = tokenizers[0]
+        names = sorted({name for _, _, input_names in tokenizers for name in input_names})
+        special = _frame_ids(tokenizer)
+        vocab = min(v for _, v, _ in tokenizers)
+
+        def inputs_for(batch: int) -> dict[str, Any]:
+            return synthetic_inputs(
+                names, batch, settings.seq_len, vocab_size=vocab, special_ids=special
+            )
+
+        results = measure(targets, inputs_for, settings, threads, progress=progress)
+    for result, size in zip(results, sizes, strict=True):
+        result.extra = {"size": asdict(size), "settings": asdict(settings)}
+    return results, notes
+
+
+def settings_of(result: BenchResult) -> BenchSettings:
+    """The settings a result was measured with, to measure another model the same way."""
+    recorded = dict(result.extra["settings"])
+    recorded["batch_sizes"] = tuple(recorded["batch_sizes"])
+    return BenchSettings(**recorded)

@@ -1,0 +1,1 @@
+"""Deployment formats: ONNX export with validation, and reading exports back."""

@@ -1,0 +1,424 @@
+"""Export a checkpoint to ONNX that provably computes what the PyTorch model computes.
+
+Steps: trace with ``torch.onnx.export(dynamo=False)`` from a *padded* example (an unpadded trace
+can bake in "no padding" and ignore ``attention_mask``), run ``onnx.checker``, optionally fuse
+attention/LayerNorm/GELU with onnxruntime's transformer optimizer, then validate the file that
+will be deployed against PyTorch on real tokenized batches of other sizes, padding included.
+A file that disagrees beyond the tolerance is never written to the output folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from squeeze import __version__
+from squeeze.checkpoint import atomic_output, load, resolve_local
+from squeeze.errors import CheckpointError, ConfigError, ValidationError
+from squeeze.runtime import ort_forward, ort_session, torch_forward
+from squeeze.types import LoadedModel, SizeStats, Task
+
+MODEL_FILE = "model.onnx"
+MANIFEST_FILE = "manifest.json"
+# Absolute logit tolerance by parameter dtype; half precision rounds at ~1e-3 relative.
+DEFAULT_TOLERANCE = {"float32": 1e-4, "float16": 2e-2, "bfloat16": 5e-2}
+
+# Real sentences of different lengths, so validation batches are padded like production ones.
+VALIDATION_TEXTS = (
+    "A quiet, patient film that earns every one of its small triumphs.",
+    "Terrible.",
+    "It starts slowly, but by the second act the story grips you and does not let go until the "
+    "very last scene, which is as moving as anything this year.",
+    "The plot is thin and the jokes are thinner.",
+    "Not bad at all!",
+)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """How to export.
+
+    Attributes:
+        opset: ONNX opset version.
+        dynamic: Dynamic batch and sequence axes; otherwise fixed to ``batch`` x ``seq_len``.
+        batch: Batch size of a static-shape export.
+        seq_len: Sequence length of a static-shape export.
+        optimize: Fuse with onnxruntime's transformer optimizer and deploy the fused graph.
+        tolerance: Maximum absolute logit difference to PyTorch; None = by dtype.
+    """
+
+    opset: int = 17
+    dynamic: bool = True
+    batch: int = 1
+    seq_len: int = 128
+    optimize: bool = False
+    tolerance: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 14 <= self.opset <= 21:
+            raise ConfigError(f"--opset must be between 14 and 21, not {self.opset}")
+        if self.batch < 1 or self.seq_len < 2:
+            raise ConfigError("static shapes need --batch >= 1 and --seq >= 2")
+        if self.tolerance is not None and self.tolerance <= 0:
+            raise ConfigError(f"--tolerance must be > 0, not {self.tolerance}")
+
+
+@dataclass
+class ExportResult:
+    """The export folder and the evidence that it is right."""
+
+    out: Path
+    manifest: dict[str, Any]
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.out / MODEL_FILE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"out": str(self.out), "seconds": self.seconds, "notes": self.notes, **self.manifest}
+
+
+class _LogitsOnly:
+    """Builds a module whose forward takes inputs positionally and returns only logits.
+
+    The tracer needs positional tensors, and causal LMs must not return a KV cache.
+    """
+
+    @staticmethod
+    def wrap(loaded: LoadedModel) -> Any:
+        import torch
+
+        names = loaded.input_names
+        extra = {"use_cache": False} if loaded.family.decoder else {}
+
+        class LogitsOnly(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = loaded.model
+
+            def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+                return self.model(**dict(zip(names, tensors, strict=True)), **extra).logits
+
+        return LogitsOnly().eval()
+
+
+def _tokenize(loaded: LoadedModel, texts: list[str], config: ExportConfig) -> dict[str, np.ndarray]:
+    padding: dict[str, Any] = {"padding": True}
+    if not config.dynamic:
+        padding = {"padding": "max_length", "max_length": config.seq_len}
+    encoded = loaded.tokenizer(
+        texts, truncation=True, max_length=config.seq_len, return_tensors="np", **padding
+    )
+    return {name: encoded[name].astype(np.int64) for name in loaded.input_names}
+
+
+def _validation_batches(
+    loaded: LoadedModel, config: ExportConfig
+) -> dict[str, dict[str, np.ndarray]]:
+    """Batches the export must reproduce: padded, of several sizes, from real sentences."""
+    vocab = loaded.tokenizer.convert_ids_to_tokens(list(range(len(loaded.tokenizer))))
+    rng = np.random.default_rng(0)
+    # Sentences of the model's own vocabulary too: tiny test tokenizers know no English words.
+    own = [" ".join(rng.choice(vocab, size=n)) for n in (7, 19, 3)]
+    texts = [*VALIDATION_TEXTS, *own]
+    if not config.dynamic:
+        picked = [texts[i % len(texts)] for i in range(config.batch)]
+        return {f"{config.batch}x{config.seq_len} padded": _tokenize(loaded, picked, config)}
+    batches = {}
+    for label, chosen in (
+        ("3 padded", texts[:3]),
+        ("1 unpadded", texts[2:3]),
+        ("4 own-vocab", [*own, texts[1]]),
+    ):
+        inputs = _tokenize(loaded, chosen, config)
+        batches[f"{label} {inputs['input_ids'].shape[0]}x{inputs['input_ids'].shape[1]}"] = inputs
+    return batches
+
+
+def _max_abs_diff(
+    expected: np.ndarray, got: np.ndarray, mask: np.ndarray, token_level: bool
+) -> float:
+    if expected.shape != got.shape:
+        raise ValidationError(f"ONNX logits have shape {got.shape}, PyTorch {expected.shape}")
+    diff = np.abs(expected - got)
+    if token_level:  # logits at padded positions are never used; they may differ
+        diff = diff[mask.astype(bool)]
+    return float(diff.max()) if diff.size else 0.0
+
+
+def validate(
+    onnx_path: Path, loaded: LoadedModel, config: ExportConfig, tolerance: float
+) -> list[dict[str, Any]]:
+    """Compare the ONNX file with PyTorch on every validation batch.
+
+    Raises:
+        ValidationError: a batch differs beyond ``tolerance``; the message names it.
+    """
+    reference = torch_forward(loaded.model)
+    exported = ort_forward(ort_session(onnx_path))
+    token_level = loaded.task is not Task.SEQUENCE_CLASSIFICATION
+    checks = []
+    for name, inputs in _validation_batches(loaded, config).items():
+        diff = _max_abs_diff(
+            reference(inputs), exported(inputs), inputs["attention_mask"], token_level
+        )
+        checks.append({"batch": name, "max_abs_diff": diff})
+        if not diff <= tolerance:
+            raise ValidationError(
+                f"ONNX export disagrees with PyTorch: logits differ by up to {diff:.3g} on the "
+                f"'{name}' batch (tolerance {tolerance:g}); try without --optimize, another "
+                "--opset, or a larger --tolerance if the difference is acceptable"
+            )
+    return checks
+
+
+def _trace(loaded: LoadedModel, path: Path, config: ExportConfig) -> None:
+    import torch
+
+    example = _tokenize(loaded, list(VALIDATION_TEXTS[:2]), config)
+    if config.dynamic and example["attention_mask"].all():
+        raise ValidationError("the trace example has no padding; cannot export safely")
+    names = list(loaded.input_names)
+    axes: dict[str, dict[int, str]] = {}
+    if config.dynamic:
+        axes = {name: {0: "batch", 1: "sequence"} for name in names}
+        axes["logits"] = (
+            {0: "batch"}
+            if loaded.task is Task.SEQUENCE_CLASSIFICATION
+            else {0: "batch", 1: "sequence"}
+        )
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")  # TracerWarnings about Python control flow on shapes
+        torch.onnx.export(
+            _LogitsOnly.wrap(loaded),
+            tuple(torch.from_numpy(example[name]) for name in names),
+            str(path),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes=axes or None,
+            opset_version=config.opset,
+            dynamo=False,
+        )
+
+
+def _optimize(loaded: LoadedModel, path: Path) -> dict[str, int]:
+    """Fuse the graph in place with onnxruntime's transformer optimizer; return fused op counts."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    config = loaded.config
+    # Its fusion modules log remarks through top-level loggers and print to stdout.
+    logging.disable(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            optimized = optimize_model(
+                str(path),
+                model_type=loaded.family.ort_model_type,
+                num_heads=config.num_attention_heads,
+                hidden_size=config.hidden_size,
+                opt_level=1,
+            )
+    finally:
+        logging.disable(logging.NOTSET)
+    optimized.save_model_to_file(str(path))
+    counts: dict[str, int] = {}
+    for node in optimized.model.graph.node:
+        if node.domain == "com.microsoft":
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _dtype(loaded: LoadedModel) -> str:
+    return str(next(loaded.model.parameters()).dtype).removeprefix("torch.")
+
+
+def _manifest(
+    loaded: LoadedModel,
+    config: ExportConfig,
+    checks: list[dict[str, Any]],
+    tolerance: float,
+    fused: dict[str, int] | None,
+) -> dict[str, Any]:
+    import onnxruntime
+    import torch
+    import transformers
+
+    batch: int | str = "batch" if config.dynamic else config.batch
+    seq: int | str = "sequence" if config.dynamic else config.seq_len
+    token_level = loaded.task is not Task.SEQUENCE_CLASSIFICATION
+    width = loaded.config.num_labels if not token_level else loaded.config.vocab_size
+    labels = None
+    if loaded.task is Task.SEQUENCE_CLASSIFICATION:
+        labels = [loaded.config.id2label[i] for i in range(loaded.config.num_labels)]
+    return {
+        "format": "onnx",
+        "file": MODEL_FILE,
+        "opset": config.opset,
+        "source": loaded.source,
+        "family": loaded.family.family,
+        "model_type": loaded.config.model_type,
+        "architecture": type(loaded.model).__name__,
+        "task": loaded.task.value,
+        "dtype": _dtype(loaded),
+        "inputs": [
+            {"name": n, "dtype": "int64", "shape": [batch, seq]} for n in loaded.input_names
+        ],
+        "outputs": [
+            {
+                "name": "logits",
+                "dtype": "float32",
+                "shape": [batch, seq, width] if token_level else [batch, width],
+            }
+        ],
+        "labels": labels,
+        "dynamic_shapes": config.dynamic,
+        "optimized": fused is not None,
+        "fused_ops": fused,
+        "validation": {
+            "tolerance": tolerance,
+            "max_abs_diff": max(c["max_abs_diff"] for c in checks),
+            "checks": checks,
+        },
+        "versions": {
+            "squeeze": __version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "onnxruntime": onnxruntime.__version__,
+        },
+    }
+
+
+def export_onnx(
+    source: str | Path,
+    out: str | Path,
+    *,
+    config: ExportConfig = ExportConfig(),
+    overwrite: bool = False,
+    trust_remote_code: bool = False,
+) -> ExportResult:
+    """Export, check, optionally optimize and validate; write the folder only if all pass.
+
+    The folder holds ``model.onnx``, the tokenizer, ``config.json`` (labels) and
+    ``manifest.json`` (inputs, outputs, shapes, validation figures, versions).
+
+    Raises:
+        ValidationError: the checker or the comparison with PyTorch failed.
+    """
+    import onnx
+
+    start = time.perf_counter()
+    with atomic_output(out, overwrite=overwrite, inputs=[resolve_local(source)]) as tmp:
+        loaded = load(source, trust_remote_code=trust_remote_code)
+        # Eager attention traces to plain MatMul/Softmax, which the optimizer fuses; SDPA does not.
+        loaded.model.set_attn_implementation("eager")
+        tolerance = config.tolerance or DEFAULT_TOLERANCE.get(_dtype(loaded), 1e-4)
+        path = tmp / MODEL_FILE
+        _trace(loaded, path, config)
+        try:
+            onnx.checker.check_model(str(path))
+        except onnx.checker.ValidationError as e:
+            raise ValidationError(
+                f"onnx.checker rejected the export: {str(e).splitlines()[0]}"
+            ) from e
+        fused = _optimize(loaded, path) if config.optimize else None
+        checks = validate(path, loaded, config, tolerance)
+        manifest = _manifest(loaded, config, checks, tolerance, fused)
+        loaded.tokenizer.save_pretrained(tmp)
+        loaded.config.save_pretrained(tmp)
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    notes = list(loaded.notes)
+    if config.optimize and not any(op.endswith("Attention") for op in fused or {}):
+        notes.append(
+            f"onnxruntime's optimizer fused no attention for {loaded.family.family} "
+            f"({', '.join(fused or {}) or 'nothing fused'})"
+        )
+    return ExportResult(
+        out=Path(out), manifest=manifest, seconds=time.perf_counter() - start, notes=notes
+    )
+
+
+@dataclass
+class ExportedModel:
+    """An export folder opened for inference: the session plus what the manifest says."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    tokenizer: Any
+    session: Any
+
+    @property
+    def task(self) -> Task:
+        return Task(self.manifest["task"])
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(spec["name"] for spec in self.manifest["inputs"])
+
+    @property
+    def label2id(self) -> dict[str, int] | None:
+        labels = self.manifest["labels"]
+        return {name: i for i, name in enumerate(labels)} if labels else None
+
+
+def export_folder(path: str | Path) -> Path | None:
+    """The export folder ``path`` names (the folder or its model.onnx), or None if not ONNX.
+
+    Raises:
+        CheckpointError: an ``.onnx`` file without the manifest ``squeeze export`` writes.
+    """
+    path = Path(path).expanduser()
+    folder = path.parent if path.suffix == ".onnx" else path
+    if (folder / MANIFEST_FILE).is_file() and (folder / MODEL_FILE).is_file():
+        return folder
+    if path.suffix == ".onnx":
+        raise CheckpointError(
+            f"{path} has no {MANIFEST_FILE} beside it; squeeze needs the folder written by "
+            "`squeeze export` (it names the inputs, task and tokenizer)"
+        )
+    return None
+
+
+def load_export(folder: Path, *, device: str = "cpu", threads: int | None = None) -> ExportedModel:
+    """Open an export folder: its session (on ``device``), tokenizer and manifest."""
+    from transformers import AutoTokenizer
+
+    from squeeze.checkpoint import quiet_transformers
+
+    quiet_transformers()
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{folder / MANIFEST_FILE} is not valid JSON ({e.msg})") from e
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{folder} has no usable tokenizer ({e})") from e
+    session = ort_session(folder / MODEL_FILE, device=device, threads=threads)
+    return ExportedModel(folder=folder, manifest=manifest, tokenizer=tokenizer, session=session)
+
+
+def onnx_size_stats(folder: Path) -> SizeStats:
+    """Parameters (initializer elements, all and non-zero) and bytes of the ONNX file(s)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(folder / MODEL_FILE))
+    total = nonzero = 0
+    for initializer in model.graph.initializer:
+        values = numpy_helper.to_array(initializer)
+        total += values.size
+        nonzero += int(np.count_nonzero(values))
+    # External-data exports keep weights beside the graph; count every file of the model.
+    files = [folder / MODEL_FILE, *folder.glob("*.onnx.data"), *folder.glob("*.onnx_data")]
+    on_disk = sum(f.stat().st_size for f in files if f.is_file())
+    return SizeStats(params_total=total, params_nonzero=nonzero, bytes_on_disk=on_disk)
