@@ -112,14 +112,20 @@ def build_tiny(
     task: Task = Task.SEQUENCE_CLASSIFICATION,
     seed: int = 0,
     label_names: tuple[str, ...] = ORDER_LABELS,
+    config: Any = None,
 ) -> Path:
-    """Build a randomly initialised (seeded) tiny model and save it as a normal HF folder."""
+    """Build a randomly initialised (seeded) model and save it as a normal HF folder.
+
+    ``config`` overrides the tiny config, e.g. ``transformers.BertConfig()`` for a BERT-base
+    shape with random weights (benchmarks need the shape, not trained weights). The tokenizer is
+    the tiny one either way; it only has to produce valid ids.
+    """
     import torch
 
     from squeeze.checkpoint import auto_class, quiet_transformers
 
     quiet_transformers()
-    config = tiny_config(family)
+    config = config if config is not None else tiny_config(family)
     if task is Task.SEQUENCE_CLASSIFICATION:
         config.num_labels = len(label_names)
         config.id2label = dict(enumerate(label_names))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -10,6 +10,9 @@ from squeeze.cli._options import DeviceOpt, JsonOpt, QuietOpt, TrustOpt
 from squeeze.cli._render import fmt_bytes, fmt_count, print_json, print_notes, progress_factory
 from squeeze.cli._render import stdout as console
 from squeeze.errors import ConfigError
+
+if TYPE_CHECKING:
+    from squeeze.bench.latency import BenchResult, BenchSettings
 
 
 def _int_list(text: str, flag: str) -> tuple[int, ...]:
@@ -51,10 +54,7 @@ def bench(
     Several models (or --backend torch,onnxruntime) are measured together in rotating blocks
     with identical inputs and threads, so their figures compare like with like.
     """
-    from rich.table import Table
-
     from squeeze.bench.latency import BenchSettings
-    from squeeze.bench.machine import describe_machine
     from squeeze.bench.run import bench_models
     from squeeze.device import resolve_device
 
@@ -78,27 +78,48 @@ def bench(
     if json_output:
         print_json({"results": [r.to_dict() for r in results], "notes": notes})
         return
-    machine = results[0].machine
-    table = Table(title=f"squeeze bench · {describe_machine(machine)}", title_justify="left")
-    for column in ("model", "backend", "batch", "seq", "p50 ms", "p90 ms", "mean ± sd ms",
-                   "samples/s", "params", "size", "peak mem"):  # fmt: skip
-        table.add_column(column, justify="left" if column in ("model", "backend") else "right")
+    _render_tables(results, settings)
+    print_notes(notes)
+
+
+def _short(name: str) -> str:
+    """A path's last part: what tells variants apart in a table."""
+    return name.rstrip("/").rsplit("/", 1)[-1] or name
+
+
+def _render_tables(results: list[BenchResult], settings: BenchSettings) -> None:
+    from rich.table import Table
+
+    from squeeze.bench.machine import describe_machine
+
+    latency = Table(title="latency", title_justify="left")
+    for column in ("model", "backend", "batch", "p50 ms", "p90 ms", "sd ms", "samples/s", "vs 1st"):
+        latency.add_column(column, justify="left" if column in ("model", "backend") else "right")
+    first = {lat.batch: lat.p50_ms for lat in results[0].latencies}
+    for result in results:
+        for lat in result.latencies:
+            latency.add_row(
+                _short(result.name), result.backend, str(lat.batch), f"{lat.p50_ms:.2f}",
+                f"{lat.p90_ms:.2f}", f"{lat.stdev_ms:.2f}", f"{lat.throughput_per_s:.1f}",
+                f"{first[lat.batch] / lat.p50_ms:.2f}x",
+            )  # fmt: skip
+    sizes = Table(title="size", title_justify="left")
+    for column in ("model", "backend", "params", "non-zero", "on disk"):
+        sizes.add_column(column, justify="left" if column in ("model", "backend") else "right")
     for result in results:
         size = result.extra["size"]
-        for lat in result.latencies:
-            table.add_row(
-                result.name, result.backend, str(lat.batch), str(lat.seq_len),
-                f"{lat.p50_ms:.2f}", f"{lat.p90_ms:.2f}",
-                f"{lat.mean_ms:.2f} ± {lat.stdev_ms:.2f}", f"{lat.throughput_per_s:.1f}",
-                fmt_count(size["params_total"]), fmt_bytes(size["bytes_on_disk"]),
-                fmt_bytes(result.peak_memory_bytes),
-            )  # fmt: skip
-    console.print(table)
-    runs_done = len(results[0].latencies[0].samples_ms)
+        sizes.add_row(
+            _short(result.name), result.backend, fmt_count(size["params_total"]),
+            fmt_count(size["params_nonzero"]), fmt_bytes(size["bytes_on_disk"]),
+        )  # fmt: skip
+    console.print(latency)
+    console.print(sizes)
+    lat = results[0].latencies[0]
+    peak = max((r.peak_memory_bytes or 0) for r in results)
+    memory = "allocated CUDA memory" if settings.device.startswith("cuda") else "process RSS"
     console.print(
-        f"{runs_done} timed runs per row after {settings.warmup} warm-up runs per block, "
-        f"{settings.rounds} rotating rounds, {results[0].latencies[0].threads} threads, "
-        f"device {settings.device}. peak mem: process RSS high-water mark on CPU (includes "
-        "loading), allocated memory on CUDA."
+        f"seq {settings.seq_len}, {len(lat.samples_ms)} timed runs per row ({settings.warmup} "
+        f"warm-up runs per block, {settings.rounds} rotating rounds), {lat.threads} threads, "
+        f"{settings.device}; peak {memory} {fmt_bytes(peak)}\n"
+        f"machine: {describe_machine(results[0].machine)}"
     )
-    print_notes(notes)

@@ -114,11 +114,10 @@ class _LogitsOnly:
 
 
 def _tokenize(loaded: LoadedModel, texts: list[str], config: ExportConfig) -> dict[str, np.ndarray]:
-    padding: dict[str, Any] = {"padding": True}
-    if not config.dynamic:
-        padding = {"padding": "max_length", "max_length": config.seq_len}
+    # Static shapes pad every batch to the fixed length; dynamic ones to their longest text.
+    padding: bool | str = True if config.dynamic else "max_length"
     encoded = loaded.tokenizer(
-        texts, truncation=True, max_length=config.seq_len, return_tensors="np", **padding
+        texts, padding=padding, truncation=True, max_length=config.seq_len, return_tensors="np"
     )
     return {name: encoded[name].astype(np.int64) for name in loaded.input_names}
 
