@@ -50,6 +50,8 @@ demo: install $(DEMO_OUT)/config.json
 
 bench: install
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/export_latency.py --shape minilm
+	$(BIN)/python benchmarks/export_latency.py --shape bert-base
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache src/*.egg-info
