@@ -27,6 +27,17 @@ class ArchSpec:
             classifies from the last non-pad token.
         ort_model_type: The ``model_type`` onnxruntime's transformer optimizer fuses it as.
             It has no Llama type; its BERT passes still fuse Llama's RMSNorm + residual adds.
+        layers: Path from ``model.base_model`` to the list of transformer blocks.
+        attention: Path from a block to the module that keeps head-count attributes.
+        query, key, value: Paths from a block to the projections (empty when fused).
+        fused_qkv: Path to one projection holding q, k and v side by side (GPT-2's c_attn).
+        attn_out: Path to the attention output projection.
+        ffn_in: Paths to the FFN input projections (Llama: gate and up).
+        ffn_out: Path to the FFN output projection.
+        conv1d: Weights stored ``[in, out]`` (GPT-2's Conv1D) instead of ``[out, in]``.
+        head_attrs: Attention attributes holding the head count, updated when heads go.
+        width_attrs: Attention attributes holding heads x head size (GPT-2's split_size).
+        heads_in_config: Whether a config can state pruned head counts (Llama has head_dim).
     """
 
     family: str
@@ -35,14 +46,74 @@ class ArchSpec:
     intermediate_default_ratio: int = 4
     decoder: bool = False
     ort_model_type: str = "bert"
+    layers: str = "encoder.layer"
+    attention: str = "attention.self"
+    query: str = "attention.self.query"
+    key: str = "attention.self.key"
+    value: str = "attention.self.value"
+    fused_qkv: str = ""
+    attn_out: str = "attention.output.dense"
+    ffn_in: tuple[str, ...] = ("intermediate.dense",)
+    ffn_out: str = "output.dense"
+    conv1d: bool = False
+    head_attrs: tuple[str, ...] = ("num_attention_heads",)
+    width_attrs: tuple[str, ...] = ("all_head_size",)
+    heads_in_config: bool = False
 
 
 SPECS: tuple[ArchSpec, ...] = (
     ArchSpec("bert", ("bert",)),
     ArchSpec("roberta", ("roberta", "xlm-roberta")),
-    ArchSpec("distilbert", ("distilbert",), intermediate_field="hidden_dim"),
-    ArchSpec("gpt2", ("gpt2",), intermediate_field="n_inner", decoder=True, ort_model_type="gpt2"),
-    ArchSpec("llama", ("llama", "mistral", "qwen2"), decoder=True),
+    ArchSpec(
+        "distilbert",
+        ("distilbert",),
+        intermediate_field="hidden_dim",
+        layers="transformer.layer",
+        attention="attention",
+        query="attention.q_lin",
+        key="attention.k_lin",
+        value="attention.v_lin",
+        attn_out="attention.out_lin",
+        ffn_in=("ffn.lin1",),
+        ffn_out="ffn.lin2",
+        head_attrs=("n_heads",),
+        width_attrs=(),
+    ),
+    ArchSpec(
+        "gpt2",
+        ("gpt2",),
+        intermediate_field="n_inner",
+        decoder=True,
+        ort_model_type="gpt2",
+        layers="h",
+        attention="attn",
+        query="",
+        key="",
+        value="",
+        fused_qkv="attn.c_attn",
+        attn_out="attn.c_proj",
+        ffn_in=("mlp.c_fc",),
+        ffn_out="mlp.c_proj",
+        conv1d=True,
+        head_attrs=("num_heads",),
+        width_attrs=("split_size",),
+    ),
+    ArchSpec(
+        "llama",
+        ("llama", "mistral", "qwen2"),
+        decoder=True,
+        layers="layers",
+        attention="self_attn",
+        query="self_attn.q_proj",
+        key="self_attn.k_proj",
+        value="self_attn.v_proj",
+        attn_out="self_attn.o_proj",
+        ffn_in=("mlp.gate_proj", "mlp.up_proj"),
+        ffn_out="mlp.down_proj",
+        head_attrs=(),
+        width_attrs=(),
+        heads_in_config=True,
+    ),
 )
 
 _BY_MODEL_TYPE = {model_type: spec for spec in SPECS for model_type in spec.model_types}
@@ -71,16 +142,28 @@ def shape_summary(config: Any, spec: ArchSpec) -> dict[str, int | None]:
     DistilBERT; only the FFN width and key/value heads differ by family.
     """
     hidden = config.hidden_size
-    intermediate = getattr(config, spec.intermediate_field, None)
-    if intermediate is None:
-        intermediate = spec.intermediate_default_ratio * hidden
     heads = config.num_attention_heads
     return {
         "layers": config.num_hidden_layers,
         "heads": heads,
-        "kv_heads": getattr(config, "num_key_value_heads", None) or heads,
+        "kv_heads": kv_heads(config),
+        "head_size": head_size(config),
         "hidden_size": hidden,
-        "intermediate_size": intermediate,
+        "intermediate_size": ffn_width(config, spec),
         "vocab_size": config.vocab_size,
         "max_positions": getattr(config, "max_position_embeddings", None),
     }
+
+
+def kv_heads(config: Any) -> int:
+    """Key/value heads: fewer than query heads under grouped-query attention (Llama)."""
+    return getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+
+
+def head_size(config: Any) -> int:
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
+def ffn_width(config: Any, spec: ArchSpec) -> int:
+    width = getattr(config, spec.intermediate_field, None)
+    return width if width is not None else spec.intermediate_default_ratio * config.hidden_size

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import os
 import shutil
 import tempfile
@@ -185,10 +186,14 @@ def load(
         config.id2label = dict(enumerate(label_names))
         config.label2id = {name: i for i, name in enumerate(label_names)}
 
+    shapes = read_shapes(local) if local is not None else None
     try:
-        model, info = auto_class(task).from_pretrained(
-            where, config=config, trust_remote_code=trust_remote_code, output_loading_info=True
-        )
+        if shapes is not None:
+            model, info = _load_reshaped(local, config, task, family, shapes)
+        else:
+            model, info = auto_class(task).from_pretrained(
+                where, config=config, trust_remote_code=trust_remote_code, output_loading_info=True
+            )
     except (SafetensorError, OSError, RuntimeError, EOFError) as e:
         raise CheckpointError(
             f"{text}: weights are corrupt or truncated ({_first_line(e)}); re-save or "
@@ -240,7 +245,52 @@ def load(
         input_names=_forward_inputs(model, tokenizer),
         path=local,
         notes=notes,
+        shapes=shapes,
     )
+
+
+def read_shapes(folder: Path) -> list[Any] | None:
+    """Per-layer shapes a structurally pruned checkpoint recorded, or None for stock shapes."""
+    from squeeze.prune.structured import SHAPES_FILE, LayerShape
+
+    path = folder / SHAPES_FILE
+    if not path.is_file():
+        return None
+    try:
+        return [LayerShape(**layer) for layer in json.loads(path.read_text())["layers"]]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path} is not a valid squeeze shapes file ({e})") from e
+
+
+def _load_reshaped(
+    folder: Path, config: Any, task: Task, family: Any, shapes: list[Any]
+) -> tuple[Any, dict[str, Any]]:
+    """Build the stock model, cut it to the recorded shapes, then load the pruned weights.
+
+    transformers cannot build per-layer head counts from a config, so ``from_pretrained`` would
+    refuse these weights; this is the loader for what it cannot express.
+    """
+    from safetensors.torch import load_file
+
+    from squeeze.prune.structured import apply_shapes
+
+    state: dict[str, Any] = {}
+    for file in weight_files(folder):
+        if file.suffix != ".safetensors":
+            raise CheckpointError(f"{folder}: pruned checkpoints are read from safetensors only")
+        state.update(load_file(file))
+    model = auto_class(task).from_config(config)
+    apply_shapes(model, family, config, shapes)
+    model.to(next(iter(state.values())).dtype)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    model.tie_weights()
+    output = model.get_output_embeddings()
+    tied = {
+        name
+        for name, tensor in model.state_dict().items()
+        if output is not None and tensor.data_ptr() == output.weight.data_ptr()
+    }
+    return model, {"missing_keys": set(missing) - tied, "unexpected_keys": set(unexpected)}
 
 
 def weight_files(path: Path) -> list[Path]:
@@ -283,6 +333,23 @@ def describe(loaded: LoadedModel) -> dict[str, Any]:
         "inputs": list(loaded.input_names),
         "notes": loaded.notes,
     }
+
+
+def compressed_bytes(folder: Path) -> int:
+    """Weight bytes after deflate (zlib level 1), streamed: what zeros save when shipped zipped.
+
+    Dense zeros from unstructured pruning do not shrink a safetensors file, but they compress.
+    """
+    import zlib
+
+    total = 0
+    for file in weight_files(folder):
+        packer = zlib.compressobj(1)
+        with file.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 24), b""):
+                total += len(packer.compress(chunk))
+        total += len(packer.flush())
+    return total
 
 
 def _same_or_nested(a: Path, b: Path) -> bool:
@@ -340,10 +407,17 @@ def atomic_output(
 
 
 def write_checkpoint(loaded: LoadedModel, folder: Path) -> None:
-    """Write model (safetensors), config and tokenizer into an existing folder."""
+    """Write model (safetensors), config, tokenizer and any pruned shapes into a folder."""
+    from dataclasses import asdict
+
+    from squeeze.prune.structured import SHAPES_FILE
+
     quiet_transformers()
     loaded.model.save_pretrained(folder)
     loaded.tokenizer.save_pretrained(folder)
+    if loaded.shapes is not None:
+        record = {"version": 1, "layers": [asdict(shape) for shape in loaded.shapes]}
+        (folder / SHAPES_FILE).write_text(json.dumps(record, indent=2))
 
 
 def save(

@@ -17,7 +17,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +152,29 @@ def parse_source(source: str) -> tuple[str, str | None]:
 def is_local(spec: DataSpec) -> bool:
     """Whether ``spec`` names a local file (split by content hash) rather than a hub dataset."""
     return spec.format is not None or _looks_local(parse_source(spec.source)[0])
+
+
+def training_part(spec: DataSpec) -> DataSpec:
+    """What to train on: the split ``spec`` names, else the ``train`` part of a local file.
+
+    A ``file.tsv:train`` suffix becomes the split field, so other parts can be derived from it.
+    """
+    source, suffix = parse_source(spec.source)
+    spec = replace(spec, source=source, split=spec.split or suffix)
+    if spec.split is None and is_local(spec):
+        spec = replace(spec, split="train")
+    return spec
+
+
+def held_out_part(spec: DataSpec, split: str) -> DataSpec:
+    """Another split of the same source, in full (``--max-samples`` limits training only)."""
+    return replace(training_part(spec), split=split, max_samples=None)
+
+
+def evaluation_split(spec: DataSpec) -> str:
+    """Where held-out scores come from: a file's unseen ``test`` part; a hub's ``validation``
+    split (hub test splits are usually unlabelled)."""
+    return "test" if is_local(spec) else "validation"
 
 
 def _looks_local(source: str) -> bool:

@@ -11,7 +11,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,9 @@ from squeeze.data import (
     Encoded,
     batches,
     encode,
-    is_local,
+    held_out_part,
     load_dataset,
-    parse_source,
+    training_part,
 )
 from squeeze.errors import ConfigError, DataError, UnsupportedError
 from squeeze.evaluate import LOWER_IS_BETTER, evaluate
@@ -157,7 +157,7 @@ def _micro_batches(data: Encoded, batch_size: int, seed: int) -> Iterator[Batch]
         yield from batches(data, batch_size, shuffle=True, seed=seed + epoch)
 
 
-def _task_loss(model: Any, task: Task, inputs: dict[str, Any], labels: Any) -> tuple[Any, Any]:
+def task_loss(model: Any, task: Task, inputs: dict[str, Any], labels: Any) -> tuple[Any, Any]:
     if task is Task.SEQUENCE_CLASSIFICATION:
         outputs = model(**inputs, labels=labels)
     elif task is Task.CAUSAL_LM:
@@ -260,7 +260,7 @@ def train(
                     dtype=autocast_dtype,
                     enabled=autocast_dtype is not None,
                 ):
-                    loss, outputs = _task_loss(model, task, inputs, labels)
+                    loss, outputs = task_loss(model, task, inputs, labels)
                     if extra_loss is not None:
                         loss = loss + extra_loss(model, inputs, outputs)
                 scaler.scale(loss / config.grad_accum).backward()
@@ -354,13 +354,6 @@ def _imbalance_notes(labels: Any, id2label: dict[int, str], limit: float = 0.9) 
     ]
 
 
-def _validation_spec(data: DataSpec, eval_data: DataSpec | None) -> DataSpec | None:
-    """Where to validate: the given spec, else the held-out part of the training source."""
-    if eval_data is not None:
-        return eval_data
-    return replace(data, split="validation", max_samples=None)
-
-
 def finetune(
     source: str,
     data: DataSpec,
@@ -395,14 +388,10 @@ def finetune(
     classify = target is Task.SEQUENCE_CLASSIFICATION
     notes: list[str] = []
 
-    # Normalise "file.tsv:train" to a split field, so validation can swap the split.
-    source_path, suffix_split = parse_source(data.source)
-    data = replace(data, source=source_path, split=data.split or suffix_split)
-    if data.split is None and is_local(data):
-        data = replace(data, split="train")
+    data = training_part(data)
     train_ds = load_dataset(data, need_labels=classify)
     notes += train_ds.notes
-    val_spec = _validation_spec(data, eval_data)
+    val_spec = eval_data or held_out_part(data, "validation")
     try:
         val_ds = load_dataset(val_spec, need_labels=classify)
     except DataError as e:

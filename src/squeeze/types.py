@@ -43,6 +43,8 @@ class LoadedModel:
     input_names: tuple[str, ...]
     path: Path | None = None
     notes: list[str] = field(default_factory=list)
+    # Per-layer shapes after structured pruning (``squeeze.json``); None for stock shapes.
+    shapes: list[Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -143,8 +143,14 @@ def _parse_ratios(text: str) -> tuple[float, float, float]:
     return parts  # type: ignore[return-value]
 
 
-def with_data_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the dataset flags to ``command`` and pass it ``data: DataSpec`` built from them."""
+def with_data_options(command: Callable[..., Any] | None = None, *, required: bool = True) -> Any:
+    """Add the dataset flags to a command and pass it ``data: DataSpec`` built from them.
+
+    Use as ``@with_data_options``, or ``@with_data_options(required=False)`` for commands where
+    data is optional (they then receive ``data=None`` without ``--data``).
+    """
+    if command is None:
+        return lambda f: with_data_options(f, required=required)
     signature = inspect.signature(command)
     # Resolve the command's own (possibly postponed) annotations in its module, because Typer
     # would otherwise resolve them against this module's globals.
@@ -154,28 +160,48 @@ def with_data_options(command: Callable[..., Any]) -> Callable[..., Any]:
         for p in signature.parameters.values()
         if p.name != "data"
     ]
+    data_params = list(_DATA_PARAMS)
+    if not required:
+        source = data_params[0]
+        (option,) = source.annotation.__metadata__
+        data_params[0] = source.replace(annotation=Annotated[str | None, option], default=None)
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
-        from squeeze.data import DataSpec
-
         values = {p.name: kwargs.pop(p.name) for p in _DATA_PARAMS}
-        spec = DataSpec(
-            source=values["data_source"],
-            split=values["split"],
-            split_ratios=_parse_ratios(values["split_ratios"]),
-            text_column=values["text_column"],
-            text_pair_column=values["text_pair_column"],
-            label_column=values["label_column"],
-            label_map=values["label_map"],
-            header=not values["no_header"],
-            format=values["data_format"].value if values["data_format"] else None,
-            max_samples=values["max_samples"],
-        )
+        spec = None if values["data_source"] is None else _build_spec(values)
         return command(data=spec, **kwargs)
 
-    params = [*own, *_DATA_PARAMS]
+    params = [*own, *data_params]
     wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {p.name: p.annotation for p in params}
     del wrapper.__wrapped__  # type: ignore[attr-defined]
     return wrapper
+
+
+def _build_spec(values: dict[str, Any]) -> Any:
+    from squeeze.data import DataSpec
+
+    return DataSpec(
+        source=values["data_source"],
+        split=values["split"],
+        split_ratios=_parse_ratios(values["split_ratios"]),
+        text_column=values["text_column"],
+        text_pair_column=values["text_pair_column"],
+        label_column=values["label_column"],
+        label_map=values["label_map"],
+        header=not values["no_header"],
+        format=values["data_format"].value if values["data_format"] else None,
+        max_samples=values["max_samples"],
+    )
+
+
+def optional_data_spec(data: Any, source: str | None) -> Any:
+    """Another dataset read with the same column options as ``data`` (``--eval-data``)."""
+    if source is None:
+        return None
+    from dataclasses import replace
+
+    if data is None:
+        raise ConfigError("--eval-data goes with --data")
+    return replace(data, source=source, split=None, max_samples=None)

@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from squeeze import __version__
-from squeeze.cli import bench, export, finetune, info
+from squeeze.cli import bench, export, finetune, info, prune
 from squeeze.cli import eval as eval_command
 from squeeze.errors import SqueezeError
 
@@ -41,7 +41,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
 )
 
 
@@ -70,6 +70,7 @@ def _global_options(
 app.command("info")(info.info)
 app.command("eval")(eval_command.eval_)
 app.command("finetune")(finetune.finetune)
+app.command("prune")(prune.prune)
 app.command("export")(export.export)
 app.command("bench")(bench.bench)
 

@@ -1,0 +1,1 @@
+"""Pruning: unstructured magnitude sparsity and structured removal of heads, neurons, layers."""
