@@ -1,0 +1,111 @@
+"""`squeeze prune` as CI uses it: summaries, reloadable outputs, the accuracy gate, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from squeeze.cli.main import app
+from squeeze.tiny import FAMILIES
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_magnitude_from_the_cli(family, tiny_classifiers, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    out = tmp_path / "sparse"
+    args = (
+        "prune",
+        tiny_classifiers[family],
+        "-o",
+        out,
+        "--method",
+        "magnitude",
+        "--sparsity",
+        "0.6",
+    )
+    result = invoke(*args, "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert abs(summary["sparsity"] - 0.6) < 0.005
+    assert summary["after"]["params_nonzero"] < summary["before"]["params_nonzero"]
+    assert summary["after"]["bytes_compressed"] < summary["before"]["bytes_compressed"]
+    assert json.loads((out / "prune.json").read_text())["sparsity"] == summary["sparsity"]
+    info = json.loads(invoke("info", out, "--json").stdout)
+    assert info["params_nonzero"] == summary["after"]["params_nonzero"]
+    AutoModelForSequenceClassification.from_pretrained(out)  # plain transformers loads it
+
+
+def test_structured_with_data_reports_accuracy(trained_classifier, order_csv, tmp_path):
+    out = tmp_path / "slim"
+    result = invoke("prune", trained_classifier, "-o", out, "--method", "structured",
+                    "--heads", "0.5", "--ffn", "0.5", "-d", order_csv, "--max-length", "32",
+                    "--finetune-steps", "10")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    for text in ("parameters", "accuracy", "pts", "loads with squeeze (squeeze.json)"):
+        assert text in result.stdout
+    assert "removed 2 of 4 heads" in result.stderr
+    summary = json.loads((out / "prune.json").read_text())
+    assert summary["config"]["importance"] == "taylor" and summary["config"]["finetune_steps"] == 10
+    assert summary["metric_after"]["n_samples"] == summary["metric_before"]["n_samples"] > 200
+
+
+def test_gate_failure_exits_1_and_writes_nothing(trained_classifier, order_csv, tmp_path):
+    out = tmp_path / "gated"
+    result = invoke("prune", trained_classifier, "-o", out, "--method", "structured",
+                    "--layers", "1", "--importance", "magnitude", "-d", order_csv,
+                    "--max-length", "32", "--max-accuracy-drop", "0.5")  # fmt: skip
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert (
+        lines[-1].startswith("error: accuracy dropped")
+        and "more than --max-accuracy-drop 0.5" in lines[-1]
+    )
+    assert "accuracy" in result.stdout  # the summary still shows what happened
+    assert not out.exists()
+
+
+def test_cubic_schedule_from_the_cli(trained_classifier, order_csv, tmp_path):
+    result = invoke("prune", trained_classifier, "-o", tmp_path / "c", "--method", "magnitude",
+                    "--sparsity", "0.5", "--schedule", "cubic", "-d", order_csv,
+                    "--finetune-steps", "12", "--max-length", "32", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert abs(summary["sparsity"] - 0.5) < 0.005 and summary["metric_after"] is not None
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (("--method", "magnitude"), "needs --sparsity"),
+        (
+            ("--method", "magnitude", "--sparsity", "0.5", "--heads", "0.5"),
+            "go with --method structured",
+        ),
+        (("--method", "structured", "--sparsity", "0.5"), "go with --method magnitude"),
+        (("--method", "structured"), "needs --heads, --ffn or --layers"),
+        (("--method", "structured", "--layers", "2"), "would remove all 2 layers"),
+        (
+            ("--method", "structured", "--ffn", "0.5", "--importance", "taylor"),
+            "taylor needs --data",
+        ),
+        (
+            ("--method", "magnitude", "--sparsity", "0.5", "--schedule", "cubic"),
+            "needs --method magnitude and --finetune-steps",
+        ),
+        (("--method", "magnitude", "--sparsity", "0.5", "--max-accuracy-drop", "1"), "need --data"),
+    ],
+)
+def test_bad_prune_options(args, phrase, tiny_classifiers, tmp_path):
+    result = invoke("prune", tiny_classifiers["bert"], "-o", tmp_path / "x", *args)
+    assert result.exit_code == 2, (result.stderr, result.exception)
+    assert phrase in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
