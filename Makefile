@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/export_latency.py --shape minilm
 	$(BIN)/python benchmarks/export_latency.py --shape bert-base
+	$(BIN)/python benchmarks/prune_latency.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache src/*.egg-info

@@ -14,23 +14,16 @@ import argparse
 import json
 from pathlib import Path
 
-import transformers
-
 from squeeze.bench.latency import BenchSettings
 from squeeze.bench.machine import describe_machine
 from squeeze.bench.run import bench_models
 from squeeze.export.onnx import ExportConfig, export_onnx
-from squeeze.tiny import build_tiny
-
-SHAPES = {
-    "bert-base": {},  # BertConfig's defaults are BERT-base: 12 layers, hidden 768, 12 heads
-    "minilm": {"num_hidden_layers": 6, "hidden_size": 384, "intermediate_size": 1536},
-}
+from squeeze.tiny import BERT_SHAPES, build_bert_shaped
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shape", choices=sorted(SHAPES), default="bert-base")
+    parser.add_argument("--shape", choices=sorted(BERT_SHAPES), default="bert-base")
     parser.add_argument("--batch", default="1,8")
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--runs", type=int, default=30)
@@ -39,11 +32,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(args.work) / args.shape
-    checkpoint = work / "checkpoint"
-    if not checkpoint.exists():
-        build_tiny(
-            "bert", checkpoint, config=transformers.BertConfig(num_labels=2, **SHAPES[args.shape])
-        )
+    checkpoint = build_bert_shaped(args.shape, work / "checkpoint")
     exports = {"onnx": ExportConfig(), "onnx-fused": ExportConfig(optimize=True)}
     for name, config in exports.items():
         if not (work / name).exists():

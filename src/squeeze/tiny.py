@@ -138,6 +138,24 @@ def build_tiny(
     return out
 
 
+# Random-weight BERT shapes for speed benchmarks: the shape decides the speed, not the values.
+BERT_SHAPES = {
+    "bert-base": {},  # BertConfig's defaults: 12 layers, hidden 768, 12 heads, FFN 3072
+    "minilm": {"num_hidden_layers": 6, "hidden_size": 384, "intermediate_size": 1536},
+}
+
+
+def build_bert_shaped(shape: str, out: str | Path) -> Path:
+    """A two-label BERT classifier of a named shape with random (seeded) weights, built once."""
+    import transformers
+
+    out = Path(out)
+    if not (out / "config.json").exists():
+        config = transformers.BertConfig(num_labels=2, **BERT_SHAPES[shape])
+        build_tiny("bert", out, config=config)
+    return out
+
+
 def order_task(n: int, *, seed: int = 0) -> list[tuple[str, str]]:
     """``n`` (sentence, label) pairs of the order task, balanced in expectation."""
     rng = random.Random(seed)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from squeeze import __version__
+from squeeze.arch import head_size
 from squeeze.checkpoint import atomic_output, load, resolve_local
 from squeeze.errors import CheckpointError, ConfigError, ValidationError
 from squeeze.runtime import ort_forward, ort_session, torch_forward
@@ -216,6 +217,13 @@ def _optimize(loaded: LoadedModel, path: Path) -> dict[str, int]:
     from onnxruntime.transformers.optimizer import optimize_model
 
     config = loaded.config
+    heads, width = config.num_attention_heads, config.hidden_size
+    if loaded.shapes is not None:
+        # Pruned attention is narrower than the hidden size; 0 lets the optimizer read each
+        # layer's own shape where layers differ.
+        per_layer = {shape.heads for shape in loaded.shapes}
+        heads = per_layer.pop() if len(per_layer) == 1 else 0
+        width = heads * head_size(config)
     # Its fusion modules log remarks through top-level loggers and print to stdout.
     logging.disable(logging.WARNING)
     try:
@@ -223,8 +231,8 @@ def _optimize(loaded: LoadedModel, path: Path) -> dict[str, int]:
             optimized = optimize_model(
                 str(path),
                 model_type=loaded.family.ort_model_type,
-                num_heads=config.num_attention_heads,
-                hidden_size=config.hidden_size,
+                num_heads=heads,
+                hidden_size=width,
                 opt_level=1,
             )
     finally:
