@@ -309,6 +309,24 @@ def size_stats(loaded: LoadedModel) -> SizeStats:
     return SizeStats(params_total=total, params_nonzero=nonzero, bytes_on_disk=on_disk)
 
 
+def _actual_shapes(loaded: LoadedModel) -> dict[str, Any]:
+    """Layer, head and FFN counts read from the modules: after structured pruning the config
+    may still state the original head count. A per-layer list where layers differ."""
+    from squeeze.prune.structured import current_shapes
+
+    shapes = current_shapes(loaded.model, loaded.family, loaded.config)
+
+    def one_or_all(values: list[int]) -> int | list[int]:
+        return values[0] if len(set(values)) == 1 else values
+
+    return {
+        "layers": len(shapes),
+        "heads": one_or_all([s.heads for s in shapes]),
+        "kv_heads": one_or_all([s.kv_heads for s in shapes]),
+        "intermediate_size": one_or_all([s.ffn for s in shapes]),
+    }
+
+
 def describe(loaded: LoadedModel) -> dict[str, Any]:
     """Everything ``squeeze info`` reports, as plain JSON-ready values."""
     config = loaded.config
@@ -325,6 +343,7 @@ def describe(loaded: LoadedModel) -> dict[str, Any]:
         "model_type": config.model_type,
         "task": loaded.task.value,
         **shape_summary(config, loaded.family),
+        **_actual_shapes(loaded),
         "params_total": stats.params_total,
         "params_nonzero": stats.params_nonzero,
         "bytes_on_disk": stats.bytes_on_disk,

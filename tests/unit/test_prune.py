@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from squeeze.checkpoint import load, save
+from squeeze.checkpoint import describe, load, save
 from squeeze.data import DataSpec, encode, load_dataset
 from squeeze.errors import ConfigError
 from squeeze.export.onnx import export_onnx
@@ -142,6 +142,8 @@ def test_structured_model_saves_loads_and_exports(family, tiny_classifiers, tmp_
     before = _logits(loaded, batch)
 
     out = save(loaded, tmp_path / "pruned")
+    facts = describe(load(out))
+    assert (facts["layers"], facts["heads"], facts["intermediate_size"]) == (1, 2, 32)
     record = json.loads((out / "squeeze.json").read_text())
     assert record["layers"] == [{"heads": 2, "kv_heads": kv, "ffn": 32}]
     again = load(out)
@@ -232,3 +234,21 @@ def test_bad_magnitude_config(kwargs, message):
 def test_bad_structured_config(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         StructuredPruneConfig(**kwargs)
+
+
+def test_fixed_mask_is_restored_after_every_step(tiny_classifiers):
+    from squeeze.prune.run import _masking_hook
+    from squeeze.train import StepState
+
+    loaded = load(tiny_classifiers["gpt2"])
+    on_step, finish = _masking_hook(loaded, MagnitudePruneConfig(sparsity=0.6), "oneshot", 10)
+    weights = prunable_weights(loaded.model, loaded.family)
+    zeros = {n: w == 0 for n, w in weights.items()}
+    with torch.no_grad():
+        for weight in weights.values():
+            weight.add_(1.0)  # an optimizer step that would revive pruned weights
+    on_step(StepState(step=1, total_steps=10, epoch=0.1, loss=0.0, lr=0.0))
+    for name, weight in weights.items():
+        assert torch.equal(weight == 0, zeros[name])
+    finish()
+    assert abs(sparsity_of(weights) - 0.6) < 0.005

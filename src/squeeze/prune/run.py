@@ -139,9 +139,16 @@ def _masking_hook(
         elif "masks" in state:
             apply_masks(weights, state["masks"])
 
+    def finish() -> None:
+        """Final masks: the target for cubic; for one-shot, the masks fixed at the start."""
+        if schedule == "cubic":
+            update(config.sparsity)
+        else:
+            apply_masks(weights, state["masks"])
+
     if schedule == "oneshot":
         update(config.sparsity)
-    return on_step, lambda: update(config.sparsity) if schedule == "cubic" else None
+    return on_step, finish
 
 
 def prune_checkpoint(
