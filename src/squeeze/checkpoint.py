@@ -297,15 +297,23 @@ def weight_files(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES)
 
 
-def size_stats(loaded: LoadedModel) -> SizeStats:
-    """Parameters (all and non-zero, tied weights counted once) and weight bytes on disk."""
+def weight_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in weight_files(folder))
+
+
+def size_stats(loaded: LoadedModel, folder: Path | None = None) -> SizeStats:
+    """Parameters (all and non-zero, tied weights counted once) and weight bytes on disk.
+
+    ``folder`` is where the weights were written, when not where they were loaded from.
+    """
     import torch
 
     with torch.no_grad():
         params = list(loaded.model.parameters())
         total = sum(p.numel() for p in params)
         nonzero = sum(int(torch.count_nonzero(p)) for p in params)
-    on_disk = sum(p.stat().st_size for p in weight_files(loaded.path)) if loaded.path else 0
+    folder = folder or loaded.path
+    on_disk = weight_bytes(folder) if folder else 0
     return SizeStats(params_total=total, params_nonzero=nonzero, bytes_on_disk=on_disk)
 
 

@@ -627,9 +627,16 @@ def encode(
 
 
 def batches(
-    encoded: Encoded, batch_size: int, *, shuffle: bool = False, seed: int = 0
+    encoded: Encoded,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    pad_to: int | None = None,
 ) -> Iterator[Batch]:
     """Yield right-padded batches, each only as long as its own longest sequence.
+
+    ``pad_to`` pads every batch to at least that length (calibration needs equal shapes).
 
     Raises:
         ConfigError: ``batch_size`` below 1.
@@ -642,7 +649,9 @@ def batches(
         index = order[start : start + batch_size]
         inputs = {
             key: _pad(
-                [sequences[i] for i in index], encoded.pad_token_id if key == "input_ids" else 0
+                [sequences[i] for i in index],
+                encoded.pad_token_id if key == "input_ids" else 0,
+                pad_to,
             )
             for key, sequences in encoded.features.items()
         }
@@ -650,8 +659,9 @@ def batches(
         yield Batch(inputs, labels)
 
 
-def _pad(sequences: list[list[int]], value: int) -> np.ndarray:
-    out = np.full((len(sequences), max(map(len, sequences))), value, dtype=np.int64)
+def _pad(sequences: list[list[int]], value: int, pad_to: int | None = None) -> np.ndarray:
+    length = max(max(map(len, sequences)), pad_to or 0)
+    out = np.full((len(sequences), length), value, dtype=np.int64)
     for row, ids in enumerate(sequences):
         out[row, : len(ids)] = ids
     return out

@@ -23,7 +23,7 @@ from squeeze.cli._options import (
 from squeeze.cli._render import fmt_bytes, fmt_count, print_json, print_notes, progress_factory
 from squeeze.cli._render import stdout as console
 from squeeze.data import DataSpec
-from squeeze.errors import ConfigError, GateError
+from squeeze.errors import ConfigError
 
 
 class Method(str, Enum):
@@ -134,13 +134,9 @@ def prune(
     else:
         _render(result)
     if not result.passed:
-        before, after = result.metric_before.primary, result.metric_after.primary
-        raise GateError(
-            f"{before.name} dropped {result.drop_points:.2f} points "
-            f"({before.value:.4f} -> {after.value:.4f}), "
-            f"{result.drop_points - result.max_accuracy_drop:.2f} more than "
-            f"--max-accuracy-drop {result.max_accuracy_drop:g}; nothing was written to {output}"
-        )
+        from squeeze.gate import gate_error
+
+        raise gate_error(result.metric_before, result.metric_after, max_accuracy_drop, output)
 
 
 def _render(result: Any) -> None:

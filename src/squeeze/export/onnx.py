@@ -123,7 +123,7 @@ def _tokenize(loaded: LoadedModel, texts: list[str], config: ExportConfig) -> di
     return {name: encoded[name].astype(np.int64) for name in loaded.input_names}
 
 
-def _validation_batches(
+def validation_batches(
     loaded: LoadedModel, config: ExportConfig
 ) -> dict[str, dict[str, np.ndarray]]:
     """Batches the export must reproduce: padded, of several sizes, from real sentences."""
@@ -169,7 +169,7 @@ def validate(
     exported = ort_forward(ort_session(onnx_path))
     token_level = loaded.task is not Task.SEQUENCE_CLASSIFICATION
     checks = []
-    for name, inputs in _validation_batches(loaded, config).items():
+    for name, inputs in validation_batches(loaded, config).items():
         diff = _max_abs_diff(
             reference(inputs), exported(inputs), inputs["attention_mask"], token_level
         )

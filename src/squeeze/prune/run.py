@@ -32,7 +32,8 @@ from squeeze.data import (
     training_part,
 )
 from squeeze.errors import ConfigError, UnsupportedError
-from squeeze.evaluate import LOWER_IS_BETTER, evaluate
+from squeeze.evaluate import evaluate
+from squeeze.gate import GateMissed, drop_points, passes
 from squeeze.prune.importance import magnitude_importance, taylor_importance
 from squeeze.prune.magnitude import (
     MagnitudePruneConfig,
@@ -70,17 +71,11 @@ class PruneResult:
     @property
     def drop_points(self) -> float | None:
         """How much worse the primary metric got, in points (x100 for accuracy)."""
-        if self.metric_before is None or self.metric_after is None:
-            return None
-        before, after = self.metric_before.primary, self.metric_after.primary
-        scale = 1.0 if before.name in LOWER_IS_BETTER else 100.0
-        sign = -1.0 if before.name in LOWER_IS_BETTER else 1.0
-        return sign * (before.value - after.value) * scale
+        return drop_points(self.metric_before, self.metric_after)
 
     @property
     def passed(self) -> bool:
-        drop = self.drop_points
-        return self.max_accuracy_drop is None or drop is None or drop <= self.max_accuracy_drop
+        return passes(self.drop_points, self.max_accuracy_drop)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -101,21 +96,8 @@ class PruneResult:
         }
 
 
-class _GateMissed(Exception):
-    """Aborts the atomic write when the gate fails; carries the result for the report."""
-
-    def __init__(self, result: PruneResult) -> None:
-        super().__init__("gate missed")
-        self.result = result
-
-
 def _sizes(loaded: LoadedModel, folder: Path) -> dict[str, int]:
-    stats = size_stats(loaded)
-    return {
-        **asdict(stats),
-        "bytes_on_disk": sum(p.stat().st_size for p in folder.glob("*.safetensors")),
-        "bytes_compressed": compressed_bytes(folder),
-    }
+    return {**asdict(size_stats(loaded, folder)), "bytes_compressed": compressed_bytes(folder)}
 
 
 def _masking_hook(
@@ -280,8 +262,8 @@ def prune_checkpoint(
             summary.after = _sizes(loaded, tmp)
             summary.seconds = time.perf_counter() - start
             if not summary.passed:
-                raise _GateMissed(summary)
+                raise GateMissed(summary)
             (tmp / SUMMARY_FILE).write_text(json.dumps(summary.to_dict(), indent=2))
-    except _GateMissed:
+    except GateMissed:
         summary.notes.append(f"nothing was written to {out}: the accuracy gate failed")
     return summary

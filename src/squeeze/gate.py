@@ -1,0 +1,44 @@
+"""The accuracy gate CI jobs rely on: how many points a step cost, and whether that is allowed.
+
+Shared by every step that changes a model (prune, quantize), so "points" means the same
+everywhere: percentage points for accuracy-like metrics, raw units for perplexity and loss.
+"""
+
+from __future__ import annotations
+
+from squeeze.errors import GateError
+from squeeze.evaluate import LOWER_IS_BETTER
+from squeeze.types import Evaluation
+
+
+class GateMissed(Exception):
+    """Raised inside an atomic output to discard it when the gate fails; carries the result."""
+
+    def __init__(self, result: object) -> None:
+        super().__init__("gate missed")
+        self.result = result
+
+
+def drop_points(before: Evaluation | None, after: Evaluation | None) -> float | None:
+    """How much worse the primary metric got (positive = worse), or None without data."""
+    if before is None or after is None:
+        return None
+    name = before.primary.name
+    if name in LOWER_IS_BETTER:
+        return after.primary.value - before.primary.value
+    return (before.primary.value - after.primary.value) * 100.0
+
+
+def passes(drop: float | None, max_drop: float | None) -> bool:
+    return max_drop is None or drop is None or drop <= max_drop
+
+
+def gate_error(before: Evaluation, after: Evaluation, max_drop: float, out: object) -> GateError:
+    """The one-line failure CI shows: the drop, the values, and by how much the gate was missed."""
+    drop = drop_points(before, after)
+    b, a = before.primary, after.primary
+    return GateError(
+        f"{b.name} dropped {drop:.2f} points ({b.value:.4f} -> {a.value:.4f}), "
+        f"{drop - max_drop:.2f} more than --max-accuracy-drop {max_drop:g}; "
+        f"nothing was written to {out}"
+    )

@@ -1,0 +1,1 @@
+"""Quantization: choose a backend, run the real quantizer, validate agreement, report."""

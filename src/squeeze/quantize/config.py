@@ -1,0 +1,70 @@
+"""What to quantize to, with which backend, and which combinations make sense.
+
+Every combination is checked up front, with the reason and the alternative in the message, so a
+CI job fails in a second rather than after an export.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from squeeze.errors import ConfigError, UnsupportedError
+
+DTYPES = ("fp16", "bf16", "int8")
+BACKENDS = ("onnxruntime", "torch")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+# int8 deploys on ONNX Runtime by default: its int8 kernels and fused QAttention are the fastest
+# CPU path measured here; half precision keeps the PyTorch checkpoint format (GPU deployment).
+DEFAULT_BACKEND = {"int8": "onnxruntime", "fp16": "torch", "bf16": "torch"}
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """A quantization request.
+
+    Attributes:
+        dtype: fp16, bf16 (weights cast) or int8.
+        backend: Where the result runs; None picks ``DEFAULT_BACKEND[dtype]``.
+        static: int8 with activations calibrated on data (QDQ) instead of dynamic ranges.
+        calibration_method: minmax, entropy or percentile (static only).
+        calibration_samples: Examples fed through the model for calibration.
+        per_channel: One int8 scale per output channel of each weight.
+        optimize: Fuse attention/LayerNorm/GELU before dynamic int8 (gives QAttention).
+    """
+
+    dtype: str
+    backend: str | None = None
+    static: bool = False
+    calibration_method: str = "minmax"
+    calibration_samples: int = 128
+    per_channel: bool = False
+    optimize: bool = True
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, not '{self.dtype}'")
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}")
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise ConfigError(
+                f"--calibration-method must be one of {', '.join(CALIBRATION_METHODS)}"
+            )
+        if self.calibration_samples < 1:
+            raise ConfigError("--calibration-samples must be >= 1")
+        backend = self.chosen_backend
+        if self.static and (self.dtype != "int8" or backend != "onnxruntime"):
+            raise ConfigError("--static is int8 calibration for --backend onnxruntime")
+        if self.dtype in ("fp16", "bf16") and backend == "onnxruntime":
+            raise UnsupportedError(
+                f"{self.dtype} ONNX runs only on GPU execution providers, not the CPU path; "
+                f"use --backend torch for a {self.dtype} checkpoint"
+            )
+        if self.dtype == "int8" and backend == "torch":
+            raise UnsupportedError(
+                "int8 for PyTorch deployment is not available yet; use --backend onnxruntime "
+                "(the default)"
+            )
+
+    @property
+    def chosen_backend(self) -> str:
+        return self.backend or DEFAULT_BACKEND[self.dtype]

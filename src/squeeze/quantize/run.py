@@ -1,0 +1,283 @@
+"""``quantize_checkpoint``: quantize with the chosen backend, validate, measure, save or refuse.
+
+The one implementation behind ``squeeze quantize``. int8 goes through a validated fp32 ONNX
+export (fused first, so attention becomes QAttention) and ONNX Runtime's quantizer; fp16/bf16
+cast the PyTorch checkpoint. Every result is compared with the original on the same inputs
+(logit distance, top-1 agreement) and, with data, scored on held-out examples in the format that
+is deployed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from squeeze.checkpoint import (
+    atomic_output,
+    check_output,
+    load,
+    resolve_local,
+    size_stats,
+    write_checkpoint,
+)
+from squeeze.data import (
+    DataSpec,
+    Encoded,
+    batches,
+    encode,
+    evaluation_split,
+    held_out_part,
+    load_dataset,
+    training_part,
+)
+from squeeze.errors import UnsupportedError
+from squeeze.evaluate import evaluate_forward
+from squeeze.export.onnx import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    ExportConfig,
+    export_onnx,
+    onnx_size_stats,
+    validation_batches,
+)
+from squeeze.gate import GateMissed, drop_points, passes
+from squeeze.quantize.config import QuantizeConfig
+from squeeze.quantize.ort_int8 import quantize_dynamic_int8, quantize_static_int8
+from squeeze.quantize.validate import Agreement, agreement
+from squeeze.runtime import Forward, ort_forward, ort_session, torch_forward
+from squeeze.types import Evaluation, LoadedModel, ProgressFactory, Task, no_progress
+
+SUMMARY_FILE = "quantize.json"
+_HALF = {"fp16": "float16", "bf16": "bfloat16"}
+
+
+@dataclass
+class QuantizeResult:
+    """What quantization did, measured."""
+
+    out: Path
+    config: dict[str, Any]
+    backend: str
+    backend_default: bool
+    before: dict[str, int]
+    after: dict[str, int]
+    agreement: Agreement
+    seconds: float
+    metric_before: Evaluation | None = None
+    metric_after: Evaluation | None = None
+    max_accuracy_drop: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def drop_points(self) -> float | None:
+        return drop_points(self.metric_before, self.metric_after)
+
+    @property
+    def passed(self) -> bool:
+        return passes(self.drop_points, self.max_accuracy_drop)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "config": self.config,
+            "backend": self.backend,
+            "backend_default": self.backend_default,
+            "before": self.before,
+            "after": self.after,
+            "size_ratio": self.before["bytes_on_disk"] / max(self.after["bytes_on_disk"], 1),
+            "agreement": self.agreement.to_dict(),
+            "metric_before": self.metric_before.to_dict() if self.metric_before else None,
+            "metric_after": self.metric_after.to_dict() if self.metric_after else None,
+            "drop_points": self.drop_points,
+            "max_accuracy_drop": self.max_accuracy_drop,
+            "passed": self.passed,
+            "seconds": self.seconds,
+            "notes": self.notes,
+        }
+
+
+def _encoded(loaded: LoadedModel, spec: DataSpec, max_length: int) -> tuple[Encoded, list[str]]:
+    classify = loaded.task is Task.SEQUENCE_CLASSIFICATION
+    dataset = load_dataset(spec, need_labels=classify)
+    label2id = loaded.config.label2id if classify else None
+    encoded = encode(
+        dataset, loaded.tokenizer, input_names=loaded.input_names, max_length=max_length,
+        label2id=label2id,
+    )  # fmt: skip
+    return encoded, list(dataset.notes)
+
+
+def _comparison_batches(loaded: LoadedModel, held_out: Encoded | None) -> list[dict[str, Any]]:
+    """Inputs for the agreement check: up to 256 held-out examples, else probe sentences."""
+    if held_out is None:
+        return list(validation_batches(loaded, ExportConfig()).values())
+    return [b.inputs for _, b in zip(range(8), batches(held_out, 32), strict=False)]
+
+
+def _int8_onnx(
+    source: str,
+    tmp: Path,
+    work: Path,
+    config: QuantizeConfig,
+    calibration: Encoded | None,
+    trust_remote_code: bool,
+) -> tuple[Forward, list[str]]:
+    """Export (validated), quantize into ``tmp`` as an export folder; return its forward."""
+    fused = config.optimize and not config.static
+    exported = export_onnx(
+        source, work / "fp32", config=ExportConfig(optimize=fused),
+        trust_remote_code=trust_remote_code,
+    )  # fmt: skip
+    notes = list(exported.notes)
+    target = tmp / MODEL_FILE
+    if config.static:
+        longest = max(len(ids) for ids in calibration.features["input_ids"])
+        feeds = [b.inputs for b in batches(calibration, 16, pad_to=longest)]
+        quantize_static_int8(
+            exported.onnx_path, target, feeds, method=config.calibration_method,
+            per_channel=config.per_channel, workdir=work,
+        )  # fmt: skip
+        notes.append(
+            f"calibrated on {len(calibration)} training examples ({config.calibration_method})"
+        )
+    else:
+        quantize_dynamic_int8(exported.onnx_path, target, per_channel=config.per_channel)
+    for item in exported.out.iterdir():
+        if item.name not in (MODEL_FILE, MANIFEST_FILE):
+            shutil.copy2(item, tmp / item.name)
+    manifest = {
+        **exported.manifest,
+        "dtype": "int8",
+        "quantization": {
+            "backend": "onnxruntime",
+            "mode": "static QDQ" if config.static else "dynamic",
+            "per_channel": config.per_channel,
+            "fused_before_quantization": fused,
+        },
+    }
+    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    return ort_forward(ort_session(target)), notes
+
+
+def _half_torch(loaded: LoadedModel, tmp: Path, dtype: str) -> Forward:
+    import torch
+
+    loaded.model.to(getattr(torch, _HALF[dtype]))
+    write_checkpoint(loaded, tmp)
+    return torch_forward(loaded.model)
+
+
+def quantize_checkpoint(
+    source: str,
+    out: str | Path,
+    config: QuantizeConfig,
+    *,
+    data: DataSpec | None = None,
+    eval_data: DataSpec | None = None,
+    calibration_data: DataSpec | None = None,
+    max_length: int = 128,
+    max_accuracy_drop: float | None = None,
+    overwrite: bool = False,
+    trust_remote_code: bool = False,
+    progress: ProgressFactory = no_progress,
+) -> QuantizeResult:
+    """Quantize ``source`` into ``out`` and report size, agreement and (with data) accuracy.
+
+    Raises:
+        ConfigError: a gate or static calibration without data.
+        UnsupportedError: a model whose head squeeze cannot score or export.
+    """
+    from squeeze.errors import ConfigError
+
+    if max_accuracy_drop is not None and data is None:
+        raise ConfigError("--max-accuracy-drop needs --data")
+    calibration_spec = calibration_data or (training_part(data) if data is not None else None)
+    if config.static and calibration_spec is None:
+        raise ConfigError("--static needs calibration data: --calibration-data SPEC or --data SPEC")
+    local = resolve_local(source)
+    check_output(out, overwrite=overwrite, inputs=[local])
+    start = time.perf_counter()
+    loaded = load(source, trust_remote_code=trust_remote_code)
+    if loaded.task not in (Task.SEQUENCE_CLASSIFICATION, Task.CAUSAL_LM, Task.MASKED_LM):
+        raise UnsupportedError(f"cannot validate a {loaded.task.value} model's outputs")
+    notes = list(loaded.notes)
+    backend = config.chosen_backend
+    if config.backend is None:
+        notes.append(
+            f"backend {backend} chosen for {config.dtype} (the default; --backend to change)"
+        )
+
+    held_out = calibration = None
+    metric_before = None
+    if data is not None:
+        spec = eval_data or held_out_part(
+            training_part(data), evaluation_split(training_part(data))
+        )
+        held_out, data_notes = _encoded(loaded, spec, max_length)
+        notes += data_notes
+        metric_before = evaluate_forward(
+            torch_forward(loaded.model), held_out, loaded.task, progress=progress
+        )
+    if config.static:
+        limited = DataSpec(
+            **{**asdict(calibration_spec), "max_samples": config.calibration_samples}
+        )
+        calibration, _ = _encoded(loaded, limited, max_length)
+    compare = _comparison_batches(loaded, held_out)
+    reference = torch_forward(loaded.model)
+    expected = [reference(b) for b in compare]  # before half precision changes the model in place
+
+    summary = QuantizeResult(
+        out=Path(out),
+        config=asdict(config),
+        backend=backend,
+        backend_default=config.backend is None,
+        before=asdict(size_stats(loaded)),
+        after={},
+        agreement=Agreement(0, 0, 0, 0),
+        seconds=0.0,
+        metric_before=metric_before,
+        max_accuracy_drop=max_accuracy_drop,
+        notes=notes,
+    )
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="squeeze-quantize-") as work,
+            atomic_output(out, overwrite=overwrite, inputs=[local]) as tmp,
+        ):
+            if config.dtype == "int8":
+                forward, step_notes = _int8_onnx(
+                    source, tmp, Path(work), config, calibration, trust_remote_code
+                )
+                summary.notes += step_notes
+                summary.after = asdict(onnx_size_stats(tmp))
+            else:
+                forward = _half_torch(loaded, tmp, config.dtype)
+                summary.after = asdict(size_stats(loaded, tmp))
+            cached = iter(expected)
+            summary.agreement = agreement(
+                lambda _: next(cached), forward, compare,
+                token_level=loaded.task is not Task.SEQUENCE_CLASSIFICATION,
+            )  # fmt: skip
+            if held_out is not None:
+                summary.metric_after = evaluate_forward(
+                    forward, held_out, loaded.task, progress=progress
+                )
+            if summary.after["bytes_on_disk"] >= summary.before["bytes_on_disk"]:
+                summary.notes.append(
+                    f"the result is not smaller ({summary.after['bytes_on_disk']} vs "
+                    f"{summary.before['bytes_on_disk']} bytes): fixed costs such as graph "
+                    "constants outweigh the weights in a model this small"
+                )
+            summary.seconds = time.perf_counter() - start
+            if not summary.passed:
+                raise GateMissed(summary)
+            (tmp / SUMMARY_FILE).write_text(json.dumps(summary.to_dict(), indent=2))
+    except GateMissed:
+        summary.notes.append(f"nothing was written to {out}: the accuracy gate failed")
+    return summary

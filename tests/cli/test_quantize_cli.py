@@ -1,0 +1,103 @@
+"""`squeeze quantize` on tiny models of every family, as users and CI call it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from squeeze.cli.main import app
+from squeeze.tiny import FAMILIES
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("dtype", ["int8", "fp16", "bf16"])
+def test_every_dtype_produces_a_runnable_artifact(
+    family, dtype, tiny_classifiers, order_csv, tmp_path
+):
+    out = tmp_path / "q"
+    result = invoke("quantize", tiny_classifiers[family], "-o", out, "--dtype", dtype, "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["backend"] == ("onnxruntime" if dtype == "int8" else "torch")
+    assert summary["backend_default"] and summary["agreement"]["top1_agreement"] >= 0.75
+    assert summary["agreement"]["n_predictions"] > 0
+    assert json.loads((out / "quantize.json").read_text())["config"]["dtype"] == dtype
+    # The artifact loads and runs: eval picks the format (ONNX folder or checkpoint).
+    scored = invoke("eval", out, "-d", order_csv, "--max-samples", "40", "--json")
+    assert scored.exit_code == 0, scored.stderr
+    report = json.loads(scored.stdout)
+    assert report["backend"] == summary["backend"] and report["n_samples"] == 40
+    if dtype != "int8":
+        info = json.loads(invoke("info", out, "--json").stdout)
+        assert info["dtype"] == {"fp16": "float16", "bf16": "bfloat16"}[dtype]
+        assert summary["after"]["bytes_on_disk"] < 0.6 * summary["before"]["bytes_on_disk"]
+
+
+def test_int8_of_a_real_width_model_is_4x_smaller_and_accurate(
+    trained_classifier, order_csv, tmp_path
+):
+    result = invoke("quantize", trained_classifier, "-o", tmp_path / "q", "--dtype", "int8",
+                    "-d", order_csv, "--max-length", "32", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["metric_before"]["metrics"]["accuracy"] >= 0.9
+    assert summary["drop_points"] < 5 and summary["agreement"]["n_predictions"] == 256
+
+
+def test_static_int8_with_calibration(trained_classifier, order_csv, tmp_path):
+    out = tmp_path / "static"
+    result = invoke("quantize", trained_classifier, "-o", out, "--dtype", "int8", "--static",
+                    "-d", order_csv, "--calibration-samples", "64", "--calibration-method",
+                    "percentile", "--per-channel", "--max-length", "32", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["quantization"]["mode"] == "static QDQ" and manifest["dtype"] == "int8"
+    assert any("calibrated on 64 training examples (percentile)" in n for n in summary["notes"])
+    assert summary["metric_after"]["metrics"]["accuracy"] >= 0.8
+
+
+def test_quantizing_a_pruned_model(trained_classifier, order_csv, tmp_path):
+    pruned = tmp_path / "pruned"
+    assert invoke("prune", trained_classifier, "-o", pruned, "--method", "structured",
+                  "--heads", "0.5", "--ffn", "0.5").exit_code == 0  # fmt: skip
+    result = invoke("quantize", pruned, "-o", tmp_path / "q", "--dtype", "int8", "-d", order_csv,
+                    "--max-length", "32", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["metric_after"] is not None and summary["agreement"]["top1_agreement"] > 0.9
+
+
+def test_gate_failure(trained_classifier, order_csv, tmp_path):
+    out = tmp_path / "gated"
+    result = invoke("quantize", trained_classifier, "-o", out, "--dtype", "int8", "-d", order_csv,
+                    "--max-length", "32", "--max-accuracy-drop", "-1")  # fmt: skip
+    assert result.exit_code == 1 and "more than --max-accuracy-drop -1" in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "phrase"),
+    [
+        (("--dtype", "int4"), 2, "--dtype must be one of"),
+        (("--dtype", "bf16", "--backend", "onnxruntime"), 4, "only on GPU execution providers"),
+        (("--dtype", "fp16", "--backend", "onnxruntime"), 4, "only on GPU execution providers"),
+        (("--dtype", "int8", "--static"), 2, "--static needs calibration data"),
+        (("--dtype", "fp16", "--static"), 2, "--static is int8 calibration"),
+        (("--dtype", "int8", "--max-accuracy-drop", "1"), 2, "needs --data"),
+        (("--dtype", "int8", "--calibration-method", "kl"), 2, "--calibration-method"),
+    ],
+)
+def test_bad_combinations(args, code, phrase, tiny_classifiers, tmp_path):
+    result = invoke("quantize", tiny_classifiers["bert"], "-o", tmp_path / "x", *args)
+    assert result.exit_code == code, (result.stderr, result.exception)
+    assert phrase in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,48 @@
+"""Agreement figures and the quantization config's choices, by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from squeeze.errors import ConfigError, UnsupportedError
+from squeeze.quantize.config import QuantizeConfig
+from squeeze.quantize.validate import agreement
+
+
+def test_agreement_by_hand():
+    logits = {"a": np.array([[2.0, 1.0], [0.0, 3.0]]), "b": np.array([[1.0, 2.5], [0.0, 3.5]])}
+    batch = {"input_ids": np.zeros((2, 3), dtype=np.int64)}
+    result = agreement(lambda _: logits["a"], lambda _: logits["b"], [batch], token_level=False)
+    assert result.max_abs_diff == 1.5 and result.mean_abs_diff == pytest.approx(3.0 / 4)
+    assert result.top1_agreement == 0.5 and result.n_predictions == 2
+
+
+def test_token_level_agreement_ignores_padding():
+    reference = np.zeros((1, 3, 4))
+    reference[..., 0] = 1.0
+    candidate = reference.copy()
+    candidate[0, 2] = [0.0, 9.0, 0.0, 0.0]  # differs only at a padded position
+    batch = {"attention_mask": np.array([[1, 1, 0]])}
+    result = agreement(lambda _: reference, lambda _: candidate, [batch], token_level=True)
+    assert result.max_abs_diff == 0.0 and result.top1_agreement == 1.0
+    assert result.n_predictions == 2
+
+
+def test_default_backends():
+    assert QuantizeConfig("int8").chosen_backend == "onnxruntime"
+    assert QuantizeConfig("bf16").chosen_backend == "torch"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"dtype": "int4"}, ConfigError),
+        ({"dtype": "int8", "backend": "torch"}, UnsupportedError),
+        ({"dtype": "fp16", "backend": "onnxruntime"}, UnsupportedError),
+        ({"dtype": "int8", "calibration_samples": 0}, ConfigError),
+    ],
+)
+def test_bad_requests(kwargs, error):
+    with pytest.raises(error):
+        QuantizeConfig(**kwargs)
