@@ -53,6 +53,7 @@ bench: install
 	$(BIN)/python benchmarks/export_latency.py --shape minilm
 	$(BIN)/python benchmarks/export_latency.py --shape bert-base
 	$(BIN)/python benchmarks/prune_latency.py
+	$(BIN)/python benchmarks/quantize_latency.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache src/*.egg-info
