@@ -33,6 +33,33 @@ def passes(drop: float | None, max_drop: float | None) -> bool:
     return max_drop is None or drop is None or drop <= max_drop
 
 
+class Gated:
+    """For step results with ``metric_before``, ``metric_after`` and ``max_accuracy_drop``."""
+
+    metric_before: Evaluation | None
+    metric_after: Evaluation | None
+    max_accuracy_drop: float | None
+
+    @property
+    def drop_points(self) -> float | None:
+        """How much worse the primary metric got, in points (x100 for accuracy)."""
+        return drop_points(self.metric_before, self.metric_after)
+
+    @property
+    def passed(self) -> bool:
+        return passes(self.drop_points, self.max_accuracy_drop)
+
+    def gate_fields(self) -> dict[str, object]:
+        """The metric and gate part of a step's JSON summary."""
+        return {
+            "metric_before": self.metric_before.to_dict() if self.metric_before else None,
+            "metric_after": self.metric_after.to_dict() if self.metric_after else None,
+            "drop_points": self.drop_points,
+            "max_accuracy_drop": self.max_accuracy_drop,
+            "passed": self.passed,
+        }
+
+
 def gate_error(before: Evaluation, after: Evaluation, max_drop: float, out: object) -> GateError:
     """The one-line failure CI shows: the drop, the values, and by how much the gate was missed."""
     drop = drop_points(before, after)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -62,6 +62,22 @@ def print_table(title: str, rows: Sequence[tuple[str, str]]) -> None:
         # Text, not markup: data names like "reviews.tsv[test]" would read as rich tags.
         table.add_row(Text(key), Text(value))
     stdout.print(table)
+
+
+def report_and_gate(
+    result: Any, json_output: bool, render: Callable[[Any], None], output: str
+) -> None:
+    """Show a gated step's summary (JSON or tables), then fail with exit 1 if it missed."""
+    if json_output:
+        print_json(result.to_dict())
+    else:
+        render(result)
+    if not result.passed:
+        from squeeze.gate import gate_error
+
+        raise gate_error(
+            result.metric_before, result.metric_after, result.max_accuracy_drop, output
+        )
 
 
 def print_notes(notes: Sequence[str]) -> None:

@@ -20,7 +20,13 @@ from squeeze.cli._options import (
     optional_data_spec,
     with_data_options,
 )
-from squeeze.cli._render import fmt_bytes, fmt_count, print_json, print_notes, progress_factory
+from squeeze.cli._render import (
+    fmt_bytes,
+    fmt_count,
+    print_notes,
+    progress_factory,
+    report_and_gate,
+)
 from squeeze.cli._render import stdout as console
 from squeeze.data import DataSpec
 from squeeze.errors import ConfigError
@@ -129,14 +135,7 @@ def prune(
         device=resolve_device(device),
         progress=progress_factory(quiet),
     )
-    if json_output:
-        print_json(result.to_dict())
-    else:
-        _render(result)
-    if not result.passed:
-        from squeeze.gate import gate_error
-
-        raise gate_error(result.metric_before, result.metric_after, max_accuracy_drop, output)
+    report_and_gate(result, json_output, _render, output)
 
 
 def _render(result: Any) -> None:

@@ -33,7 +33,7 @@ from squeeze.data import (
 )
 from squeeze.errors import ConfigError, UnsupportedError
 from squeeze.evaluate import evaluate
-from squeeze.gate import GateMissed, drop_points, passes
+from squeeze.gate import Gated, GateMissed
 from squeeze.prune.importance import magnitude_importance, taylor_importance
 from squeeze.prune.magnitude import (
     MagnitudePruneConfig,
@@ -52,7 +52,7 @@ SCHEDULES = ("oneshot", "cubic")
 
 
 @dataclass
-class PruneResult:
+class PruneResult(Gated):
     """What pruning did, measured: sizes and (with data) the metric before and after."""
 
     out: Path
@@ -68,15 +68,6 @@ class PruneResult:
     max_accuracy_drop: float | None = None
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def drop_points(self) -> float | None:
-        """How much worse the primary metric got, in points (x100 for accuracy)."""
-        return drop_points(self.metric_before, self.metric_after)
-
-    @property
-    def passed(self) -> bool:
-        return passes(self.drop_points, self.max_accuracy_drop)
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "out": str(self.out),
@@ -85,11 +76,7 @@ class PruneResult:
             "before": self.before,
             "after": self.after,
             "sparsity": self.sparsity,
-            "metric_before": self.metric_before.to_dict() if self.metric_before else None,
-            "metric_after": self.metric_after.to_dict() if self.metric_after else None,
-            "drop_points": self.drop_points,
-            "max_accuracy_drop": self.max_accuracy_drop,
-            "passed": self.passed,
+            **self.gate_fields(),
             "loads_with_plain_transformers": self.plain_transformers,
             "seconds": self.seconds,
             "notes": self.notes,

@@ -45,7 +45,7 @@ from squeeze.export.onnx import (
     onnx_size_stats,
     validation_batches,
 )
-from squeeze.gate import GateMissed, drop_points, passes
+from squeeze.gate import Gated, GateMissed
 from squeeze.quantize.config import QuantizeConfig
 from squeeze.quantize.ort_int8 import quantize_dynamic_int8, quantize_static_int8
 from squeeze.quantize.validate import Agreement, agreement
@@ -57,7 +57,7 @@ _HALF = {"fp16": "float16", "bf16": "bfloat16"}
 
 
 @dataclass
-class QuantizeResult:
+class QuantizeResult(Gated):
     """What quantization did, measured."""
 
     out: Path
@@ -73,14 +73,6 @@ class QuantizeResult:
     max_accuracy_drop: float | None = None
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def drop_points(self) -> float | None:
-        return drop_points(self.metric_before, self.metric_after)
-
-    @property
-    def passed(self) -> bool:
-        return passes(self.drop_points, self.max_accuracy_drop)
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "out": str(self.out),
@@ -91,11 +83,7 @@ class QuantizeResult:
             "after": self.after,
             "size_ratio": self.before["bytes_on_disk"] / max(self.after["bytes_on_disk"], 1),
             "agreement": self.agreement.to_dict(),
-            "metric_before": self.metric_before.to_dict() if self.metric_before else None,
-            "metric_after": self.metric_after.to_dict() if self.metric_after else None,
-            "drop_points": self.drop_points,
-            "max_accuracy_drop": self.max_accuracy_drop,
-            "passed": self.passed,
+            **self.gate_fields(),
             "seconds": self.seconds,
             "notes": self.notes,
         }
