@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import logging
 import os
 import shutil
 import tempfile
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,18 @@ def _looks_local(source: str) -> bool:
         or "\\" in source
         or source.endswith("/")
     )
+
+
+@contextlib.contextmanager
+def quiet_quantizer_imports() -> Iterator[None]:
+    """torchao and bitsandbytes log warnings about optional GPU kernels when first imported,
+    and bitsandbytes' 8-bit matmul warns on every call that it casts inputs to fp16."""
+    warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def resolve_local(source: str | os.PathLike[str]) -> Path | None:
@@ -187,13 +201,21 @@ def load(
         config.label2id = {name: i for i, name in enumerate(label_names)}
 
     shapes = read_shapes(local) if local is not None else None
+    quantized = getattr(config, "quantization_config", None) is not None
     try:
         if shapes is not None:
             model, info = _load_reshaped(local, config, task, family, shapes)
         else:
-            model, info = auto_class(task).from_pretrained(
-                where, config=config, trust_remote_code=trust_remote_code, output_loading_info=True
-            )
+            # Quantized checkpoints (bitsandbytes, torchao) are placed by transformers itself.
+            placement = {"device_map": device} if quantized else {}
+            with quiet_quantizer_imports():
+                model, info = auto_class(task).from_pretrained(
+                    where,
+                    config=config,
+                    trust_remote_code=trust_remote_code,
+                    output_loading_info=True,
+                    **placement,
+                )
     except (SafetensorError, OSError, RuntimeError, EOFError) as e:
         raise CheckpointError(
             f"{text}: weights are corrupt or truncated ({_first_line(e)}); re-save or "
@@ -233,7 +255,8 @@ def load(
         from transformers.utils import cached_file
 
         local = Path(cached_file(text, "config.json")).parent
-    model.to(device)
+    if not quantized:
+        model.to(device)
     model.eval()
     return LoadedModel(
         model=model,

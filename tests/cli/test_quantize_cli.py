@@ -87,7 +87,10 @@ def test_gate_failure(trained_classifier, order_csv, tmp_path):
 @pytest.mark.parametrize(
     ("args", "code", "phrase"),
     [
-        (("--dtype", "int4"), 2, "--dtype must be one of"),
+        (("--dtype", "int3"), 2, "--dtype must be one of"),
+        (("--dtype", "int4", "--backend", "onnxruntime"), 4, "use --backend bitsandbytes"),
+        (("--dtype", "int4"), 4, "widths divisible by 64; this model has hidden size 32"),
+        (("--dtype", "bf16", "--backend", "bitsandbytes"), 4, "has no bf16; use --backend torch"),
         (("--dtype", "bf16", "--backend", "onnxruntime"), 4, "only on GPU execution providers"),
         (("--dtype", "fp16", "--backend", "onnxruntime"), 4, "only on GPU execution providers"),
         (("--dtype", "int8", "--static"), 2, "--static needs calibration data"),
@@ -101,3 +104,42 @@ def test_bad_combinations(args, code, phrase, tiny_classifiers, tmp_path):
     assert result.exit_code == code, (result.stderr, result.exception)
     assert phrase in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+@pytest.fixture(scope="session")
+def wide_classifiers(tmp_path_factory):
+    """Hidden size 64: the narrowest that 4-bit blocks of 64 accept."""
+    from squeeze.tiny import build_tiny, tiny_config
+
+    root = tmp_path_factory.mktemp("wide")
+    return {f: build_tiny(f, root / f, config=tiny_config(f, hidden=64)) for f in FAMILIES}
+
+
+PYTORCH_INT = [("int8", "torch"), ("int8", "bitsandbytes"), ("int4", "bitsandbytes")]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize(("dtype", "backend"), PYTORCH_INT)
+def test_pytorch_deployment_int8_and_int4(
+    family, dtype, backend, wide_classifiers, order_csv, tmp_path
+):
+    from transformers import AutoModelForSequenceClassification
+
+    out = tmp_path / "q"
+    args = ("quantize", wide_classifiers[family], "-o", out, "--dtype", dtype, "--backend", backend)
+    result = invoke(*args, "--json")
+    if family == "gpt2" and backend == "torch":
+        assert result.exit_code == 4 and "Conv1D, so nothing would change" in result.stderr
+        return
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["agreement"]["top1_agreement"] >= 0.75
+    assert summary["after"]["bytes_on_disk"] < 0.45 * summary["before"]["bytes_on_disk"]
+    config = json.loads((out / "config.json").read_text())
+    method = "torchao" if backend == "torch" else "bitsandbytes"
+    assert config["quantization_config"]["quant_method"] == method
+    # Plain transformers reloads it with its quantization config; squeeze evaluates it.
+    AutoModelForSequenceClassification.from_pretrained(out, device_map="cpu")
+    scored = invoke("eval", out, "-d", order_csv, "--max-samples", "16", "--json")
+    assert scored.exit_code == 0, scored.stderr
+    assert json.loads(scored.stdout)["n_samples"] == 16

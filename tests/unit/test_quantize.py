@@ -32,13 +32,16 @@ def test_token_level_agreement_ignores_padding():
 def test_default_backends():
     assert QuantizeConfig("int8").chosen_backend == "onnxruntime"
     assert QuantizeConfig("bf16").chosen_backend == "torch"
+    assert QuantizeConfig("int4").chosen_backend == "bitsandbytes"
 
 
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [
-        ({"dtype": "int4"}, ConfigError),
-        ({"dtype": "int8", "backend": "torch"}, UnsupportedError),
+        ({"dtype": "int3"}, ConfigError),
+        ({"dtype": "int4", "backend": "onnxruntime"}, UnsupportedError),
+        ({"dtype": "fp16", "backend": "bitsandbytes"}, UnsupportedError),
+        ({"dtype": "int8", "bnb_4bit_type": "nf8"}, ConfigError),
         ({"dtype": "fp16", "backend": "onnxruntime"}, UnsupportedError),
         ({"dtype": "int8", "calibration_samples": 0}, ConfigError),
     ],

@@ -33,11 +33,15 @@ def quantize(
     model: ModelArg,
     data: DataSpec | None,
     output: OutOpt,
-    dtype: Annotated[str, typer.Option(help="int8, fp16 or bf16.")],
+    dtype: Annotated[str, typer.Option(help="int8, int4, fp16 or bf16.")],
     backend: Annotated[
         str | None,
-        typer.Option(help="onnxruntime (int8 default) or torch (fp16/bf16 default)."),
+        typer.Option(
+            help="onnxruntime (int8 default), torch (fp16/bf16 default; int8 via torchao) or "
+            "bitsandbytes (int4 default; int8 = LLM.int8)."
+        ),
     ] = None,
+    bnb_4bit_type: Annotated[str, typer.Option(help="int4: nf4 or fp4.")] = "nf4",
     static: Annotated[
         bool, typer.Option(help="int8: calibrate activations on data (QDQ) instead of dynamic.")
     ] = False,
@@ -73,9 +77,12 @@ def quantize(
     int8 (default backend onnxruntime): a validated fp32 ONNX export, fused, then ONNX
     Runtime's dynamic quantization (or static QDQ with --static); -o is an export folder that
     `squeeze eval` and `squeeze bench` run. fp16/bf16 (default backend torch): the checkpoint
-    with its weights cast. Every result is compared with the original on the same inputs (max
-    logit difference, top-1 agreement); with --data, accuracy before and after is measured on
-    held-out data in the deployed format.
+    with its weights cast. int8 with --backend torch (torchao) or bitsandbytes (LLM.int8), and
+    int4 (bitsandbytes NF4/FP4): a checkpoint transformers reloads with its quantization config.
+
+    Every result is compared with the original on the same inputs (max logit difference, top-1
+    agreement); with --data, accuracy before and after is measured on held-out data in the
+    deployed format.
     """
     from squeeze.quantize.config import QuantizeConfig
     from squeeze.quantize.run import quantize_checkpoint
@@ -88,6 +95,7 @@ def quantize(
         calibration_samples=calibration_samples,
         per_channel=per_channel,
         optimize=optimize,
+        bnb_4bit_type=bnb_4bit_type,
     )
     result = quantize_checkpoint(
         model,

@@ -10,12 +10,20 @@ from dataclasses import dataclass
 
 from squeeze.errors import ConfigError, UnsupportedError
 
-DTYPES = ("fp16", "bf16", "int8")
-BACKENDS = ("onnxruntime", "torch")
+DTYPES = ("fp16", "bf16", "int8", "int4")
+BACKENDS = ("onnxruntime", "torch", "bitsandbytes")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+BNB_4BIT_TYPES = ("nf4", "fp4")
 # int8 deploys on ONNX Runtime by default: its int8 kernels and fused QAttention are the fastest
-# CPU path measured here; half precision keeps the PyTorch checkpoint format (GPU deployment).
-DEFAULT_BACKEND = {"int8": "onnxruntime", "fp16": "torch", "bf16": "torch"}
+# CPU path measured here; half precision keeps the PyTorch checkpoint format (GPU deployment);
+# 4-bit weights exist only in bitsandbytes.
+DEFAULT_BACKEND = {"int8": "onnxruntime", "fp16": "torch", "bf16": "torch", "int4": "bitsandbytes"}
+# What each backend can produce, for the error that names the alternatives.
+SUPPORTED = {
+    "onnxruntime": ("int8",),
+    "torch": ("int8", "fp16", "bf16"),
+    "bitsandbytes": ("int8", "int4"),
+}
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,7 @@ class QuantizeConfig:
         calibration_samples: Examples fed through the model for calibration.
         per_channel: One int8 scale per output channel of each weight.
         optimize: Fuse attention/LayerNorm/GELU before dynamic int8 (gives QAttention).
+        bnb_4bit_type: nf4 or fp4 for ``--dtype int4``.
     """
 
     dtype: str
@@ -39,6 +48,7 @@ class QuantizeConfig:
     calibration_samples: int = 128
     per_channel: bool = False
     optimize: bool = True
+    bnb_4bit_type: str = "nf4"
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -51,6 +61,8 @@ class QuantizeConfig:
             )
         if self.calibration_samples < 1:
             raise ConfigError("--calibration-samples must be >= 1")
+        if self.bnb_4bit_type not in BNB_4BIT_TYPES:
+            raise ConfigError(f"--bnb-4bit-type must be one of {', '.join(BNB_4BIT_TYPES)}")
         backend = self.chosen_backend
         if self.static and (self.dtype != "int8" or backend != "onnxruntime"):
             raise ConfigError("--static is int8 calibration for --backend onnxruntime")
@@ -59,10 +71,10 @@ class QuantizeConfig:
                 f"{self.dtype} ONNX runs only on GPU execution providers, not the CPU path; "
                 f"use --backend torch for a {self.dtype} checkpoint"
             )
-        if self.dtype == "int8" and backend == "torch":
+        if self.dtype not in SUPPORTED[backend]:
+            others = [b for b, dtypes in SUPPORTED.items() if self.dtype in dtypes]
             raise UnsupportedError(
-                "int8 for PyTorch deployment is not available yet; use --backend onnxruntime "
-                "(the default)"
+                f"--backend {backend} has no {self.dtype}; use --backend {' or '.join(others)}"
             )
 
     @property

@@ -23,6 +23,7 @@ from squeeze.checkpoint import (
     load,
     resolve_local,
     size_stats,
+    weight_bytes,
     write_checkpoint,
 )
 from squeeze.data import (
@@ -160,6 +161,27 @@ def _half_torch(loaded: LoadedModel, tmp: Path, dtype: str) -> Forward:
     return torch_forward(loaded.model)
 
 
+def _in_transformers(loaded: LoadedModel, tmp: Path, config: QuantizeConfig) -> Forward:
+    """torchao or bitsandbytes through transformers; validated by reloading what was saved."""
+    from squeeze.arch import ffn_width
+    from squeeze.quantize.in_transformers import (
+        check_4bit_widths,
+        quantization_config,
+        quantize_in_transformers,
+    )
+
+    if config.dtype == "int4":
+        check_4bit_widths(loaded.config, ffn_width(loaded.config, loaded.family))
+    if config.chosen_backend == "torch" and loaded.family.conv1d:
+        raise UnsupportedError(
+            f"torchao int8 quantizes nn.Linear layers and {loaded.family.family} keeps its "
+            "weights in Conv1D, so nothing would change; use --backend onnxruntime or bitsandbytes"
+        )
+    quantization = quantization_config(config.dtype, config.chosen_backend, config.bnb_4bit_type)
+    quantize_in_transformers(loaded, tmp, quantization)
+    return torch_forward(load(tmp).model)
+
+
 def quantize_checkpoint(
     source: str,
     out: str | Path,
@@ -238,15 +260,20 @@ def quantize_checkpoint(
             tempfile.TemporaryDirectory(prefix="squeeze-quantize-") as work,
             atomic_output(out, overwrite=overwrite, inputs=[local]) as tmp,
         ):
-            if config.dtype == "int8":
+            if backend == "onnxruntime":
                 forward, step_notes = _int8_onnx(
                     source, tmp, Path(work), config, calibration, trust_remote_code
                 )
                 summary.notes += step_notes
                 summary.after = asdict(onnx_size_stats(tmp))
-            else:
+            elif config.dtype in _HALF:
                 forward = _half_torch(loaded, tmp, config.dtype)
                 summary.after = asdict(size_stats(loaded, tmp))
+            else:
+                forward = _in_transformers(loaded, tmp, config)
+                # Packed 4-bit tensors count two weights per element: report the model's own
+                # parameter count and the bytes actually written.
+                summary.after = {**summary.before, "bytes_on_disk": weight_bytes(tmp)}
             cached = iter(expected)
             summary.agreement = agreement(
                 lambda _: next(cached), forward, compare,

@@ -1,0 +1,78 @@
+"""PyTorch-deployment quantization through transformers' own quantizer integrations.
+
+- ``--backend torch --dtype int8``: torchao's dynamic int8 (int8 weights, int8 activations
+  quantized per token at run time) via ``TorchAoConfig``. ``torch.ao.quantization`` is
+  deprecated in favour of torchao, and torchao's tensors save to safetensors and reload through
+  plain ``from_pretrained``.
+- ``--backend bitsandbytes``: LLM.int8 (``--dtype int8``) or 4-bit NF4/FP4 (``--dtype int4``)
+  via ``BitsAndBytesConfig``; bitsandbytes 0.50 runs both on CPU too.
+
+Either way the output is an ordinary HF folder whose config.json carries the quantization config,
+so ``transformers`` (and ``squeeze.load``) reload it as it was saved.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from squeeze.checkpoint import quiet_quantizer_imports
+from squeeze.errors import UnsupportedError
+from squeeze.types import LoadedModel
+
+# Task heads stay in full precision: they are tiny, sensitive, and often narrower than the
+# 4-bit block size (a 2-label classifier has 2 outputs).
+HEAD_MODULES = (
+    "classifier", "pre_classifier", "pooler", "score", "lm_head", "cls", "vocab_projector",
+    "vocab_transform",
+)  # fmt: skip
+BNB_4BIT_BLOCK = 64
+
+
+def quantization_config(dtype: str, backend: str, bnb_4bit_type: str) -> Any:
+    import torch
+    from transformers import BitsAndBytesConfig, TorchAoConfig
+
+    if backend == "torch":
+        with quiet_quantizer_imports():
+            from torchao.quantization import Int8DynamicActivationInt8WeightConfig
+
+        return TorchAoConfig(quant_type=Int8DynamicActivationInt8WeightConfig())
+    if dtype == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(HEAD_MODULES))
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=bnb_4bit_type,
+        bnb_4bit_compute_dtype=torch.float32,
+        llm_int8_skip_modules=list(HEAD_MODULES),
+    )
+
+
+def check_4bit_widths(config: Any, ffn: int) -> None:
+    """4-bit kernels split every row into blocks of 64: refuse widths that do not divide."""
+    widths = {"hidden size": config.hidden_size, "FFN width": ffn}
+    bad = {name: width for name, width in widths.items() if width % BNB_4BIT_BLOCK}
+    if bad:
+        shown = ", ".join(f"{name} {width}" for name, width in bad.items())
+        raise UnsupportedError(
+            f"4-bit bitsandbytes needs widths divisible by {BNB_4BIT_BLOCK}; this model has "
+            f"{shown}; use --dtype int8"
+        )
+
+
+def quantize_in_transformers(loaded: LoadedModel, tmp: Path, quantization: Any) -> None:
+    """Reload ``loaded``'s checkpoint quantized on the CPU and save it (with its tokenizer)."""
+    from squeeze.checkpoint import auto_class, quiet_transformers
+
+    if loaded.shapes is not None:
+        raise UnsupportedError(
+            "this structurally pruned model has shapes only squeeze can rebuild; quantize it "
+            "with --backend onnxruntime"
+        )
+    quiet_transformers()
+    with quiet_quantizer_imports():
+        model = auto_class(loaded.task).from_pretrained(
+            loaded.path, quantization_config=quantization, device_map="cpu"
+        )
+    model.save_pretrained(tmp)
+    loaded.tokenizer.save_pretrained(tmp)
