@@ -28,6 +28,7 @@ VARIANTS = {
     "onnx int8 dynamic (fused, default)": QuantizeConfig("int8"),
     "onnx int8 dynamic (unfused)": QuantizeConfig("int8", optimize=False),
     "onnx int8 static QDQ": QuantizeConfig("int8", static=True, calibration_samples=64),
+    "torch int8 (torchao)": QuantizeConfig("int8", backend="torch"),
 }
 
 

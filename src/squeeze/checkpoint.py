@@ -320,6 +320,17 @@ def weight_files(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES)
 
 
+def _nonzero(param: Any) -> int:
+    """Non-zero elements, also for quantized tensor types (torchao's Int8Tensor has no
+    count_nonzero): those are counted on their dequantized values."""
+    import torch
+
+    try:
+        return int(torch.count_nonzero(param))
+    except (NotImplementedError, RuntimeError):
+        return int(torch.count_nonzero(param.dequantize()))
+
+
 def weight_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in weight_files(folder))
 
@@ -334,7 +345,7 @@ def size_stats(loaded: LoadedModel, folder: Path | None = None) -> SizeStats:
     with torch.no_grad():
         params = list(loaded.model.parameters())
         total = sum(p.numel() for p in params)
-        nonzero = sum(int(torch.count_nonzero(p)) for p in params)
+        nonzero = sum(_nonzero(p) for p in params)
     folder = folder or loaded.path
     on_disk = weight_bytes(folder) if folder else 0
     return SizeStats(params_total=total, params_nonzero=nonzero, bytes_on_disk=on_disk)

@@ -140,6 +140,9 @@ def test_pytorch_deployment_int8_and_int4(
     assert config["quantization_config"]["quant_method"] == method
     # Plain transformers reloads it with its quantization config; squeeze evaluates it.
     AutoModelForSequenceClassification.from_pretrained(out, device_map="cpu")
+    info = invoke("info", out, "--json")
+    assert info.exit_code == 0, info.stderr
+    assert json.loads(info.stdout)["params_nonzero"] > 0
     scored = invoke("eval", out, "-d", order_csv, "--max-samples", "16", "--json")
     assert scored.exit_code == 0, scored.stderr
     assert json.loads(scored.stdout)["n_samples"] == 16
