@@ -35,6 +35,11 @@ def test_every_dtype_produces_a_runnable_artifact(
     assert scored.exit_code == 0, scored.stderr
     report = json.loads(scored.stdout)
     assert report["backend"] == summary["backend"] and report["n_samples"] == 40
+    if dtype == "fp16":  # an fp16 ONNX export for GPU providers comes with it
+        assert summary["onnx_agreement"]["top1_agreement"] >= 0.75
+        onnx_scored = invoke("eval", out / "onnx", "-d", order_csv, "--max-samples", "8", "--json")
+        assert onnx_scored.exit_code == 0, onnx_scored.stderr
+        assert json.loads(onnx_scored.stdout)["backend"] == "onnxruntime"
     if dtype != "int8":
         info = json.loads(invoke("info", out, "--json").stdout)
         assert info["dtype"] == {"fp16": "float16", "bf16": "bfloat16"}[dtype]
@@ -91,8 +96,8 @@ def test_gate_failure(trained_classifier, order_csv, tmp_path):
         (("--dtype", "int4", "--backend", "onnxruntime"), 4, "use --backend bitsandbytes"),
         (("--dtype", "int4"), 4, "widths divisible by 64; this model has hidden size 32"),
         (("--dtype", "bf16", "--backend", "bitsandbytes"), 4, "has no bf16; use --backend torch"),
-        (("--dtype", "bf16", "--backend", "onnxruntime"), 4, "only on GPU execution providers"),
-        (("--dtype", "fp16", "--backend", "onnxruntime"), 4, "only on GPU execution providers"),
+        (("--dtype", "bf16", "--backend", "onnxruntime"), 4, "is not offered"),
+        (("--dtype", "fp16", "--backend", "onnxruntime"), 4, "is not offered"),
         (("--dtype", "int8", "--static"), 2, "--static needs calibration data"),
         (("--dtype", "fp16", "--static"), 2, "--static is int8 calibration"),
         (("--dtype", "int8", "--max-accuracy-drop", "1"), 2, "needs --data"),
@@ -146,3 +151,18 @@ def test_pytorch_deployment_int8_and_int4(
     scored = invoke("eval", out, "-d", order_csv, "--max-samples", "16", "--json")
     assert scored.exit_code == 0, scored.stderr
     assert json.loads(scored.stdout)["n_samples"] == 16
+
+
+def test_quantizer_failure_is_one_line(wide_classifiers, tmp_path, monkeypatch):
+    import squeeze.quantize.in_transformers as integration
+
+    def no_kernels(*args, **kwargs):
+        raise RuntimeError("no CPU kernels for 4-bit matmul in this build")
+
+    monkeypatch.setattr(
+        integration, "auto_class", lambda task: type("M", (), {"from_pretrained": no_kernels})
+    )
+    result = invoke("quantize", wide_classifiers["bert"], "-o", tmp_path / "q", "--dtype", "int4")
+    assert result.exit_code == 4
+    assert "bitsandbytes could not quantize this model here: no CPU kernels" in result.stderr
+    assert not (tmp_path / "q").exists()

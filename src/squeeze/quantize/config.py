@@ -68,8 +68,8 @@ class QuantizeConfig:
             raise ConfigError("--static is int8 calibration for --backend onnxruntime")
         if self.dtype in ("fp16", "bf16") and backend == "onnxruntime":
             raise UnsupportedError(
-                f"{self.dtype} ONNX runs only on GPU execution providers, not the CPU path; "
-                f"use --backend torch for a {self.dtype} checkpoint"
+                f"{self.dtype} with --backend onnxruntime is not offered (its CPU path is int8); "
+                "use --backend torch (fp16 also writes an fp16 ONNX export for GPUs)"
             )
         if self.dtype not in SUPPORTED[backend]:
             others = [b for b, dtypes in SUPPORTED.items() if self.dtype in dtypes]

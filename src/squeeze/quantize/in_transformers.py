@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from squeeze.checkpoint import quiet_quantizer_imports
+from squeeze.checkpoint import auto_class, quiet_quantizer_imports, quiet_transformers
 from squeeze.errors import UnsupportedError
 from squeeze.types import LoadedModel
 
@@ -62,17 +62,21 @@ def check_4bit_widths(config: Any, ffn: int) -> None:
 
 def quantize_in_transformers(loaded: LoadedModel, tmp: Path, quantization: Any) -> None:
     """Reload ``loaded``'s checkpoint quantized on the CPU and save it (with its tokenizer)."""
-    from squeeze.checkpoint import auto_class, quiet_transformers
-
     if loaded.shapes is not None:
         raise UnsupportedError(
             "this structurally pruned model has shapes only squeeze can rebuild; quantize it "
             "with --backend onnxruntime"
         )
     quiet_transformers()
-    with quiet_quantizer_imports():
-        model = auto_class(loaded.task).from_pretrained(
-            loaded.path, quantization_config=quantization, device_map="cpu"
-        )
+    method = getattr(quantization.quant_method, "value", quantization.quant_method)
+    try:
+        with quiet_quantizer_imports():
+            model = auto_class(loaded.task).from_pretrained(
+                loaded.path, quantization_config=quantization, device_map="cpu"
+            )
+    except (ImportError, RuntimeError, ValueError) as e:
+        # Where a quantizer has no kernels for this machine or build, say so in one line.
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UnsupportedError(f"{method} could not quantize this model here: {first}") from e
     model.save_pretrained(tmp)
     loaded.tokenizer.save_pretrained(tmp)

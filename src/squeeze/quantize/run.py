@@ -72,12 +72,14 @@ class QuantizeResult(Gated):
     metric_before: Evaluation | None = None
     metric_after: Evaluation | None = None
     max_accuracy_drop: float | None = None
+    onnx_agreement: Agreement | None = None
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "out": str(self.out),
             "config": self.config,
+            "onnx_agreement": self.onnx_agreement.to_dict() if self.onnx_agreement else None,
             "backend": self.backend,
             "backend_default": self.backend_default,
             "before": self.before,
@@ -151,6 +153,36 @@ def _int8_onnx(
     }
     (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     return ort_forward(ort_session(target)), notes
+
+
+def _fp16_onnx(
+    source: str, folder: Path, work: Path, trust_remote_code: bool
+) -> tuple[Forward, dict[str, Any]]:
+    """An fp16 ONNX export for GPU providers, beside the fp16 checkpoint.
+
+    onnxruntime's float16 converter keeps float32 inputs and outputs (``keep_io_types``), so the
+    file drops into the same serving code; the CPU provider runs it too, which is how it is
+    validated here.
+    """
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    exported = export_onnx(
+        source, work / "fp32", config=ExportConfig(), trust_remote_code=trust_remote_code
+    )
+    folder.mkdir()
+    half = convert_float_to_float16(onnx.load(str(exported.onnx_path)), keep_io_types=True)
+    onnx.save(half, str(folder / MODEL_FILE))
+    for item in exported.out.iterdir():
+        if item.name not in (MODEL_FILE, MANIFEST_FILE):
+            shutil.copy2(item, folder / item.name)
+    manifest = {
+        **exported.manifest,
+        "dtype": "float16",
+        "quantization": {"backend": "onnxruntime", "mode": "fp16 weights and compute"},
+    }
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    return ort_forward(ort_session(folder / MODEL_FILE)), manifest
 
 
 def _half_torch(loaded: LoadedModel, tmp: Path, dtype: str) -> Forward:
@@ -267,6 +299,20 @@ def quantize_checkpoint(
                 summary.notes += step_notes
                 summary.after = asdict(onnx_size_stats(tmp))
             elif config.dtype in _HALF:
+                if config.dtype == "fp16":
+                    onnx_forward, _ = _fp16_onnx(
+                        source, tmp / "onnx", Path(work), trust_remote_code
+                    )
+                    cached_onnx = iter(expected)
+                    summary.onnx_agreement = agreement(
+                        lambda _: next(cached_onnx), onnx_forward, compare,
+                        token_level=loaded.task is not Task.SEQUENCE_CLASSIFICATION,
+                    )  # fmt: skip
+                    summary.notes.append(
+                        f"also wrote an fp16 ONNX export to {Path(out) / 'onnx'} (top-1 agreement "
+                        f"{summary.onnx_agreement.top1_agreement:.2%}, max |Δlogit| "
+                        f"{summary.onnx_agreement.max_abs_diff:.3g}, on the CPU provider)"
+                    )
                 forward = _half_torch(loaded, tmp, config.dtype)
                 summary.after = asdict(size_stats(loaded, tmp))
             else:
