@@ -171,10 +171,10 @@ def held_out_part(spec: DataSpec, split: str) -> DataSpec:
     return replace(training_part(spec), split=split, max_samples=None)
 
 
-def evaluation_split(spec: DataSpec) -> str:
-    """Where held-out scores come from: a file's unseen ``test`` part; a hub's ``validation``
-    split (hub test splits are usually unlabelled)."""
-    return "test" if is_local(spec) else "validation"
+def evaluation_part(spec: DataSpec) -> DataSpec:
+    """Where held-out scores come from: a file's unseen ``test`` part, or a hub dataset's
+    ``validation`` split (hub test splits are usually unlabelled)."""
+    return held_out_part(spec, "test" if is_local(spec) else "validation")
 
 
 def _looks_local(source: str) -> bool:
@@ -624,6 +624,25 @@ def encode(
                 sequences[i] = list(cut[key][j])
     labels = label_ids(dataset, label2id) if label2id is not None else None
     return Encoded(features, labels, int(pad_token_id), len(long))
+
+
+def encode_for(loaded: Any, spec: DataSpec, *, max_length: int) -> tuple[Encoded, tuple[str, ...]]:
+    """Load ``spec`` and encode it for a loaded model: labels mapped for classifiers only.
+
+    Returns the encoded examples and the dataset's notes (dropped rows and the like).
+    """
+    from squeeze.types import Task
+
+    classify = loaded.task is Task.SEQUENCE_CLASSIFICATION
+    dataset = load_dataset(spec, need_labels=classify)
+    encoded = encode(
+        dataset,
+        loaded.tokenizer,
+        input_names=loaded.input_names,
+        max_length=max_length,
+        label2id=loaded.config.label2id if classify else None,
+    )
+    return encoded, dataset.notes
 
 
 def batches(

@@ -52,6 +52,14 @@ BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Examples per batch.")]
 MaxLengthOpt = Annotated[int, typer.Option(min=2, help="Truncate inputs to this many tokens.")]
 OutOpt = Annotated[str, typer.Option("--output", "-o", help="Output folder (must not exist).")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace the output folder if it exists.")]
+EvalDataOpt = Annotated[
+    str | None,
+    typer.Option(help="Held-out data for the metric (default: the test part of --data)."),
+]
+MaxDropOpt = Annotated[
+    float | None,
+    typer.Option(help="Fail (exit 1, nothing written) if the metric drops more (points)."),
+]
 
 
 def task_of(choice: TaskChoice | None) -> Any:

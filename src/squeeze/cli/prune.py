@@ -10,7 +10,9 @@ import typer
 from squeeze.cli._options import (
     BatchSizeOpt,
     DeviceOpt,
+    EvalDataOpt,
     JsonOpt,
+    MaxDropOpt,
     MaxLengthOpt,
     ModelArg,
     OutOpt,
@@ -67,20 +69,14 @@ def prune(
         str | None,
         typer.Option(help="structured: magnitude, or taylor (data-driven; default with --data)."),
     ] = None,
-    eval_data: Annotated[
-        str | None,
-        typer.Option(help="Held-out data for the metric (default: the test part of --data)."),
-    ] = None,
+    eval_data: EvalDataOpt = None,
     finetune_steps: Annotated[
         int, typer.Option(min=0, help="Recovery fine-tuning steps on --data after pruning.")
     ] = 0,
     lr: Annotated[float, typer.Option(help="Recovery learning rate.")] = 5e-5,
     batch_size: BatchSizeOpt = 32,
     max_length: MaxLengthOpt = 128,
-    max_accuracy_drop: Annotated[
-        float | None,
-        typer.Option(help="Fail (exit 1, nothing written) if accuracy drops more (points)."),
-    ] = None,
+    max_accuracy_drop: MaxDropOpt = None,
     device: DeviceOpt = "cpu",
     overwrite: OverwriteOpt = False,
     trust_remote_code: TrustOpt = False,
@@ -159,7 +155,7 @@ def _render(result: Any) -> None:
     if result.metric_before is not None:
         mb, ma = result.metric_before.primary, result.metric_after.primary
         table.add_row(
-            mb.name, f"{mb.value:.4f}", f"{ma.value:.4f}", f"{-result.drop_points:+.2f} pts"
+            mb.name, f"{mb.value:.4f}", f"{ma.value:.4f}", f"{0.0 - result.drop_points:+.2f} pts"
         )
     console.print(table)
     extra = (

@@ -7,7 +7,9 @@ from typing import Annotated, Any
 import typer
 
 from squeeze.cli._options import (
+    EvalDataOpt,
     JsonOpt,
+    MaxDropOpt,
     MaxLengthOpt,
     ModelArg,
     OutOpt,
@@ -58,15 +60,9 @@ def quantize(
         bool,
         typer.Option(help="Fuse attention before dynamic int8 (QAttention; on by default)."),
     ] = True,
-    eval_data: Annotated[
-        str | None,
-        typer.Option(help="Held-out data for accuracy (default: the test part of --data)."),
-    ] = None,
+    eval_data: EvalDataOpt = None,
     max_length: MaxLengthOpt = 128,
-    max_accuracy_drop: Annotated[
-        float | None,
-        typer.Option(help="Fail (exit 1, nothing written) if accuracy drops more (points)."),
-    ] = None,
+    max_accuracy_drop: MaxDropOpt = None,
     overwrite: OverwriteOpt = False,
     trust_remote_code: TrustOpt = False,
     json_output: JsonOpt = False,
@@ -144,7 +140,7 @@ def _render(result: Any) -> None:
     if result.metric_before is not None and result.metric_after is not None:
         mb, ma = result.metric_before.primary, result.metric_after.primary
         table.add_row(
-            mb.name, f"{mb.value:.4f}", f"{ma.value:.4f}", f"{-result.drop_points:+.2f} pts"
+            mb.name, f"{mb.value:.4f}", f"{ma.value:.4f}", f"{0.0 - result.drop_points:+.2f} pts"
         )
     console.print(table)
     agree = result.agreement

@@ -25,10 +25,8 @@ from squeeze.checkpoint import (
 )
 from squeeze.data import (
     DataSpec,
-    encode,
-    evaluation_split,
-    held_out_part,
-    load_dataset,
+    encode_for,
+    evaluation_part,
     training_part,
 )
 from squeeze.errors import ConfigError, UnsupportedError
@@ -164,27 +162,17 @@ def prune_checkpoint(
 
     train_enc = eval_enc = metric_before = None
     if data is not None:
-        classify = loaded.task is Task.SEQUENCE_CLASSIFICATION
         if loaded.task not in (Task.SEQUENCE_CLASSIFICATION, Task.CAUSAL_LM):
             raise UnsupportedError(
                 f"--data needs a classifier or causal LM to score, not a {loaded.task.value} model"
             )
         train_spec = training_part(data)
-        eval_spec = eval_data or held_out_part(train_spec, evaluation_split(train_spec))
-        label2id = loaded.config.label2id if classify else None
+        eval_spec = eval_data or evaluation_part(train_spec)
         encoded = []
         for spec in (train_spec, eval_spec):
-            dataset = load_dataset(spec, need_labels=classify)
-            notes += [n for n in dataset.notes if n not in notes]
-            encoded.append(
-                encode(
-                    dataset,
-                    loaded.tokenizer,
-                    input_names=loaded.input_names,
-                    max_length=max_length,
-                    label2id=label2id,
-                )
-            )
+            part, data_notes = encode_for(loaded, spec, max_length=max_length)
+            encoded.append(part)
+            notes += [n for n in data_notes if n not in notes]
         train_enc, eval_enc = encoded
         notes.append(f"metric on {len(eval_enc)} held-out examples ({eval_spec.split or 'given'})")
         metric_before = evaluate(loaded, eval_enc, device=device, progress=progress)

@@ -30,10 +30,8 @@ from squeeze.data import (
     DataSpec,
     Encoded,
     batches,
-    encode,
-    evaluation_split,
-    held_out_part,
-    load_dataset,
+    encode_for,
+    evaluation_part,
     training_part,
 )
 from squeeze.errors import UnsupportedError
@@ -90,17 +88,6 @@ class QuantizeResult(Gated):
             "seconds": self.seconds,
             "notes": self.notes,
         }
-
-
-def _encoded(loaded: LoadedModel, spec: DataSpec, max_length: int) -> tuple[Encoded, list[str]]:
-    classify = loaded.task is Task.SEQUENCE_CLASSIFICATION
-    dataset = load_dataset(spec, need_labels=classify)
-    label2id = loaded.config.label2id if classify else None
-    encoded = encode(
-        dataset, loaded.tokenizer, input_names=loaded.input_names, max_length=max_length,
-        label2id=label2id,
-    )  # fmt: skip
-    return encoded, list(dataset.notes)
 
 
 def _comparison_batches(loaded: LoadedModel, held_out: Encoded | None) -> list[dict[str, Any]]:
@@ -257,10 +244,8 @@ def quantize_checkpoint(
     held_out = calibration = None
     metric_before = None
     if data is not None:
-        spec = eval_data or held_out_part(
-            training_part(data), evaluation_split(training_part(data))
-        )
-        held_out, data_notes = _encoded(loaded, spec, max_length)
+        spec = eval_data or evaluation_part(data)
+        held_out, data_notes = encode_for(loaded, spec, max_length=max_length)
         notes += data_notes
         metric_before = evaluate_forward(
             torch_forward(loaded.model), held_out, loaded.task, progress=progress
@@ -269,7 +254,7 @@ def quantize_checkpoint(
         limited = DataSpec(
             **{**asdict(calibration_spec), "max_samples": config.calibration_samples}
         )
-        calibration, _ = _encoded(loaded, limited, max_length)
+        calibration, _ = encode_for(loaded, limited, max_length=max_length)
     compare = _comparison_batches(loaded, held_out)
     reference = torch_forward(loaded.model)
     expected = [reference(b) for b in compare]  # before half precision changes the model in place
