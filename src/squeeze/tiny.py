@@ -19,6 +19,8 @@ from typing import Any
 from squeeze.types import Task
 
 FAMILIES = ("bert", "roberta", "distilbert", "gpt2", "llama")
+# Other model types that share the Llama spec; tested to load, prune and export like it.
+LLAMA_LIKE = ("mistral", "qwen2")
 # Each family's own language-model head: masked for encoders, causal for decoders.
 LM_TASK = {
     "bert": Task.MASKED_LM,
@@ -96,13 +98,19 @@ def tiny_config(family: str, *, hidden: int = 32, layers: int = 2, heads: int = 
             n_embd=hidden, n_layer=layers, n_head=heads, n_inner=ffn, n_positions=64,
             bos_token_id=_CLS, eos_token_id=_SEP, **common,
         )  # fmt: skip
-    if family == "llama":
-        return transformers.LlamaConfig(
+    if family in ("llama", *LLAMA_LIKE):
+        config_class = {
+            "llama": transformers.LlamaConfig,
+            "mistral": transformers.MistralConfig,
+            "qwen2": transformers.Qwen2Config,
+        }[family]
+        return config_class(
             hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
             num_key_value_heads=heads // 2, intermediate_size=ffn, max_position_embeddings=64,
             bos_token_id=_CLS, eos_token_id=_SEP, **common,
         )  # fmt: skip
-    raise ValueError(f"no tiny config for family {family!r}; known: {', '.join(FAMILIES)}")
+    known = ", ".join((*FAMILIES, *LLAMA_LIKE))
+    raise ValueError(f"no tiny config for family {family!r}; known: {known}")
 
 
 def build_tiny(

@@ -30,7 +30,7 @@ from squeeze.prune.structured import (
     layer_list,
     prune_structured,
 )
-from squeeze.tiny import FAMILIES, order_task
+from squeeze.tiny import FAMILIES, LLAMA_LIKE, order_task
 
 
 def _batch(loaded, n=4, seed=7):
@@ -252,3 +252,24 @@ def test_fixed_mask_is_restored_after_every_step(tiny_classifiers):
         assert torch.equal(weight == 0, zeros[name])
     finish()
     assert abs(sparsity_of(weights) - 0.6) < 0.005
+
+
+@pytest.mark.parametrize("model_type", LLAMA_LIKE)
+def test_llama_like_model_types(model_type, tmp_path):
+    """Mistral and Qwen2 share Llama's spec: they load, prune, reload and export the same way."""
+    from squeeze.tiny import build_tiny, tiny_config
+
+    source = build_tiny("llama", tmp_path / model_type, config=tiny_config(model_type))
+    loaded = load(source)
+    assert loaded.family.family == "llama" and loaded.config.model_type == model_type
+    importance = magnitude_importance(loaded.model, loaded.family, loaded.config)
+    loaded.shapes, plain, _ = prune_structured(
+        loaded.model, loaded.family, StructuredPruneConfig(heads=0.5, ffn=0.5), importance
+    )
+    batch = _batch(loaded)
+    out = save(loaded, tmp_path / "pruned")
+    torch.testing.assert_close(_logits(load(out), batch), _logits(loaded, batch), rtol=0, atol=0)
+    assert (
+        plain
+        and export_onnx(str(out), tmp_path / "onnx").manifest["validation"]["max_abs_diff"] < 1e-5
+    )
