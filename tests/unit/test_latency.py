@@ -48,10 +48,12 @@ def test_measure_rotates_targets_and_times_every_pair():
         settings,
         threads=1,
     )
-    # Each round: warm-up + 2 timed runs per (target, batch); the first target rotates.
-    firsts = [calls[i * 12][0] for i in range(3)]
+    # Per batch size, per round: warm-up + 2 timed runs per target; the first target rotates,
+    # and batch 1 is finished before batch 2 starts.
+    block = 3  # 1 warm-up + 2 timed runs
+    firsts = [calls[r * 2 * block][0] for r in range(3)]
     assert firsts == ["a", "b", "a"]
-    assert len(calls) == 3 * 2 * 2 * 3
+    assert [batch for _, batch in calls] == [1] * 18 + [2] * 18
     for result in results:
         assert [len(lat.samples_ms) for lat in result.latencies] == [6, 6]
         assert [lat.batch for lat in result.latencies] == [1, 2]
