@@ -130,7 +130,7 @@ def build_tiny(
     """
     import torch
 
-    from squeeze.checkpoint import auto_class, quiet_transformers
+    from squeeze.checkpoint import auto_class, quiet_quantizer_imports, quiet_transformers
 
     quiet_transformers()
     config = config if config is not None else tiny_config(family)
@@ -139,7 +139,8 @@ def build_tiny(
         config.id2label = dict(enumerate(label_names))
         config.label2id = {name: i for i, name in enumerate(label_names)}
     torch.manual_seed(seed)
-    model = auto_class(task).from_config(config)
+    with quiet_quantizer_imports():  # transformers may import torchao, which logs warnings
+        model = auto_class(task).from_config(config)
     out = Path(out)
     model.save_pretrained(out)
     tiny_tokenizer(family).save_pretrained(out)

