@@ -149,3 +149,19 @@ def test_causal_lm_training_lowers_perplexity(tiny_lms, order_csv):
     # Filler words are uniform over 40 choices, so ~40 is the floor from ~47 (near uniform).
     assert after < 0.85 * before
     assert np.isfinite(after)
+
+
+def test_finetuning_a_base_encoder_is_deterministic(tiny_lms, order_csv, tmp_path):
+    """The new classification head is initialised from the seed too."""
+    from squeeze.train import finetune
+
+    def run(name):
+        config = TrainConfig(max_steps=3, batch_size=16)
+        finetune(str(tiny_lms["roberta"]), DataSpec(str(order_csv)), tmp_path / name, config=config)
+        return load(tmp_path / name)
+
+    first, second = run("a"), run("b")
+    for (name, a), b in zip(
+        first.model.state_dict().items(), second.model.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
