@@ -321,14 +321,12 @@ def weight_files(path: Path) -> list[Path]:
 
 
 def _nonzero(param: Any) -> int:
-    """Non-zero elements, also for quantized tensor types (torchao's Int8Tensor has no
+    """Non-zero elements, also for quantized tensor subclasses (torchao's Int8Tensor has no
     count_nonzero): those are counted on their dequantized values."""
     import torch
 
-    try:
-        return int(torch.count_nonzero(param))
-    except (NotImplementedError, RuntimeError):
-        return int(torch.count_nonzero(param.dequantize()))
+    quantized = type(param.data) is not torch.Tensor and hasattr(param.data, "dequantize")
+    return int(torch.count_nonzero(param.data.dequantize() if quantized else param))
 
 
 def weight_bytes(folder: Path) -> int:
