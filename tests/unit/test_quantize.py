@@ -13,7 +13,7 @@ from squeeze.quantize.validate import agreement
 def test_agreement_by_hand():
     logits = {"a": np.array([[2.0, 1.0], [0.0, 3.0]]), "b": np.array([[1.0, 2.5], [0.0, 3.5]])}
     batch = {"input_ids": np.zeros((2, 3), dtype=np.int64)}
-    result = agreement(lambda _: logits["a"], lambda _: logits["b"], [batch], token_level=False)
+    result = agreement([logits["a"]], lambda _: logits["b"], [batch], token_level=False)
     assert result.max_abs_diff == 1.5 and result.mean_abs_diff == pytest.approx(3.0 / 4)
     assert result.top1_agreement == 0.5 and result.n_predictions == 2
 
@@ -24,7 +24,7 @@ def test_token_level_agreement_ignores_padding():
     candidate = reference.copy()
     candidate[0, 2] = [0.0, 9.0, 0.0, 0.0]  # differs only at a padded position
     batch = {"attention_mask": np.array([[1, 1, 0]])}
-    result = agreement(lambda _: reference, lambda _: candidate, [batch], token_level=True)
+    result = agreement([reference], lambda _: candidate, [batch], token_level=True)
     assert result.max_abs_diff == 0.0 and result.top1_agreement == 1.0
     assert result.n_predictions == 2
 

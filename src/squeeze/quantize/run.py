@@ -241,23 +241,22 @@ def quantize_checkpoint(
             f"backend {backend} chosen for {config.dtype} (the default; --backend to change)"
         )
 
+    reference = torch_forward(loaded.model)
     held_out = calibration = None
     metric_before = None
     if data is not None:
         spec = eval_data or evaluation_part(data)
         held_out, data_notes = encode_for(loaded, spec, max_length=max_length)
         notes += data_notes
-        metric_before = evaluate_forward(
-            torch_forward(loaded.model), held_out, loaded.task, progress=progress
-        )
+        metric_before = evaluate_forward(reference, held_out, loaded.task, progress=progress)
     if config.static:
         limited = DataSpec(
             **{**asdict(calibration_spec), "max_samples": config.calibration_samples}
         )
         calibration, _ = encode_for(loaded, limited, max_length=max_length)
     compare = _comparison_batches(loaded, held_out)
-    reference = torch_forward(loaded.model)
     expected = [reference(b) for b in compare]  # before half precision changes the model in place
+    token_level = loaded.task is not Task.SEQUENCE_CLASSIFICATION
 
     summary = QuantizeResult(
         out=Path(out),
@@ -288,11 +287,9 @@ def quantize_checkpoint(
                     onnx_forward, _ = _fp16_onnx(
                         source, tmp / "onnx", Path(work), trust_remote_code
                     )
-                    cached_onnx = iter(expected)
                     summary.onnx_agreement = agreement(
-                        lambda _: next(cached_onnx), onnx_forward, compare,
-                        token_level=loaded.task is not Task.SEQUENCE_CLASSIFICATION,
-                    )  # fmt: skip
+                        expected, onnx_forward, compare, token_level=token_level
+                    )
                     summary.notes.append(
                         f"also wrote an fp16 ONNX export to {Path(out) / 'onnx'} (top-1 agreement "
                         f"{summary.onnx_agreement.top1_agreement:.2%}, max |Δlogit| "
@@ -305,11 +302,7 @@ def quantize_checkpoint(
                 # Packed 4-bit tensors count two weights per element: report the model's own
                 # parameter count and the bytes actually written.
                 summary.after = {**summary.before, "bytes_on_disk": weight_bytes(tmp)}
-            cached = iter(expected)
-            summary.agreement = agreement(
-                lambda _: next(cached), forward, compare,
-                token_level=loaded.task is not Task.SEQUENCE_CLASSIFICATION,
-            )  # fmt: skip
+            summary.agreement = agreement(expected, forward, compare, token_level=token_level)
             if held_out is not None:
                 summary.metric_after = evaluate_forward(
                     forward, held_out, loaded.task, progress=progress

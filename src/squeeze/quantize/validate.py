@@ -1,12 +1,13 @@
 """Does the quantized model still say what the original said? Logit distance and top-1 agreement.
 
 Run after every quantization, on the same inputs for both models, whatever the backend: the
-figures show what rounding cost before any accuracy is measured.
+figures show what rounding cost before any accuracy is measured. The original's outputs are
+taken first, because half precision changes the model in place.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -36,23 +37,24 @@ class Agreement:
 
 
 def agreement(
-    reference: Forward,
+    expected: Sequence[np.ndarray],
     candidate: Forward,
-    batches: Iterable[Mapping[str, np.ndarray]],
+    batches: Sequence[Mapping[str, np.ndarray]],
     *,
     token_level: bool,
 ) -> Agreement:
-    """Compare two forwards batch by batch; LMs are compared on real (unpadded) tokens only."""
+    """Compare the original's outputs ``expected`` (one per batch, computed before the model was
+    changed in place) with ``candidate`` on the same batches; LMs on real tokens only."""
     max_diff, diff_sum, diff_count, agree, total = 0.0, 0.0, 0, 0, 0
-    for inputs in batches:
-        expected, got = reference(inputs), candidate(inputs)
+    for reference, inputs in zip(expected, batches, strict=True):
+        got = candidate(inputs)
         if token_level:
             mask = inputs["attention_mask"].astype(bool)
-            expected, got = expected[mask], got[mask]
-        diff = np.abs(expected - got)
+            reference, got = reference[mask], got[mask]
+        diff = np.abs(reference - got)
         max_diff = max(max_diff, float(diff.max()))
         diff_sum += float(diff.sum())
         diff_count += diff.size
-        agree += int((expected.argmax(-1) == got.argmax(-1)).sum())
-        total += int(np.prod(expected.shape[:-1]))
+        agree += int((reference.argmax(-1) == got.argmax(-1)).sum())
+        total += int(np.prod(reference.shape[:-1]))
     return Agreement(max_diff, diff_sum / max(diff_count, 1), agree / max(total, 1), total)
