@@ -97,6 +97,17 @@ def _comparison_batches(loaded: LoadedModel, held_out: Encoded | None) -> list[d
     return [b.inputs for _, b in zip(range(8), batches(held_out, 32), strict=False)]
 
 
+def _derive_export(exported: Any, folder: Path, manifest_update: dict[str, Any]) -> Forward:
+    """Finish an export folder whose model.onnx was derived from ``exported``'s: copy the
+    tokenizer and config, write the updated manifest, and open the new model."""
+    for item in exported.out.iterdir():
+        if item.name not in (MODEL_FILE, MANIFEST_FILE):
+            shutil.copy2(item, folder / item.name)
+    manifest = {**exported.manifest, **manifest_update}
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    return ort_forward(ort_session(folder / MODEL_FILE))
+
+
 def _int8_onnx(
     source: str,
     tmp: Path,
@@ -125,26 +136,16 @@ def _int8_onnx(
         )
     else:
         quantize_dynamic_int8(exported.onnx_path, target, per_channel=config.per_channel)
-    for item in exported.out.iterdir():
-        if item.name not in (MODEL_FILE, MANIFEST_FILE):
-            shutil.copy2(item, tmp / item.name)
-    manifest = {
-        **exported.manifest,
-        "dtype": "int8",
-        "quantization": {
-            "backend": "onnxruntime",
-            "mode": "static QDQ" if config.static else "dynamic",
-            "per_channel": config.per_channel,
-            "fused_before_quantization": fused,
-        },
+    quantization = {
+        "backend": "onnxruntime",
+        "mode": "static QDQ" if config.static else "dynamic",
+        "per_channel": config.per_channel,
+        "fused_before_quantization": fused,
     }
-    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
-    return ort_forward(ort_session(target)), notes
+    return _derive_export(exported, tmp, {"dtype": "int8", "quantization": quantization}), notes
 
 
-def _fp16_onnx(
-    source: str, folder: Path, work: Path, trust_remote_code: bool
-) -> tuple[Forward, dict[str, Any]]:
+def _fp16_onnx(source: str, folder: Path, work: Path, trust_remote_code: bool) -> Forward:
     """An fp16 ONNX export for GPU providers, beside the fp16 checkpoint.
 
     onnxruntime's float16 converter keeps float32 inputs and outputs (``keep_io_types``), so the
@@ -160,16 +161,8 @@ def _fp16_onnx(
     folder.mkdir()
     half = convert_float_to_float16(onnx.load(str(exported.onnx_path)), keep_io_types=True)
     onnx.save(half, str(folder / MODEL_FILE))
-    for item in exported.out.iterdir():
-        if item.name not in (MODEL_FILE, MANIFEST_FILE):
-            shutil.copy2(item, folder / item.name)
-    manifest = {
-        **exported.manifest,
-        "dtype": "float16",
-        "quantization": {"backend": "onnxruntime", "mode": "fp16 weights and compute"},
-    }
-    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
-    return ort_forward(ort_session(folder / MODEL_FILE)), manifest
+    quantization = {"backend": "onnxruntime", "mode": "fp16 weights and compute"}
+    return _derive_export(exported, folder, {"dtype": "float16", "quantization": quantization})
 
 
 def _half_torch(loaded: LoadedModel, tmp: Path, dtype: str) -> Forward:
@@ -284,9 +277,7 @@ def quantize_checkpoint(
                 summary.after = asdict(onnx_size_stats(tmp))
             elif config.dtype in _HALF:
                 if config.dtype == "fp16":
-                    onnx_forward, _ = _fp16_onnx(
-                        source, tmp / "onnx", Path(work), trust_remote_code
-                    )
+                    onnx_forward = _fp16_onnx(source, tmp / "onnx", Path(work), trust_remote_code)
                     summary.onnx_agreement = agreement(
                         expected, onnx_forward, compare, token_level=token_level
                     )
