@@ -626,23 +626,22 @@ def encode(
     return Encoded(features, labels, int(pad_token_id), len(long))
 
 
-def encode_for(loaded: Any, spec: DataSpec, *, max_length: int) -> tuple[Encoded, tuple[str, ...]]:
-    """Load ``spec`` and encode it for a loaded model: labels mapped for classifiers only.
+def encode_for(model: Any, spec: DataSpec, *, max_length: int) -> tuple[Encoded, Dataset]:
+    """Load ``spec`` and encode it for a model (a ``LoadedModel`` or an export's ``Scorable``:
+    anything with ``task``, ``tokenizer``, ``input_names`` and ``label2id``).
 
-    Returns the encoded examples and the dataset's notes (dropped rows and the like).
+    Labels are required and mapped for classifiers only. Returns the encoded examples and the
+    dataset they came from (its name and notes go into reports).
     """
-    from squeeze.types import Task
-
-    classify = loaded.task is Task.SEQUENCE_CLASSIFICATION
-    dataset = load_dataset(spec, need_labels=classify)
+    dataset = load_dataset(spec, need_labels=model.label2id is not None)
     encoded = encode(
         dataset,
-        loaded.tokenizer,
-        input_names=loaded.input_names,
+        model.tokenizer,
+        input_names=model.input_names,
         max_length=max_length,
-        label2id=loaded.config.label2id if classify else None,
+        label2id=model.label2id,
     )
-    return encoded, dataset.notes
+    return encoded, dataset
 
 
 def batches(

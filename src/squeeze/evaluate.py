@@ -162,12 +162,11 @@ def open_model(
             "onnxruntime",
         )
     loaded = load(path, task=task, trust_remote_code=trust_remote_code, device=device)
-    label2id = loaded.config.label2id if loaded.task is Task.SEQUENCE_CLASSIFICATION else None
     return Scorable(
         loaded.task,
         loaded.tokenizer,
         loaded.input_names,
-        label2id,
+        loaded.label2id,
         torch_forward(loaded.model, device),
         "torch",
         list(loaded.notes),

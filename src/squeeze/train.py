@@ -421,11 +421,10 @@ def finetune(
         device=device,
     )
     notes += loaded.notes
-    label2id = loaded.config.label2id if classify else None
     encode_args = {
         "input_names": loaded.input_names,
         "max_length": max_length,
-        "label2id": label2id,
+        "label2id": loaded.label2id,
     }
     train_enc = encode(train_ds, loaded.tokenizer, **encode_args)
     if train_enc.labels is not None:

@@ -46,6 +46,14 @@ class LoadedModel:
     # Per-layer shapes after structured pruning (``squeeze.json``); None for stock shapes.
     shapes: list[Any] | None = None
 
+    @property
+    def label2id(self) -> dict[str, int] | None:
+        """Label names to class ids for classifiers; None for other heads (their data has no
+        labels to map)."""
+        if self.task is Task.SEQUENCE_CLASSIFICATION:
+            return dict(self.config.label2id)
+        return None
+
 
 @dataclass(frozen=True)
 class SizeStats:

@@ -33,24 +33,15 @@ def eval_(
     """Score a checkpoint (PyTorch) or a `squeeze export` folder (ONNX Runtime) on a dataset:
     accuracy and macro-F1 for classifiers, perplexity for causal LMs, with the sample count and
     the time it took."""
-    from squeeze.data import encode, load_dataset
+    from squeeze.data import encode_for
     from squeeze.device import resolve_device
     from squeeze.evaluate import evaluate_forward, open_model
-    from squeeze.types import Task
 
     device = resolve_device(device)
     scorable = open_model(
         model, task=task_of(task), device=device, trust_remote_code=trust_remote_code
     )
-    classify = scorable.task is Task.SEQUENCE_CLASSIFICATION
-    dataset = load_dataset(data, need_labels=classify)
-    encoded = encode(
-        dataset,
-        scorable.tokenizer,
-        input_names=scorable.input_names,
-        max_length=max_length,
-        label2id=scorable.label2id if classify else None,
-    )
+    encoded, dataset = encode_for(scorable, data, max_length=max_length)
     evaluation = evaluate_forward(
         scorable.forward,
         encoded,

@@ -170,9 +170,9 @@ def prune_checkpoint(
         eval_spec = eval_data or evaluation_part(train_spec)
         encoded = []
         for spec in (train_spec, eval_spec):
-            part, data_notes = encode_for(loaded, spec, max_length=max_length)
+            part, dataset = encode_for(loaded, spec, max_length=max_length)
             encoded.append(part)
-            notes += [n for n in data_notes if n not in notes]
+            notes += [n for n in dataset.notes if n not in notes]
         train_enc, eval_enc = encoded
         notes.append(f"metric on {len(eval_enc)} held-out examples ({eval_spec.split or 'given'})")
         metric_before = evaluate(loaded, eval_enc, device=device, progress=progress)

@@ -239,8 +239,8 @@ def quantize_checkpoint(
     metric_before = None
     if data is not None:
         spec = eval_data or evaluation_part(data)
-        held_out, data_notes = encode_for(loaded, spec, max_length=max_length)
-        notes += data_notes
+        held_out, dataset = encode_for(loaded, spec, max_length=max_length)
+        notes += dataset.notes
         metric_before = evaluate_forward(reference, held_out, loaded.task, progress=progress)
     if config.static:
         limited = DataSpec(
