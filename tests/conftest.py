@@ -44,7 +44,8 @@ def order_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained_classifier(tmp_path_factory: pytest.TempPathFactory, order_csv: Path) -> Path:
     """A tiny BERT fine-tuned on the train split of the order task, saved as an HF folder."""
     from squeeze.data import DataSpec
-    from squeeze.train import TrainConfig, finetune
+    from squeeze.finetune import finetune
+    from squeeze.train import TrainConfig
 
     base = build_tiny("bert", tmp_path_factory.mktemp("base") / "bert", task=Task.MASKED_LM)
     out = tmp_path_factory.mktemp("trained") / "bert-order"

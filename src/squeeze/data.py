@@ -651,10 +651,15 @@ def batches(
     shuffle: bool = False,
     seed: int = 0,
     pad_to: int | None = None,
+    start: int = 0,
+    step: int = 1,
 ) -> Iterator[Batch]:
     """Yield right-padded batches, each only as long as its own longest sequence.
 
     ``pad_to`` pads every batch to at least that length (calibration needs equal shapes).
+    ``start`` and ``step`` pick batches ``start, start + step, ...`` of the epoch without padding
+    the others: a resumed run skips what it has done, and each of several processes takes its
+    share.
 
     Raises:
         ConfigError: ``batch_size`` below 1.
@@ -663,8 +668,8 @@ def batches(
         raise ConfigError(f"batch size must be at least 1, not {batch_size}")
     n = len(encoded)
     order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
-    for start in range(0, n, batch_size):
-        index = order[start : start + batch_size]
+    for first in range(start * batch_size, n, step * batch_size):
+        index = order[first : first + batch_size]
         inputs = {
             key: _pad(
                 [sequences[i] for i in index],

@@ -2,11 +2,14 @@
 
 Later steps hook in rather than copy it: ``extra_loss`` adds a term (distillation's KL to a
 teacher), ``on_step`` runs after every optimizer step (pruning re-applies its masks there).
+Hugging Face Accelerate drives it, so ``accelerate launch`` spreads it over several GPUs (each
+process takes every N-th batch) while a direct run uses one device; with a checkpoint folder it
+saves its whole state periodically and resumes from it exactly.
 """
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import json
 import math
 import time
@@ -15,30 +18,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from squeeze.checkpoint import (
-    atomic_output,
-    check_output,
-    detect_task,
-    load,
-    read_config,
-    resolve_local,
-    write_checkpoint,
-)
-from squeeze.data import (
-    Batch,
-    DataSpec,
-    Encoded,
-    batches,
-    encode,
-    held_out_part,
-    load_dataset,
-    training_part,
-)
+from squeeze import resume as checkpoints
+from squeeze.accel import MIXED_PRECISION_CHOICES, make_accelerator
+from squeeze.data import Batch, Encoded, batches
 from squeeze.errors import ConfigError, DataError, UnsupportedError
-from squeeze.evaluate import LOWER_IS_BETTER, evaluate
+from squeeze.evaluate import LOWER_IS_BETTER
 from squeeze.types import Evaluation, ProgressFactory, Task, no_progress
-
-MIXED_PRECISION_CHOICES = ("auto", "no", "fp16", "bf16")
 
 
 @dataclass(frozen=True)
@@ -112,6 +97,7 @@ class TrainResult:
     best_step: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    resumed_from: int | None = None
 
     @property
     def samples_per_s(self) -> float:
@@ -129,6 +115,7 @@ class TrainResult:
             "final_loss": self.final_loss,
             "best_step": self.best_step,
             "best_eval": self.best_eval.to_dict() if self.best_eval else None,
+            "resumed_from": self.resumed_from,
             "history": self.history,
             "notes": self.notes,
         }
@@ -138,23 +125,23 @@ ExtraLoss = Callable[[Any, dict[str, Any], Any], Any]
 StepCallback = Callable[[StepState], None]
 
 
-def _autocast_dtype(setting: str, device: str) -> Any:
-    """The autocast dtype, or None for full precision. Half precision only pays off on GPUs."""
-    import torch
+def _micro_batches(
+    data: Encoded, batch_size: int, seed: int, *, skip: int = 0, rank: int = 0, world: int = 1
+) -> Iterator[Batch]:
+    """Endless shuffled batches, reshuffled (seeded) every epoch.
 
-    if setting == "no" or (setting == "auto" and not device.startswith("cuda")):
-        return None
-    if setting in ("fp16", "bf16") and not device.startswith("cuda"):
-        raise UnsupportedError(f"--mixed-precision {setting} needs a CUDA device; use 'no' on CPU")
-    if setting == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float16 if setting == "fp16" else torch.bfloat16
-
-
-def _micro_batches(data: Encoded, batch_size: int, seed: int) -> Iterator[Batch]:
-    """Endless shuffled batches, reshuffled (seeded) every epoch."""
-    for epoch in itertools.count():
-        yield from batches(data, batch_size, shuffle=True, seed=seed + epoch)
+    Batches are numbered across epochs; process ``rank`` of ``world`` takes every ``world``-th,
+    and a resumed run starts after the ``skip`` that all processes together have used, so the
+    sequence is the same as if the run had never stopped.
+    """
+    per_epoch = math.ceil(len(data) / batch_size)
+    epoch, position = divmod(skip, per_epoch)
+    while True:
+        first = position + (rank - epoch * per_epoch - position) % world
+        yield from batches(
+            data, batch_size, shuffle=True, seed=seed + epoch, start=first, step=world
+        )
+        epoch, position = epoch + 1, 0
 
 
 def task_loss(model: Any, task: Task, inputs: dict[str, Any], labels: Any) -> tuple[Any, Any]:
@@ -196,6 +183,12 @@ def _is_better(new: Evaluation, old: Evaluation | None) -> bool:
     return new.primary.value > old.primary.value
 
 
+def _fingerprint(config: TrainConfig, data: Encoded, world: int, task_weight: float) -> dict:
+    """What must match for a checkpoint to continue this run rather than another one."""
+    settings = {**asdict(config), "examples": len(data), "processes": world}
+    return json.loads(json.dumps({**settings, "task_weight": task_weight}))
+
+
 def train(
     model: Any,
     task: Task,
@@ -204,14 +197,21 @@ def train(
     *,
     evaluate_fn: Callable[[], Evaluation] | None = None,
     extra_loss: ExtraLoss | None = None,
+    task_weight: float = 1.0,
     on_step: StepCallback | None = None,
+    checkpoint_dir: Path | None = None,
+    save_every: int | None = None,
+    resume: bool = False,
     progress: ProgressFactory = no_progress,
     device: str = "cpu",
 ) -> TrainResult:
     """Train ``model`` in place with AdamW and warm-up + linear decay.
 
     With ``evaluate_fn``, the model is evaluated every ``eval_every`` steps and at the end, and the
-    best-scoring weights are restored before returning (kept in CPU memory, not on disk).
+    best-scoring weights are restored before returning (kept in CPU memory, and in the checkpoint).
+    Under ``accelerate launch`` every process runs this with the same arguments: the batch size is
+    per process, each process evaluates on the full held-out data (so all agree on the best step),
+    and only the main one writes checkpoints.
 
     Args:
         model: A transformers module whose forward returns ``loss`` given ``labels``.
@@ -220,7 +220,12 @@ def train(
         config: Hyper-parameters.
         evaluate_fn: Scores the model on held-out data; called in eval mode.
         extra_loss: ``(model, inputs, outputs) -> tensor`` added to the task loss.
+        task_weight: Multiplies the task loss (distillation balances it against its own term).
         on_step: Called after each optimizer step (and its scheduler step).
+        checkpoint_dir: Where to save the run's state every ``save_every`` steps (default: at
+            every evaluation, or every 100 steps without one); none when None.
+        resume: Continue from the checkpoint in ``checkpoint_dir``, which must exist and come
+            from a run with the same settings and data.
         progress: Progress-bar factory; shows loss and samples/s.
         device: Where the model and batches live.
     """
@@ -230,80 +235,124 @@ def train(
         raise DataError("no training examples left after filtering")
     if task is Task.SEQUENCE_CLASSIFICATION and data.labels is None:
         raise DataError("training a classifier needs labelled data (--label-column)")
+    if save_every is not None and save_every < 1:
+        raise ConfigError("--save-every must be >= 1")
     torch.manual_seed(config.seed)
     model.to(device)
-    autocast_dtype = _autocast_dtype(config.mixed_precision, device)
-    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype is torch.float16)
+    accelerator = make_accelerator(device, config.mixed_precision)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if not accelerator.is_main_process:
+        progress = no_progress
 
-    steps_per_epoch = math.ceil(math.ceil(len(data) / config.batch_size) / config.grad_accum)
+    per_epoch = math.ceil(len(data) / config.batch_size)
+    steps_per_epoch = math.ceil(per_epoch / (config.grad_accum * world))
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
     eval_every = config.eval_every or steps_per_epoch
+    save_every = save_every or (eval_every if evaluate_fn is not None else 100)
     optimizer, scheduler = _optimizer(model, config, total_steps)
+    wrapped, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
-    result = TrainResult(steps=0, epochs=0.0, samples_seen=0, elapsed_s=0.0, final_loss=math.nan)
-    best_state: dict[str, Any] | None = None
+    fingerprint = _fingerprint(config, data, world, task_weight)
+    state = checkpoints.LoopState(history=[])
+    if resume and checkpoint_dir is not None:
+        state = checkpoints.load(accelerator, checkpoint_dir, fingerprint)
+    result = TrainResult(
+        steps=state.step,
+        epochs=0.0,
+        samples_seen=state.samples_seen,
+        elapsed_s=0.0,
+        final_loss=math.nan,
+        eval_s=state.eval_s,
+        best_eval=state.best_eval,
+        best_step=state.best_step,
+        history=state.history or [],
+        resumed_from=state.step if resume else None,
+    )
+    best_state = state.best_state
     recent: list[float] = []
-    stream = _micro_batches(data, config.batch_size, config.seed)
-    start = time.perf_counter()
+    stream = _micro_batches(
+        data, config.batch_size, config.seed,
+        skip=state.step * config.grad_accum * world, rank=rank, world=world,
+    )  # fmt: skip
+    start = time.perf_counter() - state.elapsed_s
     model.train()
-    with progress("Training", total_steps) as bar:
-        for step in range(1, total_steps + 1):
-            step_loss = 0.0
-            for _ in range(config.grad_accum):
-                batch = next(stream)
-                inputs = {k: torch.from_numpy(v).to(device) for k, v in batch.inputs.items()}
-                labels = (
-                    torch.from_numpy(batch.labels).to(device) if batch.labels is not None else None
-                )
-                with torch.autocast(
-                    device_type=device.split(":")[0],
-                    dtype=autocast_dtype,
-                    enabled=autocast_dtype is not None,
-                ):
-                    loss, outputs = task_loss(model, task, inputs, labels)
-                    if extra_loss is not None:
-                        loss = loss + extra_loss(model, inputs, outputs)
-                scaler.scale(loss / config.grad_accum).backward()
-                step_loss += float(loss.detach()) / config.grad_accum
-                result.samples_seen += batch.size
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-
-            result.steps = step
-            result.final_loss = step_loss
-            recent = [*recent[-19:], step_loss]
-            if on_step is not None:
-                on_step(
-                    StepState(
-                        step,
-                        total_steps,
-                        step / steps_per_epoch,
-                        step_loss,
-                        scheduler.get_last_lr()[0],
+    try:
+        with progress("Training", total_steps) as bar:
+            bar.advance(state.step)
+            for step in range(state.step + 1, total_steps + 1):
+                step_loss = 0.0
+                for micro in range(config.grad_accum):
+                    batch = next(stream)
+                    inputs = {k: torch.from_numpy(v).to(device) for k, v in batch.inputs.items()}
+                    labels = (
+                        torch.from_numpy(batch.labels).to(device)
+                        if batch.labels is not None
+                        else None
                     )
-                )
-            rate = result.samples_seen / (time.perf_counter() - start - result.eval_s)
-            bar.advance(1, info=f"loss {sum(recent) / len(recent):.4f} · {rate:.0f} samples/s")
+                    # Gradients are averaged across processes once per step, not per micro-batch.
+                    last = micro == config.grad_accum - 1
+                    with contextlib.nullcontext() if last else accelerator.no_sync(wrapped):
+                        with accelerator.autocast():
+                            loss, outputs = task_loss(wrapped, task, inputs, labels)
+                            if task_weight != 1.0:
+                                loss = task_weight * loss
+                            if extra_loss is not None:
+                                loss = loss + extra_loss(model, inputs, outputs)
+                        accelerator.backward(loss / config.grad_accum)
+                    step_loss += float(loss.detach()) / config.grad_accum
+                    result.samples_seen += batch.size * world
+                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
 
-            if evaluate_fn is not None and (step % eval_every == 0 or step == total_steps):
-                model.eval()
-                eval_start = time.perf_counter()
-                evaluation = evaluate_fn()
-                result.eval_s += time.perf_counter() - eval_start
-                model.train()
-                result.history.append(
-                    {"step": step, "loss": step_loss, **evaluation.to_dict()["metrics"]}
-                )
-                if _is_better(evaluation, result.best_eval):
-                    result.best_eval, result.best_step = evaluation, step
-                    best_state = {
-                        k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
-                    }
-    model.eval()
+                result.steps = step
+                result.final_loss = step_loss
+                recent = [*recent[-19:], step_loss]
+                if on_step is not None:
+                    on_step(
+                        StepState(
+                            step,
+                            total_steps,
+                            step / steps_per_epoch,
+                            step_loss,
+                            scheduler.get_last_lr()[0],
+                        )
+                    )
+                rate = result.samples_seen / max(1e-9, time.perf_counter() - start - result.eval_s)
+                bar.advance(1, info=f"loss {sum(recent) / len(recent):.4f} · {rate:.0f} samples/s")
+
+                if evaluate_fn is not None and (step % eval_every == 0 or step == total_steps):
+                    model.eval()
+                    eval_start = time.perf_counter()
+                    evaluation = evaluate_fn()
+                    result.eval_s += time.perf_counter() - eval_start
+                    model.train()
+                    result.history.append(
+                        {"step": step, "loss": step_loss, **evaluation.to_dict()["metrics"]}
+                    )
+                    if _is_better(evaluation, result.best_eval):
+                        result.best_eval, result.best_step = evaluation, step
+                        best_state = {
+                            k: v.detach().to("cpu", copy=True)
+                            for k, v in model.state_dict().items()
+                        }
+                if checkpoint_dir is not None and step % save_every == 0 and step < total_steps:
+                    loop_state = checkpoints.LoopState(
+                        step=step,
+                        samples_seen=result.samples_seen,
+                        elapsed_s=time.perf_counter() - start,
+                        eval_s=result.eval_s,
+                        history=result.history,
+                        best_step=result.best_step,
+                        best_eval=result.best_eval,
+                        best_state=best_state,
+                    )
+                    checkpoints.save(accelerator, checkpoint_dir, loop_state, fingerprint)
+    finally:
+        # Undo what prepare() did to the module (mixed-precision forward wrappers, DDP).
+        accelerator.unwrap_model(wrapped, keep_fp32_wrapper=False)
+        model.eval()
     result.elapsed_s = time.perf_counter() - start
     result.epochs = round(result.steps / steps_per_epoch, 3)
     if best_state is not None and result.best_step != result.steps:
@@ -313,150 +362,3 @@ def train(
             f"({result.best_eval.primary.name} {result.best_eval.primary.value:.4f})"
         )
     return result
-
-
-@dataclass
-class FinetuneResult:
-    """A fine-tuned checkpoint and how it got there."""
-
-    out: Path
-    task: Task
-    train: TrainResult
-    label_names: list[str] | None
-    n_train: int
-    n_validation: int
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "out": str(self.out),
-            "task": self.task.value,
-            "labels": self.label_names,
-            "n_train": self.n_train,
-            "n_validation": self.n_validation,
-            "train": self.train.to_dict(),
-            "notes": self.notes,
-        }
-
-
-def _imbalance_notes(labels: Any, id2label: dict[int, str], limit: float = 0.9) -> list[str]:
-    """Warn when one label dominates: accuracy then says little and training may collapse."""
-    import numpy as np
-
-    counts = np.bincount(labels, minlength=len(id2label))
-    top = int(counts.argmax())
-    share = counts[top] / counts.sum()
-    if share <= limit:
-        return []
-    return [
-        f"training labels are imbalanced: {share:.0%} are '{id2label[top]}'; check --split "
-        "and --max-samples, and judge the model by macro-F1"
-    ]
-
-
-def finetune(
-    source: str,
-    data: DataSpec,
-    out: str | Path,
-    *,
-    eval_data: DataSpec | None = None,
-    task: Task | None = None,
-    config: TrainConfig = TrainConfig(),
-    max_length: int = 128,
-    overwrite: bool = False,
-    trust_remote_code: bool = False,
-    device: str = "cpu",
-    progress: ProgressFactory = no_progress,
-) -> FinetuneResult:
-    """Fine-tune a checkpoint on a dataset and save the best validated weights as an HF folder.
-
-    A base or masked-LM encoder gets a fresh classification head sized by the labels in the
-    training data; a sequence classifier keeps its head and labels; a causal LM is tuned on
-    next-token loss when ``task`` says so. A local file is split by content hash: training uses
-    ``train``, validation ``validation``, and ``test`` stays unseen for ``squeeze eval``.
-    """
-    local_model = resolve_local(source)
-    check_output(out, overwrite=overwrite, inputs=[local_model])
-    detected = detect_task(read_config(source, trust_remote_code=trust_remote_code))
-    target = task or (
-        Task.CAUSAL_LM if detected is Task.CAUSAL_LM else Task.SEQUENCE_CLASSIFICATION
-    )
-    if target not in (Task.SEQUENCE_CLASSIFICATION, Task.CAUSAL_LM):
-        raise UnsupportedError(
-            f"finetune trains sequence classifiers and causal LMs, not {target.value}"
-        )
-    classify = target is Task.SEQUENCE_CLASSIFICATION
-    notes: list[str] = []
-
-    data = training_part(data)
-    train_ds = load_dataset(data, need_labels=classify)
-    notes += train_ds.notes
-    val_spec = eval_data or held_out_part(data, "validation")
-    try:
-        val_ds = load_dataset(val_spec, need_labels=classify)
-    except DataError as e:
-        if eval_data is not None:
-            raise
-        val_ds = None
-        notes.append(f"no validation split ({e}); kept the last step instead of the best")
-
-    label_names = None
-    if classify and detected is not Task.SEQUENCE_CLASSIFICATION:
-        label_names = train_ds.labels()
-        if len(label_names) < 2:
-            raise DataError(
-                f"{train_ds.name} has {len(label_names)} label(s); a classifier needs at least 2"
-            )
-    import torch
-
-    # A new head is initialised while loading: seed first, or runs differ (a fresh clone's demo
-    # once scored 0.8203 where this machine's had 0.8068).
-    torch.manual_seed(config.seed)
-    loaded = load(
-        source,
-        task=target,
-        trust_remote_code=trust_remote_code,
-        allow_new_weights=label_names is not None,
-        label_names=label_names,
-        device=device,
-    )
-    notes += loaded.notes
-    encode_args = {
-        "input_names": loaded.input_names,
-        "max_length": max_length,
-        "label2id": loaded.label2id,
-    }
-    train_enc = encode(train_ds, loaded.tokenizer, **encode_args)
-    if train_enc.labels is not None:
-        notes += _imbalance_notes(train_enc.labels, loaded.config.id2label)
-    val_enc = encode(val_ds, loaded.tokenizer, **encode_args) if val_ds else None
-
-    with atomic_output(out, overwrite=overwrite, inputs=[local_model]) as tmp:
-        result = train(
-            loaded.model,
-            target,
-            train_enc,
-            config,
-            evaluate_fn=(lambda: evaluate(loaded, val_enc, device=device)) if val_enc else None,
-            progress=progress,
-            device=device,
-        )
-        notes += result.notes
-        write_checkpoint(loaded, tmp)
-        summary = FinetuneResult(
-            out=Path(out),
-            task=target,
-            train=result,
-            label_names=[loaded.config.id2label[i] for i in range(loaded.config.num_labels)]
-            if classify
-            else None,
-            n_train=len(train_enc),
-            n_validation=len(val_enc) if val_enc else 0,
-            notes=notes,
-        )
-        (tmp / "finetune.json").write_text(
-            json.dumps(
-                {**summary.to_dict(), "config": asdict(config), "data": train_ds.name}, indent=2
-            )
-        )
-    return summary

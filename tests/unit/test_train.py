@@ -153,7 +153,7 @@ def test_causal_lm_training_lowers_perplexity(tiny_lms, order_csv):
 
 def test_finetuning_a_base_encoder_is_deterministic(tiny_lms, order_csv, tmp_path):
     """The new classification head is initialised from the seed too."""
-    from squeeze.train import finetune
+    from squeeze.finetune import finetune
 
     def run(name):
         config = TrainConfig(max_steps=3, batch_size=16)

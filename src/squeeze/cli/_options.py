@@ -151,6 +151,36 @@ def _parse_ratios(text: str) -> tuple[float, float, float]:
     return parts  # type: ignore[return-value]
 
 
+def _inject(
+    command: Callable[..., Any],
+    name: str,
+    params: list[inspect.Parameter],
+    build: Callable[[dict[str, Any]], Any],
+) -> Any:
+    """Replace the command's parameter ``name`` by the options ``params``; the command receives
+    ``name=build(values of those options)``."""
+    signature = inspect.signature(command)
+    # Resolve the command's own (possibly postponed) annotations in its module, because Typer
+    # would otherwise resolve them against this module's globals.
+    hints = typing.get_type_hints(command, include_extras=True)
+    own = [
+        p.replace(annotation=hints.get(p.name, p.annotation))
+        for p in signature.parameters.values()
+        if p.name != name
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        values = {p.name: kwargs.pop(p.name) for p in params}
+        return command(**{name: build(values)}, **kwargs)
+
+    merged = [*own, *params]
+    wrapper.__signature__ = signature.replace(parameters=merged)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in merged}
+    del wrapper.__wrapped__  # type: ignore[attr-defined]
+    return wrapper
+
+
 def with_data_options(command: Callable[..., Any] | None = None, *, required: bool = True) -> Any:
     """Add the dataset flags to a command and pass it ``data: DataSpec`` built from them.
 
@@ -159,32 +189,73 @@ def with_data_options(command: Callable[..., Any] | None = None, *, required: bo
     """
     if command is None:
         return lambda f: with_data_options(f, required=required)
-    signature = inspect.signature(command)
-    # Resolve the command's own (possibly postponed) annotations in its module, because Typer
-    # would otherwise resolve them against this module's globals.
-    hints = typing.get_type_hints(command, include_extras=True)
-    own = [
-        p.replace(annotation=hints.get(p.name, p.annotation))
-        for p in signature.parameters.values()
-        if p.name != "data"
-    ]
     data_params = list(_DATA_PARAMS)
     if not required:
         source = data_params[0]
         (option,) = source.annotation.__metadata__
         data_params[0] = source.replace(annotation=Annotated[str | None, option], default=None)
+    return _inject(
+        command,
+        "data",
+        data_params,
+        lambda values: None if values["data_source"] is None else _build_spec(values),
+    )
 
-    @functools.wraps(command)
-    def wrapper(**kwargs: Any) -> Any:
-        values = {p.name: kwargs.pop(p.name) for p in _DATA_PARAMS}
-        spec = None if values["data_source"] is None else _build_spec(values)
-        return command(data=spec, **kwargs)
 
-    params = [*own, *data_params]
-    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in params}
-    del wrapper.__wrapped__  # type: ignore[attr-defined]
-    return wrapper
+def _train_params(lr: float, epochs: float) -> list[inspect.Parameter]:
+    return [
+        _option(
+            "epochs", Annotated[float, typer.Option(help="Passes over the training data.")], epochs
+        ),
+        _option(
+            "max_steps",
+            Annotated[int | None, typer.Option(min=1, help="Optimizer steps; overrides --epochs.")],
+            None,
+        ),
+        _option("lr", Annotated[float, typer.Option(help="Peak learning rate (AdamW).")], lr),
+        _option("batch_size", Annotated[int, typer.Option(min=1, help="Examples per batch.")], 32),
+        _option(
+            "grad_accum",
+            Annotated[int, typer.Option(min=1, help="Batches per optimizer step.")],
+            1,
+        ),
+        _option(
+            "warmup_ratio",
+            Annotated[float, typer.Option(help="Fraction of steps spent warming up.")],
+            0.1,
+        ),
+        _option("weight_decay", Annotated[float, typer.Option(help="AdamW weight decay.")], 0.01),
+        _option(
+            "eval_every",
+            Annotated[
+                int | None,
+                typer.Option(min=1, help="Validate every N steps (default: every epoch)."),
+            ],
+            None,
+        ),
+        _option(
+            "mixed_precision",
+            Annotated[
+                str, typer.Option(help="auto (bf16/fp16 on CUDA, off on CPU), no, fp16 or bf16.")
+            ],
+            "auto",
+        ),
+        _option(
+            "seed", Annotated[int, typer.Option(help="Seed for initialisation and shuffling.")], 0
+        ),
+    ]
+
+
+def with_train_options(*, lr: float, epochs: float) -> Callable[[Callable[..., Any]], Any]:
+    """Add the training flags (shared by every command that trains) and pass the command
+    ``train_config: TrainConfig``; ``lr`` and ``epochs`` are the command's own defaults."""
+
+    def build(values: dict[str, Any]) -> Any:
+        from squeeze.train import TrainConfig
+
+        return TrainConfig(**values)
+
+    return lambda command: _inject(command, "train_config", _train_params(lr, epochs), build)
 
 
 def _build_spec(values: dict[str, Any]) -> Any:

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from squeeze.cli._options import (
-    BatchSizeOpt,
     DeviceOpt,
     JsonOpt,
     MaxLengthOpt,
@@ -20,15 +19,19 @@ from squeeze.cli._options import (
     TrustOpt,
     task_of,
     with_data_options,
+    with_train_options,
 )
 from squeeze.cli._render import print_json, print_notes, print_table, progress_factory
 from squeeze.data import DataSpec
+from squeeze.train import TrainConfig
 
 
+@with_train_options(lr=5e-5, epochs=3.0)
 @with_data_options
 def finetune(
     model: ModelArg,
     data: DataSpec,
+    train_config: TrainConfig,
     output: OutOpt,
     eval_data: Annotated[
         str | None,
@@ -40,22 +43,6 @@ def finetune(
         int | None, typer.Option(min=1, help="Validate on at most this many examples.")
     ] = None,
     task: TaskOpt = None,
-    epochs: Annotated[float, typer.Option(help="Passes over the training data.")] = 3.0,
-    max_steps: Annotated[
-        int | None, typer.Option(min=1, help="Optimizer steps; overrides --epochs.")
-    ] = None,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 5e-5,
-    batch_size: BatchSizeOpt = 32,
-    grad_accum: Annotated[int, typer.Option(min=1, help="Batches per optimizer step.")] = 1,
-    warmup_ratio: Annotated[float, typer.Option(help="Fraction of steps spent warming up.")] = 0.1,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
-    eval_every: Annotated[
-        int | None, typer.Option(min=1, help="Validate every N steps (default: every epoch).")
-    ] = None,
-    mixed_precision: Annotated[
-        str, typer.Option(help="auto (bf16/fp16 on CUDA, off on CPU), no, fp16 or bf16.")
-    ] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed for initialisation and shuffling.")] = 0,
     max_length: MaxLengthOpt = 128,
     device: DeviceOpt = "cpu",
     overwrite: OverwriteOpt = False,
@@ -70,21 +57,8 @@ def finetune(
     validation part, and the test part stays unseen for `squeeze eval --split test`.
     """
     from squeeze.device import resolve_device
-    from squeeze.train import TrainConfig
-    from squeeze.train import finetune as run_finetune
+    from squeeze.finetune import finetune as run_finetune
 
-    config = TrainConfig(
-        epochs=epochs,
-        max_steps=max_steps,
-        lr=lr,
-        batch_size=batch_size,
-        grad_accum=grad_accum,
-        warmup_ratio=warmup_ratio,
-        weight_decay=weight_decay,
-        seed=seed,
-        eval_every=eval_every,
-        mixed_precision=mixed_precision,
-    )
     validation = None
     if eval_data is not None or max_eval_samples is not None:
         validation = replace(
@@ -99,7 +73,7 @@ def finetune(
         output,
         eval_data=validation,
         task=task_of(task),
-        config=config,
+        config=train_config,
         max_length=max_length,
         overwrite=overwrite,
         trust_remote_code=trust_remote_code,

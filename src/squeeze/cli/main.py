@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from squeeze import __version__
-from squeeze.cli import bench, export, finetune, info, prune, quantize
+from squeeze.cli import bench, distill, export, finetune, info, prune, quantize
 from squeeze.cli import eval as eval_command
 from squeeze.errors import SqueezeError
 
@@ -73,6 +73,7 @@ app.command("info")(info.info)
 app.command("eval")(eval_command.eval_)
 app.command("finetune")(finetune.finetune)
 app.command("prune")(prune.prune)
+app.command("distill")(distill.distill)
 app.command("quantize")(quantize.quantize)
 app.command("export")(export.export)
 app.command("bench")(bench.bench)

@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import logging
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -224,12 +225,18 @@ def _optimize(loaded: LoadedModel, path: Path) -> dict[str, int]:
         per_layer = {shape.heads for shape in loaded.shapes}
         heads = per_layer.pop() if len(per_layer) == 1 else 0
         width = heads * head_size(config)
-    # Its fusion modules log remarks through top-level loggers and print to stdout.
+    # Its fusion modules log remarks through top-level loggers and print to stdout, and a failed
+    # symbolic shape inference inside them saves "sym_shape_infer_temp.onnx" (plus external data)
+    # into the working directory: run it from a scratch one so the user's folder stays clean.
     logging.disable(logging.WARNING)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with (
+            contextlib.redirect_stdout(io.StringIO()),
+            tempfile.TemporaryDirectory() as scratch,
+            contextlib.chdir(scratch),
+        ):
             optimized = optimize_model(
-                str(path),
+                str(path.resolve()),
                 model_type=loaded.family.ort_model_type,
                 num_heads=heads,
                 hidden_size=width,

@@ -1,0 +1,1 @@
+"""Knowledge distillation: a teacher's outputs train a smaller or compressed student."""

@@ -1,0 +1,200 @@
+"""Students: where they come from, whether they can learn from this teacher, and what trains.
+
+Three sources: any compatible checkpoint (``--student``), a shallower copy of the teacher
+initialised from its own layers as in DistilBERT (``--student-layers``), or a pruned teacher
+recovering its accuracy (``--from-pruned``; magnitude-pruned zeros stay zero while it trains).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from squeeze.checkpoint import load, resolve_local
+from squeeze.distill.loss import DistillConfig, projection
+from squeeze.errors import CheckpointError, ConfigError
+from squeeze.prune.structured import keep_layers, layer_list
+from squeeze.types import LoadedModel, Task
+
+PRUNE_SUMMARY = "prune.json"
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    """Exactly one of the three ways to name a student."""
+
+    path: str | None = None
+    layers: int | None = None
+    pruned: str | None = None
+
+    def __post_init__(self) -> None:
+        given = [v for v in (self.path, self.layers, self.pruned) if v is not None]
+        if len(given) != 1:
+            raise ConfigError(
+                "name the student with one of --student, --student-layers or --from-pruned"
+            )
+        if self.layers is not None and self.layers < 1:
+            raise ConfigError("--student-layers must be >= 1")
+
+    def describe(self) -> str:
+        if self.layers is not None:
+            return f"{self.layers} of the teacher's layers"
+        return str(self.path or self.pruned)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "layers": self.layers, "pruned": self.pruned}
+
+
+def even_layers(total: int, keep: int) -> list[int]:
+    """``keep`` of ``total`` layers spread evenly from the bottom (DistilBERT kept every other)."""
+    return [i * total // keep for i in range(keep)]
+
+
+def _copy_of_teacher(teacher: LoadedModel, layers: int, device: str) -> tuple[LoadedModel, str]:
+    total = len(layer_list(teacher.model, teacher.family))
+    if layers >= total:
+        raise ConfigError(f"--student-layers {layers} must be below the teacher's {total} layers")
+    student = load(teacher.path or teacher.source, task=teacher.task, device=device)
+    keep = even_layers(total, layers)
+    keep_layers(student.model, student.family, keep)
+    if student.shapes is not None:
+        student.shapes = [student.shapes[i] for i in keep]
+    return student, f"student: the teacher's layers {keep} of {total}, initialised from them"
+
+
+def _magnitude_masks(student: LoadedModel) -> dict[str, Any] | None:
+    """Where a magnitude-pruned checkpoint has zeros, which training must keep."""
+    summary = json.loads((student.path / PRUNE_SUMMARY).read_text())
+    if summary.get("method") != "magnitude":
+        return None
+    from squeeze.prune.magnitude import prunable_weights
+
+    config = summary.get("config", {})
+    weights = prunable_weights(
+        student.model,
+        student.family,
+        tuple(config.get("include", ())),
+        tuple(config.get("exclude", ())),
+    )
+    return {name: weight.detach() != 0 for name, weight in weights.items()}
+
+
+def _check_compatible(teacher: LoadedModel, student: LoadedModel, name: str) -> None:
+    """The student must read the same token ids and predict over the same labels."""
+    if teacher.tokenizer.get_vocab() != student.tokenizer.get_vocab():
+        raise ConfigError(
+            f"{name} uses a different tokenizer from the teacher; distillation needs both to read "
+            "the same token ids (pick a student of the same model family)"
+        )
+    if teacher.task is Task.SEQUENCE_CLASSIFICATION:
+        t_labels = [teacher.config.id2label[i] for i in range(teacher.config.num_labels)]
+        s_labels = [student.config.id2label[i] for i in range(student.config.num_labels)]
+        if t_labels != s_labels:
+            raise ConfigError(
+                f"{name} predicts labels {s_labels}, the teacher {t_labels}; give a student with "
+                "the teacher's labels or a base model (it gets a new head)"
+            )
+
+
+def build_student(
+    spec: StudentSpec, teacher: LoadedModel, *, trust_remote_code: bool = False, device: str
+) -> tuple[LoadedModel, dict[str, Any] | None, list[str]]:
+    """Load or derive the student; return it, masks to keep (magnitude-pruned), and notes.
+
+    Raises:
+        ConfigError: a student that cannot learn from this teacher (tokenizer, labels, depth).
+        CheckpointError: a --from-pruned folder that is not a squeeze prune output.
+    """
+    if spec.layers is not None:
+        student, note = _copy_of_teacher(teacher, spec.layers, device)
+        return student, None, [note]
+    path = spec.path or spec.pruned
+    local = resolve_local(path)
+    if spec.pruned is not None and (local is None or not (local / PRUNE_SUMMARY).is_file()):
+        raise CheckpointError(
+            f"--from-pruned {path} is not a squeeze prune output (no {PRUNE_SUMMARY}); "
+            "pass it as --student instead"
+        )
+    from squeeze.checkpoint import detect_task, read_config
+
+    detected = detect_task(read_config(path, trust_remote_code=trust_remote_code))
+    classify = teacher.task is Task.SEQUENCE_CLASSIFICATION
+    new_head = classify and detected is not Task.SEQUENCE_CLASSIFICATION
+    labels = [teacher.config.id2label[i] for i in range(teacher.config.num_labels)]
+    student = load(
+        path,
+        task=teacher.task,
+        trust_remote_code=trust_remote_code,
+        allow_new_weights=new_head,
+        label_names=labels if new_head else None,
+        device=device,
+    )
+    _check_compatible(teacher, student, path)
+    notes = list(student.notes)
+    masks = _magnitude_masks(student) if spec.pruned is not None else None
+    if masks is not None:
+        notes.append("magnitude-pruned student: its zeros are kept while it trains")
+    return student, masks, notes
+
+
+def _width(loaded: LoadedModel) -> int:
+    config = loaded.config
+    return getattr(config, "hidden_size", None) or config.dim  # DistilBERT calls it dim
+
+
+class DistillModule(torch.nn.Module):
+    """What trains: the student plus a projection into the teacher's width.
+
+    The training loop sees one module whose forward is the student's (returning its hidden
+    states, projected, and attention maps when the loss needs them), so Accelerate, DDP,
+    checkpoints and the best-weights copy cover the projection too. The teacher stays outside,
+    frozen.
+    """
+
+    def __init__(self, student: LoadedModel, proj: Any, config: DistillConfig) -> None:
+        super().__init__()
+        self.student = student.model
+        self.projection = proj
+        self._inputs = set(student.input_names)
+        self._config = config
+
+    def forward(self, **inputs: Any) -> Any:
+        outputs = self.student(
+            **{k: v for k, v in inputs.items() if k in self._inputs or k == "labels"},
+            output_hidden_states=self._config.needs_hidden,
+            output_attentions=self._config.needs_attentions,
+        )
+        if self.projection is not None:
+            outputs.hidden_states = tuple(self.projection(h) for h in outputs.hidden_states)
+        return outputs
+
+
+def distill_module(
+    student: LoadedModel, teacher: LoadedModel, config: DistillConfig, seed: int
+) -> DistillModule:
+    """Wrap the student for training against ``teacher``.
+
+    Raises:
+        ConfigError: hidden-state matching across different widths without a projection.
+    """
+    proj = None
+    if config.needs_hidden:
+        proj = projection(_width(student), _width(teacher), config.projection, seed)
+    if config.needs_attentions:
+        # Fused attention kernels never materialise the maps.
+        for loaded in (student, teacher):
+            loaded.model.set_attn_implementation("eager")
+    return DistillModule(student, proj, config)
+
+
+def teacher_outputs(teacher: LoadedModel, config: DistillConfig, inputs: dict[str, Any]) -> Any:
+    """The frozen teacher's forward on a batch (no graph kept)."""
+    with torch.no_grad():
+        return teacher.model(
+            **{k: v for k, v in inputs.items() if k in teacher.input_names},
+            output_hidden_states=config.needs_hidden,
+            output_attentions=config.needs_attentions,
+        )
