@@ -23,11 +23,12 @@ def launched_processes() -> int:
 
 
 def training_device(requested: str) -> str:
-    """``--device`` for a direct run; under a multi-process launch, this process's own device."""
+    """``--device`` for a direct run; under a multi-process launch, this process's own device
+    (``cuda:LOCAL_RANK`` with ``--device cuda``; the CPU, over gloo, with ``--device cpu``)."""
     if launched_processes() > 1:
         from accelerate import PartialState
 
-        return str(PartialState().device)
+        return str(PartialState(cpu=requested == "cpu").device)
     return resolve_device(requested)
 
 

@@ -98,6 +98,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     resumed_from: int | None = None
+    processes: int = 1
 
     @property
     def samples_per_s(self) -> float:
@@ -116,6 +117,7 @@ class TrainResult:
             "best_step": self.best_step,
             "best_eval": self.best_eval.to_dict() if self.best_eval else None,
             "resumed_from": self.resumed_from,
+            "processes": self.processes,
             "history": self.history,
             "notes": self.notes,
         }
@@ -267,7 +269,13 @@ def train(
         best_step=state.best_step,
         history=state.history or [],
         resumed_from=state.step if resume else None,
+        processes=world,
     )
+    if world > 1:
+        result.notes.append(
+            f"trained on {world} processes: {config.batch_size} examples per process per batch, "
+            f"{config.batch_size * world * config.grad_accum} per optimizer step"
+        )
     best_state = state.best_state
     recent: list[float] = []
     stream = _micro_batches(
