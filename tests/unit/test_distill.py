@@ -161,7 +161,7 @@ def test_from_pruned_needs_a_prune_output_and_keeps_magnitude_zeros(tiny_classif
         build_student(StudentSpec(pruned=str(tiny_classifiers["bert"])), teacher, device="cpu")
     pruned = tmp_path / "sparse"
     prune_checkpoint(str(tiny_classifiers["bert"]), pruned, MagnitudePruneConfig(sparsity=0.5))
-    student, masks, notes = build_student(StudentSpec(pruned=str(pruned)), teacher, device="cpu")
+    _, masks, notes = build_student(StudentSpec(pruned=str(pruned)), teacher, device="cpu")
     assert "zeros are kept" in notes[-1]
     kept = sum(int(m.sum()) for m in masks.values())
     total = sum(m.numel() for m in masks.values())
