@@ -6,7 +6,10 @@ so every code path that handles BERT-base handles them too.
 
 The task ("order"): every sentence holds the words ``a`` and ``b`` once among filler words, and
 the label says which comes first. Bag-of-words cannot solve it, so a model that scores well on
-held-out sentences has really used attention and positions.
+held-out sentences has really used attention and positions. Distillation needs tasks where a
+teacher knows more than the labels say: a weighted word vote (whose labels can be made noisy) and
+sentences from a Markov chain (whose next-word distribution a teacher learns and labels only
+sample).
 """
 
 from __future__ import annotations
@@ -179,11 +182,62 @@ def order_task(n: int, *, seed: int = 0) -> list[tuple[str, str]]:
     return rows
 
 
-def write_order_task(path: str | Path, n: int, *, seed: int = 0) -> Path:
-    """Write the order task as a CSV with ``text`` and ``label`` columns."""
+def vote_task(n: int, *, seed: int = 0, task_seed: int = 0) -> list[tuple[str, str]]:
+    """``n`` sentences labelled "1" when their words' fixed weights (drawn from ``task_seed``)
+    sum above zero, else "0"; about balanced."""
+    weights_rng = random.Random(task_seed)
+    raw = [weights_rng.uniform(-1, 1) for _ in FILLER_WORDS]
+    mean = sum(raw) / len(raw)
+    weight = {word: w - mean for word, w in zip(FILLER_WORDS, raw, strict=True)}
+    rng = random.Random(seed)
+    rows: list[tuple[str, str]] = []
+    while len(rows) < n:
+        words = rng.choices(FILLER_WORDS, k=rng.randint(7, 13))
+        score = sum(weight[word] for word in words)
+        if score != 0:
+            rows.append((" ".join(words), str(int(score > 0))))
+    return rows
+
+
+def flip_labels(
+    rows: list[tuple[str, str]], share: float, *, seed: int = 0
+) -> list[tuple[str, str]]:
+    """Flip that share of binary ("0"/"1") labels at random: noisy supervision."""
+    rng = random.Random(seed)
+    return [(text, str(1 - int(label)) if rng.random() < share else label) for text, label in rows]
+
+
+def markov_sentences(n: int, *, seed: int = 0, chain_seed: int = 0) -> list[str]:
+    """``n`` sentences of 8-16 words from a first-order Markov chain (drawn from ``chain_seed``)
+    in which every word has four possible successors with unequal weights."""
+    chain_rng = random.Random(chain_seed)
+    chain = {
+        word: (chain_rng.sample(FILLER_WORDS, 4), [chain_rng.random() + 0.1 for _ in range(4)])
+        for word in FILLER_WORDS
+    }
+    rng = random.Random(seed)
+    sentences = []
+    for _ in range(n):
+        word = rng.choice(FILLER_WORDS)
+        words = [word]
+        for _ in range(rng.randint(8, 16) - 1):
+            successors, weights = chain[word]
+            word = rng.choices(successors, weights)[0]
+            words.append(word)
+        sentences.append(" ".join(words))
+    return sentences
+
+
+def write_rows(path: str | Path, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> Path:
+    """Write rows as a CSV with a header."""
     path = Path(path)
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["text", "label"])
-        writer.writerows(order_task(n, seed=seed))
+        writer.writerow(header)
+        writer.writerows(rows)
     return path
+
+
+def write_order_task(path: str | Path, n: int, *, seed: int = 0) -> Path:
+    """Write the order task as a CSV with ``text`` and ``label`` columns."""
+    return write_rows(path, order_task(n, seed=seed), ("text", "label"))
