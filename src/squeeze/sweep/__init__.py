@@ -1,0 +1,1 @@
+"""Sweeps and recipes: chains of compression steps, cached, measured alike, gated."""

@@ -1,0 +1,180 @@
+"""The results of a sweep: every variant measured the same way, against a baseline from the same run.
+
+This is the file format ``squeeze run``/``squeeze sweep`` write (``results.json``) and
+``squeeze report`` reads, so it is plain JSON with a version. Ratios and the Pareto flags are
+derived here, once, from the measured figures.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from squeeze.errors import DataError
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class LatencySummary:
+    """Batch latency on one device in milliseconds, over repeated runs after warm-up."""
+
+    p50_ms: float
+    p90_ms: float
+    min_ms: float
+    max_ms: float
+    runs: int
+
+    @classmethod
+    def from_latency(cls, latency: Any) -> LatencySummary:
+        samples = latency.samples_ms
+        return cls(latency.p50_ms, latency.p90_ms, min(samples), max(samples), len(samples))
+
+
+@dataclass
+class VariantResult:
+    """One compressed variant (or the baseline), measured.
+
+    ``speedup`` holds, per device, baseline p50 / variant p50, or None where the variant's p50 lies
+    within the baseline's spread (min to max): "not faster" rather than a number that is noise.
+    """
+
+    name: str
+    chain: str
+    format: str  # "torch" or "onnxruntime": what is deployed and timed
+    artifact: str
+    params_total: int
+    params_nonzero: int
+    bytes_on_disk: int
+    metric: float | None = None
+    latency: dict[str, LatencySummary] = field(default_factory=dict)
+    speedup: dict[str, float | None] = field(default_factory=dict)
+    size_ratio: float | None = None  # baseline bytes / variant bytes
+    drop_points: float | None = None  # positive = worse than the baseline
+    pareto: bool = False
+    cached: bool = False
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VariantResult:
+        latency = {k: LatencySummary(**v) for k, v in data.get("latency", {}).items()}
+        return cls(**{**data, "latency": latency})
+
+
+@dataclass
+class SweepResults:
+    """A whole run: settings, the machine, the baseline's name and every variant."""
+
+    model: str
+    metric_name: str | None
+    higher_is_better: bool
+    n_samples: int
+    bench: dict[str, Any]
+    machine: dict[str, Any]
+    baseline: str
+    variants: list[VariantResult]
+    gates: dict[str, Any] = field(default_factory=dict)
+    selected: str | None = None
+    version: int = FORMAT_VERSION
+
+    @property
+    def devices(self) -> list[str]:
+        """Devices with latency figures, CPU first."""
+        seen = {d for v in self.variants for d in v.latency}
+        return sorted(seen, key=lambda d: (d != "cpu", d))
+
+    def variant(self, name: str) -> VariantResult:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "variants": [v.to_dict() for v in self.variants]}
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> SweepResults:
+        """Read a results.json.
+
+        Raises:
+            DataError: not a squeeze results file, or from an incompatible version.
+        """
+        path = Path(path)
+        if path.is_dir():
+            path = path / "results.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise DataError(
+                f"{path}: not a readable results file ({e}); pass the results.json that "
+                "`squeeze run` or `squeeze sweep` wrote"
+            ) from e
+        if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
+            raise DataError(
+                f"{path}: not a squeeze results file of version {FORMAT_VERSION}; re-run the sweep"
+            )
+        variants = [VariantResult.from_dict(v) for v in data.pop("variants")]
+        return cls(**{**data, "variants": variants})
+
+
+def derive(results: SweepResults) -> None:
+    """Fill in ratios against the baseline, "not faster" verdicts and the Pareto flags."""
+    base = results.variant(results.baseline)
+    for v in results.variants:
+        v.size_ratio = base.bytes_on_disk / v.bytes_on_disk if v.bytes_on_disk else None
+        if results.metric_name is not None and v.metric is not None and base.metric is not None:
+            delta = base.metric - v.metric if results.higher_is_better else v.metric - base.metric
+            v.drop_points = delta * 100.0 if results.higher_is_better else delta
+        v.speedup = {}
+        for device, lat in v.latency.items():
+            ref = base.latency.get(device)
+            if ref is None:
+                continue
+            if v is base:
+                v.speedup[device] = 1.0
+            elif ref.min_ms <= lat.p50_ms <= ref.max_ms:
+                v.speedup[device] = None  # within the baseline's own spread: not faster
+            else:
+                v.speedup[device] = ref.p50_ms / lat.p50_ms
+    front = pareto_front(results)
+    for v in results.variants:
+        v.pareto = v.name in front
+
+
+def _costs(results: SweepResults, v: VariantResult) -> tuple[float, ...]:
+    """What to minimise: worse metric, latency on the first device, size."""
+    device = results.devices[0] if results.devices else None
+    metric = 0.0
+    if v.metric is not None:
+        metric = -v.metric if results.higher_is_better else v.metric
+    latency = v.latency[device].p50_ms if device and device in v.latency else 0.0
+    return (metric, latency, float(v.bytes_on_disk))
+
+
+def pareto_indices(costs: list[tuple[float, ...]]) -> set[int]:
+    """Indices of the points no other point matches or beats in every cost (all minimised)."""
+    front = set()
+    for i, mine in enumerate(costs):
+        dominated = any(
+            other != mine and all(o <= m for o, m in zip(other, mine, strict=True))
+            for j, other in enumerate(costs)
+            if j != i
+        )
+        if not dominated:
+            front.add(i)
+    return front
+
+
+def pareto_front(results: SweepResults) -> set[str]:
+    """Variants no other variant beats on metric, latency and size at once."""
+    front = pareto_indices([_costs(results, v) for v in results.variants])
+    return {results.variants[i].name for i in front}
