@@ -1,4 +1,4 @@
-"""The results of a sweep: every variant measured the same way, against a baseline from the same run.
+"""Sweep results: every variant measured the same way, against a baseline from the same run.
 
 This is the file format ``squeeze run``/``squeeze sweep`` write (``results.json``) and
 ``squeeze report`` reads, so it is plain JSON with a version. Ratios and the Pareto flags are
