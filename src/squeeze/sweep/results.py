@@ -8,6 +8,7 @@ derived here, once, from the measured figures.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,8 +123,14 @@ class SweepResults:
             raise DataError(
                 f"{path}: not a squeeze results file of version {FORMAT_VERSION}; re-run the sweep"
             )
-        variants = [VariantResult.from_dict(v) for v in data.pop("variants")]
-        return cls(**{**data, "variants": variants})
+        try:
+            variants = [VariantResult.from_dict(v) for v in data.pop("variants")]
+            return cls(**{**data, "variants": variants})
+        except (KeyError, TypeError, AttributeError) as e:
+            raise DataError(
+                f"{path}: a malformed squeeze results file ({type(e).__name__}: {e}); "
+                "re-run the sweep"
+            ) from e
 
 
 def derive(results: SweepResults) -> None:
@@ -151,12 +158,16 @@ def derive(results: SweepResults) -> None:
 
 
 def _costs(results: SweepResults, v: VariantResult) -> tuple[float, ...]:
-    """What to minimise: worse metric, latency on the first device, size."""
+    """What to minimise: worse metric, latency on the first device, size.
+
+    A figure a variant lacks counts as the worst possible, never as 0 (which would make an
+    untimed variant the fastest, or an unevaluated one the best on a lower-is-better metric).
+    """
     device = results.devices[0] if results.devices else None
-    metric = 0.0
+    metric = math.inf
     if v.metric is not None:
         metric = -v.metric if results.higher_is_better else v.metric
-    latency = v.latency[device].p50_ms if device and device in v.latency else 0.0
+    latency = v.latency[device].p50_ms if device and device in v.latency else math.inf
     return (metric, latency, float(v.bytes_on_disk))
 
 
