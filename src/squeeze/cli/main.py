@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from squeeze import __version__
-from squeeze.cli import bench, distill, export, finetune, info, prune, quantize
+from squeeze.cli import bench, distill, export, finetune, info, prune, quantize, report, sweep
 from squeeze.cli import eval as eval_command
 from squeeze.errors import SqueezeError
 
@@ -77,6 +77,9 @@ app.command("distill")(distill.distill)
 app.command("quantize")(quantize.quantize)
 app.command("export")(export.export)
 app.command("bench")(bench.bench)
+app.command("report")(report.report)
+app.command("run")(sweep.run)
+app.command("sweep")(sweep.sweep)
 
 
 def main() -> None:

@@ -1,0 +1,272 @@
+"""``squeeze run`` (a recipe, or chains on the command line) and ``squeeze sweep`` (a grid).
+
+Both build their variants through the artifact cache, measure every one of them with the same
+settings against the baseline, write results.json, a report and the selected artifact to -o, and
+exit 1 when the selected variant misses a gate (after writing everything, so CI keeps the report).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from squeeze.cli._options import (
+    DeviceOpt,
+    EvalDataOpt,
+    JsonOpt,
+    MaxDropOpt,
+    OutOpt,
+    OverwriteOpt,
+    QuietOpt,
+    TrustOpt,
+    optional_data_spec,
+    with_data_options,
+)
+from squeeze.cli._render import print_json, progress_factory, stderr
+from squeeze.cli._render import stdout as console
+from squeeze.data import DataSpec
+from squeeze.errors import ConfigError, GateError
+
+CacheOpt = Annotated[
+    str | None,
+    typer.Option(help="Artifact cache (default: $SQUEEZE_CACHE or ~/.cache/squeeze)."),
+]
+MinSpeedupOpt = Annotated[
+    float | None,
+    typer.Option(help="Fail (exit 1) unless the selected variant is this much faster."),
+]
+MaxSizeOpt = Annotated[
+    str | None, typer.Option(help="Fail (exit 1) if the selected variant is larger, e.g. 50MB.")
+]
+SelectOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="best-under-drop=X (fastest within X points), smallest-under-drop=X, or a name; "
+        "copied to OUTPUT/selected."
+    ),
+]
+MaxLenOpt = Annotated[int | None, typer.Option(min=2, help="Truncate inputs to this many tokens.")]
+RunsOpt = Annotated[int | None, typer.Option(min=2, help="Timed runs per variant and round.")]
+
+
+def _apply_overrides(plan: Any, **cli: Any) -> Any:
+    """Command-line gates, selection and settings win over the recipe's."""
+    from squeeze.sweep.gates import Gates, Selection, parse_size
+
+    gates = Gates(
+        max_accuracy_drop=cli["max_accuracy_drop"]
+        if cli["max_accuracy_drop"] is not None
+        else plan.gates.max_accuracy_drop,
+        min_speedup=cli["min_speedup"]
+        if cli["min_speedup"] is not None
+        else plan.gates.min_speedup,
+        max_size=parse_size(cli["max_size"]) if cli["max_size"] else plan.gates.max_size,
+    )
+    bench = plan.bench
+    max_length = cli["max_length"] or plan.max_length
+    if cli["max_length"]:
+        bench = replace(bench, seq_len=max_length)
+    if cli["runs"]:
+        bench = replace(bench, runs=cli["runs"])
+    return replace(
+        plan,
+        gates=gates,
+        select=Selection.parse(cli["select"]) if cli["select"] else plan.select,
+        max_length=max_length,
+        bench=bench,
+    )
+
+
+def _execute(plan: Any, output: str, cache_dir: str | None, **opts: Any) -> None:
+    from squeeze.report.terminal import print_results
+    from squeeze.sweep.cache import default_cache_dir
+    from squeeze.sweep.run import run_plan
+
+    quiet, json_output = opts.pop("quiet"), opts.pop("json_output")
+
+    def log(message: str) -> None:
+        if not quiet:
+            stderr.print(f"[dim]{message}[/dim]")
+
+    results, problems = run_plan(
+        plan,
+        output,
+        cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(),
+        progress=progress_factory(quiet),
+        log=log,
+        **opts,
+    )
+    if json_output:
+        print_json({**results.to_dict(), "gate_failures": problems, "out": output})
+    else:
+        print_results(results, console)
+        console.print(f"results, report and selected artifact in {output}")
+    if problems:
+        raise GateError(f"selected variant {results.selected or '(none)'}: {'; '.join(problems)}")
+
+
+@with_data_options(required=False)
+def run(
+    output: OutOpt,
+    recipe: Annotated[
+        str | None, typer.Argument(help="Recipe file (.yaml or .toml); or use --model/--variant.")
+    ] = None,
+    data: DataSpec | None = None,
+    model: Annotated[str | None, typer.Option(help="Model (overrides the recipe's).")] = None,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(help='A chain like "structured(heads=0.3) -> quantize(int8)"; repeatable.'),
+    ] = None,
+    eval_data: EvalDataOpt = None,
+    max_length: MaxLenOpt = None,
+    runs: RunsOpt = None,
+    max_accuracy_drop: MaxDropOpt = None,
+    min_speedup: MinSpeedupOpt = None,
+    max_size: MaxSizeOpt = None,
+    select: SelectOpt = None,
+    cache_dir: CacheOpt = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda or cuda:N (overrides the recipe's).")
+    ] = None,
+    overwrite: OverwriteOpt = False,
+    trust_remote_code: TrustOpt = False,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run a recipe: build each variant (chains of prune, distill, quantize and export steps),
+    measure all of them the same way against the baseline, and write results.json, a report
+    (Markdown, CSV, plots, HTML) and the selected artifact to -o.
+
+    Steps: magnitude(sparsity=0.5), structured(heads=0.3, ffn=0.5, layers=0, finetune_steps=0),
+    distill(layers=N | after a prune, steps=300), quantize(int8[, onnxruntime|torch]), export().
+    """
+    from squeeze.device import resolve_device
+    from squeeze.sweep.recipe import Plan, load_plan, variants_from
+
+    if recipe is not None:
+        plan = load_plan(recipe)
+        if variant:
+            plan = replace(plan, variants=plan.variants + variants_from(list(variant), "--variant"))
+    else:
+        if model is None or not variant:
+            raise ConfigError("give a recipe file, or --model and at least one --variant")
+        plan = Plan(model=model, variants=variants_from(list(variant), "--variant"))
+    if model is not None:
+        plan = replace(plan, model=model)
+    if data is not None:
+        plan = replace(plan, data=data, eval_data=optional_data_spec(data, eval_data))
+    plan = replace(plan, device=resolve_device(device or plan.device))
+    plan = _apply_overrides(
+        plan, max_accuracy_drop=max_accuracy_drop, min_speedup=min_speedup, max_size=max_size,
+        select=select, max_length=max_length, runs=runs,
+    )  # fmt: skip
+    _execute(
+        plan, output, cache_dir, overwrite=overwrite, trust_remote_code=trust_remote_code,
+        quiet=quiet, json_output=json_output,
+    )  # fmt: skip
+
+
+def _floats(text: str | None, flag: str) -> list[float]:
+    if not text:
+        return []
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} takes numbers like 0.3,0.5, not '{text}'") from None
+
+
+def grid(
+    sparsity: list[float],
+    heads: list[float],
+    ffn: list[float],
+    dtypes: list[str],
+    finetune_steps: int,
+    distill_steps: int,
+) -> list[str]:
+    """Every prune setting (none, each sparsity, each heads x ffn pair), optionally distilled,
+    times every precision (unchanged or each dtype); without the unchanged model itself."""
+    recover = f", finetune_steps={finetune_steps}" if finetune_steps else ""
+    prunes = [f"magnitude(sparsity={s}{recover})" for s in sparsity]
+    prunes += [
+        f"structured(heads={h}, ffn={f}{recover})"
+        for h in heads or [0.0]
+        for f in ffn or [0.0]
+        if h or f
+    ]
+    if distill_steps:
+        prunes = [f"{p} -> distill(steps={distill_steps})" for p in prunes]
+    tails = [None, *(f"quantize({d})" for d in dtypes)]
+    chains = []
+    for prune in [None, *prunes]:
+        for tail in tails:
+            parts = [p for p in (prune, tail) if p]
+            if parts:
+                chains.append(" -> ".join(parts))
+    return chains
+
+
+@with_data_options
+def sweep(
+    model: Annotated[str, typer.Argument(help="Checkpoint to compress (the baseline).")],
+    data: DataSpec,
+    output: OutOpt,
+    sparsity: Annotated[
+        str | None, typer.Option(help="Magnitude sparsities, e.g. 0.3,0.5,0.7.")
+    ] = None,
+    heads: Annotated[
+        str | None, typer.Option(help="Structured head fractions, e.g. 0.3,0.5.")
+    ] = None,
+    ffn: Annotated[str | None, typer.Option(help="Structured FFN fractions, e.g. 0.5.")] = None,
+    dtype: Annotated[
+        str | None, typer.Option(help="Precisions to add to every variant, e.g. fp16,int8.")
+    ] = None,
+    finetune_steps: Annotated[
+        int, typer.Option(min=0, help="Recovery fine-tuning steps after each prune.")
+    ] = 0,
+    distill_steps: Annotated[
+        int, typer.Option(min=0, help="Distillation steps after each prune (teacher: MODEL).")
+    ] = 0,
+    eval_data: EvalDataOpt = None,
+    max_length: MaxLenOpt = None,
+    runs: RunsOpt = None,
+    max_accuracy_drop: MaxDropOpt = None,
+    min_speedup: MinSpeedupOpt = None,
+    max_size: MaxSizeOpt = None,
+    select: SelectOpt = None,
+    cache_dir: CacheOpt = None,
+    device: DeviceOpt = "cpu",
+    overwrite: OverwriteOpt = False,
+    trust_remote_code: TrustOpt = False,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Compress MODEL over a grid (sparsities, head/FFN fractions, precisions), measure every
+    variant against it the same way and write results, report and the selected artifact to -o.
+    Finished artifacts are cached by content: re-runs and added grid points reuse them."""
+    from squeeze.device import resolve_device
+    from squeeze.sweep.recipe import Plan, variants_from
+
+    chains = grid(
+        _floats(sparsity, "--sparsity"), _floats(heads, "--heads"), _floats(ffn, "--ffn"),
+        [d.strip() for d in (dtype or "").split(",") if d.strip()], finetune_steps, distill_steps,
+    )  # fmt: skip
+    if not chains:
+        raise ConfigError("nothing to sweep: give --sparsity, --heads/--ffn or --dtype")
+    plan = Plan(
+        model=model,
+        variants=variants_from(chains, "sweep"),
+        data=data,
+        eval_data=optional_data_spec(data, eval_data),
+        device=resolve_device(device),
+    )
+    plan = _apply_overrides(
+        plan, max_accuracy_drop=max_accuracy_drop, min_speedup=min_speedup, max_size=max_size,
+        select=select, max_length=max_length, runs=runs,
+    )  # fmt: skip
+    _execute(
+        plan, output, cache_dir, overwrite=overwrite, trust_remote_code=trust_remote_code,
+        quiet=quiet, json_output=json_output,
+    )  # fmt: skip

@@ -1,0 +1,177 @@
+"""``run_plan``: build every variant through the cache, measure all of them alike, choose, gate.
+
+Measured alike means: the metric on the same held-out examples, sizes from the files that would
+ship, and latency of the deployed format (PyTorch checkpoint or ONNX Runtime export) in one
+rotating measurement together with the baseline, so ratios compare like with like.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from squeeze.checkpoint import atomic_output, check_output
+from squeeze.data import encode_for, evaluation_part, load_dataset, training_part
+from squeeze.evaluate import LOWER_IS_BETTER, evaluate_forward, open_model
+from squeeze.sweep.execute import StepContext, model_key, run_chain
+from squeeze.sweep.gates import Selection, choose, failures
+from squeeze.sweep.recipe import Plan
+from squeeze.sweep.results import LatencySummary, SweepResults, VariantResult, derive
+from squeeze.types import ProgressFactory, no_progress
+
+BASELINE = "baseline"
+RESULTS_FILE = "results.json"
+SELECTED_DIR = "selected"
+
+
+def _check_data(plan: Plan) -> None:
+    """Read the data once before any work: a wrong column fails now, not after an hour."""
+    if plan.data is None:
+        return
+    load_dataset(training_part(plan.data))
+    load_dataset(plan.eval_data or evaluation_part(training_part(plan.data)))
+
+
+def _measure_static(path: str, plan: Plan) -> tuple[str, tuple[int, int, int], Any]:
+    """Format, sizes and the metric of one artifact."""
+    from squeeze.checkpoint import load, size_stats
+    from squeeze.export.onnx import export_folder, onnx_size_stats
+
+    folder = export_folder(path)
+    if folder is not None:
+        stats = onnx_size_stats(folder)
+        fmt = "onnxruntime"
+    else:
+        stats = size_stats(load(path, device="cpu"))
+        fmt = "torch"
+    sizes = (stats.params_total, stats.params_nonzero, stats.bytes_on_disk)
+    evaluation = None
+    if plan.data is not None:
+        eval_spec = plan.eval_data or evaluation_part(training_part(plan.data))
+        scorable = open_model(path, device="cpu")
+        encoded, _ = encode_for(scorable, eval_spec, max_length=plan.max_length)
+        evaluation = evaluate_forward(scorable.forward, encoded, scorable.task)
+    return fmt, sizes, evaluation
+
+
+def _latencies(paths: list[str], plan: Plan, progress: ProgressFactory) -> dict[str, list[Any]]:
+    """Latency per device for every artifact, each device in one rotating measurement."""
+    import torch
+
+    from squeeze.bench.run import bench_models
+
+    out: dict[str, list[Any]] = {}
+    results, _ = bench_models(paths, plan.bench, progress=progress)
+    out["cpu"] = [LatencySummary.from_latency(r.latencies[0]) for r in results]
+    if torch.cuda.is_available() and plan.bench.device == "cpu":
+        # GPU figures where there is one; ONNX exports stay on the CPU build of ONNX Runtime.
+        from squeeze.export.onnx import export_folder
+
+        gpu_paths = [p for p in paths if export_folder(p) is None]
+        gpu, _ = bench_models(gpu_paths, replace(plan.bench, device="cuda"), progress=progress)
+        by_path = dict(zip(gpu_paths, gpu, strict=True))
+        out["cuda"] = [
+            LatencySummary.from_latency(by_path[p].latencies[0]) if p in by_path else None
+            for p in paths
+        ]
+    return out
+
+
+def run_plan(
+    plan: Plan,
+    out: str | Path,
+    *,
+    cache_dir: Path,
+    overwrite: bool = False,
+    trust_remote_code: bool = False,
+    progress: ProgressFactory = no_progress,
+    log: Any = None,
+) -> tuple[SweepResults, list[str]]:
+    """Build, measure, choose and write ``out`` (results.json, report/, selected/).
+
+    Returns the results and the reasons the chosen variant misses the gates (empty = passed);
+    the caller turns those into the exit code, after everything has been written.
+    """
+    from squeeze.report.write import write_report
+
+    say = log or (lambda message: None)
+    check_output(out, overwrite=overwrite)
+    _check_data(plan)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    ctx = StepContext(
+        model=plan.model, data=plan.data, eval_data=plan.eval_data, max_length=plan.max_length,
+        device=plan.device, trust_remote_code=trust_remote_code, progress=progress,
+    )  # fmt: skip
+    root = model_key(plan.model)
+    built: list[tuple[str, str, Any]] = [(BASELINE, "", None)]
+    for variant in plan.variants:
+        say(f"building {variant.name}: {variant.chain}")
+        built.append((variant.name, variant.chain, run_chain(variant.steps, ctx, cache_dir, root)))
+
+    paths = [plan.model, *(str(chain.artifact) for _, _, chain in built[1:])]
+    variants: list[VariantResult] = []
+    metric_name, n_samples = None, 0
+    for (name, chain_text, chain), path in zip(built, paths, strict=True):
+        say(f"measuring {name}")
+        start = time.perf_counter()
+        fmt, (total, nonzero, size), evaluation = _measure_static(path, plan)
+        if evaluation is not None:
+            metric_name, n_samples = evaluation.primary.name, evaluation.n_samples
+        variants.append(
+            VariantResult(
+                name=name, chain=chain_text, format=fmt, artifact=path, params_total=total,
+                params_nonzero=nonzero, bytes_on_disk=size,
+                metric=evaluation.primary.value if evaluation else None,
+                cached=chain.cached if chain else False,
+                seconds=chain.seconds if chain else time.perf_counter() - start,
+                notes=chain.notes if chain else [],
+            )
+        )  # fmt: skip
+    say("timing every variant together")
+    for device, summaries in _latencies(paths, plan, progress).items():
+        for variant, summary in zip(variants, summaries, strict=True):
+            if summary is not None:
+                variant.latency[device] = summary
+
+    from squeeze.bench.machine import fingerprint
+
+    results = SweepResults(
+        model=plan.model,
+        metric_name=metric_name,
+        higher_is_better=metric_name not in LOWER_IS_BETTER,
+        n_samples=n_samples,
+        bench=asdict(plan.bench),
+        machine=fingerprint(),
+        baseline=BASELINE,
+        variants=variants,
+        gates=asdict(plan.gates),
+    )
+    derive(results)
+    selection = plan.select
+    if selection is None and plan.gates.any:
+        # Gates judge one variant: by default the fastest within the allowed drop.
+        allowance = plan.gates.max_accuracy_drop
+        selection = Selection("best-under-drop", math.inf if allowance is None else allowance)
+    chosen = choose(results, selection) if selection else None
+    results.selected = chosen.name if chosen else None
+    problems = failures(results, chosen, plan.gates) if plan.gates.any else []
+
+    with atomic_output(out, overwrite=overwrite) as tmp:
+        results.save(tmp / RESULTS_FILE)
+        write_report(results, tmp / "report", overwrite=False)
+        if chosen is not None:
+            shutil.copytree(chosen.artifact, tmp / SELECTED_DIR)
+            marker = {
+                "variant": chosen.name,
+                "chain": chosen.chain,
+                "selection": selection.describe(),
+                "gates_passed": not problems,
+                "problems": problems,
+            }
+            (tmp / SELECTED_DIR / "squeeze-selected.json").write_text(json.dumps(marker, indent=2))
+    return results, problems
