@@ -1,0 +1,61 @@
+"""``squeeze report``: turn a sweep's results.json into tables, plots and a page to share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from squeeze.cli._options import JsonOpt, OutOpt, OverwriteOpt
+from squeeze.cli._render import print_json, print_notes
+from squeeze.cli._render import stdout as console
+
+
+def report(
+    results: Annotated[
+        str,
+        typer.Argument(
+            help="results.json written by `squeeze run`/`squeeze sweep`, or its folder."
+        ),
+    ],
+    output: OutOpt,
+    overwrite: OverwriteOpt = False,
+    json_output: JsonOpt = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the paths written, no table.")
+    ] = False,
+) -> None:
+    """Write RESULTS as a report folder (-o) and show the variants, frontier highlighted.
+
+    The folder holds results.md, results.csv, a copy of results.json, metric-vs-latency and
+    metric-vs-size plots (PNG and SVG) with the Pareto frontier, and index.html with all of it.
+    """
+    from squeeze.report import print_results, report_notes, write_report
+    from squeeze.sweep.results import SweepResults
+
+    source = Path(results)
+    loaded = SweepResults.load(source)
+    source_file = source / "results.json" if source.is_dir() else source
+    files = write_report(loaded, output, overwrite, inputs=[source_file.resolve()])
+    notes = report_notes(loaded)
+    if json_output:
+        pareto = [v.name for v in loaded.variants if v.pareto]
+        print_json(
+            {
+                "output": str(files[0].parent),
+                "files": [str(f) for f in files],
+                "pareto": pareto,
+                "notes": notes,
+            }
+        )
+        return
+    if quiet:
+        for path in files:
+            print(path)
+    else:
+        print_results(loaded, console)
+        console.print(f"\nwrote {len(files)} files to {files[0].parent}:", markup=False)
+        for path in files:
+            console.print(f"  {path.name}", markup=False)
+    print_notes(notes)

@@ -1,0 +1,151 @@
+"""The human-readable cells every view of a sweep shares (terminal, Markdown, HTML).
+
+Written once so the terminal table, ``results.md`` and ``index.html`` can never disagree about
+what "not faster" or a drop in points means.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from squeeze.bench.machine import describe_machine
+from squeeze.cli._render import fmt_bytes, fmt_count
+from squeeze.sweep.results import SweepResults, VariantResult
+
+PARETO_MARK = "★"
+NOT_FASTER = "not faster"
+# The first columns of the variant table are text (mark, name, chain, format); the rest are
+# figures, which every view right-aligns.
+TEXT_COLUMNS = 4
+
+_MACHINE_KEYS = {"cpu", "cores", "torch_threads", "isa", "gpu"}
+
+# A figure and what it means against the baseline ("4.0x smaller"; "" where nothing to say):
+# one line in files, two in the terminal where columns are scarce.
+Cell = tuple[str, str]
+
+
+def metric_header(results: SweepResults) -> str:
+    """Column title that says which way is better, e.g. 'accuracy ↑'."""
+    if results.metric_name is None:
+        return "metric"
+    return f"{results.metric_name} {'↑' if results.higher_is_better else '↓'}"
+
+
+def metric_cell(results: SweepResults, v: VariantResult) -> Cell:
+    """The metric and its change against the baseline, e.g. ('0.9120', '-1.30 pts').
+
+    The change is the variant's value minus the baseline's, in percentage points for a
+    higher-is-better fraction such as accuracy and in the metric's own units otherwise, so its
+    sign reads the same way as the metric itself.
+    """
+    if v.metric is None:
+        return "n/a", ""
+    value = f"{v.metric:.4f}"
+    if v.name == results.baseline or v.drop_points is None:
+        return value, ""
+    if results.higher_is_better:
+        return value, f"{-v.drop_points:+.2f} pts"
+    return value, f"{v.drop_points:+.2f}"
+
+
+def params_cell(v: VariantResult) -> Cell:
+    """Non-zero / total parameters; just the total when nothing was zeroed."""
+    if v.params_nonzero == v.params_total:
+        return fmt_count(v.params_total), ""
+    return f"{fmt_count(v.params_nonzero)} / {fmt_count(v.params_total)}", ""
+
+
+def size_cell(results: SweepResults, v: VariantResult) -> Cell:
+    """Bytes on disk and the ratio against the baseline, e.g. ('4.2 MiB', '4.0x smaller')."""
+    size = fmt_bytes(v.bytes_on_disk)
+    ratio = v.size_ratio
+    if v.name == results.baseline or ratio is None or round(ratio, 2) == 1.0:
+        return size, ""
+    if ratio > 1:
+        return size, f"{ratio:.1f}x smaller"
+    return size, f"{1 / ratio:.1f}x larger"
+
+
+def speedup_text(v: VariantResult, device: str) -> str:
+    """'5.6x', 'not faster' (inside the baseline's spread), '1.3x slower', or '' if unknown."""
+    if device not in v.speedup:
+        return ""
+    speedup = v.speedup[device]
+    if speedup is None:
+        return NOT_FASTER
+    if speedup >= 1:
+        return f"{speedup:.1f}x"
+    return f"{1 / speedup:.1f}x slower"
+
+
+def latency_cell(results: SweepResults, v: VariantResult, device: str) -> Cell:
+    """p50 / p90 in ms on one device and the speed-up, e.g. ('2.10 / 2.40 ms', '5.6x')."""
+    latency = v.latency.get(device)
+    if latency is None:
+        return "n/a", ""
+    text = f"{latency.p50_ms:.2f} / {latency.p90_ms:.2f} ms"
+    return text, "" if v.name == results.baseline else speedup_text(v, device)
+
+
+def latency_header(device: str) -> str:
+    return f"{device} p50 / p90"
+
+
+def header(results: SweepResults) -> list[str]:
+    """Column titles of the variant table, one latency column per device."""
+    fixed = [PARETO_MARK, "variant", "chain", "format", metric_header(results), "params", "size"]
+    return fixed + [latency_header(d) for d in results.devices]
+
+
+def row_cells(results: SweepResults, v: VariantResult) -> list[Cell]:
+    """One variant's cells, in the order of :func:`header`."""
+    return [
+        (PARETO_MARK if v.pareto else "", ""),
+        (v.name, ""),
+        (v.chain, ""),
+        (v.format, ""),
+        metric_cell(results, v),
+        params_cell(v),
+        size_cell(results, v),
+        *(latency_cell(results, v, d) for d in results.devices),
+    ]
+
+
+def row(results: SweepResults, v: VariantResult) -> list[str]:
+    """One variant's cells as single lines, e.g. '976.6 KiB (4.0x smaller)'."""
+    return [f"{value} ({note})" if note else value for value, note in row_cells(results, v)]
+
+
+def legend(results: SweepResults) -> str:
+    """What the marks mean, in one sentence per mark."""
+    device = results.devices[0] if results.devices else None
+    axes = [results.metric_name] if results.metric_name is not None else []
+    axes += [f"latency on {device}"] if device else []
+    on = f"{', '.join(axes)} and size" if axes else "size"
+    return (
+        f"Changes and ratios are against the baseline ({results.baseline}). "
+        f"{PARETO_MARK} Pareto-optimal: no other variant is as good on {on}, and better on one. "
+        f"'{NOT_FASTER}': the p50 lies within the baseline's own run-to-run spread (min to max)."
+    )
+
+
+def machine_line(machine: dict[str, Any]) -> str:
+    """The machine in one line; figures only compare on the same CPU and libraries."""
+    if machine.keys() >= _MACHINE_KEYS:
+        return describe_machine(machine)
+    return ", ".join(f"{k} {v}" for k, v in machine.items() if not isinstance(v, dict))
+
+
+def flatten(settings: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """Nested settings as ('versions.torch', '2.13.0') pairs for key/value tables."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in settings.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            pairs += flatten(value, f"{name}.")
+        elif isinstance(value, (list, tuple)):
+            pairs.append((name, ", ".join(str(x) for x in value)))
+        else:
+            pairs.append((name, "" if value is None else str(value)))
+    return pairs

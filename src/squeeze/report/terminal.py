@@ -1,0 +1,45 @@
+"""The sweep as a rich table in the terminal, frontier rows highlighted.
+
+``squeeze run``, ``squeeze sweep`` and ``squeeze report`` all end with this table, so it takes a
+Console rather than printing to a fixed stream.
+"""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from squeeze.report import cells
+from squeeze.sweep.results import SweepResults
+
+PARETO_STYLE = "bold green"
+
+
+def print_results(results: SweepResults, console: Console) -> None:
+    """Print every variant, Pareto-optimal ones in bold green, then the legend and machine."""
+    # No vertical rules: a sweep table has many columns and 80-column terminals are common.
+    table = Table(title=f"squeeze: {results.model}", title_justify="left", box=box.SIMPLE_HEAD)
+    for i, title in enumerate(cells.header(results)):
+        # Fold rather than cut with an ellipsis where space runs out: every figure matters.
+        justify = "left" if i < cells.TEXT_COLUMNS else "right"
+        table.add_column(title, justify=justify, overflow="fold")
+    for v in results.variants:
+        # Text, not markup: a chain like "quantize(dtype=int8)" or a name with [..] is data.
+        row = [_cell(value, note) for value, note in cells.row_cells(results, v)]
+        if v.name == results.baseline:
+            row[1].stylize("italic")
+        table.add_row(*row, style=PARETO_STYLE if v.pareto else None)
+    console.print(table)
+    console.print(Text(cells.legend(results), style="dim"))
+    if results.selected:
+        console.print(Text("selected: ") + Text(results.selected, style="bold"))
+    console.print(Text(f"measured on {cells.machine_line(results.machine)}", style="dim"))
+
+
+def _cell(value: str, note: str) -> Text:
+    """The figure, and under it what it means against the baseline ("not faster" in yellow)."""
+    if not note:
+        return Text(value)
+    return Text(value + "\n") + Text(note, style="yellow" if note == cells.NOT_FASTER else "")

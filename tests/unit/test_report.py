@@ -1,0 +1,248 @@
+"""Reports of a sweep: Pareto marks, not-faster verdicts, and every file readable by its tools."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from squeeze.errors import DataError, OutputExistsError
+from squeeze.report import cells, print_results, report_notes, write_report
+from squeeze.report.plots import plot_specs
+from squeeze.sweep.results import LatencySummary, SweepResults, VariantResult, derive
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PARETO = {"baseline", "int8", "pruned-int8"}
+
+
+def _variant(
+    name: str, chain: str, fmt: str, mb: float, params: tuple[int, int], metric: float | None, p50
+) -> VariantResult:
+    latency = {}
+    if p50 is not None:
+        latency["cpu"] = LatencySummary(p50, p50 * 1.1, p50 * 0.9, p50 * 1.2, 30)
+    return VariantResult(
+        name=name,
+        chain=chain,
+        format=fmt,
+        artifact=f"variants/{name}",
+        params_total=params[0],
+        params_nonzero=params[1],
+        bytes_on_disk=int(mb * 1_000_000),
+        metric=metric,
+        latency=latency,
+    )
+
+
+def sample_results(metric_name: str | None = "accuracy") -> SweepResults:
+    """Five variants whose front is known: pruned50 is beaten by int8 on every axis, and
+    magnitude is slower than the baseline within its spread (not faster) and no better."""
+    variants = [
+        _variant("baseline", "baseline", "torch", 4, (1_000_000, 1_000_000), 0.92, 10.0),
+        _variant("int8", "quantize(dtype=int8)", "onnxruntime", 1, (1_000_000,) * 2, 0.915, 4.0),
+        _variant(
+            "pruned50",
+            "structured(heads=0.5, ffn=0.5)",
+            "torch",
+            2,
+            (500_000, 500_000),
+            0.90,
+            6.0,
+        ),
+        _variant(
+            "magnitude", "magnitude(sparsity=0.5)", "torch", 4, (1_000_000, 500_000), 0.918, 10.5
+        ),
+        _variant(
+            "pruned-int8",
+            "structured(heads=0.5, ffn=0.5) -> quantize(dtype=int8)",
+            "onnxruntime",
+            0.5,
+            (500_000, 500_000),
+            0.88,
+            2.0,
+        ),
+    ]
+    if metric_name is None:
+        for v in variants:
+            v.metric = None
+    results = SweepResults(
+        model="tiny-bert",
+        metric_name=metric_name,
+        higher_is_better=True,
+        n_samples=300,
+        bench={"batch_sizes": [1], "seq_len": 128, "runs": 30, "device": "cpu"},
+        machine={"cpu": "Test CPU", "cores": 2, "torch_threads": 2, "isa": ["avx2"], "gpu": None},
+        baseline="baseline",
+        variants=variants,
+        selected="int8",
+    )
+    derive(results)
+    return results
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    out = tmp_path_factory.mktemp("report") / "out"
+    return out, write_report(sample_results(), out)
+
+
+def _terminal(results: SweepResults) -> str:
+    console = Console(file=io.StringIO(), width=250, color_system=None)
+    print_results(results, console)
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def _terminal_rows(text: str, names: set[str]) -> dict[str, tuple[str, str]]:
+    """Each variant's two table lines: its figures, and under them the changes."""
+    lines = text.splitlines()
+    rows = {}
+    for i, line in enumerate(lines):
+        tokens = line.replace("★", " ").split()
+        if tokens and tokens[0] in names:
+            rows[tokens[0]] = (line, lines[i + 1])
+    assert set(rows) == names, text
+    return rows
+
+
+def test_pareto_marks_and_not_faster():
+    results = sample_results()
+    assert {v.name for v in results.variants if v.pareto} == PARETO
+    magnitude = results.variant("magnitude")
+    assert magnitude.speedup == {"cpu": None}
+    assert results.variant("int8").speedup["cpu"] == pytest.approx(2.5)
+    rows = _terminal_rows(_terminal(results), {v.name for v in results.variants})
+    for name, (figures, _) in rows.items():
+        assert ("★" in figures) == (name in PARETO), figures
+    assert "500.00K / 1.00M" in rows["magnitude"][0]
+    assert "not faster" in rows["magnitude"][1] and "-0.20 pts" in rows["magnitude"][1]
+    assert "2.5x" in rows["int8"][1] and "4.0x smaller" in rows["int8"][1]
+
+
+def test_frontier_of_each_plot_is_two_dimensional():
+    specs, notes = plot_specs(sample_results())
+    by_stem = {s.stem: s for s in specs}
+    assert set(by_stem) == {"metric_vs_latency", "metric_vs_size"}
+    assert notes == []
+    latency_front = [p.name for p in by_stem["metric_vs_latency"].frontier]
+    assert latency_front == ["pruned-int8", "int8", "baseline"]  # sorted by latency
+    assert [p.name for p in by_stem["metric_vs_size"].frontier] == latency_front
+
+
+def test_lower_is_better_metric():
+    """Perplexity: the front mirrors accuracy's, and the change reads as the rise in perplexity."""
+    results = sample_results(metric_name="perplexity")
+    results.higher_is_better = False
+    perplexity = {"baseline": 20.0, "int8": 20.5, "pruned50": 22, "magnitude": 20.2}
+    for v in results.variants:
+        v.metric = perplexity.get(v.name, 24.0)
+    derive(results)
+    assert {v.name for v in results.variants if v.pareto} == PARETO
+    assert cells.metric_cell(results, results.variant("int8")) == ("20.5000", "+0.50")
+    specs, _ = plot_specs(results)
+    assert [p.name for p in specs[0].frontier] == ["pruned-int8", "int8", "baseline"]
+
+
+def test_report_files_exist_and_open(report_dir):
+    import matplotlib.image
+
+    out, files = report_dir
+    names = {"results.md", "results.csv", "results.json", "index.html"}
+    names |= {f"metric_vs_{x}.{ext}" for x in ("latency", "size") for ext in ("png", "svg")}
+    assert {f.name for f in files} == names
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    assert all(f.parent == out.resolve() for f in files)
+    for png in out.glob("*.png"):
+        assert png.read_bytes().startswith(PNG_SIGNATURE)
+        height, width, _ = matplotlib.image.imread(png).shape
+        assert width > 500 and height > 300
+    for svg in out.glob("*.svg"):
+        assert ET.parse(svg).getroot().tag.endswith("svg")
+
+
+def test_html_references_its_plots_and_every_variant(report_dir):
+    out, _ = report_dir
+    page = (out / "index.html").read_text()
+    for stem in ("metric_vs_latency", "metric_vs_size"):
+        assert f'src="{stem}.png"' in page and f'href="{stem}.svg"' in page
+    for name in ("baseline", "int8", "pruned50", "magnitude", "pruned-int8"):
+        assert f">{name}" in page
+    assert page.count('<tr class="pareto') == len(PARETO)
+    assert "not faster" in page and "Test CPU" in page
+
+
+def test_csv_has_flat_columns_and_raw_figures(report_dir):
+    out, _ = report_dir
+    with (out / "results.csv").open(newline="") as f:
+        reader = csv.DictReader(f)
+        rows = {row["name"]: row for row in reader}
+        columns = reader.fieldnames
+    for column in ("chain", "bytes_on_disk", "metric", "drop_points", "p50_ms_cpu", "p90_ms_cpu"):
+        assert column in columns
+    assert {"speedup_cpu", "faster_cpu", "pareto", "size_ratio"} <= set(columns)
+    assert {name for name, row in rows.items() if row["pareto"] == "1"} == PARETO
+    assert rows["magnitude"]["speedup_cpu"] == "" and rows["magnitude"]["faster_cpu"] == "0"
+    assert float(rows["int8"]["speedup_cpu"]) == pytest.approx(2.5)
+    assert rows["int8"]["faster_cpu"] == "1"
+    assert float(rows["pruned-int8"]["size_ratio"]) == pytest.approx(8.0)
+    assert float(rows["pruned50"]["drop_points"]) == pytest.approx(2.0)
+
+
+def test_json_copy_round_trips_and_markdown_marks_the_front(report_dir):
+    out, _ = report_dir
+    assert SweepResults.load(out).to_dict() == sample_results().to_dict()
+    assert json.loads((out / "results.json").read_text())["model"] == "tiny-bert"
+    lines = (out / "results.md").read_text().splitlines()
+    rows = {line.split(" | ")[1].strip("*_"): line for line in lines if line.startswith("| ")}
+    assert set(rows) == {"variant", "baseline", "int8", "pruned50", "magnitude", "pruned-int8"}
+    assert {name for name, line in rows.items() if line.startswith("| ★ | **")} == PARETO
+    assert "(not faster)" in rows["magnitude"]
+
+
+def test_without_a_metric_plots_parameters_and_says_so(tmp_path):
+    results = sample_results(metric_name=None)
+    notes = report_notes(results)
+    assert any("no metric" in note for note in notes)
+    files = {f.name for f in write_report(results, tmp_path / "out")}
+    assert {"params_vs_latency.png", "params_vs_size.svg"} <= files
+    assert "no metric" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_existing_output_is_kept_without_overwrite(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(OutputExistsError):
+        write_report(sample_results(), out)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_names_are_escaped_in_html(tmp_path):
+    results = sample_results()
+    results.variants[1].name = "int8<script>"
+    write_report(results, tmp_path / "out")
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "int8&lt;script&gt;" in page and "<script>" not in page
+
+
+def test_untimed_or_unevaluated_variant_is_never_best_by_default():
+    """A missing figure counts as the worst, not as 0 (which would win latency or perplexity)."""
+    results = sample_results()
+    results.variants.append(_variant("untimed", "x()", "torch", 4, (1, 1), 0.90, None))
+    results.variants.append(_variant("unevaluated", "y()", "torch", 4, (1, 1), None, 11.0))
+    derive(results)
+    assert {v.name for v in results.variants if v.pareto} == PARETO
+    specs, notes = plot_specs(results)
+    assert len(specs) == 2
+    assert any("untimed" in note for note in notes) and any("unevaluated" in n for n in notes)
+
+
+def test_malformed_results_file_is_a_data_error(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"version": 1, "model": "m"}))
+    with pytest.raises(DataError, match="malformed"):
+        SweepResults.load(path)
