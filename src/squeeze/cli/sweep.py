@@ -103,7 +103,8 @@ def _execute(plan: Any, output: str, cache_dir: str | None, **opts: Any) -> None
         print_json({**results.to_dict(), "gate_failures": problems, "out": output})
     else:
         print_results(results, console)
-        console.print(f"results, report and selected artifact in {output}")
+        selected = f"; {results.selected} copied to {output}/selected" if results.selected else ""
+        console.print(f"results and report in {output}{selected}")
     if problems:
         raise GateError(f"selected variant {results.selected or '(none)'}: {'; '.join(problems)}")
 
