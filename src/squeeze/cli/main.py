@@ -77,9 +77,9 @@ app.command("distill")(distill.distill)
 app.command("quantize")(quantize.quantize)
 app.command("export")(export.export)
 app.command("bench")(bench.bench)
-app.command("report")(report.report)
 app.command("run")(sweep.run)
 app.command("sweep")(sweep.sweep)
+app.command("report")(report.report)
 
 
 def main() -> None:
