@@ -68,14 +68,14 @@ def task_of(choice: TaskChoice | None) -> Any:
     return Task(choice.value) if choice is not None else None
 
 
-def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+def option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
     return inspect.Parameter(
         name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
     )
 
 
 _DATA_PARAMS = (
-    _option(
+    option(
         "data_source",
         Annotated[
             str,
@@ -87,7 +87,7 @@ _DATA_PARAMS = (
         ],
         ...,
     ),
-    _option(
+    option(
         "split",
         Annotated[
             str | None,
@@ -95,19 +95,19 @@ _DATA_PARAMS = (
         ],
         None,
     ),
-    _option(
+    option(
         "split_ratios",
         Annotated[str, typer.Option(help="train,validation,test fractions for --split.")],
         "0.8,0.1,0.1",
     ),
-    _option("text_column", Annotated[str | None, typer.Option(help="Text column.")], None),
-    _option(
+    option("text_column", Annotated[str | None, typer.Option(help="Text column.")], None),
+    option(
         "text_pair_column",
         Annotated[str | None, typer.Option(help="Second text column (sentence pairs).")],
         None,
     ),
-    _option("label_column", Annotated[str | None, typer.Option(help="Label column.")], None),
-    _option(
+    option("label_column", Annotated[str | None, typer.Option(help="Label column.")], None),
+    option(
         "label_map",
         Annotated[
             str | None,
@@ -115,7 +115,7 @@ _DATA_PARAMS = (
         ],
         None,
     ),
-    _option(
+    option(
         "no_header",
         Annotated[
             bool,
@@ -123,7 +123,7 @@ _DATA_PARAMS = (
         ],
         False,
     ),
-    _option(
+    option(
         "data_format",
         Annotated[
             FormatChoice | None,
@@ -131,7 +131,7 @@ _DATA_PARAMS = (
         ],
         None,
     ),
-    _option(
+    option(
         "max_samples",
         Annotated[
             int | None, typer.Option(min=1, help="Use a seeded random sample of N examples.")
@@ -151,7 +151,7 @@ def _parse_ratios(text: str) -> tuple[float, float, float]:
     return parts  # type: ignore[return-value]
 
 
-def _inject(
+def inject_options(
     command: Callable[..., Any],
     name: str,
     params: list[inspect.Parameter],
@@ -194,7 +194,7 @@ def with_data_options(command: Callable[..., Any] | None = None, *, required: bo
         source = data_params[0]
         (option,) = source.annotation.__metadata__
         data_params[0] = source.replace(annotation=Annotated[str | None, option], default=None)
-    return _inject(
+    return inject_options(
         command,
         "data",
         data_params,
@@ -204,28 +204,28 @@ def with_data_options(command: Callable[..., Any] | None = None, *, required: bo
 
 def _train_params(lr: float, epochs: float) -> list[inspect.Parameter]:
     return [
-        _option(
+        option(
             "epochs", Annotated[float, typer.Option(help="Passes over the training data.")], epochs
         ),
-        _option(
+        option(
             "max_steps",
             Annotated[int | None, typer.Option(min=1, help="Optimizer steps; overrides --epochs.")],
             None,
         ),
-        _option("lr", Annotated[float, typer.Option(help="Peak learning rate (AdamW).")], lr),
-        _option("batch_size", Annotated[int, typer.Option(min=1, help="Examples per batch.")], 32),
-        _option(
+        option("lr", Annotated[float, typer.Option(help="Peak learning rate (AdamW).")], lr),
+        option("batch_size", Annotated[int, typer.Option(min=1, help="Examples per batch.")], 32),
+        option(
             "grad_accum",
             Annotated[int, typer.Option(min=1, help="Batches per optimizer step.")],
             1,
         ),
-        _option(
+        option(
             "warmup_ratio",
             Annotated[float, typer.Option(help="Fraction of steps spent warming up.")],
             0.1,
         ),
-        _option("weight_decay", Annotated[float, typer.Option(help="AdamW weight decay.")], 0.01),
-        _option(
+        option("weight_decay", Annotated[float, typer.Option(help="AdamW weight decay.")], 0.01),
+        option(
             "eval_every",
             Annotated[
                 int | None,
@@ -233,14 +233,14 @@ def _train_params(lr: float, epochs: float) -> list[inspect.Parameter]:
             ],
             None,
         ),
-        _option(
+        option(
             "mixed_precision",
             Annotated[
                 str, typer.Option(help="auto (bf16/fp16 on CUDA, off on CPU), no, fp16 or bf16.")
             ],
             "auto",
         ),
-        _option(
+        option(
             "seed", Annotated[int, typer.Option(help="Seed for initialisation and shuffling.")], 0
         ),
     ]
@@ -255,7 +255,7 @@ def with_train_options(*, lr: float, epochs: float) -> Callable[[Callable[..., A
 
         return TrainConfig(**values)
 
-    return lambda command: _inject(command, "train_config", _train_params(lr, epochs), build)
+    return lambda command: inject_options(command, "train_config", _train_params(lr, epochs), build)
 
 
 def _build_spec(values: dict[str, Any]) -> Any:

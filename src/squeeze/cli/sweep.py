@@ -7,14 +7,13 @@ exit 1 when the selected variant misses a gate (after writing everything, so CI 
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from squeeze.cli._options import (
-    DeviceOpt,
     EvalDataOpt,
     JsonOpt,
     MaxDropOpt,
@@ -22,6 +21,8 @@ from squeeze.cli._options import (
     OverwriteOpt,
     QuietOpt,
     TrustOpt,
+    inject_options,
+    option,
     optional_data_spec,
     with_data_options,
 )
@@ -30,76 +31,136 @@ from squeeze.cli._render import stdout as console
 from squeeze.data import DataSpec
 from squeeze.errors import ConfigError, GateError
 
-CacheOpt = Annotated[
-    str | None,
-    typer.Option(help="Artifact cache (default: $SQUEEZE_CACHE or ~/.cache/squeeze)."),
-]
-MinSpeedupOpt = Annotated[
-    float | None,
-    typer.Option(help="Fail (exit 1) unless the selected variant is this much faster."),
-]
-MaxSizeOpt = Annotated[
-    str | None, typer.Option(help="Fail (exit 1) if the selected variant is larger, e.g. 50MB.")
-]
-SelectOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="best-under-drop=X (fastest within X points), smallest-under-drop=X, or a name; "
-        "copied to OUTPUT/selected."
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The options `run` and `sweep` share: evaluation, timing, gates, selection, output."""
+
+    eval_data: str | None
+    max_length: int | None
+    runs: int | None
+    max_accuracy_drop: float | None
+    min_speedup: float | None
+    max_size: str | None
+    select: str | None
+    cache_dir: str | None
+    device: str | None
+    overwrite: bool
+    trust_remote_code: bool
+    json_output: bool
+    quiet: bool
+
+
+_RUN_PARAMS = [
+    option("eval_data", EvalDataOpt, None),
+    option(
+        "max_length",
+        Annotated[int | None, typer.Option(min=2, help="Truncate inputs to this many tokens.")],
+        None,
     ),
+    option(
+        "runs",
+        Annotated[int | None, typer.Option(min=2, help="Timed runs per variant and round.")],
+        None,
+    ),
+    option("max_accuracy_drop", MaxDropOpt, None),
+    option(
+        "min_speedup",
+        Annotated[
+            float | None,
+            typer.Option(help="Fail (exit 1) unless the selected variant is this much faster."),
+        ],
+        None,
+    ),
+    option(
+        "max_size",
+        Annotated[
+            str | None,
+            typer.Option(help="Fail (exit 1) if the selected variant is larger, e.g. 50MB."),
+        ],
+        None,
+    ),
+    option(
+        "select",
+        Annotated[
+            str | None,
+            typer.Option(
+                help="best-under-drop=X (fastest within X points), smallest-under-drop=X, or a "
+                "name; copied to OUTPUT/selected."
+            ),
+        ],
+        None,
+    ),
+    option(
+        "cache_dir",
+        Annotated[
+            str | None,
+            typer.Option(help="Artifact cache (default: $SQUEEZE_CACHE or ~/.cache/squeeze)."),
+        ],
+        None,
+    ),
+    option(
+        "device",
+        Annotated[
+            str | None, typer.Option(help="cpu, cuda or cuda:N (default: recipe's, or cpu).")
+        ],
+        None,
+    ),
+    option("overwrite", OverwriteOpt, False),
+    option("trust_remote_code", TrustOpt, False),
+    option("json_output", JsonOpt, False),
+    option("quiet", QuietOpt, False),
 ]
-MaxLenOpt = Annotated[int | None, typer.Option(min=2, help="Truncate inputs to this many tokens.")]
-RunsOpt = Annotated[int | None, typer.Option(min=2, help="Timed runs per variant and round.")]
 
 
-def _apply_overrides(plan: Any, **cli: Any) -> Any:
-    """Command-line gates, selection and settings win over the recipe's."""
-    from squeeze.sweep.gates import Gates, Selection, parse_size
-
-    gates = Gates(
-        max_accuracy_drop=cli["max_accuracy_drop"]
-        if cli["max_accuracy_drop"] is not None
-        else plan.gates.max_accuracy_drop,
-        min_speedup=cli["min_speedup"]
-        if cli["min_speedup"] is not None
-        else plan.gates.min_speedup,
-        max_size=parse_size(cli["max_size"]) if cli["max_size"] else plan.gates.max_size,
-    )
-    bench = plan.bench
-    max_length = cli["max_length"] or plan.max_length
-    if cli["max_length"]:
-        bench = replace(bench, seq_len=max_length)
-    if cli["runs"]:
-        bench = replace(bench, runs=cli["runs"])
-    return replace(
-        plan,
-        gates=gates,
-        select=Selection.parse(cli["select"]) if cli["select"] else plan.select,
-        max_length=max_length,
-        bench=bench,
-    )
+def with_run_options(command: Any) -> Any:
+    """Add the shared options and pass the command ``options: RunOptions``."""
+    return inject_options(command, "options", _RUN_PARAMS, lambda values: RunOptions(**values))
 
 
-def _execute(plan: Any, output: str, cache_dir: str | None, **opts: Any) -> None:
+def _finish(plan: Any, data: DataSpec | None, output: str, options: RunOptions) -> None:
+    """Apply the command line over the plan, run it, show the results, gate."""
+    from squeeze.device import resolve_device
     from squeeze.report.terminal import print_results
     from squeeze.sweep.cache import default_cache_dir
+    from squeeze.sweep.gates import Gates, Selection, parse_size
     from squeeze.sweep.run import run_plan
 
-    quiet, json_output = opts.pop("quiet"), opts.pop("json_output")
+    o = options
+    if data is not None:
+        plan = replace(plan, data=data, eval_data=optional_data_spec(data, o.eval_data))
+    gates = plan.gates
+    gates = Gates(
+        max_accuracy_drop=gates.max_accuracy_drop
+        if o.max_accuracy_drop is None
+        else o.max_accuracy_drop,
+        min_speedup=gates.min_speedup if o.min_speedup is None else o.min_speedup,
+        max_size=parse_size(o.max_size) if o.max_size else gates.max_size,
+    )
+    bench = replace(plan.bench, seq_len=o.max_length or plan.bench.seq_len)
+    plan = replace(
+        plan,
+        gates=gates,
+        select=Selection.parse(o.select) if o.select else plan.select,
+        max_length=o.max_length or plan.max_length,
+        bench=replace(bench, runs=o.runs) if o.runs else bench,
+        device=resolve_device(o.device or plan.device),
+    )
 
     def log(message: str) -> None:
-        if not quiet:
+        if not o.quiet:
             stderr.print(f"[dim]{message}[/dim]")
 
     results, problems = run_plan(
         plan,
         output,
-        cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(),
-        progress=progress_factory(quiet),
+        cache_dir=Path(o.cache_dir) if o.cache_dir else default_cache_dir(),
+        overwrite=o.overwrite,
+        trust_remote_code=o.trust_remote_code,
+        progress=progress_factory(o.quiet),
         log=log,
-        **opts,
     )
-    if json_output:
+    if o.json_output:
         print_json({**results.to_dict(), "gate_failures": problems, "out": output})
     else:
         print_results(results, console)
@@ -109,6 +170,7 @@ def _execute(plan: Any, output: str, cache_dir: str | None, **opts: Any) -> None
         raise GateError(f"selected variant {results.selected or '(none)'}: {'; '.join(problems)}")
 
 
+@with_run_options
 @with_data_options(required=False)
 def run(
     output: OutOpt,
@@ -121,21 +183,7 @@ def run(
         list[str] | None,
         typer.Option(help='A chain like "structured(heads=0.3) -> quantize(int8)"; repeatable.'),
     ] = None,
-    eval_data: EvalDataOpt = None,
-    max_length: MaxLenOpt = None,
-    runs: RunsOpt = None,
-    max_accuracy_drop: MaxDropOpt = None,
-    min_speedup: MinSpeedupOpt = None,
-    max_size: MaxSizeOpt = None,
-    select: SelectOpt = None,
-    cache_dir: CacheOpt = None,
-    device: Annotated[
-        str | None, typer.Option(help="cpu, cuda or cuda:N (overrides the recipe's).")
-    ] = None,
-    overwrite: OverwriteOpt = False,
-    trust_remote_code: TrustOpt = False,
-    json_output: JsonOpt = False,
-    quiet: QuietOpt = False,
+    options: RunOptions | None = None,
 ) -> None:
     """Run a recipe: build each variant (chains of prune, distill, quantize and export steps),
     measure all of them the same way against the baseline, and write results.json, a report
@@ -144,7 +192,6 @@ def run(
     Steps: magnitude(sparsity=0.5), structured(heads=0.3, ffn=0.5, layers=0, finetune_steps=0),
     distill(layers=N | after a prune, steps=300), quantize(int8[, onnxruntime|torch]), export().
     """
-    from squeeze.device import resolve_device
     from squeeze.sweep.recipe import Plan, load_plan, variants_from
 
     if recipe is not None:
@@ -157,17 +204,7 @@ def run(
         plan = Plan(model=model, variants=variants_from(list(variant), "--variant"))
     if model is not None:
         plan = replace(plan, model=model)
-    if data is not None:
-        plan = replace(plan, data=data, eval_data=optional_data_spec(data, eval_data))
-    plan = replace(plan, device=resolve_device(device or plan.device))
-    plan = _apply_overrides(
-        plan, max_accuracy_drop=max_accuracy_drop, min_speedup=min_speedup, max_size=max_size,
-        select=select, max_length=max_length, runs=runs,
-    )  # fmt: skip
-    _execute(
-        plan, output, cache_dir, overwrite=overwrite, trust_remote_code=trust_remote_code,
-        quiet=quiet, json_output=json_output,
-    )  # fmt: skip
+    _finish(plan, data, output, options)
 
 
 def _floats(text: str | None, flag: str) -> list[float]:
@@ -209,6 +246,7 @@ def grid(
     return chains
 
 
+@with_run_options
 @with_data_options
 def sweep(
     model: Annotated[str, typer.Argument(help="Checkpoint to compress (the baseline).")],
@@ -230,24 +268,11 @@ def sweep(
     distill_steps: Annotated[
         int, typer.Option(min=0, help="Distillation steps after each prune (teacher: MODEL).")
     ] = 0,
-    eval_data: EvalDataOpt = None,
-    max_length: MaxLenOpt = None,
-    runs: RunsOpt = None,
-    max_accuracy_drop: MaxDropOpt = None,
-    min_speedup: MinSpeedupOpt = None,
-    max_size: MaxSizeOpt = None,
-    select: SelectOpt = None,
-    cache_dir: CacheOpt = None,
-    device: DeviceOpt = "cpu",
-    overwrite: OverwriteOpt = False,
-    trust_remote_code: TrustOpt = False,
-    json_output: JsonOpt = False,
-    quiet: QuietOpt = False,
+    options: RunOptions | None = None,
 ) -> None:
     """Compress MODEL over a grid (sparsities, head/FFN fractions, precisions), measure every
     variant against it the same way and write results, report and the selected artifact to -o.
     Finished artifacts are cached by content: re-runs and added grid points reuse them."""
-    from squeeze.device import resolve_device
     from squeeze.sweep.recipe import Plan, variants_from
 
     chains = grid(
@@ -256,18 +281,4 @@ def sweep(
     )  # fmt: skip
     if not chains:
         raise ConfigError("nothing to sweep: give --sparsity, --heads/--ffn or --dtype")
-    plan = Plan(
-        model=model,
-        variants=variants_from(chains, "sweep"),
-        data=data,
-        eval_data=optional_data_spec(data, eval_data),
-        device=resolve_device(device),
-    )
-    plan = _apply_overrides(
-        plan, max_accuracy_drop=max_accuracy_drop, min_speedup=min_speedup, max_size=max_size,
-        select=select, max_length=max_length, runs=runs,
-    )  # fmt: skip
-    _execute(
-        plan, output, cache_dir, overwrite=overwrite, trust_remote_code=trust_remote_code,
-        quiet=quiet, json_output=json_output,
-    )  # fmt: skip
+    _finish(Plan(model=model, variants=variants_from(chains, "sweep")), data, output, options)
