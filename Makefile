@@ -57,6 +57,7 @@ bench: install
 	$(BIN)/python benchmarks/export_latency.py --shape bert-base
 	$(BIN)/python benchmarks/prune_latency.py
 	$(BIN)/python benchmarks/quantize_latency.py
+	$(BIN)/python benchmarks/compress_latency.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache src/*.egg-info
