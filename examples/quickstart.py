@@ -16,6 +16,7 @@ from pathlib import Path
 import squeeze
 from squeeze.data import DataSpec, encode
 from squeeze.evaluate import evaluate
+from squeeze.finetune import finetune
 from squeeze.tiny import build_tiny, write_order_task
 from squeeze.types import Task
 
@@ -24,7 +25,7 @@ def main(workdir: Path) -> float:
     data_file = write_order_task(workdir / "order.csv", 3000)
     base = build_tiny("bert", workdir / "tiny-bert", task=Task.MASKED_LM)
 
-    result = squeeze.finetune(
+    result = finetune(
         str(base),
         DataSpec(str(data_file)),  # a single file: train on its train split, validate on its own
         workdir / "tiny-bert-order",

@@ -2,7 +2,7 @@
 
 The public API is imported lazily (``squeeze.load`` pulls in torch and transformers only when
 first used) so that ``squeeze --help`` and ``import squeeze`` stay instant. Functions named like
-a submodule (``evaluate``, ``train``) are not re-exported here: once the submodule is imported,
+a submodule (``evaluate``, ``train``, ``finetune``) are not re-exported here: once the submodule is imported,
 Python binds the module to that attribute, so ``squeeze.evaluate`` would change meaning. Import
 them from their modules (``from squeeze.evaluate import evaluate``).
 """
@@ -20,7 +20,6 @@ _API = {
     "size_stats": "squeeze.checkpoint",
     "load_dataset": "squeeze.data",
     "DataSpec": "squeeze.data",
-    "finetune": "squeeze.train",
     "TrainConfig": "squeeze.train",
 }
 

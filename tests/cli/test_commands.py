@@ -136,3 +136,16 @@ def test_finetune_warns_about_one_sided_labels(tiny_lms, tmp_path):
     args = ("finetune", tiny_lms["bert"], "-d", data, "-o", tmp_path / "o", "--max-steps", "1")
     summary = json.loads(invoke(*args, "--json").stdout)
     assert any("imbalanced: 9" in n and "are 'a_first'" in n for n in summary["notes"])
+
+
+def test_public_api_names_are_not_submodule_names():
+    """Importing squeeze.<submodule> rebinds that attribute, so a re-exported function named
+    like a submodule (squeeze.finetune once) would turn into a module under the user's feet."""
+    import pkgutil
+
+    import squeeze
+
+    submodules = {module.name for module in pkgutil.iter_modules(squeeze.__path__)}
+    assert not submodules & set(squeeze._API)
+    for name in squeeze._API:
+        assert getattr(squeeze, name) is not None
