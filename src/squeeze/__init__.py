@@ -2,9 +2,9 @@
 
 The public API is imported lazily (``squeeze.load`` pulls in torch and transformers only when
 first used) so that ``squeeze --help`` and ``import squeeze`` stay instant. Functions named like
-a submodule (``evaluate``, ``train``, ``finetune``) are not re-exported here: once the submodule is imported,
-Python binds the module to that attribute, so ``squeeze.evaluate`` would change meaning. Import
-them from their modules (``from squeeze.evaluate import evaluate``).
+a submodule (``evaluate``, ``train``, ``finetune``) are not re-exported here: once the submodule
+is imported, Python binds the module to that attribute, so ``squeeze.evaluate`` would change
+meaning. Import them from their modules (``from squeeze.evaluate import evaluate``).
 """
 
 from __future__ import annotations
