@@ -169,7 +169,7 @@ def plan_from(raw: dict[str, Any], base: Path | None = None) -> Plan:
         if base is None or Path(text).is_absolute():
             return text
         candidate = base / text
-        return str(candidate) if candidate.exists() else text
+        return str(candidate.resolve()) if candidate.exists() else text
 
     data = data_spec(raw["data"], "data") if raw.get("data") is not None else None
     if data is not None:
