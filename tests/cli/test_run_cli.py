@@ -78,10 +78,11 @@ def test_gates_fail_with_exit_1_and_still_write_the_report(first_run):
     out = root / "gated"
     result = invoke(
         "run", recipe, "-o", out, "--cache-dir", root / "cache", "--quiet",
-        "--min-speedup", "1000", "--max-accuracy-drop", "100",
+        "--max-size", "1kB", "--max-accuracy-drop", "100",
     )  # fmt: skip
+    # A size gate, not a speed-up one: timings on a shared CI machine can make any ratio happen.
     assert result.exit_code == 1
-    assert "faster (< 1000x)" in result.stderr or "not measurably faster" in result.stderr
+    assert "MB (> 0.001 MB)" in result.stderr and "selected variant" in result.stderr
     assert (out / "report" / "results.md").is_file()
 
 
