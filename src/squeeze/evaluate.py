@@ -162,6 +162,11 @@ def open_model(
             "onnxruntime",
         )
     loaded = load(path, task=task, trust_remote_code=trust_remote_code, device=device)
+    return scorable_of(loaded, device)
+
+
+def scorable_of(loaded: LoadedModel, device: str = "cpu") -> Scorable:
+    """A loaded PyTorch model as something evaluation can run (no second load)."""
     return Scorable(
         loaded.task,
         loaded.tokenizer,

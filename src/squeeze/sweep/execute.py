@@ -9,7 +9,7 @@ from typing import Any
 
 from squeeze.data import DataSpec, training_part
 from squeeze.errors import ConfigError
-from squeeze.sweep.cache import content_key, data_key, step_key
+from squeeze.sweep.cache import data_key, step_key
 from squeeze.sweep.steps import StepCall
 from squeeze.types import ProgressFactory, no_progress
 
@@ -147,8 +147,3 @@ def run_chain(
             notes += [f"{call.canonical()}: {n}" for n in run_step(call, source, out, ctx)]
         source = out
     return ChainOutput(Path(source), cached, 0.0 if cached else time.perf_counter() - start, notes)
-
-
-def model_key(model: str) -> str:
-    """The cache key of the recipe's model: its files' content."""
-    return content_key(model)

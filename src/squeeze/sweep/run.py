@@ -17,8 +17,9 @@ from typing import Any
 
 from squeeze.checkpoint import atomic_output, check_output
 from squeeze.data import encode_for, evaluation_part, load_dataset, training_part
-from squeeze.evaluate import LOWER_IS_BETTER, evaluate_forward, open_model
-from squeeze.sweep.execute import StepContext, model_key, run_chain
+from squeeze.evaluate import LOWER_IS_BETTER, evaluate_forward, open_model, scorable_of
+from squeeze.sweep.cache import content_key
+from squeeze.sweep.execute import StepContext, run_chain
 from squeeze.sweep.gates import Selection, choose, failures
 from squeeze.sweep.recipe import Plan
 from squeeze.sweep.results import LatencySummary, SweepResults, VariantResult, derive
@@ -46,14 +47,16 @@ def _measure_static(path: str, plan: Plan) -> tuple[str, tuple[int, int, int], A
     if folder is not None:
         stats = onnx_size_stats(folder)
         fmt = "onnxruntime"
+        scorable = open_model(path, device="cpu") if plan.data is not None else None
     else:
-        stats = size_stats(load(path, device="cpu"))
+        loaded = load(path, device="cpu")  # once, for both its size and its metric
+        stats = size_stats(loaded)
         fmt = "torch"
+        scorable = scorable_of(loaded)
     sizes = (stats.params_total, stats.params_nonzero, stats.bytes_on_disk)
     evaluation = None
     if plan.data is not None:
         eval_spec = plan.eval_data or evaluation_part(training_part(plan.data))
-        scorable = open_model(path, device="cpu")
         encoded, _ = encode_for(scorable, eval_spec, max_length=plan.max_length)
         evaluation = evaluate_forward(scorable.forward, encoded, scorable.task)
     return fmt, sizes, evaluation
@@ -107,7 +110,7 @@ def run_plan(
         model=plan.model, data=plan.data, eval_data=plan.eval_data, max_length=plan.max_length,
         device=plan.device, trust_remote_code=trust_remote_code, progress=progress,
     )  # fmt: skip
-    root = model_key(plan.model)
+    root = content_key(plan.model)
     built: list[tuple[str, str, Any]] = [(BASELINE, "", None)]
     for variant in plan.variants:
         say(f"building {variant.name}: {variant.chain}")
