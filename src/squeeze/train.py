@@ -130,7 +130,7 @@ StepCallback = Callable[[StepState], None]
 def _micro_batches(
     data: Encoded, batch_size: int, seed: int, *, skip: int = 0, rank: int = 0, world: int = 1
 ) -> Iterator[Batch]:
-    """Endless shuffled batches, reshuffled (seeded) every epoch.
+    """Endless shuffled, length-grouped batches, reshuffled (seeded) every epoch.
 
     Batches are numbered across epochs; process ``rank`` of ``world`` takes every ``world``-th,
     and a resumed run starts after the ``skip`` that all processes together have used, so the
@@ -141,8 +141,9 @@ def _micro_batches(
     while True:
         first = position + (rank - epoch * per_epoch - position) % world
         yield from batches(
-            data, batch_size, shuffle=True, seed=seed + epoch, start=first, step=world
-        )
+            data, batch_size, shuffle=True, seed=seed + epoch, start=first, step=world,
+            by_length=True,
+        )  # fmt: skip
         epoch, position = epoch + 1, 0
 
 

@@ -15,6 +15,7 @@ from squeeze.report import cells
 from squeeze.sweep.results import SweepResults
 
 PARETO_STYLE = "bold green"
+LOG_WIDTH = 200  # the widest a table gets where output is not a terminal
 
 
 def print_results(results: SweepResults, console: Console) -> None:
@@ -31,7 +32,17 @@ def print_results(results: SweepResults, console: Console) -> None:
         if v.name == results.baseline:
             row[1].stylize("italic")
         table.add_row(*row, style=PARETO_STYLE if v.pareto else None)
-    console.print(table)
+    # A log (CI, a pipe) has no width of its own and rich assumes 80 columns, which folds every
+    # chain and figure over several lines; a log can take the table's natural width instead.
+    # (Console.print caps its width argument at the console's own, hence the swap.)
+    width = console.width
+    if not console.is_terminal:
+        natural = console.measure(table, options=console.options.update_width(LOG_WIDTH))
+        console.width = max(width, natural.maximum)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
     console.print(Text(cells.legend(results), style="dim"))
     if results.selected:
         console.print(Text("selected: ") + Text(results.selected, style="bold"))
