@@ -49,11 +49,13 @@ def metric_cell(results: SweepResults, v: VariantResult) -> Cell:
     return value, f"{v.drop_points:+.2f}"
 
 
+PARAMS_HEADER = "params non-zero / total"
+
+
 def params_cell(v: VariantResult) -> Cell:
-    """Non-zero / total parameters; just the total when nothing was zeroed."""
-    if v.params_nonzero == v.params_total:
-        return fmt_count(v.params_total), ""
-    return f"{fmt_count(v.params_nonzero)} / {fmt_count(v.params_total)}", ""
+    """Non-zero / total parameters; one figure when they print the same (a few stray zeros)."""
+    nonzero, total = fmt_count(v.params_nonzero), fmt_count(v.params_total)
+    return (total if nonzero == total else f"{nonzero} / {total}"), ""
 
 
 def size_cell(results: SweepResults, v: VariantResult) -> Cell:
@@ -94,7 +96,15 @@ def latency_header(device: str) -> str:
 
 def header(results: SweepResults) -> list[str]:
     """Column titles of the variant table, one latency column per device."""
-    fixed = [PARETO_MARK, "variant", "chain", "format", metric_header(results), "params", "size"]
+    fixed = [
+        PARETO_MARK,
+        "variant",
+        "chain",
+        "format",
+        metric_header(results),
+        PARAMS_HEADER,
+        "size",
+    ]
     return fixed + [latency_header(d) for d in results.devices]
 
 
