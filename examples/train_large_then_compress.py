@@ -24,7 +24,7 @@ tests that on a task generated offline with the tiny vocabulary, on this machine
     python examples/train_large_then_compress.py [--out .cache/tltc] [--budget-s 60] [--seed 0]
                                                  [--quick]
 
-The full run takes about 3 minutes on 2 idle CPU cores; --quick (tiny budgets, few timing runs)
+The full run takes about 3 minutes on 2 idle CPU cores (2.7 on an AMD EPYC); --quick (tiny budgets, few timing runs)
 checks the plumbing in about 20 seconds and its figures mean nothing. One run is one sample: the
 step counts come from a timing, so two runs differ, and on this task the two baselines have come
 out between 4 points apart and level. Repeat with other --seed values before believing a gap.
