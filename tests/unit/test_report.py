@@ -246,3 +246,25 @@ def test_malformed_results_file_is_a_data_error(tmp_path):
     path.write_text(json.dumps({"version": 1, "model": "m"}))
     with pytest.raises(DataError, match="malformed"):
         SweepResults.load(path)
+
+
+def test_chain_column_only_when_names_differ_from_chains():
+    results = sample_results()
+    assert "chain" in cells.header(results) and cells.text_columns(results) == 4
+    for v in results.variants:  # the grid form: every variant named by its chain
+        v.name = v.chain
+    results.baseline = results.variants[0].name
+    header = cells.header(results)
+    assert "chain" not in header and cells.text_columns(results) == 3
+    assert all(len(cells.row(results, v)) == len(header) for v in results.variants)
+    assert header[3].startswith("accuracy")  # the first figure column is right after format
+
+
+def test_log_output_is_not_folded_to_80_columns():
+    """A pipe or CI log has no width; each variant still gets one line of figures."""
+    console = Console(file=io.StringIO(), width=80, color_system=None)
+    assert not console.is_terminal
+    print_results(sample_results(), console)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "structured(heads=0.5, ffn=0.5) -> quantize(dtype=int8)" in text
+    assert console.width == 80  # restored afterwards

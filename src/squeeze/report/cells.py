@@ -14,9 +14,6 @@ from squeeze.sweep.results import SweepResults, VariantResult
 
 PARETO_MARK = "★"
 NOT_FASTER = "not faster"
-# The first columns of the variant table are text (mark, name, chain, format); the rest are
-# figures, which every view right-aligns.
-TEXT_COLUMNS = 4
 
 _MACHINE_KEYS = {"cpu", "cores", "torch_threads", "isa", "gpu"}
 
@@ -94,18 +91,26 @@ def latency_header(device: str) -> str:
     return f"{device} p50 / p90"
 
 
+def shows_chain(results: SweepResults) -> bool:
+    """Whether the table needs a chain column: not when every variant is named by its chain.
+
+    ``squeeze sweep`` names grid variants that way; a second copy of each chain only widens the
+    table (results.json and results.csv keep both).
+    """
+    return any(v.chain and v.chain != v.name for v in results.variants)
+
+
+def text_columns(results: SweepResults) -> int:
+    """How many leading columns are text (mark, name, chain, format); every view right-aligns
+    the figures after them."""
+    return 4 if shows_chain(results) else 3
+
+
 def header(results: SweepResults) -> list[str]:
     """Column titles of the variant table, one latency column per device."""
-    fixed = [
-        PARETO_MARK,
-        "variant",
-        "chain",
-        "format",
-        metric_header(results),
-        PARAMS_HEADER,
-        "size",
-    ]
-    return fixed + [latency_header(d) for d in results.devices]
+    text = [PARETO_MARK, "variant", *(["chain"] if shows_chain(results) else []), "format"]
+    figures = [metric_header(results), PARAMS_HEADER, "size"]
+    return text + figures + [latency_header(d) for d in results.devices]
 
 
 def row_cells(results: SweepResults, v: VariantResult) -> list[Cell]:
@@ -113,7 +118,7 @@ def row_cells(results: SweepResults, v: VariantResult) -> list[Cell]:
     return [
         (PARETO_MARK if v.pareto else "", ""),
         (v.name, ""),
-        (v.chain, ""),
+        *([(v.chain, "")] if shows_chain(results) else []),
         (v.format, ""),
         metric_cell(results, v),
         params_cell(v),

@@ -35,8 +35,10 @@ def _key_values(title: str, pairs: Sequence[tuple[str, str]]) -> str:
 
 
 def _variants_table(results: SweepResults) -> str:
+    n_text = cells.text_columns(results)
+
     def cell(tag: str, i: int, text: str) -> str:
-        css = ' class="num"' if i >= cells.TEXT_COLUMNS else ""
+        css = ' class="num"' if i >= n_text else ""
         return f"<{tag}{css}>{escape(text)}</{tag}>"
 
     head = "".join(cell("th", i, h) for i, h in enumerate(cells.header(results)))

@@ -34,7 +34,7 @@ def markdown(results: SweepResults, notes: Sequence[str] = ()) -> str:
     ]
     header = cells.header(results)
     lines.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
-    text = cells.TEXT_COLUMNS
+    text = cells.text_columns(results)
     lines.append("|" + "|".join(["---"] * text + ["---:"] * (len(header) - text)) + "|")
     for v in results.variants:
         row = [_md_escape(c) for c in cells.row(results, v)]

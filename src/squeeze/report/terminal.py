@@ -22,9 +22,10 @@ def print_results(results: SweepResults, console: Console) -> None:
     """Print every variant, Pareto-optimal ones in bold green, then the legend and machine."""
     # No vertical rules: a sweep table has many columns and 80-column terminals are common.
     table = Table(title=f"squeeze: {results.model}", title_justify="left", box=box.SIMPLE_HEAD)
+    text = cells.text_columns(results)
     for i, title in enumerate(cells.header(results)):
         # Fold rather than cut with an ellipsis where space runs out: every figure matters.
-        justify = "left" if i < cells.TEXT_COLUMNS else "right"
+        justify = "left" if i < text else "right"
         table.add_column(title, justify=justify, overflow="fold")
     for v in results.variants:
         # Text, not markup: a chain like "quantize(dtype=int8)" or a name with [..] is data.
