@@ -698,11 +698,9 @@ def _batch_indices(
     order = rng.permutation(n) if shuffle else np.arange(n)
     if by_length:
         lengths = np.fromiter(map(len, encoded.features["input_ids"]), dtype=np.int64, count=n)
-        pool = batch_size * LENGTH_POOL if shuffle else max(n, 1)
-        order = np.concatenate(
-            [order[i : i + pool][np.argsort(-lengths[order[i : i + pool]], kind="stable")]
-             for i in range(0, n, pool)] or [order]
-        )  # fmt: skip
+        # Longest first within each pool (one pool when not shuffling); lexsort is stable.
+        pools = np.arange(n) // (batch_size * LENGTH_POOL) if shuffle else np.zeros(n, np.int64)
+        order = order[np.lexsort((-lengths[order], pools))]
     groups = [order[i : i + batch_size] for i in range(0, n, batch_size)]
     if by_length and shuffle:
         groups = [groups[i] for i in rng.permutation(len(groups))]
