@@ -23,11 +23,10 @@ import numpy as np
 from squeeze.bench.latency import BenchSettings
 from squeeze.bench.machine import describe_machine
 from squeeze.bench.run import bench_models
-from squeeze.export.onnx import MODEL_FILE
-from squeeze.prune.run import prune_checkpoint
+from squeeze.export.read import MODEL_FILE
 from squeeze.prune.structured import StructuredPruneConfig
-from squeeze.quantize.config import QuantizeConfig
-from squeeze.quantize.run import quantize_checkpoint
+from squeeze.quantize.method import QuantizeConfig
+from squeeze.runner import run_step
 from squeeze.tiny import BERT_SHAPES, build_bert_shaped
 
 SIZE_TARGET = 6.0
@@ -37,7 +36,7 @@ SPEEDUP_TARGET = {"avx512_vnni": 5.0, "other": 4.0}
 
 def _quantize(source: Path, out: Path) -> Path:
     if not out.exists():
-        quantize_checkpoint(str(source), out, QuantizeConfig("int8"))  # the default: fused, ORT
+        run_step(source, QuantizeConfig(), out)  # the default: fused, ORT
     return out
 
 
@@ -81,11 +80,7 @@ def main() -> None:
     # Folder names shared with prune_latency.py and quantize_latency.py, so caches are reused.
     pruned = work / f"pruned-h{args.heads}-f{args.ffn}"
     if not pruned.exists():
-        prune_checkpoint(
-            str(dense),
-            pruned,
-            StructuredPruneConfig(heads=args.heads, ffn=args.ffn, importance="magnitude"),
-        )
+        run_step(dense, StructuredPruneConfig(heads=args.heads, ffn=args.ffn), pruned)
     compressed = _quantize(pruned, work / f"{pruned.name}-onnx-int8-dynamic")
     models = {"torch fp32 (baseline)": dense}
     if args.context:

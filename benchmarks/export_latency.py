@@ -17,7 +17,7 @@ from pathlib import Path
 from squeeze.bench.latency import BenchSettings
 from squeeze.bench.machine import describe_machine
 from squeeze.bench.run import bench_models
-from squeeze.export.onnx import ExportConfig, export_onnx
+from squeeze.export.method import ExportConfig, export_onnx
 from squeeze.tiny import BERT_SHAPES, build_bert_shaped
 
 

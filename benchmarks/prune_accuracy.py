@@ -14,14 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from squeeze.bench.machine import describe_machine, fingerprint
-from squeeze.data import DataSpec
+from squeeze.dataspec import DataSpec
 from squeeze.prune.magnitude import MagnitudePruneConfig
-from squeeze.prune.run import prune_checkpoint
 from squeeze.prune.structured import StructuredPruneConfig
-from squeeze.train import TrainConfig
+from squeeze.runner import StepOptions, run_step
 
 DEMO_MODEL = ".cache/demo/minilm-movie-reviews"
 DEMO_DATA = DataSpec(
@@ -48,10 +48,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, method in METHODS.items():
             for steps in (0, args.steps):
-                result = prune_checkpoint(
-                    args.model, Path(tmp) / f"{len(rows)}", method, data=DEMO_DATA,
-                    finetune_steps=steps, max_length=64,
-                    train_config=TrainConfig(lr=5e-5, batch_size=32, warmup_ratio=0.05),
+                result = run_step(
+                    args.model, replace(method, finetune_steps=steps), Path(tmp) / f"{len(rows)}",
+                    StepOptions(data=DEMO_DATA, max_length=64),
                 )  # fmt: skip
                 rows.append({
                     "method": name, "recovery_steps": steps,

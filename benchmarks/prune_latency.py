@@ -19,9 +19,9 @@ from pathlib import Path
 from squeeze.bench.latency import BenchSettings
 from squeeze.bench.machine import describe_machine
 from squeeze.bench.run import bench_models
-from squeeze.export.onnx import ExportConfig, export_onnx
-from squeeze.prune.run import prune_checkpoint
+from squeeze.export.method import ExportConfig, export_onnx
 from squeeze.prune.structured import StructuredPruneConfig
+from squeeze.runner import run_step
 from squeeze.tiny import BERT_SHAPES, build_bert_shaped
 
 
@@ -42,7 +42,7 @@ def main() -> None:
     dense = build_bert_shaped(args.shape, work / "checkpoint")
     pruned = work / f"pruned-h{args.heads}-f{args.ffn}"
     if not pruned.exists():
-        prune_checkpoint(str(dense), pruned, StructuredPruneConfig(heads=args.heads, ffn=args.ffn))
+        run_step(dense, StructuredPruneConfig(heads=args.heads, ffn=args.ffn), pruned)
     suffix = "-fused" if args.optimize else ""
     onnx = {}
     for name, source in (("dense", dense), ("pruned", pruned)):

@@ -18,17 +18,17 @@ from pathlib import Path
 from squeeze.bench.latency import BenchSettings
 from squeeze.bench.machine import describe_machine
 from squeeze.bench.run import bench_models
-from squeeze.data import DataSpec
-from squeeze.export.onnx import ExportConfig, export_onnx
-from squeeze.quantize.config import QuantizeConfig
-from squeeze.quantize.run import quantize_checkpoint
+from squeeze.dataspec import DataSpec
+from squeeze.export.method import ExportConfig, export_onnx
+from squeeze.quantize.method import QuantizeConfig
+from squeeze.runner import StepOptions, run_step
 from squeeze.tiny import BERT_SHAPES, build_bert_shaped, write_order_task
 
 VARIANTS = {
-    "onnx int8 dynamic (fused, default)": QuantizeConfig("int8"),
-    "onnx int8 dynamic (unfused)": QuantizeConfig("int8", optimize=False),
-    "onnx int8 static QDQ": QuantizeConfig("int8", static=True, calibration_samples=64),
-    "torch int8 (torchao)": QuantizeConfig("int8", backend="torch"),
+    "onnx int8 dynamic (fused, default)": QuantizeConfig(),
+    "onnx int8 dynamic (unfused)": QuantizeConfig(optimize=False),
+    "onnx int8 static QDQ": QuantizeConfig(static=True, calibration_samples=64),
+    "torch int8 (torchao)": QuantizeConfig(backend="torch"),
 }
 
 
@@ -55,9 +55,8 @@ def main() -> None:
         folder = name.split(" (")[0].replace(" ", "-") + ("-unfused" if "unfused" in name else "")
         models[name] = work / folder
         if not models[name].exists():
-            quantize_checkpoint(
-                str(dense), models[name], config, calibration_data=DataSpec(str(calibration))
-            )
+            options = StepOptions(calibration_data=DataSpec(str(calibration)))
+            run_step(dense, config, models[name], options)
 
     settings = BenchSettings(
         batch_sizes=tuple(int(b) for b in args.batch.split(",")), seq_len=args.seq, runs=args.runs

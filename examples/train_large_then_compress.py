@@ -24,10 +24,11 @@ tests that on a task generated offline with the tiny vocabulary, on this machine
     python examples/train_large_then_compress.py [--out .cache/tltc] [--budget-s 60] [--seed 0]
                                                  [--quick]
 
-The full run takes about 3 minutes on 2 idle CPU cores (2.7 on an AMD EPYC); --quick (tiny budgets, few timing runs)
-checks the plumbing in about 20 seconds and its figures mean nothing. One run is one sample: the
-step counts come from a timing, so two runs differ, and on this task the two baselines have come
-out between 4 points apart and level. Repeat with other --seed values before believing a gap.
+The full run takes about 3 minutes on 2 idle CPU cores (2.7 on an AMD EPYC); --quick (tiny
+budgets, few timing runs) checks the plumbing in about 20 seconds and its figures mean nothing.
+One run is one sample: the step counts come from a timing, so two runs differ, and on this task
+the two baselines have come out between 4 points apart and level. Repeat with other --seed
+values before believing a gap.
 """
 
 from __future__ import annotations
@@ -140,7 +141,8 @@ def seconds_per_step(models: dict[str, Path], train_csv: Path, s: Settings) -> d
     ``squeeze.train.train`` on throw-away in-memory copies (the first step of a burst, which
     sets up the optimizer, is not counted)."""
     import squeeze
-    from squeeze.data import DataSpec, encode, load_dataset, training_part
+    from squeeze.data import encode, load_dataset
+    from squeeze.dataspec import DataSpec, training_part
     from squeeze.train import TrainConfig, train
     from squeeze.types import Task
 
@@ -176,7 +178,7 @@ def train_for_budget(
     models: dict[str, Path], train_csv: Path, folder: Path, s: Settings
 ) -> dict[str, dict[str, Any]]:
     """Fine-tune each model for ``budget / seconds_per_step`` steps with ``squeeze.finetune``."""
-    from squeeze.data import DataSpec
+    from squeeze.dataspec import DataSpec
     from squeeze.finetune import finetune
     from squeeze.train import TrainConfig
 
@@ -245,7 +247,7 @@ def run_sweeps(
     trained: dict[str, dict[str, Any]], train_csv: Path, test_csv: Path, out: Path, s: Settings
 ) -> dict[str, Any]:
     """Compress each trained model with the same plan; one results.json and report per model."""
-    from squeeze.data import DataSpec
+    from squeeze.dataspec import DataSpec
     from squeeze.sweep.recipe import Plan, variants_from
     from squeeze.sweep.results import SweepResults
     from squeeze.sweep.run import run_plan

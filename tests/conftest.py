@@ -43,7 +43,7 @@ def order_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_classifier(tmp_path_factory: pytest.TempPathFactory, order_csv: Path) -> Path:
     """A tiny BERT fine-tuned on the train split of the order task, saved as an HF folder."""
-    from squeeze.data import DataSpec
+    from squeeze.dataspec import DataSpec
     from squeeze.finetune import finetune
     from squeeze.train import TrainConfig
 

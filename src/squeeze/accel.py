@@ -14,8 +14,6 @@ from typing import Any
 from squeeze.device import resolve_device
 from squeeze.errors import UnsupportedError
 
-MIXED_PRECISION_CHOICES = ("auto", "no", "fp16", "bf16")
-
 
 def launched_processes() -> int:
     """How many processes ``accelerate launch`` (or torchrun) started; 1 when run directly."""

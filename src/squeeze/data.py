@@ -16,25 +16,24 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from squeeze.dataspec import (
+    _EXTENSIONS,
+    FORMATS,
+    SPLITS,
+    DataSpec,
+    _looks_local,
+    parse_source,
+    score_to_label,
+)
 from squeeze.errors import ConfigError, DataError
 
-SPLITS = ("train", "validation", "test")
-FORMATS = ("csv", "tsv", "jsonl", "parquet")
-_EXTENSIONS = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".jsonl": "jsonl",
-    ".json": "jsonl",
-    ".parquet": "parquet",
-}
-_LOCAL_SUFFIXES = (*_EXTENSIONS, ".txt")
 TEXT_NAMES = (
     "text",
     "sentence",
@@ -49,48 +48,7 @@ TEXT_NAMES = (
 PAIR_PARTNERS = {"sentence1": "sentence2", "question1": "question2", "premise": "hypothesis"}
 LABEL_NAMES = ("label", "labels", "target", "class", "sentiment", "score")
 _MAX_GUESSED_CLASSES = 20
-# Non-greedy source, so "a:b:test" splits at the last colon; brackets allow hub slices like
-# "imdb:train[:10%]".
-_SOURCE_SPLIT = re.compile(r"^(?P<source>.+?):(?P<split>[A-Za-z_][\w.\-]*(?:\[[^\]]*\])?)$")
-_THRESHOLD = re.compile(r"^threshold:(?P<x>.+)$")
-
 _Table = dict[str, list[str]]
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """Where the examples come from and how to read them; mirrors the CLI's data flags."""
-
-    source: str
-    split: str | None = None
-    text_column: str | None = None
-    text_pair_column: str | None = None
-    label_column: str | None = None
-    label_map: str | None = None
-    header: bool = True
-    format: str | None = None
-    max_samples: int | None = None
-    split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    split_seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.source:
-            raise ConfigError("no dataset given; name a file or hub dataset with --data")
-        ratios = tuple(float(r) for r in self.split_ratios)
-        if len(ratios) != 3 or not all(math.isfinite(r) and r >= 0 for r in ratios):
-            raise ConfigError(
-                f"--split-ratios needs three fractions >= 0 for train,validation,test, "
-                f"not {self.split_ratios}"
-            )
-        if abs(sum(ratios) - 1.0) > 1e-6:
-            raise ConfigError(f"--split-ratios must sum to 1, not {sum(ratios):g} ({ratios})")
-        object.__setattr__(self, "split_ratios", ratios)
-        if self.max_samples is not None and self.max_samples < 1:
-            raise ConfigError(f"--max-samples must be at least 1, not {self.max_samples}")
-        if self.format is not None and self.format not in FORMATS:
-            raise ConfigError(f"unknown --format '{self.format}'; choose {', '.join(FORMATS)}")
-        if self.label_map is not None:
-            _score_to_label(self.label_map)
 
 
 @dataclass(frozen=True)
@@ -137,53 +95,6 @@ class Batch:
     @property
     def size(self) -> int:
         return int(self.inputs["input_ids"].shape[0])
-
-
-def parse_source(source: str) -> tuple[str, str | None]:
-    """Split a ``source:split`` suffix off; a path that exists as given keeps any colons."""
-    if Path(source).expanduser().exists():
-        return source, None
-    match = _SOURCE_SPLIT.match(source)
-    if match is None:
-        return source, None
-    return match["source"], match["split"]
-
-
-def is_local(spec: DataSpec) -> bool:
-    """Whether ``spec`` names a local file (split by content hash) rather than a hub dataset."""
-    return spec.format is not None or _looks_local(parse_source(spec.source)[0])
-
-
-def training_part(spec: DataSpec) -> DataSpec:
-    """What to train on: the split ``spec`` names, else the ``train`` part of a local file.
-
-    A ``file.tsv:train`` suffix becomes the split field, so other parts can be derived from it.
-    """
-    source, suffix = parse_source(spec.source)
-    spec = replace(spec, source=source, split=spec.split or suffix)
-    if spec.split is None and is_local(spec):
-        spec = replace(spec, split="train")
-    return spec
-
-
-def held_out_part(spec: DataSpec, split: str) -> DataSpec:
-    """Another split of the same source, in full (``--max-samples`` limits training only)."""
-    return replace(training_part(spec), split=split, max_samples=None)
-
-
-def evaluation_part(spec: DataSpec) -> DataSpec:
-    """Where held-out scores come from: a file's unseen ``test`` part, or a hub dataset's
-    ``validation`` split (hub test splits are usually unlabelled)."""
-    return held_out_part(spec, "test" if is_local(spec) else "validation")
-
-
-def _looks_local(source: str) -> bool:
-    path = Path(source).expanduser()
-    return (
-        path.is_file()
-        or source.startswith(("/", ".", "~"))
-        or path.suffix.lower() in _LOCAL_SUFFIXES
-    )
 
 
 def load_dataset(spec: DataSpec, *, need_labels: bool = True) -> Dataset:
@@ -449,7 +360,7 @@ def _build_examples(
     label_map: str | None,
     source_name: str,
 ) -> tuple[list[Example], list[str]]:
-    to_label = _score_to_label(label_map) if label_map is not None else None
+    to_label = score_to_label(label_map) if label_map is not None else None
     examples: list[Example] = []
     no_text = no_label = no_sign = 0
     for i, text in enumerate(table[text_col]):
@@ -493,24 +404,6 @@ def _score(raw: str, row: int, column: str, source_name: str) -> float:
             "--label-map needs numeric scores"
         )
     return value
-
-
-def _score_to_label(label_map: str) -> Callable[[float], str | None]:
-    """Parse ``--label-map``; ``None`` from the mapper means the row has no label and is dropped."""
-    if label_map == "sign":
-        return lambda s: "positive" if s > 0 else "negative" if s < 0 else None
-    match = _THRESHOLD.match(label_map)
-    threshold = math.nan
-    if match is not None:
-        try:
-            threshold = float(match["x"])
-        except ValueError:
-            threshold = math.nan
-    if not math.isfinite(threshold):
-        raise ConfigError(
-            f"unknown --label-map '{label_map}'; use 'sign' or 'threshold:X' with a number X"
-        )
-    return lambda s: "positive" if s >= threshold else "negative"
 
 
 def _split_of(example: Example, spec: DataSpec) -> str:

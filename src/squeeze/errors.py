@@ -3,15 +3,77 @@
 The CLI catches :class:`SqueezeError`, prints its message as one line on stderr and exits with
 ``exit_code``; nothing below the CLI prints or exits. Each subclass maps to one documented exit
 code so that CI jobs can tell a failed gate from a broken input.
+
+The library names config fields, not flags: a message is a list of :class:`Problem` texts with
+``{field}`` placeholders, which the CLI renders as ``--field`` and a recipe as ``field`` after
+the step it is in (``variants[2] step 1: sparsity ...``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+
+class _Names(dict):  # type: ignore[type-arg]
+    """Renders every ``{placeholder}`` of a problem through the front end's namer."""
+
+    def __init__(self, namer: Callable[[str], str]) -> None:
+        super().__init__()
+        self._namer = namer
+
+    def __missing__(self, key: str) -> str:
+        return self._namer(key)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong, phrased with ``{field}`` placeholders (``{data}`` names the dataset).
+
+    Literal braces are doubled, as in ``str.format``. ``error`` is the error class the problem
+    calls for when it is not a usage error (a dtype/backend combination squeeze does not offer
+    is :class:`UnsupportedError`, exit 4).
+    """
+
+    text: str
+    error: type[SqueezeError] | None = None
+
+    def render(self, namer: Callable[[str], str] = str) -> str:
+        return self.text.format_map(_Names(namer))
+
 
 class SqueezeError(Exception):
-    """Root of all errors squeeze reports to users (never a bug: bugs stay tracebacks)."""
+    """Root of all errors squeeze reports to users (never a bug: bugs stay tracebacks).
+
+    Built from a plain message or from :class:`Problem` s; :meth:`rendered` names their fields
+    the way a front end's user typed them, keeping the class and so the exit code.
+    """
 
     exit_code: int = 2
+
+    def __init__(self, message: str | Sequence[Problem], *, where: str = "") -> None:
+        if isinstance(message, str):
+            message = [Problem(message.replace("{", "{{").replace("}", "}}"))]
+        self.problems: tuple[Problem, ...] = tuple(message)
+        self.where = where
+        super().__init__(self.render())
+
+    def render(self, namer: Callable[[str], str] = str) -> str:
+        """All problems as one line, each named by ``namer``, after the place they are in."""
+        text = "; ".join(p.render(namer) for p in self.problems)
+        return f"{self.where}: {text}" if self.where else text
+
+    def rendered(self, namer: Callable[[str], str], where: str = "") -> SqueezeError:
+        """The same error, same class, with its fields named by ``namer`` (and a place)."""
+        prefix = f"{where}: " if where else ""
+        return type(self)(prefix + self.render(namer))
+
+
+def raise_problems(problems: Sequence[Problem], default: type[SqueezeError]) -> None:
+    """Raise one error listing every problem, of the first class a problem calls for."""
+    if problems:
+        kind = next((p.error for p in problems if p.error is not None), default)
+        raise kind(problems)
 
 
 class GateError(SqueezeError):

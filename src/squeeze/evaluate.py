@@ -150,7 +150,7 @@ def open_model(
         ConfigError: ``task`` contradicts the task an export was made for.
     """
     from squeeze.checkpoint import load
-    from squeeze.export.onnx import export_folder, load_export
+    from squeeze.export.read import export_folder, load_export
     from squeeze.runtime import ort_forward
 
     folder = export_folder(path)

@@ -16,7 +16,8 @@ from squeeze.checkpoint import (
     resolve_local,
     write_checkpoint,
 )
-from squeeze.data import DataSpec, encode, held_out_part, load_dataset, training_part
+from squeeze.data import encode, load_dataset
+from squeeze.dataspec import DataSpec, held_out_part, training_part
 from squeeze.errors import DataError, UnsupportedError
 from squeeze.evaluate import evaluate
 from squeeze.train import TrainConfig, TrainResult, train

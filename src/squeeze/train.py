@@ -19,53 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from squeeze import resume as checkpoints
-from squeeze.accel import MIXED_PRECISION_CHOICES, make_accelerator
+from squeeze.accel import make_accelerator
 from squeeze.data import Batch, Encoded, batches
 from squeeze.errors import ConfigError, DataError, UnsupportedError
 from squeeze.evaluate import LOWER_IS_BETTER
+from squeeze.train_config import TrainConfig
 from squeeze.types import Evaluation, ProgressFactory, Task, no_progress
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyper-parameters of one training run; defaults suit fine-tuning a small encoder.
-
-    ``max_steps`` (optimizer steps) wins over ``epochs`` when both are set. ``eval_every``
-    defaults to once per epoch.
-    """
-
-    epochs: float = 3.0
-    max_steps: int | None = None
-    lr: float = 5e-5
-    batch_size: int = 32
-    grad_accum: int = 1
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    eval_every: int | None = None
-    mixed_precision: str = "auto"
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.epochs <= 0:
-            problems.append("--epochs must be > 0")
-        if self.max_steps is not None and self.max_steps < 1:
-            problems.append("--max-steps must be >= 1")
-        if self.lr <= 0:
-            problems.append("--lr must be > 0")
-        if self.batch_size < 1 or self.grad_accum < 1:
-            problems.append("--batch-size and --grad-accum must be >= 1")
-        if not 0 <= self.warmup_ratio < 1:
-            problems.append("--warmup-ratio must be in [0, 1)")
-        if self.eval_every is not None and self.eval_every < 1:
-            problems.append("--eval-every must be >= 1")
-        if self.mixed_precision not in MIXED_PRECISION_CHOICES:
-            problems.append(
-                f"--mixed-precision must be one of {', '.join(MIXED_PRECISION_CHOICES)}"
-            )
-        if problems:
-            raise ConfigError("; ".join(problems))
 
 
 @dataclass(frozen=True)

@@ -124,3 +124,29 @@ class SilentTask:
 def no_progress(description: str, total: int | None) -> Iterator[ProgressTask]:
     """The library default: long work reports nothing."""
     yield SilentTask()
+
+
+@dataclass
+class StepResult:
+    """What a method's handler did: the model to save, or nothing when it wrote its artifact.
+
+    Handlers only transform. The runner saves ``model`` (when set) into the output folder,
+    measures sizes and the metric of what was written, and puts ``details`` (the method's own
+    figures: sparsity, agreement, training) into the summary.
+
+    Attributes:
+        model: A PyTorch model for the runner to save; None when the handler wrote its artifact
+            (an ONNX export, a quantized checkpoint) into ``ctx.out`` itself.
+        forward: How to run the deployed artifact, when the handler already opened it (saves
+            a second load); None: the runner runs ``model`` or opens the output.
+        sizes: Sizes of a handler-written checkpoint whose files miscount parameters (packed
+            4-bit weights); None: measured by the runner.
+        details: Method-specific figures for the summary JSON.
+        notes: What the user should know (fallbacks, what was removed).
+    """
+
+    model: LoadedModel | None = None
+    forward: Any = None
+    sizes: SizeStats | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)

@@ -31,9 +31,9 @@ def test_half_depth_student_end_to_end(trained_classifier, order_csv, tmp_path):
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["written"] and summary["passed"]
-    assert summary["student_figures"]["params"] < summary["teacher"]["params"]
-    assert summary["teacher"]["latency_p50_ms"] > 0 and summary["speedup"] > 0
-    assert 0 < summary["recovered"] <= 1.5
+    assert summary["after"]["params_total"] < summary["before"]["params_total"]
+    assert summary["latency"]["before"]["p50_ms"] > 0 and summary["latency"]["speedup"] > 0
+    assert 0 < summary["retained"] <= 1.5
     assert summary["train"]["steps"] == 6
     assert summary["metric_before"]["n_samples"] == summary["metric_after"]["n_samples"] > 20
     assert json.loads((out / "distill.json").read_text())["student"] == "1 of the teacher's layers"

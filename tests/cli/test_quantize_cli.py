@@ -66,7 +66,7 @@ def test_static_int8_with_calibration(trained_classifier, order_csv, tmp_path):
     summary = json.loads(result.stdout)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["quantization"]["mode"] == "static QDQ" and manifest["dtype"] == "int8"
-    assert any("calibrated on 64 training examples (percentile)" in n for n in summary["notes"])
+    assert any("calibrated on 64 examples (percentile)" in n for n in summary["notes"])
     assert summary["metric_after"]["metrics"]["accuracy"] >= 0.8
 
 
@@ -96,8 +96,12 @@ def test_gate_failure(trained_classifier, order_csv, tmp_path):
         (("--dtype", "int4", "--backend", "onnxruntime"), 4, "use --backend bitsandbytes"),
         (("--dtype", "int4"), 4, "widths divisible by 64; this model has hidden size 32"),
         (("--dtype", "bf16", "--backend", "bitsandbytes"), 4, "has no bf16; use --backend torch"),
-        (("--dtype", "bf16", "--backend", "onnxruntime"), 4, "is not offered"),
-        (("--dtype", "fp16", "--backend", "onnxruntime"), 4, "is not offered"),
+        (
+            ("--dtype", "bf16", "--backend", "onnxruntime"),
+            4,
+            "onnxruntime has no bf16; use --backend torch",
+        ),
+        (("--dtype", "fp16", "--backend", "onnxruntime"), 4, "has no fp16"),
         (("--dtype", "int8", "--static"), 2, "--static needs calibration data"),
         (("--dtype", "fp16", "--static"), 2, "--static is int8 calibration"),
         (("--dtype", "int8", "--max-accuracy-drop", "1"), 2, "needs --data"),

@@ -15,11 +15,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from squeeze.data import DataSpec
-from squeeze.distill.loss import DistillConfig
-from squeeze.distill.run import distill_checkpoint
-from squeeze.distill.student import StudentSpec
+from squeeze.dataspec import DataSpec
+from squeeze.distill.method import DistillConfig
 from squeeze.finetune import finetune
+from squeeze.runner import StepOptions, run_step
 from squeeze.tiny import (
     build_tiny,
     flip_labels,
@@ -31,7 +30,7 @@ from squeeze.tiny import (
 from squeeze.train import TrainConfig
 from squeeze.types import Task
 
-LABELS_ONLY = DistillConfig(kd_weight=0.0, task_weight=1.0)
+LABELS_ONLY = {"kd_weight": 0.0, "task_weight": 1.0}
 
 
 @pytest.fixture
@@ -45,12 +44,12 @@ def one_thread():
 def _students(teacher, student, data, held_out, tmp_path, steps, lr):
     """Distil and train on labels only with identical everything else; return both metrics."""
     metrics = {}
-    for name, config in (("kd", DistillConfig()), ("labels", LABELS_ONLY)):
-        result = distill_checkpoint(
-            str(teacher), tmp_path / name, StudentSpec(path=str(student)), data,
-            eval_data=held_out, config=config,
-            train_config=TrainConfig(max_steps=steps, lr=lr, batch_size=32, eval_every=steps),
-            max_length=32,
+    training = {"max_steps": steps, "lr": lr, "batch_size": 32, "eval_every": steps}
+    for name, weights in (("kd", {}), ("labels", LABELS_ONLY)):
+        config = DistillConfig(student=str(student), **weights, **training)
+        result = run_step(
+            teacher, config, tmp_path / name,
+            StepOptions(data=data, eval_data=held_out, max_length=32),
         )  # fmt: skip
         metrics[name] = result.metric_after.primary.value
         metrics["teacher"] = result.metric_before.primary.value

@@ -100,7 +100,7 @@ def small_classifier(tmp_path_factory, order_csv):
     """A tiny BERT trained on the order task for a few seconds, on one thread."""
     import torch
 
-    from squeeze.data import DataSpec
+    from squeeze.dataspec import DataSpec
     from squeeze.finetune import finetune
     from squeeze.tiny import build_tiny
     from squeeze.train import TrainConfig

@@ -13,18 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from squeeze.data import (
-    SPLITS,
-    Dataset,
-    DataSpec,
-    Example,
-    batches,
-    encode,
-    is_local,
-    label_ids,
-    load_dataset,
-    parse_source,
-)
+from squeeze.data import Dataset, Example, batches, encode, label_ids, load_dataset
+from squeeze.dataspec import SPLITS, DataSpec, is_local, parse_source
 from squeeze.errors import ConfigError, DataError
 
 ROWS = [

@@ -8,16 +8,18 @@ import pytest
 import torch
 
 from squeeze.checkpoint import load
+from squeeze.dataspec import DataSpec
 from squeeze.distill.loss import (
-    DistillConfig,
     attention_loss,
     hidden_loss,
     layer_map,
     logit_kd,
     projection,
 )
-from squeeze.distill.student import StudentSpec, build_student, distill_module, even_layers
+from squeeze.distill.method import DistillConfig
+from squeeze.distill.student import build_student, distill_module, even_layers
 from squeeze.errors import CheckpointError, ConfigError
+from squeeze.runner import StepOptions, run_step
 from squeeze.tiny import build_tiny, tiny_config
 
 
@@ -70,7 +72,7 @@ def test_hidden_and_attention_losses_map_layers():
 
 def test_projection_kinds():
     assert projection(32, 32, "none", 0) is None
-    with pytest.raises(ConfigError, match="--projection learned or fixed"):
+    with pytest.raises(ConfigError, match="needs projection learned or fixed"):
         projection(64, 32, "none", 0)
     learned, fixed = projection(64, 32, "learned", 0), projection(64, 32, "fixed", 0)
     assert learned.weight.shape == (32, 64) and learned.weight.requires_grad
@@ -81,10 +83,10 @@ def test_projection_kinds():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"temperature": 0}, "--temperature"),
+        ({"temperature": 0}, "temperature must be > 0"),
         ({"kd_weight": -1}, ">= 0"),
         ({"kd_weight": 0, "task_weight": 0}, "at least one"),
-        ({"projection": "pca"}, "--projection"),
+        ({"projection": "pca"}, "projection must be one of"),
     ],
 )
 def test_bad_distill_config(kwargs, message):
@@ -92,17 +94,18 @@ def test_bad_distill_config(kwargs, message):
         DistillConfig(**kwargs)
 
 
-def test_student_spec_needs_exactly_one_source():
-    with pytest.raises(ConfigError, match="one of --student"):
-        StudentSpec()
-    with pytest.raises(ConfigError, match="one of --student"):
-        StudentSpec(path="x", layers=2)
+def test_a_distillation_names_exactly_one_student(tiny_classifiers, order_csv, tmp_path):
+    with pytest.raises(ConfigError, match="one of student, student_layers or from_pruned"):
+        DistillConfig(student="x", student_layers=2)
+    with pytest.raises(ConfigError, match="one of student, student_layers or from_pruned"):
+        run_step(tiny_classifiers["bert"], DistillConfig(), tmp_path / "s",
+                 StepOptions(data=DataSpec(str(order_csv))))  # fmt: skip
 
 
 @pytest.mark.parametrize("family", ["bert", "distilbert", "gpt2", "llama"])
 def test_student_layers_copies_the_teachers_layers(family, tiny_classifiers):
     teacher = load(tiny_classifiers[family])
-    student, masks, notes = build_student(StudentSpec(layers=1), teacher, device="cpu")
+    student, masks, notes = build_student(DistillConfig(student_layers=1), teacher, device="cpu")
     assert masks is None and "layers [0] of 2" in notes[0]
     assert student.config.num_hidden_layers == 1
     t_state, s_state = teacher.model.state_dict(), student.model.state_dict()
@@ -110,7 +113,7 @@ def test_student_layers_copies_the_teachers_layers(family, tiny_classifiers):
     for name, value in s_state.items():  # every kept tensor is the teacher's own
         torch.testing.assert_close(value, t_state[name])
     with pytest.raises(ConfigError, match="below the teacher's 2 layers"):
-        build_student(StudentSpec(layers=2), teacher, device="cpu")
+        build_student(DistillConfig(student_layers=2), teacher, device="cpu")
 
 
 def test_mismatched_tokenizer_is_refused(tiny_classifiers, tmp_path):
@@ -120,7 +123,7 @@ def test_mismatched_tokenizer_is_refused(tiny_classifiers, tmp_path):
     other.model.save_pretrained(tmp_path / "other")
     other.tokenizer.save_pretrained(tmp_path / "other")
     with pytest.raises(ConfigError, match="different tokenizer from the teacher"):
-        build_student(StudentSpec(path=str(tmp_path / "other")), teacher, device="cpu")
+        build_student(DistillConfig(student=str(tmp_path / "other")), teacher, device="cpu")
 
 
 def test_mismatched_labels_are_refused_and_a_base_model_gets_the_teachers(
@@ -129,9 +132,9 @@ def test_mismatched_labels_are_refused_and_a_base_model_gets_the_teachers(
     teacher = load(tiny_classifiers["bert"])
     three = build_tiny("bert", tmp_path / "three", label_names=("x", "y", "z"))
     with pytest.raises(ConfigError, match="predicts labels"):
-        build_student(StudentSpec(path=str(three)), teacher, device="cpu")
+        build_student(DistillConfig(student=str(three)), teacher, device="cpu")
     student, _, notes = build_student(
-        StudentSpec(path=str(tiny_lms["bert"])), teacher, device="cpu"
+        DistillConfig(student=str(tiny_lms["bert"])), teacher, device="cpu"
     )
     assert student.config.id2label == teacher.config.id2label
     assert any("newly initialised" in n for n in notes)
@@ -140,7 +143,7 @@ def test_mismatched_labels_are_refused_and_a_base_model_gets_the_teachers(
 def test_wider_student_with_hidden_matching_needs_a_projection(tiny_classifiers, tmp_path):
     teacher = load(tiny_classifiers["bert"])
     wide = build_tiny("bert", tmp_path / "wide", config=tiny_config("bert", hidden=64))
-    student, _, _ = build_student(StudentSpec(path=str(wide)), teacher, device="cpu")
+    student, _, _ = build_student(DistillConfig(student=str(wide)), teacher, device="cpu")
     with pytest.raises(ConfigError, match="hidden size 64 differs from the teacher's 32"):
         distill_module(student, teacher, DistillConfig(hidden_weight=1.0), seed=0)
     module = distill_module(
@@ -154,14 +157,15 @@ def test_wider_student_with_hidden_matching_needs_a_projection(tiny_classifiers,
 
 def test_from_pruned_needs_a_prune_output_and_keeps_magnitude_zeros(tiny_classifiers, tmp_path):
     from squeeze.prune.magnitude import MagnitudePruneConfig
-    from squeeze.prune.run import prune_checkpoint
 
     teacher = load(tiny_classifiers["bert"])
     with pytest.raises(CheckpointError, match="not a squeeze prune output"):
-        build_student(StudentSpec(pruned=str(tiny_classifiers["bert"])), teacher, device="cpu")
+        build_student(
+            DistillConfig(from_pruned=str(tiny_classifiers["bert"])), teacher, device="cpu"
+        )
     pruned = tmp_path / "sparse"
-    prune_checkpoint(str(tiny_classifiers["bert"]), pruned, MagnitudePruneConfig(sparsity=0.5))
-    _, masks, notes = build_student(StudentSpec(pruned=str(pruned)), teacher, device="cpu")
+    run_step(tiny_classifiers["bert"], MagnitudePruneConfig(sparsity=0.5), pruned)
+    _, masks, notes = build_student(DistillConfig(from_pruned=str(pruned)), teacher, device="cpu")
     assert "zeros are kept" in notes[-1]
     kept = sum(int(m.sum()) for m in masks.values())
     total = sum(m.numel() for m in masks.values())

@@ -11,7 +11,8 @@ import torch
 import squeeze.export.onnx as onnx_export
 from squeeze.checkpoint import load
 from squeeze.errors import CheckpointError, ValidationError
-from squeeze.export.onnx import ExportConfig, export_folder, export_onnx, onnx_size_stats
+from squeeze.export.method import ExportConfig, export_onnx
+from squeeze.export.read import export_folder, onnx_size_stats
 from squeeze.runtime import ort_forward, ort_session
 from squeeze.tiny import FAMILIES, order_task
 

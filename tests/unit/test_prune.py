@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from squeeze.checkpoint import describe, load, save
-from squeeze.data import DataSpec, encode, load_dataset
+from squeeze.data import encode, load_dataset
+from squeeze.dataspec import DataSpec
 from squeeze.errors import ConfigError
-from squeeze.export.onnx import export_onnx
+from squeeze.export.method import export_onnx
 from squeeze.prune.importance import Importance, magnitude_importance, taylor_importance
 from squeeze.prune.magnitude import (
     MagnitudePruneConfig,
@@ -21,7 +22,6 @@ from squeeze.prune.magnitude import (
     prunable_weights,
     sparsity_of,
 )
-from squeeze.prune.run import prune_checkpoint
 from squeeze.prune.schedule import cubic_sparsity
 from squeeze.prune.structured import (
     LayerShape,
@@ -30,6 +30,7 @@ from squeeze.prune.structured import (
     layer_list,
     prune_structured,
 )
+from squeeze.runner import StepOptions, run_step
 from squeeze.tiny import FAMILIES, LLAMA_LIKE, order_task
 
 
@@ -194,9 +195,9 @@ def test_taylor_importance_is_data_driven_and_deterministic(trained_classifier, 
 
 def test_prune_with_data_recovers_and_gates(trained_classifier, order_csv, tmp_path):
     data = DataSpec(str(order_csv))
-    method = StructuredPruneConfig(heads=0.5, ffn=0.5, importance="taylor")
-    result = prune_checkpoint(str(trained_classifier), tmp_path / "ok", method, data=data,
-                              finetune_steps=20, max_length=32)  # fmt: skip
+    method = StructuredPruneConfig(heads=0.5, ffn=0.5, importance="taylor", finetune_steps=20)
+    result = run_step(trained_classifier, method, tmp_path / "ok",
+                      StepOptions(data=data, max_length=32))  # fmt: skip
     assert result.metric_before.primary.value >= 0.9 and result.metric_after is not None
     assert result.metric_before.n_samples == result.metric_after.n_samples > 200
     assert result.after["params_total"] < 0.75 * result.before["params_total"]
@@ -205,9 +206,9 @@ def test_prune_with_data_recovers_and_gates(trained_classifier, order_csv, tmp_p
 
     # Cutting three quarters of heads and FFN without recovery costs this tiny model about
     # 9 points (seeded).
-    failed = prune_checkpoint(str(trained_classifier), tmp_path / "bad",
-                              StructuredPruneConfig(heads=0.75, ffn=0.75), data=data,
-                              max_accuracy_drop=0.5, max_length=32)  # fmt: skip
+    failed = run_step(trained_classifier, StructuredPruneConfig(heads=0.75, ffn=0.75),
+                      tmp_path / "bad",
+                      StepOptions(data=data, max_accuracy_drop=0.5, max_length=32))  # fmt: skip
     assert not failed.passed and failed.drop_points > 0.5
     assert not (tmp_path / "bad").exists()
 
@@ -215,8 +216,9 @@ def test_prune_with_data_recovers_and_gates(trained_classifier, order_csv, tmp_p
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"sparsity": 1.0}, "--sparsity"),
-        ({"sparsity": 0.5, "scope": "row"}, "--scope"),
+        ({"sparsity": 1.0}, "sparsity must be in"),
+        ({"sparsity": 0.5, "scope": "row"}, "scope must be one of"),
+        ({"sparsity": 0.5, "schedule": "cubic"}, "schedule cubic needs finetune_steps"),
     ],
 )
 def test_bad_magnitude_config(kwargs, message):
@@ -227,9 +229,9 @@ def test_bad_magnitude_config(kwargs, message):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({}, "needs --heads"),
-        ({"heads": 1.0}, "fractions"),
-        ({"ffn": 0.5, "importance": "x"}, "--importance"),
+        ({}, "needs heads, ffn or layers"),
+        ({"heads": 1.0}, r"heads must be in \[0, 1\)"),
+        ({"ffn": 0.5, "importance": "x"}, "importance must be one of"),
     ],
 )
 def test_bad_structured_config(kwargs, message):
@@ -238,11 +240,11 @@ def test_bad_structured_config(kwargs, message):
 
 
 def test_fixed_mask_is_restored_after_every_step(tiny_classifiers):
-    from squeeze.prune.run import _masking_hook
+    from squeeze.prune.magnitude import _masking_hook
     from squeeze.train import StepState
 
     loaded = load(tiny_classifiers["gpt2"])
-    on_step, finish = _masking_hook(loaded, MagnitudePruneConfig(sparsity=0.6), "oneshot", 10)
+    on_step, finish = _masking_hook(loaded, MagnitudePruneConfig(sparsity=0.6, finetune_steps=10))
     weights = prunable_weights(loaded.model, loaded.family)
     zeros = {n: w == 0 for n, w in weights.items()}
     with torch.no_grad():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from squeeze.errors import ConfigError, UnsupportedError
-from squeeze.quantize.config import QuantizeConfig
+from squeeze.quantize.method import QuantizeConfig
 from squeeze.quantize.validate import agreement
 
 
@@ -30,9 +30,9 @@ def test_token_level_agreement_ignores_padding():
 
 
 def test_default_backends():
-    assert QuantizeConfig("int8").chosen_backend == "onnxruntime"
-    assert QuantizeConfig("bf16").chosen_backend == "torch"
-    assert QuantizeConfig("int4").chosen_backend == "bitsandbytes"
+    assert QuantizeConfig(dtype="int8").chosen_backend.name == "onnxruntime"
+    assert QuantizeConfig(dtype="bf16").chosen_backend.name == "torch"
+    assert QuantizeConfig(dtype="int4").chosen_backend.name == "bitsandbytes"
 
 
 @pytest.mark.parametrize(

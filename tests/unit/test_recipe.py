@@ -28,7 +28,7 @@ variants:
     steps: structured(heads=0.5, ffn=0.5, finetune_steps=100) -> quantize(int8, onnxruntime)
   - name: distilled
     steps:
-      - distill(layers=3, steps=200)
+      - distill(student_layers=3, max_steps=200)
 bench: {batch: 1, runs: 20}
 gates: {max_accuracy_drop: 1.0, min_speedup: 2, max_size: 50MB}
 select: best-under-drop=1.0
@@ -60,14 +60,14 @@ def test_toml_recipes_too(tmp_path):
     ("text", "message"),
     [
         ("prune(0.5)", "unknown step 'prune'; steps are magnitude, structured"),
-        ("structured(head=0.3)", "has no parameter 'head'; it takes heads, ffn"),
-        ("structured(heads=lots)", "'lots' is not a float"),
-        ("structured(heads=1.5)", "fractions in [0, 1)"),
-        ("magnitude()", "magnitude() needs sparsity"),
-        ("quantize(int3)", "--dtype must be one of"),
+        ("structured(head=0.3)", "unknown parameter 'head'; it takes heads, ffn"),
+        ("structured(heads=lots)", "heads takes float, not 'lots'"),
+        ("structured(heads=1.5)", "heads must be in [0, 1), not 1.5"),
+        ("magnitude()", "magnitude(): sparsity is required"),
+        ("quantize(int3)", "dtype must be one of"),
         ("quantize(int8) -> structured(heads=0.3)", "must be the last step"),
-        ("distill(steps=10)", "a first distill() needs layers=N"),
-        ("structured(heads=0.3) -> distill(layers=2)", "must be the first step"),
+        ("distill(max_steps=10)", "a first distill() needs student_layers"),
+        ("structured(heads=0.3) -> distill(student_layers=2)", "goes only with a first distill"),
         ("structured(heads=0.3) ->", "empty step"),
         ("structured(heads=0.3, heads=0.4)", "got 'heads' twice"),
     ],
@@ -78,14 +78,44 @@ def test_bad_chains_name_the_problem(text, message):
     assert message in str(error.value) and str(error.value).startswith("variants[2]")
 
 
+def test_every_problem_of_every_variant_in_one_error():
+    raw = {
+        "model": "m",
+        "variants": [
+            "magnitude(sparsity=1.5, scope=row)",
+            "quantize(int8)",
+            {"name": "b", "steps": "structured(heads=2) -> quantize(fp16, onnxruntime)"},
+        ],
+    }
+    with pytest.raises(ConfigError) as error:
+        plan_from(raw)
+    message = str(error.value)
+    for part in (
+        "variants[1] step 1 magnitude(): sparsity must be in (0, 1), not 1.5",
+        "variants[1] step 1 magnitude(): scope must be one of global, layer, not 'row'",
+        "variants[3] step 1 structured(): heads must be in [0, 1), not 2",
+        "variants[3] step 2 quantize(): backend onnxruntime has no fp16; use backend torch",
+    ):
+        assert part in message
+
+
 def test_positional_and_typed_arguments():
     call = parse_step("quantize(int8, torch)")
-    assert call.params["dtype"] == "int8" and call.params["backend"] == "torch"
-    assert not call.makes_onnx and parse_step("quantize(int8)").makes_onnx
+    assert call.config.dtype == "int8" and call.config.backend == "torch"
+    assert call.final and parse_step("quantize(int8)").method.produces(call.config) == "checkpoint"
+    assert parse_step("quantize(int8)").method.produces(parse_step("quantize(int8)").config) == (
+        "onnx"
+    )
     assert parse_step("magnitude(0.5, scope=layer)").canonical() == (
         "magnitude(sparsity=0.5, scope=layer)"
     )
-    assert parse_step("export(optimize=false)").params["optimize"] is False
+    assert parse_step("export(optimize=false)").config.optimize is False
+    assert parse_step("magnitude(0.5, include=[classifier.*, pooler.*])").config.include == (
+        "classifier.*",
+        "pooler.*",
+    )
+    # Naming the default backend is the same request as naming none: one name, one cache key.
+    assert parse_step("quantize(int8, onnxruntime)").canonical() == "quantize(dtype=int8)"
 
 
 @pytest.mark.parametrize(
@@ -129,7 +159,9 @@ def test_sweep_grid():
         "structured(heads=0.3, ffn=0.5) -> quantize(int8)",
     ]
     distilled = grid([], [0.5], [], [], finetune_steps=10, distill_steps=50)
-    assert distilled == ["structured(heads=0.5, ffn=0.0, finetune_steps=10) -> distill(steps=50)"]
+    assert distilled == [
+        "structured(heads=0.5, ffn=0.0, finetune_steps=10) -> distill(max_steps=50)"
+    ]
     for chain in chains + distilled:
         parse_chain(chain)
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from squeeze.checkpoint import load, save
-from squeeze.data import DataSpec, encode, load_dataset
+from squeeze.data import encode, load_dataset
+from squeeze.dataspec import DataSpec
 from squeeze.errors import ConfigError, UnsupportedError
 from squeeze.evaluate import evaluate
 from squeeze.train import TrainConfig, train
@@ -121,10 +122,10 @@ def test_best_checkpoint_is_restored(tiny_classifiers, order_csv):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"epochs": 0}, "--epochs"),
-        ({"lr": -1.0}, "--lr"),
-        ({"batch_size": 0}, "--batch-size"),
-        ({"mixed_precision": "fp8"}, "--mixed-precision"),
+        ({"epochs": 0}, "epochs must be > 0"),
+        ({"lr": -1.0}, "lr must be > 0"),
+        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"mixed_precision": "fp8"}, "mixed_precision must be one of"),
     ],
 )
 def test_bad_config_is_a_config_error(kwargs, message):

@@ -99,13 +99,8 @@ def bench_models(
     import torch
 
     from squeeze.checkpoint import load, size_stats
-    from squeeze.export.onnx import (
-        ExportConfig,
-        export_folder,
-        export_onnx,
-        load_export,
-        onnx_size_stats,
-    )
+    from squeeze.export.method import export_onnx
+    from squeeze.export.read import export_folder, load_export, onnx_size_stats
 
     unknown = sorted(set(backends) - set(BACKENDS))
     if unknown:
@@ -123,9 +118,7 @@ def bench_models(
                 raise ConfigError(f"{model} is an ONNX export; it runs on --backend onnxruntime")
             if folder is None and "onnxruntime" in wanted:
                 folder = Path(tmp) / f"export-{len(targets)}"
-                export_onnx(
-                    model, folder, config=ExportConfig(), trust_remote_code=trust_remote_code
-                )
+                export_onnx(model, folder, trust_remote_code=trust_remote_code)
                 notes.append(f"exported {model} to ONNX (unoptimized) for this run")
             if "torch" in wanted:
                 loaded = load(model, trust_remote_code=trust_remote_code, device=settings.device)

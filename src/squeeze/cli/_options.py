@@ -6,10 +6,11 @@ a command's signature and hands the command one validated ``DataSpec`` instead.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Annotated, Any
 
@@ -202,64 +203,68 @@ def with_data_options(command: Callable[..., Any] | None = None, *, required: bo
     )
 
 
-def _train_params(lr: float, epochs: float) -> list[inspect.Parameter]:
-    return [
-        option(
-            "epochs", Annotated[float, typer.Option(help="Passes over the training data.")], epochs
-        ),
-        option(
-            "max_steps",
-            Annotated[int | None, typer.Option(min=1, help="Optimizer steps; overrides --epochs.")],
-            None,
-        ),
-        option("lr", Annotated[float, typer.Option(help="Peak learning rate (AdamW).")], lr),
-        option("batch_size", Annotated[int, typer.Option(min=1, help="Examples per batch.")], 32),
-        option(
-            "grad_accum",
-            Annotated[int, typer.Option(min=1, help="Batches per optimizer step.")],
-            1,
-        ),
-        option(
-            "warmup_ratio",
-            Annotated[float, typer.Option(help="Fraction of steps spent warming up.")],
-            0.1,
-        ),
-        option("weight_decay", Annotated[float, typer.Option(help="AdamW weight decay.")], 0.01),
-        option(
-            "eval_every",
-            Annotated[
-                int | None,
-                typer.Option(min=1, help="Validate every N steps (default: every epoch)."),
-            ],
-            None,
-        ),
-        option(
-            "mixed_precision",
-            Annotated[
-                str, typer.Option(help="auto (bf16/fp16 on CUDA, off on CPU), no, fp16 or bf16.")
-            ],
-            "auto",
-        ),
-        option(
-            "seed", Annotated[int, typer.Option(help="Seed for initialisation and shuffling.")], 0
-        ),
-    ]
+def _field_option(f: Any, annotation: Any) -> inspect.Parameter:
+    """A Typer option for one config field: its flag, type and help, showing the config's
+    default. The option itself defaults to None ("not given"), so the config's own default is
+    the only one."""
+    from squeeze.config import _base_type, show_value
+
+    kind, _ = _base_type(annotation)
+    declared = f.metadata.get("flag")
+    decls = [declared] if declared else []
+    help_text = f.metadata.get("help", "")
+    if f.default is not dataclasses.MISSING and f.default not in (None, ()):
+        help_text += f"  [default: {show_value(f.default)}]"
+    choices = f.metadata.get("choices")
+    option_type: Any = list[str] if kind is tuple else kind
+    # Choices are shown, not enforced by click: the config checks them, so a bad value gets the
+    # same one-line message as in a recipe.
+    metavar = {"metavar": "|".join(choices)} if choices else {}
+    info = typer.Option(*decls, help=help_text, **metavar)
+    return option(f.name, Annotated[option_type | None, info], None)
 
 
-def with_train_options(*, lr: float, epochs: float) -> Callable[[Callable[..., Any]], Any]:
-    """Add the training flags (shared by every command that trains) and pass the command
-    ``train_config: TrainConfig``; ``lr`` and ``epochs`` are the command's own defaults."""
+def config_params(*classes: type, skip: Sequence[str] = ()) -> list[inspect.Parameter]:
+    """One option per field of the config classes (shared fields once), in field order."""
+    from squeeze.config import field_types, fields_of
+
+    params: dict[str, inspect.Parameter] = {}
+    for cls in classes:
+        hints = field_types(cls)
+        for f in fields_of(cls):
+            if f.name not in skip and f.name not in params:
+                params[f.name] = _field_option(f, hints[f.name])
+    return list(params.values())
+
+
+def given_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The options the user gave (None = not given), as config values."""
+    given = {}
+    for name, value in values.items():
+        if value is not None:
+            given[name] = tuple(value) if isinstance(value, list) else value
+    return given
+
+
+def with_fields(*classes: type, name: str = "given") -> Any:
+    """Add an option per field of the config classes and pass the command ``name=`` a dict of
+    the fields the user gave (for commands that choose the class from another option)."""
+    return lambda command: inject_options(command, name, config_params(*classes), given_values)
+
+
+def with_config(cls: type, *, name: str = "config", skip: Sequence[str] = ()) -> Any:
+    """Add an option per field of ``cls`` and pass the command ``name=`` the built config."""
 
     def build(values: dict[str, Any]) -> Any:
-        from squeeze.train import TrainConfig
+        from squeeze.config import build as build_config
 
-        return TrainConfig(**values)
+        return build_config(cls, given_values(values))
 
-    return lambda command: inject_options(command, "train_config", _train_params(lr, epochs), build)
+    return lambda command: inject_options(command, name, config_params(cls, skip=skip), build)
 
 
 def _build_spec(values: dict[str, Any]) -> Any:
-    from squeeze.data import DataSpec
+    from squeeze.dataspec import DataSpec
 
     return DataSpec(
         source=values["data_source"],

@@ -15,7 +15,7 @@ from squeeze.cli._options import (
     with_data_options,
 )
 from squeeze.cli._render import print_json, print_notes, print_table, progress_factory
-from squeeze.data import DataSpec
+from squeeze.dataspec import DataSpec
 
 
 @with_data_options

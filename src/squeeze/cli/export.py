@@ -1,40 +1,17 @@
-"""``squeeze export``: a validated ONNX export for deployment."""
+"""``squeeze export``: a validated ONNX export for deployment (options: ``ExportConfig``)."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
-from squeeze.cli._options import JsonOpt, ModelArg, OutOpt, OverwriteOpt, TrustOpt
+from squeeze.cli._options import JsonOpt, ModelArg, OutOpt, OverwriteOpt, TrustOpt, with_config
 from squeeze.cli._render import fmt_bytes, print_json, print_notes, print_table
+from squeeze.export.method import ExportConfig
 
 
+@with_config(ExportConfig)
 def export(
     model: ModelArg,
     output: OutOpt,
-    opset: Annotated[int, typer.Option(help="ONNX opset version.")] = 17,
-    dynamic: Annotated[
-        bool,
-        typer.Option(
-            "--dynamic-batch/--static-shapes",
-            help="Dynamic batch and sequence axes, or shapes fixed to --batch x --seq.",
-        ),
-    ] = True,
-    batch: Annotated[int, typer.Option(min=1, help="Batch size of a static-shape export.")] = 1,
-    seq: Annotated[
-        int, typer.Option(min=2, help="Sequence length of a static-shape export.")
-    ] = 128,
-    optimize: Annotated[
-        bool,
-        typer.Option(
-            help="Fuse attention/LayerNorm/GELU with onnxruntime's transformer optimizer."
-        ),
-    ] = False,
-    tolerance: Annotated[
-        float | None,
-        typer.Option(help="Max absolute logit difference to PyTorch (default: 1e-4 for fp32)."),
-    ] = None,
+    config: ExportConfig,
     overwrite: OverwriteOpt = False,
     trust_remote_code: TrustOpt = False,
     json_output: JsonOpt = False,
@@ -44,24 +21,18 @@ def export(
     The export is checked with onnx.checker and validated against PyTorch on padded batches of
     real sentences; if it disagrees beyond the tolerance nothing is written (exit 5).
     """
-    from squeeze.export.onnx import ExportConfig, export_onnx, onnx_size_stats
+    from squeeze.runner import StepOptions, run_step
 
-    config = ExportConfig(
-        opset=opset, dynamic=dynamic, batch=batch, seq_len=seq, optimize=optimize,
-        tolerance=tolerance,
-    )  # fmt: skip
-    result = export_onnx(
-        model, output, config=config, overwrite=overwrite, trust_remote_code=trust_remote_code
-    )
-    size = onnx_size_stats(result.out)
+    options = StepOptions(overwrite=overwrite, trust_remote_code=trust_remote_code)
+    result = run_step(model, config, output, options)
+    manifest = result.details["manifest"]
     if json_output:
-        print_json({**result.to_dict(), "size": size.__dict__})
+        print_json({**result.to_dict(), **manifest, "size": result.after})
         return
-    manifest = result.manifest
     shape = " x ".join(str(d) for d in manifest["inputs"][0]["shape"])
     validation = manifest["validation"]
     rows = [
-        ("saved to", str(result.onnx_path)),
+        ("saved to", f"{result.out}/{manifest['file']}"),
         ("task", manifest["task"]),
         ("inputs", f"{', '.join(i['name'] for i in manifest['inputs'])} ({shape})"),
         ("opset", str(manifest["opset"])),
@@ -74,7 +45,7 @@ def export(
             f"max |Δlogits| {validation['max_abs_diff']:.2g} <= {validation['tolerance']:g} "
             f"on {len(validation['checks'])} batches",
         ),
-        ("size on disk", fmt_bytes(size.bytes_on_disk)),
+        ("size on disk", fmt_bytes(result.after["bytes_on_disk"])),
         ("time", f"{result.seconds:.1f} s"),
     ]
     print_table("squeeze export", rows)

@@ -18,15 +18,15 @@ from squeeze.cli._options import (
     TaskOpt,
     TrustOpt,
     task_of,
+    with_config,
     with_data_options,
-    with_train_options,
 )
 from squeeze.cli._render import print_json, print_notes, print_table, progress_factory
-from squeeze.data import DataSpec
-from squeeze.train import TrainConfig
+from squeeze.dataspec import DataSpec
+from squeeze.train_config import TrainConfig
 
 
-@with_train_options(lr=5e-5, epochs=3.0)
+@with_config(TrainConfig, name="train_config")
 @with_data_options
 def finetune(
     model: ModelArg,

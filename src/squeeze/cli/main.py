@@ -19,6 +19,18 @@ from squeeze.cli import bench, distill, export, finetune, info, prune, quantize,
 from squeeze.cli import eval as eval_command
 from squeeze.errors import SqueezeError
 
+# Fields whose option is not ``--field-name`` in every command.
+_FLAG_OF = {"data": "--data", "source": "--data", "header": "--no-header"}
+
+
+def flag_namer(command: click.Command | None) -> Any:
+    """How a command's user typed each config field: its option's first flag."""
+    flags = dict(_FLAG_OF)
+    for param in command.params if command is not None else ():
+        if isinstance(param, click.Option):
+            flags[param.name or ""] = max(param.opts, key=len)
+    return lambda field: flags.get(field, "--" + field.replace("_", "-"))
+
 
 class _SqueezeGroup(TyperGroup):
     """Runs commands, turning squeeze's own errors into a message and an exit code."""
@@ -29,7 +41,8 @@ class _SqueezeGroup(TyperGroup):
         except SqueezeError as error:
             if os.environ.get("SQUEEZE_DEBUG") == "1":
                 raise
-            message = " ".join(str(error).split())
+            command = self.get_command(ctx, ctx.invoked_subcommand or "")
+            message = " ".join(error.render(flag_namer(command)).split())
             click.echo(f"error: {message}", err=True)
             ctx.exit(error.exit_code)
 
@@ -43,7 +56,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="markdown",
+    # Plain click help: it wraps help text and never cuts an option name, at any width (rich's
+    # panels cut "--finetune-ste…" at 80 columns), and needs no rich import to print.
+    rich_markup_mode=None,
 )
 
 

@@ -1,4 +1,8 @@
-"""``squeeze prune``: magnitude or structured pruning with an accuracy gate for CI."""
+"""``squeeze prune``: magnitude or structured pruning with an accuracy gate for CI.
+
+Its method options are the fields of ``MagnitudePruneConfig`` and ``StructuredPruneConfig``
+(generated, so the command and a recipe step take the same parameters with the same defaults).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ from typing import Annotated, Any
 import typer
 
 from squeeze.cli._options import (
-    BatchSizeOpt,
     DeviceOpt,
     EvalDataOpt,
     JsonOpt,
@@ -21,17 +24,15 @@ from squeeze.cli._options import (
     TrustOpt,
     optional_data_spec,
     with_data_options,
+    with_fields,
 )
-from squeeze.cli._render import (
-    fmt_bytes,
-    fmt_count,
-    print_notes,
-    progress_factory,
-    report_and_gate,
-)
+from squeeze.cli._render import fmt_bytes, fmt_count, print_notes, progress_factory, report_and_gate
 from squeeze.cli._render import stdout as console
-from squeeze.data import DataSpec
-from squeeze.errors import ConfigError
+from squeeze.dataspec import DataSpec
+from squeeze.prune.magnitude import MagnitudePruneConfig
+from squeeze.prune.structured import StructuredPruneConfig
+
+METHODS = {"magnitude": MagnitudePruneConfig, "structured": StructuredPruneConfig}
 
 
 class Method(str, Enum):
@@ -40,41 +41,14 @@ class Method(str, Enum):
 
 
 @with_data_options(required=False)
+@with_fields(*METHODS.values())
 def prune(
     model: ModelArg,
     data: DataSpec | None,
     output: OutOpt,
     method: Annotated[Method, typer.Option(help="magnitude (zeros) or structured (removal).")],
-    sparsity: Annotated[
-        float | None, typer.Option(help="magnitude: fraction of block weights to zero.")
-    ] = None,
-    scope: Annotated[
-        str, typer.Option(help="magnitude: global (one threshold) or layer (per matrix).")
-    ] = "global",
-    include: Annotated[
-        list[str] | None, typer.Option(help="magnitude: also prune params matching (fnmatch).")
-    ] = None,
-    exclude: Annotated[
-        list[str] | None, typer.Option(help="magnitude: never prune params matching (fnmatch).")
-    ] = None,
-    schedule: Annotated[
-        str, typer.Option(help="magnitude: oneshot, or cubic over --finetune-steps (Zhu & Gupta).")
-    ] = "oneshot",
-    heads: Annotated[float, typer.Option(help="structured: fraction of heads to remove.")] = 0.0,
-    ffn: Annotated[
-        float, typer.Option(help="structured: fraction of FFN neurons to remove.")
-    ] = 0.0,
-    layers: Annotated[int, typer.Option(help="structured: whole layers to drop.")] = 0,
-    importance: Annotated[
-        str | None,
-        typer.Option(help="structured: magnitude, or taylor (data-driven; default with --data)."),
-    ] = None,
+    given: dict[str, Any],
     eval_data: EvalDataOpt = None,
-    finetune_steps: Annotated[
-        int, typer.Option(min=0, help="Recovery fine-tuning steps on --data after pruning.")
-    ] = 0,
-    lr: Annotated[float, typer.Option(help="Recovery learning rate.")] = 5e-5,
-    batch_size: BatchSizeOpt = 32,
     max_length: MaxLengthOpt = 128,
     max_accuracy_drop: MaxDropOpt = None,
     device: DeviceOpt = "cpu",
@@ -90,40 +64,21 @@ def prune(
     --data, accuracy is measured before and after on held-out data and --finetune-steps recovers
     it on the training part.
     """
+    from squeeze.config import build, fields_of
     from squeeze.device import resolve_device
-    from squeeze.prune.magnitude import MagnitudePruneConfig
-    from squeeze.prune.run import prune_checkpoint
-    from squeeze.prune.structured import StructuredPruneConfig
-    from squeeze.train import TrainConfig
+    from squeeze.errors import ConfigError
+    from squeeze.runner import StepOptions, run_step
 
-    config: Any
-    structural = {"--heads": heads, "--ffn": ffn, "--layers": layers, "--importance": importance}
-    if method is Method.magnitude:
-        given = [flag for flag, value in structural.items() if value]
-        if given:
-            raise ConfigError(f"{', '.join(given)} go with --method structured")
-        if sparsity is None:
-            raise ConfigError("--method magnitude needs --sparsity, e.g. --sparsity 0.5")
-        config = MagnitudePruneConfig(
-            sparsity=sparsity,
-            scope=scope,
-            include=tuple(include or ()),
-            exclude=tuple(exclude or ()),
-        )
-    else:
-        if sparsity is not None or include or exclude:
-            raise ConfigError("--sparsity, --include and --exclude go with --method magnitude")
-        chosen = importance or ("taylor" if data is not None else "magnitude")
-        config = StructuredPruneConfig(heads=heads, ffn=ffn, layers=layers, importance=chosen)
-    result = prune_checkpoint(
-        model,
-        output,
-        config,
+    cls = METHODS[method.value]
+    own = {f.name for f in fields_of(cls)}
+    stray = [name for name in given if name not in own]
+    if stray:
+        flags = ", ".join("--" + name.replace("_", "-") for name in stray)
+        other = next(m for m in METHODS if m != method.value)
+        raise ConfigError(f"{flags} go with --method {other}")
+    options = StepOptions(
         data=data,
         eval_data=optional_data_spec(data, eval_data),
-        finetune_steps=finetune_steps,
-        train_config=TrainConfig(lr=lr, batch_size=batch_size, warmup_ratio=0.05),
-        schedule=schedule,
         max_length=max_length,
         max_accuracy_drop=max_accuracy_drop,
         overwrite=overwrite,
@@ -131,6 +86,7 @@ def prune(
         device=resolve_device(device),
         progress=progress_factory(quiet),
     )
+    result = run_step(model, build(cls, given), output, options)
     report_and_gate(result, json_output, _render, output)
 
 
@@ -158,11 +114,9 @@ def _render(result: Any) -> None:
             mb.name, f"{mb.value:.4f}", f"{ma.value:.4f}", f"{0.0 - result.drop_points:+.2f} pts"
         )
     console.print(table)
-    extra = (
-        f"sparsity {result.sparsity:.1%} of block weights, " if result.sparsity is not None else ""
-    )
-    loads = (
-        "plain transformers and squeeze" if result.plain_transformers else "squeeze (squeeze.json)"
-    )
+    sparsity = result.details.get("sparsity")
+    extra = f"sparsity {sparsity:.1%} of block weights, " if sparsity is not None else ""
+    plain = result.details.get("loads_with_plain_transformers", True)
+    loads = "plain transformers and squeeze" if plain else "squeeze (squeeze.json)"
     console.print(f"{extra}{result.seconds:.1f} s; output loads with {loads}")
     print_notes(result.notes)

@@ -17,6 +17,7 @@ from squeeze.cli._options import (
     QuietOpt,
     TrustOpt,
     optional_data_spec,
+    with_config,
     with_data_options,
 )
 from squeeze.cli._render import (
@@ -27,39 +28,21 @@ from squeeze.cli._render import (
     report_and_gate,
 )
 from squeeze.cli._render import stdout as console
-from squeeze.data import DataSpec
+from squeeze.dataspec import DataSpec
+from squeeze.quantize.method import QuantizeConfig
 
 
 @with_data_options(required=False)
+@with_config(QuantizeConfig)
 def quantize(
     model: ModelArg,
     data: DataSpec | None,
     output: OutOpt,
-    dtype: Annotated[str, typer.Option(help="int8, int4, fp16 or bf16.")],
-    backend: Annotated[
-        str | None,
-        typer.Option(
-            help="onnxruntime (int8 default), torch (fp16/bf16 default; int8 via torchao) or "
-            "bitsandbytes (int4 default; int8 = LLM.int8)."
-        ),
-    ] = None,
-    bnb_4bit_type: Annotated[str, typer.Option(help="int4: nf4 or fp4.")] = "nf4",
-    static: Annotated[
-        bool, typer.Option(help="int8: calibrate activations on data (QDQ) instead of dynamic.")
-    ] = False,
+    config: QuantizeConfig,
     calibration_data: Annotated[
         str | None,
         typer.Option(help="Calibration samples (default: the training part of --data)."),
     ] = None,
-    calibration_samples: Annotated[int, typer.Option(help="Samples for calibration.")] = 128,
-    calibration_method: Annotated[
-        str, typer.Option(help="minmax, entropy or percentile.")
-    ] = "minmax",
-    per_channel: Annotated[bool, typer.Option(help="int8: one scale per output channel.")] = False,
-    optimize: Annotated[
-        bool,
-        typer.Option(help="Fuse attention before dynamic int8 (QAttention; on by default)."),
-    ] = True,
     eval_data: EvalDataOpt = None,
     max_length: MaxLengthOpt = 128,
     max_accuracy_drop: MaxDropOpt = None,
@@ -80,23 +63,9 @@ def quantize(
     agreement); with --data, accuracy before and after is measured on held-out data in the
     deployed format.
     """
-    from squeeze.quantize.config import QuantizeConfig
-    from squeeze.quantize.run import quantize_checkpoint
+    from squeeze.runner import StepOptions, run_step
 
-    config = QuantizeConfig(
-        dtype=dtype,
-        backend=backend,
-        static=static,
-        calibration_method=calibration_method,
-        calibration_samples=calibration_samples,
-        per_channel=per_channel,
-        optimize=optimize,
-        bnb_4bit_type=bnb_4bit_type,
-    )
-    result = quantize_checkpoint(
-        model,
-        output,
-        config,
+    options = StepOptions(
         data=data,
         eval_data=optional_data_spec(data, eval_data),
         calibration_data=optional_data_spec(data, calibration_data)
@@ -108,6 +77,7 @@ def quantize(
         trust_remote_code=trust_remote_code,
         progress=progress_factory(quiet),
     )
+    result = run_step(model, config, output, options)
     report_and_gate(result, json_output, _render, output)
 
 
@@ -115,8 +85,6 @@ def _standalone(source: str | None) -> Any:
     """--calibration-data without --data: read it with inferred columns."""
     if source is None:
         return None
-    from squeeze.data import DataSpec
-
     return DataSpec(source)
 
 
@@ -124,7 +92,8 @@ def _render(result: Any) -> None:
     from rich.table import Table
 
     mode = result.config["dtype"] + (" static" if result.config["static"] else "")
-    table = Table(title=f"squeeze quantize ({mode}, {result.backend})", title_justify="left")
+    backend = result.details["backend"]
+    table = Table(title=f"squeeze quantize ({mode}, {backend})", title_justify="left")
     for column in ("", "before", "after", "change"):
         table.add_column(column, justify="left" if not column else "right")
     before, after = result.before, result.after or result.before
@@ -143,10 +112,10 @@ def _render(result: Any) -> None:
             mb.name, f"{mb.value:.4f}", f"{ma.value:.4f}", f"{0.0 - result.drop_points:+.2f} pts"
         )
     console.print(table)
-    agree = result.agreement
+    agree = result.details["agreement"]
     console.print(
-        f"agreement with the original on {agree.n_predictions} predictions: top-1 "
-        f"{agree.top1_agreement:.2%}, max |Δlogit| {agree.max_abs_diff:.3g}, mean "
-        f"{agree.mean_abs_diff:.3g}; {result.seconds:.1f} s"
+        f"agreement with the original on {agree['n_predictions']} predictions: top-1 "
+        f"{agree['top1_agreement']:.2%}, max |Δlogit| {agree['max_abs_diff']:.3g}, mean "
+        f"{agree['mean_abs_diff']:.3g}; {result.seconds:.1f} s"
     )
     print_notes(result.notes)

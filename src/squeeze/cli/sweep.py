@@ -28,7 +28,7 @@ from squeeze.cli._options import (
 )
 from squeeze.cli._render import print_json, progress_factory, stderr
 from squeeze.cli._render import stdout as console
-from squeeze.data import DataSpec
+from squeeze.dataspec import DataSpec
 from squeeze.errors import ConfigError, GateError
 
 
@@ -189,8 +189,9 @@ def run(
     measure all of them the same way against the baseline, and write results.json, a report
     (Markdown, CSV, plots, HTML) and the selected artifact to -o.
 
-    Steps: magnitude(sparsity=0.5), structured(heads=0.3, ffn=0.5, layers=0, finetune_steps=0),
-    distill(layers=N | after a prune, steps=300), quantize(int8[, onnxruntime|torch]), export().
+    Steps take the options of their commands, as key=value: magnitude(sparsity=0.5),
+    structured(heads=0.3, ffn=0.5, finetune_steps=100), distill(student_layers=N, or after a
+    prune step; max_steps=300), quantize(int8[, onnxruntime|torch|bitsandbytes]), export().
     """
     from squeeze.sweep.recipe import Plan, load_plan, variants_from
 
@@ -235,7 +236,7 @@ def grid(
         if h or f
     ]
     if distill_steps:
-        prunes = [f"{p} -> distill(steps={distill_steps})" for p in prunes]
+        prunes = [f"{p} -> distill(max_steps={distill_steps})" for p in prunes]
     tails = [None, *(f"quantize({d})" for d in dtypes)]
     chains = []
     for prune in [None, *prunes]:

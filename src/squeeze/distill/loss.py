@@ -7,52 +7,9 @@ works for any depths, including a student cut from the teacher with ``--student-
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from squeeze.errors import ConfigError
-
-PROJECTIONS = ("none", "learned", "fixed")
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    """How much each signal counts.
-
-    ``temperature`` softens both distributions; the KL term is scaled by T^2 so its gradients keep
-    the size of the task loss's (Hinton et al. 2015). ``projection`` maps student hidden states
-    into the teacher's width when they differ: ``learned`` trains a linear map with the student,
-    ``fixed`` uses a seeded random orthogonal one.
-    """
-
-    temperature: float = 2.0
-    kd_weight: float = 1.0
-    task_weight: float = 0.5
-    hidden_weight: float = 0.0
-    attention_weight: float = 0.0
-    projection: str = "none"
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.temperature <= 0:
-            problems.append("--temperature must be > 0")
-        weights = (self.kd_weight, self.task_weight, self.hidden_weight, self.attention_weight)
-        if min(weights) < 0:
-            problems.append("loss weights must be >= 0")
-        elif sum(weights) == 0:
-            problems.append("at least one loss weight must be > 0")
-        if self.projection not in PROJECTIONS:
-            problems.append(f"--projection must be one of {', '.join(PROJECTIONS)}")
-        if problems:
-            raise ConfigError("; ".join(problems))
-
-    @property
-    def needs_hidden(self) -> bool:
-        return self.hidden_weight > 0
-
-    @property
-    def needs_attentions(self) -> bool:
-        return self.attention_weight > 0
+from squeeze.errors import ConfigError, Problem
 
 
 def layer_map(student_layers: int, teacher_layers: int) -> list[int]:
@@ -122,8 +79,12 @@ def projection(student_width: int, teacher_width: int, kind: str, seed: int) -> 
         return None
     if kind == "none":
         raise ConfigError(
-            f"student hidden size {student_width} differs from the teacher's {teacher_width}: "
-            "hidden-state matching needs --projection learned or fixed"
+            [
+                Problem(
+                    f"student hidden size {student_width} differs from the teacher's "
+                    f"{teacher_width}: hidden-state matching needs {{projection}} learned or fixed"
+                )
+            ]
         )
     layer = torch.nn.Linear(student_width, teacher_width, bias=False)
     generator = torch.Generator().manual_seed(seed)

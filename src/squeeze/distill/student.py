@@ -8,44 +8,24 @@ recovering its accuracy (``--from-pruned``; magnitude-pruned zeros stay zero whi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from squeeze.checkpoint import load, resolve_local
-from squeeze.distill.loss import DistillConfig, projection
-from squeeze.errors import CheckpointError, ConfigError
+from squeeze.config import literal
+from squeeze.distill.loss import projection
+from squeeze.distill.method import PRUNE_SUMMARY
+from squeeze.errors import CheckpointError, ConfigError, Problem
 from squeeze.prune.structured import keep_layers, layer_list
 from squeeze.types import LoadedModel, Task
 
-PRUNE_SUMMARY = "prune.json"
 
-
-@dataclass(frozen=True)
-class StudentSpec:
-    """Exactly one of the three ways to name a student."""
-
-    path: str | None = None
-    layers: int | None = None
-    pruned: str | None = None
-
-    def __post_init__(self) -> None:
-        given = [v for v in (self.path, self.layers, self.pruned) if v is not None]
-        if len(given) != 1:
-            raise ConfigError(
-                "name the student with one of --student, --student-layers or --from-pruned"
-            )
-        if self.layers is not None and self.layers < 1:
-            raise ConfigError("--student-layers must be >= 1")
-
-    def describe(self) -> str:
-        if self.layers is not None:
-            return f"{self.layers} of the teacher's layers"
-        return str(self.path or self.pruned)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "layers": self.layers, "pruned": self.pruned}
+def describe_student(config: Any) -> str:
+    """The student of a distillation config, for tables."""
+    if config.student_layers is not None:
+        return f"{config.student_layers} of the teacher's layers"
+    return str(config.student or config.from_pruned)
 
 
 def even_layers(total: int, keep: int) -> list[int]:
@@ -56,7 +36,9 @@ def even_layers(total: int, keep: int) -> list[int]:
 def _copy_of_teacher(teacher: LoadedModel, layers: int, device: str) -> tuple[LoadedModel, str]:
     total = len(layer_list(teacher.model, teacher.family))
     if layers >= total:
-        raise ConfigError(f"--student-layers {layers} must be below the teacher's {total} layers")
+        raise ConfigError(
+            [Problem(f"{{student_layers}} {layers} must be below the teacher's {total} layers")]
+        )
     student = load(teacher.path or teacher.source, task=teacher.task, device=device)
     keep = even_layers(total, layers)
     keep_layers(student.model, student.family, keep)
@@ -100,23 +82,27 @@ def _check_compatible(teacher: LoadedModel, student: LoadedModel, name: str) -> 
 
 
 def build_student(
-    spec: StudentSpec, teacher: LoadedModel, *, trust_remote_code: bool = False, device: str
+    config: Any, teacher: LoadedModel, *, trust_remote_code: bool = False, device: str
 ) -> tuple[LoadedModel, dict[str, Any] | None, list[str]]:
     """Load or derive the student; return it, masks to keep (magnitude-pruned), and notes.
 
     Raises:
         ConfigError: a student that cannot learn from this teacher (tokenizer, labels, depth).
-        CheckpointError: a --from-pruned folder that is not a squeeze prune output.
+        CheckpointError: a from_pruned folder that is not a squeeze prune output.
     """
-    if spec.layers is not None:
-        student, note = _copy_of_teacher(teacher, spec.layers, device)
+    if config.student_layers is not None:
+        student, note = _copy_of_teacher(teacher, config.student_layers, device)
         return student, None, [note]
-    path = spec.path or spec.pruned
+    path = config.student or config.from_pruned
     local = resolve_local(path)
-    if spec.pruned is not None and (local is None or not (local / PRUNE_SUMMARY).is_file()):
+    if config.from_pruned is not None and (local is None or not (local / PRUNE_SUMMARY).is_file()):
         raise CheckpointError(
-            f"--from-pruned {path} is not a squeeze prune output (no {PRUNE_SUMMARY}); "
-            "pass it as --student instead"
+            [
+                Problem(
+                    f"{{from_pruned}} {literal(str(path))} is not a squeeze prune output (no "
+                    f"{PRUNE_SUMMARY}); pass it as {{student}} instead"
+                )
+            ]
         )
     from squeeze.checkpoint import detect_task, read_config
 
@@ -134,7 +120,7 @@ def build_student(
     )
     _check_compatible(teacher, student, path)
     notes = list(student.notes)
-    masks = _magnitude_masks(student) if spec.pruned is not None else None
+    masks = _magnitude_masks(student) if config.from_pruned is not None else None
     if masks is not None:
         notes.append("magnitude-pruned student: its zeros are kept while it trains")
     return student, masks, notes
@@ -154,7 +140,7 @@ class DistillModule(torch.nn.Module):
     frozen.
     """
 
-    def __init__(self, student: LoadedModel, proj: Any, config: DistillConfig) -> None:
+    def __init__(self, student: LoadedModel, proj: Any, config: Any) -> None:
         super().__init__()
         self.student = student.model
         self.projection = proj
@@ -173,7 +159,7 @@ class DistillModule(torch.nn.Module):
 
 
 def distill_module(
-    student: LoadedModel, teacher: LoadedModel, config: DistillConfig, seed: int
+    student: LoadedModel, teacher: LoadedModel, config: Any, seed: int
 ) -> DistillModule:
     """Wrap the student for training against ``teacher``.
 
@@ -190,7 +176,7 @@ def distill_module(
     return DistillModule(student, proj, config)
 
 
-def teacher_outputs(teacher: LoadedModel, config: DistillConfig, inputs: dict[str, Any]) -> Any:
+def teacher_outputs(teacher: LoadedModel, config: Any, inputs: dict[str, Any]) -> Any:
     """The frozen teacher's forward on a batch (no graph kept)."""
     with torch.no_grad():
         return teacher.model(

@@ -13,10 +13,9 @@ import contextlib
 import io
 import json
 import logging
+import shutil
 import tempfile
-import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +23,12 @@ import numpy as np
 
 from squeeze import __version__
 from squeeze.arch import head_size
-from squeeze.checkpoint import atomic_output, load, resolve_local
-from squeeze.errors import CheckpointError, ConfigError, ValidationError
+from squeeze.errors import Problem, ValidationError
+from squeeze.export.method import ExportConfig
+from squeeze.export.read import MANIFEST_FILE, MODEL_FILE
 from squeeze.runtime import ort_forward, ort_session, torch_forward
-from squeeze.types import LoadedModel, SizeStats, Task
+from squeeze.types import LoadedModel, Task
 
-MODEL_FILE = "model.onnx"
-MANIFEST_FILE = "manifest.json"
 # Absolute logit tolerance by parameter dtype; half precision rounds at ~1e-3 relative.
 DEFAULT_TOLERANCE = {"float32": 1e-4, "float16": 2e-2, "bfloat16": 5e-2}
 
@@ -43,52 +41,6 @@ VALIDATION_TEXTS = (
     "The plot is thin and the jokes are thinner.",
     "Not bad at all!",
 )
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    """How to export.
-
-    Attributes:
-        opset: ONNX opset version.
-        dynamic: Dynamic batch and sequence axes; otherwise fixed to ``batch`` x ``seq_len``.
-        batch: Batch size of a static-shape export.
-        seq_len: Sequence length of a static-shape export.
-        optimize: Fuse with onnxruntime's transformer optimizer and deploy the fused graph.
-        tolerance: Maximum absolute logit difference to PyTorch; None = by dtype.
-    """
-
-    opset: int = 17
-    dynamic: bool = True
-    batch: int = 1
-    seq_len: int = 128
-    optimize: bool = False
-    tolerance: float | None = None
-
-    def __post_init__(self) -> None:
-        if not 14 <= self.opset <= 21:
-            raise ConfigError(f"--opset must be between 14 and 21, not {self.opset}")
-        if self.batch < 1 or self.seq_len < 2:
-            raise ConfigError("static shapes need --batch >= 1 and --seq >= 2")
-        if self.tolerance is not None and self.tolerance <= 0:
-            raise ConfigError(f"--tolerance must be > 0, not {self.tolerance}")
-
-
-@dataclass
-class ExportResult:
-    """The export folder and the evidence that it is right."""
-
-    out: Path
-    manifest: dict[str, Any]
-    seconds: float
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def onnx_path(self) -> Path:
-        return self.out / MODEL_FILE
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"out": str(self.out), "seconds": self.seconds, "notes": self.notes, **self.manifest}
 
 
 class _LogitsOnly:
@@ -177,9 +129,14 @@ def validate(
         checks.append({"batch": name, "max_abs_diff": diff})
         if not diff <= tolerance:
             raise ValidationError(
-                f"ONNX export disagrees with PyTorch: logits differ by up to {diff:.3g} on the "
-                f"'{name}' batch (tolerance {tolerance:g}); try without --optimize, another "
-                "--opset, or a larger --tolerance if the difference is acceptable"
+                [
+                    Problem(
+                        f"ONNX export disagrees with PyTorch: logits differ by up to {diff:.3g} "
+                        f"on the '{name}' batch (tolerance {tolerance:g}); try without "
+                        "{optimize}, another {opset}, or a larger {tolerance} if the difference "
+                        "is acceptable"
+                    )
+                ]
             )
     return checks
 
@@ -312,127 +269,52 @@ def _manifest(
     }
 
 
-def export_onnx(
-    source: str | Path,
-    out: str | Path,
-    *,
-    config: ExportConfig = ExportConfig(),
-    overwrite: bool = False,
-    trust_remote_code: bool = False,
-) -> ExportResult:
-    """Export, check, optionally optimize and validate; write the folder only if all pass.
+def write_export(
+    loaded: LoadedModel, folder: Path, config: ExportConfig
+) -> tuple[dict[str, Any], list[str]]:
+    """Trace, check, optionally fuse and validate ``loaded`` into ``folder`` (which exists).
 
-    The folder holds ``model.onnx``, the tokenizer, ``config.json`` (labels) and
-    ``manifest.json`` (inputs, outputs, shapes, validation figures, versions).
+    The folder gets ``model.onnx``, the tokenizer, ``config.json`` (labels) and
+    ``manifest.json`` (inputs, outputs, shapes, validation figures, versions). Switches the
+    model to eager attention: its traced MatMul/Softmax is what the optimizer fuses; SDPA's is not.
+
+    Returns:
+        The manifest and notes.
 
     Raises:
         ValidationError: the checker or the comparison with PyTorch failed.
     """
     import onnx
 
-    start = time.perf_counter()
-    with atomic_output(out, overwrite=overwrite, inputs=[resolve_local(source)]) as tmp:
-        loaded = load(source, trust_remote_code=trust_remote_code)
-        # Eager attention traces to plain MatMul/Softmax, which the optimizer fuses; SDPA does not.
-        loaded.model.set_attn_implementation("eager")
-        tolerance = config.tolerance or DEFAULT_TOLERANCE.get(_dtype(loaded), 1e-4)
-        path = tmp / MODEL_FILE
-        _trace(loaded, path, config)
-        try:
-            onnx.checker.check_model(str(path))
-        except onnx.checker.ValidationError as e:
-            raise ValidationError(
-                f"onnx.checker rejected the export: {str(e).splitlines()[0]}"
-            ) from e
-        fused = _optimize(loaded, path) if config.optimize else None
-        checks = validate(path, loaded, config, tolerance)
-        manifest = _manifest(loaded, config, checks, tolerance, fused)
-        loaded.tokenizer.save_pretrained(tmp)
-        loaded.config.save_pretrained(tmp)
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
-    notes = list(loaded.notes)
+    loaded.model.set_attn_implementation("eager")
+    tolerance = config.tolerance or DEFAULT_TOLERANCE.get(_dtype(loaded), 1e-4)
+    path = folder / MODEL_FILE
+    _trace(loaded, path, config)
+    try:
+        onnx.checker.check_model(str(path))
+    except onnx.checker.ValidationError as e:
+        raise ValidationError(f"onnx.checker rejected the export: {str(e).splitlines()[0]}") from e
+    fused = _optimize(loaded, path) if config.optimize else None
+    checks = validate(path, loaded, config, tolerance)
+    manifest = _manifest(loaded, config, checks, tolerance, fused)
+    loaded.tokenizer.save_pretrained(folder)
+    loaded.config.save_pretrained(folder)
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    notes = []
     if config.optimize and not any(op.endswith("Attention") for op in fused or {}):
         notes.append(
             f"onnxruntime's optimizer fused no attention for {loaded.family.family} "
             f"({', '.join(fused or {}) or 'nothing fused'})"
         )
-    return ExportResult(
-        out=Path(out), manifest=manifest, seconds=time.perf_counter() - start, notes=notes
-    )
+    return manifest, notes
 
 
-@dataclass
-class ExportedModel:
-    """An export folder opened for inference: the session plus what the manifest says."""
-
-    folder: Path
-    manifest: dict[str, Any]
-    tokenizer: Any
-    session: Any
-
-    @property
-    def task(self) -> Task:
-        return Task(self.manifest["task"])
-
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        return tuple(spec["name"] for spec in self.manifest["inputs"])
-
-    @property
-    def label2id(self) -> dict[str, int] | None:
-        labels = self.manifest["labels"]
-        return {name: i for i, name in enumerate(labels)} if labels else None
-
-
-def export_folder(path: str | Path) -> Path | None:
-    """The export folder ``path`` names (the folder or its model.onnx), or None if not ONNX.
-
-    Raises:
-        CheckpointError: an ``.onnx`` file without the manifest ``squeeze export`` writes.
-    """
-    path = Path(path).expanduser()
-    folder = path.parent if path.suffix == ".onnx" else path
-    if (folder / MANIFEST_FILE).is_file() and (folder / MODEL_FILE).is_file():
-        return folder
-    if path.suffix == ".onnx":
-        raise CheckpointError(
-            f"{path} has no {MANIFEST_FILE} beside it; squeeze needs the folder written by "
-            "`squeeze export` (it names the inputs, task and tokenizer)"
-        )
-    return None
-
-
-def load_export(folder: Path, *, device: str = "cpu", threads: int | None = None) -> ExportedModel:
-    """Open an export folder: its session (on ``device``), tokenizer and manifest."""
-    from transformers import AutoTokenizer
-
-    from squeeze.checkpoint import quiet_transformers
-
-    quiet_transformers()
-    try:
-        manifest = json.loads((folder / MANIFEST_FILE).read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{folder / MANIFEST_FILE} is not valid JSON ({e.msg})") from e
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{folder} has no usable tokenizer ({e})") from e
-    session = ort_session(folder / MODEL_FILE, device=device, threads=threads)
-    return ExportedModel(folder=folder, manifest=manifest, tokenizer=tokenizer, session=session)
-
-
-def onnx_size_stats(folder: Path) -> SizeStats:
-    """Parameters (initializer elements, all and non-zero) and bytes of the ONNX file(s)."""
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(folder / MODEL_FILE))
-    total = nonzero = 0
-    for initializer in model.graph.initializer:
-        values = numpy_helper.to_array(initializer)
-        total += values.size
-        nonzero += int(np.count_nonzero(values))
-    # External-data exports keep weights beside the graph; count every file of the model.
-    files = [folder / MODEL_FILE, *folder.glob("*.onnx.data"), *folder.glob("*.onnx_data")]
-    on_disk = sum(f.stat().st_size for f in files if f.is_file())
-    return SizeStats(params_total=total, params_nonzero=nonzero, bytes_on_disk=on_disk)
+def derive_export(exported: Path, folder: Path, manifest_update: dict[str, Any]) -> dict[str, Any]:
+    """Finish an export folder whose model.onnx was derived from ``exported``'s (quantized or
+    converted): copy the tokenizer and config, write the updated manifest; return it."""
+    for item in exported.iterdir():
+        if item.name not in (MODEL_FILE, MANIFEST_FILE):
+            shutil.copy2(item, folder / item.name)
+    manifest = {**json.loads((exported / MANIFEST_FILE).read_text()), **manifest_update}
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    return manifest

@@ -9,36 +9,52 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from squeeze.arch import ArchSpec
-from squeeze.errors import ConfigError
+from squeeze.config import param, range_problem
+from squeeze.errors import ConfigError, Problem
+from squeeze.prune.recovery import RecoveryConfig, recover, recovery_data_problem
+from squeeze.registry import register
+from squeeze.types import StepResult
+
+if TYPE_CHECKING:
+    from squeeze.runner import StepContext
+    from squeeze.types import LoadedModel
 
 SCOPES = ("global", "layer")
+SCHEDULES = ("oneshot", "cubic")
+PRUNABLE_TASKS = ("sequence-classification", "causal-lm", "masked-lm", "base")
 
 
-@dataclass(frozen=True)
-class MagnitudePruneConfig:
-    """Which weights to zero and how many.
+@dataclass(frozen=True, kw_only=True)
+class MagnitudePruneConfig(RecoveryConfig):
+    """Which weights to zero, how many, and when.
 
-    Attributes:
-        sparsity: Fraction of the selected weights to zero.
-        scope: ``global`` ranks all selected weights together (one threshold); ``layer`` prunes
-            each weight matrix to the same fraction.
-        include: Extra parameter-name patterns (fnmatch) to prune, e.g. ``classifier.*``.
-        exclude: Parameter-name patterns to leave alone.
+    ``scope="global"`` ranks all selected weights together (one threshold); ``layer`` prunes
+    each weight matrix to the same fraction. ``schedule="cubic"`` grows sparsity over the
+    recovery steps (Zhu & Gupta 2017) instead of pruning at once.
     """
 
-    sparsity: float
-    scope: str = "global"
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
+    positional: ClassVar[tuple[str, ...]] = ("sparsity",)
 
-    def __post_init__(self) -> None:
-        if not 0 < self.sparsity < 1:
-            raise ConfigError(f"--sparsity must be between 0 and 1, not {self.sparsity}")
-        if self.scope not in SCOPES:
-            raise ConfigError(f"--scope must be one of {', '.join(SCOPES)}, not '{self.scope}'")
+    sparsity: float = param(help="Fraction of block weights to zero.")
+    scope: str = param(
+        "global", help="global (one threshold) or layer (per matrix).", choices=SCOPES
+    )
+    include: tuple[str, ...] = param((), help="Also prune params matching (fnmatch).")
+    exclude: tuple[str, ...] = param((), help="Never prune params matching (fnmatch).")
+    schedule: str = param(
+        "oneshot",
+        help="oneshot, or cubic over the recovery steps (Zhu & Gupta).",
+        choices=SCHEDULES,
+    )
+
+    def problems(self) -> list[Problem]:
+        found = range_problem("sparsity", self.sparsity, 0, 1, closed="neither")
+        if self.schedule == "cubic" and not self.finetune_steps:
+            found.append(Problem("{schedule} cubic needs {finetune_steps} > 0"))
+        return found + super().problems()
 
 
 def prunable_weights(
@@ -51,14 +67,16 @@ def prunable_weights(
     """
     prefix = f"{model.base_model_prefix}.{spec.layers}."
     chosen = {}
-    for name, param in model.named_parameters():
-        in_blocks = name.startswith(prefix) and name.endswith(".weight") and param.ndim == 2
+    for name, weight in model.named_parameters():
+        in_blocks = name.startswith(prefix) and name.endswith(".weight") and weight.ndim == 2
         if (in_blocks or any(fnmatch.fnmatch(name, p) for p in include)) and not any(
             fnmatch.fnmatch(name, p) for p in exclude
         ):
-            chosen[name] = param
+            chosen[name] = weight
     if not chosen:
-        raise ConfigError("no weights left to prune; check --include/--exclude patterns")
+        raise ConfigError(
+            [Problem("no weights left to prune; check the {include}/{exclude} patterns")]
+        )
     return chosen
 
 
@@ -101,3 +119,62 @@ def sparsity_of(weights: dict[str, Any]) -> float:
     total = sum(w.numel() for w in weights.values())
     zeros = sum(int((w == 0).sum()) for w in weights.values())
     return zeros / total
+
+
+def _masking_hook(loaded: LoadedModel, config: MagnitudePruneConfig) -> tuple[Any, Any]:
+    """Masks applied now (one-shot) or grown during recovery (cubic), the step callback that
+    keeps pruned weights at zero after every optimizer step, and the final masking."""
+    from squeeze.prune.schedule import cubic_sparsity
+
+    weights = prunable_weights(loaded.model, loaded.family, config.include, config.exclude)
+    state: dict[str, Any] = {}
+    # The cubic schedule reaches the target at 2/3 of the steps; the rest tunes a fixed mask.
+    ramp = max(1, (2 * config.finetune_steps) // 3)
+    every = max(1, ramp // 10)
+    cubic = config.schedule == "cubic"
+
+    def update(sparsity: float) -> None:
+        state["masks"] = magnitude_masks(weights, sparsity, config.scope)
+        apply_masks(weights, state["masks"])
+
+    def on_step(step: Any) -> None:
+        if cubic and step.step <= ramp and step.step % every == 0:
+            update(cubic_sparsity(step.step, ramp, config.sparsity))
+        elif "masks" in state:
+            apply_masks(weights, state["masks"])
+
+    def finish() -> None:
+        """Final masks: the target for cubic; for one-shot, the masks fixed at the start."""
+        if cubic:
+            update(config.sparsity)
+        else:
+            apply_masks(weights, state["masks"])
+
+    if not cubic:
+        update(config.sparsity)
+    return on_step, finish
+
+
+@register(
+    MagnitudePruneConfig,
+    name="magnitude",
+    help="zero the smallest block weights (smaller zipped, not faster)",
+    summary="prune.json",
+    tasks=PRUNABLE_TASKS,
+    data_problem=recovery_data_problem,
+    zipped_size=True,
+)
+def magnitude(loaded: LoadedModel, config: MagnitudePruneConfig, ctx: StepContext) -> StepResult:
+    """Zero weights (now, or along the cubic schedule while recovering), keep them zero."""
+    on_step, finish = _masking_hook(loaded, config)
+    notes = [n for n in (recover(loaded, config, ctx, on_step),) if n]
+    finish()
+    weights = prunable_weights(loaded.model, loaded.family, config.include, config.exclude)
+    notes.append(
+        "unstructured zeros shrink the compressed size, not the dense file or dense latency"
+    )
+    return StepResult(
+        model=loaded,
+        details={"sparsity": sparsity_of(weights), "loads_with_plain_transformers": True},
+        notes=notes,
+    )

@@ -12,10 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from squeeze.arch import ArchSpec, ffn_width, head_size, kv_heads
-from squeeze.errors import ConfigError
+from squeeze.config import at_least, param, range_problem
+from squeeze.errors import ConfigError, Problem
+from squeeze.prune.magnitude import PRUNABLE_TASKS
+from squeeze.prune.recovery import RecoveryConfig, recover, recovery_data_problem
+from squeeze.registry import register
+from squeeze.types import StepResult
+
+if TYPE_CHECKING:
+    from squeeze.runner import StepContext
+    from squeeze.types import LoadedModel
 
 SHAPES_FILE = "squeeze.json"
 
@@ -187,34 +196,35 @@ def apply_shapes(model: Any, spec: ArchSpec, config: Any, shapes: list[LayerShap
 IMPORTANCE_METHODS = ("magnitude", "taylor")
 
 
-@dataclass(frozen=True)
-class StructuredPruneConfig:
-    """How much structure to remove.
+@dataclass(frozen=True, kw_only=True)
+class StructuredPruneConfig(RecoveryConfig):
+    """How much structure to remove, and how to rank it.
 
-    Attributes:
-        heads: Fraction of attention heads (key/value groups) to remove from every kept layer.
-        ffn: Fraction of FFN neurons to remove from every kept layer.
-        layers: Whole layers to drop.
-        importance: ``magnitude`` (weights only) or ``taylor`` (needs data).
+    ``importance`` None means taylor when there is data and magnitude otherwise: data-driven
+    scores are better (Michel et al. 2019), weights alone need nothing.
     """
 
-    heads: float = 0.0
-    ffn: float = 0.0
-    layers: int = 0
-    importance: str = "magnitude"
+    heads: float = param(0.0, help="Fraction of attention heads to remove.")
+    ffn: float = param(0.0, help="Fraction of FFN neurons to remove.")
+    layers: int = param(0, help="Whole layers to drop.")
+    importance: str | None = param(
+        None,
+        help="magnitude, or taylor (data-driven; the default with data).",
+        choices=IMPORTANCE_METHODS,
+    )
+    importance_batches: int = param(16, help="Batches of training data for taylor importance.")
 
-    def __post_init__(self) -> None:
-        problems = []
-        if not 0 <= self.heads < 1 or not 0 <= self.ffn < 1:
-            problems.append("--heads and --ffn are fractions in [0, 1)")
-        if self.layers < 0:
-            problems.append("--layers must be >= 0")
+    def problems(self) -> list[Problem]:
+        found = range_problem("heads", self.heads, 0, 1, closed="low")
+        found += range_problem("ffn", self.ffn, 0, 1, closed="low")
+        found += at_least("layers", self.layers, 0)
+        found += at_least("importance_batches", self.importance_batches, 1)
         if not (self.heads or self.ffn or self.layers):
-            problems.append("structured pruning needs --heads, --ffn or --layers")
-        if self.importance not in IMPORTANCE_METHODS:
-            problems.append(f"--importance must be one of {', '.join(IMPORTANCE_METHODS)}")
-        if problems:
-            raise ConfigError("; ".join(problems))
+            found.append(Problem("structured pruning needs {heads}, {ffn} or {layers}"))
+        return found + super().problems()
+
+    def importance_for(self, has_data: bool) -> str:
+        return self.importance or ("taylor" if has_data else "magnitude")
 
 
 def _top(scores: Any, keep: int) -> list[int]:
@@ -239,7 +249,9 @@ def prune_structured(
     blocks = list(layer_list(model, spec))
     n_layers = len(blocks)
     if config.layers >= n_layers:
-        raise ConfigError(f"--layers {config.layers} would remove all {n_layers} layers")
+        raise ConfigError(
+            [Problem(f"{{layers}} {config.layers} would remove all {n_layers} layers")]
+        )
     notes = []
     if importance.layers is None:
         # Without data, drop the top layers: Sajjad et al. (2020) found that costs least.
@@ -278,3 +290,40 @@ def prune_structured(
     shapes = current_shapes(model, spec, model_config)
     expressible = describe_config(model_config, spec, shapes)
     return shapes, expressible, notes
+
+
+def _data_problem(config: StructuredPruneConfig, given: Any) -> str | None:
+    if config.importance == "taylor" and "data" not in given:
+        return "{importance} taylor needs {data} (it scores units by gradients on it)"
+    return recovery_data_problem(config, given)
+
+
+@register(
+    StructuredPruneConfig,
+    name="structured",
+    help="remove heads, FFN neurons and layers (fewer parameters, faster)",
+    summary="prune.json",
+    tasks=PRUNABLE_TASKS,
+    data_problem=_data_problem,
+    zipped_size=True,
+)
+def structured(loaded: LoadedModel, config: StructuredPruneConfig, ctx: StepContext) -> StepResult:
+    """Rank units, slice the least important away, then recover."""
+    from squeeze.prune.importance import magnitude_importance, taylor_importance
+
+    method = config.importance_for(ctx.data.given)
+    if method == "taylor":
+        importance = taylor_importance(
+            loaded.model, loaded.family, loaded.config, loaded.task, ctx.data.training(loaded),
+            max_batches=config.importance_batches, device=ctx.device,
+        )  # fmt: skip
+    else:
+        importance = magnitude_importance(loaded.model, loaded.family, loaded.config)
+    shapes, plain, notes = prune_structured(loaded.model, loaded.family, config, importance)
+    loaded.shapes = shapes
+    notes += [n for n in (recover(loaded, config, ctx),) if n]
+    return StepResult(
+        model=loaded,
+        details={"importance": method, "loads_with_plain_transformers": plain},
+        notes=notes,
+    )

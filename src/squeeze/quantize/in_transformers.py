@@ -14,11 +14,14 @@ so ``transformers`` (and ``squeeze.load``) reload it as it was saved.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from squeeze.checkpoint import auto_class, quiet_quantizer_imports, quiet_transformers
-from squeeze.errors import UnsupportedError
-from squeeze.types import LoadedModel
+from squeeze.errors import Problem, UnsupportedError
+from squeeze.types import LoadedModel, SizeStats, StepResult
+
+if TYPE_CHECKING:
+    from squeeze.runner import StepContext
 
 # Task heads stay in full precision: they are tiny, sensitive, and often narrower than the
 # 4-bit block size (a 2-label classifier has 2 outputs).
@@ -29,25 +32,6 @@ HEAD_MODULES = (
 BNB_4BIT_BLOCK = 64
 
 
-def quantization_config(dtype: str, backend: str, bnb_4bit_type: str) -> Any:
-    import torch
-    from transformers import BitsAndBytesConfig, TorchAoConfig
-
-    if backend == "torch":
-        with quiet_quantizer_imports():
-            from torchao.quantization import Int8DynamicActivationInt8WeightConfig
-
-        return TorchAoConfig(quant_type=Int8DynamicActivationInt8WeightConfig())
-    if dtype == "int8":
-        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(HEAD_MODULES))
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type=bnb_4bit_type,
-        bnb_4bit_compute_dtype=torch.float32,
-        llm_int8_skip_modules=list(HEAD_MODULES),
-    )
-
-
 def check_4bit_widths(config: Any, ffn: int) -> None:
     """4-bit kernels split every row into blocks of 64: refuse widths that do not divide."""
     widths = {"hidden size": config.hidden_size, "FFN width": ffn}
@@ -55,8 +39,12 @@ def check_4bit_widths(config: Any, ffn: int) -> None:
     if bad:
         shown = ", ".join(f"{name} {width}" for name, width in bad.items())
         raise UnsupportedError(
-            f"4-bit bitsandbytes needs widths divisible by {BNB_4BIT_BLOCK}; this model has "
-            f"{shown}; use --dtype int8"
+            [
+                Problem(
+                    f"4-bit bitsandbytes needs widths divisible by {BNB_4BIT_BLOCK}; this model "
+                    f"has {shown}; use {{dtype}} int8"
+                )
+            ]
         )
 
 
@@ -64,8 +52,12 @@ def quantize_in_transformers(loaded: LoadedModel, tmp: Path, quantization: Any) 
     """Reload ``loaded``'s checkpoint quantized on the CPU and save it (with its tokenizer)."""
     if loaded.shapes is not None:
         raise UnsupportedError(
-            "this structurally pruned model has shapes only squeeze can rebuild; quantize it "
-            "with --backend onnxruntime"
+            [
+                Problem(
+                    "this structurally pruned model has shapes only squeeze can rebuild; quantize "
+                    "it with {backend} onnxruntime"
+                )
+            ]
         )
     quiet_transformers()
     method = getattr(quantization.quant_method, "value", quantization.quant_method)
@@ -80,3 +72,19 @@ def quantize_in_transformers(loaded: LoadedModel, tmp: Path, quantization: Any) 
         raise UnsupportedError(f"{method} could not quantize this model here: {first}") from e
     model.save_pretrained(tmp)
     loaded.tokenizer.save_pretrained(tmp)
+
+
+def transformers_quantized(
+    loaded: LoadedModel, ctx: StepContext, quantization: Any
+) -> tuple[StepResult, Any]:
+    """Quantize into the output through transformers; validated by reloading what was saved."""
+    from squeeze.checkpoint import load, size_stats, weight_bytes
+    from squeeze.runtime import torch_forward
+
+    quantize_in_transformers(loaded, ctx.out, quantization)
+    stats = size_stats(loaded)
+    # Packed 4-bit tensors count two weights per element: report the model's own parameter
+    # count and the bytes actually written.
+    sizes = SizeStats(stats.params_total, stats.params_nonzero, weight_bytes(ctx.out))
+    reloaded = load(ctx.out, device="cpu")
+    return StepResult(sizes=sizes), torch_forward(reloaded.model)

@@ -13,10 +13,18 @@ import io
 import logging
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from squeeze.errors import Problem, ValidationError
+from squeeze.registry import Backend, register_backend
+from squeeze.types import StepResult
 
-from squeeze.errors import ValidationError
+if TYPE_CHECKING:
+    import numpy as np
+
+    from squeeze.quantize.method import QuantizeConfig
+    from squeeze.runner import StepContext
+    from squeeze.types import LoadedModel
 
 _CALIBRATION = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
@@ -105,3 +113,59 @@ def quantize_static_int8(
             )
         except (ValueError, RuntimeError) as e:
             raise ValidationError(f"static quantization failed: {str(e).splitlines()[0]}") from e
+
+
+def _quantize(
+    loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext, agree: Any
+) -> tuple[StepResult, Any]:
+    """A validated fp32 export (fused first for dynamic int8), quantized into the output."""
+    from squeeze.data import batches
+    from squeeze.export.method import ExportConfig
+    from squeeze.export.onnx import derive_export, write_export
+    from squeeze.export.read import MODEL_FILE
+    from squeeze.runtime import ort_forward, ort_session
+
+    fused = config.optimize and not config.static
+    fp32 = ctx.scratch / "fp32"
+    fp32.mkdir()
+    _, notes = write_export(loaded, fp32, ExportConfig(optimize=fused))
+    target = ctx.out / MODEL_FILE
+    if config.static:
+        calibration = ctx.data.calibration(loaded, config.calibration_samples)
+        longest = max(len(ids) for ids in calibration.features["input_ids"])
+        feeds = [b.inputs for b in batches(calibration, 16, pad_to=longest)]
+        quantize_static_int8(
+            fp32 / MODEL_FILE, target, feeds, method=config.calibration_method,
+            per_channel=config.per_channel, workdir=ctx.scratch,
+        )  # fmt: skip
+        notes.append(f"calibrated on {len(calibration)} examples ({config.calibration_method})")
+    else:
+        quantize_dynamic_int8(fp32 / MODEL_FILE, target, per_channel=config.per_channel)
+    quantization = {
+        "backend": "onnxruntime",
+        "mode": "static QDQ" if config.static else "dynamic",
+        "per_channel": config.per_channel,
+        "fused_before_quantization": fused,
+    }
+    derive_export(fp32, ctx.out, {"dtype": "int8", "quantization": quantization})
+    return StepResult(notes=notes), ort_forward(ort_session(target))
+
+
+def only_onnxruntime_static(config: QuantizeConfig) -> list[Problem]:
+    """The other backends' check: calibration (``static``) is ONNX Runtime's alone."""
+    if config.static:
+        return [Problem("{static} is int8 calibration for {backend} onnxruntime")]
+    return []
+
+
+register_backend(
+    Backend(
+        name="onnxruntime",
+        dtypes=("int8",),
+        default_for=("int8",),
+        produces="onnx",
+        quantize=_quantize,
+        help="ONNX Runtime int8: dynamic (fused, QAttention) or static QDQ; the CPU path",
+        needs_calibration=lambda config: config.static,
+    )
+)

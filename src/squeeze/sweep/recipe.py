@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from squeeze.bench.latency import BenchSettings
-from squeeze.data import DataSpec
-from squeeze.errors import ConfigError
+from squeeze.dataspec import DataSpec
+from squeeze.errors import ConfigError, Problem
 from squeeze.sweep.gates import Gates, Selection, parse_size
 from squeeze.sweep.steps import StepCall, chain_text, parse_chain
 
-TOP_KEYS = ("name", "model", "data", "eval_data", "max_length", "device", "variants", "bench",
-            "gates", "select")  # fmt: skip
+TOP_KEYS = ("name", "model", "data", "eval_data", "calibration_data", "max_length", "device",
+            "variants", "bench", "gates", "select")  # fmt: skip
 BENCH_KEYS = {"batch": "batch_sizes", "seq": "seq_len", "runs": "runs", "warmup": "warmup",
               "rounds": "rounds", "threads": "threads"}  # fmt: skip
 GATE_KEYS = ("max_accuracy_drop", "min_speedup", "max_size")
@@ -43,6 +43,7 @@ class Plan:
     variants: tuple[Variant, ...]
     data: DataSpec | None = None
     eval_data: DataSpec | None = None
+    calibration_data: DataSpec | None = None
     max_length: int = 128
     device: str = "cpu"
     bench: BenchSettings = field(default_factory=lambda: BenchSettings(runs=30))
@@ -78,28 +79,35 @@ def variants_from(entries: Any, where: str = "variants") -> tuple[Variant, ...]:
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{where}: list at least one variant, like '- quantize(int8)'")
     variants = []
+    problems: list[Problem] = []
     for i, entry in enumerate(entries, 1):
-        label = f"{where}[{i}]"
-        if isinstance(entry, str):
-            steps = parse_chain(entry, label)
-            name = chain_text(steps)
-        elif isinstance(entry, dict):
-            _unknown(entry, ("name", "steps"), label)
-            chain = entry.get("steps")
-            if isinstance(chain, list):
-                chain = " -> ".join(str(s) for s in chain)
-            if not isinstance(chain, str):
-                raise ConfigError(f"{label}: 'steps' is a chain like 'a() -> b()' or a list")
-            steps = parse_chain(chain, label)
-            name = str(entry.get("name") or chain_text(steps))
-        else:
-            raise ConfigError(f"{label}: a variant is a chain string or a mapping")
-        variants.append(Variant(name, steps))
+        try:
+            variants.append(_variant(entry, f"{where}[{i}]"))
+        except ConfigError as e:  # every problem of every variant, in one error
+            problems += e.problems
+    if problems:
+        raise ConfigError(problems)
     names = [v.name for v in variants]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate is not None or "baseline" in names:
         raise ConfigError(f"{where}: variant names must be unique and not 'baseline'")
     return tuple(variants)
+
+
+def _variant(entry: Any, label: str) -> Variant:
+    if isinstance(entry, str):
+        steps = parse_chain(entry, label)
+        return Variant(chain_text(steps), steps)
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{label}: a variant is a chain string or a mapping")
+    _unknown(entry, ("name", "steps"), label)
+    chain = entry.get("steps")
+    if isinstance(chain, list):
+        chain = " -> ".join(str(s) for s in chain)
+    if not isinstance(chain, str):
+        raise ConfigError(f"{label}: 'steps' is a chain like 'a() -> b()' or a list")
+    steps = parse_chain(chain, label)
+    return Variant(str(entry.get("name") or chain_text(steps)), steps)
 
 
 def _bench(section: Any, max_length: int, device: str) -> BenchSettings:
@@ -174,9 +182,14 @@ def plan_from(raw: dict[str, Any], base: Path | None = None) -> Plan:
     data = data_spec(raw["data"], "data") if raw.get("data") is not None else None
     if data is not None:
         data = replace(data, source=resolve(data.source))
-    eval_data = data_spec(raw["eval_data"], "eval_data") if raw.get("eval_data") else None
-    if eval_data is not None:
-        eval_data = replace(eval_data, source=resolve(eval_data.source))
+    eval_data, calibration_data = (
+        data_spec(raw[key], key) if raw.get(key) else None
+        for key in ("eval_data", "calibration_data")
+    )
+    eval_data, calibration_data = (
+        replace(spec, source=resolve(spec.source)) if spec is not None else None
+        for spec in (eval_data, calibration_data)
+    )
     max_length = int(raw.get("max_length", 128))
     device = str(raw.get("device", "cpu"))
     return Plan(
@@ -184,6 +197,7 @@ def plan_from(raw: dict[str, Any], base: Path | None = None) -> Plan:
         variants=variants_from(raw.get("variants")),
         data=data,
         eval_data=eval_data,
+        calibration_data=calibration_data,
         max_length=max_length,
         device=device,
         bench=_bench(raw.get("bench"), max_length, device),

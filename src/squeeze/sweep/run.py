@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from squeeze.checkpoint import atomic_output, check_output
-from squeeze.data import encode_for, evaluation_part, load_dataset, training_part
+from squeeze.config import literal
+from squeeze.data import encode_for, load_dataset
+from squeeze.dataspec import evaluation_part, training_part
+from squeeze.errors import ConfigError, Problem
 from squeeze.evaluate import LOWER_IS_BETTER, evaluate_forward, open_model, scorable_of
 from squeeze.sweep.cache import content_key
-from squeeze.sweep.execute import StepContext, run_chain
+from squeeze.sweep.execute import ChainContext, run_chain
 from squeeze.sweep.gates import Selection, choose, failures
 from squeeze.sweep.recipe import Plan
 from squeeze.sweep.results import LatencySummary, SweepResults, VariantResult, derive
@@ -30,8 +33,24 @@ RESULTS_FILE = "results.json"
 SELECTED_DIR = "selected"
 
 
-def _check_data(plan: Plan) -> None:
-    """Read the data once before any work: a wrong column fails now, not after an hour."""
+def check_plan(plan: Plan) -> None:
+    """Before any work: every step that needs data has it (all problems at once), and the data
+    reads (a wrong column fails now, not after an hour).
+
+    Raises:
+        ConfigError: naming each variant and step that needs missing data.
+    """
+    given = {name for name in ("data", "calibration_data") if getattr(plan, name) is not None}
+    problems = []
+    for i, variant in enumerate(plan.variants, 1):
+        for j, call in enumerate(variant.steps, 1):
+            reason = call.method.data_problem(call.config, given)
+            if reason:
+                problems.append(
+                    Problem(f"{literal(f'variants[{i}] step {j} {call.canonical()}')}: {reason}")
+                )
+    if problems:
+        raise ConfigError(problems)
     if plan.data is None:
         return
     load_dataset(training_part(plan.data))
@@ -41,7 +60,7 @@ def _check_data(plan: Plan) -> None:
 def _measure_static(path: str, plan: Plan) -> tuple[str, tuple[int, int, int], Any]:
     """Format, sizes and the metric of one artifact."""
     from squeeze.checkpoint import load, size_stats
-    from squeeze.export.onnx import export_folder, onnx_size_stats
+    from squeeze.export.read import export_folder, onnx_size_stats
 
     folder = export_folder(path)
     if folder is not None:
@@ -73,7 +92,7 @@ def _latencies(paths: list[str], plan: Plan, progress: ProgressFactory) -> dict[
     out["cpu"] = [LatencySummary.from_latency(r.latencies[0]) for r in results]
     if torch.cuda.is_available() and plan.bench.device == "cpu":
         # GPU figures where there is one; ONNX exports stay on the CPU build of ONNX Runtime.
-        from squeeze.export.onnx import export_folder
+        from squeeze.export.read import export_folder
 
         gpu_paths = [p for p in paths if export_folder(p) is None]
         gpu, _ = bench_models(gpu_paths, replace(plan.bench, device="cuda"), progress=progress)
@@ -104,10 +123,11 @@ def run_plan(
 
     say = log or (lambda message: None)
     check_output(out, overwrite=overwrite)
-    _check_data(plan)
+    check_plan(plan)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    ctx = StepContext(
-        model=plan.model, data=plan.data, eval_data=plan.eval_data, max_length=plan.max_length,
+    ctx = ChainContext(
+        model=plan.model, data=plan.data, calibration_data=plan.calibration_data,
+        max_length=plan.max_length,
         device=plan.device, trust_remote_code=trust_remote_code, progress=progress,
     )  # fmt: skip
     root = content_key(plan.model)

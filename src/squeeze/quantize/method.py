@@ -1,0 +1,160 @@
+"""``quantize``: a dtype through a registered backend, validated against the original.
+
+Backends (``squeeze.registry.Backend``) are the quantizers: ONNX Runtime's int8, PyTorch casts
+and torchao, bitsandbytes. This handler picks one (the dtype's default unless ``backend`` is
+given), checks the combination before any work, runs it, and compares the result with the
+original on the same inputs (logit distance, top-1 agreement).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from squeeze.config import StepConfig, at_least, param
+from squeeze.errors import Problem, UnsupportedError
+from squeeze.registry import Backend, backends, default_backend, register
+
+if TYPE_CHECKING:
+    from squeeze.runner import StepContext
+    from squeeze.types import LoadedModel, StepResult
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+BNB_4BIT_TYPES = ("nf4", "fp4")
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuantizeConfig(StepConfig):
+    """A quantization request; which combinations exist is the registered backends' word.
+
+    ``backend`` None picks the dtype's default backend (int8: onnxruntime, the fastest CPU path
+    measured here; fp16/bf16: torch, for GPU deployment; int4: bitsandbytes).
+    """
+
+    positional: ClassVar[tuple[str, ...]] = ("dtype", "backend")
+
+    dtype: str = param("int8", help="int8, int4, fp16 or bf16.")
+    backend: str | None = param(
+        None,
+        help="onnxruntime (int8 default), torch (fp16/bf16 default; int8 via torchao) or "
+        "bitsandbytes (int4 default; int8 = LLM.int8).",
+    )
+    static: bool = param(False, help="int8: calibrate activations on data (QDQ), not dynamic.")
+    calibration_method: str = param(
+        "minmax", help="minmax, entropy or percentile.", choices=CALIBRATION_METHODS
+    )
+    calibration_samples: int = param(128, help="Samples for calibration.")
+    per_channel: bool = param(False, help="int8: one scale per output channel.")
+    optimize: bool = param(True, help="Fuse attention before dynamic int8 (QAttention).")
+    bnb_4bit_type: str = param("nf4", help="int4: nf4 or fp4.", choices=BNB_4BIT_TYPES)
+
+    def problems(self) -> list[Problem]:
+        found = at_least("calibration_samples", self.calibration_samples, 1)
+        known = backends()
+        dtypes = sorted({d for b in known.values() for d in b.dtypes})
+        if self.dtype not in dtypes:
+            return [
+                *found,
+                Problem(f"{{dtype}} must be one of {', '.join(dtypes)}, not '{self.dtype}'"),
+            ]
+        if self.backend is not None and self.backend not in known:
+            return [*found, Problem(f"{{backend}} must be one of {', '.join(known)}")]
+        backend = self.chosen_backend
+        if self.dtype not in backend.dtypes:
+            others = [b.name for b in known.values() if self.dtype in b.dtypes]
+            return [
+                *found,
+                Problem(
+                    f"{{backend}} {backend.name} has no {self.dtype}; use {{backend}} "
+                    f"{' or '.join(others)}",
+                    UnsupportedError,
+                ),
+            ]
+        return found + backend.check(self)
+
+    def canonical(self) -> QuantizeConfig:
+        """Naming the dtype's default backend asks for the same thing as naming none."""
+        if self.backend is not None and self.chosen_backend is default_backend(self.dtype):
+            return replace(self, backend=None)
+        return self
+
+    @property
+    def chosen_backend(self) -> Backend:
+        if self.backend is not None:
+            return backends()[self.backend]
+        backend = default_backend(self.dtype)
+        assert backend is not None  # every dtype a backend offers has a default
+        return backend
+
+
+def _data_problem(config: QuantizeConfig, given: Collection[str]) -> str | None:
+    if config.chosen_backend.needs_calibration(config) and not set(given) & {
+        "data",
+        "calibration_data",
+    }:
+        return "{static} needs calibration data: {calibration_data} or {data}"
+    return None
+
+
+def _produces(config: QuantizeConfig) -> str:
+    return config.chosen_backend.produces
+
+
+def _final(config: QuantizeConfig) -> bool:
+    """Nothing follows quantization: no step here trains or slices quantized weights."""
+    return True
+
+
+def comparison_batches(loaded: LoadedModel, held_out: Any) -> list[dict[str, Any]]:
+    """Inputs for the agreement check: up to 256 held-out examples, else probe sentences."""
+    from squeeze.data import batches
+    from squeeze.export.method import ExportConfig
+    from squeeze.export.onnx import validation_batches
+
+    if held_out is None:
+        return list(validation_batches(loaded, ExportConfig()).values())
+    return [b.inputs for _, b in zip(range(8), batches(held_out, 32), strict=False)]
+
+
+@register(
+    QuantizeConfig,
+    name="quantize",
+    help="int8 for ONNX Runtime (default), fp16/bf16 checkpoints, torch/bitsandbytes int8, int4",
+    summary="quantize.json",
+    tasks=("sequence-classification", "causal-lm", "masked-lm"),
+    data_problem=_data_problem,
+    produces=_produces,
+    final=_final,
+)
+def quantize(loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext) -> StepResult:
+    """Quantize with the chosen backend; record agreement with the original."""
+    from squeeze.quantize.validate import agreement
+    from squeeze.runtime import torch_forward
+    from squeeze.types import Task
+
+    backend = config.chosen_backend
+    if backend.needs_gpu and not ctx.device.startswith("cuda"):
+        raise UnsupportedError(f"backend {backend.name} runs on CUDA only; pass a CUDA device")
+    notes = []
+    if config.backend is None:
+        notes.append(f"backend {backend.name} chosen for {config.dtype} (the default)")
+    held_out = ctx.data.held_out(loaded) if ctx.data.given else None
+    compare = comparison_batches(loaded, held_out)
+    reference = torch_forward(loaded.model, ctx.device)
+    expected = [reference(b) for b in compare]  # before half precision changes the model in place
+    token_level = loaded.task is not Task.SEQUENCE_CLASSIFICATION
+
+    def agree(forward: Any) -> Any:
+        return agreement(expected, forward, compare, token_level=token_level)
+
+    result, forward = backend.quantize(loaded, config, ctx, agree)
+    result.forward = forward
+    result.notes[:0] = notes
+    result.details = {
+        "backend": backend.name,
+        "backend_default": config.backend is None,
+        "agreement": agree(forward).to_dict(),
+        **result.details,
+    }
+    return result

@@ -1,0 +1,381 @@
+"""The one command runner: every command and every recipe step runs a method through here.
+
+``run_step`` does, once for all methods: check the output path, load the input, prepare the
+data, measure the metric before (only when asked), call the registered handler, save what it
+returns, measure sizes and the metric of what was written (the deployed format), time input and
+output together (when asked), apply the accuracy gate, write the summary JSON, and move the
+folder into place atomically. Handlers only transform.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from squeeze.accel import is_main_process
+from squeeze.checkpoint import (
+    atomic_output,
+    check_output,
+    compressed_bytes,
+    load,
+    resolve_local,
+    size_stats,
+    write_checkpoint,
+)
+from squeeze.data import Encoded, encode_for
+from squeeze.dataspec import DataSpec, evaluation_part, held_out_part
+from squeeze.dataspec import training_part as training_spec
+from squeeze.errors import ConfigError, DataError, Problem, UnsupportedError
+from squeeze.gate import Gated, GateMissed
+from squeeze.registry import Method, method_for
+from squeeze.types import Evaluation, LoadedModel, ProgressFactory, StepResult, Task, no_progress
+
+SCORABLE = (Task.SEQUENCE_CLASSIFICATION, Task.CAUSAL_LM)
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """How to run one step; the command-level options every method shares.
+
+    Attributes:
+        data: The dataset: training part for recovery, distillation and calibration; its
+            held-out test part for the metric.
+        eval_data: Held-out data for the metric instead of the test part of ``data``.
+        calibration_data: Calibration samples instead of the training part of ``data``.
+        max_length: Tokens per example.
+        max_accuracy_drop: The gate (points); nothing is written when the drop is larger.
+        measure: Score the input before and the output after (with data). Sweeps turn it off:
+            they measure every variant once, in its deployed format.
+        bench: BenchSettings to time input and output together after writing; None: no timing.
+        resume: Continue an interrupted (resumable) run from its checkpoint beside the output.
+        overwrite: Replace an existing output.
+        trust_remote_code: Allow checkpoints' own Python code.
+        device: Where PyTorch runs.
+        progress: Opens progress bars (the CLI passes rich ones).
+    """
+
+    data: DataSpec | None = None
+    eval_data: DataSpec | None = None
+    calibration_data: DataSpec | None = None
+    max_length: int = 128
+    max_accuracy_drop: float | None = None
+    measure: bool = True
+    bench: Any = None
+    resume: bool = False
+    overwrite: bool = False
+    trust_remote_code: bool = False
+    device: str = "cpu"
+    progress: ProgressFactory = no_progress
+
+    def given(self) -> set[str]:
+        """Which datasets exist, for a method's ``data_problem``."""
+        names = {"data": self.data, "calibration_data": self.calibration_data}
+        return {name for name, spec in names.items() if spec is not None}
+
+
+class StepData:
+    """The datasets of one step, read and encoded on first use (once per model).
+
+    Parts: ``training`` (the training split), ``held_out`` (``eval_data`` or the test split,
+    never tuned on), ``validation`` (for keeping the best checkpoint) and ``calibration``.
+    """
+
+    def __init__(self, options: StepOptions, notes: list[str]) -> None:
+        self._options = options
+        self._notes = notes
+        self._cache: dict[tuple[Any, ...], Encoded] = {}
+
+    @property
+    def given(self) -> bool:
+        return self._options.data is not None
+
+    def _encode(self, model: Any, spec: DataSpec) -> Encoded:
+        key = (id(model), spec)
+        if key not in self._cache:
+            encoded, dataset = encode_for(model, spec, max_length=self._options.max_length)
+            self._notes += [n for n in dataset.notes if n not in self._notes]
+            self._cache[key] = encoded
+        return self._cache[key]
+
+    def _data(self) -> DataSpec:
+        if self._options.data is None:
+            raise ConfigError([Problem("this step needs {data}")])
+        return self._options.data
+
+    def training(self, model: Any) -> Encoded:
+        return self._encode(model, training_spec(self._data()))
+
+    def held_out_spec(self) -> DataSpec:
+        return self._options.eval_data or evaluation_part(training_spec(self._data()))
+
+    def held_out(self, model: Any) -> Encoded:
+        return self._encode(model, self.held_out_spec())
+
+    def validation(self, model: Any) -> Encoded | None:
+        """The validation split, or None (with a note) when the data has none."""
+        try:
+            return self._encode(model, held_out_part(training_spec(self._data()), "validation"))
+        except DataError as e:
+            self._notes.append(f"no validation split ({e}); kept the last step instead of the best")
+            return None
+
+    def calibration(self, model: Any, samples: int) -> Encoded:
+        spec = self._options.calibration_data or training_spec(self._data())
+        return self._encode(model, replace(spec, max_samples=samples))
+
+
+@dataclass
+class StepContext:
+    """What a handler may use besides its model and config.
+
+    Attributes:
+        source: The input's path or hub id (to load a fresh copy).
+        out: The temporary output folder; handlers that produce files write them here.
+        scratch: A temporary folder for intermediate files, removed afterwards.
+        data: The step's datasets (``StepData``).
+        device: Where PyTorch runs.
+        trust_remote_code: Allow checkpoints' own Python code.
+        measure: Whether the runner measures the metric (handlers may add their own figures).
+        checkpoint_dir: Where a resumable method keeps its training state.
+        resume: Continue from ``checkpoint_dir``.
+        progress: Opens progress bars.
+    """
+
+    source: str
+    out: Path
+    scratch: Path
+    data: StepData
+    device: str = "cpu"
+    trust_remote_code: bool = False
+    measure: bool = True
+    checkpoint_dir: Path | None = None
+    resume: bool = False
+    progress: ProgressFactory = no_progress
+
+
+@dataclass
+class StepSummary(Gated):
+    """What a step did, measured the same way for every method; the summary JSON."""
+
+    out: Path
+    method: str
+    config: dict[str, Any]
+    before: dict[str, int]
+    after: dict[str, int]
+    seconds: float = 0.0
+    metric_before: Evaluation | None = None
+    metric_after: Evaluation | None = None
+    max_accuracy_drop: float | None = None
+    latency: dict[str, Any] | None = None
+    written: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def retained(self) -> float | None:
+        """The output's share of the input's metric (inverted for lower-is-better metrics)."""
+        from squeeze.evaluate import LOWER_IS_BETTER
+
+        if self.metric_before is None or self.metric_after is None:
+            return None
+        b, a = self.metric_before.primary, self.metric_after.primary
+        if b.name in LOWER_IS_BETTER:
+            return b.value / a.value if a.value else 0.0
+        return a.value / b.value if b.value else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "method": self.method,
+            "config": self.config,
+            "before": self.before,
+            "after": self.after,
+            **self.gate_fields(),
+            "retained": self.retained,
+            "latency": self.latency,
+            "written": self.written,
+            "seconds": self.seconds,
+            **self.details,
+            "notes": self.notes,
+        }
+
+
+def _sizes(folder: Path, loaded: LoadedModel | None, zipped: bool) -> dict[str, int]:
+    """Sizes of what a folder ships: an ONNX export, or a checkpoint with its model."""
+    from squeeze.export.read import export_folder, onnx_size_stats
+
+    if export_folder(folder) is not None:
+        return asdict(onnx_size_stats(folder))
+    assert loaded is not None
+    sizes = asdict(size_stats(loaded, folder))
+    if zipped:
+        sizes["bytes_compressed"] = compressed_bytes(folder)
+    return sizes
+
+
+def _check_needs(method: Method, config: Any, options: StepOptions) -> None:
+    problems = list(method.complete(config))
+    reason = method.data_problem(config, options.given())
+    if reason:
+        problems.append(Problem(reason))
+    if options.max_accuracy_drop is not None and options.data is None:
+        problems.append(Problem("{max_accuracy_drop} needs {data}"))
+    if problems:
+        raise ConfigError(problems)
+
+
+def _check_task(method: Method, loaded: LoadedModel, options: StepOptions) -> None:
+    if loaded.task.value not in method.tasks:
+        raise UnsupportedError(f"{method.name} cannot take a {loaded.task.value} model")
+    if options.data is not None and options.measure and loaded.task not in SCORABLE:
+        raise UnsupportedError(
+            [
+                Problem(
+                    f"{{data}} needs a classifier or causal LM to score, not a "
+                    f"{loaded.task.value} model"
+                )
+            ]
+        )
+
+
+@contextmanager
+def _output(out: str | Path, options: StepOptions, inputs: list[Path | None]) -> Iterator[Path]:
+    """The atomic output folder; under ``accelerate launch`` only the first process writes."""
+    if is_main_process():
+        with atomic_output(out, overwrite=options.overwrite, inputs=inputs) as tmp:
+            yield tmp
+    else:
+        with tempfile.TemporaryDirectory(prefix="squeeze-discard-") as tmp:
+            yield Path(tmp)
+
+
+def _bench(source: Path, output: Path, settings: Any) -> dict[str, Any]:
+    """Time input and output in one rotating measurement."""
+    from squeeze.bench.run import bench_models
+
+    results, _ = bench_models([str(source), str(output)], settings)
+    before, after = (r.latencies[0] for r in results)
+    return {
+        "before": {"p50_ms": before.p50_ms, "p90_ms": before.p90_ms},
+        "after": {"p50_ms": after.p50_ms, "p90_ms": after.p90_ms},
+        "speedup": before.p50_ms / after.p50_ms if after.p50_ms else None,
+        "settings": asdict(settings),
+    }
+
+
+def _evaluate_after(
+    result: StepResult, loaded: LoadedModel, tmp: Path, data: StepData, options: StepOptions
+) -> Evaluation:
+    """The metric of what was written, run as it is deployed."""
+    from squeeze.evaluate import evaluate_forward, open_model
+    from squeeze.runtime import torch_forward
+
+    scorer = result.model or loaded
+    forward = result.forward
+    if forward is None:
+        if result.model is not None:
+            forward = torch_forward(result.model.model, options.device)
+        else:
+            forward = open_model(str(tmp), device="cpu").forward
+    return evaluate_forward(forward, data.held_out(scorer), loaded.task, progress=options.progress)
+
+
+def run_step(
+    source: str | Path, config: Any, out: str | Path, options: StepOptions = StepOptions()
+) -> StepSummary:
+    """Run the method registered for ``config`` from ``source`` into ``out``.
+
+    Nothing is written when the gate fails (the summary says so; the caller decides the exit
+    code) or when anything raises.
+
+    Raises:
+        ConfigError: a config that needs data it was not given, an output over an input.
+        UnsupportedError: an input the method cannot take.
+    """
+    from squeeze.evaluate import evaluate
+    from squeeze.resume import check_resume, checkpoint_dir_for
+
+    source = str(source)
+    method = method_for(config)
+    _check_needs(method, config, options)
+    inputs = [resolve_local(source), *(resolve_local(p) for p in method.inputs(config))]
+    check_output(out, overwrite=options.overwrite, inputs=inputs)
+    checkpoint_dir = checkpoint_dir_for(out) if method.resumable else None
+    resuming = (
+        check_resume(checkpoint_dir, resume=options.resume, overwrite=options.overwrite)
+        if checkpoint_dir is not None
+        else False
+    )
+    start = time.perf_counter()
+    loaded = load(source, trust_remote_code=options.trust_remote_code, device=options.device)
+    _check_task(method, loaded, options)
+    notes = list(loaded.notes)
+    data = StepData(options, notes)
+    measuring = options.measure and data.given
+    summary = StepSummary(
+        out=Path(out),
+        method=method.name,
+        config=asdict(config),
+        before=_sizes(loaded.path, loaded, method.zipped_size),
+        after={},
+        max_accuracy_drop=options.max_accuracy_drop,
+        notes=notes,
+    )
+    if measuring:
+        summary.metric_before = evaluate(
+            loaded, data.held_out(loaded), device=options.device, progress=options.progress
+        )
+        notes.append(
+            f"metric on {summary.metric_before.n_samples} held-out examples "
+            f"({data.held_out_spec().split or 'given'})"
+        )
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="squeeze-work-") as scratch,
+            _output(out, options, inputs) as tmp,
+        ):
+            ctx = StepContext(
+                source=source, out=tmp, scratch=Path(scratch), data=data, device=options.device,
+                trust_remote_code=options.trust_remote_code, measure=measuring,
+                checkpoint_dir=checkpoint_dir, resume=resuming, progress=options.progress,
+            )  # fmt: skip
+            result = method.handler(loaded, config, ctx)
+            notes += result.notes
+            summary.details = result.details
+            if result.model is not None:
+                write_checkpoint(result.model, tmp)
+            summary.after = (
+                asdict(result.sizes)
+                if result.sizes is not None
+                else _sizes(tmp, result.model, method.zipped_size)
+            )
+            if (
+                method.compresses
+                and summary.after["bytes_on_disk"] >= summary.before["bytes_on_disk"]
+            ):
+                notes.append(
+                    f"the result is not smaller on disk ({summary.after['bytes_on_disk']} vs "
+                    f"{summary.before['bytes_on_disk']} bytes)"
+                )
+            if measuring:
+                summary.metric_after = _evaluate_after(result, loaded, tmp, data, options)
+            if options.bench is not None and is_main_process():
+                summary.latency = _bench(loaded.path, tmp, options.bench)
+            summary.seconds = time.perf_counter() - start
+            if not summary.passed:
+                raise GateMissed(summary)
+            summary.written = is_main_process()
+            if method.summary is not None:
+                (tmp / method.summary).write_text(json.dumps(summary.to_dict(), indent=2))
+    except GateMissed:
+        notes.append(f"nothing was written to {out}: the accuracy gate failed")
+    if checkpoint_dir is not None and is_main_process():
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return summary

@@ -1,0 +1,96 @@
+"""Options come from the method configs, and every help page reads whole at 80 columns.
+
+A command and a recipe step take the same parameters: the command's method options are the
+config's fields (a field without an option, or an option without a field, fails here), and
+every other option of prune, quantize and distill is one that a recipe states elsewhere (its
+data section, gates, top-level keys) or that only makes sense on a command line.
+"""
+
+from __future__ import annotations
+
+import click
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from squeeze.cli.main import app
+from squeeze.config import fields_of
+from squeeze.distill.method import DistillConfig
+from squeeze.export.method import ExportConfig
+from squeeze.prune.magnitude import MagnitudePruneConfig
+from squeeze.prune.structured import StructuredPruneConfig
+from squeeze.quantize.method import QuantizeConfig
+from squeeze.sweep.recipe import TOP_KEYS
+
+COMMAND = typer.main.get_command(app)
+CONFIGS = {
+    "prune": (MagnitudePruneConfig, StructuredPruneConfig),
+    "quantize": (QuantizeConfig,),
+    "distill": (DistillConfig,),
+    "export": (ExportConfig,),
+}
+# Options a recipe states outside its steps, and where.
+RECIPE_KEY = {
+    "data_source": "data", "split": "data", "split_ratios": "data", "text_column": "data",
+    "text_pair_column": "data", "label_column": "data", "label_map": "data", "no_header": "data",
+    "data_format": "data", "max_samples": "data", "eval_data": "eval_data",
+    "calibration_data": "calibration_data", "max_length": "max_length", "device": "device",
+    "max_accuracy_drop": "gates", "bench": "bench",
+}  # fmt: skip
+# Options of one command-line run: where to write, how to print, and the run's own lifecycle
+# (a recipe step chooses the method; it resumes an interrupted distillation by itself).
+COMMAND_LINE_ONLY = {
+    "model", "teacher", "output", "overwrite", "trust_remote_code", "json_output", "quiet",
+    "method", "resume",
+}  # fmt: skip
+
+
+def _options(name: str) -> dict[str, click.Parameter]:
+    return {p.name: p for p in COMMAND.commands[name].params}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_every_field_is_an_option_and_every_option_a_field_or_a_recipe_key(name):
+    fields = {f.name for cls in CONFIGS[name] for f in fields_of(cls)}
+    options = set(_options(name))
+    assert fields - options == set(), "config fields without a CLI option"
+    rest = options - fields - COMMAND_LINE_ONLY
+    if name != "export":  # export has no data, gates or recipe keys of its own
+        assert rest - set(RECIPE_KEY) == set(), "options a recipe cannot express"
+        assert {RECIPE_KEY[o] for o in rest} <= {*TOP_KEYS, "gates", "bench"}
+    else:
+        assert rest == set()
+
+
+def test_option_defaults_are_the_configs():
+    """The help shows the config's default; the option itself never holds a second one."""
+    options = _options("prune")
+    assert options["warmup_ratio"].default is None
+    assert "[default: 0.1]" in options["warmup_ratio"].help
+    assert "[default: 0.0001]" in _options("distill")["lr"].help
+
+
+def _option_names(command: click.Command) -> list[str]:
+    return [flag for p in command.params if isinstance(p, click.Option) for flag in p.opts]
+
+
+@pytest.mark.parametrize("name", sorted(COMMAND.commands))
+def test_help_shows_every_option_name_whole_at_80_columns(name):
+    result = CliRunner().invoke(app, [name, "--help"], terminal_width=80, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for flag in _option_names(COMMAND.commands[name]):
+        assert any(flag in line.split() or f"{flag}," in line or f"{flag}/" in line
+                   or f"/{flag}" in line for line in lines), flag  # fmt: skip
+
+
+def test_a_library_error_names_the_flag_on_the_command_line(tiny_classifiers, tmp_path):
+    """The config says ``sparsity``; the command line user reads ``--sparsity``."""
+    result = CliRunner().invoke(app, [
+        "prune", str(tiny_classifiers["bert"]), "-o", str(tmp_path / "x"), "--method",
+        "magnitude", "--sparsity", "1.5", "--scope", "row",
+    ])  # fmt: skip
+    assert result.exit_code == 2
+    assert "--sparsity must be in (0, 1), not 1.5" in result.stderr
+    assert "--scope must be one of global, layer, not 'row'" in result.stderr
