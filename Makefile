@@ -52,6 +52,7 @@ demo: install $(DEMO_OUT)/config.json
 	@echo "report: $(DEMO)/results/report/index.html (results.md, results.csv, plots)"
 
 bench: install
+	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/export_latency.py --shape minilm
 	$(BIN)/python benchmarks/export_latency.py --shape bert-base

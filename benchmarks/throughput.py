@@ -18,7 +18,7 @@ import torch
 import transformers
 
 from squeeze.bench.machine import describe_machine, fingerprint
-from squeeze.data import Encoded
+from squeeze.encoding import Encoded
 from squeeze.evaluate import evaluate_forward
 from squeeze.runtime import torch_forward
 from squeeze.train import TrainConfig, train

@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 import squeeze
-from squeeze.data import encode
 from squeeze.dataspec import DataSpec
+from squeeze.encoding import encode
 from squeeze.evaluate import evaluate
 from squeeze.finetune import finetune
 from squeeze.tiny import build_tiny, write_order_task

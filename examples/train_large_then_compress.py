@@ -141,8 +141,9 @@ def seconds_per_step(models: dict[str, Path], train_csv: Path, s: Settings) -> d
     ``squeeze.train.train`` on throw-away in-memory copies (the first step of a burst, which
     sets up the optimizer, is not counted)."""
     import squeeze
-    from squeeze.data import encode, load_dataset
+    from squeeze.data import load_dataset
     from squeeze.dataspec import DataSpec, training_part
+    from squeeze.encoding import encode
     from squeeze.train import TrainConfig, train
     from squeeze.types import Task
 
@@ -249,8 +250,8 @@ def run_sweeps(
     """Compress each trained model with the same plan; one results.json and report per model."""
     from squeeze.dataspec import DataSpec
     from squeeze.sweep.recipe import Plan, variants_from
-    from squeeze.sweep.results import SweepResults
-    from squeeze.sweep.run import run_plan
+    from squeeze.results import SweepResults
+    from squeeze.pipeline import run_plan
 
     sweeps = {}
     for name, info in trained.items():

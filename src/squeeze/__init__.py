@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 _API = {
     "load": "squeeze.checkpoint",
     "save": "squeeze.checkpoint",
-    "size_stats": "squeeze.checkpoint",
+    "size_stats": "squeeze.sizes",
     "load_dataset": "squeeze.data",
     "DataSpec": "squeeze.data",
     "TrainConfig": "squeeze.train",

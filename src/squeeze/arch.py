@@ -167,3 +167,18 @@ def head_size(config: Any) -> int:
 def ffn_width(config: Any, spec: ArchSpec) -> int:
     width = getattr(config, spec.intermediate_field, None)
     return width if width is not None else spec.intermediate_default_ratio * config.hidden_size
+
+
+def get_path(root: Any, path: str) -> Any:
+    for part in path.split("."):
+        root = getattr(root, part)
+    return root
+
+
+def set_path(root: Any, path: str, module: Any) -> None:
+    parent, _, name = path.rpartition(".")
+    setattr(get_path(root, parent) if parent else root, name, module)
+
+
+def layer_list(model: Any, spec: ArchSpec) -> Any:
+    return get_path(model.base_model, spec.layers)

@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import logging
 import os
-import shutil
-import tempfile
-import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from squeeze.arch import shape_summary, spec_for
-from squeeze.errors import CheckpointError, ConfigError, OutputExistsError, UnsupportedError
-from squeeze.types import LoadedModel, SizeStats, Task
-
-WEIGHT_SUFFIXES = (".safetensors", ".bin")
+from squeeze.errors import CheckpointError, UnsupportedError
+from squeeze.output import atomic_output
+from squeeze.shapes import apply_shapes, current_shapes, read_shapes, write_shapes
+from squeeze.sizes import WEIGHT_SUFFIXES, size_stats, weight_files
+from squeeze.types import LoadedModel, Task
 
 # The class name suffixes transformers gives each head, in the order they are tried.
 _TASK_BY_ARCH_SUFFIX = (
@@ -272,19 +269,6 @@ def load(
     )
 
 
-def read_shapes(folder: Path) -> list[Any] | None:
-    """Per-layer shapes a structurally pruned checkpoint recorded, or None for stock shapes."""
-    from squeeze.prune.structured import SHAPES_FILE, LayerShape
-
-    path = folder / SHAPES_FILE
-    if not path.is_file():
-        return None
-    try:
-        return [LayerShape(**layer) for layer in json.loads(path.read_text())["layers"]]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{path} is not a valid squeeze shapes file ({e})") from e
-
-
 def _load_reshaped(
     folder: Path, config: Any, task: Task, family: Any, shapes: list[Any]
 ) -> tuple[Any, dict[str, Any]]:
@@ -294,8 +278,6 @@ def _load_reshaped(
     refuse these weights; this is the loader for what it cannot express.
     """
     from safetensors.torch import load_file
-
-    from squeeze.prune.structured import apply_shapes
 
     state: dict[str, Any] = {}
     for file in weight_files(folder):
@@ -316,44 +298,9 @@ def _load_reshaped(
     return model, {"missing_keys": set(missing) - tied, "unexpected_keys": set(unexpected)}
 
 
-def weight_files(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES)
-
-
-def _nonzero(param: Any) -> int:
-    """Non-zero elements, also for quantized tensor subclasses (torchao's Int8Tensor has no
-    count_nonzero): those are counted on their dequantized values."""
-    import torch
-
-    quantized = type(param.data) is not torch.Tensor and hasattr(param.data, "dequantize")
-    return int(torch.count_nonzero(param.data.dequantize() if quantized else param))
-
-
-def weight_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in weight_files(folder))
-
-
-def size_stats(loaded: LoadedModel, folder: Path | None = None) -> SizeStats:
-    """Parameters (all and non-zero, tied weights counted once) and weight bytes on disk.
-
-    ``folder`` is where the weights were written, when not where they were loaded from.
-    """
-    import torch
-
-    with torch.no_grad():
-        params = list(loaded.model.parameters())
-        total = sum(p.numel() for p in params)
-        nonzero = sum(_nonzero(p) for p in params)
-    folder = folder or loaded.path
-    on_disk = weight_bytes(folder) if folder else 0
-    return SizeStats(params_total=total, params_nonzero=nonzero, bytes_on_disk=on_disk)
-
-
 def _actual_shapes(loaded: LoadedModel) -> dict[str, Any]:
     """Layer, head and FFN counts read from the modules: after structured pruning the config
     may still state the original head count. A per-layer list where layers differ."""
-    from squeeze.prune.structured import current_shapes
-
     shapes = current_shapes(loaded.model, loaded.family, loaded.config)
 
     def one_or_all(values: list[int]) -> int | list[int]:
@@ -394,89 +341,13 @@ def describe(loaded: LoadedModel) -> dict[str, Any]:
     }
 
 
-def compressed_bytes(folder: Path) -> int:
-    """Weight bytes after deflate (zlib level 1), streamed: what zeros save when shipped zipped.
-
-    Dense zeros from unstructured pruning do not shrink a safetensors file, but they compress.
-    """
-    import zlib
-
-    total = 0
-    for file in weight_files(folder):
-        packer = zlib.compressobj(1)
-        with file.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 24), b""):
-                total += len(packer.compress(chunk))
-        total += len(packer.flush())
-    return total
-
-
-def _same_or_nested(a: Path, b: Path) -> bool:
-    return a == b or a in b.parents or b in a.parents
-
-
-def check_output(
-    out: str | os.PathLike[str], *, overwrite: bool, inputs: Iterable[Path | None] = ()
-) -> Path:
-    """Refuse an output that would clobber an input or an existing result, before any work.
-
-    Raises:
-        ConfigError: the output is, holds, or sits inside an input checkpoint.
-        OutputExistsError: the output exists and ``overwrite`` is False.
-    """
-    target = Path(out).expanduser().resolve()
-    for source in inputs:
-        if source is not None and _same_or_nested(target, Path(source).resolve()):
-            raise ConfigError(
-                f"output {out} overlaps the input {source}; inputs are never modified, "
-                "choose another -o"
-            )
-    if target.exists() and not overwrite:
-        raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it")
-    return target
-
-
-@contextlib.contextmanager
-def atomic_output(
-    out: str | os.PathLike[str], *, overwrite: bool, inputs: Iterable[Path | None] = ()
-) -> Iterator[Path]:
-    """Yield a temporary sibling folder that replaces ``out`` only if the block succeeds.
-
-    A crash or a failed validation leaves any previous ``out`` untouched and no half-written
-    folder behind, so CI never deploys a partial artifact.
-    """
-    target = check_output(out, overwrite=overwrite, inputs=inputs)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; outputs should look like any other folder
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-        target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(target)
-
-
 def write_checkpoint(loaded: LoadedModel, folder: Path) -> None:
     """Write model (safetensors), config, tokenizer and any pruned shapes into a folder."""
-    from dataclasses import asdict
-
-    from squeeze.prune.structured import SHAPES_FILE
-
     quiet_transformers()
     loaded.model.save_pretrained(folder)
     loaded.tokenizer.save_pretrained(folder)
     if loaded.shapes is not None:
-        record = {"version": 1, "layers": [asdict(shape) for shape in loaded.shapes]}
-        (folder / SHAPES_FILE).write_text(json.dumps(record, indent=2))
+        write_shapes(folder, loaded.shapes)
 
 
 def save(

@@ -13,13 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from squeeze.data import Encoded, batches
+from squeeze.encoding import Encoded, batches
 from squeeze.errors import ConfigError, UnsupportedError
 from squeeze.runtime import Forward, torch_forward
 from squeeze.types import Evaluation, LoadedModel, Metric, ProgressFactory, Task, no_progress
 
 # Metrics where a smaller value is better; used to pick the best checkpoint and gate drops.
-LOWER_IS_BETTER = frozenset({"perplexity", "loss"})
 
 
 def classification_metrics(predictions: np.ndarray, labels: np.ndarray) -> tuple[float, float]:

@@ -7,19 +7,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from squeeze.checkpoint import (
-    atomic_output,
-    check_output,
-    detect_task,
-    load,
-    read_config,
-    resolve_local,
-    write_checkpoint,
-)
-from squeeze.data import encode, load_dataset
+from squeeze.checkpoint import detect_task, load, read_config, resolve_local, write_checkpoint
+from squeeze.data import load_dataset
 from squeeze.dataspec import DataSpec, held_out_part, training_part
+from squeeze.encoding import encode
 from squeeze.errors import DataError, UnsupportedError
 from squeeze.evaluate import evaluate
+from squeeze.output import atomic_output, check_output
 from squeeze.train import TrainConfig, TrainResult, train
 from squeeze.types import ProgressFactory, Task, no_progress
 

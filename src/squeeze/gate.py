@@ -7,8 +7,7 @@ everywhere: percentage points for accuracy-like metrics, raw units for perplexit
 from __future__ import annotations
 
 from squeeze.errors import GateError
-from squeeze.evaluate import LOWER_IS_BETTER
-from squeeze.types import Evaluation
+from squeeze.types import Evaluation, points_dropped
 
 
 class GateMissed(Exception):
@@ -23,10 +22,7 @@ def drop_points(before: Evaluation | None, after: Evaluation | None) -> float | 
     """How much worse the primary metric got (positive = worse), or None without data."""
     if before is None or after is None:
         return None
-    name = before.primary.name
-    if name in LOWER_IS_BETTER:
-        return after.primary.value - before.primary.value
-    return (before.primary.value - after.primary.value) * 100.0
+    return points_dropped(before.primary.name, before.primary.value, after.primary.value)
 
 
 def passes(drop: float | None, max_drop: float | None) -> bool:

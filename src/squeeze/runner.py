@@ -20,21 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from squeeze.accel import is_main_process
-from squeeze.checkpoint import (
-    atomic_output,
-    check_output,
-    compressed_bytes,
-    load,
-    resolve_local,
-    size_stats,
-    write_checkpoint,
-)
-from squeeze.data import Encoded, encode_for
+from squeeze.checkpoint import load, resolve_local, write_checkpoint
 from squeeze.dataspec import DataSpec, evaluation_part, held_out_part
 from squeeze.dataspec import training_part as training_spec
+from squeeze.encoding import Encoded, encode_for
 from squeeze.errors import ConfigError, DataError, Problem, UnsupportedError
 from squeeze.gate import Gated, GateMissed
+from squeeze.output import atomic_output, check_output
 from squeeze.registry import Method, method_for
+from squeeze.sizes import compressed_bytes, size_stats
 from squeeze.types import Evaluation, LoadedModel, ProgressFactory, StepResult, Task, no_progress
 
 SCORABLE = (Task.SEQUENCE_CLASSIFICATION, Task.CAUSAL_LM)
@@ -181,7 +175,7 @@ class StepSummary(Gated):
     @property
     def retained(self) -> float | None:
         """The output's share of the input's metric (inverted for lower-is-better metrics)."""
-        from squeeze.evaluate import LOWER_IS_BETTER
+        from squeeze.types import LOWER_IS_BETTER
 
         if self.metric_before is None or self.metric_after is None:
             return None

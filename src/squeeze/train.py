@@ -20,11 +20,10 @@ from typing import Any
 
 from squeeze import resume as checkpoints
 from squeeze.accel import make_accelerator
-from squeeze.data import Batch, Encoded, batches
+from squeeze.encoding import Batch, Encoded, batches
 from squeeze.errors import ConfigError, DataError, UnsupportedError
-from squeeze.evaluate import LOWER_IS_BETTER
 from squeeze.train_config import TrainConfig
-from squeeze.types import Evaluation, ProgressFactory, Task, no_progress
+from squeeze.types import LOWER_IS_BETTER, Evaluation, ProgressFactory, Task, no_progress
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,19 @@ class SizeStats:
     bytes_on_disk: int
 
 
+# Metrics where smaller is better; every other metric (accuracy, F1) is a fraction, higher better.
+LOWER_IS_BETTER = frozenset({"perplexity", "loss"})
+
+
+def points_dropped(metric: str, before: float, after: float) -> float:
+    """How much worse ``after`` is than ``before`` (positive = worse): the one definition of
+    "points" that gates, step summaries and sweep tables share. Percentage points for
+    fraction metrics (accuracy 0.90 -> 0.89 is 1 point), raw units for perplexity and loss."""
+    if metric in LOWER_IS_BETTER:
+        return after - before
+    return (before - after) * 100.0
+
+
 @dataclass(frozen=True)
 class Metric:
     """One score on held-out data; the sample count says how much to trust it."""

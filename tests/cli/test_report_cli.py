@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from squeeze.cli.main import app
-from squeeze.sweep.results import LatencySummary, SweepResults, VariantResult, derive
+from squeeze.results import LatencySummary, SweepResults, VariantResult, derive
 
 runner = CliRunner()
 

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from squeeze.checkpoint import atomic_output, describe, detect_task, load, save, size_stats
+from squeeze.checkpoint import describe, detect_task, load, save
 from squeeze.errors import CheckpointError, ConfigError, OutputExistsError
+from squeeze.output import atomic_output
+from squeeze.sizes import size_stats
 from squeeze.tiny import FAMILIES, LM_TASK, order_task
 from squeeze.types import Task
 

@@ -13,8 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from squeeze.data import Dataset, Example, batches, encode, label_ids, load_dataset
+from squeeze.data import Dataset, Example, label_ids, load_dataset
 from squeeze.dataspec import SPLITS, DataSpec, is_local, parse_source
+from squeeze.encoding import batches, encode
 from squeeze.errors import ConfigError, DataError
 
 ROWS = [
@@ -448,7 +449,7 @@ def test_batches_pad_to_longest_in_batch(tokenizer: object) -> None:
 
 
 def test_batches_pad_with_pad_id_and_shuffle_deterministically() -> None:
-    from squeeze.data import Encoded
+    from squeeze.encoding import Encoded
 
     features = {"input_ids": [[5] * (i + 1) for i in range(10)]}
     encoded = Encoded(features, np.arange(10, dtype=np.int64), pad_token_id=9, n_truncated=0)

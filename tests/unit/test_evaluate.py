@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from squeeze.checkpoint import load
-from squeeze.data import encode, load_dataset
+from squeeze.data import load_dataset
 from squeeze.dataspec import DataSpec
+from squeeze.encoding import encode
 from squeeze.errors import UnsupportedError
 from squeeze.evaluate import classification_metrics, evaluate, evaluate_forward
 from squeeze.types import Task

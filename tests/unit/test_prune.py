@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from squeeze.arch import get_path, layer_list
 from squeeze.checkpoint import describe, load, save
-from squeeze.data import encode, load_dataset
+from squeeze.data import load_dataset
 from squeeze.dataspec import DataSpec
+from squeeze.encoding import encode
 from squeeze.errors import ConfigError
 from squeeze.export.method import export_onnx
 from squeeze.prune.importance import Importance, magnitude_importance, taylor_importance
@@ -23,14 +25,9 @@ from squeeze.prune.magnitude import (
     sparsity_of,
 )
 from squeeze.prune.schedule import cubic_sparsity
-from squeeze.prune.structured import (
-    LayerShape,
-    StructuredPruneConfig,
-    get_path,
-    layer_list,
-    prune_structured,
-)
+from squeeze.prune.structured import StructuredPruneConfig, prune_structured
 from squeeze.runner import StepOptions, run_step
+from squeeze.shapes import LayerShape
 from squeeze.tiny import FAMILIES, LLAMA_LIKE, order_task
 
 

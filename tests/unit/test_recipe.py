@@ -8,9 +8,9 @@ import pytest
 
 from squeeze.cli.sweep import grid
 from squeeze.errors import ConfigError, DataError
+from squeeze.results import LatencySummary, SweepResults, VariantResult, derive
 from squeeze.sweep.gates import Gates, Selection, choose, failures, parse_size
 from squeeze.sweep.recipe import load_plan, plan_from
-from squeeze.sweep.results import LatencySummary, SweepResults, VariantResult, derive
 from squeeze.sweep.steps import parse_chain, parse_step
 
 RECIPE = """

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from squeeze.cli._results import print_results
 from squeeze.errors import DataError, OutputExistsError
-from squeeze.report import cells, print_results, report_notes, write_report
+from squeeze.report import cells, report_notes, write_report
 from squeeze.report.plots import plot_specs
-from squeeze.sweep.results import LatencySummary, SweepResults, VariantResult, derive
+from squeeze.results import LatencySummary, SweepResults, VariantResult, derive
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PARETO = {"baseline", "int8", "pruned-int8"}

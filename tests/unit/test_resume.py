@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from squeeze.checkpoint import load
-from squeeze.data import encode, load_dataset
+from squeeze.data import load_dataset
 from squeeze.dataspec import DataSpec
+from squeeze.encoding import encode
 from squeeze.errors import ConfigError, OutputExistsError
 from squeeze.resume import check_resume
 from squeeze.train import TrainConfig, _micro_batches, train

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from squeeze.checkpoint import load, save
-from squeeze.data import encode, load_dataset
+from squeeze.data import load_dataset
 from squeeze.dataspec import DataSpec
+from squeeze.encoding import encode
 from squeeze.errors import ConfigError, UnsupportedError
 from squeeze.evaluate import evaluate
 from squeeze.train import TrainConfig, train
@@ -56,7 +57,7 @@ def test_reloaded_checkpoint_gives_same_logits(trained_classifier, order_csv, tm
 
 
 def _batches(loaded, order_csv):
-    from squeeze.data import batches
+    from squeeze.encoding import batches
 
     for batch in batches(_encoded(loaded, order_csv, "test"), 16):
         yield {k: torch.from_numpy(v) for k, v in batch.inputs.items()}

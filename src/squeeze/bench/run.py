@@ -98,9 +98,10 @@ def bench_models(
     """
     import torch
 
-    from squeeze.checkpoint import load, size_stats
+    from squeeze.checkpoint import load
     from squeeze.export.method import export_onnx
     from squeeze.export.read import export_folder, load_export, onnx_size_stats
+    from squeeze.sizes import size_stats
 
     unknown = sorted(set(backends) - set(BACKENDS))
     if unknown:

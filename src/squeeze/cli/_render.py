@@ -12,41 +12,27 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
-from rich.text import Text
-
 from squeeze.types import ProgressFactory, ProgressTask, SilentTask
 
-stdout = Console(highlight=False)
-stderr = Console(stderr=True, highlight=False)
+
+class _LazyConsole:
+    """A rich Console made on first use: importing rich.console costs start-up time that
+    ``squeeze --help`` should not pay."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(highlight=False, **self._options)
+        return getattr(self._console, name)
 
 
-def fmt_count(n: int | None) -> str:
-    """1234567 -> '1.23M': parameter counts people can compare at a glance."""
-    if n is None:
-        return "n/a"
-    for factor, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= factor:
-            return f"{n / factor:.2f}{suffix}"
-    return str(n)
-
-
-def fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "n/a"
-    for factor, suffix in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if n >= factor:
-            return f"{n / factor:.1f} {suffix}"
-    return f"{n} B"
+stdout: Any = _LazyConsole()
+stderr: Any = _LazyConsole(stderr=True)
 
 
 def print_json(data: Any) -> None:
@@ -55,6 +41,9 @@ def print_json(data: Any) -> None:
 
 
 def print_table(title: str, rows: Sequence[tuple[str, str]]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=title, show_header=False, title_justify="left", box=None, padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
@@ -81,12 +70,14 @@ def report_and_gate(
 
 
 def print_notes(notes: Sequence[str]) -> None:
+    from rich.text import Text
+
     for note in notes:
         stderr.print(Text("note: ", style="yellow") + Text(note))
 
 
 class _RichTask:
-    def __init__(self, progress: Progress, task_id: Any) -> None:
+    def __init__(self, progress: Any, task_id: Any) -> None:
         self._progress = progress
         self._task_id = task_id
 
@@ -110,7 +101,7 @@ class _LogTask:
             of = f"/{self._total}" if self._total else ""
             tail = f" {info}" if info else ""
             line = f"{self._description}: {self._done}{of} [{now - self._start:.0f} s]{tail}"
-            stderr.print(Text(line))
+            stderr.print(line, markup=False)
 
 
 def progress_factory(quiet: bool) -> ProgressFactory:
@@ -121,6 +112,15 @@ def progress_factory(quiet: bool) -> ProgressFactory:
         if quiet or not stderr.is_terminal:
             yield SilentTask() if quiet else _LogTask(description, total)
             return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         with Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from squeeze.cli._options import DeviceOpt, JsonOpt, QuietOpt, TrustOpt
-from squeeze.cli._render import fmt_bytes, fmt_count, print_json, print_notes, progress_factory
+from squeeze.cli._render import print_json, print_notes, progress_factory
 from squeeze.cli._render import stdout as console
 from squeeze.errors import ConfigError
+from squeeze.fmt import fmt_bytes, fmt_count
 
 if TYPE_CHECKING:
     from squeeze.bench.latency import BenchResult, BenchSettings

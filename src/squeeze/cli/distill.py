@@ -19,10 +19,11 @@ from squeeze.cli._options import (
     with_config,
     with_data_options,
 )
-from squeeze.cli._render import fmt_bytes, fmt_count, print_notes, progress_factory, report_and_gate
+from squeeze.cli._render import print_notes, progress_factory, report_and_gate
 from squeeze.cli._render import stdout as console
 from squeeze.dataspec import DataSpec
 from squeeze.distill.method import DistillConfig
+from squeeze.fmt import fmt_bytes, fmt_count
 
 
 @with_data_options

@@ -33,8 +33,8 @@ def eval_(
     """Score a checkpoint (PyTorch) or a `squeeze export` folder (ONNX Runtime) on a dataset:
     accuracy and macro-F1 for classifiers, perplexity for causal LMs, with the sample count and
     the time it took."""
-    from squeeze.data import encode_for
     from squeeze.device import resolve_device
+    from squeeze.encoding import encode_for
     from squeeze.evaluate import evaluate_forward, open_model
 
     device = resolve_device(device)

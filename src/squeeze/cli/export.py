@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from squeeze.cli._options import JsonOpt, ModelArg, OutOpt, OverwriteOpt, TrustOpt, with_config
-from squeeze.cli._render import fmt_bytes, print_json, print_notes, print_table
+from squeeze.cli._render import print_json, print_notes, print_table
 from squeeze.export.method import ExportConfig
+from squeeze.fmt import fmt_bytes
 
 
 @with_config(ExportConfig)

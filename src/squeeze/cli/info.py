@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from squeeze.cli._options import JsonOpt, ModelArg, TaskOpt, TrustOpt, task_of
-from squeeze.cli._render import fmt_bytes, fmt_count, print_json, print_notes, print_table
+from squeeze.cli._render import print_json, print_notes, print_table
+from squeeze.fmt import fmt_bytes, fmt_count
 
 
 def info(

@@ -26,9 +26,10 @@ from squeeze.cli._options import (
     with_data_options,
     with_fields,
 )
-from squeeze.cli._render import fmt_bytes, fmt_count, print_notes, progress_factory, report_and_gate
+from squeeze.cli._render import print_notes, progress_factory, report_and_gate
 from squeeze.cli._render import stdout as console
 from squeeze.dataspec import DataSpec
+from squeeze.fmt import fmt_bytes, fmt_count
 from squeeze.prune.magnitude import MagnitudePruneConfig
 from squeeze.prune.structured import StructuredPruneConfig
 

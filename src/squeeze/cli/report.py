@@ -31,8 +31,9 @@ def report(
     The folder holds results.md, results.csv, a copy of results.json, metric-vs-latency and
     metric-vs-size plots (PNG and SVG) with the Pareto frontier, and index.html with all of it.
     """
-    from squeeze.report import print_results, report_notes, write_report
-    from squeeze.sweep.results import SweepResults
+    from squeeze.cli._results import print_results
+    from squeeze.report import report_notes, write_report
+    from squeeze.results import SweepResults
 
     source = Path(results)
     loaded = SweepResults.load(source)

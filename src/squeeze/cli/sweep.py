@@ -120,11 +120,11 @@ def with_run_options(command: Any) -> Any:
 
 def _finish(plan: Any, data: DataSpec | None, output: str, options: RunOptions) -> None:
     """Apply the command line over the plan, run it, show the results, gate."""
+    from squeeze.cli._results import print_results
     from squeeze.device import resolve_device
-    from squeeze.report.terminal import print_results
+    from squeeze.pipeline import run_plan
     from squeeze.sweep.cache import default_cache_dir
     from squeeze.sweep.gates import Gates, Selection, parse_size
-    from squeeze.sweep.run import run_plan
 
     o = options
     if data is not None:

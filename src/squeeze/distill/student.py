@@ -12,12 +12,13 @@ from typing import Any
 
 import torch
 
+from squeeze.arch import layer_list
 from squeeze.checkpoint import load, resolve_local
 from squeeze.config import literal
 from squeeze.distill.loss import projection
 from squeeze.distill.method import PRUNE_SUMMARY
 from squeeze.errors import CheckpointError, ConfigError, Problem
-from squeeze.prune.structured import keep_layers, layer_list
+from squeeze.shapes import keep_layers
 from squeeze.types import LoadedModel, Task
 
 

@@ -14,9 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from squeeze.arch import ArchSpec, head_size, kv_heads
-from squeeze.data import Encoded, batches
-from squeeze.prune.structured import get_path, layer_list
+from squeeze.arch import ArchSpec, get_path, head_size, kv_heads, layer_list
+from squeeze.encoding import Encoded, batches
 from squeeze.types import Task
 
 

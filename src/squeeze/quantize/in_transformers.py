@@ -78,8 +78,9 @@ def transformers_quantized(
     loaded: LoadedModel, ctx: StepContext, quantization: Any
 ) -> tuple[StepResult, Any]:
     """Quantize into the output through transformers; validated by reloading what was saved."""
-    from squeeze.checkpoint import load, size_stats, weight_bytes
+    from squeeze.checkpoint import load
     from squeeze.runtime import torch_forward
+    from squeeze.sizes import size_stats, weight_bytes
 
     quantize_in_transformers(loaded, ctx.out, quantization)
     stats = size_stats(loaded)

@@ -108,7 +108,7 @@ def _final(config: QuantizeConfig) -> bool:
 
 def comparison_batches(loaded: LoadedModel, held_out: Any) -> list[dict[str, Any]]:
     """Inputs for the agreement check: up to 256 held-out examples, else probe sentences."""
-    from squeeze.data import batches
+    from squeeze.encoding import batches
     from squeeze.export.method import ExportConfig
     from squeeze.export.onnx import validation_batches
 

@@ -119,7 +119,7 @@ def _quantize(
     loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext, agree: Any
 ) -> tuple[StepResult, Any]:
     """A validated fp32 export (fused first for dynamic int8), quantized into the output."""
-    from squeeze.data import batches
+    from squeeze.encoding import batches
     from squeeze.export.method import ExportConfig
     from squeeze.export.onnx import derive_export, write_export
     from squeeze.export.read import MODEL_FILE

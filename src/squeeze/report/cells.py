@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from squeeze.bench.machine import describe_machine
-from squeeze.cli._render import fmt_bytes, fmt_count
-from squeeze.sweep.results import SweepResults, VariantResult
+from squeeze.fmt import fmt_bytes, fmt_count
+from squeeze.results import SweepResults, VariantResult
 
 PARETO_MARK = "★"
 NOT_FASTER = "not faster"

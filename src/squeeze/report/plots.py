@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from squeeze.sweep.results import SweepResults, pareto_indices
+from squeeze.results import SweepResults, pareto_indices
 
 _MIB = 2**20
 

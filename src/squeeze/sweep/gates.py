@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from squeeze.errors import ConfigError
-from squeeze.sweep.results import SweepResults, VariantResult
+from squeeze.results import SweepResults, VariantResult
 
 _SIZE = re.compile(r"^\s*([\d.]+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from squeeze.errors import DataError
+from squeeze.types import points_dropped
 
 FORMAT_VERSION = 1
 
@@ -139,8 +140,7 @@ def derive(results: SweepResults) -> None:
     for v in results.variants:
         v.size_ratio = base.bytes_on_disk / v.bytes_on_disk if v.bytes_on_disk else None
         if results.metric_name is not None and v.metric is not None and base.metric is not None:
-            delta = base.metric - v.metric if results.higher_is_better else v.metric - base.metric
-            v.drop_points = delta * 100.0 if results.higher_is_better else delta
+            v.drop_points = points_dropped(results.metric_name, base.metric, v.metric)
         v.speedup = {}
         for device, lat in v.latency.items():
             ref = base.latency.get(device)

@@ -15,18 +15,19 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from squeeze.checkpoint import atomic_output, check_output
 from squeeze.config import literal
-from squeeze.data import encode_for, load_dataset
+from squeeze.data import load_dataset
 from squeeze.dataspec import evaluation_part, training_part
+from squeeze.encoding import encode_for
 from squeeze.errors import ConfigError, Problem
-from squeeze.evaluate import LOWER_IS_BETTER, evaluate_forward, open_model, scorable_of
+from squeeze.evaluate import evaluate_forward, open_model, scorable_of
+from squeeze.output import atomic_output, check_output
+from squeeze.results import LatencySummary, SweepResults, VariantResult, derive
 from squeeze.sweep.cache import content_key
 from squeeze.sweep.execute import ChainContext, run_chain
 from squeeze.sweep.gates import Selection, choose, failures
 from squeeze.sweep.recipe import Plan
-from squeeze.sweep.results import LatencySummary, SweepResults, VariantResult, derive
-from squeeze.types import ProgressFactory, no_progress
+from squeeze.types import LOWER_IS_BETTER, ProgressFactory, no_progress
 
 BASELINE = "baseline"
 RESULTS_FILE = "results.json"
@@ -59,8 +60,9 @@ def check_plan(plan: Plan) -> None:
 
 def _measure_static(path: str, plan: Plan) -> tuple[str, tuple[int, int, int], Any]:
     """Format, sizes and the metric of one artifact."""
-    from squeeze.checkpoint import load, size_stats
+    from squeeze.checkpoint import load
     from squeeze.export.read import export_folder, onnx_size_stats
+    from squeeze.sizes import size_stats
 
     folder = export_folder(path)
     if folder is not None:

@@ -1,0 +1,68 @@
+"""Writing outputs safely: refuse to clobber inputs or results, and move a folder into place only
+when it is complete, so CI never deploys a partial artifact."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from squeeze.errors import ConfigError, OutputExistsError
+
+
+def _same_or_nested(a: Path, b: Path) -> bool:
+    return a == b or a in b.parents or b in a.parents
+
+
+def check_output(
+    out: str | os.PathLike[str], *, overwrite: bool, inputs: Iterable[Path | None] = ()
+) -> Path:
+    """Refuse an output that would clobber an input or an existing result, before any work.
+
+    Raises:
+        ConfigError: the output is, holds, or sits inside an input checkpoint.
+        OutputExistsError: the output exists and ``overwrite`` is False.
+    """
+    target = Path(out).expanduser().resolve()
+    for source in inputs:
+        if source is not None and _same_or_nested(target, Path(source).resolve()):
+            raise ConfigError(
+                f"output {out} overlaps the input {source}; inputs are never modified, "
+                "choose another -o"
+            )
+    if target.exists() and not overwrite:
+        raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it")
+    return target
+
+
+@contextlib.contextmanager
+def atomic_output(
+    out: str | os.PathLike[str], *, overwrite: bool, inputs: Iterable[Path | None] = ()
+) -> Iterator[Path]:
+    """Yield a temporary sibling folder that replaces ``out`` only if the block succeeds.
+
+    A crash or a failed validation leaves any previous ``out`` untouched and no half-written
+    folder behind, so CI never deploys a partial artifact.
+    """
+    target = check_output(out, overwrite=overwrite, inputs=inputs)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; outputs should look like any other folder
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(target)

@@ -1,0 +1,188 @@
+"""Module surgery and the shapes file: how squeeze slices heads, neurons and layers out of a
+model, and how a checkpoint records shapes a stock config cannot state.
+
+Below checkpoint loading (which rebuilds recorded shapes) and below pruning (which decides what
+to cut). transformers 5 has no ``prune_heads``, so squeeze slices the modules itself, reading every
+family-specific path from the model's :class:`~squeeze.arch.ArchSpec`. Heads are removed as
+key/value groups (one query head per group for ordinary multi-head attention; under Llama's
+grouped-query attention a key/value head goes with all the query heads that share it), so the
+remaining attention is still well formed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from squeeze.arch import ArchSpec, ffn_width, get_path, head_size, kv_heads, layer_list, set_path
+from squeeze.errors import CheckpointError
+
+SHAPES_FILE = "squeeze.json"
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """What one transformer block holds after pruning."""
+
+    heads: int
+    kv_heads: int
+    ffn: int
+
+
+def _sliced(module: Any, index: Any, side: str, conv1d: bool) -> Any:
+    """A new projection keeping ``index`` of its outputs (``side="out"``) or inputs ("in")."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    weight = module.weight.detach()
+    # nn.Linear stores [out, in]; GPT-2's Conv1D stores [in, out].
+    out_dim, in_dim = (1, 0) if conv1d else (0, 1)
+    new_weight = weight.index_select(out_dim if side == "out" else in_dim, index)
+    bias = module.bias.detach() if module.bias is not None else None
+    if bias is not None and side == "out":
+        bias = bias.index_select(0, index)
+    if conv1d:
+        new = Conv1D(new_weight.shape[1], new_weight.shape[0])
+    else:
+        new = torch.nn.Linear(new_weight.shape[1], new_weight.shape[0], bias=bias is not None)
+    new = new.to(dtype=weight.dtype, device=weight.device)
+    with torch.no_grad():
+        new.weight.copy_(new_weight)
+        if bias is not None:
+            new.bias.copy_(bias)
+    return new
+
+
+def _head_rows(units: Sequence[int], per_unit: int, size: int) -> list[int]:
+    """Row indices of the heads in ``units`` (each unit = ``per_unit`` heads of ``size``)."""
+    return [
+        (unit * per_unit + r) * size + i
+        for unit in units
+        for r in range(per_unit)
+        for i in range(size)
+    ]
+
+
+def keep_heads(layer: Any, spec: ArchSpec, config: Any, units: Sequence[int]) -> None:
+    """Keep only the key/value groups ``units`` of a block's attention (in place)."""
+    import torch
+
+    size = head_size(config)
+    n_rep = config.num_attention_heads // kv_heads(config)
+    q_index = torch.tensor(_head_rows(units, n_rep, size))
+    kv_index = torch.tensor(_head_rows(units, 1, size))
+    if spec.fused_qkv:
+        fused = get_path(layer, spec.fused_qkv)
+        width = config.num_attention_heads * size  # q, k and v sit side by side
+        index = torch.cat([q_index, kv_index + width, kv_index + 2 * width])
+        set_path(layer, spec.fused_qkv, _sliced(fused, index, "out", spec.conv1d))
+    else:
+        for path, index in ((spec.query, q_index), (spec.key, kv_index), (spec.value, kv_index)):
+            set_path(layer, path, _sliced(get_path(layer, path), index, "out", spec.conv1d))
+    set_path(
+        layer, spec.attn_out, _sliced(get_path(layer, spec.attn_out), q_index, "in", spec.conv1d)
+    )
+    attention = get_path(layer, spec.attention)
+    heads = len(units) * n_rep
+    for attr in spec.head_attrs:
+        setattr(attention, attr, heads)
+    for attr in spec.width_attrs:
+        setattr(attention, attr, heads * size)
+
+
+def keep_neurons(layer: Any, spec: ArchSpec, neurons: Sequence[int]) -> None:
+    """Keep only the FFN neurons ``neurons`` of a block (in place)."""
+    import torch
+
+    index = torch.tensor(list(neurons))
+    for path in spec.ffn_in:
+        set_path(layer, path, _sliced(get_path(layer, path), index, "out", spec.conv1d))
+    set_path(layer, spec.ffn_out, _sliced(get_path(layer, spec.ffn_out), index, "in", spec.conv1d))
+
+
+def keep_layers(model: Any, spec: ArchSpec, keep: Sequence[int]) -> None:
+    """Keep only the blocks ``keep`` (in order) and renumber them for the KV cache."""
+    import torch
+
+    blocks = layer_list(model, spec)
+    kept = torch.nn.ModuleList(blocks[i] for i in keep)
+    set_path(model.base_model, spec.layers, kept)
+    for new_index, block in enumerate(kept):
+        for module in block.modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = new_index
+    model.config.num_hidden_layers = len(keep)
+
+
+def current_shapes(model: Any, spec: ArchSpec, config: Any) -> list[LayerShape]:
+    """Each block's head, key/value-head and FFN counts, read from the modules themselves."""
+    size = head_size(config)
+    shapes = []
+    for layer in layer_list(model, spec):
+        out = get_path(layer, spec.attn_out).weight
+        q_width = out.shape[0] if spec.conv1d else out.shape[1]
+        ffn_out = get_path(layer, spec.ffn_out).weight
+        ffn = ffn_out.shape[0] if spec.conv1d else ffn_out.shape[1]
+        heads = q_width // size
+        n_rep = config.num_attention_heads // kv_heads(config)
+        shapes.append(LayerShape(heads=heads, kv_heads=heads // n_rep, ffn=ffn))
+    return shapes
+
+
+def describe_config(config: Any, spec: ArchSpec, shapes: list[LayerShape]) -> bool:
+    """Write what the stock config can express into it; True if that is everything.
+
+    Uniform FFN widths and layer counts always fit; per-layer head counts fit only families
+    whose config states the head size separately (Llama's ``head_dim``).
+    """
+    ffn_widths = {s.ffn for s in shapes}
+    heads = {(s.heads, s.kv_heads) for s in shapes}
+    expressible = len(ffn_widths) == 1
+    if expressible:
+        setattr(config, spec.intermediate_field, ffn_widths.pop())
+    config.num_hidden_layers = len(shapes)
+    head_change = heads != {(config.num_attention_heads, kv_heads(config))}
+    if head_change:
+        if spec.heads_in_config and len(heads) == 1:
+            size = head_size(config)
+            config.num_attention_heads, config.num_key_value_heads = heads.pop()
+            config.head_dim = size
+        else:
+            expressible = False
+    return expressible
+
+
+def apply_shapes(model: Any, spec: ArchSpec, config: Any, shapes: list[LayerShape]) -> None:
+    """Resize a freshly built model to recorded shapes, so saved pruned weights fit it.
+
+    The kept units are simply the first ones: the values come from the checkpoint afterwards.
+    """
+    blocks = layer_list(model, spec)
+    if len(blocks) != len(shapes):
+        keep_layers(model, spec, range(len(shapes)))
+        blocks = layer_list(model, spec)
+    n_rep = config.num_attention_heads // kv_heads(config)
+    for layer, shape in zip(blocks, shapes, strict=True):
+        if shape.heads != config.num_attention_heads:
+            keep_heads(layer, spec, config, range(shape.heads // n_rep))
+        if shape.ffn != ffn_width(config, spec):
+            keep_neurons(layer, spec, range(shape.ffn))
+
+
+def read_shapes(folder: Path) -> list[LayerShape] | None:
+    """Per-layer shapes a structurally pruned checkpoint recorded, or None for stock shapes."""
+    path = folder / SHAPES_FILE
+    if not path.is_file():
+        return None
+    try:
+        return [LayerShape(**layer) for layer in json.loads(path.read_text())["layers"]]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path} is not a valid squeeze shapes file ({e})") from e
+
+
+def write_shapes(folder: Path, shapes: list[LayerShape]) -> None:
+    record = {"version": 1, "layers": [asdict(shape) for shape in shapes]}
+    (folder / SHAPES_FILE).write_text(json.dumps(record, indent=2))
