@@ -108,7 +108,7 @@ def main() -> None:
             rows.append(
                 {
                     "variant": name,
-                    "backend": result.backend,
+                    "runtime": result.runtime,
                     "batch": lat.batch,
                     "p50_ms": round(lat.p50_ms, 2),
                     "p10_ms": round(p10, 2),

@@ -55,17 +55,17 @@ def main() -> None:
     )
     models = [str(dense), str(pruned), str(onnx["dense"]), str(onnx["pruned"])]
     results, _ = bench_models(models, settings)
-    p50 = {(r.backend, r.name): {lat.batch: lat.p50_ms for lat in r.latencies} for r in results}
+    p50 = {(r.runtime, r.name): {lat.batch: lat.p50_ms for lat in r.latencies} for r in results}
     rows = []
-    for backend, base, slim in (
+    for runtime, base, slim in (
         ("torch", models[0], models[1]),
         ("onnxruntime", models[2], models[3]),
     ):
         for batch in settings.batch_sizes:
-            before, after = p50[(backend, base)][batch], p50[(backend, slim)][batch]
+            before, after = p50[(runtime, base)][batch], p50[(runtime, slim)][batch]
             rows.append(
                 {
-                    "backend": backend,
+                    "runtime": runtime,
                     "batch": batch,
                     "dense_p50_ms": round(before, 2),
                     "pruned_p50_ms": round(after, 2),
@@ -80,7 +80,7 @@ def main() -> None:
           f"{args.runs} runs; {describe_machine(results[0].machine)}")  # fmt: skip
     print(f"  parameters {params[models[0]] / 1e6:.1f}M -> {params[models[1]] / 1e6:.1f}M")
     for row in rows:
-        print(f"  {row['backend']:<11} batch {row['batch']}: {row['dense_p50_ms']:8.2f} ms -> "
+        print(f"  {row['runtime']:<11} batch {row['batch']}: {row['dense_p50_ms']:8.2f} ms -> "
               f"{row['pruned_p50_ms']:8.2f} ms  = {row['speedup']:.2f}x faster")  # fmt: skip
 
 

@@ -132,7 +132,7 @@ class Scorable:
     input_names: tuple[str, ...]
     label2id: dict[str, int] | None
     forward: Forward
-    backend: str
+    runtime: str
     notes: list[str] = field(default_factory=list)
 
 

@@ -22,7 +22,7 @@ from squeeze.encoding import encode_for
 from squeeze.errors import ConfigError, Problem
 from squeeze.evaluate import evaluate_forward, open_model, scorable_of
 from squeeze.output import atomic_output, check_output
-from squeeze.results import LatencySummary, SweepResults, VariantResult, derive
+from squeeze.results import SweepResults, VariantResult, derive
 from squeeze.sweep.cache import content_key
 from squeeze.sweep.execute import ChainContext, run_chain
 from squeeze.sweep.gates import Selection, choose, failures
@@ -91,7 +91,7 @@ def _latencies(paths: list[str], plan: Plan, progress: ProgressFactory) -> dict[
 
     out: dict[str, list[Any]] = {}
     results, _ = bench_models(paths, plan.bench, progress=progress)
-    out["cpu"] = [LatencySummary.from_latency(r.latencies[0]) for r in results]
+    out["cpu"] = [r.latencies[0] for r in results]
     if torch.cuda.is_available() and plan.bench.device == "cpu":
         # GPU figures where there is one; ONNX exports stay on the CPU build of ONNX Runtime.
         from squeeze.export.read import export_folder
@@ -99,10 +99,7 @@ def _latencies(paths: list[str], plan: Plan, progress: ProgressFactory) -> dict[
         gpu_paths = [p for p in paths if export_folder(p) is None]
         gpu, _ = bench_models(gpu_paths, replace(plan.bench, device="cuda"), progress=progress)
         by_path = dict(zip(gpu_paths, gpu, strict=True))
-        out["cuda"] = [
-            LatencySummary.from_latency(by_path[p].latencies[0]) if p in by_path else None
-            for p in paths
-        ]
+        out["cuda"] = [by_path[p].latencies[0] if p in by_path else None for p in paths]
     return out
 
 

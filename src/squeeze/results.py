@@ -14,25 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from squeeze.errors import DataError
-from squeeze.types import points_dropped
+from squeeze.types import Latency, points_dropped
 
-FORMAT_VERSION = 1
-
-
-@dataclass
-class LatencySummary:
-    """Batch latency on one device in milliseconds, over repeated runs after warm-up."""
-
-    p50_ms: float
-    p90_ms: float
-    min_ms: float
-    max_ms: float
-    runs: int
-
-    @classmethod
-    def from_latency(cls, latency: Any) -> LatencySummary:
-        samples = latency.samples_ms
-        return cls(latency.p50_ms, latency.p90_ms, min(samples), max(samples), len(samples))
+# 2: latency records are full Latency records (samples included), not p50/p90/min/max.
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -51,7 +36,7 @@ class VariantResult:
     params_nonzero: int
     bytes_on_disk: int
     metric: float | None = None
-    latency: dict[str, LatencySummary] = field(default_factory=dict)
+    latency: dict[str, Latency] = field(default_factory=dict)
     speedup: dict[str, float | None] = field(default_factory=dict)
     size_ratio: float | None = None  # baseline bytes / variant bytes
     drop_points: float | None = None  # positive = worse than the baseline
@@ -61,11 +46,11 @@ class VariantResult:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "latency": {k: v.to_dict() for k, v in self.latency.items()}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VariantResult:
-        latency = {k: LatencySummary(**v) for k, v in data.get("latency", {}).items()}
+        latency = {k: Latency.from_dict(v) for k, v in data.get("latency", {}).items()}
         return cls(**{**data, "latency": latency})
 
 

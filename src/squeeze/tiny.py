@@ -19,7 +19,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from squeeze.types import Task
+from squeeze.types import Latency, Task
 
 FAMILIES = ("bert", "roberta", "distilbert", "gpt2", "llama")
 # Other model types that share the Llama spec; tested to load, prune and export like it.
@@ -241,3 +241,11 @@ def write_rows(path: str | Path, rows: list[tuple[str, ...]], header: tuple[str,
 def write_order_task(path: str | Path, n: int, *, seed: int = 0) -> Path:
     """Write the order task as a CSV with ``text`` and ``label`` columns."""
     return write_rows(path, order_task(n, seed=seed), ("text", "label"))
+
+
+def latency_of(p50_ms: float, min_ms: float, max_ms: float) -> Latency:
+    """A made-up CPU latency record with this median and spread (report and gate tests)."""
+    return Latency.from_samples(
+        [min_ms, p50_ms, p50_ms, p50_ms, max_ms], batch=1, seq_len=16, threads=1, device="cpu",
+        runtime="torch",
+    )  # fmt: skip

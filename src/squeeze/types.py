@@ -7,8 +7,10 @@ that are read without the code at hand.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import math
+import statistics
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -109,6 +111,85 @@ class Evaluation:
             "n_samples": self.n_samples,
             "elapsed_s": self.elapsed_s,
             "samples_per_s": self.samples_per_s,
+        }
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Timed runs of one target at one shape, in milliseconds per batch: the one latency record
+    (benchmarks, step summaries and sweep results all keep it, samples included, so any summary
+    can be recomputed and the spread is never lost)."""
+
+    samples_ms: tuple[float, ...]
+    batch: int
+    seq_len: int
+    threads: int
+    device: str
+    runtime: str  # torch or onnxruntime: what ran, not which quantizer made it
+
+    @classmethod
+    def from_samples(cls, samples_ms: Sequence[float], **shape: Any) -> Latency:
+        return cls(samples_ms=tuple(float(s) for s in samples_ms), **shape)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Latency:
+        """Back from :meth:`to_dict` (the derived figures are recomputed from the samples)."""
+        shape = {f: data[f] for f in ("batch", "seq_len", "threads", "device", "runtime")}
+        return cls.from_samples(data["samples_ms"], **shape)
+
+    def _quantile(self, q: float) -> float:
+        """Linear interpolation between order statistics (numpy's default percentile)."""
+        ordered = sorted(self.samples_ms)
+        rank = q * (len(ordered) - 1)
+        low = math.floor(rank)
+        high = min(low + 1, len(ordered) - 1)
+        return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+    @property
+    def p50_ms(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    @property
+    def p90_ms(self) -> float:
+        return self._quantile(0.9)
+
+    @property
+    def min_ms(self) -> float:
+        return min(self.samples_ms)
+
+    @property
+    def max_ms(self) -> float:
+        return max(self.samples_ms)
+
+    @property
+    def mean_ms(self) -> float:
+        return statistics.fmean(self.samples_ms)
+
+    @property
+    def stdev_ms(self) -> float:
+        return statistics.stdev(self.samples_ms) if len(self.samples_ms) > 1 else 0.0
+
+    @property
+    def runs(self) -> int:
+        return len(self.samples_ms)
+
+    @property
+    def throughput_per_s(self) -> float:
+        """Samples (sequences) per second at the median latency."""
+        return self.batch / (self.p50_ms / 1000)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **{k: v for k, v in asdict(self).items() if k != "samples_ms"},
+            "runs": self.runs,
+            "p50_ms": self.p50_ms,
+            "p90_ms": self.p90_ms,
+            "mean_ms": self.mean_ms,
+            "stdev_ms": self.stdev_ms,
+            "min_ms": self.min_ms,
+            "max_ms": self.max_ms,
+            "throughput_per_s": self.throughput_per_s,
+            "samples_ms": list(self.samples_ms),
         }
 
 

@@ -54,7 +54,7 @@ def test_export_is_scored_like_the_checkpoint(trained_classifier, order_csv, tmp
         result = invoke("eval", model, "-d", order_csv, "--split", "test", "--json")
         assert result.exit_code == 0, result.stderr
         report = json.loads(result.stdout)
-        scores[report["backend"]] = report["metrics"]["accuracy"]
+        scores[report["runtime"]] = report["metrics"]["accuracy"]
     assert scores["onnxruntime"] == scores["torch"] >= 0.9
 
 
@@ -71,7 +71,7 @@ def test_bench_json_is_sane(tiny_classifiers):
 
 
 def test_bench_compares_backends_in_one_run(tiny_classifiers):
-    result = invoke("bench", tiny_classifiers["bert"], "--backend", "torch,onnxruntime", *FAST)
+    result = invoke("bench", tiny_classifiers["bert"], "--runtime", "torch,onnxruntime", *FAST)
     assert result.exit_code == 0, result.stderr
     assert "torch" in result.stdout and "onnxruntime" in result.stdout and "vs 1st" in result.stdout
     assert "exported" in result.stderr
@@ -89,8 +89,8 @@ def test_bench_static_export_needs_its_shape(tiny_classifiers, tmp_path):
 @pytest.mark.parametrize(
     ("args", "code", "phrase"),
     [
-        (("--backend", "torch"), 2, "runs on --backend onnxruntime"),
-        (("--backend", "tensorrt"), 2, "unknown --backend tensorrt"),
+        (("--runtime", "torch"), 2, "runs on --runtime onnxruntime"),
+        (("--runtime", "tensorrt"), 2, "unknown --runtime tensorrt"),
         (("--batch", "1,x"), 2, "comma-separated integers"),
     ],
 )

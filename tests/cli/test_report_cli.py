@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from squeeze.cli.main import app
-from squeeze.results import LatencySummary, SweepResults, VariantResult, derive
+from squeeze.results import SweepResults, VariantResult, derive
+from squeeze.tiny import latency_of
 
 runner = CliRunner()
 
@@ -26,7 +27,7 @@ def _variant(name: str, chain: str, mb: float, accuracy: float, p50: float) -> V
         params_nonzero=1_000_000,
         bytes_on_disk=int(mb * 1_000_000),
         metric=accuracy,
-        latency={"cpu": LatencySummary(p50, p50 * 1.1, p50 * 0.9, p50 * 1.2, 30)},
+        latency={"cpu": latency_of(p50, p50 * 0.9, p50 * 1.2)},
     )
 
 

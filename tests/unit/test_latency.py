@@ -8,7 +8,7 @@ import pytest
 from squeeze.bench.latency import BenchSettings, Latency, Target, measure, synthetic_inputs
 from squeeze.errors import ConfigError
 
-SHAPE = {"batch": 4, "seq_len": 16, "threads": 2, "device": "cpu", "backend": "torch"}
+SHAPE = {"batch": 4, "seq_len": 16, "threads": 2, "device": "cpu", "runtime": "torch"}
 
 
 def test_latency_statistics():

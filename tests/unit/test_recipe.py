@@ -8,10 +8,11 @@ import pytest
 
 from squeeze.cli.sweep import grid
 from squeeze.errors import ConfigError, DataError
-from squeeze.results import LatencySummary, SweepResults, VariantResult, derive
+from squeeze.results import SweepResults, VariantResult, derive
 from squeeze.sweep.gates import Gates, Selection, choose, failures, parse_size
 from squeeze.sweep.recipe import load_plan, plan_from
 from squeeze.sweep.steps import parse_chain, parse_step
+from squeeze.tiny import latency_of
 
 RECIPE = """
 name: demo
@@ -167,7 +168,7 @@ def test_sweep_grid():
 
 
 def _variant(name, metric, p50, size, spread=0.5):
-    latency = {"cpu": LatencySummary(p50, p50 + 1, p50 - spread, p50 + spread, 30)}
+    latency = {"cpu": latency_of(p50, p50 - spread, p50 + spread)}
     return VariantResult(name, name, "torch", name, 100, 100, size, metric=metric, latency=latency)
 
 

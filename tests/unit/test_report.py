@@ -15,7 +15,8 @@ from squeeze.cli._results import print_results
 from squeeze.errors import DataError, OutputExistsError
 from squeeze.report import cells, report_notes, write_report
 from squeeze.report.plots import plot_specs
-from squeeze.results import LatencySummary, SweepResults, VariantResult, derive
+from squeeze.results import SweepResults, VariantResult, derive
+from squeeze.tiny import latency_of
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PARETO = {"baseline", "int8", "pruned-int8"}
@@ -26,7 +27,7 @@ def _variant(
 ) -> VariantResult:
     latency = {}
     if p50 is not None:
-        latency["cpu"] = LatencySummary(p50, p50 * 1.1, p50 * 0.9, p50 * 1.2, 30)
+        latency["cpu"] = latency_of(p50, p50 * 0.9, p50 * 1.2)
     return VariantResult(
         name=name,
         chain=chain,

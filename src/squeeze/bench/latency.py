@@ -10,69 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import resource
-import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from squeeze.bench.machine import fingerprint
 from squeeze.errors import ConfigError
-from squeeze.types import ProgressFactory, no_progress
-
-
-@dataclass(frozen=True)
-class Latency:
-    """Timed runs of one target at one shape; milliseconds per batch."""
-
-    samples_ms: tuple[float, ...]
-    batch: int
-    seq_len: int
-    threads: int
-    device: str
-    backend: str
-
-    @classmethod
-    def from_samples(cls, samples_ms: Sequence[float], **shape: Any) -> Latency:
-        return cls(samples_ms=tuple(samples_ms), **shape)
-
-    @property
-    def p50_ms(self) -> float:
-        return statistics.median(self.samples_ms)
-
-    @property
-    def p90_ms(self) -> float:
-        return float(np.percentile(self.samples_ms, 90))
-
-    @property
-    def mean_ms(self) -> float:
-        return statistics.fmean(self.samples_ms)
-
-    @property
-    def stdev_ms(self) -> float:
-        return statistics.stdev(self.samples_ms) if len(self.samples_ms) > 1 else 0.0
-
-    @property
-    def throughput_per_s(self) -> float:
-        """Samples (sequences) per second at the median latency."""
-        return self.batch / (self.p50_ms / 1000)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **{k: v for k, v in asdict(self).items() if k != "samples_ms"},
-            "runs": len(self.samples_ms),
-            "p50_ms": self.p50_ms,
-            "p90_ms": self.p90_ms,
-            "mean_ms": self.mean_ms,
-            "stdev_ms": self.stdev_ms,
-            "min_ms": min(self.samples_ms),
-            "max_ms": max(self.samples_ms),
-            "throughput_per_s": self.throughput_per_s,
-            "samples_ms": list(self.samples_ms),
-        }
+from squeeze.types import Latency, ProgressFactory, no_progress
 
 
 @dataclass(frozen=True)
@@ -107,7 +55,7 @@ class Target:
     """
 
     name: str
-    backend: str
+    runtime: str
     run: Callable[[Any], Any]
     prepare: Callable[[dict[str, np.ndarray]], Any] = lambda inputs: inputs
     sync: Callable[[], None] = lambda: None
@@ -119,7 +67,7 @@ class BenchResult:
     """All latencies of one target, with the machine they were taken on."""
 
     name: str
-    backend: str
+    runtime: str
     latencies: list[Latency]
     peak_memory_bytes: int | None
     machine: dict[str, Any]
@@ -128,7 +76,7 @@ class BenchResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "backend": self.backend,
+            "runtime": self.runtime,
             "latency": [lat.to_dict() for lat in self.latencies],
             "peak_memory_bytes": self.peak_memory_bytes,
             "machine": self.machine,
@@ -235,7 +183,7 @@ def measure(
     return [
         BenchResult(
             name=target.name,
-            backend=target.backend,
+            runtime=target.runtime,
             latencies=[
                 Latency.from_samples(
                     samples[(t, batch)],
@@ -243,7 +191,7 @@ def measure(
                     seq_len=settings.seq_len,
                     threads=threads,
                     device=settings.device,
-                    backend=target.backend,
+                    runtime=target.runtime,
                 )
                 for batch in settings.batch_sizes
             ],

@@ -1,6 +1,6 @@
 """Benchmark checkpoints and ONNX exports: each path becomes a timing target.
 
-``bench_models`` times several models (or one model on several backends) in one process with
+``bench_models`` times several models (or one model on several runtimes) in one process with
 identical settings and inputs, so their figures can be compared directly; each result carries
 its settings, so a later run can repeat them (``settings_of``).
 """
@@ -24,7 +24,7 @@ from squeeze.bench.latency import (
 from squeeze.errors import ConfigError
 from squeeze.types import ProgressFactory, SizeStats, no_progress
 
-BACKENDS = ("torch", "onnxruntime")
+RUNTIMES = ("torch", "onnxruntime")
 
 
 def _torch_target(name: str, loaded: Any, device: str) -> Target:
@@ -81,20 +81,20 @@ def bench_models(
     models: Sequence[str],
     settings: BenchSettings,
     *,
-    backends: Sequence[str] = (),
+    runtimes: Sequence[str] = (),
     trust_remote_code: bool = False,
     progress: ProgressFactory = no_progress,
 ) -> tuple[list[BenchResult], list[str]]:
-    """Benchmark each model on each requested backend in one rotating measurement.
+    """Benchmark each model on each requested runtime in one rotating measurement.
 
     A checkpoint runs on ``torch``; an export folder on ``onnxruntime``. A checkpoint asked to
     run on ``onnxruntime`` is exported (unoptimized, validated) to a temporary folder first.
 
     Returns:
-        The results (one per model and backend) and notes for the reader.
+        The results (one per model and runtime) and notes for the reader.
 
     Raises:
-        ConfigError: a backend that cannot run that model, or shapes a static export forbids.
+        ConfigError: a runtime that cannot run that model, or shapes a static export forbids.
     """
     import torch
 
@@ -103,9 +103,9 @@ def bench_models(
     from squeeze.export.read import export_folder, load_export, onnx_size_stats
     from squeeze.sizes import size_stats
 
-    unknown = sorted(set(backends) - set(BACKENDS))
+    unknown = sorted(set(runtimes) - set(RUNTIMES))
     if unknown:
-        raise ConfigError(f"unknown --backend {', '.join(unknown)}; choose {', '.join(BACKENDS)}")
+        raise ConfigError(f"unknown --runtime {', '.join(unknown)}; choose {', '.join(RUNTIMES)}")
     threads = settings.threads or torch.get_num_threads()
     notes: list[str] = []
     targets: list[Target] = []
@@ -114,9 +114,9 @@ def bench_models(
     with tempfile.TemporaryDirectory(prefix="squeeze-bench-") as tmp:
         for model in models:
             folder = export_folder(model)
-            wanted = list(backends) or (["onnxruntime"] if folder else ["torch"])
+            wanted = list(runtimes) or (["onnxruntime"] if folder else ["torch"])
             if folder is not None and "torch" in wanted:
-                raise ConfigError(f"{model} is an ONNX export; it runs on --backend onnxruntime")
+                raise ConfigError(f"{model} is an ONNX export; it runs on --runtime onnxruntime")
             if folder is None and "onnxruntime" in wanted:
                 folder = Path(tmp) / f"export-{len(targets)}"
                 export_onnx(model, folder, trust_remote_code=trust_remote_code)

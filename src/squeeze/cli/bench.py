@@ -29,7 +29,7 @@ def bench(
         typer.Argument(help="Checkpoint folders, hub ids or `squeeze export` folders."),
     ],
     device: DeviceOpt = "cpu",
-    backend: Annotated[
+    runtime: Annotated[
         str | None,
         typer.Option(
             help="torch, onnxruntime or both (torch,onnxruntime); default: torch for a "
@@ -52,7 +52,7 @@ def bench(
 ) -> None:
     """Measure latency (p50, p90, mean, spread), throughput, peak memory, parameters and size.
 
-    Several models (or --backend torch,onnxruntime) are measured together in rotating blocks
+    Several models (or --runtime torch,onnxruntime) are measured together in rotating blocks
     with identical inputs and threads, so their figures compare like with like.
     """
     from squeeze.bench.latency import BenchSettings
@@ -68,11 +68,11 @@ def bench(
         rounds=rounds,
         device=resolve_device(device),
     )
-    backends = tuple(backend.split(",")) if backend else ()
+    runtimes = tuple(runtime.split(",")) if runtime else ()
     results, notes = bench_models(
         models,
         settings,
-        backends=backends,
+        runtimes=runtimes,
         trust_remote_code=trust_remote_code,
         progress=progress_factory(quiet),
     )
@@ -94,23 +94,23 @@ def _render_tables(results: list[BenchResult], settings: BenchSettings) -> None:
     from squeeze.bench.machine import describe_machine
 
     latency = Table(title="latency", title_justify="left")
-    for column in ("model", "backend", "batch", "p50 ms", "p90 ms", "sd ms", "samples/s", "vs 1st"):
-        latency.add_column(column, justify="left" if column in ("model", "backend") else "right")
+    for column in ("model", "runtime", "batch", "p50 ms", "p90 ms", "sd ms", "samples/s", "vs 1st"):
+        latency.add_column(column, justify="left" if column in ("model", "runtime") else "right")
     first = {lat.batch: lat.p50_ms for lat in results[0].latencies}
     for result in results:
         for lat in result.latencies:
             latency.add_row(
-                _short(result.name), result.backend, str(lat.batch), f"{lat.p50_ms:.2f}",
+                _short(result.name), result.runtime, str(lat.batch), f"{lat.p50_ms:.2f}",
                 f"{lat.p90_ms:.2f}", f"{lat.stdev_ms:.2f}", f"{lat.throughput_per_s:.1f}",
                 f"{first[lat.batch] / lat.p50_ms:.2f}x",
             )  # fmt: skip
     sizes = Table(title="size", title_justify="left")
-    for column in ("model", "backend", "params", "non-zero", "on disk"):
-        sizes.add_column(column, justify="left" if column in ("model", "backend") else "right")
+    for column in ("model", "runtime", "params", "non-zero", "on disk"):
+        sizes.add_column(column, justify="left" if column in ("model", "runtime") else "right")
     for result in results:
         size = result.extra["size"]
         sizes.add_row(
-            _short(result.name), result.backend, fmt_count(size["params_total"]),
+            _short(result.name), result.runtime, fmt_count(size["params_total"]),
             fmt_count(size["params_nonzero"]), fmt_bytes(size["bytes_on_disk"]),
         )  # fmt: skip
     console.print(latency)

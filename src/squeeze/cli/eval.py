@@ -57,7 +57,7 @@ def eval_(
             {
                 "model": model,
                 "task": scorable.task.value,
-                "backend": scorable.backend,
+                "runtime": scorable.runtime,
                 "data": dataset.name,
                 **evaluation.to_dict(),
                 "device": device,
@@ -68,7 +68,7 @@ def eval_(
     rows = [
         ("model", model),
         ("task", scorable.task.value),
-        ("backend", scorable.backend),
+        ("runtime", scorable.runtime),
         ("data", dataset.name),
     ]
     rows += [(m.name, f"{m.value:.4f}") for m in evaluation.metrics]
