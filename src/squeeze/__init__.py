@@ -19,8 +19,16 @@ _API = {
     "save": "squeeze.checkpoint",
     "size_stats": "squeeze.sizes",
     "load_dataset": "squeeze.data",
-    "DataSpec": "squeeze.data",
-    "TrainConfig": "squeeze.train",
+    "DataSpec": "squeeze.dataspec",
+    "TrainConfig": "squeeze.train_config",
+    # The step engine: a method's config, run on a checkpoint as its command does.
+    "run_step": "squeeze.runner",
+    "StepOptions": "squeeze.runner",
+    "MagnitudePruneConfig": "squeeze.prune.magnitude",
+    "StructuredPruneConfig": "squeeze.prune.structured",
+    "DistillConfig": "squeeze.distill.method",
+    "QuantizeConfig": "squeeze.quantize.method",
+    "ExportConfig": "squeeze.export.method",
 }
 
 __all__ = ["__version__", *sorted(_API)]
