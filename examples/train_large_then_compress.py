@@ -249,9 +249,9 @@ def run_sweeps(
 ) -> dict[str, Any]:
     """Compress each trained model with the same plan; one results.json and report per model."""
     from squeeze.dataspec import DataSpec
-    from squeeze.sweep.recipe import Plan, variants_from
-    from squeeze.results import SweepResults
     from squeeze.pipeline import run_plan
+    from squeeze.results import SweepResults
+    from squeeze.sweep.recipe import Plan, variants_from
 
     sweeps = {}
     for name, info in trained.items():
