@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from squeeze.device import resolve_device
-from squeeze.errors import UnsupportedError
+from squeeze.errors import Problem, UnsupportedError
 
 
 def launched_processes() -> int:
@@ -41,7 +41,9 @@ def mixed_precision_for(setting: str, device: str) -> str:
 
     on_gpu = device.startswith("cuda")
     if setting in ("fp16", "bf16") and not on_gpu:
-        raise UnsupportedError(f"--mixed-precision {setting} needs a CUDA device; use 'no' on CPU")
+        raise UnsupportedError(
+            [Problem(f"{{mixed_precision}} {setting} needs a CUDA device; use 'no' on CPU")]
+        )
     if setting == "auto":
         if not on_gpu:
             return "no"

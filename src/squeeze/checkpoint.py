@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from squeeze.arch import shape_summary, spec_for
-from squeeze.errors import CheckpointError, UnsupportedError
+from squeeze.errors import CheckpointError, Problem, UnsupportedError
 from squeeze.output import atomic_output
 from squeeze.shapes import apply_shapes, current_shapes, read_shapes, write_shapes
 from squeeze.sizes import WEIGHT_SUFFIXES, size_stats, weight_files
@@ -124,8 +124,12 @@ def _load_config(source: str, local: Path | None, trust_remote_code: bool) -> An
         message = str(e)
         if "trust_remote_code" in message:
             raise UnsupportedError(
-                f"{source} needs custom code from its repository; pass --trust-remote-code "
-                "if you trust it"
+                [
+                    Problem(
+                        f"{source} needs custom code from its repository; pass "
+                        "{trust_remote_code} if you trust it"
+                    )
+                ]
             ) from e
         if "does not recognize this architecture" in message or "model_type" in message:
             raise UnsupportedError(
@@ -224,8 +228,12 @@ def load(
             f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         )
         raise CheckpointError(
-            f"{text} lacks weights the {task.value} model needs ({shown}); the checkpoint is "
-            "incomplete or --task does not match it"
+            [
+                Problem(
+                    f"{text} lacks weights the {task.value} model needs ({shown}); the checkpoint "
+                    "is incomplete or {task} does not match it"
+                )
+            ]
         )
     if missing:
         notes.append(f"newly initialised: {', '.join(missing)}")

@@ -119,7 +119,7 @@ def field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _base_type(annotation: Any) -> tuple[Any, bool]:
+def base_type(annotation: Any) -> tuple[Any, bool]:
     """``int | None`` -> (int, True); ``tuple[str, ...]`` -> (tuple, False)."""
     args = typing.get_args(annotation)
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
@@ -130,7 +130,7 @@ def _base_type(annotation: Any) -> tuple[Any, bool]:
 
 def _coerce(value: Any, annotation: Any, from_text: bool) -> Any:
     """A value of the field's type, or ValueError; ``from_text`` parses chain-step strings."""
-    kind, optional = _base_type(annotation)
+    kind, optional = base_type(annotation)
     if value is None or (from_text and str(value).strip().lower() in ("none", "null")):
         if optional:
             return None
@@ -143,23 +143,15 @@ def _coerce(value: Any, annotation: Any, from_text: bool) -> Any:
         if from_text and str(value).lower() in ("true", "yes", "1", "false", "no", "0"):
             return str(value).lower() in ("true", "yes", "1")
         raise ValueError
-    if kind is int:
+    if kind in (int, float):
         if isinstance(value, bool):
             raise ValueError
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
         if from_text and isinstance(value, str):
+            return kind(value)
+        if kind is int and isinstance(value, float) and value.is_integer():
             return int(value)
-        raise ValueError
-    if kind is float:
-        if isinstance(value, bool):
-            raise ValueError
-        if isinstance(value, int | float):
-            return float(value)
-        if from_text and isinstance(value, str):
-            return float(value)
+        if isinstance(value, int) or (kind is float and isinstance(value, float)):
+            return kind(value)
         raise ValueError
     if kind is tuple:
         if isinstance(value, str):
@@ -176,7 +168,7 @@ def _coerce(value: Any, annotation: Any, from_text: bool) -> Any:
 
 
 def type_name(annotation: Any) -> str:
-    kind, optional = _base_type(annotation)
+    kind, optional = base_type(annotation)
     name = "list of text" if kind is tuple else {str: "text"}.get(kind, kind.__name__)
     return f"{name} or none" if optional else name
 
@@ -226,7 +218,7 @@ def _probe(cls: type, typed: dict[str, Any]) -> None:
     for f in fields_of(cls):
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if f.name not in filled and required:
-            kind, _ = _base_type(field_types(cls)[f.name])
+            kind, _ = base_type(field_types(cls)[f.name])
             filled[f.name] = {int: 1, float: 0.5, bool: False, tuple: ()}.get(kind, "")
     cls(**filled)
 
@@ -253,7 +245,3 @@ def show_value(value: Any) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(value) + "]"
     return str(value)
-
-
-def as_dict(config: Any) -> dict[str, Any]:
-    return dataclasses.asdict(config)

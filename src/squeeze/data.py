@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from squeeze.config import literal
 from squeeze.dataspec import (
     SPLITS,
     DataSpec,
@@ -27,7 +28,7 @@ from squeeze.dataspec import (
     parse_source,
     score_to_label,
 )
-from squeeze.errors import ConfigError, DataError
+from squeeze.errors import ConfigError, DataError, Problem
 from squeeze.readers import Table, read_file, read_hub
 
 TEXT_NAMES = (
@@ -84,8 +85,12 @@ def load_dataset(spec: DataSpec, *, need_labels: bool = True) -> Dataset:
     source, suffix_split = parse_source(spec.source)
     if suffix_split is not None and spec.split is not None and suffix_split != spec.split:
         raise ConfigError(
-            f"--data '{spec.source}' names split '{suffix_split}' but --split says "
-            f"'{spec.split}'; give one of them"
+            [
+                Problem(
+                    f"{{data}} '{spec.source}' names split '{suffix_split}' but {{split}} says "
+                    f"'{spec.split}'; give one of them"
+                )
+            ]
         )
     split = spec.split or suffix_split
     local = spec.format is not None or _looks_local(source)
@@ -108,8 +113,13 @@ def load_dataset(spec: DataSpec, *, need_labels: bool = True) -> Dataset:
     if label_col is not None and not any(v.strip() for v in table[label_col]):
         if need:
             raise DataError(
-                f"column '{label_col}' of {source_name} holds no labels (hub test splits are "
-                "often unlabelled: try --split validation, or name another --label-column)"
+                [
+                    Problem(
+                        f"column '{label_col}' of {source_name} holds no labels (hub test "
+                        "splits are often unlabelled: try {split} validation, or name another "
+                        "{label_column})"
+                    )
+                ]
             )
         label_col = None
     examples, drop_notes = _build_examples(
@@ -127,7 +137,12 @@ def load_dataset(spec: DataSpec, *, need_labels: bool = True) -> Dataset:
         examples = [examples[i] for i in sorted(keep)]
     if not examples:
         raise DataError(
-            f"{name} holds no examples; check --split and --split-ratios {spec.split_ratios}"
+            [
+                Problem(
+                    f"{name} holds no examples; check {{split}} and {{split_ratios}} "
+                    f"{spec.split_ratios}"
+                )
+            ]
         )
     return Dataset(tuple(examples), name, text_col, pair_col, label_col, tuple(notes))
 
@@ -138,23 +153,25 @@ def _resolve_columns(
     columns = list(table)
     notes: list[str] = []
 
-    def named(column: str | None, flag: str) -> str | None:
+    def named(column: str | None, field: str) -> str | None:
         if column is not None and column not in table:
+            listing = literal(f"column '{column}' not in {source_name}; its columns are: ")
             raise DataError(
-                f"column '{column}' not in {source_name}; its columns are: "
-                f"{', '.join(columns)} (choose one with {flag})"
+                [Problem(f"{listing}{literal(', '.join(columns))} (choose one with {{{field}}})")]
             )
         return column
 
-    text = named(spec.text_column, "--text-column")
-    pair = named(spec.text_pair_column, "--text-pair-column")
-    label = named(spec.label_column, "--label-column")
+    text = named(spec.text_column, "text_column")
+    pair = named(spec.text_pair_column, "text_pair_column")
+    label = named(spec.label_column, "label_column")
     if text is None:
         candidates = [c for c in columns if c not in (pair, label)]
         text = _first_named(candidates, TEXT_NAMES)
         if text is None:
             if not candidates:
-                raise DataError(f"{source_name} has no column left for text; set --text-column")
+                raise DataError(
+                    [Problem(f"{source_name} has no column left for text; set {{text_column}}")]
+                )
             text = max(candidates, key=lambda c: sum(map(len, table[c])) / len(table[c]))
             notes.append(f"guessed text column '{text}' (longest values); set --text-column")
     if pair is None and text.lower() in PAIR_PARTNERS:
@@ -167,8 +184,12 @@ def _resolve_columns(
             fewest = min(others, key=counts.__getitem__, default=None)
             if fewest is None or counts[fewest] > _MAX_GUESSED_CLASSES:
                 raise DataError(
-                    f"no label column found in {source_name} (columns: {', '.join(columns)}); "
-                    "choose one with --label-column"
+                    [
+                        Problem(
+                            f"no label column found in {source_name} (columns: "
+                            f"{', '.join(columns)}); choose one with {{label_column}}"
+                        )
+                    ]
                 )
             label = fewest
             notes.append(
@@ -231,8 +252,12 @@ def _score(raw: str, row: int, column: str, source_name: str) -> float:
         value = math.nan
     if math.isnan(value):
         raise DataError(
-            f"row {row + 1} of {source_name} has '{raw}' in '{column}', not a number; "
-            "--label-map needs numeric scores"
+            [
+                Problem(
+                    f"row {row + 1} of {source_name} has '{raw}' in '{column}', not a number; "
+                    "{label_map} needs numeric scores"
+                )
+            ]
         )
     return value
 
@@ -264,7 +289,9 @@ def label_ids(dataset: Dataset, label2id: Mapping[str, int]) -> np.ndarray:
         DataError: the dataset has no labels, or labels the model does not know (all listed).
     """
     if dataset.label_column is None or any(e.label is None for e in dataset.examples):
-        raise DataError(f"{dataset.name} has no label column; name one with --label-column")
+        raise DataError(
+            [Problem(f"{dataset.name} has no label column; name one with {{label_column}}")]
+        )
     mapping: dict[str, int] = {}
     unknown: list[str] = []
     for label in dataset.labels():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from squeeze.errors import ConfigError, UnsupportedError
+from squeeze.errors import ConfigError, Problem, UnsupportedError
 
 
 def resolve_device(name: str) -> str:
@@ -20,9 +20,16 @@ def resolve_device(name: str) -> str:
     if kind != "cuda" or (index and not index.isdigit()):
         raise ConfigError(f"unknown device '{name}'; use cpu, cuda or cuda:N")
     if not torch.cuda.is_available():
-        raise UnsupportedError(f"--device {name}: no CUDA device on this machine; use --device cpu")
+        raise UnsupportedError(
+            [Problem(f"{{device}} {name}: no CUDA device on this machine; use {{device}} cpu")]
+        )
     if index and int(index) >= torch.cuda.device_count():
         raise UnsupportedError(
-            f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            [
+                Problem(
+                    f"{{device}} {name}: this machine has {torch.cuda.device_count()} CUDA "
+                    "device(s)"
+                )
+            ]
         )
     return name

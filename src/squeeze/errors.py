@@ -39,7 +39,11 @@ class Problem:
     error: type[SqueezeError] | None = None
 
     def render(self, namer: Callable[[str], str] = str) -> str:
-        return self.text.format_map(_Names(namer))
+        try:
+            return self.text.format_map(_Names(namer))
+        except (ValueError, IndexError, AttributeError):
+            # A value with stray braces (a path like "run{1}") must not hide the message.
+            return self.text
 
 
 class SqueezeError(Exception):
@@ -70,10 +74,12 @@ class SqueezeError(Exception):
 
 
 def raise_problems(problems: Sequence[Problem], default: type[SqueezeError]) -> None:
-    """Raise one error listing every problem, of the first class a problem calls for."""
+    """Raise one error listing every problem: of the class they all call for, else ``default``
+    (a recipe with a typo and an unsupported combination is a usage error first)."""
     if problems:
-        kind = next((p.error for p in problems if p.error is not None), default)
-        raise kind(problems)
+        kinds = {p.error for p in problems}
+        kind = kinds.pop() if len(kinds) == 1 else None
+        raise (kind or default)(problems)
 
 
 class GateError(SqueezeError):

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from squeeze.encoding import Encoded, batches
-from squeeze.errors import ConfigError, UnsupportedError
+from squeeze.errors import ConfigError, Problem, UnsupportedError
 from squeeze.runtime import Forward, torch_forward
 from squeeze.types import Evaluation, LoadedModel, Metric, ProgressFactory, Task, no_progress
 
@@ -64,7 +64,9 @@ def evaluate_forward(
         UnsupportedError: a task squeeze has no metric for (masked LM, base encoder).
     """
     if task is Task.SEQUENCE_CLASSIFICATION and encoded.labels is None:
-        raise UnsupportedError("classification metrics need labelled data (--label-column)")
+        raise UnsupportedError(
+            [Problem("classification metrics need labelled data ({label_column})")]
+        )
     if task not in (Task.SEQUENCE_CLASSIFICATION, Task.CAUSAL_LM):
         raise UnsupportedError(
             f"no metric for {task.value} models; evaluate a sequence classifier (fine-tune one "

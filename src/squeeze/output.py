@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from squeeze.errors import ConfigError, OutputExistsError
+from squeeze.errors import ConfigError, OutputExistsError, Problem
 
 
 def _same_or_nested(a: Path, b: Path) -> bool:
@@ -35,7 +35,9 @@ def check_output(
                 "choose another -o"
             )
     if target.exists() and not overwrite:
-        raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it")
+        raise OutputExistsError(
+            [Problem(f"{out} already exists; pass {{overwrite}} to replace it")]
+        )
     return target
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from squeeze.dataspec import _EXTENSIONS, FORMATS, DataSpec
-from squeeze.errors import DataError
+from squeeze.errors import DataError, Problem
 
 Table = dict[str, list[str]]
 
@@ -43,8 +43,12 @@ def _format_of(path: Path) -> str:
             if "\t" in f.readline():
                 return "tsv"
     raise DataError(
-        f"cannot tell the format of {path.name} from its name; choose one with --format "
-        f"({', '.join(FORMATS)})"
+        [
+            Problem(
+                f"cannot tell the format of {path.name} from its name; choose one with {{format}} "
+                f"({', '.join(FORMATS)})"
+            )
+        ]
     )
 
 
@@ -75,8 +79,12 @@ def _read_delimited(path: Path, fmt: str, header: bool) -> Table:
     for line, row in body:
         if len(row) != len(names):
             raise DataError(
-                f"{path.name} line {line} has {len(row)} fields but {what} {len(names)}; "
-                "check --format and --no-header"
+                [
+                    Problem(
+                        f"{path.name} line {line} has {len(row)} fields but {what} {len(names)}; "
+                        "check {format} and {header}"
+                    )
+                ]
             )
     return {name: [row[i] for _, row in body] for i, name in enumerate(names)}
 
@@ -138,8 +146,12 @@ def read_hub(source: str, split: str) -> Table:
         ) from e
     except ValueError as e:
         raise DataError(
-            f"hub dataset '{source}' could not be loaded: {_first_line(e)} (check the name, "
-            "config and --split)"
+            [
+                Problem(
+                    f"hub dataset '{source}' could not be loaded: {_first_line(e)} (check the "
+                    "name, config and {split})"
+                )
+            ]
         ) from e
     table: Table = {}
     for column in ds.column_names:

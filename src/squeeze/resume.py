@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from squeeze.errors import ConfigError, OutputExistsError
+from squeeze.errors import ConfigError, OutputExistsError, Problem
 from squeeze.types import Evaluation, Metric
 
 LAST = "last"
@@ -54,13 +54,19 @@ def check_resume(folder: Path, *, resume: bool, overwrite: bool) -> bool:
     exists = (folder / LAST / STATE_FILE).is_file()
     if resume:
         if not exists:
-            raise ConfigError(f"--resume: no checkpoint at {folder}; run without --resume")
+            raise ConfigError(
+                [Problem(f"{{resume}}: no checkpoint at {folder}; run without {{resume}}")]
+            )
         return True
     if folder.exists():
         if not overwrite:
             raise OutputExistsError(
-                f"an interrupted run left a checkpoint at {folder}; pass --resume to continue it "
-                "or --overwrite to start over"
+                [
+                    Problem(
+                        f"an interrupted run left a checkpoint at {folder}; pass {{resume}} to "
+                        "continue it or {overwrite} to start over"
+                    )
+                ]
             )
         shutil.rmtree(folder)
     return False
@@ -119,8 +125,13 @@ def load(accelerator: Any, folder: Path, fingerprint: dict[str, Any]) -> LoopSta
             if meta["fingerprint"].get(key) != fingerprint.get(key)
         )
         raise ConfigError(
-            f"the checkpoint at {folder} is from a run with other settings ({', '.join(changed)}); "
-            "resume with the same options, or pass --overwrite to start over"
+            [
+                Problem(
+                    f"the checkpoint at {folder} is from a run with other settings "
+                    f"({', '.join(changed)}); "
+                    "resume with the same options, or pass {overwrite} to start over"
+                )
+            ]
         )
     accelerator.load_state(str(last))
     best_state = None

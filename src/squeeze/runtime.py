@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from squeeze.errors import CheckpointError, UnsupportedError
+from squeeze.errors import CheckpointError, Problem, UnsupportedError
 
 Forward = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 
@@ -42,9 +42,13 @@ def ort_providers(device: str) -> list[str]:
         return ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         raise UnsupportedError(
-            f"onnxruntime {ort.__version__} here has no CUDA provider "
-            f"({', '.join(ort.get_available_providers())}); install onnxruntime-gpu or use "
-            "--device cpu"
+            [
+                Problem(
+                    f"onnxruntime {ort.__version__} here has no CUDA provider "
+                    f"({', '.join(ort.get_available_providers())}); install onnxruntime-gpu or use "
+                    "{device} cpu"
+                )
+            ]
         )
     index = int(device.partition(":")[2] or 0)
     return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]  # type: ignore[list-item]

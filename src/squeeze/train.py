@@ -21,7 +21,7 @@ from typing import Any
 from squeeze import resume as checkpoints
 from squeeze.accel import make_accelerator
 from squeeze.encoding import Batch, Encoded, batches
-from squeeze.errors import ConfigError, DataError, UnsupportedError
+from squeeze.errors import ConfigError, DataError, Problem, UnsupportedError
 from squeeze.train_config import TrainConfig
 from squeeze.types import LOWER_IS_BETTER, Evaluation, ProgressFactory, Task, no_progress
 
@@ -195,9 +195,9 @@ def train(
     if len(data) == 0:
         raise DataError("no training examples left after filtering")
     if task is Task.SEQUENCE_CLASSIFICATION and data.labels is None:
-        raise DataError("training a classifier needs labelled data (--label-column)")
+        raise DataError([Problem("training a classifier needs labelled data ({label_column})")])
     if save_every is not None and save_every < 1:
-        raise ConfigError("--save-every must be >= 1")
+        raise ConfigError([Problem("{save_every} must be >= 1")])
     torch.manual_seed(config.seed)
     model.to(device)
     accelerator = make_accelerator(device, config.mixed_precision)

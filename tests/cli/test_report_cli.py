@@ -118,3 +118,16 @@ def test_help_does_not_import_matplotlib():
     code = "import sys; import squeeze.cli.main; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_log_gets_the_whole_table_not_80_columns(results_file, tmp_path, monkeypatch):
+    """Output to a pipe or CI log: rich would assume 80 columns and fold every chain."""
+    from squeeze.cli import _render
+    from squeeze.cli import report as report_command
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.setattr(report_command, "console", _render._LazyConsole())
+    result = runner.invoke(app, ["report", str(results_file), "-o", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    table = [line for line in result.stdout.splitlines() if "magnitude(sparsity=0.3)" in line]
+    assert table and max(len(line) for line in result.stdout.splitlines()) > 80

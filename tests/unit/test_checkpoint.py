@@ -95,7 +95,7 @@ def test_existing_output_is_refused_and_left_intact(tiny_classifiers, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    with pytest.raises(OutputExistsError, match="--overwrite"):
+    with pytest.raises(OutputExistsError, match="pass overwrite to replace"):
         save(load(tiny_classifiers["gpt2"]), out)
     assert (out / "keep.txt").read_text() == "precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

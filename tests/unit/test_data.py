@@ -153,7 +153,7 @@ def test_guessed_columns_are_noted(tmp_path: Path) -> None:
 def test_no_label_column_found(tmp_path: Path) -> None:
     path = tmp_path / "data.csv"
     path.write_text("text,id\n" + "".join(f"t{i},{i}\n" for i in range(30)))
-    with pytest.raises(DataError, match=r"no label column found in data.csv.*--label-column"):
+    with pytest.raises(DataError, match=r"no label column found in data.csv.*label_column"):
         load_dataset(DataSpec(str(path)))
     assert load_dataset(DataSpec(str(path)), need_labels=False).label_column is None
 
@@ -161,9 +161,9 @@ def test_no_label_column_found(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("option", "flag"),
     [
-        ("text_column", "--text-column"),
-        ("text_pair_column", "--text-pair-column"),
-        ("label_column", "--label-column"),
+        ("text_column", "text_column"),
+        ("text_pair_column", "text_pair_column"),
+        ("label_column", "label_column"),
     ],
 )
 def test_missing_named_column_lists_columns(tmp_path: Path, option: str, flag: str) -> None:
@@ -193,7 +193,11 @@ def test_file_without_rows(tmp_path: Path, name: str, content: str) -> None:
     [
         ("bad.jsonl", '{"text": "a"}\n{oops\n', r"bad.jsonl line 2 is not valid JSON"),
         ("ragged.csv", "text,label\na,1\nb,1,extra\n", r"ragged.csv line 3 has 3 fields"),
-        ("notes.txt", "just words\n", r"cannot tell the format of notes.txt.*--format"),
+        (
+            "notes.txt",
+            "just words\n",
+            r"cannot tell the format of notes.txt.*choose one with format",
+        ),
         ("score.csv", "text,score\na,1\nb,high\n", r"row 2 of score.csv has 'high' in 'score'"),
     ],
 )
@@ -275,7 +279,7 @@ def test_split_suffix_max_samples_and_errors(big_file: Path) -> None:
     assert len(load_dataset(DataSpec(str(big_file), max_samples=7)).examples) == 7
     with pytest.raises(ConfigError, match="train, validation, test"):
         load_dataset(DataSpec(str(big_file), split="dev"))
-    with pytest.raises(ConfigError, match="names split 'test' but --split says 'train'"):
+    with pytest.raises(ConfigError, match="names split 'test' but split says 'train'"):
         load_dataset(DataSpec(f"{big_file}:test", split="train"))
     with pytest.raises(DataError, match=r"big.tsv\[validation\] holds no examples"):
         load_dataset(DataSpec(str(big_file), split="validation", split_ratios=(0.9, 0, 0.1)))
@@ -342,7 +346,7 @@ def test_label_ids_errors() -> None:
         "labels not known to the model: 'neutral' (model labels: negative, positive); "
         "relabel the data or fine-tune on it"
     )
-    with pytest.raises(DataError, match=r"no label column.*--label-column"):
+    with pytest.raises(DataError, match=r"no label column.*label_column"):
         label_ids(_labelled(None, None), {"a": 0})
 
 
@@ -544,5 +548,5 @@ def test_hub_unknown_split_gives_data_error(monkeypatch: pytest.MonkeyPatch) -> 
         load_dataset(DataSpec("imdb", split="validation"))
     assert str(info.value) == (
         "hub dataset 'imdb' could not be loaded: Unknown split \"validation\". "
-        "(check the name, config and --split)"
+        "(check the name, config and split)"
     )

@@ -96,7 +96,7 @@ def test_check_resume_guards_interrupted_runs(tmp_path):
         check_resume(folder, resume=True, overwrite=False)
     (folder / "last").mkdir(parents=True)
     (folder / "last" / "trainer_state.json").write_text("{}")
-    with pytest.raises(OutputExistsError, match="--resume to continue"):
+    with pytest.raises(OutputExistsError, match="pass resume to continue"):
         check_resume(folder, resume=False, overwrite=False)
     assert check_resume(folder, resume=True, overwrite=False) is True
     assert check_resume(folder, resume=False, overwrite=True) is False and not folder.exists()

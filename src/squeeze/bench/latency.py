@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from squeeze.bench.machine import fingerprint
-from squeeze.errors import ConfigError
+from squeeze.errors import ConfigError, Problem
 from squeeze.types import Latency, ProgressFactory, no_progress
 
 
@@ -37,13 +37,13 @@ class BenchSettings:
 
     def __post_init__(self) -> None:
         if not self.batch_sizes or min(self.batch_sizes) < 1:
-            raise ConfigError("--batch needs sizes >= 1, like 1,8")
+            raise ConfigError([Problem("{batch_sizes} needs sizes >= 1, like 1,8")])
         if self.seq_len < 2:
-            raise ConfigError("--seq must be at least 2")
+            raise ConfigError([Problem("{seq_len} must be at least 2")])
         if self.runs < 2 or self.warmup < 0 or self.rounds < 1:
-            raise ConfigError("--runs must be >= 2 and --warmup >= 0")
+            raise ConfigError([Problem("{runs} must be >= 2 and {warmup} >= 0")])
         if self.threads is not None and self.threads < 1:
-            raise ConfigError("--threads must be >= 1")
+            raise ConfigError([Problem("{threads} must be >= 1")])
 
 
 @dataclass

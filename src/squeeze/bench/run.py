@@ -21,7 +21,7 @@ from squeeze.bench.latency import (
     process_peak_rss_bytes,
     synthetic_inputs,
 )
-from squeeze.errors import ConfigError
+from squeeze.errors import ConfigError, Problem
 from squeeze.types import ProgressFactory, SizeStats, no_progress
 
 RUNTIMES = ("torch", "onnxruntime")
@@ -105,7 +105,9 @@ def bench_models(
 
     unknown = sorted(set(runtimes) - set(RUNTIMES))
     if unknown:
-        raise ConfigError(f"unknown --runtime {', '.join(unknown)}; choose {', '.join(RUNTIMES)}")
+        raise ConfigError(
+            [Problem(f"unknown {{runtime}} {', '.join(unknown)}; choose {', '.join(RUNTIMES)}")]
+        )
     threads = settings.threads or torch.get_num_threads()
     notes: list[str] = []
     targets: list[Target] = []
@@ -116,7 +118,9 @@ def bench_models(
             folder = export_folder(model)
             wanted = list(runtimes) or (["onnxruntime"] if folder else ["torch"])
             if folder is not None and "torch" in wanted:
-                raise ConfigError(f"{model} is an ONNX export; it runs on --runtime onnxruntime")
+                raise ConfigError(
+                    [Problem(f"{model} is an ONNX export; it runs on {{runtime}} onnxruntime")]
+                )
             if folder is None and "onnxruntime" in wanted:
                 folder = Path(tmp) / f"export-{len(targets)}"
                 export_onnx(model, folder, trust_remote_code=trust_remote_code)
@@ -133,8 +137,12 @@ def bench_models(
                     settings.batch_sizes != (static[0],) or settings.seq_len != static[1]
                 ):
                     raise ConfigError(
-                        f"{model} was exported with static shapes {static[0]}x{static[1]}; "
-                        f"bench it with --batch {static[0]} --seq {static[1]}"
+                        [
+                            Problem(
+                                f"{model} was exported with static shapes {static[0]}x{static[1]}; "
+                                f"bench it with {{batch_sizes}} {static[0]} {{seq_len}} {static[1]}"
+                            )
+                        ]
                     )
                 targets.append(_ort_target(model, exported))
                 sizes.append(onnx_size_stats(folder))

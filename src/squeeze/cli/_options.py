@@ -207,9 +207,9 @@ def _field_option(f: Any, annotation: Any) -> inspect.Parameter:
     """A Typer option for one config field: its flag, type and help, showing the config's
     default. The option itself defaults to None ("not given"), so the config's own default is
     the only one."""
-    from squeeze.config import _base_type, show_value
+    from squeeze.config import base_type, show_value
 
-    kind, _ = _base_type(annotation)
+    kind, _ = base_type(annotation)
     declared = f.metadata.get("flag")
     decls = [declared] if declared else []
     help_text = f.metadata.get("help", "")

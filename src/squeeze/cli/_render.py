@@ -20,15 +20,22 @@ class _LazyConsole:
     ``squeeze --help`` should not pay."""
 
     def __init__(self, **options: Any) -> None:
-        self._options = options
-        self._console: Any = None
+        object.__setattr__(self, "_options", options)
+        object.__setattr__(self, "_console", None)
 
-    def __getattr__(self, name: str) -> Any:
+    def _real(self) -> Any:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(highlight=False, **self._options)
-        return getattr(self._console, name)
+            object.__setattr__(self, "_console", Console(highlight=False, **self._options))
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # ``console.width = ...`` (wide tables in logs) must reach the real console.
+        setattr(self._real(), name, value)
 
 
 stdout: Any = _LazyConsole()

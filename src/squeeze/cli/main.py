@@ -20,7 +20,13 @@ from squeeze.cli import eval as eval_command
 from squeeze.errors import SqueezeError
 
 # Fields whose option is not ``--field-name`` in every command.
-_FLAG_OF = {"data": "--data", "source": "--data", "header": "--no-header"}
+_FLAG_OF = {
+    "data": "--data",
+    "source": "--data",
+    "header": "--no-header",
+    "batch_sizes": "--batch",
+    "seq_len": "--seq",
+}
 
 
 def flag_namer(command: click.Command | None) -> Any:

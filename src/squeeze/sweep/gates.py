@@ -12,7 +12,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from squeeze.errors import ConfigError
+from squeeze.errors import ConfigError, Problem
 from squeeze.results import SweepResults, VariantResult
 
 _SIZE = re.compile(r"^\s*([\d.]+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
@@ -29,11 +29,11 @@ def parse_size(text: str) -> int:
     """
     match = _SIZE.match(text)
     if not match:
-        raise ConfigError(f"--max-size takes a size like 50MB or 1.5GiB, not '{text}'")
+        raise ConfigError([Problem(f"{{max_size}} takes a size like 50MB or 1.5GiB, not '{text}'")])
     number, unit = float(match.group(1)), (match.group(2) or "").lower().rstrip("b")
     factor = _BINARY.get(unit) or _UNITS.get(unit)
     if factor is None:
-        raise ConfigError(f"--max-size: unknown unit in '{text}'")
+        raise ConfigError([Problem(f"{{max_size}}: unknown unit in '{text}'")])
     return int(number * factor)
 
 
@@ -64,11 +64,16 @@ class Selection:
                 return cls(policy=policy, max_drop=float(value) if eq else math.inf)
             except ValueError:
                 raise ConfigError(
-                    f"--select {policy}=X takes a number of points, not '{value}'"
+                    [Problem(f"{{select}} {policy}=X takes a number of points, not '{value}'")]
                 ) from None
         if eq:
             raise ConfigError(
-                f"--select takes {' or '.join(p + '=X' for p in POLICIES)}, or a variant's name"
+                [
+                    Problem(
+                        f"{{select}} takes {' or '.join(p + '=X' for p in POLICIES)}, or a "
+                        "variant's name"
+                    )
+                ]
             )
         return cls(name=text)
 
@@ -93,7 +98,7 @@ def choose(results: SweepResults, selection: Selection) -> VariantResult | None:
         except KeyError:
             names = ", ".join(v.name for v in results.variants)
             raise ConfigError(
-                f"--select {selection.name}: no such variant; variants: {names}"
+                [Problem(f"{{select}} {selection.name}: no such variant; variants: {names}")]
             ) from None
     candidates = [
         v

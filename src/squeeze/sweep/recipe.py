@@ -13,7 +13,7 @@ from typing import Any
 
 from squeeze.bench.latency import BenchSettings
 from squeeze.dataspec import DataSpec
-from squeeze.errors import ConfigError, Problem
+from squeeze.errors import ConfigError, Problem, SqueezeError, raise_problems
 from squeeze.sweep.gates import Gates, Selection, parse_size
 from squeeze.sweep.steps import StepCall, chain_text, parse_chain
 
@@ -83,10 +83,10 @@ def variants_from(entries: Any, where: str = "variants") -> tuple[Variant, ...]:
     for i, entry in enumerate(entries, 1):
         try:
             variants.append(_variant(entry, f"{where}[{i}]"))
-        except ConfigError as e:  # every problem of every variant, in one error
+        except SqueezeError as e:  # every problem of every variant, in one error
             problems += e.problems
     if problems:
-        raise ConfigError(problems)
+        raise_problems(problems, ConfigError)
     names = [v.name for v in variants]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate is not None or "baseline" in names:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from squeeze.config import StepConfig, build, changed, literal, show_value
-from squeeze.errors import ConfigError, Problem, SqueezeError
+from squeeze.errors import ConfigError, Problem, SqueezeError, raise_problems
 from squeeze.registry import Method, method_for, method_named
 
 
@@ -109,7 +109,7 @@ def parse_step(text: str, where: str = "step") -> StepCall:
     except SqueezeError as e:
         problems += e.problems
     if problems:
-        raise ConfigError(_prefixed(f"{where} {name}()", problems))
+        raise_problems(_prefixed(f"{where} {name}()", problems), ConfigError)
     return StepCall(config)
 
 
@@ -127,10 +127,10 @@ def parse_chain(text: str, where: str = "variant") -> tuple[StepCall, ...]:
     for i, piece in enumerate(pieces):
         try:
             calls.append(parse_step(piece, f"{where} step {i + 1}"))
-        except ConfigError as e:
+        except SqueezeError as e:
             problems += e.problems
     if problems:
-        raise ConfigError(problems)
+        raise_problems(problems, ConfigError)
     for i, call in enumerate(calls):
         place = f"{where} step {i + 1} {call.canonical()}"
         if call.final and i < len(calls) - 1:
@@ -139,7 +139,7 @@ def parse_chain(text: str, where: str = "variant") -> tuple[StepCall, ...]:
             )
         problems += _prefixed(place, call.method.position(call.config, i))
     if problems:
-        raise ConfigError(problems)
+        raise_problems(problems, ConfigError)
     return tuple(calls)
 
 
