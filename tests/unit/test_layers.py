@@ -91,3 +91,19 @@ def test_cli_modules_import_no_heavy_library_at_start_up(module):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_command_help_loads_nothing_heavy():
+    """``squeeze CMD --help`` parses and prints without torch, numpy, rich or pydantic (which
+    typer pulls in to coerce any option value that is not already of its type)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom squeeze.cli.main import app\n"
+        "try:\n    app(['prune', '--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'numpy', 'rich.console', 'pydantic') if m in sys.modules]\n"
+        "print('HEAVY', ','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "HEAVY"

@@ -41,6 +41,15 @@ def flag_namer(command: click.Command | None) -> Any:
 class _SqueezeGroup(TyperGroup):
     """Runs commands, turning squeeze's own errors into a message and an exit code."""
 
+    def get_help_option(self, ctx: click.Context) -> Any:
+        # typer 0.2x coerces a flag's value through pydantic unless it is already a bool; the
+        # group's --help defaults to None, so every `squeeze CMD --help` imported pydantic
+        # (~0.15 s of a 0.38 s start-up). A False default is the same flag, coerced for free.
+        option = super().get_help_option(ctx)
+        if option is not None and option.default is None:
+            option.default = False
+        return option
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
