@@ -39,9 +39,14 @@ def param(
             ``"--dynamic-batch/--static-shapes"``).
     """
     metadata = {"help": help, "choices": tuple(choices) if choices else None, "flag": flag}
-    if isinstance(default, tuple | list):
-        return dataclasses.field(default_factory=lambda: tuple(default), metadata=metadata)
+    if isinstance(default, list):
+        default = tuple(default)  # immutable, so a plain default (no factory) is safe
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def is_required(f: dataclasses.Field) -> bool:  # type: ignore[type-arg]
+    """A field without a default (``param`` never uses default factories)."""
+    return f.default is dataclasses.MISSING
 
 
 class StepConfig:
@@ -198,8 +203,7 @@ def build(cls: type[C], values: Mapping[str, Any], *, from_text: bool = False) -
                 Problem(f"{{{key}}} takes {type_name(hints[key])}, not {literal(repr(raw))}")
             )
     for name, f in known.items():
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        if required and name not in values:
+        if is_required(f) and name not in values:
             found.append(Problem(f"{{{name}}} is required"))
     if found:
         # Report the value checks of what was well typed too: one round of fixes, not several.
@@ -216,8 +220,7 @@ def _probe(cls: type, typed: dict[str, Any]) -> None:
     (their own problem is already reported); raises its ConfigError, if any."""
     filled = dict(typed)
     for f in fields_of(cls):
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        if f.name not in filled and required:
+        if f.name not in filled and is_required(f):
             kind, _ = base_type(field_types(cls)[f.name])
             filled[f.name] = {int: 1, float: 0.5, bool: False, tuple: ()}.get(kind, "")
     cls(**filled)
@@ -233,8 +236,7 @@ def changed(config: Any) -> dict[str, Any]:
     shown = {}
     for f in fields_of(type(config)):
         value = getattr(config, f.name)
-        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
-        if f.name in type(config).positional[:1] or value != default:
+        if f.name in type(config).positional[:1] or value != f.default:
             shown[f.name] = value
     return shown
 

@@ -94,3 +94,22 @@ def test_a_library_error_names_the_flag_on_the_command_line(tiny_classifiers, tm
     assert result.exit_code == 2
     assert "--sparsity must be in (0, 1), not 1.5" in result.stderr
     assert "--scope must be one of global, layer, not 'row'" in result.stderr
+
+
+def test_the_step_reference_lists_every_method_field_and_backend():
+    from squeeze.registry import backends, methods
+
+    result = CliRunner().invoke(app, ["steps", "--json"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    listed = json.loads(result.stdout)
+    by_step = {s["step"]: [p["name"] for p in s["params"]] for s in listed["steps"]}
+    assert by_step == {m.name: [f.name for f in fields_of(m.config)] for m in methods().values()}
+    assert set(listed["backends"]) == set(backends())
+    sparsity = next(p for p in listed["steps"][0]["params"] if p["name"] == "sparsity")
+    assert sparsity["required"] and listed["steps"][0]["positional"] == ["sparsity"]
+    table = CliRunner().invoke(app, ["steps", "quantize"])
+    assert "calibration_method = minmax (minmax|entropy|percentile)" in table.stdout
+    unknown = CliRunner().invoke(app, ["steps", "prune"])
+    assert unknown.exit_code == 2 and "unknown step 'prune'; steps are magnitude" in unknown.stderr

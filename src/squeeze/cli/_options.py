@@ -6,7 +6,6 @@ a command's signature and hands the command one validated ``DataSpec`` instead.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import inspect
 import typing
@@ -207,13 +206,13 @@ def _field_option(f: Any, annotation: Any) -> inspect.Parameter:
     """A Typer option for one config field: its flag, type and help, showing the config's
     default. The option itself defaults to None ("not given"), so the config's own default is
     the only one."""
-    from squeeze.config import base_type, show_value
+    from squeeze.config import base_type, is_required, show_value
 
     kind, _ = base_type(annotation)
     declared = f.metadata.get("flag")
     decls = [declared] if declared else []
     help_text = f.metadata.get("help", "")
-    if f.default is not dataclasses.MISSING and f.default not in (None, ()):
+    if not is_required(f) and f.default not in (None, ()):
         help_text += f"  [default: {show_value(f.default)}]"
     choices = f.metadata.get("choices")
     option_type: Any = list[str] if kind is tuple else kind

@@ -15,7 +15,18 @@ import typer
 from typer.core import TyperGroup
 
 from squeeze import __version__
-from squeeze.cli import bench, distill, export, finetune, info, prune, quantize, report, sweep
+from squeeze.cli import (
+    bench,
+    distill,
+    export,
+    finetune,
+    info,
+    prune,
+    quantize,
+    report,
+    steps,
+    sweep,
+)
 from squeeze.cli import eval as eval_command
 from squeeze.errors import SqueezeError
 
@@ -110,6 +121,7 @@ app.command("bench")(bench.bench)
 app.command("run")(sweep.run)
 app.command("sweep")(sweep.sweep)
 app.command("report")(report.report)
+app.command("steps")(steps.steps)
 
 
 def main() -> None:

@@ -1,0 +1,71 @@
+"""``squeeze steps``: the recipe step reference, read from the registered method configs.
+
+The same fields make the commands' options, so this list is always what ``squeeze run`` accepts.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from squeeze.cli._options import JsonOpt
+from squeeze.cli._render import print_json
+from squeeze.cli._render import stdout as console
+
+
+def steps(
+    name: Annotated[str | None, typer.Argument(help="One step (magnitude, quantize, ...).")] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """List the steps a recipe chains, each with its parameters, defaults and meaning.
+
+    A step's parameters are its command's options without the leading -- and with _ for -
+    (`--finetune-steps 100` is `finetune_steps=100`); quantization backends are listed with
+    the dtypes they produce.
+    """
+    from squeeze.config import field_types, fields_of, is_required, show_value, type_name
+    from squeeze.registry import backends, method_named, methods
+
+    chosen = [method_named(name)] if name else list(methods().values())
+    reference = []
+    for method in chosen:
+        hints = field_types(method.config)
+        params = []
+        for f in fields_of(method.config):
+            required = is_required(f)
+            params.append({
+                "name": f.name, "type": type_name(hints[f.name]), "required": required,
+                "default": None if required else f.default, "choices": f.metadata.get("choices"),
+                "help": f.metadata.get("help", ""),
+            })  # fmt: skip
+        reference.append({
+            "step": method.name, "help": method.help,
+            "positional": list(method.config.positional), "params": params,
+        })  # fmt: skip
+    if json_output:
+        print_json({"steps": reference, "backends": {
+            b.name: {"dtypes": list(b.dtypes), "default_for": list(b.default_for),
+                     "produces": b.produces, "help": b.help}
+            for b in backends().values()
+        }})  # fmt: skip
+        return
+    for step in reference:
+        bare = f" (bare arguments: {', '.join(step['positional'])})" if step["positional"] else ""
+        console.print(f"[bold]{step['step']}()[/bold]  {step['help']}{bare}", highlight=False)
+        for p in step["params"]:
+            value = "required" if p["required"] else f"= {show_value(p['default'])}"
+            choices = f" ({'|'.join(p['choices'])})" if p["choices"] else ""
+            console.print(
+                f"  {p['name']} {value}{choices}  [dim]{p['type']}: {p['help']}[/dim]",
+                highlight=False,
+            )
+        console.print()
+    if name is None or name == "quantize":
+        console.print("[bold]quantization backends[/bold] (quantize(DTYPE, BACKEND))")
+        for b in backends().values():
+            default = f"; default for {', '.join(b.default_for)}" if b.default_for else ""
+            console.print(
+                f"  {b.name}: {', '.join(b.dtypes)} -> {b.produces}{default}  [dim]{b.help}[/dim]",
+                highlight=False,
+            )
