@@ -313,11 +313,13 @@ def run_step(
     notes = list(loaded.notes)
     data = StepData(options, notes)
     measuring = options.measure and data.given
+    # Deflating the weights takes seconds; only a summary someone reads needs it (not a sweep's).
+    zipped = method.zipped_size and options.measure
     summary = StepSummary(
         out=Path(out),
         method=method.name,
         config=asdict(config),
-        before=_sizes(loaded.path, loaded, method.zipped_size),
+        before=_sizes(loaded.path, loaded, zipped),
         after={},
         max_accuracy_drop=options.max_accuracy_drop,
         notes=notes,
@@ -348,7 +350,7 @@ def run_step(
             summary.after = (
                 asdict(result.sizes)
                 if result.sizes is not None
-                else _sizes(tmp, result.model, method.zipped_size)
+                else _sizes(tmp, result.model, zipped)
             )
             if (
                 method.compresses
