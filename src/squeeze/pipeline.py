@@ -19,7 +19,7 @@ from squeeze.config import literal
 from squeeze.data import load_dataset
 from squeeze.dataspec import evaluation_part, training_part
 from squeeze.encoding import encode_for
-from squeeze.errors import ConfigError, Problem
+from squeeze.errors import ConfigError, Problem, raise_problems
 from squeeze.evaluate import evaluate_forward, open_model, scorable_of
 from squeeze.output import atomic_output, check_output
 from squeeze.results import SweepResults, VariantResult, derive
@@ -45,13 +45,13 @@ def check_plan(plan: Plan) -> None:
     problems = []
     for i, variant in enumerate(plan.variants, 1):
         for j, call in enumerate(variant.steps, 1):
+            place = literal(f"variants[{i}] step {j} {call.canonical()}")
             reason = call.method.data_problem(call.config, given)
-            if reason:
-                problems.append(
-                    Problem(f"{literal(f'variants[{i}] step {j} {call.canonical()}')}: {reason}")
-                )
-    if problems:
-        raise ConfigError(problems)
+            found = [Problem(reason)] if reason else []
+            if j == 1 or call.method.chained is None:  # a chained step is completed later
+                found += call.method.complete(call.config)
+            problems += [Problem(f"{place}: {p.text}", p.error) for p in found]
+    raise_problems(problems, ConfigError)
     if plan.data is None:
         return
     load_dataset(training_part(plan.data))

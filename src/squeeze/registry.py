@@ -79,8 +79,9 @@ class Method:
             input and config (distillation keeps the recipe's model as teacher and trains the
             previous artifact). None: the previous artifact is the input.
         position: Problems of the step at a chain position (0 = first).
-        complete: Problems of a config that cannot run as it stands, checked before loading
-            (a distillation without a student; in a chain ``chained`` supplies it first).
+        complete: Problems of a config that cannot run as it stands, here, checked before
+            loading: a distillation without a student (in a chain ``chained`` supplies it), a
+            quantization backend this machine lacks a CPU feature or package for.
         resumable: Long training that checkpoints beside the output and can resume.
         zipped_size: Report the deflated weight size (what unstructured zeros buy).
         compresses: The step exists to make the model smaller, so a result that is not

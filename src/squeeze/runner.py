@@ -24,7 +24,7 @@ from squeeze.checkpoint import load, resolve_local, write_checkpoint
 from squeeze.dataspec import DataSpec, evaluation_part, held_out_part
 from squeeze.dataspec import training_part as training_spec
 from squeeze.encoding import Encoded, encode_for
-from squeeze.errors import ConfigError, DataError, Problem, UnsupportedError
+from squeeze.errors import ConfigError, DataError, Problem, UnsupportedError, raise_problems
 from squeeze.gate import Gated, GateMissed
 from squeeze.output import atomic_output, check_output
 from squeeze.registry import Method, method_for
@@ -221,8 +221,7 @@ def _check_needs(method: Method, config: Any, options: StepOptions) -> None:
         problems.append(Problem(reason))
     if options.max_accuracy_drop is not None and options.data is None:
         problems.append(Problem("{max_accuracy_drop} needs {data}"))
-    if problems:
-        raise ConfigError(problems)
+    raise_problems(problems, ConfigError)
 
 
 def _check_task(method: Method, loaded: LoadedModel, options: StepOptions) -> None:

@@ -98,3 +98,34 @@ def test_a_backend_registered_from_one_module_serves_the_command_and_recipes(
     assert parse_chain("quantize(fp16)")[0].config.chosen_backend.name == "torch"
     with pytest.raises(UnsupportedError, match="backend halfcast has no int8"):
         parse_chain("quantize(int8, halfcast)")
+
+
+@pytest.mark.parametrize(
+    ("needs", "phrase"),
+    [
+        ({"cpu_feature": "no_such_isa_flag"}, "needs a CPU with no_such_isa_flag"),
+        ({"extra": "no_such_package_xyz"}, "needs the package no_such_package_xyz: pip install"),
+        ({"needs_gpu": True}, "runs on CUDA only"),
+    ],
+)
+def test_what_a_backend_needs_is_checked_before_it_runs(
+    needs, phrase, own_registries, tiny_classifiers, tmp_path
+):
+    """Exit 4 with the reason, and nothing written, when the machine lacks what it needs."""
+    register_backend(
+        Backend(
+            name="needy",
+            dtypes=("fp16",),
+            default_for=(),
+            produces="checkpoint",
+            quantize=_halfcast,
+            help="needs something",
+            **needs,
+        )
+    )
+    result = CliRunner().invoke(app, [
+        "quantize", str(tiny_classifiers["bert"]), "-o", str(tmp_path / "q"), "--dtype", "fp16",
+        "--backend", "needy",
+    ])  # fmt: skip
+    assert result.exit_code == 4, (result.stderr, result.exception)
+    assert phrase in result.stderr and not (tmp_path / "q").exists()

@@ -33,6 +33,11 @@ def _cpuinfo() -> tuple[str, set[str]]:
     return model, flags
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (``avx512_vnni``, ...); empty where the OS does not say."""
+    return _cpuinfo()[1]
+
+
 def fingerprint() -> dict[str, Any]:
     """CPU model, cores, torch threads, ISA flags, GPU name and library versions."""
     import torch

@@ -88,6 +88,33 @@ class QuantizeConfig(StepConfig):
         return backend
 
 
+def _machine_problems(config: QuantizeConfig) -> list[Problem]:
+    """What the chosen backend needs from this machine and environment, checked before any work:
+    a CPU feature, an optional package."""
+    import importlib.util
+
+    from squeeze.bench.machine import cpu_flags
+
+    backend, found = config.chosen_backend, []
+    if backend.cpu_feature is not None and backend.cpu_feature not in cpu_flags():
+        found.append(
+            Problem(
+                f"backend {backend.name} needs a CPU with {backend.cpu_feature}, which this one "
+                "lacks; choose another {backend}",
+                UnsupportedError,
+            )
+        )
+    if backend.extra is not None and importlib.util.find_spec(backend.extra) is None:
+        found.append(
+            Problem(
+                f"backend {backend.name} needs the package {backend.extra}: pip install "
+                f"{backend.extra}",
+                UnsupportedError,
+            )
+        )
+    return found
+
+
 def _data_problem(config: QuantizeConfig, given: Collection[str]) -> str | None:
     if config.chosen_backend.needs_calibration(config) and not set(given) & {
         "data",
@@ -126,6 +153,7 @@ def comparison_batches(loaded: LoadedModel, held_out: Any) -> list[dict[str, Any
     data_problem=_data_problem,
     produces=_produces,
     final=_final,
+    complete=_machine_problems,
 )
 def quantize(loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext) -> StepResult:
     """Quantize with the chosen backend; record agreement with the original."""
