@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from enum import Enum
 from typing import Annotated, Any
 
@@ -223,7 +223,7 @@ def _field_option(f: Any, annotation: Any) -> inspect.Parameter:
     return option(f.name, Annotated[option_type | None, info], None)
 
 
-def config_params(*classes: type, skip: Sequence[str] = ()) -> list[inspect.Parameter]:
+def config_params(*classes: type) -> list[inspect.Parameter]:
     """One option per field of the config classes (shared fields once), in field order."""
     from squeeze.config import field_types, fields_of
 
@@ -231,7 +231,7 @@ def config_params(*classes: type, skip: Sequence[str] = ()) -> list[inspect.Para
     for cls in classes:
         hints = field_types(cls)
         for f in fields_of(cls):
-            if f.name not in skip and f.name not in params:
+            if f.name not in params:
                 params[f.name] = _field_option(f, hints[f.name])
     return list(params.values())
 
@@ -251,7 +251,7 @@ def with_fields(*classes: type, name: str = "given") -> Any:
     return lambda command: inject_options(command, name, config_params(*classes), given_values)
 
 
-def with_config(cls: type, *, name: str = "config", skip: Sequence[str] = ()) -> Any:
+def with_config(cls: type, *, name: str = "config") -> Any:
     """Add an option per field of ``cls`` and pass the command ``name=`` the built config."""
 
     def build(values: dict[str, Any]) -> Any:
@@ -259,7 +259,7 @@ def with_config(cls: type, *, name: str = "config", skip: Sequence[str] = ()) ->
 
         return build_config(cls, given_values(values))
 
-    return lambda command: inject_options(command, name, config_params(cls, skip=skip), build)
+    return lambda command: inject_options(command, name, config_params(cls), build)
 
 
 def _build_spec(values: dict[str, Any]) -> Any:
