@@ -68,7 +68,7 @@ def test_toml_recipes_too(tmp_path):
         ("quantize(int3)", "dtype must be one of"),
         ("quantize(int8) -> structured(heads=0.3)", "must be the last step"),
         ("distill(max_steps=10)", "a first distill() needs student_layers"),
-        ("structured(heads=0.3) -> distill(student_layers=2)", "goes only with a first distill"),
+        ("structured(heads=0.3) -> distill(student_layers=2)", "the student is that step's output"),
         ("structured(heads=0.3) ->", "empty step"),
         ("structured(heads=0.3, heads=0.4)", "got 'heads' twice"),
     ],
@@ -114,6 +114,10 @@ def test_positional_and_typed_arguments():
     assert parse_step("magnitude(0.5, include=[classifier.*, pooler.*])").config.include == (
         "classifier.*",
         "pooler.*",
+    )
+    # A first distillation may name any student checkpoint, as the command does.
+    assert parse_chain("distill(student=students/small, max_steps=2)")[0].config.student == (
+        "students/small"
     )
     # Naming the default backend is the same request as naming none: one name, one cache key.
     assert parse_step("quantize(int8, onnxruntime)").canonical() == "quantize(dtype=int8)"

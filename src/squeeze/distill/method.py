@@ -105,22 +105,22 @@ def _chained(config: DistillConfig, previous: str, model: str) -> tuple[str, Dis
 
 
 def _position(config: DistillConfig, index: int) -> list[Problem]:
-    if config.student is not None or config.from_pruned is not None:
+    """First in a chain, the step names its student; later, the student is the previous step's
+    output (kept zeros and all) and naming another is a mistake."""
+    if index == 0 and not _students(config):
         return [
             Problem(
-                "in a chain the student is the previous step's output: drop {student} "
-                "and {from_pruned}"
+                "a first distill() needs {student_layers} (a shallower copy of the model) or "
+                "{student}; after a prune step it trains the pruned model"
             )
         ]
-    if index == 0 and config.student_layers is None:
+    if index > 0 and _students(config):
         return [
             Problem(
-                "a first distill() needs {student_layers} (a shallower copy of the "
-                "model); after a prune step it trains the pruned model"
+                "after another step the student is that step's output: drop {student_layers}, "
+                "{student} and {from_pruned}"
             )
         ]
-    if index > 0 and config.student_layers is not None:
-        return [Problem("{student_layers} goes only with a first distill() step")]
     return []
 
 
