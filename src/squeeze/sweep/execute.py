@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from squeeze.dataspec import DataSpec
-from squeeze.sweep.cache import data_key, step_key
+from squeeze.sweep.cache import content_key, data_key, step_key
 from squeeze.sweep.steps import StepCall
 from squeeze.types import ProgressFactory, no_progress
 
@@ -73,6 +73,8 @@ def run_chain(
             calibration_data=data_key(ctx.calibration_data),
             max_length=ctx.max_length,
             teacher=model_key if call.method.chained is not None else None,
+            # Other checkpoints the step reads (a distillation's named student) key it too.
+            inputs=[content_key(p) for p in call.method.inputs(call.config)],
         )
         out = cache_dir / f"{key[:20]}-{call.kind}"
         if not out.exists():
