@@ -122,3 +122,11 @@ class ValidationError(SqueezeError):
     """A compression or export step produced a result that failed its checks."""
 
     exit_code = 5
+
+
+class OSFault(SqueezeError):
+    """The operating system refused a file operation: no space left, permission denied, a
+    read-only file system, a path too long. Not squeeze's fault, not the input's: the
+    environment's, so CI can tell it apart."""
+
+    exit_code = 6

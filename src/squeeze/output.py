@@ -4,6 +4,7 @@ when it is complete, so CI never deploys a partial artifact."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -38,7 +39,31 @@ def check_output(
         raise OutputExistsError(
             [Problem(f"{out} already exists; pass {{overwrite}} to replace it")]
         )
+    _check_writable(target.parent)
     return target
+
+
+def _check_writable(folder: Path) -> None:
+    """Fail now, not after hours of work, where the output could never be written: its nearest
+    existing ancestor must be a writable folder.
+
+    Raises:
+        OSFault: a file stands where a folder is expected, or the folder is not writable.
+    """
+    from squeeze.faults import os_fault
+
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise os_fault(NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing)))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        code = errno.EROFS if _read_only(existing) else errno.EACCES
+        raise os_fault(PermissionError(code, os.strerror(code), str(existing)))
+
+
+def _read_only(folder: Path) -> bool:
+    return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
 
 
 @contextlib.contextmanager

@@ -62,8 +62,13 @@ class _SqueezeGroup(TyperGroup):
         return option
 
     def invoke(self, ctx: click.Context) -> Any:
+        from squeeze.faults import Interrupted, os_fault
+
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except OSError as error:  # the OS refused: say so in squeeze's words
+                raise os_fault(error) from error
         except SqueezeError as error:
             if os.environ.get("SQUEEZE_DEBUG") == "1":
                 raise
@@ -71,6 +76,14 @@ class _SqueezeGroup(TyperGroup):
             message = " ".join(error.render(flag_namer(command)).split())
             click.echo(f"error: {message}", err=True)
             ctx.exit(error.exit_code)
+        except Interrupted as stop:
+            name = ctx.invoked_subcommand or "squeeze"
+            click.echo(
+                f"error: squeeze {name} was interrupted by {stop.name}; its temporary files "
+                "were removed and no output was written",
+                err=True,
+            )
+            ctx.exit(stop.exit_code)
 
 
 app = typer.Typer(
@@ -78,7 +91,8 @@ app = typer.Typer(
     cls=_SqueezeGroup,
     help="Compress trained Hugging Face transformer checkpoints and measure what it cost.",
     epilog="Exit codes: 0 ok, 1 a gate failed, 2 usage error, 3 bad input, 4 unsupported, "
-    "5 a step failed validation. SQUEEZE_DEBUG=1 shows tracebacks.",
+    "5 a step failed validation, 6 the OS refused (disk full, permission denied), 128+N "
+    "stopped by signal N. SQUEEZE_DEBUG=1 shows tracebacks.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -106,7 +120,8 @@ def _global_options(
     """Compress trained Hugging Face transformer checkpoints and measure what it cost.
 
     Exit codes: 0 ok, 1 a gate failed, 2 usage error, 3 bad input, 4 unsupported,
-    5 a step failed validation.
+    5 a step failed validation, 6 the OS refused (disk full, permission denied, read-only),
+    128+N stopped by signal N (143 for SIGTERM).
     """
 
 
@@ -125,5 +140,9 @@ app.command("steps")(steps.steps)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: CI's SIGTERM and a closed terminal's SIGHUP stop a job as
+    cleanly as Ctrl-C does."""
+    from squeeze.faults import signals_interrupt
+
+    with signals_interrupt():
+        app()

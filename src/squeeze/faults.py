@@ -1,0 +1,78 @@
+"""Faults from outside squeeze: the OS refusing a file operation, and signals that cancel a job.
+
+CI runners fill disks, mount read-only volumes and cancel jobs with SIGTERM. Each becomes one
+line and a documented exit code instead of a traceback: an ``OSError`` becomes an
+:class:`~squeeze.errors.OSFault` naming the path and what to do (exit 6); SIGINT, SIGTERM and
+SIGHUP raise :class:`Interrupted` in the main thread, so every ``with`` block on the way out
+(atomic outputs, scratch folders, cache entries being built) removes what it started, and the
+CLI exits with 128 + the signal number. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from squeeze.errors import OSFault
+
+_WHAT_TO_DO = {
+    errno.ENOSPC: "free space there or choose another location",
+    errno.EDQUOT: "free space there or choose another location",
+    errno.EACCES: "check its permissions or choose another location",
+    errno.EPERM: "check its permissions or choose another location",
+    errno.EROFS: "it is on a read-only file system; choose another location",
+    errno.ENAMETOOLONG: "choose a shorter path",
+    errno.ENOTDIR: "a file stands where a folder is expected; choose another path",
+    errno.EISDIR: "a folder stands where a file is expected; choose another path",
+    errno.EMFILE: "too many open files; raise the limit (ulimit -n)",
+    errno.EIO: "the device reported an I/O error; check the disk",
+}
+
+
+def os_fault(error: OSError) -> OSFault:
+    """One line for an OS refusal: what failed, on which path, and what to do."""
+    path = error.filename if error.filename is not None else "a file"
+    reason = error.strerror or type(error).__name__
+    advice = _WHAT_TO_DO.get(error.errno or -1, "check the path and the disk")
+    return OSFault(f"cannot use {path}: {reason} (errno {error.errno}); {advice}")
+
+
+class Interrupted(BaseException):
+    """A signal cancelled the work (a BaseException, like KeyboardInterrupt, so ``except
+    Exception`` handlers never swallow it and every ``with`` block cleans up)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        super().__init__(f"interrupted by {self.name}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+HANDLED = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s)
+
+
+@contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """While inside, SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted`; a second one exits
+    the process at once (without cleanup, as the user asked twice)."""
+    received: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if received:
+            os._exit(128 + signum)
+        received.append(signum)
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in HANDLED}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
