@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from squeeze.errors import UnsupportedError
+from squeeze.errors import ConfigError, Problem, UnsupportedError
 
 
 @dataclass(frozen=True)
@@ -59,11 +59,15 @@ class ArchSpec:
     head_attrs: tuple[str, ...] = ("num_attention_heads",)
     width_attrs: tuple[str, ...] = ("all_head_size",)
     heads_in_config: bool = False
+    # Learned absolute positions (a table that caps the length); rotary ones have none.
+    position_table: bool = True
+    # Position ids a family reserves before the first token (RoBERTa counts from padding_idx+1).
+    position_offset: int = 0
 
 
 SPECS: tuple[ArchSpec, ...] = (
     ArchSpec("bert", ("bert",)),
-    ArchSpec("roberta", ("roberta", "xlm-roberta")),
+    ArchSpec("roberta", ("roberta", "xlm-roberta"), position_offset=2),
     ArchSpec(
         "distilbert",
         ("distilbert",),
@@ -113,6 +117,7 @@ SPECS: tuple[ArchSpec, ...] = (
         head_attrs=(),
         width_attrs=(),
         heads_in_config=True,
+        position_table=False,
     ),
 )
 
@@ -153,6 +158,33 @@ def shape_summary(config: Any, spec: ArchSpec) -> dict[str, int | None]:
         "vocab_size": config.vocab_size,
         "max_positions": getattr(config, "max_position_embeddings", None),
     }
+
+
+def max_tokens(config: Any, spec: ArchSpec) -> int | None:
+    """The longest sequence the model's position table holds, or None when it has no table
+    (rotary positions, as in Llama, extend past the trained length at a cost in quality)."""
+    table = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if table is None or not spec.position_table:
+        return None
+    return int(table) - spec.position_offset
+
+
+def check_length(config: Any, spec: ArchSpec, length: int, field: str = "max_length") -> None:
+    """Refuse a length the model cannot take, instead of a tensor-size traceback inside it.
+
+    Raises:
+        ConfigError: ``length`` exceeds the position table; names the field and the limit.
+    """
+    limit = max_tokens(config, spec)
+    if limit is not None and length > limit:
+        raise ConfigError(
+            [
+                Problem(
+                    f"{{{field}}} {length} is longer than this model's {limit} positions; use "
+                    f"{{{field}}} {limit} or less"
+                )
+            ]
+        )
 
 
 def kv_heads(config: Any) -> int:

@@ -11,6 +11,7 @@ import contextlib
 import inspect
 import logging
 import os
+import pickle
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -89,6 +90,19 @@ def resolve_local(source: str | os.PathLike[str]) -> Path | None:
     return path
 
 
+PICKLE_ENV = "SQUEEZE_ALLOW_PICKLE"
+_PICKLE_REFUSED = (
+    "{where} has no safetensors weights, only pickled ones (pytorch_model.bin), which can run "
+    "code when loaded; convert them to safetensors, or pass squeeze --allow-pickle if you trust "
+    "the checkpoint"
+)
+
+
+def pickle_allowed() -> bool:
+    """Whether pickled weights may be loaded (``squeeze --allow-pickle`` sets it; unsafe)."""
+    return os.environ.get(PICKLE_ENV) == "1"
+
+
 def detect_task(config: Any) -> Task:
     """The task a checkpoint was saved for, read from ``config.architectures``."""
     for arch in getattr(config, "architectures", None) or ():
@@ -114,10 +128,39 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the Hub answers a TCP connection within ``timeout_s``: without network,
+    huggingface_hub retries each request five times over about 25 s before it gives up."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
+
+
+def _go_offline() -> None:
+    """Offline mode for this process (what ``HF_HUB_OFFLINE=1`` does): cached hub files still
+    load, missing ones fail at once instead of after retries."""
+    from huggingface_hub import constants
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants.HF_HUB_OFFLINE = True
+
+
 def _load_config(source: str, local: Path | None, trust_remote_code: bool) -> Any:
     import transformers
 
     where = str(local) if local else source
+    if local is None and not hub_reachable():
+        _go_offline()
     try:
         return transformers.AutoConfig.from_pretrained(where, trust_remote_code=trust_remote_code)
     except ValueError as e:
@@ -203,6 +246,11 @@ def load(
 
     shapes = read_shapes(local) if local is not None else None
     quantized = getattr(config, "quantization_config", None) is not None
+    pickle_ok = pickle_allowed()
+    if local is not None and not pickle_ok and not any(local.glob("*.safetensors")):
+        raise CheckpointError(_PICKLE_REFUSED.format(where=text))
+    # Safetensors only unless pickles were allowed: a hub repo with .bin weights alone is refused.
+    formats = {} if pickle_ok else {"use_safetensors": True}
     try:
         if shapes is not None:
             model, info = _load_reshaped(local, config, task, family, shapes)
@@ -216,8 +264,16 @@ def load(
                     trust_remote_code=trust_remote_code,
                     output_loading_info=True,
                     **placement,
+                    **formats,
                 )
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{text}: refused to unpickle its weights ({_first_line(e)}): the file holds objects "
+            "that could run code; convert it to safetensors where you trust it"
+        ) from e
     except (SafetensorError, OSError, RuntimeError, EOFError) as e:
+        if not pickle_ok and "safetensors" in str(e).lower() and local is None:
+            raise CheckpointError(_PICKLE_REFUSED.format(where=text)) from e
         raise CheckpointError(
             f"{text}: weights are corrupt or truncated ({_first_line(e)}); re-save or "
             "re-download the checkpoint"

@@ -7,7 +7,7 @@ training, evaluation and calibration all batch through here.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -96,14 +96,33 @@ def encode(
     return Encoded(features, labels, int(pad_token_id), len(long))
 
 
+def fit_length(model: Any, max_length: int) -> tuple[int, str | None]:
+    """``max_length`` cut to the model's position table (``model.max_tokens``), with the note
+    that says so: a longer text would crash inside the model with a tensor-size error."""
+    limit = model.max_tokens
+    if limit is None or max_length <= limit:
+        return max_length, None
+    note = (
+        f"max_length {max_length} is longer than the model's {limit} positions; inputs were "
+        f"truncated to {limit} tokens"
+    )
+    return limit, note
+
+
 def encode_for(model: Any, spec: DataSpec, *, max_length: int) -> tuple[Encoded, Dataset]:
     """Load ``spec`` and encode it for a model (a ``LoadedModel`` or an export's ``Scorable``:
     anything with ``task``, ``tokenizer``, ``input_names`` and ``label2id``).
 
     Labels are required and mapped for classifiers only. Returns the encoded examples and the
     dataset they came from (its name and notes go into reports).
+
+    A ``max_length`` beyond the model's position table (``model.max_tokens``) would crash inside
+    the model on a long text; inputs are truncated to the table instead, with a note.
     """
     dataset = load_dataset(spec, need_labels=model.label2id is not None)
+    max_length, note = fit_length(model, max_length)
+    if note:
+        dataset = replace(dataset, notes=(*dataset.notes, note))
     encoded = encode(
         dataset,
         model.tokenizer,

@@ -136,6 +136,7 @@ class Scorable:
     forward: Forward
     runtime: str
     notes: list[str] = field(default_factory=list)
+    max_tokens: int | None = None  # the position table's length, where the model has one
 
 
 def open_model(
@@ -166,6 +167,7 @@ def open_model(
             exported.label2id,
             ort_forward(exported.session),
             "onnxruntime",
+            max_tokens=exported.max_tokens,
         )
     loaded = load(path, task=task, trust_remote_code=trust_remote_code, device=device)
     return scorable_of(loaded, device)
@@ -181,4 +183,5 @@ def scorable_of(loaded: LoadedModel, device: str = "cpu") -> Scorable:
         torch_forward(loaded.model, device),
         "torch",
         list(loaded.notes),
+        loaded.max_tokens,
     )

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from squeeze.checkpoint import detect_task, load, read_config, resolve_local, write_checkpoint
+from squeeze.config import literal
 from squeeze.data import load_dataset
 from squeeze.dataspec import DataSpec, held_out_part, training_part
-from squeeze.encoding import encode
-from squeeze.errors import DataError, UnsupportedError
+from squeeze.encoding import encode, fit_length
+from squeeze.errors import DataError, Problem, UnsupportedError
 from squeeze.evaluate import evaluate
 from squeeze.output import atomic_output, check_output
 from squeeze.train import TrainConfig, TrainResult, train
@@ -105,12 +106,23 @@ def finetune(
         notes.append(f"no validation split ({e}); kept the last step instead of the best")
 
     label_names = None
-    if classify and detected is not Task.SEQUENCE_CLASSIFICATION:
-        label_names = train_ds.labels()
-        if len(label_names) < 2:
+    if classify:
+        # Also for a classifier that has labels already: training on one label would "succeed"
+        # and teach it to answer that label always.
+        found = train_ds.labels()
+        if len(found) < 2:
+            shown = ", ".join(f"'{label}'" for label in found) or "none"
             raise DataError(
-                f"{train_ds.name} has {len(label_names)} label(s); a classifier needs at least 2"
+                [
+                    Problem(
+                        f"{literal(train_ds.name)} holds {len(found)} label(s) ({literal(shown)}); "
+                        "a classifier needs at least 2: check {label_column}, {label_map} and "
+                        "{split}"
+                    )
+                ]
             )
+        if detected is not Task.SEQUENCE_CLASSIFICATION:
+            label_names = found
     import torch
 
     # A new head is initialised while loading: seed first, or runs differ (a fresh clone's demo
@@ -125,6 +137,8 @@ def finetune(
         device=device,
     )
     notes += loaded.notes
+    max_length, length_note = fit_length(loaded, max_length)
+    notes += [length_note] if length_note else []
     encode_args = {
         "input_names": loaded.input_names,
         "max_length": max_length,

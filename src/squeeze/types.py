@@ -49,6 +49,13 @@ class LoadedModel:
     shapes: list[Any] | None = None
 
     @property
+    def max_tokens(self) -> int | None:
+        """The longest input the model's position table holds (None: no table)."""
+        from squeeze.arch import max_tokens
+
+        return max_tokens(self.config, self.family)
+
+    @property
     def label2id(self) -> dict[str, int] | None:
         """Label names to class ids for classifiers; None for other heads (their data has no
         labels to map)."""

@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 from squeeze import __version__
 from squeeze.cli import (
     bench,
+    cache,
     distill,
     export,
     finetune,
@@ -116,6 +117,14 @@ def _global_options(
             "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    allow_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--allow-pickle",
+            help="Load pickled weights (pytorch_model.bin) where a checkpoint has no safetensors. "
+            "Unsafe: a pickle can run code; only for checkpoints you trust.",
+        ),
+    ] = False,
 ) -> None:
     """Compress trained Hugging Face transformer checkpoints and measure what it cost.
 
@@ -123,6 +132,10 @@ def _global_options(
     5 a step failed validation, 6 the OS refused (disk full, permission denied, read-only),
     128+N stopped by signal N (143 for SIGTERM).
     """
+    if allow_pickle:
+        from squeeze.checkpoint import PICKLE_ENV
+
+        os.environ[PICKLE_ENV] = "1"  # also reaches processes `accelerate launch` starts
 
 
 app.command("info")(info.info)
@@ -137,6 +150,7 @@ app.command("run")(sweep.run)
 app.command("sweep")(sweep.sweep)
 app.command("report")(report.report)
 app.command("steps")(steps.steps)
+app.add_typer(cache.app, name="cache")
 
 
 def main() -> None:

@@ -39,6 +39,19 @@ class ExportedModel:
         return tuple(spec["name"] for spec in self.manifest["inputs"])
 
     @property
+    def max_tokens(self) -> int | None:
+        """The position table's length, from the config saved beside the graph."""
+        from types import SimpleNamespace
+
+        from squeeze.arch import max_tokens, spec_for
+
+        path = self.folder / "config.json"
+        if not path.is_file():
+            return None
+        config = SimpleNamespace(**json.loads(path.read_text()))
+        return max_tokens(config, spec_for(config))
+
+    @property
     def label2id(self) -> dict[str, int] | None:
         labels = self.manifest["labels"]
         return {name: i for i, name in enumerate(labels)} if labels else None

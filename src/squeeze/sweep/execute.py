@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from squeeze.dataspec import DataSpec
-from squeeze.sweep.cache import content_key, data_key, step_key
+from squeeze.sweep.cache import (
+    content_key,
+    damage,
+    data_key,
+    entry_lock,
+    publish,
+    staging_path,
+    step_key,
+)
 from squeeze.sweep.steps import StepCall
 from squeeze.types import ProgressFactory, no_progress
 
@@ -77,8 +86,20 @@ def run_chain(
             inputs=[content_key(p) for p in call.method.inputs(call.config)],
         )
         out = cache_dir / f"{key[:20]}-{call.kind}"
-        if not out.exists():
-            cached = False
-            notes += [f"{call.canonical()}: {n}" for n in build_step(call, index, source, out, ctx)]
+        with entry_lock(out):  # a job sharing this cache waits here, then reuses the entry
+            problem = damage(out) if out.exists() else None
+            if problem is not None:
+                notes.append(f"{call.canonical()}: the cached artifact was damaged ({problem}); "
+                             "rebuilt it")  # fmt: skip
+                shutil.rmtree(out)
+            if not out.exists():
+                cached = False
+                staging = staging_path(out)
+                # A build that died before publishing left this; its training checkpoint (kept
+                # beside it) lets the rebuild resume.
+                shutil.rmtree(staging, ignore_errors=True)
+                built = build_step(call, index, source, staging, ctx)
+                notes += [f"{call.canonical()}: {n}" for n in built]
+                publish(staging, out, key)
         source = str(out)
     return ChainOutput(Path(source), cached, 0.0 if cached else time.perf_counter() - start, notes)
