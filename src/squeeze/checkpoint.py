@@ -257,7 +257,9 @@ def load(
         else:
             # Quantized checkpoints (bitsandbytes, torchao) are placed by transformers itself.
             placement = {"device_map": device} if quantized else {}
-            with quiet_quantizer_imports():
+            with quiet_quantizer_imports(), warnings.catch_warnings():
+                # torch's weights-only unpickler warns about the protocol of every old pickle.
+                warnings.filterwarnings("ignore", message="Detected pickle protocol")
                 model, info = auto_class(task).from_pretrained(
                     where,
                     config=config,
@@ -268,8 +270,9 @@ def load(
                 )
     except pickle.UnpicklingError as e:
         raise CheckpointError(
-            f"{text}: refused to unpickle its weights ({_first_line(e)}): the file holds objects "
-            "that could run code; convert it to safetensors where you trust it"
+            f"{text}: refused to unpickle its weights: the file holds objects other than tensors, "
+            "which could run code; do not use this checkpoint, or convert it to safetensors where "
+            "you trust it"
         ) from e
     except (SafetensorError, OSError, RuntimeError, EOFError) as e:
         if not pickle_ok and "safetensors" in str(e).lower() and local is None:

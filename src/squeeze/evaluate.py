@@ -15,6 +15,7 @@ import numpy as np
 
 from squeeze.encoding import Encoded, batches
 from squeeze.errors import ConfigError, Problem, UnsupportedError
+from squeeze.faults import stop_if_interrupted
 from squeeze.runtime import Forward, torch_forward
 from squeeze.types import Evaluation, LoadedModel, Metric, ProgressFactory, Task, no_progress
 
@@ -80,6 +81,7 @@ def evaluate_forward(
     with progress("Evaluating", n) as bar:
         # Sorted by length: the metrics do not depend on order, and padding costs time.
         for batch in batches(encoded, batch_size, by_length=True):
+            stop_if_interrupted()
             logits = forward(batch.inputs)
             if task is Task.SEQUENCE_CLASSIFICATION:
                 predictions.append(logits.argmax(axis=-1))

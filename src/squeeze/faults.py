@@ -55,6 +55,17 @@ class Interrupted(BaseException):
         return 128 + self.signum
 
 
+_pending: list[int] = []
+
+
+def stop_if_interrupted() -> None:
+    """Raise :class:`Interrupted` again if a signal came in: long loops call this each step,
+    because an exception raised by a signal handler is lost when the signal lands inside a
+    ``__del__`` or a garbage-collector callback (Python only prints it)."""
+    if _pending:
+        raise Interrupted(_pending[0])
+
+
 HANDLED = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s)
 
 
@@ -62,12 +73,11 @@ HANDLED = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGH
 def signals_interrupt() -> Iterator[None]:
     """While inside, SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted`; a second one exits
     the process at once (without cleanup, as the user asked twice)."""
-    received: list[int] = []
 
     def handler(signum: int, frame: Any) -> None:
-        if received:
+        if _pending:
             os._exit(128 + signum)
-        received.append(signum)
+        _pending.append(signum)
         raise Interrupted(signum)
 
     previous = {s: signal.signal(s, handler) for s in HANDLED}
@@ -76,3 +86,4 @@ def signals_interrupt() -> Iterator[None]:
     finally:
         for s, old in previous.items():
             signal.signal(s, old)
+        _pending.clear()

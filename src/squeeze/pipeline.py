@@ -19,7 +19,7 @@ from squeeze.config import literal
 from squeeze.data import load_dataset
 from squeeze.dataspec import evaluation_part, training_part
 from squeeze.encoding import encode_for
-from squeeze.errors import ConfigError, Problem, raise_problems
+from squeeze.errors import ConfigError, Problem, SqueezeError, raise_problems
 from squeeze.evaluate import evaluate_forward, open_model, scorable_of
 from squeeze.output import atomic_output, check_output
 from squeeze.results import SweepResults, VariantResult, derive
@@ -35,14 +35,15 @@ SELECTED_DIR = "selected"
 
 
 def check_plan(plan: Plan) -> None:
-    """Before any work: every step that needs data has it (all problems at once), and the data
-    reads (a wrong column fails now, not after an hour).
+    """Before any work, every problem of the whole plan in one error: steps that need data or a
+    machine feature they lack, and data that does not read (a wrong column fails now, not after
+    an hour).
 
     Raises:
-        ConfigError: naming each variant and step that needs missing data.
+        ConfigError: naming each variant and step, and the data section, that is wrong.
     """
     given = {name for name in ("data", "calibration_data") if getattr(plan, name) is not None}
-    problems = []
+    problems = list(plan.problems)
     for i, variant in enumerate(plan.variants, 1):
         for j, call in enumerate(variant.steps, 1):
             place = literal(f"variants[{i}] step {j} {call.canonical()}")
@@ -51,11 +52,19 @@ def check_plan(plan: Plan) -> None:
             if j == 1 or call.method.chained is None:  # a chained step is completed later
                 found += call.method.complete(call.config)
             problems += [Problem(f"{place}: {p.text}", p.error) for p in found]
+    if plan.data is not None:
+        parts = {"data": training_part(plan.data)}
+        parts["eval_data" if plan.eval_data else "data (test part)"] = (
+            plan.eval_data or evaluation_part(training_part(plan.data))
+        )
+        for where, spec in parts.items():
+            try:
+                load_dataset(spec)
+            except SqueezeError as e:
+                problems += [
+                    Problem(f"{literal(where)}: {p.text}", p.error or type(e)) for p in e.problems
+                ]
     raise_problems(problems, ConfigError)
-    if plan.data is None:
-        return
-    load_dataset(training_part(plan.data))
-    load_dataset(plan.eval_data or evaluation_part(training_part(plan.data)))
 
 
 def _measure_static(path: str, plan: Plan) -> tuple[str, tuple[int, int, int], Any]:

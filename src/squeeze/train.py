@@ -22,6 +22,7 @@ from squeeze import resume as checkpoints
 from squeeze.accel import make_accelerator
 from squeeze.encoding import Batch, Encoded, batches
 from squeeze.errors import ConfigError, DataError, Problem, UnsupportedError
+from squeeze.faults import stop_if_interrupted
 from squeeze.train_config import TrainConfig
 from squeeze.types import LOWER_IS_BETTER, Evaluation, ProgressFactory, Task, no_progress
 
@@ -247,6 +248,7 @@ def train(
         with progress("Training", total_steps) as bar:
             bar.advance(state.step)
             for step in range(state.step + 1, total_steps + 1):
+                stop_if_interrupted()
                 step_loss = 0.0
                 for micro in range(config.grad_accum):
                     batch = next(stream)

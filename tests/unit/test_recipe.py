@@ -8,6 +8,7 @@ import pytest
 
 from squeeze.cli.sweep import grid
 from squeeze.errors import ConfigError, DataError
+from squeeze.pipeline import check_plan
 from squeeze.results import SweepResults, VariantResult, derive
 from squeeze.sweep.gates import Gates, Selection, choose, failures, parse_size
 from squeeze.sweep.recipe import load_plan, plan_from
@@ -89,7 +90,7 @@ def test_every_problem_of_every_variant_in_one_error():
         ],
     }
     with pytest.raises(ConfigError) as error:
-        plan_from(raw)
+        check_plan(plan_from(raw))  # before any work: what run_plan does first
     message = str(error.value)
     for part in (
         "variants[1] step 1 magnitude(): sparsity must be in (0, 1), not 1.5",
@@ -138,7 +139,7 @@ def test_positional_and_typed_arguments():
 )
 def test_bad_recipes(raw, message):
     with pytest.raises(ConfigError, match=message):
-        plan_from(raw)
+        check_plan(plan_from(raw))
 
 
 def test_unreadable_recipe_files(tmp_path):

@@ -20,6 +20,7 @@ import numpy as np
 
 from squeeze.bench.machine import fingerprint
 from squeeze.errors import ConfigError, Problem
+from squeeze.faults import stop_if_interrupted
 from squeeze.types import Latency, ProgressFactory, no_progress
 
 
@@ -178,6 +179,7 @@ def measure(
                         _time(target, prepared, per_round, settings.warmup)
                     )
                     bar.advance(1, info=f"{target.name} batch {batch}")
+                    stop_if_interrupted()
     machine = fingerprint()
     machine["torch_threads"] = threads
     return [

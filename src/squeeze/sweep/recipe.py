@@ -50,6 +50,8 @@ class Plan:
     gates: Gates = field(default_factory=Gates)
     select: Selection | None = None
     name: str = "squeeze"
+    # What is wrong with the recipe's variants, reported with the data's before any work.
+    problems: tuple[Problem, ...] = ()
 
 
 def _unknown(keys: Any, known: Any, where: str) -> None:
@@ -75,7 +77,19 @@ def data_spec(section: Any, where: str) -> DataSpec:
 
 
 def variants_from(entries: Any, where: str = "variants") -> tuple[Variant, ...]:
-    """Variants from strings (named after their chain) or mappings with name and steps."""
+    """Variants from strings (named after their chain) or mappings with name and steps.
+
+    Raises:
+        ConfigError: every problem of every variant, in one error.
+    """
+    variants, problems = collect_variants(entries, where)
+    raise_problems(problems, ConfigError)
+    return variants
+
+
+def collect_variants(entries: Any, where: str = "variants") -> tuple[tuple[Variant, ...], list]:
+    """The variants that parse, and the problems of those that do not (so a plan can report
+    them together with its data's)."""
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{where}: list at least one variant, like '- quantize(int8)'")
     variants = []
@@ -83,15 +97,13 @@ def variants_from(entries: Any, where: str = "variants") -> tuple[Variant, ...]:
     for i, entry in enumerate(entries, 1):
         try:
             variants.append(_variant(entry, f"{where}[{i}]"))
-        except SqueezeError as e:  # every problem of every variant, in one error
+        except SqueezeError as e:
             problems += e.problems
-    if problems:
-        raise_problems(problems, ConfigError)
     names = [v.name for v in variants]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate is not None or "baseline" in names:
-        raise ConfigError(f"{where}: variant names must be unique and not 'baseline'")
-    return tuple(variants)
+        problems.append(Problem(f"{where}: variant names must be unique and not 'baseline'"))
+    return tuple(variants), problems
 
 
 def _variant(entry: Any, label: str) -> Variant:
@@ -192,9 +204,11 @@ def plan_from(raw: dict[str, Any], base: Path | None = None) -> Plan:
     )
     max_length = int(raw.get("max_length", 128))
     device = str(raw.get("device", "cpu"))
+    variants, problems = collect_variants(raw.get("variants"))
     return Plan(
         model=resolve(str(raw["model"])),
-        variants=variants_from(raw.get("variants")),
+        variants=variants,
+        problems=tuple(problems),
         data=data,
         eval_data=eval_data,
         calibration_data=calibration_data,
