@@ -275,6 +275,10 @@ def load(
             "you trust it"
         ) from e
     except (SafetensorError, OSError, RuntimeError, EOFError) as e:
+        if isinstance(e, OSError) and e.errno is not None:  # the OS refused to read it
+            from squeeze.faults import os_fault
+
+            raise os_fault(e) from e
         if not pickle_ok and "safetensors" in str(e).lower() and local is None:
             raise CheckpointError(_PICKLE_REFUSED.format(where=text)) from e
         raise CheckpointError(

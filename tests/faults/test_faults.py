@@ -119,13 +119,16 @@ def test_sigterm_mid_step_removes_its_temporary_folder(trained_classifier, order
          "--finetune-steps", "100000", "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while not [p for p in tmp_path.iterdir() if p.name.startswith(".slim.tmp-")]:
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "the step never started writing"
-        time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 120
+        while not [p for p in tmp_path.iterdir() if p.name.startswith(".slim.tmp-")]:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the step never started writing"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()  # never leave a 100,000-step job running if the test fails
     result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     assert_clean_failure(result, 128 + signal.SIGTERM, "squeeze prune was interrupted by SIGTERM",
                          out)  # fmt: skip
@@ -178,12 +181,12 @@ def test_a_damaged_cache_entry_is_rebuilt_not_used(trained_classifier, order_csv
     assert verify.returncode == 0 and "1 of 1 artifacts" in verify.stdout
 
 
-def test_two_jobs_on_one_cache_build_each_artifact_once(trained_classifier, order_csv, tmp_path):
+def test_two_sweeps_on_one_cache_build_each_artifact_once(trained_classifier, order_csv, tmp_path):
     cache = tmp_path / "cache"
-    chain = "magnitude(sparsity=0.5) -> quantize(int8)"
-    args = [sys.executable, "-m", "squeeze", "run", "--model", str(trained_classifier), "-d",
+    args = [sys.executable, "-m", "squeeze", "sweep", str(trained_classifier), "-d",
             str(order_csv), "--max-length", "32", "--max-samples", "300", "--runs", "2",
-            "--cache-dir", str(cache), "--variant", chain, "--json", "--quiet"]  # fmt: skip
+            "--sparsity", "0.5", "--dtype", "int8", "--cache-dir", str(cache), "--json",
+            "--quiet"]  # fmt: skip
     jobs = [
         subprocess.Popen(
             [*args, "-o", str(tmp_path / f"job{i}")],
@@ -193,15 +196,20 @@ def test_two_jobs_on_one_cache_build_each_artifact_once(trained_classifier, orde
         )
         for i in range(2)
     ]
-    results = [subprocess.CompletedProcess(j.args, j.wait(timeout=600), *j.communicate())
-               for j in jobs]  # fmt: skip
+    try:
+        results = [subprocess.CompletedProcess(j.args, j.wait(timeout=600), *j.communicate())
+                   for j in jobs]  # fmt: skip
+    finally:
+        for job in jobs:
+            job.kill()
     for result in results:
         assert result.returncode == 0, result.stderr
     assert _metrics(results[0]) == _metrics(results[1])
     entries = sorted(p.name.split("-", 1)[1] for p in cache.iterdir() if not p.name.startswith("."))
-    # One entry per artifact and no staging left: whichever job reached a step second waited for
-    # the other's build and reused it (which job builds which step is a race; both are fine).
-    assert entries == ["magnitude", "quantize"]
+    # One entry per artifact (int8, magnitude, magnitude's int8) and no staging left: whichever
+    # job reached a step second waited for the other's build and reused it (which job builds
+    # which step is a race; both are fine).
+    assert entries == ["magnitude", "quantize", "quantize"]
 
 
 def test_a_recipe_with_several_mistakes_names_them_all(tiny_classifiers, order_csv, tmp_path):

@@ -95,7 +95,10 @@ _RUN_PARAMS = [
         "cache_dir",
         Annotated[
             str | None,
-            typer.Option(help="Artifact cache (default: $SQUEEZE_CACHE or ~/.cache/squeeze)."),
+            typer.Option(
+                help="Artifact cache (default: $SQUEEZE_CACHE or ~/.cache/squeeze; `squeeze cache "
+                "info` shows its size)."
+            ),
         ],
         None,
     ),
