@@ -67,16 +67,17 @@ def prune(
     """
     from squeeze.config import build, fields_of
     from squeeze.device import resolve_device
-    from squeeze.errors import ConfigError
+    from squeeze.errors import ConfigError, Problem
     from squeeze.runner import StepOptions, run_step
 
     cls = METHODS[method.value]
     own = {f.name for f in fields_of(cls)}
     stray = [name for name in given if name not in own]
     if stray:
-        flags = ", ".join("--" + name.replace("_", "-") for name in stray)
+        # Fields, rendered as flags by the CLI's one namer (cli/main.py), like every other error.
+        fields = ", ".join(f"{{{name}}}" for name in stray)
         other = next(m for m in METHODS if m != method.value)
-        raise ConfigError(f"{flags} go with --method {other}")
+        raise ConfigError([Problem(f"{fields} go with {{method}} {other}")])
     options = StepOptions(
         data=data,
         eval_data=optional_data_spec(data, eval_data),
