@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -80,10 +81,22 @@ def signals_interrupt() -> Iterator[None]:
         _pending.append(signum)
         raise Interrupted(signum)
 
+    previous_hook = sys.unraisablehook
+
+    def quiet_unraisable(unraisable: Any) -> None:
+        # A signal that lands in a __del__ raises there, and Python prints "Exception ignored
+        # in ..." with a traceback; the signal is pending, so the next stop_if_interrupted()
+        # raises it again where it can unwind properly. Only Interrupted is silenced.
+        if isinstance(unraisable.exc_value, Interrupted):
+            return
+        previous_hook(unraisable)
+
     previous = {s: signal.signal(s, handler) for s in HANDLED}
+    sys.unraisablehook = quiet_unraisable
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         for s, old in previous.items():
             signal.signal(s, old)
         _pending.clear()

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from squeeze.errors import ConfigError, OutputExistsError, Problem
+from squeeze.faults import stop_if_interrupted
 
 
 def _same_or_nested(a: Path, b: Path) -> bool:
@@ -83,6 +84,7 @@ def atomic_output(
     tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; outputs should look like any other folder
     try:
         yield tmp
+        stop_if_interrupted()  # a signal swallowed by a __del__ must not publish the output
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from squeeze import __version__
+from squeeze.faults import stop_if_interrupted
 
 _CHUNK = 1 << 20
 
@@ -146,6 +147,7 @@ def staging_path(entry: Path) -> Path:
 
 def publish(staging: Path, entry: Path, key: str) -> None:
     """Seal a built entry with its manifest and move it into place in one rename."""
+    stop_if_interrupted()  # a signal swallowed by a __del__ must not publish the entry
     write_manifest(staging, key)
     staging.rename(entry)
 
