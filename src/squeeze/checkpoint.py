@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from squeeze.arch import shape_summary, spec_for
+from squeeze.arch import find_spec, shape_summary
 from squeeze.errors import CheckpointError, Problem, UnsupportedError
 from squeeze.output import atomic_output
 from squeeze.shapes import apply_shapes, current_shapes, read_shapes, write_shapes
@@ -226,7 +226,8 @@ def load(
 
     Raises:
         CheckpointError: missing, not a checkpoint, corrupt, incomplete, or not reachable.
-        UnsupportedError: an architecture squeeze has no spec for.
+        UnsupportedError: an architecture transformers does not know, or custom code that
+            was not allowed.
     """
     quiet_transformers()
     import transformers
@@ -236,7 +237,7 @@ def load(
     local = resolve_local(source)
     where = str(local) if local else text
     config = _load_config(text, local, trust_remote_code)
-    family = spec_for(config)
+    spec = find_spec(config)
     task = task or detect_task(config)
     notes: list[str] = []
     if label_names is not None:
@@ -253,7 +254,7 @@ def load(
     formats = {} if pickle_ok else {"use_safetensors": True}
     try:
         if shapes is not None:
-            model, info = _load_reshaped(local, config, task, family, shapes)
+            model, info = _load_reshaped(local, config, task, spec_for_shapes(config, text), shapes)
         else:
             # Quantized checkpoints (bitsandbytes, torchao) are placed by transformers itself.
             placement = {"device_map": device} if quantized else {}
@@ -332,12 +333,19 @@ def load(
         config=model.config,
         task=task,
         source=text,
-        family=family,
+        spec=spec,
         input_names=_forward_inputs(model, tokenizer),
         path=local,
         notes=notes,
         shapes=shapes,
     )
+
+
+def spec_for_shapes(config: Any, source: str) -> Any:
+    """The spec a structurally pruned checkpoint was cut with (needed to rebuild it)."""
+    from squeeze.arch import spec_for
+
+    return spec_for(config, f"loading the structurally pruned {source}")
 
 
 def _load_reshaped(
@@ -371,8 +379,11 @@ def _load_reshaped(
 
 def _actual_shapes(loaded: LoadedModel) -> dict[str, Any]:
     """Layer, head and FFN counts read from the modules: after structured pruning the config
-    may still state the original head count. A per-layer list where layers differ."""
-    shapes = current_shapes(loaded.model, loaded.family, loaded.config)
+    may still state the original head count. A per-layer list where layers differ; nothing for
+    a family without a spec (the config's counts stand)."""
+    if loaded.spec is None or loaded.spec.shared_layers:
+        return {}
+    shapes = current_shapes(loaded.model, loaded.spec, loaded.config)
 
     def one_or_all(values: list[int]) -> int | list[int]:
         return values[0] if len(set(values)) == 1 else values
@@ -397,10 +408,10 @@ def describe(loaded: LoadedModel) -> dict[str, Any]:
         "source": loaded.source,
         "path": str(loaded.path) if loaded.path else None,
         "architecture": type(loaded.model).__name__,
-        "family": loaded.family.family,
+        "family": loaded.family,
         "model_type": config.model_type,
         "task": loaded.task.value,
-        **shape_summary(config, loaded.family),
+        **shape_summary(config, loaded.spec),
         **_actual_shapes(loaded),
         "params_total": stats.params_total,
         "params_nonzero": stats.params_nonzero,

@@ -66,6 +66,20 @@ def _head_rows(units: Sequence[int], per_unit: int, size: int) -> list[int]:
     ]
 
 
+def qkv_widths(config: Any) -> tuple[int, int]:
+    """Rows of the query and of each of key and value in a fused qkv projection."""
+    size = head_size(config)
+    return config.num_attention_heads * size, kv_heads(config) * size
+
+
+def _present(layer: Any, path: str) -> bool:
+    """Whether an optional projection exists in this block (DeBERTa's position projections)."""
+    try:
+        return get_path(layer, path) is not None
+    except AttributeError:
+        return False
+
+
 def keep_heads(layer: Any, spec: ArchSpec, config: Any, units: Sequence[int]) -> None:
     """Keep only the key/value groups ``units`` of a block's attention (in place)."""
     import torch
@@ -76,11 +90,14 @@ def keep_heads(layer: Any, spec: ArchSpec, config: Any, units: Sequence[int]) ->
     kv_index = torch.tensor(_head_rows(units, 1, size))
     if spec.fused_qkv:
         fused = get_path(layer, spec.fused_qkv)
-        width = config.num_attention_heads * size  # q, k and v sit side by side
-        index = torch.cat([q_index, kv_index + width, kv_index + 2 * width])
+        q_width, kv_width = qkv_widths(config)  # q, k and v sit side by side
+        index = torch.cat([q_index, kv_index + q_width, kv_index + q_width + kv_width])
         set_path(layer, spec.fused_qkv, _sliced(fused, index, "out", spec.conv1d))
     else:
-        for path, index in ((spec.query, q_index), (spec.key, kv_index), (spec.value, kv_index)):
+        projections = [(spec.query, q_index), (spec.key, kv_index), (spec.value, kv_index)]
+        projections += [(path, q_index) for path in spec.also_query if _present(layer, path)]
+        projections += [(path, kv_index) for path in spec.also_key if _present(layer, path)]
+        for path, index in projections:
             set_path(layer, path, _sliced(get_path(layer, path), index, "out", spec.conv1d))
     set_path(
         layer, spec.attn_out, _sliced(get_path(layer, spec.attn_out), q_index, "in", spec.conv1d)
@@ -89,25 +106,50 @@ def keep_heads(layer: Any, spec: ArchSpec, config: Any, units: Sequence[int]) ->
     heads = len(units) * n_rep
     for attr in spec.head_attrs:
         setattr(attention, attr, heads)
+    for attr in spec.kv_head_attrs:
+        setattr(attention, attr, len(units))
     for attr in spec.width_attrs:
         setattr(attention, attr, heads * size)
 
 
-def keep_neurons(layer: Any, spec: ArchSpec, neurons: Sequence[int]) -> None:
-    """Keep only the FFN neurons ``neurons`` of a block (in place)."""
+def keep_bias_heads(model: Any, spec: ArchSpec, heads: Sequence[int]) -> None:
+    """Keep the columns of the per-head table every layer shares (MPNet's relative position
+    bias) for the query heads ``heads``, which every layer then keeps."""
+    import torch
+
+    table = get_path(model.base_model, spec.shared_head_bias)
+    kept = torch.nn.Embedding(table.num_embeddings, len(heads)).to(table.weight.dtype)
+    with torch.no_grad():
+        kept.weight.copy_(table.weight.detach()[:, list(heads)])
+    set_path(model.base_model, spec.shared_head_bias, kept)
+
+
+def keep_neurons(layer: Any, spec: ArchSpec, neurons: Sequence[int], width: int) -> None:
+    """Keep only the FFN neurons ``neurons`` of a block of FFN width ``width`` (in place).
+
+    A fused gate-and-up projection (``ffn_chunks`` 2) holds each neuron's rows once per chunk.
+    """
     import torch
 
     index = torch.tensor(list(neurons))
+    index = torch.cat([index + chunk * width for chunk in range(spec.ffn_chunks)])
     for path in spec.ffn_in:
         set_path(layer, path, _sliced(get_path(layer, path), index, "out", spec.conv1d))
-    set_path(layer, spec.ffn_out, _sliced(get_path(layer, spec.ffn_out), index, "in", spec.conv1d))
+    out_index = index[: len(neurons)]
+    set_path(
+        layer, spec.ffn_out, _sliced(get_path(layer, spec.ffn_out), out_index, "in", spec.conv1d)
+    )
 
 
 def keep_layers(model: Any, spec: ArchSpec, keep: Sequence[int]) -> None:
-    """Keep only the blocks ``keep`` (in order) and renumber them for the KV cache."""
+    """Keep only the blocks ``keep`` (in order) and renumber them for the KV cache; per-layer
+    config lists (Gemma-2's and Qwen2's ``layer_types``: sliding or full attention) follow."""
     import torch
 
     blocks = layer_list(model, spec)
+    per_layer = getattr(model.config, "layer_types", None)
+    if isinstance(per_layer, list) and len(per_layer) == len(blocks):
+        model.config.layer_types = [per_layer[i] for i in keep]
     kept = torch.nn.ModuleList(blocks[i] for i in keep)
     set_path(model.base_model, spec.layers, kept)
     for new_index, block in enumerate(kept):
@@ -143,7 +185,8 @@ def describe_config(config: Any, spec: ArchSpec, shapes: list[LayerShape]) -> bo
     expressible = len(ffn_widths) == 1
     if expressible:
         setattr(config, spec.intermediate_field, ffn_widths.pop())
-    config.num_hidden_layers = len(shapes)
+    if not spec.shared_layers:  # a shared block's repeat count is not its block count
+        config.num_hidden_layers = len(shapes)
     head_change = heads != {(config.num_attention_heads, kv_heads(config))}
     if head_change:
         if spec.heads_in_config and len(heads) == 1:
@@ -165,11 +208,14 @@ def apply_shapes(model: Any, spec: ArchSpec, config: Any, shapes: list[LayerShap
         keep_layers(model, spec, range(len(shapes)))
         blocks = layer_list(model, spec)
     n_rep = config.num_attention_heads // kv_heads(config)
+    width = ffn_width(config, spec)
     for layer, shape in zip(blocks, shapes, strict=True):
         if shape.heads != config.num_attention_heads:
             keep_heads(layer, spec, config, range(shape.heads // n_rep))
-        if shape.ffn != ffn_width(config, spec):
-            keep_neurons(layer, spec, range(shape.ffn))
+        if shape.ffn != width:
+            keep_neurons(layer, spec, range(shape.ffn), width)
+    if spec.shared_head_bias and shapes[0].heads != config.num_attention_heads:
+        keep_bias_heads(model, spec, range(shapes[0].heads))
 
 
 def read_shapes(folder: Path) -> list[LayerShape] | None:

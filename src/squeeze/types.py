@@ -41,7 +41,9 @@ class LoadedModel:
     config: Any
     task: Task
     source: str
-    family: ArchSpec
+    # Where the family keeps its structure; None for families only structure-cutting steps
+    # would need one for (every other step works from the config alone).
+    spec: ArchSpec | None
     input_names: tuple[str, ...]
     path: Path | None = None
     notes: list[str] = field(default_factory=list)
@@ -53,7 +55,21 @@ class LoadedModel:
         """The longest input the model's position table holds (None: no table)."""
         from squeeze.arch import max_tokens
 
-        return max_tokens(self.config, self.family)
+        return max_tokens(self.config, self.spec)
+
+    @property
+    def family(self) -> str:
+        """The family shown to users: the spec's name, or the config's model_type."""
+        from squeeze.arch import family_name
+
+        return family_name(self.config, self.spec)
+
+    @property
+    def decoder(self) -> bool:
+        """Whether the model reads left to right (no KV cache in exports, last-token heads)."""
+        from squeeze.arch import is_decoder
+
+        return is_decoder(self.config, self.spec)
 
     @property
     def label2id(self) -> dict[str, int] | None:

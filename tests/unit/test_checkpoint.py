@@ -29,7 +29,7 @@ def test_load_detects_task_and_family(family, tiny_classifiers, tiny_lms):
     lm = load(tiny_lms[family])
     assert classifier.task is Task.SEQUENCE_CLASSIFICATION
     assert lm.task is LM_TASK[family]
-    assert classifier.family.family == family
+    assert classifier.family == family
     assert "input_ids" in classifier.input_names and "attention_mask" in classifier.input_names
     assert ("token_type_ids" in classifier.input_names) == (family == "bert")
     assert classifier.tokenizer.pad_token_id is not None

@@ -50,9 +50,9 @@ def test_magnitude_hits_the_requested_sparsity(family, scope, target, tiny_class
     untouched = {
         n: p.detach().clone()
         for n, p in loaded.model.named_parameters()
-        if n not in prunable_weights(loaded.model, loaded.family)
+        if n not in prunable_weights(loaded)
     }
-    weights = prunable_weights(loaded.model, loaded.family)
+    weights = prunable_weights(loaded)
     apply_masks(weights, magnitude_masks(weights, target, scope))
     assert abs(sparsity_of(weights) - target) < 0.005
     if scope == "layer":
@@ -64,16 +64,15 @@ def test_magnitude_hits_the_requested_sparsity(family, scope, target, tiny_class
 
 
 def test_magnitude_include_and_exclude(tiny_classifiers):
-    model = load(tiny_classifiers["bert"]).model
-    spec = load(tiny_classifiers["bert"]).family
-    default = set(prunable_weights(model, spec))
+    loaded = load(tiny_classifiers["bert"])
+    default = set(prunable_weights(loaded))
     assert not any("embeddings" in n or "LayerNorm" in n or "classifier" in n for n in default)
-    more = set(prunable_weights(model, spec, include=["classifier.weight"]))
+    more = set(prunable_weights(loaded, include=["classifier.weight"]))
     assert more - default == {"classifier.weight"}
-    fewer = set(prunable_weights(model, spec, exclude=["*attention*"]))
+    fewer = set(prunable_weights(loaded, exclude=["*attention*"]))
     assert fewer and not any("attention" in n for n in fewer)
     with pytest.raises(ConfigError, match="no weights left"):
-        prunable_weights(model, spec, exclude=["*"])
+        prunable_weights(loaded, exclude=["*"])
 
 
 def test_cubic_schedule():
@@ -85,7 +84,7 @@ def test_cubic_schedule():
 
 def _zero_removed(loaded, kept_groups, kept_neurons):
     """Reference: the unpruned model with removed heads' and neurons' outputs zeroed."""
-    spec, config = loaded.family, loaded.config
+    spec, config = loaded.spec, loaded.config
     size = config.hidden_size // config.num_attention_heads
     n_rep = config.num_attention_heads // (
         getattr(config, "num_key_value_heads", None) or config.num_attention_heads
@@ -115,7 +114,7 @@ def test_structured_slicing_equals_zeroing_what_it_removes(family, tiny_classifi
     ffn_scores = [torch.tensor([1.0 if i % 2 == 0 else 0.0 for i in range(64)]) for _ in range(2)]
     config = StructuredPruneConfig(heads=0.5, ffn=0.5)
     shapes, _, _ = prune_structured(
-        loaded.model, loaded.family, config, Importance("test", head_scores, ffn_scores)
+        loaded.model, loaded.spec, config, Importance("test", head_scores, ffn_scores)
     )
     kept_groups = range(groups - max(1, groups // 2), groups)
     _zero_removed(reference, kept_groups, range(0, 64, 2))
@@ -130,8 +129,8 @@ def test_structured_slicing_equals_zeroing_what_it_removes(family, tiny_classifi
 def test_structured_model_saves_loads_and_exports(family, tiny_classifiers, tmp_path):
     loaded = load(tiny_classifiers[family])
     config = StructuredPruneConfig(heads=0.5, ffn=0.5, layers=1)
-    importance = magnitude_importance(loaded.model, loaded.family, loaded.config)
-    shapes, plain, notes = prune_structured(loaded.model, loaded.family, config, importance)
+    importance = magnitude_importance(loaded.model, loaded.spec, loaded.config)
+    shapes, plain, notes = prune_structured(loaded.model, loaded.spec, config, importance)
     loaded.shapes = shapes
     kv = 1 if family == "llama" else 2
     assert shapes == [LayerShape(heads=2, kv_heads=kv, ffn=32)]
@@ -162,9 +161,9 @@ def test_ffn_only_pruning_loads_with_plain_transformers(family, tiny_classifiers
     from transformers import AutoModelForSequenceClassification
 
     loaded = load(tiny_classifiers[family])
-    importance = magnitude_importance(loaded.model, loaded.family, loaded.config)
+    importance = magnitude_importance(loaded.model, loaded.spec, loaded.config)
     loaded.shapes, plain, _ = prune_structured(
-        loaded.model, loaded.family, StructuredPruneConfig(ffn=0.25), importance
+        loaded.model, loaded.spec, StructuredPruneConfig(ffn=0.25), importance
     )
     assert plain
     out = save(loaded, tmp_path / "ffn")
@@ -180,7 +179,7 @@ def test_taylor_importance_is_data_driven_and_deterministic(trained_classifier, 
         data = load_dataset(DataSpec(str(order_csv), split="train", max_samples=64))
         encoded = encode(data, loaded.tokenizer, input_names=loaded.input_names,
                          max_length=32, label2id=loaded.config.label2id)  # fmt: skip
-        return taylor_importance(loaded.model, loaded.family, loaded.config, loaded.task, encoded,
+        return taylor_importance(loaded.model, loaded.spec, loaded.config, loaded.task, encoded,
                                  max_batches=4)  # fmt: skip
 
     first, second = scores(), scores()
@@ -242,7 +241,7 @@ def test_fixed_mask_is_restored_after_every_step(tiny_classifiers):
 
     loaded = load(tiny_classifiers["gpt2"])
     on_step, finish = _masking_hook(loaded, MagnitudePruneConfig(sparsity=0.6, finetune_steps=10))
-    weights = prunable_weights(loaded.model, loaded.family)
+    weights = prunable_weights(loaded)
     zeros = {n: w == 0 for n, w in weights.items()}
     with torch.no_grad():
         for weight in weights.values():
@@ -261,10 +260,10 @@ def test_llama_like_model_types(model_type, tmp_path):
 
     source = build_tiny("llama", tmp_path / model_type, config=tiny_config(model_type))
     loaded = load(source)
-    assert loaded.family.family == "llama" and loaded.config.model_type == model_type
-    importance = magnitude_importance(loaded.model, loaded.family, loaded.config)
+    assert loaded.family == "llama" and loaded.config.model_type == model_type
+    importance = magnitude_importance(loaded.model, loaded.spec, loaded.config)
     loaded.shapes, plain, _ = prune_structured(
-        loaded.model, loaded.family, StructuredPruneConfig(heads=0.5, ffn=0.5), importance
+        loaded.model, loaded.spec, StructuredPruneConfig(heads=0.5, ffn=0.5), importance
     )
     batch = _batch(loaded)
     out = save(loaded, tmp_path / "pruned")

@@ -128,7 +128,7 @@ def bench_models(
                 notes.append(f"exported {model} to ONNX (unoptimized) for this run")
             if "torch" in wanted:
                 loaded = load(model, trust_remote_code=trust_remote_code, device=settings.device)
-                check_length(loaded.config, loaded.family, settings.seq_len, field="seq_len")
+                check_length(loaded.config, loaded.spec, settings.seq_len, field="seq_len")
                 targets.append(_torch_target(model, loaded, settings.device))
                 sizes.append(size_stats(loaded))
                 tokenizers.append((loaded.tokenizer, loaded.config.vocab_size, loaded.input_names))

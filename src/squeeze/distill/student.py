@@ -12,12 +12,12 @@ from typing import Any
 
 import torch
 
-from squeeze.arch import layer_list
+from squeeze.arch import layer_list, spec_for
 from squeeze.checkpoint import load, resolve_local
 from squeeze.config import literal
 from squeeze.distill.loss import projection
 from squeeze.distill.method import PRUNE_SUMMARY
-from squeeze.errors import CheckpointError, ConfigError, Problem
+from squeeze.errors import CheckpointError, ConfigError, Problem, UnsupportedError
 from squeeze.shapes import keep_layers
 from squeeze.types import LoadedModel, Task
 
@@ -35,14 +35,24 @@ def even_layers(total: int, keep: int) -> list[int]:
 
 
 def _copy_of_teacher(teacher: LoadedModel, layers: int, device: str) -> tuple[LoadedModel, str]:
-    total = len(layer_list(teacher.model, teacher.family))
+    spec = spec_for(teacher.config, "a layer-copy student ({student_layers})")
+    if spec.shared_layers:
+        raise UnsupportedError(
+            [
+                Problem(
+                    f"{spec.family} reuses one block's weights for all its layers, so there are "
+                    "no layers to copy; give a smaller checkpoint as {student}"
+                )
+            ]
+        )
+    total = len(layer_list(teacher.model, spec))
     if layers >= total:
         raise ConfigError(
             [Problem(f"{{student_layers}} {layers} must be below the teacher's {total} layers")]
         )
     student = load(teacher.path or teacher.source, task=teacher.task, device=device)
     keep = even_layers(total, layers)
-    keep_layers(student.model, student.family, keep)
+    keep_layers(student.model, spec, keep)
     if student.shapes is not None:
         student.shapes = [student.shapes[i] for i in keep]
     return student, f"student: the teacher's layers {keep} of {total}, initialised from them"
@@ -57,8 +67,7 @@ def _magnitude_masks(student: LoadedModel) -> dict[str, Any] | None:
 
     config = summary.get("config", {})
     weights = prunable_weights(
-        student.model,
-        student.family,
+        student,
         tuple(config.get("include", ())),
         tuple(config.get("exclude", ())),
     )

@@ -54,7 +54,7 @@ class _LogitsOnly:
         import torch
 
         names = loaded.input_names
-        extra = {"use_cache": False} if loaded.family.decoder else {}
+        extra = {"use_cache": False} if loaded.decoder else {}
 
         class LogitsOnly(torch.nn.Module):
             def __init__(self) -> None:
@@ -170,6 +170,17 @@ def _trace(loaded: LoadedModel, path: Path, config: ExportConfig) -> None:
         )
 
 
+def _ort_model_type(loaded: LoadedModel) -> str:
+    """The model type onnxruntime's optimizer fuses this model as: the spec's, the config's own
+    when the optimizer knows it, else BERT's passes (which match no pattern they do not find)."""
+    from onnxruntime.transformers.optimizer import MODEL_TYPES
+
+    if loaded.spec is not None:
+        return loaded.spec.ort_model_type
+    model_type = loaded.config.model_type
+    return model_type if model_type in MODEL_TYPES else "bert"
+
+
 def _optimize(loaded: LoadedModel, path: Path) -> dict[str, int]:
     """Fuse the graph in place with onnxruntime's transformer optimizer; return fused op counts."""
     from onnxruntime.transformers.optimizer import optimize_model
@@ -194,7 +205,7 @@ def _optimize(loaded: LoadedModel, path: Path) -> dict[str, int]:
         ):
             optimized = optimize_model(
                 str(path.resolve()),
-                model_type=loaded.family.ort_model_type,
+                model_type=_ort_model_type(loaded),
                 num_heads=heads,
                 hidden_size=width,
                 opt_level=1,
@@ -236,7 +247,7 @@ def _manifest(
         "file": MODEL_FILE,
         "opset": config.opset,
         "source": loaded.source,
-        "family": loaded.family.family,
+        "family": loaded.family,
         "model_type": loaded.config.model_type,
         "architecture": type(loaded.model).__name__,
         "task": loaded.task.value,
@@ -303,7 +314,7 @@ def write_export(
     notes = []
     if config.optimize and not any(op.endswith("Attention") for op in fused or {}):
         notes.append(
-            f"onnxruntime's optimizer fused no attention for {loaded.family.family} "
+            f"onnxruntime's optimizer fused no attention for {loaded.family} "
             f"({', '.join(fused or {}) or 'nothing fused'})"
         )
     return manifest, notes

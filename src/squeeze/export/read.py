@@ -43,13 +43,13 @@ class ExportedModel:
         """The position table's length, from the config saved beside the graph."""
         from types import SimpleNamespace
 
-        from squeeze.arch import max_tokens, spec_for
+        from squeeze.arch import find_spec, max_tokens
 
         path = self.folder / "config.json"
         if not path.is_file():
             return None
         config = SimpleNamespace(**json.loads(path.read_text()))
-        return max_tokens(config, spec_for(config))
+        return max_tokens(config, find_spec(config))
 
     @property
     def label2id(self) -> dict[str, int] | None:

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from squeeze.arch import ArchSpec, get_path, head_size, kv_heads, layer_list
+from squeeze.arch import ArchSpec, get_path, kv_heads, layer_list
 from squeeze.encoding import Encoded, batches
+from squeeze.shapes import qkv_widths
 from squeeze.types import Task
 
 
@@ -44,18 +45,19 @@ def _group_sums(
     layer: Any, spec: ArchSpec, config: Any, values: Callable[[Any], Any]
 ) -> tuple[Any, Any]:
     """Sum ``values`` of every weight per key/value head group and per FFN neuron."""
-    size = head_size(config)
     groups = kv_heads(config)
-    width = config.num_attention_heads * size
     if spec.fused_qkv:
         fused = _rows(layer, spec.fused_qkv, "out", spec, values)
-        q, k, v = fused[:width], fused[width : 2 * width], fused[2 * width :]
+        q_width, kv_width = qkv_widths(config)
+        q, k, v = fused.split([q_width, kv_width, kv_width])
     else:
         q, k, v = (_rows(layer, p, "out", spec, values) for p in (spec.query, spec.key, spec.value))
     out = _rows(layer, spec.attn_out, "in", spec, values)
     heads = sum(t.reshape(groups, -1).sum(1) for t in (q, k, v, out))
-    ffn = sum(_rows(layer, p, "out", spec, values).sum(1) for p in spec.ffn_in)
-    ffn = ffn + _rows(layer, spec.ffn_out, "in", spec, values).sum(1)
+    ffn = _rows(layer, spec.ffn_out, "in", spec, values).sum(1)
+    for path in spec.ffn_in:  # a fused gate-and-up projection holds each neuron once per chunk
+        rows = _rows(layer, path, "out", spec, values)
+        ffn = ffn + rows.reshape(spec.ffn_chunks, ffn.shape[0], -1).sum((0, 2))
     return heads, ffn
 
 

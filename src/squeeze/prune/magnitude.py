@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from squeeze.arch import ArchSpec
 from squeeze.config import param, range_problem
 from squeeze.errors import ConfigError, Problem
 from squeeze.prune.recovery import RecoveryConfig, recover, recovery_data_problem
@@ -58,17 +57,27 @@ class MagnitudePruneConfig(RecoveryConfig):
 
 
 def prunable_weights(
-    model: Any, spec: ArchSpec, include: Sequence[str] = (), exclude: Sequence[str] = ()
+    loaded: LoadedModel, include: Sequence[str] = (), exclude: Sequence[str] = ()
 ) -> dict[str, Any]:
     """The 2-D weights of the transformer blocks' projections, plus ``include``, minus ``exclude``.
 
     Embeddings, LayerNorms, biases and the task head sit outside the blocks or are 1-D, so they
-    are left alone by default: pruning them costs much accuracy for little size.
+    are left alone by default: pruning them costs much accuracy for little size. The blocks are
+    found through the family's spec, or for any other family by walking the modules.
     """
-    prefix = f"{model.base_model_prefix}.{spec.layers}."
+    from squeeze.discover import block_list_path, module_prefix
+
+    model = loaded.model
+    path = loaded.spec.layers if loaded.spec is not None else block_list_path(model.base_model)
+    prefix = module_prefix(model, path) if path is not None else None
     chosen = {}
     for name, weight in model.named_parameters():
-        in_blocks = name.startswith(prefix) and name.endswith(".weight") and weight.ndim == 2
+        in_blocks = (
+            prefix is not None
+            and name.startswith(prefix)
+            and name.endswith(".weight")
+            and weight.ndim == 2
+        )
         if (in_blocks or any(fnmatch.fnmatch(name, p) for p in include)) and not any(
             fnmatch.fnmatch(name, p) for p in exclude
         ):
@@ -126,7 +135,7 @@ def _masking_hook(loaded: LoadedModel, config: MagnitudePruneConfig) -> tuple[An
     keeps pruned weights at zero after every optimizer step, and the final masking."""
     from squeeze.prune.schedule import cubic_sparsity
 
-    weights = prunable_weights(loaded.model, loaded.family, config.include, config.exclude)
+    weights = prunable_weights(loaded, config.include, config.exclude)
     state: dict[str, Any] = {}
     # The cubic schedule reaches the target at 2/3 of the steps; the rest tunes a fixed mask.
     ramp = max(1, (2 * config.finetune_steps) // 3)
@@ -169,7 +178,7 @@ def magnitude(loaded: LoadedModel, config: MagnitudePruneConfig, ctx: StepContex
     on_step, finish = _masking_hook(loaded, config)
     notes = [n for n in (recover(loaded, config, ctx, on_step),) if n]
     finish()
-    weights = prunable_weights(loaded.model, loaded.family, config.include, config.exclude)
+    weights = prunable_weights(loaded, config.include, config.exclude)
     notes.append(
         "unstructured zeros shrink the compressed size, not the dense file or dense latency"
     )

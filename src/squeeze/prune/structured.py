@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from squeeze.arch import ArchSpec, ffn_width, kv_heads, layer_list
+from squeeze.arch import ArchSpec, ffn_width, kv_heads, layer_list, spec_for
 from squeeze.config import at_least, param, range_problem
-from squeeze.errors import ConfigError, Problem
+from squeeze.errors import ConfigError, Problem, UnsupportedError
 from squeeze.prune.magnitude import PRUNABLE_TASKS
 from squeeze.prune.recovery import RecoveryConfig, recover, recovery_data_problem
 from squeeze.registry import register
@@ -20,6 +20,7 @@ from squeeze.shapes import (
     LayerShape,
     current_shapes,
     describe_config,
+    keep_bias_heads,
     keep_heads,
     keep_layers,
     keep_neurons,
@@ -85,6 +86,16 @@ def prune_structured(
     model_config = model.config
     blocks = list(layer_list(model, spec))
     n_layers = len(blocks)
+    if spec.shared_layers and config.layers:
+        raise UnsupportedError(
+            [
+                Problem(
+                    f"{spec.family} reuses one block's weights for all "
+                    f"{model_config.num_hidden_layers} layers, so there is no layer to drop; "
+                    "prune {heads} or {ffn} (that prunes the shared block in every pass)"
+                )
+            ]
+        )
     if config.layers >= n_layers:
         raise ConfigError(
             [Problem(f"{{layers}} {config.layers} would remove all {n_layers} layers")]
@@ -103,17 +114,23 @@ def prune_structured(
     width = ffn_width(model_config, spec)
     drop_groups = min(round(config.heads * groups), groups - 1)
     drop_neurons = min(round(config.ffn * width), width - 1)
+    n_rep = model_config.num_attention_heads // groups
+    head_units = {i: _top(importance.heads[i], groups - drop_groups) for i in keep}
+    if drop_groups and spec.shared_head_bias:
+        # One bias table serves every layer's heads, so every layer keeps the same heads: the
+        # ones most important summed over the kept layers.
+        shared = _top(sum(importance.heads[i] / importance.heads[i].sum() for i in keep),
+                      groups - drop_groups)  # fmt: skip
+        head_units = dict.fromkeys(keep, shared)
+        keep_bias_heads(model, spec, [u * n_rep + r for u in shared for r in range(n_rep)])
+        notes.append(f"kept the same heads {shared} in every layer (they share one position bias)")
     for index in keep:
         if drop_groups:
-            keep_heads(
-                blocks[index],
-                spec,
-                model_config,
-                _top(importance.heads[index], groups - drop_groups),
-            )
+            keep_heads(blocks[index], spec, model_config, head_units[index])
         if drop_neurons:
-            keep_neurons(blocks[index], spec, _top(importance.ffn[index], width - drop_neurons))
-    n_rep = model_config.num_attention_heads // groups
+            keep_neurons(
+                blocks[index], spec, _top(importance.ffn[index], width - drop_neurons), width
+            )
     if config.heads:
         notes.append(
             f"removed {drop_groups * n_rep} of {model_config.num_attention_heads} heads per layer "
@@ -148,15 +165,16 @@ def structured(loaded: LoadedModel, config: StructuredPruneConfig, ctx: StepCont
     """Rank units, slice the least important away, then recover."""
     from squeeze.prune.importance import magnitude_importance, taylor_importance
 
+    spec = spec_for(loaded.config, "structured pruning")
     method = config.importance_for(ctx.data.given)
     if method == "taylor":
         importance = taylor_importance(
-            loaded.model, loaded.family, loaded.config, loaded.task, ctx.data.training(loaded),
+            loaded.model, spec, loaded.config, loaded.task, ctx.data.training(loaded),
             max_batches=config.importance_batches, device=ctx.device,
         )  # fmt: skip
     else:
-        importance = magnitude_importance(loaded.model, loaded.family, loaded.config)
-    shapes, plain, notes = prune_structured(loaded.model, loaded.family, config, importance)
+        importance = magnitude_importance(loaded.model, spec, loaded.config)
+    shapes, plain, notes = prune_structured(loaded.model, spec, config, importance)
     loaded.shapes = shapes
     notes += [n for n in (recover(loaded, config, ctx),) if n]
     return StepResult(

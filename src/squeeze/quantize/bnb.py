@@ -21,7 +21,6 @@ def _quantize(
     import torch
     from transformers import BitsAndBytesConfig
 
-    from squeeze.arch import ffn_width
     from squeeze.quantize.in_transformers import (
         HEAD_MODULES,
         check_4bit_widths,
@@ -32,7 +31,7 @@ def _quantize(
     if config.dtype == "int8":
         quantization = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
     else:
-        check_4bit_widths(loaded.config, ffn_width(loaded.config, loaded.family))
+        check_4bit_widths(loaded.model)
         quantization = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type=config.bnb_4bit_type,

@@ -32,12 +32,22 @@ HEAD_MODULES = (
 BNB_4BIT_BLOCK = 64
 
 
-def check_4bit_widths(config: Any, ffn: int) -> None:
-    """4-bit kernels split every row into blocks of 64: refuse widths that do not divide."""
-    widths = {"hidden size": config.hidden_size, "FFN width": ffn}
-    bad = {name: width for name, width in widths.items() if width % BNB_4BIT_BLOCK}
+def check_4bit_widths(model: Any) -> None:
+    """4-bit kernels split every row into blocks of 64: refuse input widths that do not divide
+    (read from the Linear layers themselves, so any family is checked the same way)."""
+    import torch
+
+    bad = sorted(
+        {
+            module.in_features
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear)
+            and not set(name.split(".")) & set(HEAD_MODULES)
+            and module.in_features % BNB_4BIT_BLOCK
+        }
+    )
     if bad:
-        shown = ", ".join(f"{name} {width}" for name, width in bad.items())
+        shown = "input widths " + ", ".join(map(str, bad))
         raise UnsupportedError(
             [
                 Problem(

@@ -69,11 +69,11 @@ def _quantize(
             result.notes.append(note)
         loaded.model.to(getattr(torch, _HALF[config.dtype]))
         return result, torch_forward(loaded.model, ctx.device)
-    if loaded.family.conv1d:
+    if not any(isinstance(m, torch.nn.Linear) for m in loaded.model.base_model.modules()):
         raise UnsupportedError(
             [
                 Problem(
-                    f"torchao int8 quantizes nn.Linear layers and {loaded.family.family} keeps "
+                    f"torchao int8 quantizes nn.Linear layers and {loaded.family} keeps "
                     "its weights in Conv1D, so nothing would change; use {backend} onnxruntime "
                     "or bitsandbytes"
                 )

@@ -1,0 +1,238 @@
+"""Find a model's structure by walking its modules: the block list, and a draft ArchSpec.
+
+Steps that work on any architecture (magnitude pruning) need only the list of transformer blocks,
+which is the ``ModuleList`` under the base model that holds the most parameters. Adding a family
+to structured pruning needs a full :class:`~squeeze.arch.ArchSpec`; :func:`propose_spec` drafts
+one from the module tree (projections recognised by their shapes against the config's widths),
+so that adding a family is reviewing a proposal and writing a tiny-config test, not reading the
+modelling code from scratch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from squeeze.arch import (
+    ArchSpec,
+    ffn_width,
+    get_path,
+    head_size,
+    is_decoder,
+    kv_heads,
+    max_tokens,
+)
+
+
+def block_list_path(base_model: Any) -> str | None:
+    """Path from the base model to its transformer blocks: the ``ModuleList`` holding the most
+    parameters (embeddings and heads are not in lists), or None when it has none."""
+    import torch
+
+    best, best_size = None, 0
+    for name, module in base_model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and name:
+            size = sum(p.numel() for p in module.parameters())
+            if size > best_size:
+                best, best_size = name, size
+    return best
+
+
+def module_prefix(model: Any, path: str) -> str:
+    """The parameter-name prefix of ``path`` (relative to the base model) inside ``model``, which
+    may be the base model itself or a task model around it."""
+    target = get_path(model.base_model, path)
+    for name, module in model.named_modules():
+        if module is target:
+            return f"{name}." if name else ""
+    raise ValueError(f"{path} is not inside the model")
+
+
+@dataclass(frozen=True)
+class _Linear:
+    path: str
+    inputs: int
+    outputs: int
+    conv1d: bool
+
+
+def _linears(block: Any) -> list[_Linear]:
+    """The block's projections in registration order (nn.Linear, and GPT-2's Conv1D)."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    found = []
+    for name, module in block.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            found.append(_Linear(name, module.in_features, module.out_features, False))
+        elif isinstance(module, Conv1D):
+            found.append(_Linear(name, module.weight.shape[0], module.weight.shape[1], True))
+    return found
+
+
+def _pick(candidates: list[_Linear], hints: tuple[str, ...]) -> _Linear | None:
+    """The candidate whose last name part matches a hint, else the first one."""
+    for hint in hints:
+        for linear in candidates:
+            if linear.path.rpartition(".")[2].lower() in hint.split("|"):
+                return linear
+    return candidates[0] if candidates else None
+
+
+def _parent(path: str) -> str:
+    return path.rpartition(".")[0]
+
+
+@dataclass
+class Proposal:
+    """A drafted spec (the values found) and what a reviewer should check."""
+
+    values: dict[str, Any]
+    doubts: list[str] = field(default_factory=list)
+
+    def as_code(self) -> str:
+        """The proposal as the ``ArchSpec(...)`` entry to paste into ``squeeze/arch.py``."""
+        defaults = {f.name: f.default for f in fields(ArchSpec)}
+        lines = [f'ArchSpec(\n    "{self.values["family"]}",\n    {self.values["model_types"]!r},']
+        for name, value in self.values.items():
+            if name in ("family", "model_types") or defaults.get(name) == value:
+                continue
+            lines.append(f"    {name}={value!r},")
+        lines.append(")")
+        return "\n".join(lines)
+
+
+def propose_spec(model: Any, config: Any) -> Proposal:
+    """Draft an ArchSpec for ``model`` from its first block's projections and the config.
+
+    Projections are recognised by shape: q (hidden -> heads x head size), k and v (hidden ->
+    key/value heads x head size), fused qkv (the three side by side), the attention output (back
+    to hidden), FFN inputs (hidden -> FFN width, or twice it when gate and up are fused) and the
+    FFN output. Names break ties (q|query, k|key, v|value). Whatever is ambiguous is a doubt.
+    """
+    base = model.base_model
+    model_type = str(getattr(config, "model_type", "unknown"))
+    doubts: list[str] = []
+    values: dict[str, Any] = {"family": model_type, "model_types": (model_type,)}
+    layers = block_list_path(base)
+    if layers is None:
+        raise ValueError("found no list of transformer blocks in the model")
+    values["layers"] = layers
+    blocks = get_path(base, layers)
+    block = blocks[0]
+    hidden = config.hidden_size
+    heads, groups, size = config.num_attention_heads, kv_heads(config), head_size(config)
+    width = ffn_width(config, None)
+    linears = _linears(block)
+    values["conv1d"] = any(linear.conv1d for linear in linears)
+
+    from_hidden = [lin for lin in linears if lin.inputs == hidden]
+    fused = [lin for lin in from_hidden if lin.outputs == (heads + 2 * groups) * size]
+    queries = [lin for lin in from_hidden if lin.outputs == heads * size]
+    kv = [lin for lin in from_hidden if lin.outputs == groups * size]
+    if fused and not (len(queries) and len(kv) >= 2):
+        values.update(query="", key="", value="", fused_qkv=fused[0].path)
+        attention = _parent(fused[0].path)
+    else:
+        query = _pick(queries, ("q|query|q_proj|query_proj|q_lin",))
+        rest = [lin for lin in (kv if groups != heads else queries) if lin is not query]
+        key = _pick(rest, ("k|key|k_proj|key_proj|k_lin",))
+        value = _pick([lin for lin in rest if lin is not key], ("v|value|v_proj|value_proj|v_lin",))
+        if not (query and key and value):
+            raise ValueError("found no query, key and value projections by shape")
+        values.update(query=query.path, key=key.path, value=value.path)
+        attention = _parent(query.path)
+    values["attention"] = attention
+    scope = _parent(attention)
+    outs = [
+        lin
+        for lin in linears
+        if lin.inputs == heads * size and lin.outputs == hidden and lin.path.startswith(scope)
+    ]
+    outs = [lin for lin in outs if lin.path not in (values.get("query"), values.get("fused_qkv"))]
+    if not outs:
+        raise ValueError("found no attention output projection by shape")
+    values["attn_out"] = outs[0].path
+
+    if width is None:
+        doubts.append("the config states no FFN width; set ffn_in/ffn_out by hand")
+    else:
+        split = [lin for lin in from_hidden if lin.outputs == width]
+        glu = [lin for lin in from_hidden if lin.outputs == 2 * width]
+        if split:
+            values["ffn_in"] = tuple(lin.path for lin in split)
+        elif glu:
+            values.update(ffn_in=(glu[0].path,), ffn_chunks=2)
+            doubts.append(f"{glu[0].path} holds two FFN inputs side by side: check its chunk order")
+        ffn_out = [lin for lin in linears if lin.inputs == width and lin.outputs == hidden]
+        if ffn_out:
+            values["ffn_out"] = ffn_out[0].path
+        else:
+            doubts.append("found no FFN output projection by shape")
+        values["intermediate_field"] = next(
+            (f for f in ("intermediate_size", "n_inner", "hidden_dim", "ffn_dim", "d_ff")
+             if getattr(config, f, None) == width),
+            "intermediate_size",
+        )  # fmt: skip
+
+    module = get_path(block, attention) if attention else block
+    ints = {k: v for k, v in vars(module).items() if isinstance(v, int) and not isinstance(v, bool)}
+    values["head_attrs"] = tuple(k for k, v in ints.items() if v == heads and "head" in k)
+    values["kv_head_attrs"] = tuple(
+        k for k, v in ints.items() if v == groups and groups != heads and "head" in k
+    )
+    values["width_attrs"] = tuple(
+        k for k, v in ints.items() if v == heads * size != heads and k != "head_dim"
+    )
+    values["heads_in_config"] = getattr(config, "head_dim", None) is not None
+    values["decoder"] = is_decoder(config, None)
+    values["position_table"] = max_tokens(config, None) is not None
+    if values["position_table"]:
+        doubts.append(
+            "check position_offset: families that number positions from padding_idx + 1 "
+            "(RoBERTa, MPNet) reserve 2"
+        )
+    shared = _shared_head_tables(base, layers, heads)
+    if shared:
+        values["shared_head_bias"] = shared[0]
+        doubts.append(f"{shared[0]} has one column per head and is shared by every layer")
+    if len(blocks) < getattr(config, "num_hidden_layers", len(blocks)):
+        values["shared_layers"] = True
+        doubts.append("fewer blocks than layers: the blocks' weights are reused across layers")
+    forward = type(module).forward
+    if "config.num_attention_heads" in _source(forward):
+        doubts.append(
+            f"{type(module).__name__}.forward reads head counts from the config: pruned heads "
+            "must be written there (heads_in_config)"
+        )
+    return Proposal(values, doubts)
+
+
+def _shared_head_tables(base: Any, layers: str, heads: int) -> list[str]:
+    import torch
+
+    return [
+        name
+        for name, module in base.named_modules()
+        if isinstance(module, torch.nn.Embedding)
+        and module.embedding_dim == heads
+        and not name.startswith(layers)
+    ]
+
+
+def _source(function: Any) -> str:
+    import inspect
+
+    try:
+        return inspect.getsource(function)
+    except (OSError, TypeError):
+        return ""
+
+
+def check_proposal(proposal: Proposal, spec: ArchSpec) -> list[str]:
+    """Where a proposal differs from an existing spec (empty when discovery finds the same)."""
+    return [
+        f"{name}: spec {getattr(spec, name)!r}, found {value!r}"
+        for name, value in proposal.values.items()
+        if name not in ("family", "model_types") and getattr(spec, name) != value
+    ]
