@@ -16,15 +16,24 @@ from pathlib import Path
 
 import pytest
 
-from squeeze.tiny import FAMILIES, LM_TASK, build_tiny, write_order_task
+from squeeze.tiny import (
+    FAMILIES,
+    LM_TASK,
+    MORE_FAMILIES,
+    NO_SPEC_FAMILIES,
+    build_tiny,
+    write_order_task,
+)
 from squeeze.types import Task
 
 
 @pytest.fixture(scope="session")
 def tiny_classifiers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """An untrained (seeded) two-label sequence classifier per family."""
+    """An untrained (seeded) two-label sequence classifier per family: the core five, the other
+    families with a spec, and families without one."""
     root = tmp_path_factory.mktemp("classifiers")
-    return {family: build_tiny(family, root / family) for family in FAMILIES}
+    families = (*FAMILIES, *MORE_FAMILIES, *NO_SPEC_FAMILIES)
+    return {family: build_tiny(family, root / family) for family in families}
 
 
 @pytest.fixture(scope="session")

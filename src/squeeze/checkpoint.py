@@ -381,46 +381,42 @@ def _actual_shapes(loaded: LoadedModel) -> dict[str, Any]:
     """Layer, head and FFN counts read from the modules: after structured pruning the config
     may still state the original head count. A per-layer list where layers differ; nothing for
     a family without a spec (the config's counts stand)."""
-    if loaded.spec is None or loaded.spec.shared_layers:
+    if loaded.spec is None:
         return {}
+    from squeeze.inspect_checkpoint import per_layer
+
     shapes = current_shapes(loaded.model, loaded.spec, loaded.config)
-
-    def one_or_all(values: list[int]) -> int | list[int]:
-        return values[0] if len(set(values)) == 1 else values
-
-    return {
-        "layers": len(shapes),
-        "heads": one_or_all([s.heads for s in shapes]),
-        "kv_heads": one_or_all([s.kv_heads for s in shapes]),
-        "intermediate_size": one_or_all([s.ffn for s in shapes]),
-    }
+    shared = loaded.spec.shared_layers  # one block, repeated num_hidden_layers times
+    return per_layer(shapes, layers=loaded.config.num_hidden_layers if shared else None)
 
 
 def describe(loaded: LoadedModel) -> dict[str, Any]:
-    """Everything ``squeeze info`` reports, as plain JSON-ready values."""
+    """Everything ``squeeze info`` reports, as plain JSON-ready values, from the loaded model
+    (``squeeze info`` itself reads the same facts from the files: squeeze.inspect_checkpoint)."""
+    from squeeze.inspect_checkpoint import fact_sheet
+
     config = loaded.config
     stats = size_stats(loaded)
     dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in loaded.model.parameters()})
     labels = None
     if loaded.task is Task.SEQUENCE_CLASSIFICATION:
         labels = [config.id2label[i] for i in range(config.num_labels)]
-    return {
-        "source": loaded.source,
-        "path": str(loaded.path) if loaded.path else None,
-        "architecture": type(loaded.model).__name__,
-        "family": loaded.family,
-        "model_type": config.model_type,
-        "task": loaded.task.value,
-        **shape_summary(config, loaded.spec),
-        **_actual_shapes(loaded),
-        "params_total": stats.params_total,
-        "params_nonzero": stats.params_nonzero,
-        "bytes_on_disk": stats.bytes_on_disk,
-        "dtype": ",".join(dtypes),
-        "labels": labels,
-        "inputs": list(loaded.input_names),
-        "notes": loaded.notes,
-    }
+    return fact_sheet(
+        source=loaded.source,
+        path=str(loaded.path) if loaded.path else None,
+        architecture=type(loaded.model).__name__,
+        family=loaded.family,
+        model_type=config.model_type,
+        task=loaded.task.value,
+        shapes={**shape_summary(config, loaded.spec), **_actual_shapes(loaded)},
+        params_total=stats.params_total,
+        params_nonzero=stats.params_nonzero,
+        bytes_on_disk=stats.bytes_on_disk,
+        dtype=",".join(dtypes),
+        labels=labels,
+        inputs=list(loaded.input_names),
+        notes=loaded.notes,
+    )
 
 
 def write_checkpoint(loaded: LoadedModel, folder: Path) -> None:

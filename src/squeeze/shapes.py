@@ -147,6 +147,8 @@ def keep_layers(model: Any, spec: ArchSpec, keep: Sequence[int]) -> None:
     import torch
 
     blocks = layer_list(model, spec)
+    if list(keep) == list(range(len(blocks))):
+        return  # nothing dropped (and a shared block's repeat count must stay as it is)
     per_layer = getattr(model.config, "layer_types", None)
     if isinstance(per_layer, list) and len(per_layer) == len(blocks):
         model.config.layer_types = [per_layer[i] for i in keep]

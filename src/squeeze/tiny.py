@@ -24,6 +24,15 @@ from squeeze.types import Latency, Task
 FAMILIES = ("bert", "roberta", "distilbert", "gpt2", "llama")
 # Other model types that share the Llama spec; tested to load, prune and export like it.
 LLAMA_LIKE = ("mistral", "qwen2")
+# Families with a spec beyond the core five, each with a tiny config below; one table-driven
+# test (tests/integration/test_families.py) runs every command on each.
+MORE_FAMILIES = (
+    "mpnet", "deberta-v2", "electra", "albert", "modernbert", "phi3", "gemma", "gemma2",
+    *LLAMA_LIKE,
+)  # fmt: skip
+# Families squeeze has no spec for: every command but structured pruning and layer-copy
+# students must still work on them.
+NO_SPEC_FAMILIES = ("gpt_neox", "opt")
 # Each family's own language-model head: masked for encoders, causal for decoders.
 LM_TASK = {
     "bert": Task.MASKED_LM,
@@ -73,47 +82,135 @@ def tiny_tokenizer(family: str) -> Any:
     )
 
 
+def _encoder(hidden: int, layers: int, heads: int) -> dict[str, Any]:
+    return {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
+            "intermediate_size": 2 * hidden, "max_position_embeddings": 64}  # fmt: skip
+
+
+def _decoder(hidden: int, layers: int, heads: int) -> dict[str, Any]:
+    return {**_encoder(hidden, layers, heads), "num_key_value_heads": heads // 2,
+            "bos_token_id": _CLS, "eos_token_id": _SEP}  # fmt: skip
+
+
+# family -> (transformers config class, its arguments at a hidden size, layer and head count).
+_TINY: dict[str, tuple[str, Any]] = {
+    "bert": ("BertConfig", _encoder),
+    # RoBERTa and MPNet number positions from pad_token_id + 1: two spare positions.
+    "roberta": (
+        "RobertaConfig",
+        lambda h, n, a: {
+            **_encoder(h, n, a),
+            "max_position_embeddings": 66,
+            "bos_token_id": _CLS,
+            "eos_token_id": _SEP,
+        },
+    ),
+    "distilbert": (
+        "DistilBertConfig",
+        lambda h, n, a: {
+            "dim": h,
+            "n_layers": n,
+            "n_heads": a,
+            "hidden_dim": 2 * h,
+            "max_position_embeddings": 64,
+        },
+    ),
+    "gpt2": (
+        "GPT2Config",
+        lambda h, n, a: {
+            "n_embd": h,
+            "n_layer": n,
+            "n_head": a,
+            "n_inner": 2 * h,
+            "n_positions": 64,
+            "bos_token_id": _CLS,
+            "eos_token_id": _SEP,
+        },
+    ),
+    "llama": ("LlamaConfig", _decoder),
+    "mistral": ("MistralConfig", _decoder),
+    "qwen2": ("Qwen2Config", _decoder),
+    "mpnet": (
+        "MPNetConfig",
+        lambda h, n, a: {
+            **_encoder(h, n, a),
+            "max_position_embeddings": 66,
+            "bos_token_id": _CLS,
+            "eos_token_id": _SEP,
+        },
+    ),
+    # DeBERTa-v3's settings: relative attention with shared position keys, no absolute table.
+    "deberta-v2": (
+        "DebertaV2Config",
+        lambda h, n, a: {
+            **_encoder(h, n, a),
+            "relative_attention": True,
+            "pos_att_type": ["p2c", "c2p"],
+            "position_biased_input": False,
+            "share_att_key": True,
+            "position_buckets": 16,
+            "max_relative_positions": -1,
+            "norm_rel_ebd": "layer_norm",
+            "type_vocab_size": 0,
+        },
+    ),
+    "electra": ("ElectraConfig", lambda h, n, a: {**_encoder(h, n, a), "embedding_size": h // 2}),
+    "albert": (
+        "AlbertConfig",
+        lambda h, n, a: {
+            **_encoder(h, n, a),
+            "embedding_size": h // 2,
+            "bos_token_id": _CLS,
+            "eos_token_id": _SEP,
+        },
+    ),
+    "modernbert": (
+        "ModernBertConfig",
+        lambda h, n, a: {
+            **_encoder(h, n, a),
+            "bos_token_id": _CLS,
+            "eos_token_id": _SEP,
+            "cls_token_id": _CLS,
+            "sep_token_id": _SEP,
+            "global_attn_every_n_layers": 2,
+            "local_attention": 16,
+        },
+    ),
+    "phi3": ("Phi3Config", _decoder),
+    "gemma": ("GemmaConfig", lambda h, n, a: {**_decoder(h, n, a), "head_dim": h // a}),
+    "gemma2": (
+        "Gemma2Config",
+        lambda h, n, a: {**_decoder(h, n, a), "head_dim": h // a, "sliding_window": 16},
+    ),
+    # Families without a spec: GPT-NeoX interleaves q, k and v per head; OPT is a plain decoder.
+    "gpt_neox": ("GPTNeoXConfig", _decoder),
+    "opt": (
+        "OPTConfig",
+        lambda h, n, a: {
+            "hidden_size": h,
+            "num_hidden_layers": n,
+            "num_attention_heads": a,
+            "ffn_dim": 2 * h,
+            "word_embed_proj_dim": h,
+            "max_position_embeddings": 64,
+            "bos_token_id": _CLS,
+            "eos_token_id": _SEP,
+        },
+    ),
+}
+
+
 def tiny_config(family: str, *, hidden: int = 32, layers: int = 2, heads: int = 4) -> Any:
     """A config of the family at toy size, with special-token ids matching the tiny tokenizer."""
     import transformers
 
-    common = {"vocab_size": len(_VOCAB), "pad_token_id": _PAD}
-    ffn = 2 * hidden
-    if family == "bert":
-        return transformers.BertConfig(
-            hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-            intermediate_size=ffn, max_position_embeddings=64, **common,
-        )  # fmt: skip
-    if family == "roberta":
-        # RoBERTa numbers positions from pad_token_id + 1, so it needs two spare positions.
-        return transformers.RobertaConfig(
-            hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-            intermediate_size=ffn, max_position_embeddings=66, bos_token_id=_CLS,
-            eos_token_id=_SEP, **common,
-        )  # fmt: skip
-    if family == "distilbert":
-        return transformers.DistilBertConfig(
-            dim=hidden, n_layers=layers, n_heads=heads, hidden_dim=ffn,
-            max_position_embeddings=64, **common,
-        )  # fmt: skip
-    if family == "gpt2":
-        return transformers.GPT2Config(
-            n_embd=hidden, n_layer=layers, n_head=heads, n_inner=ffn, n_positions=64,
-            bos_token_id=_CLS, eos_token_id=_SEP, **common,
-        )  # fmt: skip
-    if family in ("llama", *LLAMA_LIKE):
-        config_class = {
-            "llama": transformers.LlamaConfig,
-            "mistral": transformers.MistralConfig,
-            "qwen2": transformers.Qwen2Config,
-        }[family]
-        return config_class(
-            hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-            num_key_value_heads=heads // 2, intermediate_size=ffn, max_position_embeddings=64,
-            bos_token_id=_CLS, eos_token_id=_SEP, **common,
-        )  # fmt: skip
-    known = ", ".join((*FAMILIES, *LLAMA_LIKE))
-    raise ValueError(f"no tiny config for family {family!r}; known: {known}")
+    if family not in _TINY:
+        raise ValueError(f"no tiny config for family {family!r}; known: {', '.join(_TINY)}")
+    class_name, arguments = _TINY[family]
+    config_class = getattr(transformers, class_name)
+    return config_class(
+        vocab_size=len(_VOCAB), pad_token_id=_PAD, **arguments(hidden, layers, heads)
+    )
 
 
 def build_tiny(
