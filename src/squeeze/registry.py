@@ -82,6 +82,9 @@ class Method:
         complete: Problems of a config that cannot run as it stands, here, checked before
             loading: a distillation without a student (in a chain ``chained`` supplies it), a
             quantization backend this machine lacks a CPU feature or package for.
+        accepts: Raises when a model (its transformers config) cannot take the config: a
+            structure-cutting step on a family without a spec. Checked right after loading,
+            before any evaluation is spent.
         resumable: Long training that checkpoints beside the output and can resume.
         zipped_size: Report the deflated weight size (what unstructured zeros buy).
         compresses: The step exists to make the model smaller, so a result that is not
@@ -101,6 +104,7 @@ class Method:
     chained: Callable[[Any, str, str], tuple[str, Any]] | None = None
     position: Callable[[Any, int], list[Problem]] = _anywhere
     complete: Callable[[Any], list[Problem]] = lambda config: []
+    accepts: Callable[[Any, Any], None] = lambda config, model_config: None
     resumable: bool = False
     zipped_size: bool = False
     compresses: bool = True

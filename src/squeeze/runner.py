@@ -309,6 +309,7 @@ def run_step(
     start = time.perf_counter()
     loaded = load(source, trust_remote_code=options.trust_remote_code, device=options.device)
     _check_task(method, loaded, options)
+    method.accepts(config, loaded.config)
     notes = list(loaded.notes)
     data = StepData(options, notes)
     measuring = options.measure and data.given

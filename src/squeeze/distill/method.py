@@ -12,8 +12,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from squeeze.arch import ArchSpec, spec_for
 from squeeze.config import at_least, param
-from squeeze.errors import Problem
+from squeeze.errors import Problem, UnsupportedError
 from squeeze.registry import register
 from squeeze.train_config import TrainConfig
 from squeeze.types import StepResult
@@ -170,9 +171,30 @@ def _mask_keeper(student: LoadedModel, masks: dict[str, Any] | None) -> Any:
     return on_step
 
 
+def layer_copy_spec(model_config: Any) -> ArchSpec:
+    """The spec a layer-copy student is cut with; refuses families without separate layers."""
+    spec = spec_for(model_config, "a layer-copy student ({student_layers})")
+    if spec.shared_layers:
+        raise UnsupportedError(
+            [
+                Problem(
+                    f"{spec.family} reuses one block's weights for all its layers, so there are "
+                    "no layers to copy; give a smaller checkpoint as {student}"
+                )
+            ]
+        )
+    return spec
+
+
+def _accepts(config: DistillConfig, model_config: Any) -> None:
+    if config.student_layers is not None:
+        layer_copy_spec(model_config)
+
+
 @register(
     DistillConfig,
     name="distill",
+    accepts=_accepts,
     help="train a student (student_layers=N copy, or the previous step's output) from the model",
     summary="distill.json",
     tasks=("sequence-classification", "causal-lm"),

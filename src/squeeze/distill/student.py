@@ -12,12 +12,12 @@ from typing import Any
 
 import torch
 
-from squeeze.arch import layer_list, spec_for
+from squeeze.arch import layer_list
 from squeeze.checkpoint import load, resolve_local
 from squeeze.config import literal
 from squeeze.distill.loss import projection
-from squeeze.distill.method import PRUNE_SUMMARY
-from squeeze.errors import CheckpointError, ConfigError, Problem, UnsupportedError
+from squeeze.distill.method import PRUNE_SUMMARY, layer_copy_spec
+from squeeze.errors import CheckpointError, ConfigError, Problem
 from squeeze.shapes import keep_layers
 from squeeze.types import LoadedModel, Task
 
@@ -35,16 +35,7 @@ def even_layers(total: int, keep: int) -> list[int]:
 
 
 def _copy_of_teacher(teacher: LoadedModel, layers: int, device: str) -> tuple[LoadedModel, str]:
-    spec = spec_for(teacher.config, "a layer-copy student ({student_layers})")
-    if spec.shared_layers:
-        raise UnsupportedError(
-            [
-                Problem(
-                    f"{spec.family} reuses one block's weights for all its layers, so there are "
-                    "no layers to copy; give a smaller checkpoint as {student}"
-                )
-            ]
-        )
+    spec = layer_copy_spec(teacher.config)
     total = len(layer_list(teacher.model, spec))
     if layers >= total:
         raise ConfigError(

@@ -152,9 +152,14 @@ def _data_problem(config: StructuredPruneConfig, given: Any) -> str | None:
     return recovery_data_problem(config, given)
 
 
+def _accepts(config: StructuredPruneConfig, model_config: Any) -> None:
+    spec_for(model_config, "structured pruning")
+
+
 @register(
     StructuredPruneConfig,
     name="structured",
+    accepts=_accepts,
     help="remove heads, FFN neurons and layers (fewer parameters, faster)",
     summary="prune.json",
     tasks=PRUNABLE_TASKS,
