@@ -26,14 +26,15 @@ from squeeze.arch import (
 
 def block_list_path(base_model: Any) -> str | None:
     """Path from the base model to its transformer blocks: the ``ModuleList`` holding the most
-    parameters (embeddings and heads are not in lists), or None when it has none."""
+    parameters (embeddings and heads are not in lists), or None when it has none. Of nested
+    lists holding the same parameters (ALBERT's layer groups), the innermost."""
     import torch
 
     best, best_size = None, 0
     for name, module in base_model.named_modules():
         if isinstance(module, torch.nn.ModuleList) and name:
             size = sum(p.numel() for p in module.parameters())
-            if size > best_size:
+            if size >= best_size and size:
                 best, best_size = name, size
     return best
 
@@ -133,6 +134,10 @@ def propose_spec(model: Any, config: Any) -> Proposal:
     if fused and not (len(queries) and len(kv) >= 2):
         values.update(query="", key="", value="", fused_qkv=fused[0].path)
         attention = _parent(fused[0].path)
+        doubts.append(
+            f"{fused[0].path} holds q, k and v: check they sit side by side (all q rows, then "
+            "k, then v) and are not interleaved per head (GPT-NeoX, Falcon)"
+        )
     else:
         query = _pick(queries, ("q|query|q_proj|query_proj|q_lin",))
         rest = [lin for lin in (kv if groups != heads else queries) if lin is not query]
@@ -144,27 +149,37 @@ def propose_spec(model: Any, config: Any) -> Proposal:
         attention = _parent(query.path)
     values["attention"] = attention
     scope = _parent(attention)
+    taken = {values[k] for k in ("query", "key", "value", "fused_qkv") if values.get(k)}
     outs = [
         lin
         for lin in linears
-        if lin.inputs == heads * size and lin.outputs == hidden and lin.path.startswith(scope)
+        if lin.inputs == heads * size
+        and lin.outputs == hidden
+        and lin.path.startswith(scope)
+        and lin.path not in taken
     ]
-    outs = [lin for lin in outs if lin.path not in (values.get("query"), values.get("fused_qkv"))]
-    if not outs:
+    out = _pick(outs, ("o|out|o_proj|out_proj|out_lin|dense|wo|c_proj",))
+    if out is None:
         raise ValueError("found no attention output projection by shape")
-    values["attn_out"] = outs[0].path
+    values["attn_out"] = out.path
+    taken.add(out.path)
 
     if width is None:
         doubts.append("the config states no FFN width; set ffn_in/ffn_out by hand")
     else:
-        split = [lin for lin in from_hidden if lin.outputs == width]
-        glu = [lin for lin in from_hidden if lin.outputs == 2 * width]
+        free = [lin for lin in from_hidden if lin.path not in taken]
+        split = [lin for lin in free if lin.outputs == width]
+        glu = [lin for lin in free if lin.outputs == 2 * width]
         if split:
             values["ffn_in"] = tuple(lin.path for lin in split)
         elif glu:
             values.update(ffn_in=(glu[0].path,), ffn_chunks=2)
             doubts.append(f"{glu[0].path} holds two FFN inputs side by side: check its chunk order")
-        ffn_out = [lin for lin in linears if lin.inputs == width and lin.outputs == hidden]
+        ffn_out = [
+            lin
+            for lin in linears
+            if lin.inputs == width and lin.outputs == hidden and lin.path not in taken
+        ]
         if ffn_out:
             values["ffn_out"] = ffn_out[0].path
         else:
@@ -181,17 +196,22 @@ def propose_spec(model: Any, config: Any) -> Proposal:
     values["kv_head_attrs"] = tuple(
         k for k, v in ints.items() if v == groups and groups != heads and "head" in k
     )
-    values["width_attrs"] = tuple(
-        k for k, v in ints.items() if v == heads * size != heads and k != "head_dim"
+    width_like = [k for k, v in ints.items() if v == heads * size != heads and k != "head_dim"]
+    values["width_attrs"] = tuple(k for k in width_like if "all_head" in k or "split" in k)
+    unsure = [k for k in width_like if k not in values["width_attrs"]]
+    if unsure:
+        doubts.append(
+            f"{type(module).__name__} also holds {', '.join(unsure)} = heads x head size: add "
+            "to width_attrs if it must shrink with the heads"
+        )
+    init = _source(type(module).__init__)
+    values["heads_in_config"] = getattr(config, "head_dim", None) is not None or (
+        'getattr(config, "head_dim"' in init
     )
-    values["heads_in_config"] = getattr(config, "head_dim", None) is not None
     values["decoder"] = is_decoder(config, None)
     values["position_table"] = max_tokens(config, None) is not None
     if values["position_table"]:
-        doubts.append(
-            "check position_offset: families that number positions from padding_idx + 1 "
-            "(RoBERTa, MPNet) reserve 2"
-        )
+        values["position_offset"] = _position_offset(base, layers)
     shared = _shared_head_tables(base, layers, heads)
     if shared:
         values["shared_head_bias"] = shared[0]
@@ -206,6 +226,24 @@ def propose_spec(model: Any, config: Any) -> Proposal:
             "must be written there (heads_in_config)"
         )
     return Proposal(values, doubts)
+
+
+def _position_offset(base: Any, layers: str) -> int:
+    """Positions a family reserves before the first token: RoBERTa and MPNet number them from
+    padding_idx + 1, OPT's learned table states its ``offset``; plain tables reserve none."""
+    import torch
+
+    for name, module in base.named_modules():
+        if (
+            isinstance(module, torch.nn.Embedding)
+            and "position" in name
+            and not name.startswith(layers)
+        ):
+            offset = getattr(module, "offset", None)
+            if isinstance(offset, int):
+                return offset
+            return module.padding_idx + 1 if module.padding_idx is not None else 0
+    return 0
 
 
 def _shared_head_tables(base: Any, layers: str, heads: int) -> list[str]:

@@ -183,7 +183,10 @@ _TINY: dict[str, tuple[str, Any]] = {
         lambda h, n, a: {**_decoder(h, n, a), "head_dim": h // a, "sliding_window": 16},
     ),
     # Families without a spec: GPT-NeoX interleaves q, k and v per head; OPT is a plain decoder.
-    "gpt_neox": ("GPTNeoXConfig", _decoder),
+    "gpt_neox": (
+        "GPTNeoXConfig",
+        lambda h, n, a: {**_encoder(h, n, a), "bos_token_id": _CLS, "eos_token_id": _SEP},
+    ),
     "opt": (
         "OPTConfig",
         lambda h, n, a: {
