@@ -66,3 +66,12 @@ def test_interleaved_fused_attention_is_flagged_for_review():
     proposal = propose_spec(model, config)
     assert proposal.values["fused_qkv"] == "attention.query_key_value"
     assert any("interleaved per head" in doubt for doubt in proposal.doubts)
+
+
+def test_readme_family_table_is_generated_from_the_specs():
+    from pathlib import Path
+
+    from squeeze.families import markdown_table
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert markdown_table() in readme, "regenerate it: python -m squeeze.families"
