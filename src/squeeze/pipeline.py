@@ -44,6 +44,7 @@ def check_plan(plan: Plan) -> None:
     """
     given = {name for name in ("data", "calibration_data") if getattr(plan, name) is not None}
     problems = list(plan.problems)
+    model_config = _model_config(plan)
     for i, variant in enumerate(plan.variants, 1):
         for j, call in enumerate(variant.steps, 1):
             place = literal(f"variants[{i}] step {j} {call.canonical()}")
@@ -51,6 +52,7 @@ def check_plan(plan: Plan) -> None:
             found = [Problem(reason)] if reason else []
             if j == 1 or call.method.chained is None:  # a chained step is completed later
                 found += call.method.complete(call.config)
+            found += _refusals(call, model_config)
             problems += [Problem(f"{place}: {p.text}", p.error) for p in found]
     if plan.data is not None:
         parts = {"data": training_part(plan.data)}
@@ -65,6 +67,28 @@ def check_plan(plan: Plan) -> None:
                     Problem(f"{literal(where)}: {p.text}", p.error or type(e)) for p in e.problems
                 ]
     raise_problems(problems, ConfigError)
+
+
+def _model_config(plan: Plan) -> Any:
+    """The model's transformers config (cheap: no weights), or None when it does not read; the
+    build reports that in its own words."""
+    from squeeze.checkpoint import read_config
+
+    try:
+        return read_config(plan.model)
+    except SqueezeError:
+        return None
+
+
+def _refusals(call: Any, model_config: Any) -> list[Problem]:
+    """Why this model cannot take the step (structured pruning of a family without a spec)."""
+    if model_config is None:
+        return []
+    try:
+        call.method.accepts(call.config, model_config)
+    except SqueezeError as e:
+        return [Problem(p.text, p.error or type(e)) for p in e.problems]
+    return []
 
 
 def _measure_static(path: str, plan: Plan) -> tuple[str, tuple[int, int, int], Any]:

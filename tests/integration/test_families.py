@@ -91,3 +91,36 @@ def test_structure_cutting_steps_without_a_spec_refuse_in_one_line(
         assert result.exit_code == 4 and len(lines) == 1, result.stderr
         assert "no spec for it (it has: albert, bert," in lines[0] and "--spec" in lines[0]
     assert not (tmp_path / "slim").exists() and not (tmp_path / "student").exists()
+
+
+def _recipe(path, model, data, steps: list[str]):
+    variants = "\n".join(f"  - {s}" for s in steps)
+    path.write_text(
+        f"model: {model}\ndata:\n  source: {data}\n  max_samples: 200\nmax_length: 24\n"
+        f"bench: {{batch: 1, runs: 3, rounds: 1, warmup: 1, seq: 16}}\nvariants:\n{variants}\n"
+    )
+    return path
+
+
+def test_a_family_without_a_spec_finetunes_quantizes_every_way_and_sweeps(
+    tiny_classifiers, order_csv, tmp_path
+):
+    model = tiny_classifiers["opt"]
+    tuned = ok("finetune", model, "-o", tmp_path / "tuned", "-d", order_csv, "--max-steps", "4",
+               "--batch-size", "16", *DATA)  # fmt: skip
+    assert tuned["train"]["steps"] == 4
+    for backend in ("torch", "bitsandbytes"):
+        summary = ok("quantize", tmp_path / "tuned", "-o", tmp_path / backend, "--dtype", "int8",
+                     "--backend", backend)  # fmt: skip
+        assert summary["backend"] == backend
+    good = _recipe(tmp_path / "good.yaml", tmp_path / "tuned", order_csv,
+                   ["quantize(int8)", "magnitude(sparsity=0.5) -> export()"])  # fmt: skip
+    results = ok("run", good, "-o", tmp_path / "sweep", "--quiet")
+    names = [v["name"] for v in results["variants"]]
+    assert names[-2:] == ["quantize(dtype=int8)", "magnitude(sparsity=0.5) -> export()"]
+    assert all(v["metric"] is not None for v in results["variants"])
+    bad = _recipe(tmp_path / "bad.yaml", tmp_path / "tuned", order_csv,
+                  ["quantize(int8)", "structured(heads=0.5)"])  # fmt: skip
+    result = invoke("run", bad, "-o", tmp_path / "refused")
+    assert result.exit_code == 4 and "variants[2] step 1" in result.stderr
+    assert "no spec for it" in result.stderr and not (tmp_path / "refused").exists()
