@@ -22,7 +22,7 @@ from typing import Any
 
 from squeeze.arch import family_name, find_spec, shape_summary
 from squeeze.checkpoint import detect_task, resolve_local
-from squeeze.errors import CheckpointError
+from squeeze.errors import CheckpointError, Problem, UnsupportedError
 from squeeze.shapes import LayerShape, read_shapes
 from squeeze.sizes import weight_bytes
 from squeeze.types import Task
@@ -236,10 +236,13 @@ def config_namespace(config: dict[str, Any]) -> SimpleNamespace:
     return SimpleNamespace(**values)
 
 
-def _quantized_components(metadata: dict[str, str]) -> dict[str, tuple[str, list[str], str]]:
-    """torchao's flattened tensor subclasses: each stored tensor name -> (its parameter, the
-    component names, the dtype the parameter reports). Plain tensors are left out."""
-    found: dict[str, tuple[str, list[str], str]] = {}
+def _quantized_components(metadata: dict[str, str]) -> dict[str, tuple[list[str], str]]:
+    """torchao's flattened tensor subclasses: each stored tensor name -> (the component names
+    of its parameter, the dtype the parameter reports). Plain tensors are left out.
+
+    torchao stores parameter ``m.weight`` as tensors ``m._weight_qdata``, ``m._weight_scale``
+    and so on, and describes it in ``__metadata__["m.weight"]``."""
+    found: dict[str, tuple[list[str], str]] = {}
     for name, text in metadata.items():
         try:
             record = json.loads(text)
@@ -252,7 +255,7 @@ def _quantized_components(metadata: dict[str, str]) -> dict[str, tuple[str, list
         module, _, param = name.rpartition(".")
         prefix = f"{module}._{param}_" if module else f"_{param}_"
         for part in parts:
-            found[prefix + part] = (name, parts, str(dtype))
+            found[prefix + part] = (parts, str(dtype))
     return found
 
 
@@ -269,7 +272,7 @@ def parameters(headers: Iterable[Header], quant_method: str | None) -> list[Para
         for tensor in header.tensors:
             torch_dtype = _DTYPES.get(tensor.dtype, (tensor.dtype.lower(), 1))[0]
             if tensor.name in components:
-                param, parts, logical = components[tensor.name]
+                parts, logical = components[tensor.name]
                 data = "qdata" if "qdata" in parts else parts[0]
                 if not tensor.name.endswith(f"_{data}"):
                     continue
@@ -493,8 +496,65 @@ def _joined(dtypes: Iterable[str]) -> str:
     return ",".join(sorted(set(dtypes)))
 
 
+def _known_model_types() -> frozenset[str] | None:
+    """The model types transformers knows, from the table it generates for its Auto classes,
+    read without importing transformers (which imports torch); None where this version keeps
+    no such table (then nothing is refused)."""
+    import importlib.util
+    import re
+
+    found = importlib.util.find_spec("transformers")
+    if found is None or found.origin is None:
+        return None
+    table = Path(found.origin).parent / "models" / "auto" / "auto_mappings.py"
+    try:
+        text = table.read_text()
+    except OSError:
+        return None
+    start = text.find("CONFIG_MAPPING_NAMES = OrderedDict(")
+    if start < 0:
+        return None
+    block = text[start : text.find("\n)\n", start)]
+    return frozenset(re.findall(r'\(\s*"([^"]+)",\s*"\w+"\s*\)', block)) or None
+
+
+def check_model_type(config: dict[str, Any], source: str, trust_remote_code: bool) -> None:
+    """Refuse what loading would refuse, in its words: a model type transformers does not know,
+    or one that needs the checkpoint's own code when that was not allowed (reading the files
+    runs no code, but every other command would need it).
+
+    Raises:
+        UnsupportedError: unknown to transformers, or custom code without trust_remote_code.
+    """
+    model_type = config.get("model_type")
+    known = _known_model_types()
+    if known is None or model_type in known:
+        return
+    if "auto_map" in config:
+        if trust_remote_code:
+            return
+        raise UnsupportedError(
+            [
+                Problem(
+                    f"{source} needs custom code from its repository; pass "
+                    "{trust_remote_code} if you trust it"
+                )
+            ]
+        )
+    from importlib.metadata import version
+
+    raise UnsupportedError(
+        f"{source}: architecture not recognised by transformers {version('transformers')} "
+        f"(model type {model_type!r})"
+    )
+
+
 def inspect_folder(
-    folder: Path, *, source: str | None = None, task: Task | None = None
+    folder: Path,
+    *,
+    source: str | None = None,
+    task: Task | None = None,
+    trust_remote_code: bool = False,
 ) -> dict[str, Any]:
     """Facts about a checkpoint folder with safetensors weights, from its files alone.
 
@@ -503,6 +563,7 @@ def inspect_folder(
     """
     source = source if source is not None else str(folder)
     config = read_json(folder / "config.json")
+    check_model_type(config, source, trust_remote_code)
     namespace = config_namespace(config)
     spec = find_spec(namespace)
     task = task or detect_task(namespace)
@@ -586,13 +647,14 @@ def _export_quantization(manifest: dict[str, Any]) -> str | None:
 
 
 def inspect_source(
-    source: str | os.PathLike[str], *, task: Task | None = None
+    source: str | os.PathLike[str], *, task: Task | None = None, trust_remote_code: bool = False
 ) -> dict[str, Any] | None:
     """Facts about a checkpoint or export folder from its files, or None where only loading
     can tell (a hub id, or a folder with pickled weights only).
 
     Raises:
         CheckpointError: missing, not a checkpoint, or damaged, worded as loading words it.
+        UnsupportedError: a model type transformers does not know (see check_model_type).
     """
     from squeeze.export.read import export_folder
 
@@ -603,4 +665,4 @@ def inspect_source(
     folder = resolve_local(text)
     if folder is None or not safetensors_files(folder):
         return None
-    return inspect_folder(folder, source=text, task=task)
+    return inspect_folder(folder, source=text, task=task, trust_remote_code=trust_remote_code)

@@ -51,7 +51,6 @@ MODEL_CASES = {
     "not a checkpoint": (_empty_dir, 3, "not a Hugging Face checkpoint"),
     "truncated weights": (_truncated, 3, "corrupt or truncated"),
     "unknown to transformers": (_config_only("foobar"), 4, "not recognised"),
-    "unsupported family": (_config_only("t5"), 4, "'t5' is not supported"),
     "remote code": (_remote_code, 4, "pass --trust-remote-code"),
     "hub id offline": (lambda tiny, tmp: "some-org/some-model", 3, "not available offline"),
 }

@@ -257,5 +257,3 @@ def test_fixed_mask_is_restored_after_every_step(tiny_classifiers):
         assert torch.equal(weight == 0, zeros[name])
     finish()
     assert abs(sparsity_of(weights) - 0.6) < 0.005
-
-
