@@ -20,7 +20,7 @@ from typing import Any
 from squeeze.arch import find_spec, shape_summary
 from squeeze.errors import CheckpointError, Problem, UnsupportedError
 from squeeze.output import atomic_output
-from squeeze.shapes import apply_shapes, current_shapes, read_shapes, write_shapes
+from squeeze.shapes import apply_shapes, read_shapes, write_shapes
 from squeeze.sizes import WEIGHT_SUFFIXES, size_stats, weight_files
 from squeeze.types import LoadedModel, Task
 
@@ -378,16 +378,16 @@ def _load_reshaped(
 
 
 def _actual_shapes(loaded: LoadedModel) -> dict[str, Any]:
-    """Layer, head and FFN counts read from the modules: after structured pruning the config
-    may still state the original head count. A per-layer list where layers differ; nothing for
-    a family without a spec (the config's counts stand)."""
-    if loaded.spec is None:
+    """Layer, head and FFN counts after structured pruning (the config may still state the
+    original head count): the recorded shapes, one value where layers agree, else a per-layer
+    list. Nothing for stock shapes: the config's counts stand (and packed 4-bit weights could
+    not be measured anyway)."""
+    if loaded.shapes is None or loaded.spec is None:
         return {}
     from squeeze.inspect_checkpoint import per_layer
 
-    shapes = current_shapes(loaded.model, loaded.spec, loaded.config)
     shared = loaded.spec.shared_layers  # one block, repeated num_hidden_layers times
-    return per_layer(shapes, layers=loaded.config.num_hidden_layers if shared else None)
+    return per_layer(loaded.shapes, layers=loaded.config.num_hidden_layers if shared else None)
 
 
 def describe(loaded: LoadedModel) -> dict[str, Any]:

@@ -95,7 +95,7 @@ def test_gate_failure(trained_classifier, order_csv, tmp_path):
     [
         (("--dtype", "int3"), 2, "--dtype must be one of"),
         (("--dtype", "int4", "--backend", "onnxruntime"), 4, "use --backend bitsandbytes"),
-        (("--dtype", "int4"), 4, "widths divisible by 64; this model has hidden size 32"),
+        (("--dtype", "int4"), 4, "widths divisible by 64; this model has input widths 32"),
         (("--dtype", "bf16", "--backend", "bitsandbytes"), 4, "has no bf16; use --backend torch"),
         (
             ("--dtype", "bf16", "--backend", "onnxruntime"),
