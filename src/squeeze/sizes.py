@@ -1,8 +1,9 @@
 """What a checkpoint holds and costs to ship: parameters (all and non-zero) and bytes, plain and
-deflated."""
+deflated; for ONNX graphs, the files they ship in (the graph and its external data)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +60,45 @@ def compressed_bytes(folder: Path) -> int:
                 total += len(packer.compress(chunk))
         total += len(packer.flush())
     return total
+
+
+def onnx_tensors(graph: Any) -> Iterator[Any]:
+    """Every tensor an ONNX graph holds: initializers and node attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("g"):
+                yield from onnx_tensors(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from onnx_tensors(subgraph)
+
+
+def external_location(tensor: Any) -> str | None:
+    """The file (relative to the graph's folder) holding an ONNX tensor's data, if not inline."""
+    from onnx import TensorProto
+
+    if tensor.data_location != TensorProto.EXTERNAL:
+        return None
+    return next((entry.value for entry in tensor.external_data if entry.key == "location"), None)
+
+
+def onnx_files(model_file: Path, model: Any = None) -> list[Path]:
+    """An ONNX file and the external data files its tensors name (read from the graph, without
+    loading any weights): everything the model needs beside it, whatever the files are called.
+
+    ``model`` is the graph when already loaded (``onnx.load(..., load_external_data=False)``).
+    """
+    import onnx
+
+    if model is None:
+        model = onnx.load(str(model_file), load_external_data=False)
+    locations = {external_location(t) for t in onnx_tensors(model.graph)} - {None}
+    return [model_file, *(model_file.parent / location for location in sorted(locations))]
+
+
+def onnx_bytes(model_file: Path, model: Any = None) -> int:
+    """Bytes on disk of an ONNX model: the graph file plus its external data files."""
+    return sum(f.stat().st_size for f in onnx_files(model_file, model) if f.is_file())

@@ -1,10 +1,17 @@
 """Export a checkpoint to ONNX that provably computes what the PyTorch model computes.
 
 Steps: trace with ``torch.onnx.export(dynamo=False)`` from a *padded* example (an unpadded trace
-can bake in "no padding" and ignore ``attention_mask``), run ``onnx.checker``, optionally fuse
-attention/LayerNorm/GELU with onnxruntime's transformer optimizer, then validate the file that
-will be deployed against PyTorch on real tokenized batches of other sizes, padding included.
-A file that disagrees beyond the tolerance is never written to the output folder.
+can bake in "no padding" and ignore ``attention_mask``), write the weights beside the graph, run
+``onnx.checker``, optionally fuse attention/LayerNorm/GELU with onnxruntime's transformer
+optimizer, then validate the file that will be deployed against PyTorch on real tokenized
+batches of other sizes, padding included. A file that disagrees beyond the tolerance is never
+written to the output folder.
+
+Memory stays near one copy of the weights at any size: the graph is traced without them and
+they are written from the model's own tensors (into ``model.onnx.data`` from
+``EXTERNAL_DATA_MIN_BYTES`` up, ONNX's external data: protobuf cannot hold 2 GB), the optimizer
+fuses a graph whose weights stay on disk, and callers that are done with PyTorch
+(``release_weights``) drop its weights once its reference logits are taken.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import shutil
 import tempfile
 import warnings
@@ -27,10 +35,22 @@ from squeeze.errors import Problem, ValidationError
 from squeeze.export.method import ExportConfig
 from squeeze.export.read import MANIFEST_FILE, MODEL_FILE
 from squeeze.runtime import ort_forward, ort_session, torch_forward
+from squeeze.sizes import onnx_files, onnx_tensors
 from squeeze.types import LoadedModel, Task
 
 # Absolute logit tolerance by parameter dtype; half precision rounds at ~1e-3 relative.
 DEFAULT_TOLERANCE = {"float32": 1e-4, "float16": 2e-2, "bfloat16": 5e-2}
+
+# From this many bytes of weights the export keeps them in one external data file beside the
+# graph (model.onnx.data), not inline: protobuf stops at 2 GB, and onnxruntime parsing an inline
+# graph holds its weights about three times over (a 110M Llama's took 3.6x its fp32 bytes to
+# open; with external data, about one copy). Smaller exports stay one self-contained file.
+EXTERNAL_DATA_MIN_BYTES = 256 << 20
+# Tensor offsets in the data file are multiples of this (onnxruntime can map aligned data).
+DATA_ALIGNMENT = 1 << 16
+# Tensors this small stay inline in the graph even where the weights are external.
+_INLINE_MAX_BYTES = 1024
+_COPY_CHUNK = 1 << 24
 
 # Real sentences of different lengths, so validation batches are padded like production ones.
 VALIDATION_TEXTS = (
@@ -110,22 +130,38 @@ def _max_abs_diff(
     return float(diff.max()) if diff.size else 0.0
 
 
+References = dict[str, tuple[dict[str, np.ndarray], np.ndarray]]
+
+
+def reference_outputs(loaded: LoadedModel, config: ExportConfig) -> References:
+    """PyTorch's logits on every validation batch, keyed by the batch's name, with its inputs."""
+    reference = torch_forward(loaded.model)
+    return {
+        name: (inputs, reference(inputs))
+        for name, inputs in validation_batches(loaded, config).items()
+    }
+
+
 def validate(
-    onnx_path: Path, loaded: LoadedModel, config: ExportConfig, tolerance: float
+    onnx_path: Path,
+    loaded: LoadedModel,
+    config: ExportConfig,
+    tolerance: float,
+    references: References | None = None,
 ) -> list[dict[str, Any]]:
-    """Compare the ONNX file with PyTorch on every validation batch.
+    """Compare the ONNX file with PyTorch on every validation batch (``references``: PyTorch's
+    outputs taken before, see :func:`reference_outputs`; computed here when None).
 
     Raises:
         ValidationError: a batch differs beyond ``tolerance``; the message names it.
     """
-    reference = torch_forward(loaded.model)
+    if references is None:
+        references = reference_outputs(loaded, config)
     exported = ort_forward(ort_session(onnx_path))
     token_level = loaded.task is not Task.SEQUENCE_CLASSIFICATION
     checks = []
-    for name, inputs in validation_batches(loaded, config).items():
-        diff = _max_abs_diff(
-            reference(inputs), exported(inputs), inputs["attention_mask"], token_level
-        )
+    for name, (inputs, expected) in references.items():
+        diff = _max_abs_diff(expected, exported(inputs), inputs["attention_mask"], token_level)
         checks.append({"batch": name, "max_abs_diff": diff})
         if not diff <= tolerance:
             raise ValidationError(
@@ -141,7 +177,170 @@ def validate(
     return checks
 
 
+class _DataFile:
+    """One external data file, written tensor by tensor at aligned offsets.
+
+    It is written under a temporary name and renamed on :meth:`close`, so a graph may be
+    re-saved over its own folder while its old data file is still being read.
+    """
+
+    def __init__(self, model_file: Path) -> None:
+        self.location = model_file.name + ".data"
+        self._final = model_file.with_name(self.location)
+        self._partial = model_file.with_name(self.location + ".partial")
+        self._file = self._partial.open("wb")
+        self._end = 0
+
+    def _start(self) -> int:
+        padding = -self._end % DATA_ALIGNMENT
+        self._file.write(b"\0" * padding)
+        self._end += padding
+        return self._end
+
+    def write(self, tensor: Any, data: Any) -> None:
+        """Append ``data`` (bytes-like) as ``tensor``'s data and point the tensor at it."""
+        offset = self._start()
+        self._file.write(data)
+        self._end += len(data)
+        self._point(tensor, offset)
+
+    def copy(self, tensor: Any, source: Path) -> None:
+        """Append ``tensor``'s external data, read in chunks from ``source``'s folder."""
+        from onnx.external_data_helper import ExternalDataInfo
+
+        info = ExternalDataInfo(tensor)
+        offset = self._start()
+        with (source / info.location).open("rb") as f:
+            f.seek(info.offset or 0)
+            left = info.length if info.length is not None else -1
+            while left != 0:
+                chunk = f.read(_COPY_CHUNK if left < 0 else min(_COPY_CHUNK, left))
+                if not chunk:
+                    break
+                self._file.write(chunk)
+                self._end += len(chunk)
+                left -= len(chunk) if left > 0 else 0
+        self._point(tensor, offset)
+
+    def _point(self, tensor: Any, offset: int) -> None:
+        import onnx
+
+        tensor.ClearField("raw_data")
+        del tensor.external_data[:]
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (("location", self.location), ("offset", offset),
+                           ("length", self._end - offset)):  # fmt: skip
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, str(value)
+
+    def close(self) -> None:
+        self._file.close()
+        os.replace(self._partial, self._final)
+
+
+def save_model(model: Any, path: Path, *, external: bool, source: Path | None = None) -> None:
+    """Save ``model`` as ``path``; with ``external``, every tensor above 1 KiB goes to one data
+    file beside it (``model.onnx.data``), tensors held in memory as well as those already stored
+    externally (relative to ``source``), copied in chunks: memory stays at one tensor's bytes.
+    """
+    import onnx
+
+    if external:
+        data = _DataFile(path)
+        try:
+            for tensor in onnx_tensors(model.graph):
+                if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                    data.copy(tensor, source or path.parent)
+                elif len(tensor.raw_data) > _INLINE_MAX_BYTES:
+                    data.write(tensor, tensor.raw_data)
+        finally:
+            data.close()
+    onnx.save(model, str(path))
+
+
+_ONNX_TYPES = {
+    "float32": 1, "uint8": 2, "int8": 3, "int16": 5, "int32": 6, "int64": 7, "bool": 9,
+    "float16": 10, "float64": 11, "bfloat16": 16,
+}  # fmt: skip
+
+
+def _initializer(tensor: Any, name: str, data: _DataFile | None) -> Any:
+    """An initializer holding ``tensor``'s values, inline or appended to ``data``."""
+    import onnx
+    import torch
+
+    dtype = str(tensor.dtype).removeprefix("torch.")
+    if dtype not in _ONNX_TYPES:
+        raise ValidationError(f"cannot export the {dtype} weight {name} to ONNX")
+    proto = onnx.TensorProto(name=name, data_type=_ONNX_TYPES[dtype], dims=list(tensor.shape))
+    raw = tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
+    if data is None or raw.nbytes <= _INLINE_MAX_BYTES:
+        proto.raw_data = raw.tobytes()
+    else:
+        data.write(proto, memoryview(raw))
+    return proto
+
+
+def _transposed_weight(node: Any, tensor: Any) -> bool:
+    """Whether ``node`` is a plain 2-D Transpose (what a Linear's weight goes through)."""
+    perm = [list(a.ints) for a in node.attribute if a.name == "perm"]
+    return node.op_type == "Transpose" and tensor.dim() == 2 and perm in ([], [[1, 0]])
+
+
+def _attach_weights(model: Any, module: Any, input_names: list[str], path: Path) -> None:
+    """Turn the weight inputs of a graph traced with ``export_params=False`` into initializers
+    written from ``module``'s own tensors, one at a time, and save the graph as ``path``.
+
+    A weight whose only use is a Transpose (a Linear's, into MatMul) is stored transposed, as
+    constant folding would have: the folding pass itself needs every value in memory at once.
+    """
+    import onnx
+
+    tensors = {**dict(module.named_buffers()), **dict(module.named_parameters())}
+    graph = model.graph
+    weights = [value.name for value in graph.input if value.name not in input_names]
+    unknown = [name for name in weights if name not in tensors]
+    if unknown:
+        raise ValidationError(
+            f"the traced graph takes inputs that are neither the tokenizer's nor weights: "
+            f"{', '.join(unknown[:3])}"
+        )
+    users: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    nbytes = sum(tensors[name].nbytes for name in weights)
+    data = _DataFile(path) if nbytes >= EXTERNAL_DATA_MIN_BYTES else None
+    folded = []
+    try:
+        for name in weights:
+            tensor, used_by = tensors[name], users.get(name, [])
+            if len(used_by) == 1 and _transposed_weight(used_by[0], tensor):
+                folded.append(used_by[0])
+                tensor, name = tensor.t(), used_by[0].output[0]
+            graph.initializer.append(_initializer(tensor, name, data))
+    finally:
+        if data is not None:
+            data.close()
+    for node in folded:
+        graph.node.remove(node)
+    inputs = [value for value in graph.input if value.name in input_names]
+    del graph.input[:]
+    graph.input.extend(inputs)
+    onnx.save(model, str(path))
+
+
 def _trace(loaded: LoadedModel, path: Path, config: ExportConfig) -> None:
+    """Trace the graph without weights (``export_params=False``), then attach them.
+
+    With weights, the TorchScript exporter holds them several times over in memory (folded
+    copies, the proto, its serialization and a parsed copy; 4x a 350M model's weights) and
+    past 2 GB writes one file per tensor; without, the graph takes the weights as inputs
+    named like the module's parameters, and :func:`_attach_weights` writes them from there.
+    Constant folding is off because it needs the weights' values; onnxruntime folds what is
+    left (shape arithmetic) when it opens the graph.
+    """
+    import onnx
     import torch
 
     example = _tokenize(loaded, list(VALIDATION_TEXTS[:2]), config)
@@ -156,10 +355,11 @@ def _trace(loaded: LoadedModel, path: Path, config: ExportConfig) -> None:
             if loaded.task is Task.SEQUENCE_CLASSIFICATION
             else {0: "batch", 1: "sequence"}
         )
+    module = _LogitsOnly.wrap(loaded)
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # TracerWarnings about Python control flow on shapes
         torch.onnx.export(
-            _LogitsOnly.wrap(loaded),
+            module,
             tuple(torch.from_numpy(example[name]) for name in names),
             str(path),
             input_names=names,
@@ -167,7 +367,22 @@ def _trace(loaded: LoadedModel, path: Path, config: ExportConfig) -> None:
             dynamic_axes=axes or None,
             opset_version=config.opset,
             dynamo=False,
+            export_params=False,
+            do_constant_folding=False,
         )
+    with torch.inference_mode():
+        _attach_weights(onnx.load(str(path)), module, names, path)
+
+
+def has_external_data(path: Path) -> bool:
+    """Whether the ONNX file at ``path`` keeps tensors in external data files."""
+    return len(onnx_files(path)) > 1
+
+
+def release_weights(loaded: LoadedModel) -> None:
+    """Free the PyTorch weights of a model nothing will run again (they move to the ``meta``
+    device: any later forward fails loudly rather than computing with something else)."""
+    loaded.model.to("meta")
 
 
 def _ort_model_type(loaded: LoadedModel) -> str:
@@ -182,9 +397,20 @@ def _ort_model_type(loaded: LoadedModel) -> str:
 
 
 def _optimize(loaded: LoadedModel, path: Path) -> dict[str, int]:
-    """Fuse the graph in place with onnxruntime's transformer optimizer; return fused op counts."""
-    from onnxruntime.transformers.optimizer import optimize_model
+    """Fuse the graph in place with onnxruntime's transformer optimizer; return fused op counts.
 
+    What ``optimize_model(path, opt_level=1)`` does, in its two halves, so the fusions never hold
+    the weights: onnxruntime's basic optimizations write their result with the weights beside it
+    (external data when the export has it), and the fusions run on that graph loaded without
+    them, reading the few values they need from disk (relative to the scratch directory, which
+    is the working directory meanwhile). Loaded whole, the fused graph and the copies symbolic
+    shape inference makes of it took over 20 GB for a 1.1B Llama.
+    """
+    import onnx
+    from onnxruntime.transformers.optimizer import optimize_by_onnxruntime, optimize_model
+
+    path = path.resolve()
+    external = has_external_data(path)
     config = loaded.config
     heads, width = config.num_attention_heads, config.hidden_size
     if loaded.shapes is not None:
@@ -200,21 +426,36 @@ def _optimize(loaded: LoadedModel, path: Path) -> dict[str, int]:
     try:
         with (
             contextlib.redirect_stdout(io.StringIO()),
-            tempfile.TemporaryDirectory() as scratch,
+            tempfile.TemporaryDirectory(dir=path.parent, prefix=".optimize-") as scratch,
             contextlib.chdir(scratch),
         ):
+            basic = optimize_by_onnxruntime(
+                str(path),
+                optimized_model_path=str(Path(scratch, "basic.onnx")),
+                opt_level=1,
+                disabled_optimizers=["ConstantSharing"],  # as optimize_model disables it
+                save_as_external_data=external,
+            )
             optimized = optimize_model(
-                str(path.resolve()),
+                onnx.load(basic, load_external_data=False),
                 model_type=_ort_model_type(loaded),
                 num_heads=heads,
                 hidden_size=width,
-                opt_level=1,
+                opt_level=0,  # the basic optimizations ran above
             )
+            optimized.topological_sort()
+            model = optimized.model
+            # As OnnxModel.save does: the fused operators live in onnxruntime's domain.
+            ms = "com.microsoft"
+            if any(n.domain == ms for n in model.graph.node) and not any(
+                o.domain == ms for o in model.opset_import
+            ):
+                model.opset_import.add(domain=ms, version=1)
+            save_model(model, path, external=external, source=Path(scratch))
     finally:
         logging.disable(logging.NOTSET)
-    optimized.save_model_to_file(str(path))
     counts: dict[str, int] = {}
-    for node in optimized.model.graph.node:
+    for node in model.graph.node:
         if node.domain == "com.microsoft":
             counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return dict(sorted(counts.items()))
@@ -281,13 +522,16 @@ def _manifest(
 
 
 def write_export(
-    loaded: LoadedModel, folder: Path, config: ExportConfig
+    loaded: LoadedModel, folder: Path, config: ExportConfig, *, release: bool = False
 ) -> tuple[dict[str, Any], list[str]]:
     """Trace, check, optionally fuse and validate ``loaded`` into ``folder`` (which exists).
 
-    The folder gets ``model.onnx``, the tokenizer, ``config.json`` (labels) and
-    ``manifest.json`` (inputs, outputs, shapes, validation figures, versions). Switches the
-    model to eager attention: its traced MatMul/Softmax is what the optimizer fuses; SDPA's is not.
+    The folder gets ``model.onnx`` (with ``model.onnx.data`` for large models), the tokenizer,
+    ``config.json`` (labels) and ``manifest.json`` (inputs, outputs, shapes, validation figures,
+    versions). Switches the model to eager attention: its traced MatMul/Softmax is what the
+    optimizer fuses; SDPA's is not. With ``release``, the PyTorch weights are freed as soon as
+    PyTorch's reference logits are taken (see :func:`release_weights`), so onnxruntime's copy
+    never sits beside them: for callers that will not run the PyTorch model again.
 
     Returns:
         The manifest and notes.
@@ -302,11 +546,14 @@ def write_export(
     path = folder / MODEL_FILE
     _trace(loaded, path, config)
     try:
-        onnx.checker.check_model(str(path))
+        onnx.checker.check_model(str(path))  # the path, not a proto: that works past 2 GB
     except onnx.checker.ValidationError as e:
         raise ValidationError(f"onnx.checker rejected the export: {str(e).splitlines()[0]}") from e
+    references = reference_outputs(loaded, config)
+    if release:
+        release_weights(loaded)
     fused = _optimize(loaded, path) if config.optimize else None
-    checks = validate(path, loaded, config, tolerance)
+    checks = validate(path, loaded, config, tolerance, references)
     manifest = _manifest(loaded, config, checks, tolerance, fused)
     loaded.tokenizer.save_pretrained(folder)
     loaded.config.save_pretrained(folder)
@@ -322,9 +569,11 @@ def write_export(
 
 def derive_export(exported: Path, folder: Path, manifest_update: dict[str, Any]) -> dict[str, Any]:
     """Finish an export folder whose model.onnx was derived from ``exported``'s (quantized or
-    converted): copy the tokenizer and config, write the updated manifest; return it."""
+    converted): copy the tokenizer and config (not the source graph or its external data),
+    write the updated manifest; return it."""
+    skip = {f.name for f in onnx_files(exported / MODEL_FILE)} | {MANIFEST_FILE}
     for item in exported.iterdir():
-        if item.name not in (MODEL_FILE, MANIFEST_FILE):
+        if item.name not in skip and item.is_file():
             shutil.copy2(item, folder / item.name)
     manifest = {**json.loads((exported / MANIFEST_FILE).read_text()), **manifest_update}
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))

@@ -7,6 +7,7 @@ exports without the tracing machinery.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,17 +96,57 @@ def load_export(folder: Path, *, device: str = "cpu", threads: int | None = None
 
 
 def onnx_size_stats(folder: Path) -> SizeStats:
-    """Parameters (initializer elements, all and non-zero) and bytes of the ONNX file(s)."""
-    import onnx
-    from onnx import numpy_helper
+    """Parameters (initializer elements, all and non-zero) and bytes of the ONNX file and its
+    external data files, read one tensor at a time: a graph with its weights beside it is never
+    loaded whole (a 1.1B model would take 4 GB more just to be counted).
 
-    model = onnx.load(str(folder / MODEL_FILE))
+    Raises:
+        CheckpointError: an external data file the graph names is missing.
+    """
+    import onnx
+
+    from squeeze.sizes import onnx_bytes, onnx_files
+
+    path = folder / MODEL_FILE
+    model = onnx.load(str(path), load_external_data=False)
+    missing = [f.name for f in onnx_files(path, model) if not f.is_file()]
+    if missing:
+        raise CheckpointError(
+            f"{path} keeps its weights in {', '.join(missing)}, which is missing; copy the whole "
+            "export folder, or export again"
+        )
     total = nonzero = 0
     for initializer in model.graph.initializer:
-        values = numpy_helper.to_array(initializer)
-        total += values.size
-        nonzero += int(np.count_nonzero(values))
-    # External-data exports keep weights beside the graph; count every file of the model.
-    files = [folder / MODEL_FILE, *folder.glob("*.onnx.data"), *folder.glob("*.onnx_data")]
-    on_disk = sum(f.stat().st_size for f in files if f.is_file())
-    return SizeStats(params_total=total, params_nonzero=nonzero, bytes_on_disk=on_disk)
+        total += math.prod(initializer.dims)
+        nonzero += _count_nonzero(initializer, folder)
+    return SizeStats(
+        params_total=total, params_nonzero=nonzero, bytes_on_disk=onnx_bytes(path, model)
+    )
+
+
+_CHUNK_BYTES = 1 << 24
+
+
+def _count_nonzero(tensor: Any, folder: Path) -> int:
+    """Non-zero elements of an initializer; external data is read in 16 MiB chunks."""
+    import onnx
+    from onnx import numpy_helper
+    from onnx.external_data_helper import ExternalDataInfo
+
+    if tensor.data_location != onnx.TensorProto.EXTERNAL:
+        return int(np.count_nonzero(numpy_helper.to_array(tensor)))
+    dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).newbyteorder("<")
+    info = ExternalDataInfo(tensor)
+    size = math.prod(tensor.dims) * dtype.itemsize
+    if info.length is not None and info.length != size:  # packed (4-bit) types: onnx unpacks
+        return int(np.count_nonzero(numpy_helper.to_array(tensor, str(folder))))
+    count, chunk = 0, _CHUNK_BYTES - _CHUNK_BYTES % dtype.itemsize
+    with (folder / info.location).open("rb") as f:
+        f.seek(info.offset or 0)
+        while size > 0:
+            data = f.read(min(chunk, size))
+            if not data:
+                raise CheckpointError(f"{folder / info.location} is truncated; export again")
+            count += int(np.count_nonzero(np.frombuffer(data, dtype=dtype)))
+            size -= len(data)
+    return count

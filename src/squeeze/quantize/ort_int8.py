@@ -4,6 +4,11 @@ Facts this relies on (onnxruntime 1.32, transformers 5): quantizing the optimize
 turns Attention into QAttention, faster than unfused int8; ``quantize_dynamic`` on that graph
 fails shape inference unless ``DefaultTensorType`` is FLOAT; ORT dynamic int8 also quantizes the
 word-embedding Gather, so the file shrinks about 4x (torch's dynamic int8 keeps embeddings fp32).
+
+Large models: an fp32 export with external data (``model.onnx.data``) is quantized into one with
+external data too. ``quantize_dynamic`` holds the whole fp32 graph and its int8 copy, so the
+PyTorch weights are freed before it runs (once the fp32 export is validated nothing needs them:
+the agreement reference is computed before the step starts).
 """
 
 from __future__ import annotations
@@ -41,8 +46,12 @@ def _quiet() -> Iterator[None]:
 
 
 def quantize_dynamic_int8(model_in: Path, model_out: Path, *, per_channel: bool) -> None:
+    """Dynamic int8 of ``model_in`` into ``model_out``, with external data where the input has it
+    (the quantizer writes ``model_out`` plus ``<name>.data``)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from squeeze.export.onnx import has_external_data
 
     with _quiet():
         quantize_dynamic(
@@ -50,6 +59,7 @@ def quantize_dynamic_int8(model_in: Path, model_out: Path, *, per_channel: bool)
             str(model_out),
             weight_type=QuantType.QInt8,
             per_channel=per_channel,
+            use_external_data_format=has_external_data(model_in),
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
 
@@ -89,11 +99,17 @@ def quantize_static_int8(
         quantize_static,
     )
 
+    from squeeze.export.onnx import has_external_data
+
     prepared = workdir / "preprocessed.onnx"
+    external = has_external_data(model_in)
     with _quiet():
         # Symbolic shape inference cannot follow transformers 5 exports ("Incomplete symbolic
         # shape inference"); ONNX shape inference and the graph clean-up still run.
-        quant_pre_process(str(model_in), str(prepared), skip_symbolic_shape=True)
+        quant_pre_process(
+            str(model_in), str(prepared), skip_symbolic_shape=True,
+            save_as_external_data=external, all_tensors_to_one_file=True,
+        )  # fmt: skip
         names = {i.name for i in onnx.load(str(prepared), load_external_data=False).graph.input}
         try:
             quantize_static(
@@ -109,6 +125,7 @@ def quantize_static_int8(
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=getattr(CalibrationMethod, _CALIBRATION[method]),
+                use_external_data_format=external,
                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
             )
         except (ValueError, RuntimeError) as e:
@@ -128,7 +145,8 @@ def _quantize(
     fused = config.optimize and not config.static
     fp32 = ctx.scratch / "fp32"
     fp32.mkdir()
-    _, notes = write_export(loaded, fp32, ExportConfig(optimize=fused))
+    # Nothing runs the PyTorch model after this export's validation: free it for the quantizer.
+    _, notes = write_export(loaded, fp32, ExportConfig(optimize=fused), release=True)
     target = ctx.out / MODEL_FILE
     if config.static:
         calibration = ctx.data.calibration(loaded, config.calibration_samples)
