@@ -90,6 +90,11 @@ class StepData:
     def given(self) -> bool:
         return self._options.data is not None
 
+    @property
+    def can_calibrate(self) -> bool:
+        """Whether there is text to calibrate on: calibration data, or data's training part."""
+        return self.given or self._options.calibration_data is not None
+
     def _encode(self, model: Any, spec: DataSpec) -> Encoded:
         key = (id(model), spec)
         if key not in self._cache:

@@ -171,3 +171,51 @@ def test_quantizer_failure_is_one_line(wide_classifiers, tmp_path, monkeypatch):
     assert result.exit_code == 4
     assert "bitsandbytes could not quantize this model here: no CPU kernels" in result.stderr
     assert not (tmp_path / "q").exists()
+
+
+def _with_outlier_feature(source, dest):
+    """A two-layer BERT classifier, FFN 2048 wide, whose layer-0 FFN feeds one huge channel
+    into its output projection: what all-mpnet-base-v2 and other real checkpoints carry
+    (outlier features). One channel of 2048 is under 0.1% of the values, as in real widths."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(source)
+    config.intermediate_size, config.num_hidden_layers = 2048, 2
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(config)
+    with torch.no_grad():
+        ffn_in = model.bert.encoder.layer[0].intermediate.dense
+        ffn_in.weight[7].zero_()
+        ffn_in.bias[7] = 400.0  # channel 7 of the GELU output is 400 for every token
+    model.save_pretrained(dest)
+    AutoTokenizer.from_pretrained(source).save_pretrained(dest)
+    return dest
+
+
+def test_matmuls_fed_by_outlier_features_stay_fp32(tiny_classifiers, tmp_path):
+    import onnx
+
+    model = _with_outlier_feature(tiny_classifiers["bert"], tmp_path / "outlier")
+    ops = {}
+    for ratio in ("12", "0"):
+        out = tmp_path / f"q{ratio}"
+        result = invoke("quantize", model, "-o", out, "--dtype", "int8", "--no-optimize",
+                        "--outlier-ratio", ratio, "--json")  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        kept = json.loads((out / "manifest.json").read_text())["quantization"]["kept_fp32"]
+        graph = onnx.load(str(out / "model.onnx"), load_external_data=False).graph
+        ops[ratio] = {n.name: n.op_type for n in graph.node}
+        if ratio == "0":
+            assert kept == []
+            continue
+        # Only the projection the outlier channel feeds is found, and it stays an fp32 MatMul.
+        assert [k["node"] for k in kept] == ["/model/bert/encoder/layer.0/output/dense/MatMul"]
+        assert kept[0]["ratio"] > 12
+        assert "1 MatMul(s) kept fp32" in " ".join(json.loads(result.stdout)["notes"])
+    name = "/model/bert/encoder/layer.0/output/dense/MatMul"
+    assert ops["12"][name] == "MatMul" and name not in ops["0"]  # quantized when ratio is 0
+    assert (
+        list(ops["12"].values()).count("MatMulInteger")
+        == list(ops["0"].values()).count("MatMulInteger") - 1
+    )

@@ -16,11 +16,12 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from squeeze.errors import Problem, ValidationError
+from squeeze.quantize.outliers import PERCENTILE, Outlier, outlier_matmuls
 from squeeze.registry import Backend, register_backend
 from squeeze.types import StepResult
 
@@ -45,9 +46,17 @@ def _quiet() -> Iterator[None]:
         logging.disable(logging.NOTSET)
 
 
-def quantize_dynamic_int8(model_in: Path, model_out: Path, *, per_channel: bool) -> None:
+def quantize_dynamic_int8(
+    model_in: Path,
+    model_out: Path,
+    *,
+    per_channel: bool,
+    reduce_range: bool,
+    exclude: Collection[str] = (),
+) -> None:
     """Dynamic int8 of ``model_in`` into ``model_out``, with external data where the input has it
-    (the quantizer writes ``model_out`` plus ``<name>.data``)."""
+    (the quantizer writes ``model_out`` plus ``<name>.data``); the nodes in ``exclude`` stay
+    fp32."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -59,6 +68,8 @@ def quantize_dynamic_int8(model_in: Path, model_out: Path, *, per_channel: bool)
             str(model_out),
             weight_type=QuantType.QInt8,
             per_channel=per_channel,
+            reduce_range=reduce_range,
+            nodes_to_exclude=list(exclude),
             use_external_data_format=has_external_data(model_in),
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
@@ -84,11 +95,15 @@ def quantize_static_int8(
     *,
     method: str,
     per_channel: bool,
+    reduce_range: bool,
+    outlier_ratio: float,
     workdir: Path,
-) -> None:
+) -> list[Outlier]:
     """QDQ static int8: pre-process (shape inference + graph cleanup), calibrate, quantize.
 
-    Activations are unsigned (U8S8), the fast combination on x86 CPUs.
+    Activations are unsigned (U8S8), the fast combination on x86 CPUs. MatMuls whose input
+    carries outliers (see :mod:`squeeze.quantize.outliers`; found on the pre-processed graph,
+    whose node names the quantizer sees) stay fp32; returns them.
     """
     import onnx
     from onnxruntime.quantization import (
@@ -111,6 +126,7 @@ def quantize_static_int8(
             save_as_external_data=external, all_tensors_to_one_file=True,
         )  # fmt: skip
         names = {i.name for i in onnx.load(str(prepared), load_external_data=False).graph.input}
+        kept = outlier_matmuls(prepared, calibration, outlier_ratio)
         try:
             quantize_static(
                 str(prepared),
@@ -125,11 +141,14 @@ def quantize_static_int8(
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=getattr(CalibrationMethod, _CALIBRATION[method]),
+                reduce_range=reduce_range,
+                nodes_to_exclude=[o.node for o in kept],
                 use_external_data_format=external,
                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
             )
         except (ValueError, RuntimeError) as e:
             raise ValidationError(f"static quantization failed: {str(e).splitlines()[0]}") from e
+    return kept
 
 
 def _quantize(
@@ -138,7 +157,7 @@ def _quantize(
     """A validated fp32 export (fused first for dynamic int8), quantized into the output."""
     from squeeze.encoding import batches
     from squeeze.export.method import ExportConfig
-    from squeeze.export.onnx import derive_export, write_export
+    from squeeze.export.onnx import derive_export, validation_batches, write_export
     from squeeze.export.read import MODEL_FILE
     from squeeze.runtime import ort_forward, ort_session
 
@@ -148,22 +167,41 @@ def _quantize(
     # Nothing runs the PyTorch model after this export's validation: free it for the quantizer.
     _, notes = write_export(loaded, fp32, ExportConfig(optimize=fused), release=True)
     target = ctx.out / MODEL_FILE
-    if config.static:
+    if ctx.data.can_calibrate:
         calibration = ctx.data.calibration(loaded, config.calibration_samples)
         longest = max(len(ids) for ids in calibration.features["input_ids"])
         feeds = [b.inputs for b in batches(calibration, 16, pad_to=longest)]
-        quantize_static_int8(
+        source = f"{len(calibration)} examples"
+    else:  # the export's own validation sentences: outlier channels show in any text
+        feeds = list(validation_batches(loaded, ExportConfig()).values())
+        source = "the export's validation sentences"
+    if config.static:
+        kept = quantize_static_int8(
             fp32 / MODEL_FILE, target, feeds, method=config.calibration_method,
-            per_channel=config.per_channel, workdir=ctx.scratch,
+            per_channel=config.per_channel, reduce_range=config.reduce_range,
+            outlier_ratio=config.outlier_ratio, workdir=ctx.scratch,
         )  # fmt: skip
-        notes.append(f"calibrated on {len(calibration)} examples ({config.calibration_method})")
+        notes.append(f"calibrated on {source} ({config.calibration_method})")
     else:
-        quantize_dynamic_int8(fp32 / MODEL_FILE, target, per_channel=config.per_channel)
+        kept = outlier_matmuls(fp32 / MODEL_FILE, feeds, config.outlier_ratio)
+        quantize_dynamic_int8(
+            fp32 / MODEL_FILE, target, per_channel=config.per_channel,
+            reduce_range=config.reduce_range, exclude=[o.node for o in kept],
+        )  # fmt: skip
+    if kept:
+        notes.append(
+            f"{len(kept)} MatMul(s) kept fp32: their input peaks at {kept[-1].ratio:.0f}-"
+            f"{kept[0].ratio:.0f}x its {PERCENTILE:g}th percentile on {source} (outlier_ratio "
+            f"{config.outlier_ratio:g})"
+        )
     quantization = {
         "backend": "onnxruntime",
         "mode": "static QDQ" if config.static else "dynamic",
         "per_channel": config.per_channel,
+        "reduce_range": config.reduce_range,
         "fused_before_quantization": fused,
+        "outlier_ratio": config.outlier_ratio,
+        "kept_fp32": [{"node": o.node, "ratio": round(o.ratio, 2)} for o in kept],
     }
     derive_export(fp32, ctx.out, {"dtype": "int8", "quantization": quantization})
     return StepResult(notes=notes), ort_forward(ort_session(target))
