@@ -41,7 +41,7 @@ $(DEMO_DATA): | $(STAMP)
 # (order-only prerequisites: reinstalling squeeze does not retrain; `rm -r $(DEMO_OUT)` does).
 $(DEMO_OUT)/config.json: | $(DEMO_MODEL_STAMP) $(DEMO_DATA)
 	$(BIN)/squeeze finetune "$$($(BIN)/python -m squeeze.assets model)" $(DEMO_DATA_OPTS) \
-		--max-samples 2000 --max-eval-samples 500 --epochs 3 --lr 1e-4 --batch-size 32 \
+		--max-samples 2000 --max-eval-samples 500 --epochs 2 --lr 1e-4 --batch-size 32 \
 		--max-length 64 -o $(DEMO_OUT) --overwrite
 
 # The recipe's artifacts are cached by content in $(DEMO)/artifacts: a second run re-measures only.
