@@ -109,17 +109,21 @@ def fit_length(model: Any, max_length: int) -> tuple[int, str | None]:
     return limit, note
 
 
-def encode_for(model: Any, spec: DataSpec, *, max_length: int) -> tuple[Encoded, Dataset]:
+def encode_for(
+    model: Any, spec: DataSpec, *, max_length: int, labels: bool = True
+) -> tuple[Encoded, Dataset]:
     """Load ``spec`` and encode it for a model (a ``LoadedModel`` or an export's ``Scorable``:
     anything with ``task``, ``tokenizer``, ``input_names`` and ``label2id``).
 
-    Labels are required and mapped for classifiers only. Returns the encoded examples and the
-    dataset they came from (its name and notes go into reports).
+    Labels are required and mapped for classifiers only, and not read at all with ``labels``
+    False (calibration text: a score column need not match the model's labels). Returns the
+    encoded examples and the dataset they came from (its name and notes go into reports).
 
     A ``max_length`` beyond the model's position table (``model.max_tokens``) would crash inside
     the model on a long text; inputs are truncated to the table instead, with a note.
     """
-    dataset = load_dataset(spec, need_labels=model.label2id is not None)
+    label2id = model.label2id if labels else None
+    dataset = load_dataset(spec, need_labels=label2id is not None)
     max_length, note = fit_length(model, max_length)
     if note:
         dataset = replace(dataset, notes=(*dataset.notes, note))
@@ -128,7 +132,7 @@ def encode_for(model: Any, spec: DataSpec, *, max_length: int) -> tuple[Encoded,
         model.tokenizer,
         input_names=model.input_names,
         max_length=max_length,
-        label2id=model.label2id,
+        label2id=label2id,
     )
     return encoded, dataset
 

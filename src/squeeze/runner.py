@@ -95,10 +95,12 @@ class StepData:
         """Whether there is text to calibrate on: calibration data, or data's training part."""
         return self.given or self._options.calibration_data is not None
 
-    def _encode(self, model: Any, spec: DataSpec) -> Encoded:
-        key = (id(model), spec)
+    def _encode(self, model: Any, spec: DataSpec, *, labels: bool = True) -> Encoded:
+        key = (id(model), spec, labels)
         if key not in self._cache:
-            encoded, dataset = encode_for(model, spec, max_length=self._options.max_length)
+            encoded, dataset = encode_for(
+                model, spec, max_length=self._options.max_length, labels=labels
+            )
             self._notes += [n for n in dataset.notes if n not in self._notes]
             self._cache[key] = encoded
         return self._cache[key]
@@ -126,8 +128,9 @@ class StepData:
             return None
 
     def calibration(self, model: Any, samples: int) -> Encoded:
+        """Text to calibrate on; its labels, if any, are not read."""
         spec = self._options.calibration_data or training_spec(self._data())
-        return self._encode(model, replace(spec, max_samples=samples))
+        return self._encode(model, replace(spec, max_samples=samples), labels=False)
 
 
 @dataclass

@@ -219,3 +219,17 @@ def test_matmuls_fed_by_outlier_features_stay_fp32(tiny_classifiers, tmp_path):
         list(ops["12"].values()).count("MatMulInteger")
         == list(ops["0"].values()).count("MatMulInteger") - 1
     )
+
+
+def test_calibration_data_needs_no_labels_the_model_knows(trained_classifier, tmp_path):
+    """Calibration reads text only: scores that are no label of the model's are no problem."""
+    scored = tmp_path / "scored.tsv"
+    scored.write_text(
+        "text\tscore\n" + "".join(f"a then b {i}\t{i / 7 - 3:.3f}\n" for i in range(40))
+    )
+    out = tmp_path / "static"
+    result = invoke("quantize", trained_classifier, "-o", out, "--dtype", "int8", "--static",
+                    "--calibration-data", scored, "--calibration-samples", "16",
+                    "--json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert any("calibrated on 16 examples" in n for n in json.loads(result.stdout)["notes"])
