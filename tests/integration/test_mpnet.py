@@ -205,10 +205,8 @@ def _sentences(path: Path) -> Path:
     reason="slow (downloads all-mpnet-base-v2, ~400 MB, and runs it): set SQUEEZE_SLOW=1",
 )
 def test_cli_on_the_real_mpnet_weights(tmp_path):
-    try:
-        encoder = assets.mpnet(Path(os.environ.get("SQUEEZE_ASSETS", REPO / ".cache" / "mpnet")))
-    except CheckpointError as e:
-        pytest.skip(f"all-mpnet-base-v2 is not available: {e}")
+    # Asked for with SQUEEZE_SLOW=1: an asset that cannot be had fails the test, not skips it.
+    encoder = assets.mpnet(Path(os.environ.get("SQUEEZE_ASSETS", REPO / ".cache" / "mpnet")))
 
     info = invoke("info", encoder, "--json")
     shape = (info["family"], info["task"], info["layers"], info["heads"])
@@ -228,7 +226,10 @@ def test_cli_on_the_real_mpnet_weights(tmp_path):
     assert scored["runtime"] == "torch" and scored["n_samples"] > 0
 
     int8 = tmp_path / "int8"
-    quantized = invoke("quantize", classifier, "--dtype", "int8", *common, "-o", int8, "--json")
+    # Every MatMul int8 (outlier MatMuls kept fp32 would be bytes this bound does not expect;
+    # tests/cli/test_quantize_cli.py covers keeping them).
+    quantized = invoke("quantize", classifier, "--dtype", "int8", *common, "--outlier-ratio", "0",
+                       "-o", int8, "--json")  # fmt: skip
     assert quantized["backend"] == "onnxruntime" and quantized["written"]
     assert quantized["after"]["bytes_on_disk"] < quantized["before"]["bytes_on_disk"] / 3
     assert quantized["metric_after"]["n_samples"] == scored["n_samples"]
