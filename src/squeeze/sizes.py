@@ -79,10 +79,11 @@ def onnx_tensors(graph: Any) -> Iterator[Any]:
 def external_location(tensor: Any) -> str | None:
     """The file (relative to the graph's folder) holding an ONNX tensor's data, if not inline."""
     from onnx import TensorProto
+    from onnx.external_data_helper import ExternalDataInfo
 
     if tensor.data_location != TensorProto.EXTERNAL:
         return None
-    return next((entry.value for entry in tensor.external_data if entry.key == "location"), None)
+    return ExternalDataInfo(tensor).location or None
 
 
 def onnx_files(model_file: Path, model: Any = None) -> list[Path]:
