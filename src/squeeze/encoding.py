@@ -34,6 +34,7 @@ class Encoded:
 class Batch:
     inputs: dict[str, np.ndarray]
     labels: np.ndarray | None
+    index: np.ndarray | None = None  # each row's position in the encoded set
 
     @property
     def size(self) -> int:
@@ -180,7 +181,7 @@ def batches(
             for key, sequences in encoded.features.items()
         }
         labels = encoded.labels[index] if encoded.labels is not None else None
-        yield Batch(inputs, labels)
+        yield Batch(inputs, labels, index)
 
 
 def _batch_indices(

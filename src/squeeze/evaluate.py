@@ -17,9 +17,8 @@ from squeeze.encoding import Encoded, batches
 from squeeze.errors import ConfigError, Problem, UnsupportedError
 from squeeze.faults import stop_if_interrupted
 from squeeze.runtime import Forward, torch_forward
+from squeeze.stats import Scores
 from squeeze.types import Evaluation, LoadedModel, Metric, ProgressFactory, Task, no_progress
-
-# Metrics where a smaller value is better; used to pick the best checkpoint and gate drops.
 
 
 def classification_metrics(predictions: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -38,8 +37,9 @@ def classification_metrics(predictions: np.ndarray, labels: np.ndarray) -> tuple
 
 def causal_lm_nll(
     logits: np.ndarray, input_ids: np.ndarray, attention_mask: np.ndarray
-) -> tuple[float, int]:
-    """Summed next-token negative log-likelihood over real (unpadded) tokens, and their count."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's summed next-token negative log-likelihood over its real (unpadded) tokens,
+    and its count of such tokens."""
     import torch
 
     logits_t = torch.from_numpy(logits[:, :-1]).float()
@@ -48,7 +48,7 @@ def causal_lm_nll(
     nll = torch.nn.functional.cross_entropy(
         logits_t.reshape(-1, logits_t.shape[-1]), targets.reshape(-1), reduction="none"
     ).reshape(targets.shape)
-    return float(nll[mask].sum()), int(mask.sum())
+    return (nll * mask).sum(dim=1).double().numpy(), mask.sum(dim=1).numpy()
 
 
 def evaluate_forward(
@@ -74,9 +74,11 @@ def evaluate_forward(
             "with `squeeze finetune`) or a causal LM"
         )
     n = len(encoded)
-    predictions: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
-    nll_sum, n_tokens = 0.0, 0
+    # Per sample, in the encoded order (batches run sorted by length): predictions for
+    # classification, summed NLL and token counts for causal LMs.
+    predictions = np.zeros(n, dtype=np.int64)
+    nll = np.zeros(n, dtype=np.float64)
+    tokens = np.zeros(n, dtype=np.float64)
     start = time.perf_counter()
     with progress("Evaluating", n) as bar:
         # Sorted by length: the metrics do not depend on order, and padding costs time.
@@ -84,29 +86,28 @@ def evaluate_forward(
             stop_if_interrupted()
             logits = forward(batch.inputs)
             if task is Task.SEQUENCE_CLASSIFICATION:
-                predictions.append(logits.argmax(axis=-1))
-                labels.append(batch.labels)
+                predictions[batch.index] = logits.argmax(axis=-1)
             else:
-                nll, count = causal_lm_nll(
+                nll[batch.index], tokens[batch.index] = causal_lm_nll(
                     logits, batch.inputs["input_ids"], batch.inputs["attention_mask"]
                 )
-                nll_sum += nll
-                n_tokens += count
             bar.advance(batch.size)
     elapsed = time.perf_counter() - start
 
     if task is Task.SEQUENCE_CLASSIFICATION:
-        accuracy, macro_f1 = classification_metrics(
-            np.concatenate(predictions), np.concatenate(labels)
-        )
+        assert encoded.labels is not None
+        accuracy, macro_f1 = classification_metrics(predictions, encoded.labels)
         metrics = (Metric("accuracy", accuracy, n), Metric("macro_f1", macro_f1, n))
+        correct = (predictions == encoded.labels).astype(np.float64)
+        scores = Scores("accuracy", tuple(correct.tolist()))
     else:
-        loss = nll_sum / max(n_tokens, 1)
+        loss = float(nll.sum() / max(tokens.sum(), 1))
         metrics = (
             Metric("perplexity", float(np.exp(loss)), n),
             Metric("loss", loss, n),
         )
-    return Evaluation(metrics=metrics, n_samples=n, elapsed_s=elapsed)
+        scores = Scores("perplexity", tuple(nll.tolist()), tuple(tokens.tolist()))
+    return Evaluation(metrics=metrics, n_samples=n, elapsed_s=elapsed, scores=scores)
 
 
 def evaluate(

@@ -25,7 +25,7 @@ from squeeze.output import atomic_output, check_output
 from squeeze.results import SweepResults, VariantResult, derive
 from squeeze.sweep.cache import content_key
 from squeeze.sweep.execute import ChainContext, run_chain
-from squeeze.sweep.gates import Selection, choose, failures
+from squeeze.sweep.gates import Selection, choose, failures, gate_notes
 from squeeze.sweep.recipe import Plan
 from squeeze.types import LOWER_IS_BETTER, ProgressFactory, no_progress
 
@@ -182,6 +182,7 @@ def run_plan(
                 name=name, chain=chain_text, format=fmt, artifact=path, params_total=total,
                 params_nonzero=nonzero, bytes_on_disk=size,
                 metric=evaluation.primary.value if evaluation else None,
+                scores=evaluation.scores.to_dict() if evaluation and evaluation.scores else None,
                 cached=chain.cached if chain else False,
                 seconds=chain.seconds if chain else time.perf_counter() - start,
                 notes=chain.notes if chain else [],
@@ -212,9 +213,12 @@ def run_plan(
         # Gates judge one variant: by default the fastest within the allowed drop.
         allowance = plan.gates.max_accuracy_drop
         selection = Selection("best-under-drop", math.inf if allowance is None else allowance)
+    if selection is not None:
+        selection = replace(selection, on=plan.gates.gate_on)
     chosen = choose(results, selection) if selection else None
     results.selected = chosen.name if chosen else None
     problems = failures(results, chosen, plan.gates) if plan.gates.any else []
+    results.gate_notes = gate_notes(results, chosen, plan.gates)
 
     with atomic_output(out, overwrite=overwrite) as tmp:
         results.save(tmp / RESULTS_FILE)

@@ -17,7 +17,9 @@ from squeeze.errors import DataError
 from squeeze.types import Latency, points_dropped
 
 # 2: latency records are full Latency records (samples included), not p50/p90/min/max.
-FORMAT_VERSION = 2
+# 3: per-sample scores and 95% intervals of drops and speed-ups; version 2 files still read.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (2, 3)
 
 
 @dataclass
@@ -26,6 +28,9 @@ class VariantResult:
 
     ``speedup`` holds, per device, baseline p50 / variant p50, or None where the variant's p50 lies
     within the baseline's spread (min to max): "not faster" rather than a number that is noise.
+    ``scores`` are the variant's per-sample scores on the test set (``Scores.to_dict``), from which
+    ``drop_ci`` (the 95% paired interval of ``drop_points``) is derived; ``speedup_ci`` holds the
+    95% interval of each speed-up, from the timed runs.
     """
 
     name: str
@@ -40,6 +45,9 @@ class VariantResult:
     speedup: dict[str, float | None] = field(default_factory=dict)
     size_ratio: float | None = None  # baseline bytes / variant bytes
     drop_points: float | None = None  # positive = worse than the baseline
+    drop_ci: list[float] | None = None
+    speedup_ci: dict[str, list[float]] = field(default_factory=dict)
+    scores: dict[str, Any] | None = None
     pareto: bool = False
     cached: bool = False
     seconds: float = 0.0
@@ -68,6 +76,7 @@ class SweepResults:
     variants: list[VariantResult]
     gates: dict[str, Any] = field(default_factory=dict)
     selected: str | None = None
+    gate_notes: list[str] = field(default_factory=list)
     version: int = FORMAT_VERSION
 
     @property
@@ -105,13 +114,13 @@ class SweepResults:
                 f"{path}: not a readable results file ({e}); pass the results.json that "
                 "`squeeze run` or `squeeze sweep` wrote"
             ) from e
-        if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
+        if not isinstance(data, dict) or data.get("version") not in READABLE_VERSIONS:
             raise DataError(
                 f"{path}: not a squeeze results file of version {FORMAT_VERSION}; re-run the sweep"
             )
         try:
             variants = [VariantResult.from_dict(v) for v in data.pop("variants")]
-            return cls(**{**data, "variants": variants})
+            return cls(**{**data, "variants": variants, "version": FORMAT_VERSION})
         except (KeyError, TypeError, AttributeError) as e:
             raise DataError(
                 f"{path}: a malformed squeeze results file ({type(e).__name__}: {e}); "
@@ -120,23 +129,36 @@ class SweepResults:
 
 
 def derive(results: SweepResults) -> None:
-    """Fill in ratios against the baseline, "not faster" verdicts and the Pareto flags."""
+    """Fill in ratios against the baseline, their 95% intervals, "not faster" verdicts and the
+    Pareto flags."""
+    from squeeze.stats import Scores, paired_drop_interval, speedup_interval
+
     base = results.variant(results.baseline)
+    base_scores = Scores.from_dict(base.scores)
     for v in results.variants:
         v.size_ratio = base.bytes_on_disk / v.bytes_on_disk if v.bytes_on_disk else None
         if results.metric_name is not None and v.metric is not None and base.metric is not None:
             v.drop_points = points_dropped(results.metric_name, base.metric, v.metric)
-        v.speedup = {}
+        scores = Scores.from_dict(v.scores)
+        v.drop_ci = None
+        if v is not base and base_scores is not None and scores is not None:
+            interval = paired_drop_interval(base_scores, scores)
+            v.drop_ci = list(interval) if interval else None
+        v.speedup, v.speedup_ci = {}, {}
         for device, lat in v.latency.items():
             ref = base.latency.get(device)
             if ref is None:
                 continue
             if v is base:
                 v.speedup[device] = 1.0
-            elif ref.min_ms <= lat.p50_ms <= ref.max_ms:
+                continue
+            if ref.min_ms <= lat.p50_ms <= ref.max_ms:
                 v.speedup[device] = None  # within the baseline's own spread: not faster
             else:
                 v.speedup[device] = ref.p50_ms / lat.p50_ms
+            interval = speedup_interval(ref.samples_ms, lat.samples_ms)
+            if interval is not None:
+                v.speedup_ci[device] = list(interval)
     front = pareto_front(results)
     for v in results.variants:
         v.pareto = v.name in front

@@ -45,6 +45,8 @@ class StepOptions:
         calibration_data: Calibration samples instead of the training part of ``data``.
         max_length: Tokens per example.
         max_accuracy_drop: The gate (points); nothing is written when the drop is larger.
+        gate_on: What the gate judges: ``point`` (the drop) or ``upper`` (the upper end of its
+            95% paired interval).
         measure: Score the input before and the output after (with data). Sweeps turn it off:
             they measure every variant once, in its deployed format.
         bench: BenchSettings to time input and output together after writing; None: no timing.
@@ -60,6 +62,7 @@ class StepOptions:
     calibration_data: DataSpec | None = None
     max_length: int = 128
     max_accuracy_drop: float | None = None
+    gate_on: str = "point"
     measure: bool = True
     bench: Any = None
     resume: bool = False
@@ -175,6 +178,7 @@ class StepSummary(Gated):
     metric_before: Evaluation | None = None
     metric_after: Evaluation | None = None
     max_accuracy_drop: float | None = None
+    gate_on: str = "point"
     latency: dict[str, Any] | None = None
     written: bool = False
     details: dict[str, Any] = field(default_factory=dict)
@@ -330,6 +334,7 @@ def run_step(
         before=_sizes(loaded.path, loaded, zipped),
         after={},
         max_accuracy_drop=options.max_accuracy_drop,
+        gate_on=options.gate_on,
         notes=notes,
     )
     if measuring:
@@ -373,6 +378,9 @@ def run_step(
             if options.bench is not None and is_main_process():
                 summary.latency = _bench(loaded.path, tmp, options.bench)
             summary.seconds = time.perf_counter() - start
+            undecided = summary.gate_fields()["gate_undecided"]
+            if undecided:
+                notes.append(str(undecided))
             if not summary.passed:
                 raise GateMissed(summary)
             summary.written = is_main_process()

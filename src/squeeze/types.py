@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from squeeze.arch import ArchSpec
+    from squeeze.stats import Scores
 
 
 class Task(str, Enum):
@@ -113,11 +114,16 @@ class Metric:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """All metrics of one evaluation pass plus its cost."""
+    """All metrics of one evaluation pass plus its cost.
+
+    ``scores`` holds each sample's share of the primary metric, so that a drop between two
+    evaluations of the same samples gets a paired confidence interval.
+    """
 
     metrics: tuple[Metric, ...]
     n_samples: int
     elapsed_s: float
+    scores: Scores | None = field(default=None, compare=False, repr=False)
 
     @property
     def primary(self) -> Metric:

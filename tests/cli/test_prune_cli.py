@@ -113,3 +113,25 @@ def test_bad_prune_options(args, phrase, tiny_classifiers, tmp_path):
     assert result.exit_code == 2, (result.stderr, result.exception)
     assert phrase in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_upper_gate_fails_a_drop_the_point_estimate_passes(trained_classifier, order_csv, tmp_path):
+    common = ("--method", "structured", "--heads", "0.5", "--ffn", "0.5",
+              "--importance", "magnitude", "-d", order_csv, "--max-length", "32")  # fmt: skip
+    first = invoke("prune", trained_classifier, "-o", tmp_path / "a", *common,
+                   "--max-accuracy-drop", "100", "--gate-on", "upper", "--json")  # fmt: skip
+    assert first.exit_code == 0, first.stderr
+    summary = json.loads(first.stdout)
+    low, high = summary["drop_ci95"]
+    drop = summary["drop_points"]
+    assert low <= drop < high and summary["gate_on"] == "upper" and summary["passed"]
+    allowance = f"{(drop + high) / 2:.4f}"
+    failed = invoke("prune", trained_classifier, "-o", tmp_path / "b", *common,
+                    "--max-accuracy-drop", allowance, "--gate-on", "upper")  # fmt: skip
+    assert failed.exit_code == 1, failed.stderr
+    assert "the upper end of its interval is" in failed.stderr and "95% interval [" in failed.stderr
+    assert not (tmp_path / "b").exists()
+    passed = invoke("prune", trained_classifier, "-o", tmp_path / "c", *common,
+                    "--max-accuracy-drop", allowance)  # fmt: skip
+    assert passed.exit_code == 0, passed.stderr
+    assert "too small to decide" in passed.stderr  # said as a note

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from squeeze.cli.main import app
 
 runner = CliRunner()
+PRUNED = "structured(heads=0.5, ffn=0.5)"
 
 
 def invoke(*args):
@@ -55,6 +56,12 @@ def test_recipe_run_writes_results_report_and_selection(first_run):
     assert summary["metric_name"] == "accuracy" and summary["n_samples"] > 0
     assert any(v["pareto"] for v in summary["variants"])
     assert summary["selected"] in names[1:]
+    for v in summary["variants"][1:]:  # every difference carries its 95% interval
+        low, high = v["drop_ci"]
+        assert low <= v["drop_points"] <= high
+        assert len(v["scores"]["values"]) == summary["n_samples"]
+        if v["speedup"]["cpu"] is not None:
+            assert v["speedup_ci"]["cpu"][0] <= v["speedup"]["cpu"] <= v["speedup_ci"]["cpu"][1]
     assert (out / "results.json").is_file() and (out / "report" / "index.html").is_file()
     assert (out / "selected" / "squeeze-selected.json").is_file()
 
@@ -84,6 +91,25 @@ def test_gates_fail_with_exit_1_and_still_write_the_report(first_run):
     assert result.exit_code == 1
     assert "MB (> 0.001 MB)" in result.stderr and "selected variant" in result.stderr
     assert (out / "report" / "results.md").is_file()
+
+
+def test_upper_gate_judges_the_interval(first_run):
+    """An allowance just above the selected variant's drop passes on the point estimate and
+    fails on the upper end of its interval, which the report calls undecided."""
+    root, recipe, _out, result = first_run
+    summary = json.loads(result.stdout)
+    chosen = next(v for v in summary["variants"] if v["name"] == PRUNED)
+    _low, high = chosen["drop_ci"]
+    assert high > chosen["drop_points"]  # about 110 test samples: the interval is wide
+    allowance = f"{(chosen['drop_points'] + high) / 2:.4f}"
+    common = ("--cache-dir", root / "cache", "--quiet", "--select", PRUNED,
+              "--max-accuracy-drop", allowance)  # fmt: skip
+    passed = invoke("run", recipe, "-o", root / "point", *common)
+    assert passed.exit_code == 0, passed.stderr
+    failed = invoke("run", recipe, "-o", root / "upper", *common, "--gate-on", "upper")
+    assert failed.exit_code == 1, failed.stderr
+    assert "upper end of its drop's 95% interval" in failed.stderr
+    assert "too small to decide" in (root / "upper" / "report" / "results.md").read_text()
 
 
 def test_existing_output_needs_overwrite(first_run):

@@ -270,3 +270,54 @@ def test_log_output_is_not_folded_to_80_columns():
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "structured(heads=0.5, ffn=0.5) -> quantize(dtype=int8)" in text
     assert console.width == 80  # restored afterwards
+
+
+def test_intervals_reach_every_view(tmp_path):
+    """Per-sample scores give each drop a paired interval and timings each speed-up one; the
+    terminal, Markdown, CSV, JSON and the plots' error bars all carry them."""
+    results = sample_results()
+    n = 300
+    base = [1.0] * 276 + [0.0] * 24  # 0.92
+    int8 = [1.0] * 274 + [0.0] * 26  # loses 2 samples: -0.67 points
+    results.n_samples = n
+    results.variant("baseline").scores = {"metric": "accuracy", "values": base, "weights": None}
+    results.variant("int8").scores = {"metric": "accuracy", "values": int8, "weights": None}
+    results.variant("int8").metric = sum(int8) / n
+    derive(results)
+    int8_v = results.variant("int8")
+    assert int8_v.drop_ci is not None and int8_v.drop_ci[0] == 0.0 and int8_v.drop_ci[1] > 0.66
+    low, high = int8_v.speedup_ci["cpu"]
+    assert low <= int8_v.speedup["cpu"] <= high
+    assert results.variant("pruned50").drop_ci is None  # no scores: no interval, no guess
+    _value, change = cells.metric_cell(results, int8_v)
+    assert change.startswith("-0.67 pts [-") and change.endswith(", +0.00]")
+    assert "[" in cells.speedup_text(int8_v, "cpu")
+    assert "95% interval" in cells.legend(results)
+    assert "-0.67 pts [" in _terminal(results)
+    write_report(results, tmp_path / "r")
+    rows = {r["name"]: r for r in csv.DictReader((tmp_path / "r" / "results.csv").open())}
+    assert float(rows["int8"]["drop_ci_high"]) == pytest.approx(int8_v.drop_ci[1])
+    assert rows["pruned50"]["drop_ci_low"] == ""
+    assert float(rows["int8"]["speedup_ci_low_cpu"]) == pytest.approx(low)
+    assert SweepResults.load(tmp_path / "r" / "results.json").variant("int8").drop_ci == (
+        int8_v.drop_ci
+    )
+    specs, _ = plot_specs(results)
+    point = next(p for p in specs[0].points if p.name == "int8")
+    assert point.y_interval is not None and point.y_interval[1] == pytest.approx(0.92, abs=1e-9)
+    assert point.x_interval is not None
+
+
+def test_upper_gate_uses_the_interval_and_says_when_undecided():
+    from squeeze.sweep.gates import Gates, Selection, choose, failures, gate_notes
+
+    results = sample_results()
+    results.variant("int8").drop_ci = [-0.2, 1.8]
+    results.variant("int8").drop_points = 0.5
+    point, upper = Gates(1.0), Gates(1.0, gate_on="upper")
+    chosen = results.variant("int8")
+    assert failures(results, chosen, point) == []
+    assert "upper end of its drop's 95% interval is 1.80" in failures(results, chosen, upper)[0]
+    assert "too small to decide" in gate_notes(results, chosen, upper)[0]
+    picked = choose(results, Selection("best-under-drop", 1.0, on="upper"))
+    assert picked is not None and picked.name != "int8"

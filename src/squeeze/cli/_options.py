@@ -62,6 +62,22 @@ MaxDropOpt = Annotated[
 ]
 
 
+class GateOn(str, Enum):
+    """``--gate-on`` values; mirrors :data:`squeeze.gate.GATE_MODES`."""
+
+    point = "point"
+    upper = "upper"
+
+
+GateOnOpt = Annotated[
+    GateOn,
+    typer.Option(
+        help="What --max-accuracy-drop judges: the measured drop (point) or the upper end of "
+        "its 95% paired interval (upper: fails only drops the test set shows)."
+    ),
+]
+
+
 def task_of(choice: TaskChoice | None) -> Any:
     from squeeze.types import Task
 

@@ -71,9 +71,7 @@ def report_and_gate(
     if not result.passed:
         from squeeze.gate import gate_error
 
-        raise gate_error(
-            result.metric_before, result.metric_after, result.max_accuracy_drop, output
-        )
+        raise gate_error(result, output)
 
 
 def print_notes(notes: Sequence[str]) -> None:

@@ -47,6 +47,8 @@ def print_results(results: SweepResults, console: Console) -> None:
     console.print(Text(cells.legend(results), style="dim"))
     if results.selected:
         console.print(Text("selected: ") + Text(results.selected, style="bold"))
+    for note in results.gate_notes:
+        console.print(Text("gate: ", style="yellow") + Text(note))
     console.print(Text(f"measured on {cells.machine_line(results.machine)}", style="dim"))
 
 

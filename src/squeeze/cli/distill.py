@@ -9,6 +9,8 @@ import typer
 from squeeze.cli._options import (
     DeviceOpt,
     EvalDataOpt,
+    GateOn,
+    GateOnOpt,
     JsonOpt,
     MaxLengthOpt,
     OutOpt,
@@ -41,6 +43,7 @@ def distill(
         float | None,
         typer.Option(help="Fail (exit 1, nothing written) if the student trails the teacher more."),
     ] = None,
+    gate_on: GateOnOpt = GateOn.point,
     bench: Annotated[
         bool, typer.Option(help="Time teacher and student (batch 1, --max-length tokens).")
     ] = True,
@@ -71,6 +74,7 @@ def distill(
         eval_data=optional_data_spec(data, eval_data),
         max_length=max_length,
         max_accuracy_drop=max_accuracy_drop,
+        gate_on=gate_on.value,
         bench=BenchSettings(seq_len=max_length, runs=20, device=resolved) if bench else None,
         resume=resume,
         overwrite=overwrite,

@@ -8,6 +8,8 @@ import typer
 
 from squeeze.cli._options import (
     EvalDataOpt,
+    GateOn,
+    GateOnOpt,
     JsonOpt,
     MaxDropOpt,
     MaxLengthOpt,
@@ -45,6 +47,7 @@ def quantize(
     eval_data: EvalDataOpt = None,
     max_length: MaxLengthOpt = 128,
     max_accuracy_drop: MaxDropOpt = None,
+    gate_on: GateOnOpt = GateOn.point,
     overwrite: OverwriteOpt = False,
     trust_remote_code: TrustOpt = False,
     json_output: JsonOpt = False,
@@ -72,6 +75,7 @@ def quantize(
         else _standalone(calibration_data),
         max_length=max_length,
         max_accuracy_drop=max_accuracy_drop,
+        gate_on=gate_on.value,
         overwrite=overwrite,
         trust_remote_code=trust_remote_code,
         progress=progress_factory(quiet),

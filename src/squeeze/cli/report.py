@@ -59,4 +59,5 @@ def report(
         console.print(f"\nwrote {len(files)} files to {files[0].parent}:", markup=False)
         for path in files:
             console.print(f"  {path.name}", markup=False)
-    print_notes(notes)
+    # The table already showed the gate's notes.
+    print_notes(notes if quiet else [n for n in notes if n not in loaded.gate_notes])

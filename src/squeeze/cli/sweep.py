@@ -15,6 +15,7 @@ import typer
 
 from squeeze.cli._options import (
     EvalDataOpt,
+    GateOn,
     JsonOpt,
     MaxDropOpt,
     OutOpt,
@@ -40,6 +41,7 @@ class RunOptions:
     max_length: int | None
     runs: int | None
     max_accuracy_drop: float | None
+    gate_on: str | None
     min_speedup: float | None
     max_size: str | None
     select: str | None
@@ -64,6 +66,17 @@ _RUN_PARAMS = [
         None,
     ),
     option("max_accuracy_drop", MaxDropOpt, None),
+    option(
+        "gate_on",
+        Annotated[
+            GateOn | None,
+            typer.Option(
+                help="What --max-accuracy-drop judges: the drop (point, the default) or the upper "
+                "end of its 95% paired interval (upper)."
+            ),
+        ],
+        None,
+    ),
     option(
         "min_speedup",
         Annotated[
@@ -137,6 +150,7 @@ def _finish(plan: Any, data: DataSpec | None, output: str, options: RunOptions) 
         max_accuracy_drop=gates.max_accuracy_drop
         if o.max_accuracy_drop is None
         else o.max_accuracy_drop,
+        gate_on=gates.gate_on if o.gate_on is None else GateOn(o.gate_on).value,
         min_speedup=gates.min_speedup if o.min_speedup is None else o.min_speedup,
         max_size=parse_size(o.max_size) if o.max_size else gates.max_size,
     )

@@ -41,9 +41,13 @@ def metric_cell(results: SweepResults, v: VariantResult) -> Cell:
     value = f"{v.metric:.4f}"
     if v.name == results.baseline or v.drop_points is None:
         return value, ""
-    if results.higher_is_better:
-        return value, f"{-v.drop_points:+.2f} pts"
-    return value, f"{v.drop_points:+.2f}"
+    # The change reads as the metric does, so a drop's interval is turned round for accuracy.
+    sign = -1.0 if results.higher_is_better else 1.0
+    change = f"{sign * v.drop_points:+.2f}" + (" pts" if results.higher_is_better else "")
+    if v.drop_ci:
+        low, high = sorted(sign * x + 0.0 for x in v.drop_ci)  # + 0.0: no "-0.00"
+        change += f" [{low:+.2f}, {high:+.2f}]"
+    return value, change
 
 
 PARAMS_HEADER = "params non-zero / total"
@@ -73,9 +77,11 @@ def speedup_text(v: VariantResult, device: str) -> str:
     speedup = v.speedup[device]
     if speedup is None:
         return NOT_FASTER
+    interval = v.speedup_ci.get(device)
     if speedup >= 1:
-        return f"{speedup:.1f}x"
-    return f"{1 / speedup:.1f}x slower"
+        return f"{speedup:.1f}x" + (f" [{interval[0]:.1f}, {interval[1]:.1f}]" if interval else "")
+    slower = f" [{1 / interval[1]:.1f}, {1 / interval[0]:.1f}]" if interval else ""
+    return f"{1 / speedup:.1f}x slower{slower}"
 
 
 def latency_cell(results: SweepResults, v: VariantResult, device: str) -> Cell:
@@ -138,10 +144,17 @@ def legend(results: SweepResults) -> str:
     axes = [results.metric_name] if results.metric_name is not None else []
     axes += [f"latency on {device}"] if device else []
     on = f"{', '.join(axes)} and size" if axes else "size"
+    intervals = any(v.drop_ci or v.speedup_ci for v in results.variants)
     return (
         f"Changes and ratios are against the baseline ({results.baseline}). "
         f"{PARETO_MARK} Pareto-optimal: no other variant is as good on {on}, and better on one. "
         f"'{NOT_FASTER}': the p50 lies within the baseline's own run-to-run spread (min to max)."
+        + (
+            " [low, high]: 95% interval (metric changes: paired bootstrap over the same "
+            f"{results.n_samples} test samples; speed-ups: bootstrap of the timed runs)."
+            if intervals
+            else ""
+        )
     )
 
 

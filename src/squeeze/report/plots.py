@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from squeeze.results import SweepResults, pareto_indices
 
@@ -25,6 +26,9 @@ class Point:
     y: float
     baseline: bool
     pareto: bool  # on the front over all axes (the table's mark), not just this plot's two
+    # 95% intervals drawn as error bars (low, high), in the axes' units; None: none known.
+    x_interval: tuple[float, float] | None = None
+    y_interval: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class _YAxis:
     label: str
     values: dict[str, float]
     costs: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
 
 
 def _y_axis(results: SweepResults) -> _YAxis:
@@ -64,14 +69,22 @@ def _y_axis(results: SweepResults) -> _YAxis:
     if results.metric_name is None:
         values = {v.name: v.params_nonzero / 1e6 for v in results.variants}
         return _YAxis(
-            "params", "non-zero parameters", "non-zero parameters (millions)", values, values
+            "params", "non-zero parameters", "non-zero parameters (millions)", values, values, {}
         )
     direction = "higher" if results.higher_is_better else "lower"
     sign = -1.0 if results.higher_is_better else 1.0
     values = {v.name: v.metric for v in results.variants if v.metric is not None}
     costs = {name: sign * value for name, value in values.items()}
     label = f"{results.metric_name} ({direction} is better)"
-    return _YAxis("metric", results.metric_name, label, values, costs)
+    # The drop's paired interval, placed around the variant's own value (drop points are x100
+    # for fraction metrics, raw units otherwise).
+    scale = 100.0 if results.higher_is_better else 1.0
+    intervals = {}
+    for v in results.variants:
+        if v.metric is not None and v.drop_ci and v.drop_points is not None:
+            ends = [v.metric + sign * (end - v.drop_points) / scale for end in v.drop_ci]
+            intervals[v.name] = (min(ends), max(ends))
+    return _YAxis("metric", results.metric_name, label, values, costs, intervals)
 
 
 def plot_specs(results: SweepResults) -> tuple[list[PlotSpec], list[str]]:
@@ -83,10 +96,18 @@ def plot_specs(results: SweepResults) -> tuple[list[PlotSpec], list[str]]:
     unmeasured = [v.name for v in results.variants if v.name not in y.values]
     if unmeasured:
         notes.append(f"the plots leave out {', '.join(unmeasured)} (no {results.metric_name})")
-    x_axes: list[tuple[str, str, dict[str, float]]] = []
+    x_axes: list[tuple[str, str, dict[str, float], dict[str, tuple[float, float]]]] = []
     if results.devices:
+        from squeeze.stats import median_interval
+
         device = results.devices[0]
         timed = {v.name: v.latency[device].p50_ms for v in results.variants if device in v.latency}
+        spreads = {
+            v.name: interval
+            for v in results.variants
+            if device in v.latency
+            and (interval := median_interval(v.latency[device].samples_ms)) is not None
+        }
         untimed = [v.name for v in results.variants if v.name not in timed]
         if untimed:
             notes.append(
@@ -94,25 +115,51 @@ def plot_specs(results: SweepResults) -> tuple[list[PlotSpec], list[str]]:
             )
         if len(results.devices) > 1:
             notes.append(f"the latency plot shows {device}; the table has every device")
-        x_axes.append(("latency", f"latency p50 on {device} (ms)", timed))
+        x_axes.append(("latency", f"latency p50 on {device} (ms)", timed, spreads))
     else:
         notes.append(f"no latency figures; {y.stem}_vs_latency is not drawn")
     sizes = {v.name: v.bytes_on_disk / _MIB for v in results.variants}
-    x_axes.append(("size", "size on disk (MiB)", sizes))
+    x_axes.append(("size", "size on disk (MiB)", sizes, {}))
 
     specs = []
-    for x_name, x_label, xs in x_axes:
+    for x_name, x_label, xs, x_intervals in x_axes:
         stem = f"{y.stem}_vs_{x_name}"
         names = [v.name for v in results.variants if v.name in xs and v.name in y.values]
         if not names:
             notes.append(f"no variant has both figures; {stem} is not drawn")
             continue
         flags = {v.name: v.pareto for v in results.variants}
-        points = [Point(n, xs[n], y.values[n], n == results.baseline, flags[n]) for n in names]
+        points = [
+            Point(*(n, xs[n], y.values[n], n == results.baseline, flags[n]),
+                  x_intervals.get(n), y.intervals.get(n))
+            for n in names
+        ]  # fmt: skip
         frontier = _frontier(points, [y.costs[n] for n in names])
         title = f"{results.model}: {y.name} vs {x_name}"
         specs.append(PlotSpec(stem, title, x_label, y.label, tuple(points), frontier))
     return specs, notes
+
+
+def _error_bars(ax: Any, points: list[Point], color: str) -> None:
+    """The 95% intervals: the metric drop's (vertical) and the median latency's (horizontal)."""
+    for p in points:
+        if p.x_interval is None and p.y_interval is None:
+            continue
+        # max(0, ...): matplotlib refuses negative bar lengths (a point at its interval's end).
+        xerr = (
+            [[max(0.0, p.x - p.x_interval[0])], [max(0.0, p.x_interval[1] - p.x)]]
+            if p.x_interval
+            else None
+        )
+        yerr = (
+            [[max(0.0, p.y - p.y_interval[0])], [max(0.0, p.y_interval[1] - p.y)]]
+            if p.y_interval
+            else None
+        )
+        ax.errorbar(
+            [p.x], [p.y], xerr=xerr, yerr=yerr, fmt="none", ecolor=color, elinewidth=1,
+            capsize=3, zorder=2,
+        )  # fmt: skip
 
 
 def draw(spec: PlotSpec, folder: Path) -> list[Path]:
@@ -134,6 +181,7 @@ def draw(spec: PlotSpec, folder: Path) -> list[Path]:
         if points:
             xs, ys = [p.x for p in points], [p.y for p in points]
             ax.scatter(xs, ys, s=40, color=color, zorder=3, label=label)
+            _error_bars(ax, points, color)
     base = [p for p in spec.points if p.baseline]
     if base:
         ax.scatter(

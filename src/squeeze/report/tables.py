@@ -54,7 +54,7 @@ def csv_columns(results: SweepResults) -> list[str]:
     per_device = [
         f"{column}_{device}"
         for device in results.devices
-        for column in ("p50_ms", "p90_ms", "speedup", "faster")
+        for column in ("p50_ms", "p90_ms", "speedup", "speedup_ci_low", "speedup_ci_high", "faster")
     ]
     return [
         "name",
@@ -68,6 +68,8 @@ def csv_columns(results: SweepResults) -> list[str]:
         "size_ratio",
         "metric",
         "drop_points",
+        "drop_ci_low",
+        "drop_ci_high",
         *per_device,
         "pareto",
         "cached",
@@ -90,6 +92,8 @@ def _csv_row(results: SweepResults, v: VariantResult) -> dict[str, Any]:
         "size_ratio": v.size_ratio,
         "metric": v.metric,
         "drop_points": v.drop_points,
+        "drop_ci_low": v.drop_ci[0] if v.drop_ci else None,
+        "drop_ci_high": v.drop_ci[1] if v.drop_ci else None,
         "pareto": int(v.pareto),
         "cached": int(v.cached),
         "seconds": v.seconds,
@@ -101,6 +105,9 @@ def _csv_row(results: SweepResults, v: VariantResult) -> dict[str, Any]:
         row[f"p50_ms_{device}"] = latency.p50_ms if latency else None
         row[f"p90_ms_{device}"] = latency.p90_ms if latency else None
         row[f"speedup_{device}"] = speedup
+        interval = v.speedup_ci.get(device)
+        row[f"speedup_ci_low_{device}"] = interval[0] if interval else None
+        row[f"speedup_ci_high_{device}"] = interval[1] if interval else None
         known = device in v.speedup
         row[f"faster_{device}"] = int(speedup is not None and speedup > 1) if known else None
     return row

@@ -18,8 +18,9 @@ from squeeze.results import SweepResults
 
 
 def report_notes(results: SweepResults) -> list[str]:
-    """What the plots leave out or substitute, for callers that show notes themselves."""
-    return plot_specs(results)[1]
+    """What the gate could not decide and what the plots leave out or substitute, for callers
+    that show notes themselves."""
+    return [*results.gate_notes, *plot_specs(results)[1]]
 
 
 def write_report(
@@ -43,7 +44,8 @@ def write_report(
     """
     inputs = list(inputs)
     target = check_output(out, overwrite=overwrite, inputs=inputs)
-    specs, notes = plot_specs(results)
+    specs, plot_notes = plot_specs(results)
+    notes = [*results.gate_notes, *plot_notes]
     with atomic_output(out, overwrite=overwrite, inputs=inputs) as folder:
         written = write_tables(results, folder, notes)
         for spec in specs:

@@ -39,9 +39,13 @@ def parse_size(text: str) -> int:
 
 @dataclass(frozen=True)
 class Gates:
+    """What the selected variant must meet; ``gate_on`` says what the drop allowance judges
+    (the drop, or the upper end of its 95% interval)."""
+
     max_accuracy_drop: float | None = None
     min_speedup: float | None = None
     max_size: int | None = None  # bytes on disk
+    gate_on: str = "point"
 
     @property
     def any(self) -> bool:
@@ -50,11 +54,13 @@ class Gates:
 
 @dataclass(frozen=True)
 class Selection:
-    """A policy with its drop allowance, or a variant's name."""
+    """A policy with its drop allowance, or a variant's name. ``on`` says what the allowance
+    judges, as :attr:`Gates.gate_on` does."""
 
     policy: str | None = None
     max_drop: float = math.inf
     name: str | None = None
+    on: str = "point"
 
     @classmethod
     def parse(cls, text: str) -> Selection:
@@ -66,7 +72,7 @@ class Selection:
                 raise ConfigError(
                     [Problem(f"{{select}} {policy}=X takes a number of points, not '{value}'")]
                 ) from None
-        if eq:
+        if eq and "(" not in text:  # a variant named by its chain holds "=" inside parentheses
             raise ConfigError(
                 [
                     Problem(
@@ -79,6 +85,14 @@ class Selection:
 
     def describe(self) -> str:
         return self.name or f"{self.policy}={self.max_drop:g}"
+
+
+def judged(v: VariantResult, on: str) -> float | None:
+    """The drop a gate or a selection compares with its allowance (see :mod:`squeeze.gate`)."""
+    from squeeze.gate import judged_drop
+
+    interval = tuple(v.drop_ci) if v.drop_ci else None
+    return judged_drop(v.drop_points, interval, on)  # type: ignore[arg-type]
 
 
 def _latency(results: SweepResults, v: VariantResult) -> float:
@@ -104,7 +118,7 @@ def choose(results: SweepResults, selection: Selection) -> VariantResult | None:
         v
         for v in results.variants
         if v.name != results.baseline
-        and (v.drop_points is None or v.drop_points <= selection.max_drop)
+        and (judged(v, selection.on) is None or judged(v, selection.on) <= selection.max_drop)
     ]
     if not candidates:
         return None
@@ -113,18 +127,36 @@ def choose(results: SweepResults, selection: Selection) -> VariantResult | None:
     return min(candidates, key=lambda v: (_latency(results, v), v.bytes_on_disk))
 
 
+def gate_notes(results: SweepResults, chosen: VariantResult | None, gates: Gates) -> list[str]:
+    """What the report must say about the gate beside pass or fail: that the test set is too
+    small to decide it, when the chosen variant's interval holds the allowance."""
+    from squeeze.gate import undecided_note
+
+    if chosen is None:
+        return []
+    interval = tuple(chosen.drop_ci) if chosen.drop_ci else None
+    note = undecided_note(
+        chosen.drop_points,
+        interval,
+        gates.max_accuracy_drop,
+        results.n_samples,  # type: ignore[arg-type]
+    )
+    return [f"{chosen.name}: {note}"] if note else []
+
+
 def failures(results: SweepResults, chosen: VariantResult | None, gates: Gates) -> list[str]:
     """Why the chosen variant misses the gates (empty when it passes)."""
     if chosen is None:
         return ["no variant qualifies for the selection"]
     problems = []
-    if (
-        gates.max_accuracy_drop is not None
-        and (chosen.drop_points or 0.0) > gates.max_accuracy_drop
-    ):
-        problems.append(
-            f"{chosen.name} drops {chosen.drop_points:.2f} points (> {gates.max_accuracy_drop:g})"
+    drop = judged(chosen, gates.gate_on)
+    if gates.max_accuracy_drop is not None and (drop or 0.0) > gates.max_accuracy_drop:
+        what = (
+            "the upper end of its drop's 95% interval is"
+            if drop != chosen.drop_points
+            else ("drops")
         )
+        problems.append(f"{chosen.name}: {what} {drop:.2f} points (> {gates.max_accuracy_drop:g})")
     if gates.min_speedup is not None:
         device = results.devices[0] if results.devices else None
         speedup = chosen.speedup.get(device) if device else None

@@ -14,6 +14,7 @@ from typing import Any
 from squeeze.bench.latency import BenchSettings
 from squeeze.dataspec import DataSpec
 from squeeze.errors import ConfigError, Problem, SqueezeError, raise_problems
+from squeeze.gate import GATE_MODES
 from squeeze.sweep.gates import Gates, Selection, parse_size
 from squeeze.sweep.steps import StepCall, chain_text, parse_chain
 
@@ -21,7 +22,7 @@ TOP_KEYS = ("name", "model", "data", "eval_data", "calibration_data", "max_lengt
             "variants", "bench", "gates", "select")  # fmt: skip
 BENCH_KEYS = {"batch": "batch_sizes", "seq": "seq_len", "runs": "runs", "warmup": "warmup",
               "rounds": "rounds", "threads": "threads"}  # fmt: skip
-GATE_KEYS = ("max_accuracy_drop", "min_speedup", "max_size")
+GATE_KEYS = ("max_accuracy_drop", "gate_on", "min_speedup", "max_size")
 _DATA_FIELDS = tuple(f.name for f in fields(DataSpec))
 
 
@@ -141,8 +142,12 @@ def _gates(section: Any) -> Gates:
         raise ConfigError("gates: a mapping like {max_accuracy_drop: 1.0, min_speedup: 2}")
     _unknown(section, GATE_KEYS, "gates")
     size = section.get("max_size")
+    gate_on = section.get("gate_on", "point")
+    if gate_on not in GATE_MODES:
+        raise ConfigError(f"gates: gate_on takes {' or '.join(GATE_MODES)}, not '{gate_on}'")
     return Gates(
         max_accuracy_drop=section.get("max_accuracy_drop"),
+        gate_on=gate_on,
         min_speedup=section.get("min_speedup"),
         max_size=parse_size(str(size)) if size is not None else None,
     )
