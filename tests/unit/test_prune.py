@@ -257,3 +257,72 @@ def test_fixed_mask_is_restored_after_every_step(tiny_classifiers):
         assert torch.equal(weight == 0, zeros[name])
     finish()
     assert abs(sparsity_of(weights) - 0.6) < 0.005
+
+
+def test_global_allocation_ranks_units_across_layers():
+    """Scripted scores: layer 0's units all outrank layer 1's after per-layer normalisation
+    only where they really do; every layer keeps its best unit whatever the ranking."""
+    from squeeze.prune.structured import _allocate
+
+    scores = [torch.tensor([4.0, 3.0, 2.0, 1.0]), torch.tensor([1.0, 0.03, 0.02, 0.01])]
+    # Normalised: layer 0 [0.73, 0.55, 0.37, 0.18], layer 1 [1.0, 0.03, 0.02, 0.01]. Keep 2 per
+    # layer on average = 4 units: layer 1's best (1.0), then layer 0's three best.
+    assert _allocate(scores, [0, 1], 2, "global") == {0: [0, 1, 2], 1: [0]}
+    assert _allocate(scores, [0, 1], 2, "uniform") == {0: [0, 1], 1: [0, 1]}
+    # Even a layer whose every unit scores 0 keeps one unit.
+    assert _allocate([scores[0], torch.zeros(4)], [0, 1], 1, "global")[1] == [0]
+
+
+@pytest.mark.parametrize("family", SPEC_FAMILIES)
+def test_global_allocation_keeps_the_parameter_count_and_round_trips(
+    family, tiny_classifiers, tmp_path
+):
+    """Uneven widths at the uniform prune's parameter count: saved, reloaded (squeeze.json),
+    exported and fused by ONNX Runtime with the same logits."""
+    from squeeze.export.method import ExportConfig
+
+    uniform, uneven = load(tiny_classifiers[family]), load(tiny_classifiers[family])
+    # Scripted importance: layer 0's heads and neurons matter far more than layer 1's.
+    groups = (
+        getattr(uneven.config, "num_key_value_heads", None) or uneven.config.num_attention_heads
+    )
+    steep = [torch.tensor([8.0, 4.0, 2.0, 1.0][:groups]),
+             torch.tensor([1.0, 0.1, 0.1, 0.1][:groups])]  # fmt: skip
+    ffn = [torch.linspace(1, 2, 64), torch.cat([torch.ones(4), torch.full((60,), 0.01)])]
+    importance = Importance("test", steep, ffn)
+    for loaded, allocation in ((uniform, "uniform"), (uneven, "global")):
+        config = StructuredPruneConfig(heads=0.5, ffn=0.5, allocation=allocation)
+        loaded.shapes, _, notes = prune_structured(loaded.model, loaded.spec, config, importance)
+    count = lambda m: sum(p.numel() for p in m.model.parameters())  # noqa: E731
+    assert count(uneven) == count(uniform)
+    ffn_widths = [s.ffn for s in uneven.shapes]
+    if not uneven.spec.shared_layers:  # ALBERT's one shared block has nothing to allocate across
+        assert ffn_widths[0] > 32 > ffn_widths[1] and sum(ffn_widths) == 64
+    if not (uneven.spec.shared_head_bias or uneven.spec.shared_layers) and groups > 2:
+        assert uneven.shapes[0].heads > uneven.shapes[1].heads
+        assert "layers keep" in notes[0]
+    batch = _batch(uneven)
+    before = _logits(uneven, batch)
+    out = save(uneven, tmp_path / "uneven")
+    torch.testing.assert_close(_logits(load(out), batch), before, rtol=0, atol=0)
+    exported = export_onnx(str(out), tmp_path / "onnx", config=ExportConfig(optimize=True))
+    assert exported.manifest["validation"]["max_abs_diff"] < 1e-4
+
+
+def test_uneven_heads_still_fuse_attention(tiny_classifiers, tmp_path):
+    """Layers with 3 and 1 heads: each attention reshape states its own count, so ONNX
+    Runtime fuses both (with -1 heads in the graph it fused none)."""
+    from squeeze.export.method import ExportConfig
+
+    loaded = load(tiny_classifiers["bert"])
+    importance = Importance(
+        "test", [torch.tensor([4.0, 3.0, 2.0, 0.0]), torch.tensor([1.0, 0.0, 0.0, 0.0])],
+        [torch.ones(64), torch.ones(64)],
+    )  # fmt: skip
+    config = StructuredPruneConfig(heads=0.5, allocation="global")
+    loaded.shapes, _, _ = prune_structured(loaded.model, loaded.spec, config, importance)
+    assert [s.heads for s in loaded.shapes] == [3, 1]
+    out = save(loaded, tmp_path / "uneven")
+    exported = export_onnx(str(out), tmp_path / "onnx", config=ExportConfig(optimize=True))
+    assert exported.manifest["fused_ops"]["Attention"] == 2
+    assert exported.manifest["validation"]["max_abs_diff"] < 1e-5

@@ -32,6 +32,7 @@ import numpy as np
 from squeeze import __version__
 from squeeze.arch import head_size
 from squeeze.errors import Problem, ValidationError
+from squeeze.export.head_counts import state_head_counts
 from squeeze.export.method import ExportConfig
 from squeeze.export.read import MANIFEST_FILE, MODEL_FILE
 from squeeze.runtime import ort_forward, ort_session, torch_forward
@@ -417,7 +418,7 @@ def _optimize(loaded: LoadedModel, path: Path) -> dict[str, int]:
         # Pruned attention is narrower than the hidden size; 0 lets the optimizer read each
         # layer's own shape where layers differ.
         per_layer = {shape.heads for shape in loaded.shapes}
-        heads = per_layer.pop() if len(per_layer) == 1 else 0
+        heads = per_layer.pop() if len(per_layer) == 1 else 0  # 0: stated per layer below
         width = heads * head_size(config)
     # Its fusion modules log remarks through top-level loggers and print to stdout, and a failed
     # symbolic shape inference inside them saves "sym_shape_infer_temp.onnx" (plus external data)
@@ -436,8 +437,11 @@ def _optimize(loaded: LoadedModel, path: Path) -> dict[str, int]:
                 disabled_optimizers=["ConstantSharing"],  # as optimize_model disables it
                 save_as_external_data=external,
             )
+            graph = onnx.load(basic, load_external_data=False)
+            if heads == 0:
+                state_head_counts(graph, head_size(config))
             optimized = optimize_model(
-                onnx.load(basic, load_external_data=False),
+                graph,
                 model_type=_ort_model_type(loaded),
                 num_heads=heads,
                 hidden_size=width,

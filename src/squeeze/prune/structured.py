@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from squeeze.types import LoadedModel
 
 IMPORTANCE_METHODS = ("magnitude", "taylor")
+ALLOCATIONS = ("uniform", "global")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +52,12 @@ class StructuredPruneConfig(RecoveryConfig):
         choices=IMPORTANCE_METHODS,
     )
     importance_batches: int = param(16, help="Batches of training data for taylor importance.")
+    allocation: str = param(
+        "uniform",
+        help="uniform (every layer loses the same share) or global (rank heads and neurons "
+        "across all layers: layers keep different widths).",
+        choices=ALLOCATIONS,
+    )
 
     def problems(self) -> list[Problem]:
         found = range_problem("heads", self.heads, 0, 1, closed="low")
@@ -72,13 +79,55 @@ def _top(scores: Any, keep: int) -> list[int]:
     return sorted(torch.topk(torch.as_tensor(scores).float(), keep).indices.tolist())
 
 
+def _allocate(
+    scores: list[Any], layers: list[int], keep: int, allocation: str
+) -> dict[int, list[int]]:
+    """Which units each of ``layers`` keeps: ``keep`` per layer (uniform), or ``keep`` times the
+    layer count in all, the most important across layers (global), each layer keeping one at
+    least so that no block is cut in two.
+
+    Global ranking compares each layer's scores divided by their L2 norm: raw magnitudes and
+    gradients differ in scale from layer to layer (Michel et al. 2019 normalise head importance
+    per layer the same way before comparing across layers).
+    """
+    import torch
+
+    if allocation == "uniform":
+        return {i: _top(scores[i], keep) for i in layers}
+    normalised = {i: torch.as_tensor(scores[i]).float() for i in layers}
+    normalised = {i: t / t.norm().clamp_min(1e-12) for i, t in normalised.items()}
+    chosen = {i: [int(torch.argmax(t))] for i, t in normalised.items()}
+    rest = sorted(
+        (
+            (value, i, unit)
+            for i, t in normalised.items()
+            for unit, value in enumerate(t.tolist())
+            if unit != chosen[i][0]
+        ),
+        reverse=True,
+    )
+    for _, i, unit in rest[: keep * len(layers) - len(layers)]:
+        chosen[i].append(unit)
+    return {i: sorted(units) for i, units in chosen.items()}
+
+
+def _spread(allocation: str, units: dict[int, list[int]], per_unit: int) -> str:
+    """' on average (layers keep 2-10)' for a global allocation; '' for a uniform one."""
+    if allocation == "uniform":
+        return ""
+    counts = [len(u) * per_unit for u in units.values()]
+    return f" on average (layers keep {min(counts)}-{max(counts)})"
+
+
 def prune_structured(
     model: Any, spec: ArchSpec, config: StructuredPruneConfig, importance: Any
 ) -> tuple[list[LayerShape], bool, list[str]]:
     """Remove the least important layers, head groups and neurons from ``model`` in place.
 
-    Every kept layer loses the same number of heads and neurons, so the model stays balanced
-    (no layer becomes the bottleneck) and FFN widths stay expressible in a stock config.
+    With ``allocation`` uniform, every kept layer loses the same number of heads and neurons, so
+    the model stays balanced and FFN widths stay expressible in a stock config. With global, the
+    same totals are removed where they matter least across layers (the same parameter count),
+    so layers keep different widths, recorded in ``squeeze.json``.
 
     Returns:
         The new per-layer shapes, whether the stock config now describes them, and notes.
@@ -115,7 +164,15 @@ def prune_structured(
     drop_groups = min(round(config.heads * groups), groups - 1)
     drop_neurons = min(round(config.ffn * width), width - 1)
     n_rep = model_config.num_attention_heads // groups
-    head_units = {i: _top(importance.heads[i], groups - drop_groups) for i in keep}
+    allocation = config.allocation
+    if allocation == "global" and drop_groups and spec.shared_head_bias:
+        allocation = "uniform"
+        notes.append(
+            "heads allocated uniformly: every layer must keep the same heads (they share one "
+            "position bias); FFN neurons allocated globally"
+        )
+    head_units = _allocate(importance.heads, keep, groups - drop_groups, allocation)
+    neuron_units = _allocate(importance.ffn, keep, width - drop_neurons, config.allocation)
     if drop_groups and spec.shared_head_bias:
         # One bias table serves every layer's heads, so every layer keeps the same heads: the
         # ones most important summed over the kept layers.
@@ -128,17 +185,17 @@ def prune_structured(
         if drop_groups:
             keep_heads(blocks[index], spec, model_config, head_units[index])
         if drop_neurons:
-            keep_neurons(
-                blocks[index], spec, _top(importance.ffn[index], width - drop_neurons), width
-            )
+            keep_neurons(blocks[index], spec, neuron_units[index], width)
     if config.heads:
         notes.append(
-            f"removed {drop_groups * n_rep} of {model_config.num_attention_heads} heads per layer "
-            f"({drop_groups / groups:.0%}; asked {config.heads:.0%})"
+            f"removed {drop_groups * n_rep} of {model_config.num_attention_heads} heads per layer"
+            f"{_spread(allocation, head_units, n_rep)} ({drop_groups / groups:.0%}; asked "
+            f"{config.heads:.0%})"
         )
     if config.ffn:
         notes.append(
-            f"removed {drop_neurons} of {width} FFN neurons per layer ({drop_neurons / width:.0%})"
+            f"removed {drop_neurons} of {width} FFN neurons per layer"
+            f"{_spread(config.allocation, neuron_units, 1)} ({drop_neurons / width:.0%})"
         )
     keep_layers(model, spec, keep)
     shapes = current_shapes(model, spec, model_config)
