@@ -11,6 +11,7 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -111,9 +112,19 @@ def _measure_static(path: str, plan: Plan) -> tuple[str, tuple[int, int, int], A
     evaluation = None
     if plan.data is not None:
         eval_spec = plan.eval_data or evaluation_part(training_part(plan.data))
-        encoded, _ = encode_for(scorable, eval_spec, max_length=plan.max_length)
-        evaluation = evaluate_forward(scorable.forward, encoded, scorable.task)
+        evaluation = _score(scorable, eval_spec, plan.max_length)
     return fmt, sizes, evaluation
+
+
+def _score(scorable: Any, spec: Any, max_length: int) -> Any:
+    encoded, _ = encode_for(scorable, spec, max_length=max_length)
+    return evaluate_forward(scorable.forward, encoded, scorable.task)
+
+
+def evaluate_artifact(path: str, spec: Any, max_length: int) -> Any:
+    """The metric of a checkpoint or export on ``spec``, run as it is deployed (an export in
+    ONNX Runtime), on the CPU as every sweep measures."""
+    return _score(open_model(path, device="cpu"), spec, max_length)
 
 
 def _latencies(paths: list[str], plan: Plan, progress: ProgressFactory) -> dict[str, list[Any]]:
@@ -136,26 +147,18 @@ def _latencies(paths: list[str], plan: Plan, progress: ProgressFactory) -> dict[
     return out
 
 
-def run_plan(
+def measure_plan(
     plan: Plan,
-    out: str | Path,
     *,
     cache_dir: Path,
-    overwrite: bool = False,
     trust_remote_code: bool = False,
     progress: ProgressFactory = no_progress,
     log: Any = None,
-) -> tuple[SweepResults, list[str]]:
-    """Build, measure, choose and write ``out`` (results.json, report/, selected/).
-
-    Returns the results and the reasons the chosen variant misses the gates (empty = passed);
-    the caller turns those into the exit code, after everything has been written.
-    """
-    from squeeze.report.write import write_report
-
+) -> SweepResults:
+    """Build every variant of ``plan`` through the cache and measure it and the baseline alike
+    (metric on the held-out data, sizes, one rotating latency measurement); ratios, intervals
+    and the Pareto front derived."""
     say = log or (lambda message: None)
-    check_output(out, overwrite=overwrite)
-    check_plan(plan)
     cache_dir.mkdir(parents=True, exist_ok=True)
     ctx = ChainContext(
         model=plan.model, data=plan.data, calibration_data=plan.calibration_data,
@@ -208,6 +211,60 @@ def run_plan(
         gates=asdict(plan.gates),
     )
     derive(results)
+    return results
+
+
+def write_outcome(
+    results: SweepResults,
+    out: str | Path,
+    chosen: VariantResult | None,
+    *,
+    selection: str,
+    problems: list[str],
+    overwrite: bool = False,
+    extra: Callable[[Path], None] | None = None,
+) -> None:
+    """Write results.json, report/ and selected/ (with its marker) into ``out`` atomically;
+    ``extra`` adds files of its own to the folder before it moves into place."""
+    from squeeze.report.write import write_report
+
+    with atomic_output(out, overwrite=overwrite) as tmp:
+        results.save(tmp / RESULTS_FILE)
+        write_report(results, tmp / "report", overwrite=False)
+        if chosen is not None:
+            shutil.copytree(chosen.artifact, tmp / SELECTED_DIR)
+            marker = {
+                "variant": chosen.name,
+                "chain": chosen.chain,
+                "selection": selection,
+                "gates_passed": not problems,
+                "problems": problems,
+            }
+            (tmp / SELECTED_DIR / "squeeze-selected.json").write_text(json.dumps(marker, indent=2))
+        if extra is not None:
+            extra(tmp)
+
+
+def run_plan(
+    plan: Plan,
+    out: str | Path,
+    *,
+    cache_dir: Path,
+    overwrite: bool = False,
+    trust_remote_code: bool = False,
+    progress: ProgressFactory = no_progress,
+    log: Any = None,
+) -> tuple[SweepResults, list[str]]:
+    """Build, measure, choose and write ``out`` (results.json, report/, selected/).
+
+    Returns the results and the reasons the chosen variant misses the gates (empty = passed);
+    the caller turns those into the exit code, after everything has been written.
+    """
+    check_output(out, overwrite=overwrite)
+    check_plan(plan)
+    results = measure_plan(
+        plan, cache_dir=cache_dir, trust_remote_code=trust_remote_code, progress=progress, log=log
+    )
     selection = plan.select
     if selection is None and plan.gates.any:
         # Gates judge one variant: by default the fastest within the allowed drop.
@@ -219,18 +276,8 @@ def run_plan(
     results.selected = chosen.name if chosen else None
     problems = failures(results, chosen, plan.gates) if plan.gates.any else []
     results.gate_notes = gate_notes(results, chosen, plan.gates)
-
-    with atomic_output(out, overwrite=overwrite) as tmp:
-        results.save(tmp / RESULTS_FILE)
-        write_report(results, tmp / "report", overwrite=False)
-        if chosen is not None:
-            shutil.copytree(chosen.artifact, tmp / SELECTED_DIR)
-            marker = {
-                "variant": chosen.name,
-                "chain": chosen.chain,
-                "selection": selection.describe(),
-                "gates_passed": not problems,
-                "problems": problems,
-            }
-            (tmp / SELECTED_DIR / "squeeze-selected.json").write_text(json.dumps(marker, indent=2))
+    write_outcome(
+        results, out, chosen, selection=selection.describe() if selection else "",
+        problems=problems, overwrite=overwrite,
+    )  # fmt: skip
     return results, problems
