@@ -111,9 +111,14 @@ def _measure_static(path: str, plan: Plan) -> tuple[str, tuple[int, int, int], A
     sizes = (stats.params_total, stats.params_nonzero, stats.bytes_on_disk)
     evaluation = None
     if plan.data is not None:
-        eval_spec = plan.eval_data or evaluation_part(training_part(plan.data))
-        evaluation = _score(scorable, eval_spec, plan.max_length)
+        evaluation = _score(scorable, evaluation_spec(plan), plan.max_length)
     return fmt, sizes, evaluation
+
+
+def evaluation_spec(plan: Plan) -> Any:
+    """Where a plan's reported metric comes from: its eval data, or the test part of its data."""
+    assert plan.data is not None
+    return plan.eval_data or evaluation_part(training_part(plan.data))
 
 
 def _score(scorable: Any, spec: Any, max_length: int) -> Any:

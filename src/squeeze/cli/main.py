@@ -27,6 +27,7 @@ from squeeze.cli import (
     report,
     steps,
     sweep,
+    tune,
 )
 from squeeze.cli import eval as eval_command
 from squeeze.errors import SqueezeError
@@ -148,6 +149,7 @@ app.command("export")(export.export)
 app.command("bench")(bench.bench)
 app.command("run")(sweep.run)
 app.command("sweep")(sweep.sweep)
+app.command("tune")(tune.tune)
 app.command("report")(report.report)
 app.command("steps")(steps.steps)
 app.add_typer(cache.app, name="cache")

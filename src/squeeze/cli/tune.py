@@ -1,0 +1,153 @@
+"""``squeeze tune``: the fastest variant this machine can serve within an accuracy budget.
+
+Searches structured pruning amounts, allocations, recovery and int8 modes (``squeeze.tune``),
+then writes what ``squeeze run`` writes plus the search trace; exit 1 when no variant keeps the
+budget (after writing everything, so CI keeps the report).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from squeeze.cli._options import (
+    DeviceOpt,
+    EvalDataOpt,
+    GateOn,
+    GateOnOpt,
+    JsonOpt,
+    ModelArg,
+    OutOpt,
+    OverwriteOpt,
+    QuietOpt,
+    TrustOpt,
+    optional_data_spec,
+    with_config,
+    with_data_options,
+)
+from squeeze.cli._render import print_json, progress_factory, stderr
+from squeeze.cli._render import stdout as console
+from squeeze.dataspec import DataSpec
+from squeeze.errors import GateError
+from squeeze.tune.config import TuneConfig
+
+
+@with_data_options
+@with_config(TuneConfig)
+def tune(
+    model: ModelArg,
+    data: DataSpec,
+    output: OutOpt,
+    config: TuneConfig,
+    eval_data: EvalDataOpt = None,
+    max_length: Annotated[int, typer.Option(min=2, help="Tokens per example (and timed).")] = 128,
+    runs: Annotated[int, typer.Option(min=2, help="Timed runs per variant and round.")] = 30,
+    gate_on: GateOnOpt = GateOn.point,
+    cache_dir: Annotated[
+        str | None,
+        typer.Option(help="Artifact cache (default: $SQUEEZE_CACHE or ~/.cache/squeeze)."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue an interrupted search from OUTPUT.tune.")
+    ] = False,
+    device: DeviceOpt = "cpu",
+    overwrite: OverwriteOpt = False,
+    trust_remote_code: TrustOpt = False,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Find the fastest variant of MODEL whose accuracy drop stays within --max-accuracy-drop,
+    within --budget: structured pruning (amounts, allocation, layers) with recovery, and int8
+    modes, searched on the validation split and reported on the test split with 95% intervals.
+
+    Candidates that cannot win are dropped early (not faster than the best so far, or starting
+    worse than one recovery could not save); artifacts are cached, and an interrupted search
+    continues with --resume. -o gets results.json, the report (with trace.md), trace.json and
+    the selected artifact.
+    """
+    from squeeze.bench.latency import BenchSettings
+    from squeeze.device import resolve_device
+    from squeeze.sweep.gates import Gates
+    from squeeze.sweep.recipe import Plan
+
+    resolved = resolve_device(device)
+    plan = Plan(
+        model=model,
+        variants=(),
+        data=data,
+        eval_data=optional_data_spec(data, eval_data),
+        max_length=max_length,
+        device=resolved,
+        bench=BenchSettings(seq_len=max_length, runs=runs),
+        gates=Gates(config.max_accuracy_drop, gate_on=gate_on.value),
+    )
+    tune_plan(
+        plan, config, output, cache_dir=cache_dir, resume=resume, overwrite=overwrite,
+        trust_remote_code=trust_remote_code, json_output=json_output, quiet=quiet,
+    )  # fmt: skip
+
+
+def tune_plan(
+    plan: Any,
+    config: TuneConfig,
+    output: str,
+    *,
+    cache_dir: str | None,
+    resume: bool,
+    overwrite: bool,
+    trust_remote_code: bool,
+    json_output: bool,
+    quiet: bool,
+) -> None:
+    """Run the search (``squeeze tune``, or ``squeeze run`` on a recipe with ``tune:``), show
+    the trace and the results, and exit 1 when nothing kept the budget."""
+    from squeeze.cli._results import print_results
+    from squeeze.sweep.cache import default_cache_dir
+    from squeeze.tune.run import run_tune
+
+    def log(message: str) -> None:
+        if not quiet:
+            stderr.print(message, markup=False, highlight=False)
+
+    results, trials, problems = run_tune(
+        plan, config, output, cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(),
+        overwrite=overwrite, resume=resume, trust_remote_code=trust_remote_code,
+        progress=progress_factory(quiet), log=log,
+    )  # fmt: skip
+    if json_output:
+        print_json(
+            {
+                **results.to_dict(),
+                "trace": [t.to_dict() for t in trials],
+                "gate_failures": problems,
+                "out": output,
+            }
+        )
+    else:
+        _print_trace(trials)
+        print_results(results, console)
+        selected = f"; {results.selected} copied to {output}/selected" if results.selected else ""
+        console.print(f"results, report and trace in {output}{selected}", markup=False)
+    if problems:
+        raise GateError(f"squeeze tune: {'; '.join(problems)}")
+
+
+def _print_trace(trials: list[Any]) -> None:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="search trace (validation split)", title_justify="left",
+                  box=box.SIMPLE_HEAD)  # fmt: skip
+    for title in ("#", "candidate", "latency", "drop before / after recovery", "outcome"):
+        table.add_column(title, overflow="fold")
+    for t in trials:
+        speed = ""
+        if t.latency_ms is not None:
+            speed = f"{t.latency_ms:.2f} ms"
+        drops = " / ".join(f"{d:+.2f}" for d in (t.drop_before_recovery, t.drop) if d is not None)
+        outcome = t.outcome + (f": {t.reason}" if t.reason else "")
+        table.add_row(str(t.order), Text(t.chain), speed, drops, Text(outcome))
+    console.print(table)

@@ -1,0 +1,252 @@
+"""``run_tune``: check, search, measure the finished candidates alike, choose, write.
+
+The output is a sweep's (results.json, report/, selected/) plus the search trace (trace.json,
+report/trace.md and trace.csv): every finished candidate is measured again with the baseline on
+the test split, in one rotating latency measurement, so its row means what a ``squeeze run``
+row means. The chosen variant is the fastest whose drop is within budget on the validation
+split (where the search chose it) and on the test split (where it is reported).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from squeeze.dataspec import held_out_part, training_part
+from squeeze.errors import ConfigError, DataError, OutputExistsError, Problem
+from squeeze.output import check_output
+from squeeze.results import SweepResults, VariantResult
+from squeeze.sweep.gates import Gates, gate_notes, judged
+from squeeze.sweep.recipe import Plan, variants_from
+from squeeze.tune.config import QUANTIZE_STEPS, TuneConfig
+from squeeze.tune.search import (
+    Journal,
+    Measured,
+    Search,
+    SearchContext,
+    Trial,
+    plan_for_final,
+    trace_rows,
+)
+from squeeze.types import ProgressFactory, no_progress
+
+JOURNAL = "journal.jsonl"
+
+
+def state_dir_for(out: str | Path) -> Path:
+    """Where an unfinished search keeps its journal: a visible sibling of the output."""
+    out = Path(out)
+    return out.with_name(f"{out.name}.tune")
+
+
+def _check_state(folder: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to discard an interrupted search silently, or to resume one that is not there.
+
+    Raises:
+        OutputExistsError: a journal exists and neither --resume nor --overwrite was given.
+        ConfigError: --resume without a journal.
+    """
+    exists = (folder / JOURNAL).is_file()
+    if resume and not exists:
+        raise ConfigError([Problem(f"{{resume}}: no search journal at {folder}; run without it")])
+    if exists and not resume:
+        if not overwrite:
+            raise OutputExistsError(
+                [
+                    Problem(
+                        f"an interrupted search left its journal at {folder}; pass {{resume}} to "
+                        "continue it or {overwrite} to start over"
+                    )
+                ]
+            )
+        shutil.rmtree(folder)
+
+
+def _validation_spec(plan: Plan, say: Any) -> Any:
+    """The split the search decides on: the data's validation part; its test part (with a
+    warning: the reported drop is then optimistic) when there is none."""
+    from squeeze.data import load_dataset
+    from squeeze.pipeline import evaluation_spec
+
+    assert plan.data is not None
+    spec = held_out_part(training_part(plan.data), "validation")
+    try:
+        load_dataset(spec)
+    except DataError as e:
+        say(f"no validation split ({e}); the search decides on the test split, so its drop is "
+            "optimistic")  # fmt: skip
+        return evaluation_spec(plan)
+    return spec
+
+
+def _check(plan: Plan, config: TuneConfig) -> None:
+    """Every problem before any work: data, and steps the model cannot take."""
+    from squeeze.pipeline import check_plan
+
+    if plan.data is None:
+        raise ConfigError([Problem("{data} is required: the search scores every candidate")])
+    probes = [QUANTIZE_STEPS[mode] for mode in config.quantize_modes]
+    probes.append(f"structured(heads={config.amount_ladder[0]:g}, finetune_steps=1)")
+    if config.distill_steps:
+        probes.append("structured(layers=1) -> distill(max_steps=1)")
+    check_plan(replace(plan, variants=variants_from(probes, "tune")))
+
+
+def _context(
+    plan: Plan, cache_dir: Path, trust_remote_code: bool, progress: ProgressFactory, say: Any
+) -> SearchContext:
+    from squeeze.bench.run import bench_models
+    from squeeze.pipeline import evaluate_artifact
+    from squeeze.sweep.cache import content_key
+    from squeeze.sweep.execute import ChainContext, run_chain
+    from squeeze.sweep.steps import parse_chain
+
+    chains = ChainContext(
+        model=plan.model, data=plan.data, calibration_data=plan.calibration_data,
+        max_length=plan.max_length, device=plan.device, trust_remote_code=trust_remote_code,
+        progress=progress,
+    )  # fmt: skip
+    root = content_key(plan.model)
+    validation = _validation_spec(plan, say)
+    # One round is enough to rank candidates; the final measurement rotates every variant.
+    settings = replace(plan.bench, rounds=1)
+
+    def build(chain: str) -> str:
+        return str(run_chain(parse_chain(chain, "tune"), chains, cache_dir, root).artifact)
+
+    def latency(path: str) -> float:
+        results, _ = bench_models([path], settings)
+        return results[0].latencies[0].p50_ms
+
+    def validate(path: str) -> Measured:
+        evaluation = evaluate_artifact(path, validation, plan.max_length)
+        return Measured(evaluation.primary.value, evaluation.scores)
+
+    return SearchContext(build=build, latency=latency, validate=validate, log=say)
+
+
+def _choose(
+    results: SweepResults, trials: list[Trial], gates: Gates
+) -> tuple[VariantResult | None, list[str]]:
+    """The fastest variant within budget on validation (search) and test (final)."""
+    within = {t.chain for t in trials if t.within}
+    device = results.devices[0] if results.devices else "cpu"
+    qualified = [
+        v
+        for v in results.variants
+        if v.name in within
+        and (judged(v, gates.gate_on) or 0.0) <= (gates.max_accuracy_drop or 0.0)
+        and device in v.latency
+    ]
+    if not qualified:
+        missed = [v.name for v in results.variants if v.name in within]
+        why = "no candidate kept the drop within budget on the validation split"
+        if missed:
+            why = f"{len(missed)} candidate(s) within budget on validation missed it on test"
+        return None, [why]
+    return min(qualified, key=lambda v: v.latency[device].p50_ms), []
+
+
+def _annotate(results: SweepResults, trials: list[Trial]) -> None:
+    """Each finished candidate's row says what the search saw of it on validation."""
+    by_chain = {t.chain: t for t in trials}
+    for v in results.variants:
+        trial = by_chain.get(v.name)
+        if trial is not None and trial.drop is not None:
+            v.notes.insert(
+                0,
+                f"search [{trial.order}]: validation drop {trial.drop:+.2f} points, "
+                f"{trial.outcome}",
+            )
+
+
+def _trace_writer(trials: list[Trial], search: Search) -> Any:
+    def write(folder: Path) -> None:
+        rows = trace_rows(trials, search.base_latency_ms)
+        record = {
+            "baseline": {
+                "validation_metric": search.base.metric if search.base else None,
+                "latency_ms": search.base_latency_ms,
+            },
+            "tail": search.tail,
+            "out_of_time": search.out_of_time,
+            "trials": [t.to_dict() for t in trials],
+        }
+        (folder / "trace.json").write_text(json.dumps(record, indent=2))
+        (folder / "report" / "trace.md").write_text(trace_markdown(rows), encoding="utf-8")
+        with (folder / "report" / "trace.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["order"])
+            writer.writeheader()
+            writer.writerows(rows)
+
+    return write
+
+
+def trace_markdown(rows: list[dict[str, Any]]) -> str:
+    """The search trace as a Markdown table: what was tried, in which order, and why."""
+    header = ["#", "stage", "candidate", "why tried", "latency", "val drop (before recovery)",
+              "outcome"]  # fmt: skip
+    lines = ["# squeeze tune: search trace", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
+    for r in rows:
+        latency = f"{r['latency_ms']:.2f} ms ({r['speedup']:.1f}x)" if r["latency_ms"] else ""
+        drop = f"{r['val_drop']:+.2f}" if r["val_drop"] is not None else ""
+        if r["drop_before_recovery"] is not None:
+            drop += f" ({r['drop_before_recovery']:+.1f})"
+        outcome = r["outcome"] + (f": {r['reason']}" if r["reason"] else "")
+        cells = [str(r["order"]), r["stage"], f"`{r['candidate']}`", r["why"], latency, drop,
+                 outcome]  # fmt: skip
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_tune(
+    plan: Plan,
+    config: TuneConfig,
+    out: str | Path,
+    *,
+    cache_dir: Path,
+    overwrite: bool = False,
+    resume: bool = False,
+    trust_remote_code: bool = False,
+    progress: ProgressFactory = no_progress,
+    log: Any = None,
+) -> tuple[SweepResults, list[Trial], list[str]]:
+    """Search, measure, choose and write ``out``; returns the results, the trace and the
+    reasons the search found nothing within budget (empty = a variant was selected)."""
+    from squeeze.pipeline import measure_plan, write_outcome
+
+    say = log or (lambda message: None)
+    check_output(out, overwrite=overwrite)
+    state = state_dir_for(out)
+    _check_state(state, resume=resume, overwrite=overwrite)
+    _check(plan, config)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    gates = replace(plan.gates, max_accuracy_drop=config.max_accuracy_drop)
+    plan = replace(plan, gates=gates)
+    ctx = _context(plan, cache_dir, trust_remote_code, progress, say)
+    search = Search(plan, config, ctx, Journal(state / JOURNAL))
+    trials = search.run()
+    if search.out_of_time:
+        say(f"the {config.budget} budget is spent; measuring what was finished")
+    say("measuring every finished candidate with the baseline on the test split")
+    final = plan_for_final(plan, trials)
+    results = measure_plan(
+        final, cache_dir=cache_dir, trust_remote_code=trust_remote_code, progress=progress,
+        log=say,
+    )  # fmt: skip
+    _annotate(results, trials)
+    chosen, problems = _choose(results, trials, gates)
+    results.selected = chosen.name if chosen else None
+    results.gate_notes = gate_notes(results, chosen, gates)
+    write_outcome(
+        results, out, chosen,
+        selection=f"fastest within {config.max_accuracy_drop:g} points on validation and test",
+        problems=problems, overwrite=overwrite, extra=_trace_writer(trials, search),
+    )  # fmt: skip
+    shutil.rmtree(state, ignore_errors=True)
+    return results, trials, problems
