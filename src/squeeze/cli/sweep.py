@@ -48,6 +48,7 @@ class RunOptions:
     cache_dir: str | None
     device: str | None
     overwrite: bool
+    resume: bool
     trust_remote_code: bool
     json_output: bool
     quiet: bool
@@ -123,6 +124,13 @@ _RUN_PARAMS = [
         None,
     ),
     option("overwrite", OverwriteOpt, False),
+    option(
+        "resume",
+        Annotated[
+            bool, typer.Option(help="Continue an interrupted search (a recipe's tune: section).")
+        ],
+        False,
+    ),
     option("trust_remote_code", TrustOpt, False),
     option("json_output", JsonOpt, False),
     option("quiet", QuietOpt, False),
@@ -163,6 +171,20 @@ def _finish(plan: Any, data: DataSpec | None, output: str, options: RunOptions) 
         bench=replace(bench, runs=o.runs) if o.runs else bench,
         device=resolve_device(o.device or plan.device),
     )
+
+    if plan.tune is not None:
+        from squeeze.cli.tune import tune_plan
+
+        config = plan.tune
+        if o.max_accuracy_drop is not None:
+            config = replace(config, max_accuracy_drop=o.max_accuracy_drop)
+        tune_plan(
+            plan, config, output, cache_dir=o.cache_dir, resume=o.resume, overwrite=o.overwrite,
+            trust_remote_code=o.trust_remote_code, json_output=o.json_output, quiet=o.quiet,
+        )  # fmt: skip
+        return
+    if o.resume:
+        raise ConfigError("--resume continues a recipe's tune: search; this recipe has none")
 
     def log(message: str) -> None:
         if not o.quiet:

@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from squeeze.bench.latency import BenchSettings
+from squeeze.config import build
 from squeeze.dataspec import DataSpec
 from squeeze.errors import ConfigError, Problem, SqueezeError, raise_problems
 from squeeze.gate import GATE_MODES
 from squeeze.sweep.gates import Gates, Selection, parse_size
 from squeeze.sweep.steps import StepCall, chain_text, parse_chain
+from squeeze.tune.config import TuneConfig
 
 TOP_KEYS = ("name", "model", "data", "eval_data", "calibration_data", "max_length", "device",
-            "variants", "bench", "gates", "select")  # fmt: skip
+            "variants", "tune", "bench", "gates", "select")  # fmt: skip
 BENCH_KEYS = {"batch": "batch_sizes", "seq": "seq_len", "runs": "runs", "warmup": "warmup",
               "rounds": "rounds", "threads": "threads"}  # fmt: skip
 GATE_KEYS = ("max_accuracy_drop", "gate_on", "min_speedup", "max_size")
@@ -51,6 +53,8 @@ class Plan:
     gates: Gates = field(default_factory=Gates)
     select: Selection | None = None
     name: str = "squeeze"
+    # A search (``squeeze tune``) instead of the fixed variants.
+    tune: TuneConfig | None = None
     # What is wrong with the recipe's variants, reported with the data's before any work.
     problems: tuple[Problem, ...] = ()
 
@@ -209,7 +213,10 @@ def plan_from(raw: dict[str, Any], base: Path | None = None) -> Plan:
     )
     max_length = int(raw.get("max_length", 128))
     device = str(raw.get("device", "cpu"))
-    variants, problems = collect_variants(raw.get("variants"))
+    tune = _tune(raw.get("tune"))
+    if tune is not None and raw.get("variants"):
+        raise ConfigError("recipe: give 'variants' or a 'tune' section, not both")
+    variants, problems = ((), []) if tune is not None else collect_variants(raw.get("variants"))
     return Plan(
         model=resolve(str(raw["model"])),
         variants=variants,
@@ -223,7 +230,20 @@ def plan_from(raw: dict[str, Any], base: Path | None = None) -> Plan:
         gates=_gates(raw.get("gates")),
         select=Selection.parse(str(raw["select"])) if raw.get("select") else None,
         name=str(raw.get("name") or "squeeze"),
+        tune=tune,
     )
+
+
+def _tune(section: Any) -> TuneConfig | None:
+    """The ``tune:`` section: TuneConfig's fields, e.g. {max_accuracy_drop: 1.0, budget: 20m}."""
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        raise ConfigError("tune: a mapping like {max_accuracy_drop: 1.0, budget: 20m}")
+    try:
+        return build(TuneConfig, section)
+    except SqueezeError as e:
+        raise ConfigError([Problem(f"tune: {p.text}", p.error) for p in e.problems]) from None
 
 
 def load_plan(path: str | Path) -> Plan:

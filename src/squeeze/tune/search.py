@@ -59,6 +59,10 @@ class Trial:
     outcome: str = ""
     reason: str = ""
     recovery_steps: int = 0
+    amount: float = 0.0  # heads and FFN fraction removed (pruned candidates)
+    layers: int = 0  # whole layers dropped
+    allocation: str = ""
+    distilled: bool = False
     seconds: float = 0.0
 
     @property
@@ -269,19 +273,21 @@ class Search:
     def _with_tail(self, *steps: str) -> str:
         return " -> ".join([*steps, self.tail])
 
-    def _over_from_worse_start(self, trial: Trial, steps: int) -> Trial | None:
-        """A finished candidate that started no worse than ``trial`` and still missed with at
-        least as much recovery: ``trial`` would miss too."""
+    def _over_from_worse_start(self, trial: Trial) -> Trial | None:
+        """A finished candidate of another shape that started no worse than ``trial`` and still
+        missed with the same kind of recovery (allocation, fine-tuning or distillation, at least
+        as many steps): ``trial`` would miss too. Candidates of the same shape are other ways
+        to recover it, tried for exactly that reason."""
         for other in self.trials:
             if (
                 other is not trial
                 and other.outcome == OVER
-                and other.recovery_steps >= steps
+                and (other.amount, other.layers) != (trial.amount, trial.layers)
+                and (other.allocation, other.distilled) == (trial.allocation, trial.distilled)
+                and other.recovery_steps >= trial.recovery_steps
                 and other.drop_before_recovery is not None
                 and trial.drop_before_recovery is not None
                 and other.drop_before_recovery <= trial.drop_before_recovery
-                and other.chain.endswith(self.tail)
-                and "distill(" not in other.chain
             ):
                 return other
         return None
@@ -309,6 +315,8 @@ class Search:
             return earlier
         trial = self._new(recovered, stage, why)
         trial.recovery_steps = recovery.distill or recovery.steps
+        trial.amount, trial.layers = amount, layers
+        trial.allocation, trial.distilled = allocation, bool(recovery.distill)
         start = self.ctx.clock()
         raw = self._with_tail(self._prune_step(amount, layers, allocation, 0))
         trial.latency_ms = self._latency_of(canonical(raw))
@@ -319,12 +327,12 @@ class Search:
         before = self._validate(canonical(raw))
         trial.metric_before_recovery = before.metric
         trial.drop_before_recovery, _ = self._drop(before)
-        worse = self._over_from_worse_start(trial, trial.recovery_steps)
+        worse = self._over_from_worse_start(trial)
         if worse is not None:
             trial.outcome = DROPPED
             trial.reason = (
                 f"starts {trial.drop_before_recovery:.1f} pts down before recovery, no better "
-                f"than [{worse.order}], which recovery left over budget"
+                f"than [{worse.order}], which the same recovery left over budget"
             )
             return self._done(trial, start)
         if not self._time_for(trial.recovery_steps):

@@ -1,0 +1,180 @@
+"""The tune search on a scripted world: which candidates it tries, in which order, what it
+drops early and why, and that an interrupted search resumes without measuring again."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from squeeze.errors import ConfigError
+from squeeze.stats import Scores
+from squeeze.sweep.recipe import Plan
+from squeeze.tune.config import TuneConfig, parse_duration
+from squeeze.tune.search import Journal, Measured, Search, SearchContext
+
+N = 1000
+
+
+def _param(chain: str, name: str, default: float = 0.0) -> float:
+    match = re.search(rf"\b{name}=([\w.]+)", chain)
+    return float(match.group(1)) if match else default
+
+
+class World:
+    """Latency falls with the amount pruned and the layers dropped; accuracy falls with both
+    and comes back with recovery steps; the global allocation recovers 0.6 points more."""
+
+    def __init__(self) -> None:
+        self.built: list[str] = []
+        self.timed: list[str] = []
+        self.scored: list[str] = []
+
+    def build(self, chain: str) -> str:
+        self.built.append(chain)
+        return chain
+
+    def latency(self, path: str) -> float:
+        self.timed.append(path)
+        if not path:
+            return 40.0  # the fp32 baseline
+        amount, layers = _param(path, "heads"), _param(path, "layers")
+        static = 1.1 if "static=true" in path else 1.0
+        return 10.0 * (1 - 0.8 * amount) * (1 - 0.15 * layers) * static
+
+    def accuracy(self, chain: str) -> float:
+        if not chain:
+            return 0.90
+        amount, layers = _param(chain, "heads"), _param(chain, "layers")
+        steps = _param(chain, "finetune_steps") or _param(chain, "max_steps")
+        loss = 0.004 if "quantize" in chain else 0.0  # 0.4 points for int8
+        if "static=true" in chain:
+            loss += 0.01
+        damage = 0.6 * amount + 0.12 * layers
+        if steps:
+            damage *= 0.05 * (100 / steps) ** 0.5
+            if "allocation=global" in chain:
+                damage -= 0.006
+        return 0.90 - loss - max(damage, 0.0)
+
+    def validate(self, path: str) -> Measured:
+        self.scored.append(path)
+        correct = round(self.accuracy(path) * N)
+        return Measured(correct / N, Scores("accuracy", (1.0,) * correct + (0.0,) * (N - correct)))
+
+    def context(self, log=lambda message: None) -> SearchContext:
+        return SearchContext(self.build, self.latency, self.validate, log=log)
+
+
+def _search(world, tmp_path, **config) -> Search:
+    tune = TuneConfig(**{"budget": "1h", **config})
+    return Search(Plan(model="m", variants=()), tune, world.context(), Journal(tmp_path / "j"))
+
+
+def test_the_search_bisects_then_rescues_then_drops_layers(tmp_path):
+    world = World()
+    search = _search(world, tmp_path)
+    trials = search.run()
+    steps = [(t.stage, t.chain, t.outcome) for t in trials]
+    # Quantization first: dynamic is fastest and within budget, static slower, never scored.
+    assert steps[0] == ("quantize", "quantize(dtype=int8)", "within")
+    assert steps[1][0] == "quantize" and steps[1][2] == "dropped"
+    assert "static=true" not in " ".join(world.scored)
+    # Bisection over 0.25 ... 0.75: the middle first, then up or down by the verdicts.
+    amounts = [_param(t.chain, "heads") for t in trials if t.stage == "amount"]
+    assert amounts[0] == 0.5
+    # Every pruned candidate is timed before it is trained, and a candidate tried once is
+    # never tried again.
+    chains = [t.chain for t in trials]
+    assert len(chains) == len(set(chains))
+    best = search.best
+    assert best is not None and best.within
+    assert all(t.latency_ms >= best.latency_ms for t in trials if t.within)
+    # The frontier: the first amount that misses gets the global allocation before more steps.
+    rescued = [t for t in trials if t.stage in ("allocation", "recovery")]
+    assert rescued and rescued[0].stage == "allocation"
+    assert any(t.stage == "layers" for t in trials)
+
+
+def test_a_candidate_no_faster_than_the_best_is_not_trained(tmp_path):
+    world = World()
+    search = _search(world, tmp_path, amounts=("0.5",), layers=("1", "2", "3"))
+    trials = search.run()
+    dropped = [t for t in trials if t.reason.startswith("not faster")]
+    for trial in dropped:
+        assert trial.chain not in world.built  # timed unrecovered, never recovered
+        assert trial.metric is None
+
+
+def test_a_candidate_starting_worse_than_a_failure_is_not_recovered(tmp_path):
+    world = World()
+    # 0.25 passes (1.15 points), 0.5 misses (1.9); three layers off 0.25 start further down
+    # (51 points) than 0.5 did (30), so they are not trained.
+    search = _search(world, tmp_path, amounts=("0.25", "0.5"), layers=("3",),
+                     allocations=("uniform",), near_miss=0.0, max_accuracy_drop=1.5)  # fmt: skip
+    trials = search.run()
+    by_reason = [t for t in trials if t.reason.startswith("starts")]
+    assert by_reason, [(t.chain, t.outcome, t.reason) for t in trials]
+    assert all(t.chain not in world.built for t in by_reason)
+
+
+def test_the_budget_stops_the_search_before_training_it_cannot_afford(tmp_path):
+    world = World()
+    ticks = iter(range(0, 10_000, 1))
+    search = _search(world, tmp_path, budget="60s")
+    search.ctx.clock = lambda: float(next(ticks))
+    trials = search.run()
+    assert search.out_of_time
+    assert trials[-1].outcome == "skipped" and trials[-1].reason == "out of time"
+
+
+def test_an_interrupted_search_resumes_from_its_journal(tmp_path):
+    reference = _search(World(), tmp_path / "ref").run()
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_third(message: str) -> None:
+        if message.startswith("[3]"):
+            raise Stop
+
+    world = World()
+    first = _search(world, tmp_path / "run")
+    first.ctx = world.context(stop_at_third)
+    with pytest.raises(Stop):
+        first.run()
+    measured_before = len(world.timed) + len(world.scored)
+
+    again = World()
+    resumed = _search(again, tmp_path / "run").run()
+    assert [t.to_dict() | {"seconds": 0} for t in resumed] == [
+        t.to_dict() | {"seconds": 0} for t in reference
+    ]
+    # What the first run measured is replayed from the journal, not measured again.
+    assert len(again.timed) + len(again.scored) == (
+        len(World().timed) + _measurements(tmp_path / "ref") - measured_before
+    )
+
+
+def _measurements(folder) -> int:
+    return len((folder / "j").read_text().splitlines())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "phrase"),
+    [
+        ({"budget": "5x"}, "budget takes a duration"),
+        ({"amounts": ("0.5", "1.2")}, "1.2 is outside [0, 1)"),
+        ({"quantize": ("dynamic,fast",)}, "'fast' is not one of"),
+        ({"allocations": ("even",)}, "'even' is not one of"),
+    ],
+)
+def test_bad_tune_configs(kwargs, phrase):
+    with pytest.raises(ConfigError, match=re.escape(phrase)):
+        TuneConfig(**kwargs)
+
+
+def test_durations():
+    assert parse_duration("20m") == 1200 and parse_duration("1.5h") == 5400
+    assert parse_duration("90") == 90 and parse_duration("soon") is None
+    assert TuneConfig(amounts=("0.5,0.25",)).amount_ladder == [0.25, 0.5]
