@@ -150,6 +150,7 @@ class StepContext:
         measure: Whether the runner measures the metric (handlers may add their own figures).
         checkpoint_dir: Where a resumable method keeps its training state.
         resume: Continue from ``checkpoint_dir``.
+        max_length: Tokens per example (what a latency target is timed at).
         progress: Opens progress bars.
     """
 
@@ -162,6 +163,7 @@ class StepContext:
     measure: bool = True
     checkpoint_dir: Path | None = None
     resume: bool = False
+    max_length: int = 128
     progress: ProgressFactory = no_progress
 
 
@@ -353,7 +355,8 @@ def run_step(
             ctx = StepContext(
                 source=source, out=tmp, scratch=Path(scratch), data=data, device=options.device,
                 trust_remote_code=options.trust_remote_code, measure=measuring,
-                checkpoint_dir=checkpoint_dir, resume=resuming, progress=options.progress,
+                checkpoint_dir=checkpoint_dir, resume=resuming, max_length=options.max_length,
+                progress=options.progress,
             )  # fmt: skip
             result = method.handler(loaded, config, ctx)
             notes += result.notes

@@ -326,3 +326,44 @@ def test_uneven_heads_still_fuse_attention(tiny_classifiers, tmp_path):
     exported = export_onnx(str(out), tmp_path / "onnx", config=ExportConfig(optimize=True))
     assert exported.manifest["fused_ops"]["Attention"] == 2
     assert exported.manifest["validation"]["max_abs_diff"] < 1e-5
+
+
+def test_latency_model_interpolates_and_extrapolates():
+    from squeeze.prune.target import _interpolate
+
+    points = [(0.0, 10.0), (0.25, 8.0), (0.5, 6.0), (0.75, 5.0)]
+    assert _interpolate(points, 7.0, 0.9) == pytest.approx(0.375)
+    assert _interpolate(points, 5.5, 0.9) == pytest.approx(0.625)
+    # Beyond the last point: the last slope (1 ms per 0.25), capped at the most that can go.
+    assert _interpolate(points, 4.5, 0.9) == pytest.approx(0.875)
+    assert _interpolate(points, 1.0, 0.9) == 0.9
+
+
+def test_target_speedup_prunes_until_the_measured_target(tiny_classifiers, tmp_path):
+    """A latency target is met by measuring (the numbers are this machine's), and the summary
+    says how close it came and from which timed points."""
+    from squeeze.tiny import build_tiny, tiny_config
+
+    source = build_tiny("bert", tmp_path / "wide", config=tiny_config("bert", hidden=256,
+                        layers=2, heads=8))  # fmt: skip
+    config = StructuredPruneConfig(target_speedup=1.3, importance="magnitude")
+    summary = run_step(source, config, tmp_path / "out", StepOptions(max_length=64))
+    target = summary.details["target"]
+    amounts = [p["amount"] for p in target["points"]]
+    assert amounts[0] == 0.0 and len(amounts) >= 4 and 0 < target["amount"] < 1
+    assert target["speedup"] == pytest.approx(target["baseline_ms"] / target["measured_ms"])
+    assert summary.notes[0].startswith("target 1.3x: removed ")
+    assert summary.after["params_total"] < summary.before["params_total"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"target_speedup": 2.0, "heads": 0.5}, "a target chooses heads and ffn itself"),
+        ({"target_speedup": 2.0, "target_latency_ms": 5.0}, "not both"),
+        ({"target_speedup": 0.5}, "target_speedup must be > 1"),
+    ],
+)
+def test_bad_targets(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        StructuredPruneConfig(**kwargs)

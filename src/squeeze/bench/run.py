@@ -27,7 +27,7 @@ from squeeze.types import ProgressFactory, SizeStats, no_progress
 RUNTIMES = ("torch", "onnxruntime")
 
 
-def _torch_target(name: str, loaded: Any, device: str) -> Target:
+def torch_target(name: str, loaded: Any, device: str) -> Target:
     import torch
 
     names = loaded.input_names
@@ -65,7 +65,7 @@ def _ort_target(name: str, exported: Any) -> Target:
     )
 
 
-def _frame_ids(tokenizer: Any) -> list[int]:
+def frame_ids(tokenizer: Any) -> list[int]:
     """The ids that open and close a sequence ([CLS] ... [SEP], or <s> ... </s>)."""
     first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
     last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
@@ -129,7 +129,7 @@ def bench_models(
             if "torch" in wanted:
                 loaded = load(model, trust_remote_code=trust_remote_code, device=settings.device)
                 check_length(loaded.config, loaded.spec, settings.seq_len, field="seq_len")
-                targets.append(_torch_target(model, loaded, settings.device))
+                targets.append(torch_target(model, loaded, settings.device))
                 sizes.append(size_stats(loaded))
                 tokenizers.append((loaded.tokenizer, loaded.config.vocab_size, loaded.input_names))
             if "onnxruntime" in wanted:
@@ -153,7 +153,7 @@ def bench_models(
 
         tokenizer, vocab, _ = tokenizers[0]
         names = sorted({name for _, _, input_names in tokenizers for name in input_names})
-        special = _frame_ids(tokenizer)
+        special = frame_ids(tokenizer)
         vocab = min(v for _, v, _ in tokenizers)
 
         def inputs_for(batch: int) -> dict[str, Any]:

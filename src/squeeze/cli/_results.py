@@ -33,9 +33,22 @@ def print_results(results: SweepResults, console: Console) -> None:
         if v.name == results.baseline:
             row[1].stylize("italic")
         table.add_row(*row, style=PARETO_STYLE if v.pareto else None)
-    # A log (CI, a pipe) has no width of its own and rich assumes 80 columns, which folds every
-    # chain and figure over several lines; a log can take the table's natural width instead.
-    # (Console.print caps its width argument at the console's own, hence the swap.)
+    print_table(table, console)
+    console.print(Text(cells.legend(results), style="dim"))
+    if results.selected:
+        console.print(Text("selected: ") + Text(results.selected, style="bold"))
+    for note in results.gate_notes:
+        console.print(Text("gate: ", style="yellow") + Text(note))
+    console.print(Text(f"measured on {cells.machine_line(results.machine)}", style="dim"))
+
+
+def print_table(table: Table, console: Console) -> None:
+    """Print ``table``; where output is a log, at its natural width rather than folded.
+
+    A log (CI, a pipe) has no width of its own and rich assumes 80 columns, which folds every
+    chain and figure over several lines; a log can take the table's natural width instead.
+    (Console.print caps its width argument at the console's own, hence the swap.)
+    """
     width = console.width
     if not console.is_terminal:
         natural = console.measure(table, options=console.options.update_width(LOG_WIDTH))
@@ -44,12 +57,6 @@ def print_results(results: SweepResults, console: Console) -> None:
         console.print(table)
     finally:
         console.width = width
-    console.print(Text(cells.legend(results), style="dim"))
-    if results.selected:
-        console.print(Text("selected: ") + Text(results.selected, style="bold"))
-    for note in results.gate_notes:
-        console.print(Text("gate: ", style="yellow") + Text(note))
-    console.print(Text(f"measured on {cells.machine_line(results.machine)}", style="dim"))
 
 
 def _cell(value: str, note: str) -> Text:

@@ -139,6 +139,8 @@ def _print_trace(trials: list[Any]) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from squeeze.cli._results import print_table
+
     table = Table(title="search trace (validation split)", title_justify="left",
                   box=box.SIMPLE_HEAD)  # fmt: skip
     for title in ("#", "candidate", "latency", "drop before / after recovery", "outcome"):
@@ -150,4 +152,4 @@ def _print_trace(trials: list[Any]) -> None:
         drops = " / ".join(f"{d:+.2f}" for d in (t.drop_before_recovery, t.drop) if d is not None)
         outcome = t.outcome + (f": {t.reason}" if t.reason else "")
         table.add_row(str(t.order), Text(t.chain), speed, drops, Text(outcome))
-    console.print(table)
+    print_table(table, console)

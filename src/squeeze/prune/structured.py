@@ -52,6 +52,14 @@ class StructuredPruneConfig(RecoveryConfig):
         choices=IMPORTANCE_METHODS,
     )
     importance_batches: int = param(16, help="Batches of training data for taylor importance.")
+    target_speedup: float | None = param(
+        None,
+        help="Remove as much of heads and FFN (alike) as makes the model this much faster on "
+        "this machine (PyTorch, batch 1, --max-length tokens; measured).",
+    )
+    target_latency_ms: float | None = param(
+        None, help="As --target-speedup, for a latency in ms instead."
+    )
     allocation: str = param(
         "uniform",
         help="uniform (every layer loses the same share) or global (rank heads and neurons "
@@ -64,9 +72,29 @@ class StructuredPruneConfig(RecoveryConfig):
         found += range_problem("ffn", self.ffn, 0, 1, closed="low")
         found += at_least("layers", self.layers, 0)
         found += at_least("importance_batches", self.importance_batches, 1)
-        if not (self.heads or self.ffn or self.layers):
-            found.append(Problem("structured pruning needs {heads}, {ffn} or {layers}"))
+        targeted = self.target_speedup is not None or self.target_latency_ms is not None
+        if not (self.heads or self.ffn or self.layers or targeted):
+            found.append(
+                Problem(
+                    "structured pruning needs {heads}, {ffn}, {layers}, {target_speedup} or "
+                    "{target_latency_ms}"
+                )
+            )
+        if self.target_speedup is not None and self.target_latency_ms is not None:
+            found.append(Problem("give {target_speedup} or {target_latency_ms}, not both"))
+        if targeted and (self.heads or self.ffn):
+            found.append(
+                Problem("a target chooses {heads} and {ffn} itself; leave them out or drop it")
+            )
+        if self.target_speedup is not None and self.target_speedup <= 1:
+            found.append(Problem(f"{{target_speedup}} must be > 1, not {self.target_speedup:g}"))
+        if self.target_latency_ms is not None and self.target_latency_ms <= 0:
+            found.append(Problem("{target_latency_ms} must be > 0"))
         return found + super().problems()
+
+    @property
+    def targeted(self) -> bool:
+        return self.target_speedup is not None or self.target_latency_ms is not None
 
     def importance_for(self, has_data: bool) -> str:
         return self.importance or ("taylor" if has_data else "magnitude")
@@ -77,6 +105,12 @@ def _top(scores: Any, keep: int) -> list[int]:
     import torch
 
     return sorted(torch.topk(torch.as_tensor(scores).float(), keep).indices.tolist())
+
+
+def max_amount(model_config: Any, spec: ArchSpec) -> float:
+    """The largest fraction of heads and FFN neurons that can go (one of each stays)."""
+    groups, width = kv_heads(model_config), ffn_width(model_config, spec)
+    return min((groups - 1) / groups, (width - 1) / width)
 
 
 def _allocate(
@@ -236,11 +270,19 @@ def structured(loaded: LoadedModel, config: StructuredPruneConfig, ctx: StepCont
         )  # fmt: skip
     else:
         importance = magnitude_importance(loaded.model, spec, loaded.config)
+    details: dict[str, Any] = {"importance": method}
+    target_notes: list[str] = []
+    if config.targeted:
+        from dataclasses import replace
+
+        from squeeze.prune.target import find_amount
+
+        amount, target_notes, details["target"] = find_amount(
+            loaded, spec, config, importance, seq_len=ctx.max_length, device=ctx.device
+        )
+        config = replace(config, heads=amount, ffn=amount)
     shapes, plain, notes = prune_structured(loaded.model, spec, config, importance)
     loaded.shapes = shapes
-    notes += [n for n in (recover(loaded, config, ctx),) if n]
-    return StepResult(
-        model=loaded,
-        details={"importance": method, "loads_with_plain_transformers": plain},
-        notes=notes,
-    )
+    notes = target_notes + notes + [n for n in (recover(loaded, config, ctx),) if n]
+    details["loads_with_plain_transformers"] = plain
+    return StepResult(model=loaded, details=details, notes=notes)

@@ -418,7 +418,9 @@ class Search:
                 high = mid
         # The first amount that misses: other ways to recover it; where one passes, climb on.
         while high < len(ladder) and not self.out_of_time:
-            passed = self._rescue(ladder[high], 0, self._last_drop(ladder[high], 0))
+            tried = [t for t in self.trials if (t.amount, t.layers) == (ladder[high], 0)]
+            floor = tried[-1].recovery_steps if tried and not tried[-1].distilled else 0
+            passed = self._rescue(ladder[high], 0, self._last_drop(ladder[high], 0), floor)
             if passed is None:
                 break
             found[high], low, high = passed, high, high + 1
@@ -447,10 +449,13 @@ class Search:
         ]
         return min(drops) if drops else None
 
-    def _rescue(self, amount: float, layers: int, closest: float | None) -> Recovery | None:
+    def _rescue(
+        self, amount: float, layers: int, closest: float | None, floor: int = 0
+    ) -> Recovery | None:
         """Other ways to bring a missing candidate within budget, cheapest first: the global
         allocation (no extra cost), then, for a near miss, more recovery steps, then
-        distillation. Returns the recovery that passed, or None."""
+        distillation; never fewer fine-tuning steps than ``floor`` (what already missed).
+        Returns the recovery that passed, or None."""
         first = self.config.recovery_ladder[0]
         options: list[tuple[Recovery, str, str]] = []
         if "global" in self.config.allocation_modes:
@@ -466,6 +471,8 @@ class Search:
         for recovery, stage, why in options:
             if self.out_of_time:
                 return None
+            if not recovery.distill and recovery.steps < floor:
+                continue
             costly = recovery.distill or recovery.steps > first
             near = closest is not None and closest - self.config.max_accuracy_drop <= (
                 self.config.near_miss
@@ -493,7 +500,7 @@ class Search:
                 continue
             if trial.outcome != OVER:
                 return
-            rescued = self._rescue(amount, layers, trial.drop)
+            rescued = self._rescue(amount, layers, trial.drop, recovery.steps)
             if rescued is None:
                 return
             recovery = rescued
