@@ -92,7 +92,7 @@ def test_cubic_schedule_from_the_cli(trained_classifier, order_csv, tmp_path):
             "go with --method structured",
         ),
         (("--method", "structured", "--sparsity", "0.5"), "go with --method magnitude"),
-        (("--method", "structured"), "needs --heads, --ffn or --layers"),
+        (("--method", "structured"), "needs --heads, --ffn, --layers, --target-speedup or"),
         (("--method", "structured", "--layers", "2"), "would remove all 2 layers"),
         (
             ("--method", "structured", "--ffn", "0.5", "--importance", "taylor"),

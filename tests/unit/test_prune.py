@@ -231,7 +231,7 @@ def test_bad_magnitude_config(kwargs, message):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({}, "needs heads, ffn or layers"),
+        ({}, "needs heads, ffn, layers, target_speedup or"),
         ({"heads": 1.0}, r"heads must be in \[0, 1\)"),
         ({"ffn": 0.5, "importance": "x"}, "importance must be one of"),
     ],

@@ -280,7 +280,11 @@ def structured(loaded: LoadedModel, config: StructuredPruneConfig, ctx: StepCont
         amount, target_notes, details["target"] = find_amount(
             loaded, spec, config, importance, seq_len=ctx.max_length, device=ctx.device
         )
-        config = replace(config, heads=amount, ffn=amount)
+        if not amount and not config.layers:  # the model already meets the target
+            details["loads_with_plain_transformers"] = True
+            return StepResult(model=loaded, details=details, notes=target_notes)
+        config = replace(config, heads=amount, ffn=amount, target_speedup=None,
+                         target_latency_ms=None)  # fmt: skip
     shapes, plain, notes = prune_structured(loaded.model, spec, config, importance)
     loaded.shapes = shapes
     notes = target_notes + notes + [n for n in (recover(loaded, config, ctx),) if n]
