@@ -24,3 +24,22 @@ def test_quickstart(tmp_path):
     accuracy = float(re.search(r"test accuracy: ([\d.]+) on (\d+)", done.stdout).group(1))
     assert accuracy >= 0.9
     assert (tmp_path / "tiny-bert-order" / "model.safetensors").is_file()
+
+
+def test_demo_tune_recipe_runs_on_a_tiny_model(trained_classifier, order_csv, tmp_path):
+    """The demo's tune recipe as written, on the tiny classifier instead of MiniLM."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from squeeze.cli.main import app
+
+    result = CliRunner().invoke(app, [
+        "run", str(EXAMPLES / "demo-tune.yaml"), "--model", str(trained_classifier),
+        "--data", str(order_csv), "--max-length", "32", "--runs", "5",
+        "-o", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), "--json", "--quiet",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    stages = {t["stage"] for t in summary["trace"]}
+    assert {"quantize", "amount"} <= stages and summary["selected"]
