@@ -20,7 +20,7 @@ from pathlib import Path
 from squeeze.bench.machine import describe_machine, fingerprint
 
 COMMANDS = ("info", "eval", "finetune", "prune", "distill", "quantize", "export", "bench", "run",
-            "sweep", "report", "steps", "cache")  # fmt: skip
+            "sweep", "tune", "report", "steps", "cache")  # fmt: skip
 
 
 def _squeeze() -> list[str]:

@@ -74,6 +74,21 @@ def report_and_gate(
         raise gate_error(result, output)
 
 
+def metric_change(result: Any) -> str:
+    """A step's metric change as its table shows it, with the 95% paired interval:
+    '-0.87 pts [-1.93, +0.19]' for accuracy, '+0.42 [+0.10, +0.80]' for perplexity."""
+    from squeeze.types import LOWER_IS_BETTER
+
+    lower = result.metric_before.primary.name in LOWER_IS_BETTER
+    sign = 1.0 if lower else -1.0
+    text = f"{sign * result.drop_points + 0.0:+.2f}" + ("" if lower else " pts")
+    interval = result.drop_interval
+    if interval is not None:
+        low, high = sorted(sign * x + 0.0 for x in interval)
+        text += f" [{low:+.2f}, {high:+.2f}]"
+    return text
+
+
 def print_notes(notes: Sequence[str]) -> None:
     from rich.text import Text
 

@@ -21,7 +21,7 @@ from squeeze.cli._options import (
     with_config,
     with_data_options,
 )
-from squeeze.cli._render import print_notes, progress_factory, report_and_gate
+from squeeze.cli._render import metric_change, print_notes, progress_factory, report_and_gate
 from squeeze.cli._render import stdout as console
 from squeeze.dataspec import DataSpec
 from squeeze.distill.method import DistillConfig
@@ -98,7 +98,7 @@ def _render(result: Any) -> None:
         table.add_column(column, justify="left" if not column else "right")
     table.add_row(
         f"{mt.name} (n={mt.n_samples})", f"{mt.value:.4f}", f"{ms.value:.4f}",
-        f"{result.retained:.1%} recovered",
+        f"{result.retained:.1%} recovered ({metric_change(result)})",
     )  # fmt: skip
     if initial is not None:
         first = next(iter(initial["metrics"].values()))

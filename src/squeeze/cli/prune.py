@@ -28,7 +28,7 @@ from squeeze.cli._options import (
     with_data_options,
     with_fields,
 )
-from squeeze.cli._render import print_notes, progress_factory, report_and_gate
+from squeeze.cli._render import metric_change, print_notes, progress_factory, report_and_gate
 from squeeze.cli._render import stdout as console
 from squeeze.dataspec import DataSpec
 from squeeze.fmt import fmt_bytes, fmt_count
@@ -116,9 +116,7 @@ def _render(result: Any) -> None:
     row("zipped (deflate)", "bytes_compressed", fmt_bytes)
     if result.metric_before is not None:
         mb, ma = result.metric_before.primary, result.metric_after.primary
-        table.add_row(
-            mb.name, f"{mb.value:.4f}", f"{ma.value:.4f}", f"{0.0 - result.drop_points:+.2f} pts"
-        )
+        table.add_row(mb.name, f"{mb.value:.4f}", f"{ma.value:.4f}", metric_change(result))
     console.print(table)
     sparsity = result.details.get("sparsity")
     extra = f"sparsity {sparsity:.1%} of block weights, " if sparsity is not None else ""

@@ -23,6 +23,7 @@ from squeeze.cli._options import (
     with_data_options,
 )
 from squeeze.cli._render import (
+    metric_change,
     print_notes,
     progress_factory,
     report_and_gate,
@@ -111,9 +112,7 @@ def _render(result: Any) -> None:
     )
     if result.metric_before is not None and result.metric_after is not None:
         mb, ma = result.metric_before.primary, result.metric_after.primary
-        table.add_row(
-            mb.name, f"{mb.value:.4f}", f"{ma.value:.4f}", f"{0.0 - result.drop_points:+.2f} pts"
-        )
+        table.add_row(mb.name, f"{mb.value:.4f}", f"{ma.value:.4f}", metric_change(result))
     console.print(table)
     agree = result.details["agreement"]
     console.print(
