@@ -80,9 +80,14 @@ class _SqueezeGroup(TyperGroup):
             ctx.exit(error.exit_code)
         except Interrupted as stop:
             name = ctx.invoked_subcommand or "squeeze"
+            resume = (
+                "; its search journal (OUTPUT.tune) is kept: run it again with --resume"
+                if name == "tune"
+                else ""
+            )
             click.echo(
                 f"error: squeeze {name} was interrupted by {stop.name}; its temporary files "
-                "were removed and no output was written",
+                f"were removed and no output was written{resume}",
                 err=True,
             )
             ctx.exit(stop.exit_code)
