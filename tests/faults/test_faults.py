@@ -313,3 +313,35 @@ def test_other_os_refusals_name_the_fix(tiny_classifiers, tmp_path, errno_code):
     result = squeeze("export", tiny_classifiers["bert"], "-o", out, env=env)
     advice = {errno.EROFS: "read-only file system", errno.ENAMETOOLONG: "choose a shorter path"}
     assert_clean_failure(result, 6, advice[errno_code], out)
+
+
+def test_an_interrupted_tune_resumes_from_its_journal(trained_classifier, order_csv, tmp_path):
+    """SIGINT mid-search: nothing is written but the journal, the error says --resume, and the
+    resumed search replays what was measured and finishes."""
+    out, journal = tmp_path / "tuned", tmp_path / "tuned.tune" / "journal.jsonl"
+    args = [sys.executable, "-m", "squeeze", "tune", str(trained_classifier), "-o", str(out),
+            "-d", str(order_csv), "--max-length", "32", "--runs", "5", "--amounts", "0.5",
+            "--layers", "1", "--recovery-steps", "300", "--quantize", "dynamic",
+            "--max-accuracy-drop", "50", "--cache-dir", str(tmp_path / "cache"),
+            "--quiet"]  # fmt: skip
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        # Baseline, int8 and the unrecovered prune measured: the first recovery is running.
+        while not journal.is_file() or len(journal.read_text().splitlines()) < 6:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the search never reached its first recovery"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGINT, stderr
+    assert "--resume" in stderr and "Traceback" not in stderr and not out.exists()
+    measured = journal.read_text().splitlines()
+    assert len(measured) >= 6
+    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    trace = json.loads((out / "trace.json").read_text())["trials"]
+    assert trace[0]["chain"] == "quantize(dtype=int8)" and len(trace) >= 2
+    assert not journal.parent.exists()
