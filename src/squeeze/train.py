@@ -124,15 +124,19 @@ def _optimizer(model: Any, config: TrainConfig, total_steps: int) -> tuple[Any, 
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": config.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=config.lr,
-    )
+    trained = [p for p in model.parameters() if p.requires_grad]
+    # Parameters with a ``squeeze_lr`` of their own (slimming's unit scales) get it, undecayed.
+    own = [p for p in trained if getattr(p, "squeeze_lr", None) is not None]
+    rest = [p for p in trained if getattr(p, "squeeze_lr", None) is None]
+    groups = [
+        {"params": [p for p in rest if p.ndim >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in rest if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    for lr in sorted({p.squeeze_lr for p in own}):
+        groups.append(
+            {"params": [p for p in own if p.squeeze_lr == lr], "weight_decay": 0.0, "lr": lr}
+        )
+    optimizer = torch.optim.AdamW(groups, lr=config.lr)
     warmup = round(config.warmup_ratio * total_steps)
     return optimizer, get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
 

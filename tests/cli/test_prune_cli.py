@@ -135,3 +135,23 @@ def test_upper_gate_fails_a_drop_the_point_estimate_passes(trained_classifier, o
                     "--max-accuracy-drop", allowance)  # fmt: skip
     assert passed.exit_code == 0, passed.stderr
     assert "too small to decide" in passed.stderr  # said as a note
+
+
+def test_slimming_importance_from_the_cli_and_a_recipe(trained_classifier, order_csv, tmp_path):
+    result = invoke("prune", trained_classifier, "-o", tmp_path / "s", "--method", "structured",
+                    "--heads", "0.5", "--ffn", "0.5", "--importance", "slimming",
+                    "--slimming-steps", "10", "-d", order_csv, "--max-length", "32", "--json",
+                    "--quiet")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["importance"] == "slimming"
+    assert any(n.startswith("slimming importance: trained 10 steps") for n in summary["notes"])
+    assert summary["after"]["params_total"] < summary["before"]["params_total"]
+    run = invoke("run", "--model", trained_classifier, "-d", order_csv, "--max-length", "32",
+                 "--runs", "3", "--variant",
+                 "structured(heads=0.5, importance=slimming, slimming_steps=10) -> quantize(int8)",
+                 "-o", tmp_path / "r", "--cache-dir", tmp_path / "c", "--quiet")  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    no_data = invoke("prune", trained_classifier, "-o", tmp_path / "x", "--method", "structured",
+                     "--heads", "0.5", "--importance", "slimming")  # fmt: skip
+    assert no_data.exit_code == 2 and "--importance slimming needs --data" in no_data.stderr

@@ -367,3 +367,44 @@ def test_target_speedup_prunes_until_the_measured_target(tiny_classifiers, tmp_p
 def test_bad_targets(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         StructuredPruneConfig(**kwargs)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_slimming_scales_fold_into_the_weights_exactly(family, tiny_classifiers):
+    """Whatever the scales learned, folding them into the projections changes no logit."""
+    from squeeze.prune.slimming import _attach, _fold
+
+    loaded = load(tiny_classifiers[family])
+    slots = _attach(loaded.model, loaded.spec, loaded.config)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for slot in slots:
+            slot.heads.copy_(torch.rand(slot.heads.shape, generator=generator))
+            slot.ffn.copy_(torch.rand(slot.ffn.shape, generator=generator))
+    batch = _batch(loaded)
+    scaled = _logits(loaded, batch)
+    _fold(loaded.model, loaded.spec, loaded.config, slots)
+    assert not [n for n, _ in loaded.model.named_parameters() if "slimming" in n]
+    torch.testing.assert_close(_logits(loaded, batch), scaled, rtol=1e-5, atol=1e-5)
+
+
+def test_slimming_importance_is_learned_and_deterministic(trained_classifier, order_csv):
+    from squeeze.prune.slimming import slimming_importance
+    from squeeze.train import TrainConfig
+
+    runs = []
+    for _ in range(2):
+        loaded = load(trained_classifier)
+        dataset = load_dataset(DataSpec(str(order_csv), split="train", max_samples=256))
+        data = encode(dataset, loaded.tokenizer, input_names=loaded.input_names,
+                      max_length=32, label2id=loaded.label2id)  # fmt: skip
+        importance, result = slimming_importance(
+            loaded.model, loaded.spec, loaded.config, loaded.task, data,
+            TrainConfig(max_steps=20, batch_size=16), penalty=1e-2,
+        )  # fmt: skip
+        runs.append(importance)
+    assert result.steps == 20 and runs[0].method == "slimming"
+    heads = torch.cat(runs[0].heads)
+    assert heads.max() < 1.0 and heads.std() > 0  # the L1 pulled scales down, unevenly
+    for a, b in zip(runs[0].ffn, runs[1].ffn, strict=True):
+        torch.testing.assert_close(a, b)

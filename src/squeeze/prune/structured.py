@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from squeeze.runner import StepContext
     from squeeze.types import LoadedModel
 
-IMPORTANCE_METHODS = ("magnitude", "taylor")
+IMPORTANCE_METHODS = ("magnitude", "taylor", "slimming")
 ALLOCATIONS = ("uniform", "global")
 
 
@@ -48,10 +48,15 @@ class StructuredPruneConfig(RecoveryConfig):
     layers: int = param(0, help="Whole layers to drop.")
     importance: str | None = param(
         None,
-        help="magnitude, or taylor (data-driven; the default with data).",
+        help="magnitude, taylor (data-driven; the default with data) or slimming (learned unit "
+        "scales under an L1 penalty, trained --slimming-steps on the data).",
         choices=IMPORTANCE_METHODS,
     )
     importance_batches: int = param(16, help="Batches of training data for taylor importance.")
+    slimming_steps: int = param(
+        100, help="slimming: training steps (weights and unit scales) before ranking."
+    )
+    slimming_penalty: float = param(1e-4, help="slimming: L1 weight on the unit scales.")
     target_speedup: float | None = param(
         None,
         help="Remove as much of heads and FFN (alike) as makes the model this much faster on "
@@ -72,6 +77,9 @@ class StructuredPruneConfig(RecoveryConfig):
         found += range_problem("ffn", self.ffn, 0, 1, closed="low")
         found += at_least("layers", self.layers, 0)
         found += at_least("importance_batches", self.importance_batches, 1)
+        found += at_least("slimming_steps", self.slimming_steps, 1)
+        if self.slimming_penalty < 0:
+            found.append(Problem("{slimming_penalty} must be >= 0"))
         targeted = self.target_speedup is not None or self.target_latency_ms is not None
         if not (self.heads or self.ffn or self.layers or targeted):
             found.append(
@@ -237,9 +245,33 @@ def prune_structured(
     return shapes, expressible, notes
 
 
+def _slimming(
+    loaded: LoadedModel, spec: ArchSpec, config: StructuredPruneConfig, ctx: StepContext
+) -> tuple[Any, str]:
+    """Slimming importance, trained with the recovery's learning rate, batch and seed."""
+    from squeeze.prune.slimming import slimming_importance
+    from squeeze.train import TrainConfig
+
+    train_config = TrainConfig(
+        max_steps=config.slimming_steps, lr=config.lr, batch_size=config.batch_size,
+        warmup_ratio=config.warmup_ratio, seed=config.seed,
+    )  # fmt: skip
+    importance, result = slimming_importance(
+        loaded.model, spec, loaded.config, loaded.task, ctx.data.training(loaded), train_config,
+        penalty=config.slimming_penalty, progress=ctx.progress, device=ctx.device,
+    )  # fmt: skip
+    note = (
+        f"slimming importance: trained {result.steps} steps (weights and unit scales, L1 "
+        f"{config.slimming_penalty:g}), final loss {result.final_loss:.4f}"
+    )
+    return importance, note
+
+
 def _data_problem(config: StructuredPruneConfig, given: Any) -> str | None:
     if config.importance == "taylor" and "data" not in given:
         return "{importance} taylor needs {data} (it scores units by gradients on it)"
+    if config.importance == "slimming" and "data" not in given:
+        return "{importance} slimming needs {data} (it trains unit scales on it)"
     return recovery_data_problem(config, given)
 
 
@@ -268,10 +300,12 @@ def structured(loaded: LoadedModel, config: StructuredPruneConfig, ctx: StepCont
             loaded.model, spec, loaded.config, loaded.task, ctx.data.training(loaded),
             max_batches=config.importance_batches, device=ctx.device,
         )  # fmt: skip
+    elif method == "slimming":
+        importance, slim_note = _slimming(loaded, spec, config, ctx)
     else:
         importance = magnitude_importance(loaded.model, spec, loaded.config)
     details: dict[str, Any] = {"importance": method}
-    target_notes: list[str] = []
+    target_notes: list[str] = [slim_note] if method == "slimming" else []
     if config.targeted:
         from dataclasses import replace
 
