@@ -30,9 +30,11 @@ class FinetuneResult:
     n_train: int
     n_validation: int
     notes: list[str] = field(default_factory=list)
+    early_bird: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "early_bird": self.early_bird,
             "out": str(self.out),
             "task": self.task.value,
             "labels": self.label_names,
@@ -71,6 +73,7 @@ def finetune(
     trust_remote_code: bool = False,
     device: str = "cpu",
     progress: ProgressFactory = no_progress,
+    early_bird: Any = None,
 ) -> FinetuneResult:
     """Fine-tune a checkpoint on a dataset and save the best validated weights as an HF folder.
 
@@ -78,6 +81,9 @@ def finetune(
     training data; a sequence classifier keeps its head and labels; a causal LM is tuned on
     next-token loss when ``task`` says so. A local file is split by content hash: training uses
     ``train``, validation ``validation``, and ``test`` stays unseen for ``squeeze eval``.
+
+    ``early_bird`` (an :class:`~squeeze.prune.early_bird.EarlyBirdConfig`) draws a structured
+    ticket early in training and fine-tunes the pruned model for the rest of the budget.
     """
     config = config or TrainConfig()
     local_model = resolve_local(source)
@@ -149,16 +155,22 @@ def finetune(
         notes += _imbalance_notes(train_enc.labels, loaded.config.id2label)
     val_enc = encode(val_ds, loaded.tokenizer, **encode_args) if val_ds else None
 
+    evaluate_fn = (lambda: evaluate(loaded, val_enc, device=device)) if val_enc else None
+    ticket = None
     with atomic_output(out, overwrite=overwrite, inputs=[local_model]) as tmp:
-        result = train(
-            loaded.model,
-            target,
-            train_enc,
-            config,
-            evaluate_fn=(lambda: evaluate(loaded, val_enc, device=device)) if val_enc else None,
-            progress=progress,
-            device=device,
-        )
+        if early_bird is not None:
+            from squeeze.prune.early_bird import train_early_bird
+
+            result, ticket, ticket_notes = train_early_bird(
+                loaded, train_enc, config, early_bird, evaluate_fn=evaluate_fn,
+                progress=progress, device=device,
+            )  # fmt: skip
+            notes += ticket_notes
+        else:
+            result = train(
+                loaded.model, target, train_enc, config, evaluate_fn=evaluate_fn,
+                progress=progress, device=device,
+            )  # fmt: skip
         notes += result.notes
         write_checkpoint(loaded, tmp)
         summary = FinetuneResult(
@@ -171,6 +183,7 @@ def finetune(
             n_train=len(train_enc),
             n_validation=len(val_enc) if val_enc else 0,
             notes=notes,
+            early_bird=ticket.to_dict() if ticket is not None else None,
         )
         (tmp / "finetune.json").write_text(
             json.dumps(

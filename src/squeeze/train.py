@@ -83,7 +83,8 @@ class TrainResult:
 
 
 ExtraLoss = Callable[[Any, dict[str, Any], Any], Any]
-StepCallback = Callable[[StepState], None]
+# Returns True to end training after this step (an early-bird ticket was drawn).
+StepCallback = Callable[[StepState], bool | None]
 
 
 def _micro_batches(
@@ -187,7 +188,8 @@ def train(
         evaluate_fn: Scores the model on held-out data; called in eval mode.
         extra_loss: ``(model, inputs, outputs) -> tensor`` added to the task loss.
         task_weight: Multiplies the task loss (distillation balances it against its own term).
-        on_step: Called after each optimizer step (and its scheduler step).
+        on_step: Called after each optimizer step (and its scheduler step); returning True
+            ends training there.
         checkpoint_dir: Where to save the run's state every ``save_every`` steps (default: at
             every evaluation, or every 100 steps without one); none when None.
         resume: Continue from the checkpoint in ``checkpoint_dir``, which must exist and come
@@ -282,14 +284,17 @@ def train(
                 result.steps = step
                 result.final_loss = step_loss
                 recent = [*recent[-19:], step_loss]
+                stop = False
                 if on_step is not None:
-                    on_step(
-                        StepState(
-                            step,
-                            total_steps,
-                            step / steps_per_epoch,
-                            step_loss,
-                            scheduler.get_last_lr()[0],
+                    stop = bool(
+                        on_step(
+                            StepState(
+                                step,
+                                total_steps,
+                                step / steps_per_epoch,
+                                step_loss,
+                                scheduler.get_last_lr()[0],
+                            )
                         )
                     )
                 rate = result.samples_seen / max(1e-9, time.perf_counter() - start - result.eval_s)
@@ -322,6 +327,8 @@ def train(
                         best_state=best_state,
                     )
                     checkpoints.save(accelerator, checkpoint_dir, loop_state, fingerprint)
+                if stop:
+                    break
     finally:
         # Undo what prepare() did to the module (mixed-precision forward wrappers, DDP).
         accelerator.unwrap_model(wrapped, keep_fp32_wrapper=False)

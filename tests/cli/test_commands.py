@@ -149,3 +149,45 @@ def test_public_api_names_are_not_submodule_names():
     assert not submodules & set(squeeze._API)
     for name in squeeze._API:
         assert getattr(squeeze, name) is not None
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_early_bird_finetune_draws_a_ticket_and_trains_it(family, tiny_lms, order_csv, tmp_path):
+    """The ticket is drawn before the budget ends, the model shrinks, and the smaller model
+    reloads, scores and exports."""
+    out = tmp_path / "bird"
+    result = invoke("finetune", tiny_lms[family], "-d", order_csv, "-o", out, "--max-steps", "60",
+                    "--lr", "3e-3", "--max-length", "32", "--early-bird",
+                    "heads=0.5,ffn=0.5,every=5,threshold=0.2", "--json", "--quiet")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    bird = summary["early_bird"]
+    assert 0 < bird["drawn_at_step"] <= 30 and bird["total_steps"] == 60  # by max_search 50%
+    assert summary["train"]["steps"] == 60 - bird["drawn_at_step"]
+    assert all(c["step"] % 5 == 0 or c["step"] == 30 for c in bird["checks"])
+    assert bird["search_s"] > 0 and bird["ticket_train_s"] > 0
+    drawn = f"early-bird ticket drawn at step {bird['drawn_at_step']} of 60"
+    assert any(note.startswith(drawn) for note in summary["notes"])
+    info = json.loads(invoke("info", out, "--json").stdout)
+    base = json.loads(invoke("info", tiny_lms[family], "--json").stdout)
+    assert info["intermediate_size"] == base["intermediate_size"] // 2  # the ticket's FFN
+    scored = invoke("eval", out, "-d", order_csv, "--max-length", "32", "--json")
+    assert scored.exit_code == 0, scored.stderr
+    exported = invoke("export", out, "-o", tmp_path / "onnx", "--json")
+    assert exported.exit_code == 0, exported.stderr
+
+
+@pytest.mark.parametrize(
+    ("spec", "phrase"),
+    [
+        ("heads=0.5,speed=2", "unknown parameter 'speed'"),
+        ("heads", "takes key=value pairs"),
+        ("threshold=0.1", "--early-bird: an early-bird ticket needs heads or ffn"),
+        ("heads=1.5", "--early-bird: heads must be in [0, 1)"),
+    ],
+)
+def test_bad_early_bird_specs(spec, phrase, tiny_lms, order_csv, tmp_path):
+    result = invoke("finetune", tiny_lms["bert"], "-d", order_csv, "-o", tmp_path / "x",
+                    "--early-bird", spec)  # fmt: skip
+    assert result.exit_code == 2, (result.stderr, result.exception)
+    assert phrase in result.stderr and len(result.stderr.strip().splitlines()) == 1

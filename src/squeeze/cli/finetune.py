@@ -43,6 +43,13 @@ def finetune(
         int | None, typer.Option(min=1, help="Validate on at most this many examples.")
     ] = None,
     task: TaskOpt = None,
+    early_bird: Annotated[
+        str | None,
+        typer.Option(
+            help="Draw a structured ticket early and train only it (EarlyBERT), e.g. "
+            "heads=0.5,ffn=0.5[,threshold=0.1,every=N,penalty=1e-4,max_search=0.5]."
+        ),
+    ] = None,
     max_length: MaxLengthOpt = 128,
     device: DeviceOpt = "cpu",
     overwrite: OverwriteOpt = False,
@@ -58,6 +65,7 @@ def finetune(
     """
     from squeeze.device import resolve_device
     from squeeze.finetune import finetune as run_finetune
+    from squeeze.prune.early_bird import parse_early_bird
 
     validation = None
     if eval_data is not None or max_eval_samples is not None:
@@ -79,6 +87,7 @@ def finetune(
         trust_remote_code=trust_remote_code,
         device=resolve_device(device),
         progress=progress_factory(quiet),
+        early_bird=parse_early_bird(early_bird) if early_bird else None,
     )
     if json_output:
         print_json(result.to_dict())
@@ -95,6 +104,17 @@ def finetune(
     ]
     if result.label_names:
         rows.append(("labels", ", ".join(result.label_names)))
+    if result.early_bird is not None:
+        bird = result.early_bird
+        rows.append(
+            (
+                "early-bird ticket",
+                f"drawn at step {bird['drawn_at_step']} of "
+                f"{bird['total_steps']} ({'settled' if bird['settled'] else 'search limit'})",
+            )
+        )
+        rows.append(("time searching / on ticket",
+                     f"{bird['search_s']:.1f} s / {bird['ticket_train_s']:.1f} s"))  # fmt: skip
     if train.best_eval is not None:
         best = train.best_eval.primary
         rows.append((f"best validation {best.name}", f"{best.value:.4f} (step {train.best_step})"))
