@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 METHOD_MODULES = (
     "squeeze.prune.magnitude",
     "squeeze.prune.structured",
+    "squeeze.prune.early_bird",
     "squeeze.distill.method",
     "squeeze.quantize.method",
     "squeeze.export.method",

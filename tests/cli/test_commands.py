@@ -191,3 +191,23 @@ def test_bad_early_bird_specs(spec, phrase, tiny_lms, order_csv, tmp_path):
                     "--early-bird", spec)  # fmt: skip
     assert result.exit_code == 2, (result.stderr, result.exception)
     assert phrase in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_early_bird_as_a_recipe_step(trained_classifier, order_csv, tmp_path):
+    recipe = tmp_path / "bird.yaml"
+    recipe.write_text(
+        f"model: {trained_classifier}\ndata: {order_csv}\nmax_length: 32\nbench: {{runs: 3}}\n"
+        "variants:\n  - early_bird(heads=0.5, ffn=0.5, finetune_steps=40, every=5, "
+        "threshold=0.2) -> quantize(int8)\n"
+    )
+    result = invoke("run", recipe, "-o", tmp_path / "out", "--cache-dir", tmp_path / "cache",
+                    "--json", "--quiet")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    variant = json.loads(result.stdout)["variants"][1]
+    assert variant["params_total"] < json.loads(result.stdout)["variants"][0]["params_total"]
+    assert any("early-bird ticket drawn at step" in note for note in variant["notes"])
+    missing = recipe.with_name("bad.yaml")
+    missing.write_text(f"model: {trained_classifier}\ndata: {order_csv}\n"
+                       "variants: [early_bird(heads=0.5)]\n")  # fmt: skip
+    bad = invoke("run", missing, "-o", tmp_path / "bad")
+    assert bad.exit_code == 2 and "early_bird() needs --finetune-steps" in bad.stderr

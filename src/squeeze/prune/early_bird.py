@@ -17,6 +17,9 @@ from typing import Any, ClassVar
 
 from squeeze.config import StepConfig, at_least, param, range_problem
 from squeeze.errors import Problem
+from squeeze.prune.recovery import RecoveryConfig
+from squeeze.registry import register
+from squeeze.types import StepResult
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -209,3 +212,58 @@ def train_early_bird(
         f"{ticket.ticket_s:.1f} s on the ticket)",
     )
     return result, ticket, notes
+
+
+@dataclass(frozen=True, kw_only=True)
+class EarlyBirdStepConfig(EarlyBirdConfig, RecoveryConfig):
+    """The recipe step ``early_bird(heads=0.5, ffn=0.5, finetune_steps=200)``: fine-tune the
+    recipe's model on its data with an early-bird ticket (``finetune_steps`` is the whole
+    budget, search included). The command is ``squeeze finetune --early-bird``."""
+
+    def problems(self) -> list[Problem]:
+        found = EarlyBirdConfig.problems(self) + RecoveryConfig.problems(self)
+        if not self.finetune_steps:
+            found.append(Problem("early_bird() needs {finetune_steps}: its training budget"))
+        return found
+
+
+def _data_problem(config: EarlyBirdStepConfig, given: Any) -> str | None:
+    return None if "data" in given else "early_bird() trains on {data}"
+
+
+def _accepts(config: EarlyBirdStepConfig, model_config: Any) -> None:
+    from squeeze.arch import spec_for
+
+    spec_for(model_config, "early-bird tickets")
+
+
+@register(
+    EarlyBirdStepConfig,
+    name="early_bird",
+    accepts=_accepts,
+    help="fine-tune with an early-bird ticket: find the structure early, train only it",
+    summary="prune.json",
+    tasks=("sequence-classification", "causal-lm"),
+    data_problem=_data_problem,
+    zipped_size=True,
+)
+def early_bird_step(loaded: Any, config: EarlyBirdStepConfig, ctx: Any) -> StepResult:
+    """Search, prune to the ticket and train it, keeping the best validated step."""
+    from squeeze.evaluate import evaluate
+    from squeeze.train import TrainConfig
+
+    train_config = TrainConfig(
+        max_steps=config.finetune_steps, lr=config.lr, batch_size=config.batch_size,
+        warmup_ratio=config.warmup_ratio, seed=config.seed,
+    )  # fmt: skip
+    validation = ctx.data.validation(loaded)
+    evaluate_fn = (lambda: evaluate(loaded, validation, device=ctx.device)) if validation else None
+    result, ticket, notes = train_early_bird(
+        loaded, ctx.data.training(loaded), train_config, config, evaluate_fn=evaluate_fn,
+        progress=ctx.progress, device=ctx.device,
+    )  # fmt: skip
+    return StepResult(
+        model=loaded,
+        details={"early_bird": ticket.to_dict(), "train": result.to_dict()},
+        notes=notes + result.notes,
+    )
