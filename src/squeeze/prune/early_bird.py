@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from squeeze.config import StepConfig, at_least, param, range_problem
 from squeeze.errors import Problem
-from squeeze.prune.recovery import RecoveryConfig
+from squeeze.prune.recovery import RecoveryConfig, train_config_of
 from squeeze.registry import register
 from squeeze.types import StepResult
 
@@ -250,12 +250,8 @@ def _accepts(config: EarlyBirdStepConfig, model_config: Any) -> None:
 def early_bird_step(loaded: Any, config: EarlyBirdStepConfig, ctx: Any) -> StepResult:
     """Search, prune to the ticket and train it, keeping the best validated step."""
     from squeeze.evaluate import evaluate
-    from squeeze.train import TrainConfig
 
-    train_config = TrainConfig(
-        max_steps=config.finetune_steps, lr=config.lr, batch_size=config.batch_size,
-        warmup_ratio=config.warmup_ratio, seed=config.seed,
-    )  # fmt: skip
+    train_config = train_config_of(config, config.finetune_steps)
     validation = ctx.data.validation(loaded)
     evaluate_fn = (lambda: evaluate(loaded, validation, device=ctx.device)) if validation else None
     result, ticket, notes = train_early_bird(

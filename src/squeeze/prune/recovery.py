@@ -36,6 +36,17 @@ class RecoveryConfig(StepConfig):
         return found
 
 
+def train_config_of(config: RecoveryConfig, steps: int) -> Any:
+    """A TrainConfig of ``steps`` with the step's learning rate, batch, warm-up and seed: the
+    one translation for recovery, slimming and early-bird training."""
+    from squeeze.train import TrainConfig
+
+    return TrainConfig(
+        max_steps=steps, lr=config.lr, batch_size=config.batch_size,
+        warmup_ratio=config.warmup_ratio, seed=config.seed,
+    )  # fmt: skip
+
+
 def recovery_data_problem(config: RecoveryConfig, given: Any) -> str | None:
     if config.finetune_steps and "data" not in given:
         return "{finetune_steps} needs {data} (recovery trains on its training part)"
@@ -48,15 +59,9 @@ def recover(
     """Run the recovery steps (if any) in place; return the note that says what ran."""
     if not config.finetune_steps:
         return None
-    from squeeze.train import TrainConfig, train
+    from squeeze.train import train
 
-    train_config = TrainConfig(
-        max_steps=config.finetune_steps,
-        lr=config.lr,
-        batch_size=config.batch_size,
-        warmup_ratio=config.warmup_ratio,
-        seed=config.seed,
-    )
+    train_config = train_config_of(config, config.finetune_steps)
     result = train(
         loaded.model, loaded.task, ctx.data.training(loaded), train_config, on_step=on_step,
         progress=ctx.progress, device=ctx.device,

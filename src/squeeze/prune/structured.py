@@ -14,7 +14,7 @@ from squeeze.arch import ArchSpec, ffn_width, kv_heads, layer_list, spec_for
 from squeeze.config import at_least, param, range_problem
 from squeeze.errors import ConfigError, Problem, UnsupportedError
 from squeeze.prune.magnitude import PRUNABLE_TASKS
-from squeeze.prune.recovery import RecoveryConfig, recover, recovery_data_problem
+from squeeze.prune.recovery import RecoveryConfig, recover, recovery_data_problem, train_config_of
 from squeeze.registry import register
 from squeeze.shapes import (
     LayerShape,
@@ -250,12 +250,8 @@ def _slimming(
 ) -> tuple[Any, str]:
     """Slimming importance, trained with the recovery's learning rate, batch and seed."""
     from squeeze.prune.slimming import slimming_importance
-    from squeeze.train import TrainConfig
 
-    train_config = TrainConfig(
-        max_steps=config.slimming_steps, lr=config.lr, batch_size=config.batch_size,
-        warmup_ratio=config.warmup_ratio, seed=config.seed,
-    )  # fmt: skip
+    train_config = train_config_of(config, config.slimming_steps)
     importance, result = slimming_importance(
         loaded.model, spec, loaded.config, loaded.task, ctx.data.training(loaded), train_config,
         penalty=config.slimming_penalty, progress=ctx.progress, device=ctx.device,
