@@ -18,8 +18,8 @@ tests that on a task generated offline with the tiny vocabulary, on this machine
 5. times every artifact of both models again in one rotating measurement (the two sweeps timed
    theirs at different moments, and load drifts), then writes comparison.md, comparison.png and
    comparison.json to --out and says which model is more accurate at each latency and size
-   budget. A difference smaller than twice its binomial standard error on the test set is
-   called a tie.
+   budget. Both models are scored on the same test sentences, so each difference gets a 95%
+   paired bootstrap interval (``squeeze.stats``); a difference whose interval holds 0 is a tie.
 
     python examples/train_large_then_compress.py [--out .cache/tltc] [--budget-s 60] [--seed 0]
                                                  [--quick]
@@ -43,7 +43,7 @@ import shutil
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -280,6 +280,8 @@ class Point:
     latency_ms: float
     bytes: int
     params: int
+    # Per-sample test scores, for paired intervals between the models; not part of equality.
+    scores: Any = field(default=None, compare=False, repr=False)
 
 
 def joint_points(sweeps: dict[str, Any], s: Settings) -> list[Point]:
@@ -288,10 +290,34 @@ def joint_points(sweeps: dict[str, Any], s: Settings) -> list[Point]:
 
     entries = [(m, v) for m, res in sweeps.items() for v in res.variants]
     timed, _ = bench_models([v.artifact for _, v in entries], bench_settings(s))
+    from squeeze.stats import Scores
+
     return [
-        Point(m, v.name, v.metric, r.latencies[0].p50_ms, v.bytes_on_disk, v.params_total)
+        Point(
+            m,
+            v.name,
+            v.metric,
+            r.latencies[0].p50_ms,
+            v.bytes_on_disk,
+            v.params_total,
+            Scores.from_dict(v.scores),
+        )
         for (m, v), r in zip(entries, timed, strict=True)
     ]
+
+
+def difference(small: Point, large: Point, n_test: int) -> tuple[float, float]:
+    """The 95% interval of large minus small accuracy, in points: paired over the shared test
+    sentences when both have per-sample scores, else +-2 binomial standard errors."""
+    from squeeze.stats import paired_drop_interval
+
+    if small.scores is not None and large.scores is not None:
+        interval = paired_drop_interval(large.scores, small.scores)  # large "before" small
+        if interval is not None:
+            return interval
+    se = math.sqrt(sum(p.accuracy * (1 - p.accuracy) for p in (small, large)) / max(1, n_test))
+    delta = 100 * (large.accuracy - small.accuracy)
+    return delta - 200 * se, delta + 200 * se
 
 
 def best_within(points: list[Point], model: str, limit: float, cost: str) -> Point | None:
@@ -303,8 +329,8 @@ def best_within(points: list[Point], model: str, limit: float, cost: str) -> Poi
 def compare(points: list[Point], cost: str, n_test: int) -> list[dict[str, Any]]:
     """At each budget that some variant defines, the best variant of each model within it.
 
-    A budget only counts once both models have something that fits; a difference below twice
-    the standard error of the difference of two accuracies on ``n_test`` examples is a tie.
+    A budget only counts once both models have something that fits; a difference whose 95%
+    interval (see :func:`difference`) holds 0 is a tie.
     """
     rows = []
     for limit in sorted({getattr(p, cost) for p in points}):
@@ -312,12 +338,13 @@ def compare(points: list[Point], cost: str, n_test: int) -> list[dict[str, Any]]
         large = best_within(points, "large", limit, cost)
         if small is None or large is None:
             continue
-        se = math.sqrt(sum(p.accuracy * (1 - p.accuracy) for p in (small, large)) / max(1, n_test))
+        low, high = difference(small, large, n_test)
         delta = large.accuracy - small.accuracy
-        winner = "tie" if abs(delta) < 2 * se else ("large" if delta > 0 else "small")
+        winner = "tie" if low <= 0 <= high else ("large" if delta > 0 else "small")
         rows.append(
-            {"budget": limit, "small": small, "large": large, "delta": delta, "winner": winner}
-        )
+            {"budget": limit, "small": small, "large": large, "delta": delta,
+             "interval_points": [low, high], "winner": winner}
+        )  # fmt: skip
         # Later budgets with the same pair of best variants say nothing new.
         if len(rows) > 1 and (rows[-2]["small"], rows[-2]["large"]) == (small, large):
             rows.pop()
@@ -402,13 +429,15 @@ def write_markdown(
             f"| {p.latency_ms:.3f} | {kb(p.bytes)} | {p.params:,} |"
         )
     for cost, unit in (("latency_ms", "latency budget (ms)"), ("bytes", "size budget")):
-        out += ["", f"| {unit} | best small | best large | winner |", "|---:|---|---|---|"]
+        out += ["", f"| {unit} | best small | best large | large - small (points, 95%) | "
+                "winner |", "|---:|---|---|---:|---|"]  # fmt: skip
         for r in budgets[cost]:
             limit = f"{r['budget']:.3f}" if cost == "latency_ms" else kb(r["budget"])
             s, lg = r["small"], r["large"]
+            low, high = r["interval_points"]
             out.append(
                 f"| {limit} | {s.variant} {s.accuracy:.3f} | {lg.variant} {lg.accuracy:.3f} "
-                f"| {r['winner']} |"
+                f"| {100 * r['delta']:+.1f} [{low:+.1f}, {high:+.1f}] | {r['winner']} |"
             )
     out += ["", *lines, ""]
     text = "\n".join(out)
@@ -502,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             for name, t in trained.items()
         },
-        "points": [p.__dict__ for p in points],
+        "points": [{k: v for k, v in p.__dict__.items() if k != "scores"} for p in points],
         "budgets": {
             cost: [{**r, "small": r["small"].variant, "large": r["large"].variant} for r in rows]
             for cost, rows in budgets.items()

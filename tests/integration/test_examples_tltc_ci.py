@@ -49,6 +49,12 @@ def test_train_large_then_compress_quick(tmp_path):
         assert {v["name"] for v in results["variants"]} == expected
         assert summary["models"][model]["steps"] >= 2
     assert all(0 <= p["accuracy"] <= 1 and p["latency_ms"] > 0 for p in summary["points"])
+    # Every budget's difference carries its paired interval, and a tie is an interval with 0.
+    assert "large - small (points, 95%)" in table
+    for row in summary["budgets"]["latency_ms"] + summary["budgets"]["bytes"]:
+        low, high = row["interval_points"]
+        assert low <= 100 * row["delta"] + 1e-9 and 100 * row["delta"] - 1e-9 <= high
+        assert (row["winner"] == "tie") == (low <= 0 <= high)
     # The verdict is printed whichever model wins.
     assert "At equal latency:" in done.stdout and "At equal size:" in done.stdout
 
