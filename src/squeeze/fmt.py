@@ -1,7 +1,9 @@
-"""Numbers people compare at a glance: parameter counts and byte sizes, for tables everywhere
-(terminal, Markdown, HTML)."""
+"""Numbers people compare at a glance: parameter counts, byte sizes and metric changes, for
+tables everywhere (terminal, Markdown, HTML)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 def fmt_count(n: int | None) -> str:
@@ -21,3 +23,17 @@ def fmt_bytes(n: int | None) -> str:
         if n >= factor:
             return f"{n / factor:.1f} {suffix}"
     return f"{n} B"
+
+
+def fmt_change(
+    drop_points: float, interval: Sequence[float] | None, *, higher_is_better: bool
+) -> str:
+    """A drop (positive = worse) shown as the change it is, reading the way the metric does,
+    with its 95% interval turned round alike: '-0.87 pts [-1.93, +0.19]' for accuracy,
+    '+0.42 [+0.10, +0.80]' for perplexity. ``+ 0.0`` keeps "-0.00" out of the tables."""
+    sign = -1.0 if higher_is_better else 1.0
+    text = f"{sign * drop_points + 0.0:+.2f}" + (" pts" if higher_is_better else "")
+    if interval:
+        low, high = sorted(sign * x + 0.0 for x in interval)
+        text += f" [{low:+.2f}, {high:+.2f}]"
+    return text

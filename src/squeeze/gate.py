@@ -10,6 +10,8 @@ seed to the next, so a CI gate on it is flaky; the upper end fails only drops th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from squeeze.errors import GateError
 from squeeze.types import Evaluation, points_dropped
 
@@ -42,11 +44,10 @@ def drop_interval(
     return paired_drop_interval(before.scores, after.scores)
 
 
-def judged_drop(
-    drop: float | None, interval: tuple[float, float] | None, gate_on: str
-) -> float | None:
-    """The figure the gate compares with its allowance: the drop, or its interval's upper end."""
-    if gate_on == "upper" and interval is not None:
+def judged_drop(drop: float | None, interval: Sequence[float] | None, gate_on: str) -> float | None:
+    """The figure the gate compares with its allowance: the drop, or its interval's upper end
+    (an interval as JSON keeps it, a list, will do)."""
+    if gate_on == "upper" and interval:
         return interval[1]
     return drop
 
@@ -56,7 +57,7 @@ def passes(judged: float | None, max_drop: float | None) -> bool:
 
 
 def undecided_note(
-    drop: float | None, interval: tuple[float, float] | None, max_drop: float | None, n: int
+    drop: float | None, interval: Sequence[float] | None, max_drop: float | None, n: int
 ) -> str | None:
     """What to say when the interval holds the allowance: the data cannot decide the gate."""
     from squeeze.stats import fmt_interval, verdict
@@ -85,7 +86,14 @@ class Gated:
 
     @property
     def drop_interval(self) -> tuple[float, float] | None:
-        return drop_interval(self.metric_before, self.metric_after)
+        """The drop's 95% paired interval, bootstrapped once per pair of evaluations (the gate,
+        its note, the summary and the table all read it)."""
+        pair = (self.metric_before, self.metric_after)
+        memo = getattr(self, "_interval_memo", None)
+        if memo is None or memo[0] is not pair[0] or memo[1] is not pair[1]:
+            memo = (*pair, drop_interval(*pair))
+            self._interval_memo = memo
+        return memo[2]
 
     @property
     def passed(self) -> bool:
@@ -93,10 +101,15 @@ class Gated:
             judged_drop(self.drop_points, self.drop_interval, self.gate_on), self.max_accuracy_drop
         )
 
+    @property
+    def undecided(self) -> str | None:
+        """The note saying the test set is too small to decide the gate, if it is."""
+        n = self.metric_after.n_samples if self.metric_after else 0
+        return undecided_note(self.drop_points, self.drop_interval, self.max_accuracy_drop, n)
+
     def gate_fields(self) -> dict[str, object]:
         """The metric and gate part of a step's JSON summary."""
         interval = self.drop_interval
-        n = self.metric_after.n_samples if self.metric_after else 0
         return {
             "metric_before": self.metric_before.to_dict() if self.metric_before else None,
             "metric_after": self.metric_after.to_dict() if self.metric_after else None,
@@ -104,7 +117,7 @@ class Gated:
             "drop_ci95": list(interval) if interval else None,
             "max_accuracy_drop": self.max_accuracy_drop,
             "gate_on": self.gate_on,
-            "gate_undecided": undecided_note(self.drop_points, interval, self.max_accuracy_drop, n),
+            "gate_undecided": self.undecided,
             "passed": self.passed,
         }
 

@@ -381,9 +381,8 @@ def run_step(
             if options.bench is not None and is_main_process():
                 summary.latency = _bench(loaded.path, tmp, options.bench)
             summary.seconds = time.perf_counter() - start
-            undecided = summary.gate_fields()["gate_undecided"]
-            if undecided:
-                notes.append(str(undecided))
+            if summary.undecided:
+                notes.append(summary.undecided)
             if not summary.passed:
                 raise GateMissed(summary)
             summary.written = is_main_process()

@@ -17,6 +17,7 @@ Percentile bootstrap intervals with a fixed seed: the same inputs always give th
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,7 +151,7 @@ def median_interval(
     return _percentiles(_medians(samples_ms, np.random.default_rng(SEED), resamples), level)
 
 
-def verdict(drop: float | None, interval: tuple[float, float] | None, max_drop: float) -> str:
+def verdict(drop: float | None, interval: Sequence[float] | None, max_drop: float) -> str:
     """Whether a drop is within ``max_drop`` for certain ("within"), beyond it for certain
     ("over"), or whether the test set is too small to tell ("undecided": the interval holds the
     threshold). Without an interval only the point estimate speaks ("within"/"over")."""
@@ -166,9 +167,8 @@ def verdict(drop: float | None, interval: tuple[float, float] | None, max_drop: 
     return "undecided"
 
 
-def fmt_interval(interval: tuple[float, float] | None, *, signed: bool = True) -> str:
+def fmt_interval(interval: Sequence[float] | None) -> str:
     """``[-2.03, +0.41]``; '' without an interval."""
     if interval is None:
         return ""
-    spec = "+.2f" if signed else ".2f"
-    return f"[{interval[0]:{spec}}, {interval[1]:{spec}}]"
+    return f"[{interval[0]:+.2f}, {interval[1]:+.2f}]"

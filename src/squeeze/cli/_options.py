@@ -69,11 +69,16 @@ class GateOn(str, Enum):
     upper = "upper"
 
 
-GateOnOpt = Annotated[
-    GateOn,
+GATE_ON_HELP = (
+    "What --max-accuracy-drop judges: the measured drop (point) or the upper end of its 95% "
+    "paired interval (upper: fails only drops the test set shows)."
+)
+GateOnOpt = Annotated[GateOn, typer.Option(help=GATE_ON_HELP)]
+CacheDirOpt = Annotated[
+    str | None,
     typer.Option(
-        help="What --max-accuracy-drop judges: the measured drop (point) or the upper end of "
-        "its 95% paired interval (upper: fails only drops the test set shows)."
+        help="Artifact cache (default: $SQUEEZE_CACHE or ~/.cache/squeeze; `squeeze cache info` "
+        "shows its size)."
     ),
 ]
 

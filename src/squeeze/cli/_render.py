@@ -75,18 +75,12 @@ def report_and_gate(
 
 
 def metric_change(result: Any) -> str:
-    """A step's metric change as its table shows it, with the 95% paired interval:
-    '-0.87 pts [-1.93, +0.19]' for accuracy, '+0.42 [+0.10, +0.80]' for perplexity."""
+    """A gated step's metric change with its 95% paired interval, as its table shows it."""
+    from squeeze.fmt import fmt_change
     from squeeze.types import LOWER_IS_BETTER
 
     lower = result.metric_before.primary.name in LOWER_IS_BETTER
-    sign = 1.0 if lower else -1.0
-    text = f"{sign * result.drop_points + 0.0:+.2f}" + ("" if lower else " pts")
-    interval = result.drop_interval
-    if interval is not None:
-        low, high = sorted(sign * x + 0.0 for x in interval)
-        text += f" [{low:+.2f}, {high:+.2f}]"
-    return text
+    return fmt_change(result.drop_points, result.drop_interval, higher_is_better=not lower)
 
 
 def print_notes(notes: Sequence[str]) -> None:

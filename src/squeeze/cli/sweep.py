@@ -14,6 +14,8 @@ from typing import Annotated, Any
 import typer
 
 from squeeze.cli._options import (
+    GATE_ON_HELP,
+    CacheDirOpt,
     EvalDataOpt,
     GateOn,
     JsonOpt,
@@ -67,17 +69,8 @@ _RUN_PARAMS = [
         None,
     ),
     option("max_accuracy_drop", MaxDropOpt, None),
-    option(
-        "gate_on",
-        Annotated[
-            GateOn | None,
-            typer.Option(
-                help="What --max-accuracy-drop judges: the drop (point, the default) or the upper "
-                "end of its 95% paired interval (upper)."
-            ),
-        ],
-        None,
-    ),
+    # None: the recipe's gates.gate_on, else point.
+    option("gate_on", Annotated[GateOn | None, typer.Option(help=GATE_ON_HELP)], None),
     option(
         "min_speedup",
         Annotated[
@@ -105,17 +98,7 @@ _RUN_PARAMS = [
         ],
         None,
     ),
-    option(
-        "cache_dir",
-        Annotated[
-            str | None,
-            typer.Option(
-                help="Artifact cache (default: $SQUEEZE_CACHE or ~/.cache/squeeze; `squeeze cache "
-                "info` shows its size)."
-            ),
-        ],
-        None,
-    ),
+    option("cache_dir", CacheDirOpt, None),
     option(
         "device",
         Annotated[

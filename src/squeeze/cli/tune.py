@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from squeeze.cli._options import (
+    CacheDirOpt,
     DeviceOpt,
     EvalDataOpt,
     GateOn,
@@ -45,10 +46,7 @@ def tune(
     max_length: Annotated[int, typer.Option(min=2, help="Tokens per example (and timed).")] = 128,
     runs: Annotated[int, typer.Option(min=2, help="Timed runs per variant and round.")] = 30,
     gate_on: GateOnOpt = GateOn.point,
-    cache_dir: Annotated[
-        str | None,
-        typer.Option(help="Artifact cache (default: $SQUEEZE_CACHE or ~/.cache/squeeze)."),
-    ] = None,
+    cache_dir: CacheDirOpt = None,
     resume: Annotated[
         bool, typer.Option(help="Continue an interrupted search from OUTPUT.tune.")
     ] = False,
@@ -149,7 +147,9 @@ def _print_trace(trials: list[Any]) -> None:
         speed = ""
         if t.latency_ms is not None:
             speed = f"{t.latency_ms:.2f} ms"
-        drops = " / ".join(f"{d:+.2f}" for d in (t.drop_before_recovery, t.drop) if d is not None)
+        drops = " / ".join(
+            "-" if d is None else f"{d:+.2f}" for d in (t.drop_before_recovery, t.drop)
+        )
         outcome = t.outcome + (f": {t.reason}" if t.reason else "")
         table.add_row(str(t.order), Text(t.chain), speed, drops, Text(outcome))
     print_table(table, console)

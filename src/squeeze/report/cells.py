@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from squeeze.bench.machine import describe_machine
-from squeeze.fmt import fmt_bytes, fmt_count
+from squeeze.fmt import fmt_bytes, fmt_change, fmt_count
 from squeeze.results import SweepResults, VariantResult
 
 PARETO_MARK = "★"
@@ -41,13 +41,7 @@ def metric_cell(results: SweepResults, v: VariantResult) -> Cell:
     value = f"{v.metric:.4f}"
     if v.name == results.baseline or v.drop_points is None:
         return value, ""
-    # The change reads as the metric does, so a drop's interval is turned round for accuracy.
-    sign = -1.0 if results.higher_is_better else 1.0
-    change = f"{sign * v.drop_points:+.2f}" + (" pts" if results.higher_is_better else "")
-    if v.drop_ci:
-        low, high = sorted(sign * x + 0.0 for x in v.drop_ci)  # + 0.0: no "-0.00"
-        change += f" [{low:+.2f}, {high:+.2f}]"
-    return value, change
+    return value, fmt_change(v.drop_points, v.drop_ci, higher_is_better=results.higher_is_better)
 
 
 PARAMS_HEADER = "params non-zero / total"

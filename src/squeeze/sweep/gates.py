@@ -91,8 +91,7 @@ def judged(v: VariantResult, on: str) -> float | None:
     """The drop a gate or a selection compares with its allowance (see :mod:`squeeze.gate`)."""
     from squeeze.gate import judged_drop
 
-    interval = tuple(v.drop_ci) if v.drop_ci else None
-    return judged_drop(v.drop_points, interval, on)  # type: ignore[arg-type]
+    return judged_drop(v.drop_points, v.drop_ci, on)
 
 
 def _latency(results: SweepResults, v: VariantResult) -> float:
@@ -134,12 +133,8 @@ def gate_notes(results: SweepResults, chosen: VariantResult | None, gates: Gates
 
     if chosen is None:
         return []
-    interval = tuple(chosen.drop_ci) if chosen.drop_ci else None
     note = undecided_note(
-        chosen.drop_points,
-        interval,
-        gates.max_accuracy_drop,
-        results.n_samples,  # type: ignore[arg-type]
+        chosen.drop_points, chosen.drop_ci, gates.max_accuracy_drop, results.n_samples
     )
     return [f"{chosen.name}: {note}"] if note else []
 
