@@ -120,6 +120,14 @@ def task_loss(model: Any, task: Task, inputs: dict[str, Any], labels: Any) -> tu
     return outputs.loss, outputs
 
 
+def planned_steps(examples: int, config: TrainConfig, world: int = 1) -> tuple[int, int]:
+    """Optimizer steps per epoch and in all (``max_steps``, or ``epochs`` worth) for
+    ``examples`` training examples spread over ``world`` processes."""
+    per_epoch = math.ceil(examples / config.batch_size)
+    steps_per_epoch = math.ceil(per_epoch / (config.grad_accum * world))
+    return steps_per_epoch, config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+
+
 def _optimizer(model: Any, config: TrainConfig, total_steps: int) -> tuple[Any, Any]:
     """AdamW without decay on biases and norms (1-D tensors), with warm-up + linear decay."""
     import torch
@@ -212,9 +220,7 @@ def train(
     if not accelerator.is_main_process:
         progress = no_progress
 
-    per_epoch = math.ceil(len(data) / config.batch_size)
-    steps_per_epoch = math.ceil(per_epoch / (config.grad_accum * world))
-    total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+    steps_per_epoch, total_steps = planned_steps(len(data), config, world)
     eval_every = config.eval_every or steps_per_epoch
     save_every = save_every or (eval_every if evaluate_fn is not None else 100)
     optimizer, scheduler = _optimizer(model, config, total_steps)

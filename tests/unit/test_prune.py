@@ -372,10 +372,10 @@ def test_bad_targets(kwargs, message):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_slimming_scales_fold_into_the_weights_exactly(family, tiny_classifiers):
     """Whatever the scales learned, folding them into the projections changes no logit."""
-    from squeeze.prune.slimming import _attach, _fold
+    from squeeze.prune.slimming import attach_scales, fold_scales
 
     loaded = load(tiny_classifiers[family])
-    slots = _attach(loaded.model, loaded.spec, loaded.config)
+    slots = attach_scales(loaded.model, loaded.spec, loaded.config)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for slot in slots:
@@ -383,7 +383,7 @@ def test_slimming_scales_fold_into_the_weights_exactly(family, tiny_classifiers)
             slot.ffn.copy_(torch.rand(slot.ffn.shape, generator=generator))
     batch = _batch(loaded)
     scaled = _logits(loaded, batch)
-    _fold(loaded.model, loaded.spec, loaded.config, slots)
+    fold_scales(loaded.model, loaded.spec, loaded.config, slots)
     assert not [n for n, _ in loaded.model.named_parameters() if "slimming" in n]
     torch.testing.assert_close(_logits(loaded, batch), scaled, rtol=1e-5, atol=1e-5)
 

@@ -103,14 +103,11 @@ class Ticket:
 
 
 def _mask(scores: list[Any], fraction: float) -> list[set[int]]:
-    """Per layer, the units a ``fraction`` prune keeps (the highest scores)."""
-    import torch
+    """Per layer, the units a uniform ``fraction`` prune keeps, as ``prune_structured`` picks
+    them (the highest scores)."""
+    from squeeze.prune.structured import kept, top_units
 
-    masks = []
-    for layer in scores:
-        keep = max(1, len(layer) - round(fraction * len(layer)))
-        masks.append(set(torch.topk(layer.float(), keep).indices.tolist()))
-    return masks
+    return [set(top_units(layer, kept(len(layer), fraction))) for layer in scores]
 
 
 def _distance(a: list[set[int]], b: list[set[int]], sizes: list[int]) -> float:
@@ -130,23 +127,18 @@ def train_early_bird(
 ) -> tuple[Any, Ticket, list[str]]:
     """Search for the ticket, prune ``loaded`` to it (in place, shapes set), and train it for
     the rest of the budget. Returns the second phase's training result, the ticket, notes."""
-    import math
-
     from squeeze.arch import spec_for
-    from squeeze.prune.importance import Importance
-    from squeeze.prune.slimming import _attach, _fold
+    from squeeze.prune.slimming import attach_scales, fold_scales, l1_penalty, scale_importance
     from squeeze.prune.structured import StructuredPruneConfig, prune_structured
-    from squeeze.train import train
+    from squeeze.train import planned_steps, train
     from squeeze.types import no_progress
 
     progress = progress or no_progress
     spec = spec_for(loaded.config, "early-bird tickets")
-    per_epoch = math.ceil(len(data) / train_config.batch_size / train_config.grad_accum)
-    total = train_config.max_steps or max(1, math.ceil(train_config.epochs * per_epoch))
+    _, total = planned_steps(len(data), train_config)
     every = config.every or max(1, total // 20)
     limit = max(every, round(config.max_search * total))
-    slots = _attach(loaded.model, spec, loaded.config)
-    scales = [p for slot in slots for p in (slot.heads, slot.ffn)]
+    slots = attach_scales(loaded.model, spec, loaded.config)
     ticket = Ticket(total_steps=total)
     previous: tuple[list[set[int]], list[set[int]]] | None = None
     sizes_h = [slot.heads.numel() for slot in slots]
@@ -173,22 +165,16 @@ def train_early_bird(
             return True
         return False
 
-    def l1(model: Any, inputs: Any, outputs: Any) -> Any:
-        return config.penalty * sum(p.abs().sum() for p in scales)
-
     start = time.perf_counter()
     try:
         train(
             loaded.model, loaded.task, data, replace(train_config, max_steps=total),
-            extra_loss=l1, on_step=check, progress=progress, device=device,
+            extra_loss=l1_penalty(slots, config.penalty), on_step=check, progress=progress,
+            device=device,
         )  # fmt: skip
-        importance = Importance(
-            "slimming",
-            [slot.heads.detach().abs().cpu() for slot in slots],
-            [slot.ffn.detach().abs().cpu() for slot in slots],
-        )
+        importance = scale_importance(slots)
     finally:
-        _fold(loaded.model, spec, loaded.config, slots)
+        fold_scales(loaded.model, spec, loaded.config, slots)
     ticket.search_s = time.perf_counter() - start
     prune = StructuredPruneConfig(heads=config.heads, ffn=config.ffn)
     loaded.shapes, _, notes = prune_structured(loaded.model, spec, prune, importance)

@@ -23,7 +23,7 @@ SCALE_LR = 1e-2
 
 
 @dataclass
-class _Slot:
+class Slot:
     """One block's scales and the hooks that apply them."""
 
     heads: Any  # torch.nn.Parameter, one per key/value group
@@ -31,16 +31,17 @@ class _Slot:
     handles: list[Any]
 
 
-def _expand(scales: Any, repeat: int) -> Any:
-    return scales.repeat_interleave(repeat)
+def _columns_per_group(config: Any) -> int:
+    """Input columns of the attention output projection that one key/value group feeds."""
+    return (config.num_attention_heads // kv_heads(config)) * head_size(config)
 
 
-def _attach(model: Any, spec: ArchSpec, config: Any) -> list[_Slot]:
+def attach_scales(model: Any, spec: ArchSpec, config: Any) -> list[Slot]:
     """Scales on every block, as parameters of the model (so the optimizer trains them)."""
     import torch
 
     groups, width = kv_heads(config), ffn_width(config, spec)
-    per_group = (config.num_attention_heads // groups) * head_size(config)
+    per_group = _columns_per_group(config)
     slots = []
     for index, layer in enumerate(layer_list(model, spec)):
         device = next(layer.parameters()).device
@@ -54,7 +55,7 @@ def _attach(model: Any, spec: ArchSpec, config: Any) -> list[_Slot]:
         model.add_module(f"squeeze_slimming_{index}", holder)
 
         def scale_heads(module: Any, args: Any, scales: Any = heads) -> Any:
-            return (args[0] * _expand(scales, per_group).to(args[0].dtype), *args[1:])
+            return (args[0] * scales.repeat_interleave(per_group).to(args[0].dtype), *args[1:])
 
         def scale_ffn(module: Any, args: Any, scales: Any = ffn) -> Any:
             return (args[0] * scales.to(args[0].dtype), *args[1:])
@@ -63,20 +64,20 @@ def _attach(model: Any, spec: ArchSpec, config: Any) -> list[_Slot]:
             get_path(layer, spec.attn_out).register_forward_pre_hook(scale_heads),
             get_path(layer, spec.ffn_out).register_forward_pre_hook(scale_ffn),
         ]
-        slots.append(_Slot(heads, ffn, handles))
+        slots.append(Slot(heads, ffn, handles))
     return slots
 
 
-def _fold(model: Any, spec: ArchSpec, config: Any, slots: list[_Slot]) -> None:
+def fold_scales(model: Any, spec: ArchSpec, config: Any, slots: list[Slot]) -> None:
     """Multiply each scale into the columns (rows for Conv1D) it scaled, then remove it."""
     import torch
 
-    per_group = (config.num_attention_heads // kv_heads(config)) * head_size(config)
+    per_group = _columns_per_group(config)
     with torch.no_grad():
         for index, (layer, slot) in enumerate(zip(layer_list(model, spec), slots, strict=True)):
             for handle in slot.handles:
                 handle.remove()
-            for path, scales in ((spec.attn_out, _expand(slot.heads, per_group)),
+            for path, scales in ((spec.attn_out, slot.heads.repeat_interleave(per_group)),
                                  (spec.ffn_out, slot.ffn)):  # fmt: skip
                 weight = get_path(layer, path).weight
                 factor = scales.detach().to(weight.dtype)
@@ -105,19 +106,32 @@ def slimming_importance(
     from squeeze.train import train
     from squeeze.types import no_progress
 
-    slots = _attach(model, spec, config)
+    slots = attach_scales(model, spec, config)
+    try:
+        result = train(
+            model, task, data, train_config, extra_loss=l1_penalty(slots, penalty),
+            progress=progress or no_progress, device=device,
+        )  # fmt: skip
+        importance = scale_importance(slots)
+    finally:
+        fold_scales(model, spec, config, slots)
+    return importance, result
+
+
+def l1_penalty(slots: list[Slot], penalty: float) -> Any:
+    """The training loop's extra loss: EarlyBERT's lambda * ||s||_1 over every scale."""
     scales = [p for slot in slots for p in (slot.heads, slot.ffn)]
 
     def l1(model: Any, inputs: Any, outputs: Any) -> Any:
-        return penalty * sum(p.abs().sum() for p in scales)  # EarlyBERT's lambda * ||s||_1
+        return penalty * sum(p.abs().sum() for p in scales)
 
-    try:
-        result = train(
-            model, task, data, train_config, extra_loss=l1, progress=progress or no_progress,
-            device=device,
-        )  # fmt: skip
-        heads = [slot.heads.detach().abs().cpu() for slot in slots]
-        ffn = [slot.ffn.detach().abs().cpu() for slot in slots]
-    finally:
-        _fold(model, spec, config, slots)
-    return Importance("slimming", heads, ffn), result
+    return l1
+
+
+def scale_importance(slots: list[Slot]) -> Importance:
+    """The scales' magnitudes as importance, one tensor per layer for heads and for FFN."""
+    return Importance(
+        "slimming",
+        [slot.heads.detach().abs().cpu() for slot in slots],
+        [slot.ffn.detach().abs().cpu() for slot in slots],
+    )

@@ -108,7 +108,12 @@ class StructuredPruneConfig(RecoveryConfig):
         return self.importance or ("taylor" if has_data else "magnitude")
 
 
-def _top(scores: Any, keep: int) -> list[int]:
+def kept(units: int, fraction: float) -> int:
+    """How many of ``units`` a ``fraction`` prune keeps: one at least, so no block is cut."""
+    return units - min(round(fraction * units), units - 1)
+
+
+def top_units(scores: Any, keep: int) -> list[int]:
     """Indices of the ``keep`` highest scores, in their original order."""
     import torch
 
@@ -135,7 +140,7 @@ def _allocate(
     import torch
 
     if allocation == "uniform":
-        return {i: _top(scores[i], keep) for i in layers}
+        return {i: top_units(scores[i], keep) for i in layers}
     normalised = {i: torch.as_tensor(scores[i]).float() for i in layers}
     normalised = {i: t / t.norm().clamp_min(1e-12) for i, t in normalised.items()}
     chosen = {i: [int(torch.argmax(t))] for i, t in normalised.items()}
@@ -196,15 +201,15 @@ def prune_structured(
         # Without data, drop the top layers: Sajjad et al. (2020) found that costs least.
         keep = list(range(n_layers - config.layers))
     else:
-        keep = _top(importance.layers, n_layers - config.layers)
+        keep = top_units(importance.layers, n_layers - config.layers)
     if config.layers:
         dropped = sorted(set(range(n_layers)) - set(keep))
         notes.append(f"dropped layers {dropped} of {n_layers} ({importance.method} importance)")
 
     groups = kv_heads(model_config)
     width = ffn_width(model_config, spec)
-    drop_groups = min(round(config.heads * groups), groups - 1)
-    drop_neurons = min(round(config.ffn * width), width - 1)
+    drop_groups = groups - kept(groups, config.heads)
+    drop_neurons = width - kept(width, config.ffn)
     n_rep = model_config.num_attention_heads // groups
     allocation = config.allocation
     if allocation == "global" and drop_groups and spec.shared_head_bias:
@@ -218,7 +223,7 @@ def prune_structured(
     if drop_groups and spec.shared_head_bias:
         # One bias table serves every layer's heads, so every layer keeps the same heads: the
         # ones most important summed over the kept layers.
-        shared = _top(sum(importance.heads[i] / importance.heads[i].sum() for i in keep),
+        shared = top_units(sum(importance.heads[i] / importance.heads[i].sum() for i in keep),
                       groups - drop_groups)  # fmt: skip
         head_units = dict.fromkeys(keep, shared)
         keep_bias_heads(model, spec, [u * n_rep + r for u in shared for r in range(n_rep)])

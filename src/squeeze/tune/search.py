@@ -196,8 +196,7 @@ class Search:
     def _judged(self, trial: Trial) -> float:
         from squeeze.gate import judged_drop
 
-        interval = tuple(trial.drop_ci) if trial.drop_ci else None
-        judged = judged_drop(trial.drop, interval, self.plan.gates.gate_on)  # type: ignore[arg-type]
+        judged = judged_drop(trial.drop, trial.drop_ci, self.plan.gates.gate_on)
         assert judged is not None
         return judged
 
@@ -310,7 +309,8 @@ class Search:
             recovered = self._with_tail(
                 self._prune_step(amount, layers, allocation, recovery.steps)
             )
-        earlier = next((t for t in self.trials if t.chain == canonical(recovered)), None)
+        recovered = canonical(recovered)
+        earlier = next((t for t in self.trials if t.chain == recovered), None)
         if earlier is not None:
             return earlier
         trial = self._new(recovered, stage, why)
@@ -318,13 +318,13 @@ class Search:
         trial.amount, trial.layers = amount, layers
         trial.allocation, trial.distilled = allocation, bool(recovery.distill)
         start = self.ctx.clock()
-        raw = self._with_tail(self._prune_step(amount, layers, allocation, 0))
-        trial.latency_ms = self._latency_of(canonical(raw))
+        raw = canonical(self._with_tail(self._prune_step(amount, layers, allocation, 0)))
+        trial.latency_ms = self._latency_of(raw)
         best = self.best
         if drop_slower and best is not None and trial.latency_ms >= best.latency_ms:  # type: ignore[operator]
             trial.outcome, trial.reason = DROPPED, f"not faster than {best.chain}"
             return self._done(trial, start)
-        before = self._validate(canonical(raw))
+        before = self._validate(raw)
         trial.metric_before_recovery = before.metric
         trial.drop_before_recovery, _ = self._drop(before)
         worse = self._over_from_worse_start(trial)
@@ -438,15 +438,10 @@ class Search:
         return f"{ladder[index]:g}" if index < len(ladder) else "all"
 
     def _last_drop(self, amount: float, layers: int) -> float | None:
-        """The smallest validation drop any candidate at this amount and layer count reached."""
-        key = f"heads={amount:g}, ffn={amount:g}"
-        drops = [
-            t.drop
-            for t in self.trials
-            if t.drop is not None
-            and key in t.chain
-            and (f"layers={layers}" in t.chain if layers else "layers=" not in t.chain)
-        ]
+        """The smallest validation drop any candidate of this shape reached (quantization-only
+        trials have amount 0, which the ladder never holds)."""
+        drops = [t.drop for t in self.trials
+                 if t.drop is not None and (t.amount, t.layers) == (amount, layers)]  # fmt: skip
         return min(drops) if drops else None
 
     def _rescue(
