@@ -32,31 +32,55 @@ def _env() -> dict[str, str]:
 def test_train_large_then_compress_quick(tmp_path):
     out = tmp_path / "tltc"
     done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "train_large_then_compress.py"), "--quick", "--out",
-         str(out)],
+        [sys.executable, str(EXAMPLES / "train_large_then_compress.py"), "--quick", "--seeds",
+         "0,1", "--out", str(out)],
         capture_output=True, text=True, env=_env(), check=False, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    table = (out / "comparison.md").read_text()
-    assert "| model | variant | accuracy | vs own baseline (points) |" in table
-    assert (out / "comparison.png").stat().st_size > 10_000
-    summary = json.loads((out / "comparison.json").read_text())
-    variants = {(p["model"], p["variant"]) for p in summary["points"]}
-    expected = {"baseline", "int8", "slim", "slim-int8", "slim-1layer-int8"}
-    assert variants == {(m, v) for m in ("small", "large") for v in expected}
-    for model in ("small", "large"):
-        results = json.loads((out / "sweeps" / model / "results.json").read_text())
-        assert {v["name"] for v in results["variants"]} == expected
-        assert summary["models"][model]["steps"] >= 2
-    assert all(0 <= p["accuracy"] <= 1 and p["latency_ms"] > 0 for p in summary["points"])
-    # Every budget's difference carries its paired interval, and a tie is an interval with 0.
-    assert "large - small (points, 95%)" in table
-    for row in summary["budgets"]["latency_ms"] + summary["budgets"]["bytes"]:
-        low, high = row["interval_points"]
-        assert low <= 100 * row["delta"] + 1e-9 and 100 * row["delta"] - 1e-9 <= high
-        assert (row["winner"] == "tie") == (low <= 0 <= high)
-    # The verdict is printed whichever model wins.
+    expected = {"baseline", "int8", "slim30-int8", "slim50-int8", "slim70-int8", "half-depth-int8"}
+    for seed in (0, 1):
+        run = out / f"seed-{seed}"
+        table = (run / "comparison.md").read_text()
+        assert "| model | variant | accuracy | vs own baseline (points) |" in table
+        assert (run / "comparison.png").stat().st_size > 10_000
+        summary = json.loads((run / "comparison.json").read_text())
+        assert summary["seed"] == seed
+        variants = {(p["model"], p["variant"]) for p in summary["points"]}
+        assert variants == {(m, v) for m in ("small", "large") for v in expected}
+        for model in ("small", "large"):
+            results = json.loads((run / "sweeps" / model / "results.json").read_text())
+            assert {v["name"] for v in results["variants"]} == expected
+            assert summary["models"][model]["steps"] >= 2
+        assert all(0 <= p["accuracy"] <= 1 and p["latency_ms"] > 0 for p in summary["points"])
+        # Every budget's difference carries its paired interval; a tie is an interval with 0.
+        assert "large - small (points, 95%)" in table
+        for row in summary["budgets"]["latency_ms"] + summary["budgets"]["bytes"]:
+            low, high = row["interval_points"]
+            assert low <= 100 * row["delta"] + 1e-9 and 100 * row["delta"] - 1e-9 <= high
+            assert (row["winner"] == "tie") == (low <= 0 <= high)
+        # Half depth means half the layers: the tiny models have 2 and 4.
+        half = {
+            p["model"]: p["params"] for p in summary["points"] if p["variant"] == "half-depth-int8"
+        }
+        base = {p["model"]: p["params"] for p in summary["points"] if p["variant"] == "baseline"}
+        assert all(half[m] < base[m] for m in base)
+    # The verdict is printed whichever model wins, and the seeds are put side by side.
     assert "At equal latency:" in done.stdout and "At equal size:" in done.stdout
+    overview = (out / "summary.md").read_text()
+    assert "over 2 seed(s)" in overview
+    assert [s["seed"] for s in json.loads((out / "summary.json").read_text())["seeds"]] == [0, 1]
+    assert (out / "summary.png").stat().st_size > 10_000
+
+
+def test_train_large_then_compress_rejects_bad_options(tmp_path):
+    script = str(EXAMPLES / "train_large_then_compress.py")
+    for args in (["--seeds", "0,x"], ["--small", "x"], ["--real", "--quick"]):
+        done = subprocess.run(
+            [sys.executable, script, *args, "--out", str(tmp_path)],
+            capture_output=True, text=True, env=_env(), check=False, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 2, args
+        assert "error:" in done.stderr and "Traceback" not in done.stderr
 
 
 def _squeeze_lines(workflow: dict) -> list[list[str]]:
