@@ -169,7 +169,7 @@ def open_model(
             exported.input_names,
             exported.label2id,
             ort_forward(exported.session),
-            "onnxruntime",
+            exported.runtime,
             max_tokens=exported.max_tokens,
         )
     loaded = load(path, task=task, trust_remote_code=trust_remote_code, device=device)

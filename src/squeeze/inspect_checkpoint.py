@@ -607,7 +607,7 @@ def inspect_folder(
 def inspect_export(folder: Path, *, source: str | None = None) -> dict[str, Any]:
     """Facts about a ``squeeze export`` folder: its manifest, the config beside the graph, and
     the ONNX initializers (read with onnx, no runtime session)."""
-    from squeeze.export.read import MANIFEST_FILE, onnx_size_stats
+    from squeeze.export.read import MANIFEST_FILE, export_size_stats
 
     manifest = read_json(folder / MANIFEST_FILE)
     config_path = folder / "config.json"
@@ -615,7 +615,7 @@ def inspect_export(folder: Path, *, source: str | None = None) -> dict[str, Any]
     namespace = config_namespace(config)
     spec = find_spec(namespace)
     try:
-        stats = onnx_size_stats(folder)
+        stats = export_size_stats(folder)
     except Exception as e:  # onnx raises its own DecodeError/ValidationError types
         raise CheckpointError(
             f"{folder}: the ONNX graph is corrupt or truncated ({e}); export it again"
@@ -635,7 +635,10 @@ def inspect_export(folder: Path, *, source: str | None = None) -> dict[str, Any]
         labels=manifest.get("labels"),
         inputs=[str(i["name"]) for i in manifest.get("inputs", ())],
         notes=[],
-        extra={"quantization": _export_quantization(manifest), "format": "onnx"},
+        extra={
+            "quantization": _export_quantization(manifest),
+            "format": manifest.get("format", "onnx"),
+        },
     )
 
 

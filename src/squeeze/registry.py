@@ -36,9 +36,10 @@ METHOD_MODULES = (
     "squeeze.export.method",
 )
 BACKEND_MODULES = (
-    "squeeze.quantize.ort_int8",
+    "squeeze.quantize.ort",
     "squeeze.quantize.pytorch",
     "squeeze.quantize.bnb",
+    "squeeze.quantize.openvino",
 )
 
 Handler = Callable[["LoadedModel", Any, "StepContext"], "StepResult"]
@@ -73,7 +74,8 @@ class Method:
         tasks: Model tasks (``Task`` values) the method accepts as input.
         data_problem: Why the config cannot run without data, given which datasets exist
             (``"data"``, ``"calibration_data"``); None when it can.
-        produces: ``"checkpoint"`` or ``"onnx"`` for a config.
+        produces: ``"checkpoint"``, ``"onnx"`` or ``"openvino"`` (an export folder) for a
+            config.
         final: Whether nothing may follow the step in a chain.
         inputs: Other checkpoints the step reads (an output must never overlap them).
         chained: In a chain, how the step takes the previous artifact: returns the step's
@@ -113,7 +115,7 @@ class Method:
     def is_final(self, config: Any) -> bool:
         if self.final is not None and self.final(config):
             return True
-        return self.produces(config) == "onnx"
+        return self.produces(config) != "checkpoint"
 
 
 _METHODS: dict[type, Method] = {}
@@ -178,7 +180,8 @@ class Backend:
         name: ``--backend`` value.
         dtypes: The ``dtype`` values it produces.
         default_for: The dtypes it is the default backend of.
-        produces: ``"onnx"`` (an export folder run by ONNX Runtime) or ``"checkpoint"``.
+        produces: ``"onnx"`` or ``"openvino"`` (an export folder run by that runtime) or
+            ``"checkpoint"``.
         quantize: ``(model, config, ctx, agree) -> (StepResult, forward of the result)``;
             ``agree(forward)`` compares any further artifact with the original.
         help: One line for ``--help``.
@@ -186,7 +189,8 @@ class Backend:
         needs_calibration: Whether a config needs calibration data.
         needs_gpu: Whether it runs only on CUDA.
         cpu_feature: A CPU flag it needs (``avx512_vnni``), or None.
-        extra: A package it needs beyond squeeze's requirements, or None.
+        extra: The squeeze extra that installs what it needs (``openvino``), or None.
+        modules: The modules that extra provides, checked before any work.
     """
 
     name: str
@@ -200,6 +204,7 @@ class Backend:
     needs_gpu: bool = False
     cpu_feature: str | None = None
     extra: str | None = None
+    modules: tuple[str, ...] = ()
 
 
 def register_backend(backend: Backend) -> Backend:

@@ -217,10 +217,10 @@ class StepSummary(Gated):
 
 def _sizes(folder: Path, loaded: LoadedModel | None, zipped: bool) -> dict[str, int]:
     """Sizes of what a folder ships: an ONNX export, or a checkpoint with its model."""
-    from squeeze.export.read import export_folder, onnx_size_stats
+    from squeeze.export.read import export_folder, export_size_stats
 
     if export_folder(folder) is not None:
-        return asdict(onnx_size_stats(folder))
+        return asdict(export_size_stats(folder))
     assert loaded is not None
     sizes = asdict(size_stats(loaded, folder))
     if zipped:

@@ -94,3 +94,71 @@ def ort_forward(session: Any) -> Forward:
         return np.asarray(session.run(None, feed)[0], dtype=np.float32)
 
     return forward
+
+
+class OpenVINOSession:
+    """An OpenVINO compiled model behind the part of ONNX Runtime's session API squeeze uses
+    (``get_inputs()[i].name``, ``run(None, feed)[0]``), so evaluation, validation and benchmarks
+    run IR exports through the code that runs ONNX ones.
+
+    Inference precision is pinned to f32: on CPUs with AMX or AVX-512 BF16, OpenVINO otherwise
+    runs an fp32 model in bf16, which is a different model (logits off by ~1e-2) chosen silently.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None) -> None:
+        import openvino as ov
+
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        try:
+            self._compiled = ov.Core().compile_model(str(path), "CPU", config)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0]
+            raise CheckpointError(
+                f"{Path(path).name} is not a loadable OpenVINO model ({first})"
+            ) from e
+        self._request = self._compiled.create_infer_request()
+        self._inputs = [_Named(port.any_name) for port in self._compiled.inputs]
+
+    def get_inputs(self) -> list[Any]:
+        return self._inputs
+
+    def run(self, output_names: Any, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        result = self._request.infer(dict(feed))
+        # The request reuses its output buffers: copy before the next call overwrites them.
+        return [np.array(result[self._compiled.output(0)])]
+
+
+class _Named:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def openvino_session(
+    path: str | os.PathLike[str], *, device: str = "cpu", threads: int | None = None
+) -> OpenVINOSession:
+    """Raises: UnsupportedError for a device other than the CPU, or without the openvino extra."""
+    import importlib.util
+
+    if device != "cpu":
+        raise UnsupportedError(
+            [Problem("OpenVINO exports run on the CPU here; use {device} cpu, or an ONNX export")]
+        )
+    if importlib.util.find_spec("openvino") is None:
+        raise UnsupportedError(
+            [
+                Problem(
+                    "this is an OpenVINO export and openvino is not installed: pip install "
+                    "'squeeze[openvino]'"
+                )
+            ]
+        )
+    return OpenVINOSession(path, threads=threads)
+
+
+def export_session(path: Path, *, device: str = "cpu", threads: int | None = None) -> Any:
+    """A session for an exported graph, by its file: ``.xml`` OpenVINO IR, else ONNX."""
+    if Path(path).suffix == ".xml":
+        return openvino_session(path, device=device, threads=threads)
+    return ort_session(path, device=device, threads=threads)

@@ -29,6 +29,13 @@ def test_token_level_agreement_ignores_padding():
     assert result.n_predictions == 2
 
 
+def test_int4_options_name_nothing_outside_int4_onnxruntime():
+    """A sweep cache key must not split one int8 artifact by options int8 ignores."""
+    assert QuantizeConfig(block_size=64).canonical() == QuantizeConfig()
+    wide = QuantizeConfig(dtype="int4", backend="onnxruntime", block_size=64)
+    assert wide.canonical().block_size == 64
+
+
 def test_default_backends():
     assert QuantizeConfig(dtype="int8").chosen_backend.name == "onnxruntime"
     assert QuantizeConfig(dtype="bf16").chosen_backend.name == "torch"
@@ -39,7 +46,9 @@ def test_default_backends():
     ("kwargs", "error"),
     [
         ({"dtype": "int3"}, ConfigError),
-        ({"dtype": "int4", "backend": "onnxruntime"}, UnsupportedError),
+        ({"dtype": "int4", "backend": "onnxruntime", "block_size": 48}, ConfigError),
+        ({"dtype": "int4", "backend": "onnxruntime", "accuracy_level": 5}, ConfigError),
+        ({"dtype": "int4", "backend": "onnxruntime", "static": True}, ConfigError),
         ({"dtype": "fp16", "backend": "bitsandbytes"}, UnsupportedError),
         ({"dtype": "int8", "bnb_4bit_type": "nf8"}, ConfigError),
         ({"dtype": "fp16", "backend": "onnxruntime"}, UnsupportedError),

@@ -104,7 +104,10 @@ def test_a_backend_registered_from_one_module_serves_the_command_and_recipes(
     ("needs", "phrase"),
     [
         ({"cpu_feature": "no_such_isa_flag"}, "needs a CPU with no_such_isa_flag"),
-        ({"extra": "no_such_package_xyz"}, "needs the package no_such_package_xyz: pip install"),
+        (
+            {"modules": ("no_such_package_xyz",), "extra": "xyz"},
+            "needs no_such_package_xyz: pip install 'squeeze[xyz]'",
+        ),
         ({"needs_gpu": True}, "runs on CUDA only"),
     ],
 )

@@ -24,7 +24,23 @@ from squeeze.bench.latency import (
 from squeeze.errors import ConfigError, Problem
 from squeeze.types import ProgressFactory, SizeStats, no_progress
 
-RUNTIMES = ("torch", "onnxruntime")
+RUNTIMES = ("torch", "onnxruntime", "openvino")
+
+
+def _temporary_exports(
+    model: str, runtimes: list[str], root: Path, trust_remote_code: bool
+) -> dict[str, Path]:
+    """Plain validated exports of a checkpoint for each export runtime asked for."""
+    from squeeze.export.method import ExportConfig, export_onnx
+
+    formats = {"onnxruntime": "onnx", "openvino": "openvino"}
+    return {
+        runtime: export_onnx(
+            model, root / runtime, ExportConfig(format=formats[runtime]),
+            trust_remote_code=trust_remote_code,
+        ).out
+        for runtime in runtimes
+    }  # fmt: skip
 
 
 def torch_target(name: str, loaded: Any, device: str) -> Target:
@@ -49,7 +65,8 @@ def torch_target(name: str, loaded: Any, device: str) -> Target:
     return Target(name, "torch", run, prepare, sync, peak)
 
 
-def _ort_target(name: str, exported: Any) -> Target:
+def _export_target(name: str, exported: Any) -> Target:
+    """An ONNX Runtime session or an OpenVINO compiled model (``exported.runtime``)."""
     names = exported.input_names
 
     def prepare(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +75,7 @@ def _ort_target(name: str, exported: Any) -> Target:
     # session.run returns host arrays, so every timed run includes the device round trip.
     return Target(
         name,
-        "onnxruntime",
+        exported.runtime,
         lambda feed: exported.session.run(None, feed),
         prepare,
         peak_memory=process_peak_rss_bytes,
@@ -87,8 +104,9 @@ def bench_models(
 ) -> tuple[list[BenchResult], list[str]]:
     """Benchmark each model on each requested runtime in one rotating measurement.
 
-    A checkpoint runs on ``torch``; an export folder on ``onnxruntime``. A checkpoint asked to
-    run on ``onnxruntime`` is exported (unoptimized, validated) to a temporary folder first.
+    A checkpoint runs on ``torch``; an export folder on its own runtime (``onnxruntime`` or
+    ``openvino``). A checkpoint asked to run on an export runtime is exported (unoptimized,
+    validated) to a temporary folder first.
 
     Returns:
         The results (one per model and runtime) and notes for the reader.
@@ -100,8 +118,8 @@ def bench_models(
 
     from squeeze.arch import check_length
     from squeeze.checkpoint import load
-    from squeeze.export.method import export_onnx
-    from squeeze.export.read import export_folder, load_export, onnx_size_stats
+    from squeeze.export.read import RUNTIMES as RUNTIME_OF_FORMAT
+    from squeeze.export.read import export_folder, export_size_stats, load_export, read_manifest
     from squeeze.sizes import size_stats
 
     unknown = sorted(set(runtimes) - set(RUNTIMES))
@@ -117,23 +135,28 @@ def bench_models(
     with tempfile.TemporaryDirectory(prefix="squeeze-bench-") as tmp:
         for model in models:
             folder = export_folder(model)
-            wanted = list(runtimes) or (["onnxruntime"] if folder else ["torch"])
-            if folder is not None and "torch" in wanted:
+            own = RUNTIME_OF_FORMAT[read_manifest(folder).get("format", "onnx")] if folder else None
+            wanted = list(runtimes) or [own or "torch"]
+            if folder is not None and set(wanted) - {own}:
                 raise ConfigError(
-                    [Problem(f"{model} is an ONNX export; it runs on {{runtime}} onnxruntime")]
+                    [Problem(f"{model} is an {own} export; it runs on {{runtime}} {own}")]
                 )
-            if folder is None and "onnxruntime" in wanted:
-                folder = Path(tmp) / f"export-{len(targets)}"
-                export_onnx(model, folder, trust_remote_code=trust_remote_code)
-                notes.append(f"exported {model} to ONNX (unoptimized) for this run")
+            folders = {own: folder} if folder is not None else {}
+            exports = [r for r in wanted if r != "torch"]
+            if folder is None and exports:
+                folders = _temporary_exports(model, exports, Path(tmp) / f"{len(targets)}",
+                                             trust_remote_code)  # fmt: skip
+                notes.append(
+                    f"exported {model} to {' and '.join(exports)} (unoptimized) for this run"
+                )
             if "torch" in wanted:
                 loaded = load(model, trust_remote_code=trust_remote_code, device=settings.device)
                 check_length(loaded.config, loaded.spec, settings.seq_len, field="seq_len")
                 targets.append(torch_target(model, loaded, settings.device))
                 sizes.append(size_stats(loaded))
                 tokenizers.append((loaded.tokenizer, loaded.config.vocab_size, loaded.input_names))
-            if "onnxruntime" in wanted:
-                exported = load_export(folder, device=settings.device, threads=threads)
+            for runtime in exports:
+                exported = load_export(folders[runtime], device=settings.device, threads=threads)
                 static = _static_shape(exported.manifest)
                 if static and (
                     settings.batch_sizes != (static[0],) or settings.seq_len != static[1]
@@ -146,8 +169,8 @@ def bench_models(
                             )
                         ]
                     )
-                targets.append(_ort_target(model, exported))
-                sizes.append(onnx_size_stats(folder))
+                targets.append(_export_target(model, exported))
+                sizes.append(export_size_stats(folders[runtime]))
                 vocab = len(exported.tokenizer)
                 tokenizers.append((exported.tokenizer, vocab, exported.input_names))
 

@@ -20,7 +20,9 @@ def export(
     """Export MODEL to ONNX in -o: model.onnx, tokenizer, config and manifest.json.
 
     The export is checked with onnx.checker and validated against PyTorch on padded batches of
-    real sentences; if it disagrees beyond the tolerance nothing is written (exit 5).
+    real sentences; if it disagrees beyond the tolerance nothing is written (exit 5). With
+    --format openvino the validated ONNX graph is converted to OpenVINO IR
+    (openvino_model.xml + .bin) and the IR is validated the same way.
     """
     from squeeze.runner import StepOptions, run_step
 
@@ -36,6 +38,7 @@ def export(
         ("saved to", f"{result.out}/{manifest['file']}"),
         ("task", manifest["task"]),
         ("inputs", f"{', '.join(i['name'] for i in manifest['inputs'])} ({shape})"),
+        ("format", manifest["format"]),
         ("opset", str(manifest["opset"])),
         (
             "optimized",

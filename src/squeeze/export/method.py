@@ -11,13 +11,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from squeeze.config import StepConfig, param, range_problem
-from squeeze.errors import Problem
+from squeeze.errors import Problem, UnsupportedError
 from squeeze.registry import register
 from squeeze.types import StepResult
 
 if TYPE_CHECKING:
     from squeeze.runner import StepContext
     from squeeze.types import LoadedModel
+
+
+EXPORT_FORMATS = ("onnx", "openvino")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +42,12 @@ class ExportConfig(StepConfig):
     tolerance: float | None = param(
         None, help="Max absolute logit difference to PyTorch (default: 1e-4 for fp32)."
     )
+    format: str = param(
+        "onnx",
+        help="onnx (ONNX Runtime and any ONNX runtime) or openvino (OpenVINO IR, needs the "
+        "openvino extra).",
+        choices=EXPORT_FORMATS,
+    )
 
     def problems(self) -> list[Problem]:
         found = range_problem("opset", self.opset, 14, 21, closed="both")
@@ -46,11 +55,28 @@ class ExportConfig(StepConfig):
             found.append(Problem("static shapes need {batch} >= 1 and {seq_len} >= 2"))
         if self.tolerance is not None and self.tolerance <= 0:
             found.append(Problem(f"{{tolerance}} must be > 0, not {self.tolerance:g}"))
+        if self.format == "openvino" and self.optimize:
+            found.append(
+                Problem("{optimize} fuses into ONNX Runtime's own operators; OpenVINO fuses itself")
+            )
         return found
 
 
 def _produces(config: ExportConfig) -> str:
-    return "onnx"
+    return config.format
+
+
+def _machine_problems(config: ExportConfig) -> list[Problem]:
+    import importlib.util
+
+    if config.format == "openvino" and importlib.util.find_spec("openvino") is None:
+        return [
+            Problem(
+                "{format} openvino needs OpenVINO: pip install 'squeeze[openvino]'",
+                UnsupportedError,
+            )
+        ]
+    return []
 
 
 @register(
@@ -59,13 +85,19 @@ def _produces(config: ExportConfig) -> str:
     help="fp32 ONNX for ONNX Runtime, validated against PyTorch",
     tasks=("sequence-classification", "causal-lm", "masked-lm", "base"),
     produces=_produces,
+    complete=_machine_problems,
     compresses=False,
 )
 def export(loaded: LoadedModel, config: ExportConfig, ctx: StepContext) -> StepResult:
     """Write the validated export into the output folder."""
-    from squeeze.export.onnx import write_export
+    if config.format == "openvino":
+        from squeeze.export.openvino import write_ir_export
 
-    manifest, notes = write_export(loaded, ctx.out, config)
+        manifest, notes = write_ir_export(loaded, ctx.out, ctx.scratch, config)
+    else:
+        from squeeze.export.onnx import write_export
+
+        manifest, notes = write_export(loaded, ctx.out, config)
     return StepResult(details={"manifest": manifest}, notes=notes)
 
 

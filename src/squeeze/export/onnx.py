@@ -35,7 +35,7 @@ from squeeze.errors import Problem, ValidationError
 from squeeze.export.head_counts import state_head_counts
 from squeeze.export.method import ExportConfig
 from squeeze.export.read import MANIFEST_FILE, MODEL_FILE
-from squeeze.runtime import ort_forward, ort_session, torch_forward
+from squeeze.runtime import export_session, ort_forward, torch_forward
 from squeeze.sizes import onnx_files, onnx_tensors
 from squeeze.types import LoadedModel, Task
 
@@ -144,7 +144,7 @@ def reference_outputs(loaded: LoadedModel, config: ExportConfig) -> References:
 
 
 def validate(
-    onnx_path: Path,
+    onnx_path: Path,  # or an OpenVINO IR's .xml
     loaded: LoadedModel,
     config: ExportConfig,
     tolerance: float,
@@ -158,8 +158,9 @@ def validate(
     """
     if references is None:
         references = reference_outputs(loaded, config)
-    exported = ort_forward(ort_session(onnx_path))
+    exported = ort_forward(export_session(onnx_path))
     token_level = loaded.task is not Task.SEQUENCE_CLASSIFICATION
+    kind = "OpenVINO" if onnx_path.suffix == ".xml" else "ONNX"
     checks = []
     for name, (inputs, expected) in references.items():
         diff = _max_abs_diff(expected, exported(inputs), inputs["attention_mask"], token_level)
@@ -168,7 +169,7 @@ def validate(
             raise ValidationError(
                 [
                     Problem(
-                        f"ONNX export disagrees with PyTorch: logits differ by up to {diff:.3g} "
+                        f"{kind} export disagrees with PyTorch: logits differ by up to {diff:.3g} "
                         f"on the '{name}' batch (tolerance {tolerance:g}); try without "
                         "{optimize}, another {opset}, or a larger {tolerance} if the difference "
                         "is acceptable"

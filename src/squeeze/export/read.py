@@ -15,11 +15,15 @@ from typing import Any
 import numpy as np
 
 from squeeze.errors import CheckpointError
-from squeeze.runtime import ort_session
+from squeeze.runtime import export_session
 from squeeze.types import SizeStats, Task
 
 MODEL_FILE = "model.onnx"
+# optimum-intel's name for the IR, so its OVModel classes open squeeze's folders too.
+OPENVINO_FILE = "openvino_model.xml"
 MANIFEST_FILE = "manifest.json"
+# The manifest's "format" -> the runtime that runs it.
+RUNTIMES = {"onnx": "onnxruntime", "openvino": "openvino"}
 
 
 @dataclass
@@ -34,6 +38,11 @@ class ExportedModel:
     @property
     def task(self) -> Task:
         return Task(self.manifest["task"])
+
+    @property
+    def runtime(self) -> str:
+        """``onnxruntime`` or ``openvino``: what runs the graph."""
+        return RUNTIMES[self.manifest.get("format", "onnx")]
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -65,15 +74,41 @@ def export_folder(path: str | Path) -> Path | None:
         CheckpointError: an ``.onnx`` file without the manifest ``squeeze export`` writes.
     """
     path = Path(path).expanduser()
-    folder = path.parent if path.suffix == ".onnx" else path
-    if (folder / MANIFEST_FILE).is_file() and (folder / MODEL_FILE).is_file():
+    folder = path.parent if path.suffix in (".onnx", ".xml") else path
+    if (folder / MANIFEST_FILE).is_file() and (
+        (folder / MODEL_FILE).is_file() or (folder / OPENVINO_FILE).is_file()
+    ):
         return folder
-    if path.suffix == ".onnx":
+    if path.suffix in (".onnx", ".xml"):
         raise CheckpointError(
             f"{path} has no {MANIFEST_FILE} beside it; squeeze needs the folder written by "
             "`squeeze export` (it names the inputs, task and tokenizer)"
         )
     return None
+
+
+def graph_file(folder: Path, manifest: dict[str, Any] | None = None) -> Path:
+    """The graph an export folder runs: its manifest's ``file``."""
+    if manifest is None:
+        manifest = read_manifest(folder)
+    return folder / manifest.get("file", MODEL_FILE)
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """Raises: CheckpointError for a manifest that is not JSON."""
+    try:
+        return json.loads((folder / MANIFEST_FILE).read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{folder / MANIFEST_FILE} is not valid JSON ({e.msg})") from e
+
+
+def export_size_stats(folder: Path) -> SizeStats:
+    """Parameters and bytes of an export folder's graph, ONNX or OpenVINO IR."""
+    if graph_file(folder).suffix == ".xml":
+        from squeeze.export.openvino import openvino_size_stats
+
+        return openvino_size_stats(folder)
+    return onnx_size_stats(folder)
 
 
 def load_export(folder: Path, *, device: str = "cpu", threads: int | None = None) -> ExportedModel:
@@ -83,15 +118,12 @@ def load_export(folder: Path, *, device: str = "cpu", threads: int | None = None
     from squeeze.checkpoint import quiet_transformers
 
     quiet_transformers()
-    try:
-        manifest = json.loads((folder / MANIFEST_FILE).read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{folder / MANIFEST_FILE} is not valid JSON ({e.msg})") from e
+    manifest = read_manifest(folder)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{folder} has no usable tokenizer ({e})") from e
-    session = ort_session(folder / MODEL_FILE, device=device, threads=threads)
+    session = export_session(graph_file(folder, manifest), device=device, threads=threads)
     return ExportedModel(folder=folder, manifest=manifest, tokenizer=tokenizer, session=session)
 
 
@@ -115,8 +147,13 @@ def onnx_size_stats(folder: Path) -> SizeStats:
             f"{path} keeps its weights in {', '.join(missing)}, which is missing; copy the whole "
             "export folder, or export again"
         )
+    packed = _packed_weights(model)
     total = nonzero = 0
     for initializer in model.graph.initializer:
+        if initializer.name in packed:
+            count = math.prod(initializer.dims) * packed[initializer.name]
+            total, nonzero = total + count, nonzero + count
+            continue
         total += math.prod(initializer.dims)
         nonzero += _count_nonzero(initializer, folder)
     return SizeStats(
@@ -125,6 +162,23 @@ def onnx_size_stats(folder: Path) -> SizeStats:
 
 
 _CHUNK_BYTES = 1 << 24
+
+
+def _packed_weights(model: Any) -> dict[str, int]:
+    """Weights stored several to a byte (MatMulNBits' B, GatherBlockQuantized's uint8 data), by
+    name, with how many weights each byte holds. They count as that many parameters, all
+    non-zero: a quantized zero is a zero point's code, not a zero byte."""
+    import onnx
+
+    uint8 = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.UINT8}
+    packed = {}
+    for node in model.graph.node:
+        position = {"MatMulNBits": 1, "GatherBlockQuantized": 0}.get(node.op_type)
+        if position is None or node.input[position] not in uint8:
+            continue
+        bits = next((a.i for a in node.attribute if a.name == "bits"), 4)
+        packed[node.input[position]] = 8 // bits
+    return packed
 
 
 def _count_nonzero(tensor: Any, folder: Path) -> int:

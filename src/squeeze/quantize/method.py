@@ -9,10 +9,10 @@ original on the same inputs (logit distance, top-1 agreement).
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from squeeze.config import StepConfig, at_least, param
+from squeeze.config import StepConfig, at_least, param, range_problem
 from squeeze.errors import Problem, UnsupportedError
 from squeeze.registry import Backend, backends, default_backend, register
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 BNB_4BIT_TYPES = ("nf4", "fp4")
+INT4_BLOCK_SIZES = (16, 32, 64, 128, 256)  # MatMulNBits: powers of two from 16
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,7 +38,8 @@ class QuantizeConfig(StepConfig):
     dtype: str = param("int8", help="int8, int4, fp16 or bf16.")
     backend: str | None = param(
         None,
-        help="onnxruntime (int8 default), torch (fp16/bf16 default; int8 via torchao) or "
+        help="onnxruntime (int8 default; int4 weight-only MatMulNBits), torch (fp16/bf16 default; "
+        "int8 via torchao) or "
         "bitsandbytes (int4 default; int8 = LLM.int8).",
     )
     static: bool = param(False, help="int8: calibrate activations on data (QDQ), not dynamic.")
@@ -57,11 +59,34 @@ class QuantizeConfig(StepConfig):
         "percentile on calibration text (outlier features); 0 quantizes all.",
     )
     optimize: bool = param(True, help="Fuse attention before dynamic int8 (QAttention).")
-    bnb_4bit_type: str = param("nf4", help="int4: nf4 or fp4.", choices=BNB_4BIT_TYPES)
+    bnb_4bit_type: str = param(
+        "nf4", help="int4 (bitsandbytes): nf4 or fp4.", choices=BNB_4BIT_TYPES
+    )
+    block_size: int = param(
+        32,
+        help="int4 (onnxruntime): weights per scale along the input dimension, a power of two "
+        "from 16 to 256; smaller is more accurate and a little larger.",
+    )
+    symmetric: bool = param(
+        False, help="int4 (onnxruntime): symmetric blocks, no zero points (smaller, less exact)."
+    )
+    accuracy_level: int = param(
+        4,
+        help="int4 (onnxruntime): MatMulNBits compute, 4 = int8 activations per block (fastest "
+        "on CPUs), 0 = fp32.",
+    )
 
     def problems(self) -> list[Problem]:
         found = at_least("calibration_samples", self.calibration_samples, 1)
         found += at_least("outlier_ratio", self.outlier_ratio, 0)
+        if self.block_size not in INT4_BLOCK_SIZES:
+            found.append(
+                Problem(
+                    f"{{block_size}} must be one of {', '.join(map(str, INT4_BLOCK_SIZES))}, not "
+                    f"{self.block_size}"
+                )
+            )
+        found += range_problem("accuracy_level", self.accuracy_level, 0, 4, closed="both")
         known = backends()
         dtypes = sorted({d for b in known.values() for d in b.dtypes})
         if self.dtype not in dtypes:
@@ -85,10 +110,14 @@ class QuantizeConfig(StepConfig):
         return found + backend.check(self)
 
     def canonical(self) -> QuantizeConfig:
-        """Naming the dtype's default backend asks for the same thing as naming none."""
+        """Naming the dtype's default backend asks for the same thing as naming none, and
+        options of another dtype or backend change nothing."""
+        config = self
         if self.backend is not None and self.chosen_backend is default_backend(self.dtype):
-            return replace(self, backend=None)
-        return self
+            config = replace(config, backend=None)
+        if not (self.dtype == "int4" and self.chosen_backend.name == "onnxruntime"):
+            config = replace(config, **{name: _DEFAULTS[name] for name in _INT4_ORT_FIELDS})
+        return config
 
     @property
     def chosen_backend(self) -> Backend:
@@ -97,6 +126,10 @@ class QuantizeConfig(StepConfig):
         backend = default_backend(self.dtype)
         assert backend is not None  # every dtype a backend offers has a default
         return backend
+
+
+_INT4_ORT_FIELDS = ("block_size", "symmetric", "accuracy_level")
+_DEFAULTS = {f.name: f.default for f in fields(QuantizeConfig)}
 
 
 def _machine_problems(config: QuantizeConfig) -> list[Problem]:
@@ -115,11 +148,12 @@ def _machine_problems(config: QuantizeConfig) -> list[Problem]:
                 UnsupportedError,
             )
         )
-    if backend.extra is not None and importlib.util.find_spec(backend.extra) is None:
+    missing = [m for m in backend.modules if importlib.util.find_spec(m) is None]
+    if missing:
         found.append(
             Problem(
-                f"backend {backend.name} needs the package {backend.extra}: pip install "
-                f"{backend.extra}",
+                f"backend {backend.name} needs {' and '.join(missing)}: pip install "
+                f"'squeeze[{backend.extra}]'",
                 UnsupportedError,
             )
         )
@@ -153,6 +187,26 @@ def comparison_batches(loaded: LoadedModel, held_out: Any) -> list[dict[str, Any
     if held_out is None:
         return list(validation_batches(loaded, ExportConfig()).values())
     return [b.inputs for _, b in zip(range(8), batches(held_out, 32), strict=False)]
+
+
+def calibration_feeds(
+    loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext
+) -> tuple[list[dict[str, Any]], str]:
+    """Input batches for calibration and outlier detection, and where they came from: the
+    calibration data (batches of 16, padded to the longest), else the export's validation
+    sentences (outlier channels show in any text)."""
+    from squeeze.encoding import batches
+    from squeeze.export.method import ExportConfig
+    from squeeze.export.onnx import validation_batches
+
+    if ctx.data.can_calibrate:
+        calibration = ctx.data.calibration(loaded, config.calibration_samples)
+        longest = max(len(ids) for ids in calibration.features["input_ids"])
+        feeds = [b.inputs for b in batches(calibration, 16, pad_to=longest)]
+        return feeds, f"{len(calibration)} examples"
+    return list(validation_batches(loaded, ExportConfig()).values()), (
+        "the export's validation sentences"
+    )
 
 
 @register(

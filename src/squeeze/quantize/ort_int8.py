@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from squeeze.errors import Problem, ValidationError
 from squeeze.quantize.outliers import PERCENTILE, Outlier, outlier_matmuls
-from squeeze.registry import Backend, register_backend
 from squeeze.types import StepResult
 
 if TYPE_CHECKING:
@@ -36,7 +35,7 @@ _CALIBRATION = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percent
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet_ort_quantizer() -> Iterator[None]:
     """The quantizer logs a warning per unquantized node and prints progress."""
     logging.disable(logging.WARNING)
     try:
@@ -62,7 +61,7 @@ def quantize_dynamic_int8(
 
     from squeeze.export.onnx import has_external_data
 
-    with _quiet():
+    with quiet_ort_quantizer():
         quantize_dynamic(
             str(model_in),
             str(model_out),
@@ -118,7 +117,7 @@ def quantize_static_int8(
 
     prepared = workdir / "preprocessed.onnx"
     external = has_external_data(model_in)
-    with _quiet():
+    with quiet_ort_quantizer():
         # Symbolic shape inference cannot follow transformers 5 exports ("Incomplete symbolic
         # shape inference"); ONNX shape inference and the graph clean-up still run.
         quant_pre_process(
@@ -151,14 +150,14 @@ def quantize_static_int8(
     return kept
 
 
-def _quantize(
+def quantize(
     loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext, agree: Any
 ) -> tuple[StepResult, Any]:
     """A validated fp32 export (fused first for dynamic int8), quantized into the output."""
-    from squeeze.encoding import batches
     from squeeze.export.method import ExportConfig
-    from squeeze.export.onnx import derive_export, validation_batches, write_export
+    from squeeze.export.onnx import derive_export, write_export
     from squeeze.export.read import MODEL_FILE
+    from squeeze.quantize.method import calibration_feeds
     from squeeze.runtime import ort_forward, ort_session
 
     fused = config.optimize and not config.static
@@ -167,14 +166,7 @@ def _quantize(
     # Nothing runs the PyTorch model after this export's validation: free it for the quantizer.
     _, notes = write_export(loaded, fp32, ExportConfig(optimize=fused), release=True)
     target = ctx.out / MODEL_FILE
-    if ctx.data.can_calibrate:
-        calibration = ctx.data.calibration(loaded, config.calibration_samples)
-        longest = max(len(ids) for ids in calibration.features["input_ids"])
-        feeds = [b.inputs for b in batches(calibration, 16, pad_to=longest)]
-        source = f"{len(calibration)} examples"
-    else:  # the export's own validation sentences: outlier channels show in any text
-        feeds = list(validation_batches(loaded, ExportConfig()).values())
-        source = "the export's validation sentences"
+    feeds, source = calibration_feeds(loaded, config, ctx)
     if config.static:
         kept = quantize_static_int8(
             fp32 / MODEL_FILE, target, feeds, method=config.calibration_method,
@@ -210,18 +202,5 @@ def _quantize(
 def only_onnxruntime_static(config: QuantizeConfig) -> list[Problem]:
     """The other backends' check: calibration (``static``) is ONNX Runtime's alone."""
     if config.static:
-        return [Problem("{static} is int8 calibration for {backend} onnxruntime")]
+        return [Problem("{static} is int8 calibration for {backend} onnxruntime or openvino")]
     return []
-
-
-register_backend(
-    Backend(
-        name="onnxruntime",
-        dtypes=("int8",),
-        default_for=("int8",),
-        produces="onnx",
-        quantize=_quantize,
-        help="ONNX Runtime int8: dynamic (fused, QAttention) or static QDQ; the CPU path",
-        needs_calibration=lambda config: config.static,
-    )
-)

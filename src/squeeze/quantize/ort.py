@@ -1,0 +1,46 @@
+"""The ``onnxruntime`` backend: ONNX Runtime's quantizers, producing an export folder.
+
+int8 (the default for int8, the fastest CPU path measured here) is dynamic or static QDQ
+(``squeeze.quantize.ort_int8``); int4 is weight-only MatMulNBits (``squeeze.quantize.ort_int4``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from squeeze.errors import Problem
+from squeeze.quantize import ort_int4, ort_int8
+from squeeze.registry import Backend, register_backend
+
+if TYPE_CHECKING:
+    from squeeze.quantize.method import QuantizeConfig
+    from squeeze.runner import StepContext
+    from squeeze.types import LoadedModel, StepResult
+
+
+def _quantize(
+    loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext, agree: Any
+) -> tuple[StepResult, Any]:
+    module = ort_int4 if config.dtype == "int4" else ort_int8
+    return module.quantize(loaded, config, ctx, agree)
+
+
+def _check(config: QuantizeConfig) -> list[Problem]:
+    if config.dtype == "int4" and config.static:
+        return [Problem("{static} is int8 calibration; int4 MatMulNBits needs no data")]
+    return []
+
+
+register_backend(
+    Backend(
+        name="onnxruntime",
+        dtypes=("int8", "int4"),
+        default_for=("int8",),
+        produces="onnx",
+        quantize=_quantize,
+        help="ONNX Runtime: int8 dynamic (fused, QAttention) or static QDQ; int4 weight-only "
+        "MatMulNBits",
+        check=_check,
+        needs_calibration=lambda config: config.static,
+    )
+)
