@@ -40,6 +40,7 @@ BACKEND_MODULES = (
     "squeeze.quantize.pytorch",
     "squeeze.quantize.bnb",
     "squeeze.quantize.openvino",
+    "squeeze.quantize.auto",
 )
 
 Handler = Callable[["LoadedModel", Any, "StepContext"], "StepResult"]

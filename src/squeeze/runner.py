@@ -151,6 +151,9 @@ class StepContext:
         checkpoint_dir: Where a resumable method keeps its training state.
         resume: Continue from ``checkpoint_dir``.
         max_length: Tokens per example (what a latency target is timed at).
+        metric_before: The input's metric on the held-out data (when measured).
+        max_accuracy_drop: The step's gate, for handlers that choose among candidates.
+        gate_on: What that gate judges (``point`` or ``upper``).
         progress: Opens progress bars.
     """
 
@@ -164,6 +167,9 @@ class StepContext:
     checkpoint_dir: Path | None = None
     resume: bool = False
     max_length: int = 128
+    metric_before: Evaluation | None = None
+    max_accuracy_drop: float | None = None
+    gate_on: str = "point"
     progress: ProgressFactory = no_progress
 
 
@@ -356,7 +362,8 @@ def run_step(
                 source=source, out=tmp, scratch=Path(scratch), data=data, device=options.device,
                 trust_remote_code=options.trust_remote_code, measure=measuring,
                 checkpoint_dir=checkpoint_dir, resume=resuming, max_length=options.max_length,
-                progress=options.progress,
+                metric_before=summary.metric_before, max_accuracy_drop=options.max_accuracy_drop,
+                gate_on=options.gate_on, progress=options.progress,
             )  # fmt: skip
             result = method.handler(loaded, config, ctx)
             notes += result.notes
@@ -377,7 +384,9 @@ def run_step(
                     f"{summary.before['bytes_on_disk']} bytes)"
                 )
             if measuring:
-                summary.metric_after = _evaluate_after(result, loaded, tmp, data, options)
+                summary.metric_after = result.metric or _evaluate_after(
+                    result, loaded, tmp, data, options
+                )
             if options.bench is not None and is_main_process():
                 summary.latency = _bench(loaded.path, tmp, options.bench)
             summary.seconds = time.perf_counter() - start

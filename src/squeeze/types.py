@@ -264,6 +264,8 @@ class StepResult:
             a second load); None: the runner runs ``model`` or opens the output.
         sizes: Sizes of a handler-written checkpoint whose files miscount parameters (packed
             4-bit weights); None: measured by the runner.
+        metric: The held-out metric of what was written, when the handler measured it already
+            (``--backend auto`` scores every candidate); None: the runner measures it.
         details: Method-specific figures for the summary JSON.
         notes: What the user should know (fallbacks, what was removed).
     """
@@ -271,5 +273,6 @@ class StepResult:
     model: LoadedModel | None = None
     forward: Any = None
     sizes: SizeStats | None = None
+    metric: Evaluation | None = None
     details: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)

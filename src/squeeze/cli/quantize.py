@@ -97,6 +97,9 @@ def _render(result: Any) -> None:
 
     mode = result.config["dtype"] + (" static" if result.config["static"] else "")
     backend = result.details["backend"]
+    auto = result.details.get("auto")
+    if auto is not None:
+        backend = f"auto: {auto['chosen']}"
     table = Table(title=f"squeeze quantize ({mode}, {backend})", title_justify="left")
     for column in ("", "before", "after", "change"):
         table.add_column(column, justify="left" if not column else "right")
@@ -114,6 +117,8 @@ def _render(result: Any) -> None:
         mb, ma = result.metric_before.primary, result.metric_after.primary
         table.add_row(mb.name, f"{mb.value:.4f}", f"{ma.value:.4f}", metric_change(result))
     console.print(table)
+    if auto is not None:
+        console.print(_candidates_table(auto))
     agree = result.details["agreement"]
     console.print(
         f"agreement with the original on {agree['n_predictions']} predictions: top-1 "
@@ -121,3 +126,31 @@ def _render(result: Any) -> None:
         f"{agree['mean_abs_diff']:.3g}; {result.seconds:.1f} s"
     )
     print_notes(result.notes)
+
+
+def _candidates_table(auto: dict[str, Any]) -> Any:
+    """Every candidate ``--backend auto`` tried: latency, size, drop, and why one was skipped."""
+    from rich.table import Table
+
+    from squeeze.bench.machine import describe_machine
+
+    timing = auto["timing"]
+    table = Table(
+        title=f"candidates (batch {timing['batch']}, seq {timing['seq_len']}, {timing['device']}; "
+        f"{describe_machine(auto['machine'])})",
+        title_justify="left",
+    )
+    for column in ("candidate", "p50 ms", "p90 ms", "sd ms", "on disk", "drop", "agree", ""):
+        table.add_column(column, justify="left" if column in ("candidate", "") else "right")
+    for c in auto["candidates"]:
+        if "skipped" in c:
+            table.add_row(c["label"], "", "", "", "", "", "", f"[dim]skipped: {c['skipped']}[/dim]")
+            continue
+        drop = "" if c["drop"] is None else f"{c['drop']:+.2f}"
+        verdict = "chosen" if c["chosen"] else ("" if c["passed"] else "missed the gate")
+        table.add_row(
+            c["label"], f"{c['p50_ms']:.2f}", f"{c['p90_ms']:.2f}", f"{c['stdev_ms']:.2f}",
+            fmt_bytes(c["bytes_on_disk"]), drop, f"{c['agreement']['top1_agreement']:.2%}",
+            verdict,
+        )  # fmt: skip
+    return table

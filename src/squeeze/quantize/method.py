@@ -39,8 +39,9 @@ class QuantizeConfig(StepConfig):
     backend: str | None = param(
         None,
         help="onnxruntime (int8 default; int4 weight-only MatMulNBits), torch (fp16/bf16 default; "
-        "int8 via torchao) or "
-        "bitsandbytes (int4 default; int8 = LLM.int8).",
+        "int8 via torchao), bitsandbytes (int4 default; int8 = LLM.int8), openvino "
+        "(squeeze[openvino]) or auto (builds each this machine runs, keeps the fastest within "
+        "the gate).",
     )
     static: bool = param(False, help="int8: calibrate activations on data (QDQ), not dynamic.")
     calibration_method: str = param(
@@ -115,8 +116,9 @@ class QuantizeConfig(StepConfig):
         config = self
         if self.backend is not None and self.chosen_backend is default_backend(self.dtype):
             config = replace(config, backend=None)
-        if not (self.dtype == "int4" and self.chosen_backend.name == "onnxruntime"):
-            config = replace(config, **{name: _DEFAULTS[name] for name in _INT4_ORT_FIELDS})
+        read = _INT4_FIELDS.get(self.chosen_backend.name, ()) if self.dtype == "int4" else ()
+        unread = [name for name in _INT4_FIELDS["onnxruntime"] if name not in read]
+        config = replace(config, **{name: _DEFAULTS[name] for name in unread})
         return config
 
     @property
@@ -128,7 +130,12 @@ class QuantizeConfig(StepConfig):
         return backend
 
 
-_INT4_ORT_FIELDS = ("block_size", "symmetric", "accuracy_level")
+# The int4 options each backend reads (OpenVINO's group size and symmetry; auto passes all on).
+_INT4_FIELDS = {
+    "onnxruntime": ("block_size", "symmetric", "accuracy_level"),
+    "auto": ("block_size", "symmetric", "accuracy_level"),
+    "openvino": ("block_size", "symmetric"),
+}
 _DEFAULTS = {f.name: f.default for f in fields(QuantizeConfig)}
 
 

@@ -1,0 +1,269 @@
+"""``--backend auto``: build every quantizer this machine can run, time them, keep the fastest.
+
+Which int8 path wins is a property of the CPU, not of squeeze: on AVX2-only EPYC ONNX Runtime's
+dynamic int8 beat OpenVINO's static int8 by 2x, while VNNI and AMX are where OpenVINO's int8
+kernels are strongest. So ``auto`` measures instead of assuming:
+
+1. each candidate (ONNX Runtime dynamic and static, OpenVINO weight-only and static, torchao;
+   for int4 ONNX Runtime MatMulNBits, OpenVINO and bitsandbytes) is built by its own registered
+   backend from a fresh load of the input, into its own folder; one that cannot run here (an
+   extra not installed, no calibration data, a layout its kernels refuse) is listed as skipped
+   with the reason;
+2. all of them are timed in one rotating measurement (``squeeze.bench``) at batch 1 and the
+   step's ``max_length`` on the step's device, and scored on the held-out data when there is any;
+3. the fastest candidate that passes the step's accuracy gate is moved into the output; the
+   summary lists every candidate with its latency, size and drop, and the machine's fingerprint.
+
+Without data there is no gate: the fastest candidate wins and the summary says so.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from squeeze.errors import Problem, SqueezeError
+from squeeze.registry import Backend, backends, register_backend
+from squeeze.types import StepResult
+
+if TYPE_CHECKING:
+    from squeeze.quantize.method import QuantizeConfig
+    from squeeze.runner import StepContext
+    from squeeze.types import Evaluation, LoadedModel
+
+# What auto tries per dtype: (backend, static), in the order candidates are listed.
+CANDIDATES: dict[str, tuple[tuple[str, bool], ...]] = {
+    "int8": (
+        ("onnxruntime", False),
+        ("onnxruntime", True),
+        ("openvino", False),
+        ("openvino", True),
+        ("torch", False),
+    ),
+    "int4": (("onnxruntime", False), ("openvino", False), ("bitsandbytes", False)),
+}
+_TIMING = {"runs": 20, "warmup": 3, "rounds": 3}
+
+
+def candidate_label(backend: str, dtype: str, static: bool) -> str:
+    """How a candidate reads in tables: 'onnxruntime static', 'openvino weight-only'..."""
+    if dtype == "int4":
+        return f"{backend} int4"
+    if backend == "torch":
+        return "torch torchao"
+    if backend == "openvino":
+        return f"openvino {'static' if static else 'weight-only'}"
+    return f"{backend} {'static' if static else 'dynamic'}"
+
+
+@dataclass
+class Candidate:
+    """One built (or skipped) candidate and what was measured of it."""
+
+    label: str
+    config: QuantizeConfig
+    folder: Path | None = None
+    result: StepResult | None = None
+    skipped: str | None = None
+    latency: Any = None
+    size: dict[str, Any] | None = None
+    metric: Evaluation | None = None
+    drop: float | None = None
+    interval: tuple[float, float] | None = None
+    agreement: dict[str, Any] | None = None
+    passed: bool = True
+
+    def to_dict(self, chosen: bool) -> dict[str, Any]:
+        if self.skipped is not None:
+            return {"label": self.label, "backend": self.config.backend, "skipped": self.skipped}
+        lat = self.latency
+        return {
+            "label": self.label,
+            "backend": self.config.backend,
+            "static": self.config.static,
+            "p50_ms": lat.p50_ms,
+            "p90_ms": lat.p90_ms,
+            "stdev_ms": lat.stdev_ms,
+            "bytes_on_disk": self.size["bytes_on_disk"] if self.size else None,
+            "metric": self.metric.to_dict() if self.metric is not None else None,
+            "drop": self.drop,
+            "drop_interval": list(self.interval) if self.interval else None,
+            "agreement": self.agreement,
+            "passed": self.passed,
+            "chosen": chosen,
+        }
+
+
+def _why_not(config: QuantizeConfig, ctx: StepContext) -> str | None:
+    """Why a candidate cannot be built here, checked before any work; None when it can."""
+    from squeeze.quantize.method import _data_problem, _machine_problems
+
+    backend = config.chosen_backend
+    problems = config.problems() + _machine_problems(config)
+    given = {"data"} if ctx.data.can_calibrate else set()
+    data = _data_problem(config, given)
+    if data is not None:
+        problems.append(Problem(data))
+    if backend.produces == "openvino" and ctx.device != "cpu":
+        problems.append(Problem("OpenVINO exports run on the CPU here"))
+    if backend.needs_gpu and not ctx.device.startswith("cuda"):
+        problems.append(Problem("runs on CUDA only"))
+    return "; ".join(p.render() for p in problems) or None
+
+
+def _build(
+    candidate: Candidate, loaded: LoadedModel, ctx: StepContext, agree: Any, root: Path
+) -> None:
+    """Run the candidate's own backend on a fresh load of the input, into its own folder."""
+    from squeeze.checkpoint import load, write_checkpoint
+
+    name = candidate.label.replace(" ", "-")
+    out, scratch = root / "built" / name, root / "work" / name
+    out.mkdir(parents=True)
+    scratch.mkdir(parents=True)
+    sub = replace(ctx, out=out, scratch=scratch)
+    fresh = load(ctx.source, trust_remote_code=ctx.trust_remote_code, device=ctx.device)
+    try:
+        result, forward = candidate.config.chosen_backend.quantize(
+            fresh, candidate.config, sub, agree
+        )
+    except SqueezeError as e:
+        candidate.skipped = str(e)
+        return
+    if result.model is not None:
+        write_checkpoint(result.model, out)
+        result.model = None
+    candidate.folder, candidate.result = out, result
+    candidate.agreement = agree(forward).to_dict()
+    if ctx.measure:
+        from squeeze.evaluate import evaluate_forward
+        from squeeze.gate import drop_interval, drop_points
+
+        candidate.metric = evaluate_forward(
+            forward, ctx.data.held_out(loaded), loaded.task, progress=ctx.progress
+        )
+        candidate.drop = drop_points(ctx.metric_before, candidate.metric)
+        candidate.interval = drop_interval(ctx.metric_before, candidate.metric)
+
+
+def timed_length(loaded: LoadedModel, ctx: StepContext) -> int:
+    """The step's ``max_length``, or the model's position table where that is shorter."""
+    from squeeze.arch import max_tokens
+
+    limit = max_tokens(loaded.config, loaded.spec)
+    return min(ctx.max_length, limit) if limit else ctx.max_length
+
+
+def _time(built: list[Candidate], seq_len: int, ctx: StepContext) -> None:
+    """Every built candidate in one rotating measurement, on the step's device."""
+    from squeeze.bench.latency import BenchSettings
+    from squeeze.bench.run import bench_models
+
+    settings = BenchSettings(batch_sizes=(1,), seq_len=seq_len, device=ctx.device, **_TIMING)
+    results, _ = bench_models([str(c.folder) for c in built], settings, progress=ctx.progress)
+    for candidate, result in zip(built, results, strict=True):
+        candidate.latency = result.latencies[0]
+        candidate.size = result.extra["size"]
+
+
+def choose(built: list[Candidate], max_drop: float | None, gate_on: str) -> Candidate:
+    """The fastest candidate within the gate; when none passes, the one that dropped least (the
+    step's gate then refuses it, so nothing is written)."""
+    from squeeze.gate import judged_drop, passes
+
+    for candidate in built:
+        judged = judged_drop(candidate.drop, candidate.interval, gate_on)
+        candidate.passed = passes(judged, max_drop)
+    passing = [c for c in built if c.passed]
+    if passing:
+        return min(passing, key=lambda c: c.latency.p50_ms)
+    return min(built, key=lambda c: judged_drop(c.drop, c.interval, gate_on) or 0.0)
+
+
+def _quantize(
+    loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext, agree: Any
+) -> tuple[StepResult, Any]:
+    from squeeze.bench.machine import fingerprint
+    from squeeze.errors import UnsupportedError
+    from squeeze.evaluate import open_model
+
+    candidates = [
+        Candidate(candidate_label(name, config.dtype, static),
+                  replace(config, backend=name, static=static))
+        for name, static in CANDIDATES[config.dtype]
+        if name in backends()
+    ]  # fmt: skip
+    root = ctx.scratch / "candidates"
+    for candidate in candidates:
+        candidate.skipped = _why_not(candidate.config, ctx)
+        if candidate.skipped is None:
+            _build(candidate, loaded, ctx, agree, root)
+    built = [c for c in candidates if c.skipped is None]
+    if not built:
+        reasons = "; ".join(f"{c.label}: {c.skipped}" for c in candidates)
+        raise UnsupportedError(f"no {config.dtype} backend can run here ({reasons})")
+    seq_len = timed_length(loaded, ctx)
+    _time(built, seq_len, ctx)
+    winner = choose(built, ctx.max_accuracy_drop, ctx.gate_on)
+    assert winner.folder is not None and winner.result is not None
+    for item in winner.folder.iterdir():
+        shutil.move(str(item), ctx.out / item.name)
+    result = winner.result
+    result.metric = winner.metric
+    result.details = {
+        **result.details,
+        "auto": {
+            "chosen": winner.label,
+            "chosen_backend": winner.config.backend,
+            "chosen_static": winner.config.static,
+            "candidates": [c.to_dict(c is winner) for c in candidates],
+            "timing": {"batch": 1, "seq_len": seq_len, "device": ctx.device, **_TIMING},
+            "gated": ctx.measure and ctx.max_accuracy_drop is not None,
+            "machine": fingerprint(),
+        },
+    }
+    result.notes.insert(0, _choice_note(winner, built, seq_len, ctx))
+    return result, open_model(str(ctx.out), device=ctx.device).forward
+
+
+def _choice_note(winner: Candidate, built: list[Candidate], seq_len: int, ctx: StepContext) -> str:
+    others = sorted((c for c in built if c is not winner), key=lambda c: c.latency.p50_ms)
+    shown = ", ".join(
+        f"{c.label} {c.latency.p50_ms:.2f} ms{'' if c.passed else ' (missed the gate)'}"
+        for c in others
+    )
+    gate = (
+        "fastest within the accuracy gate"
+        if ctx.measure and ctx.max_accuracy_drop is not None
+        else "fastest; no accuracy gate" + ("" if ctx.measure else " without --data")
+    )
+    return (
+        f"backend auto chose {winner.label}: {winner.latency.p50_ms:.2f} ms p50 at batch 1, "
+        f"seq {seq_len} on {ctx.device} ({gate})" + (f"; others: {shown}" if shown else "")
+    )
+
+
+def _check(config: QuantizeConfig) -> list[Problem]:
+    if config.static:
+        return [
+            Problem(
+                "{backend} auto tries static and dynamic int8 itself (static where there is "
+                "calibration data); drop {static}"
+            )
+        ]
+    return []
+
+
+register_backend(
+    Backend(
+        name="auto",
+        dtypes=tuple(CANDIDATES),
+        default_for=(),
+        produces="onnx, openvino or checkpoint",
+        quantize=_quantize,
+        help="every backend this machine runs, timed here; keeps the fastest within the gate",
+        check=_check,
+    )
+)

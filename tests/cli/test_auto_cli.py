@@ -1,0 +1,101 @@
+"""``--backend auto`` as a user runs it: every candidate built, timed, gated; the winner written."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+from typer.testing import CliRunner
+
+from squeeze.cli.main import app
+from squeeze.export.read import read_manifest
+
+runner = CliRunner()
+HAS_OPENVINO = all(importlib.util.find_spec(m) for m in ("openvino", "nncf"))
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_auto_builds_every_candidate_and_keeps_the_fastest_within_the_gate(
+    trained_classifier, order_csv, tmp_path
+):
+    out = tmp_path / "auto"
+    result = invoke(
+        "quantize", trained_classifier, "-o", out, "--backend", "auto", "-d", order_csv,
+        "--max-length", "32", "--max-accuracy-drop", "5", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    auto = summary["auto"]
+    built = [c for c in auto["candidates"] if "skipped" not in c]
+    labels = {c["label"] for c in built}
+    assert {"onnxruntime dynamic", "onnxruntime static", "torch torchao"} <= labels
+    if HAS_OPENVINO:
+        assert {"openvino weight-only", "openvino static"} <= labels
+    (winner,) = [c for c in built if c["chosen"]]
+    passing = [c for c in built if c["passed"]]
+    assert winner["p50_ms"] == min(c["p50_ms"] for c in passing)
+    assert all(c["metric"]["n_samples"] == summary["metric_after"]["n_samples"] for c in built)
+    assert summary["metric_after"]["metrics"] == winner["metric"]["metrics"]
+    assert auto["machine"]["isa"] and auto["timing"]["seq_len"] == 32
+    assert any(n.startswith("backend auto chose") for n in summary["notes"])
+    # What was written is the winner, runnable as deployed.
+    if winner["backend"] in ("onnxruntime", "openvino"):
+        assert read_manifest(out)["quantization"]["backend"] == winner["backend"]
+    else:
+        assert (out / "config.json").is_file()
+    scored = invoke("eval", out, "-d", order_csv, "--split", "test", "--max-length", "32", "--json")
+    assert scored.exit_code == 0, scored.stderr
+    assert json.loads(scored.stdout)["metrics"] == winner["metric"]["metrics"]
+
+
+def test_auto_lists_what_it_could_not_build_and_why(tiny_lms, tmp_path):
+    """GPT-2 keeps its weights in Conv1D (torchao has nothing to quantize); without data there
+    is no static candidate and no gate."""
+    result = invoke(
+        "quantize", tiny_lms["gpt2"], "-o", tmp_path / "q", "--backend", "auto", "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    auto = json.loads(result.stdout)["auto"]
+    skipped = {c["label"]: c["skipped"] for c in auto["candidates"] if "skipped" in c}
+    assert "calibration data" in skipped["onnxruntime static"]
+    assert "Conv1D" in skipped["torch torchao"]
+    assert not auto["gated"]
+    assert any("no accuracy gate" in n for n in json.loads(result.stdout)["notes"])
+
+
+def test_auto_int4_candidates(tiny_lms, tmp_path):
+    result = invoke(
+        "quantize", tiny_lms["llama"], "-o", tmp_path / "q", "--dtype", "int4", "--backend",
+        "auto", "--block-size", "16", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    auto = json.loads(result.stdout)["auto"]
+    labels = {c["label"]: c for c in auto["candidates"]}
+    assert "p50_ms" in labels["onnxruntime int4"]
+    assert set(labels) == {"onnxruntime int4", "openvino int4", "bitsandbytes int4"}
+
+
+def test_auto_refuses_static(trained_classifier, order_csv, tmp_path):
+    result = invoke(
+        "quantize", trained_classifier, "-o", tmp_path / "q", "--backend", "auto", "--static",
+        "-d", order_csv,
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "--backend auto tries static and dynamic" in result.stderr
+    assert not (tmp_path / "q").exists()
+
+
+def test_auto_with_a_gate_nobody_passes_writes_nothing(trained_classifier, order_csv, tmp_path):
+    """A negative allowance cannot be met: the least-dropping candidate is refused by the gate."""
+    out = tmp_path / "q"
+    result = invoke(
+        "quantize", trained_classifier, "-o", out, "--backend", "auto", "-d", order_csv,
+        "--max-length", "32", "--max-accuracy-drop", "-50", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.stderr
+    auto = json.loads(result.stdout)["auto"]
+    assert not any(c.get("passed") for c in auto["candidates"])
+    assert not out.exists()
