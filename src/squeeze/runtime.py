@@ -30,32 +30,49 @@ def torch_forward(model: Any, device: str = "cpu") -> Forward:
     return forward
 
 
-def ort_providers(device: str) -> list[str]:
-    """Execution providers for ``device``; CUDA only where onnxruntime-gpu provides it.
+def ort_providers(device: str, *, tensorrt: bool = False, int8: bool = False) -> list[Any]:
+    """Execution providers for ``device``; CUDA (and TensorRT) only where onnxruntime-gpu
+    provides them. TensorRT builds fp16 engines (int8 ones for a QDQ int8 graph, ``int8``) and
+    falls back to CUDA, then the CPU, for nodes it cannot take.
 
     Raises:
-        UnsupportedError: CUDA asked for but this onnxruntime build has no CUDA provider.
+        UnsupportedError: CUDA or TensorRT asked for where this onnxruntime build lacks it.
     """
     import onnxruntime as ort
 
-    if device == "cpu":
+    if device == "cpu" and not tensorrt:
         return ["CPUExecutionProvider"]
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
+    if device == "cpu":
+        raise UnsupportedError(
+            [Problem("TensorRT runs on CUDA; pass {device} cuda, or use {runtime} onnxruntime")]
+        )
+    available = ort.get_available_providers()
+    wanted = "TensorrtExecutionProvider" if tensorrt else "CUDAExecutionProvider"
+    if wanted not in available:
         raise UnsupportedError(
             [
                 Problem(
-                    f"onnxruntime {ort.__version__} here has no CUDA provider "
-                    f"({', '.join(ort.get_available_providers())}); install onnxruntime-gpu or use "
-                    "{device} cpu"
+                    f"onnxruntime {ort.__version__} here has no {wanted} "
+                    f"({', '.join(available)}); pip install 'squeeze[gpu]' (onnxruntime-gpu"
+                    + (" with TensorRT" if tensorrt else "")
+                    + ") or use {device} cpu"
                 )
             ]
         )
     index = int(device.partition(":")[2] or 0)
-    return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]  # type: ignore[list-item]
+    cuda = ("CUDAExecutionProvider", {"device_id": index})
+    if not tensorrt:
+        return [cuda, "CPUExecutionProvider"]
+    options = {"device_id": index, "trt_fp16_enable": True, "trt_int8_enable": int8}
+    return [("TensorrtExecutionProvider", options), cuda, "CPUExecutionProvider"]
 
 
 def ort_session(
-    path: str | os.PathLike[str], *, device: str = "cpu", threads: int | None = None
+    path: str | os.PathLike[str],
+    *,
+    device: str = "cpu",
+    threads: int | None = None,
+    tensorrt: bool = False,
 ) -> Any:
     """An ONNX Runtime session with a fixed intra-op thread count (recorded in every figure).
 
@@ -74,7 +91,8 @@ def ort_session(
     # a steady 127-129 ms without, while ONNX Runtime's own latency did not change (59 ms).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        return ort.InferenceSession(str(path), options, providers=ort_providers(device))
+        providers = ort_providers(device, tensorrt=tensorrt, int8=tensorrt and _is_qdq(path))
+        return ort.InferenceSession(str(path), options, providers=providers)
     except (
         ort_errors.Fail,
         ort_errors.InvalidGraph,
@@ -83,6 +101,14 @@ def ort_session(
     ) as e:
         first = str(e).strip().splitlines()[0]
         raise CheckpointError(f"{Path(path).name} is not a loadable ONNX model ({first})") from e
+
+
+def _is_qdq(path: str | os.PathLike[str]) -> bool:
+    """Whether a graph carries QuantizeLinear nodes (static int8), which TensorRT runs as int8."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return any(node.op_type == "QuantizeLinear" for node in graph.node)
 
 
 def ort_forward(session: Any) -> Forward:
@@ -157,8 +183,11 @@ def openvino_session(
     return OpenVINOSession(path, threads=threads)
 
 
-def export_session(path: Path, *, device: str = "cpu", threads: int | None = None) -> Any:
-    """A session for an exported graph, by its file: ``.xml`` OpenVINO IR, else ONNX."""
+def export_session(
+    path: Path, *, device: str = "cpu", threads: int | None = None, tensorrt: bool = False
+) -> Any:
+    """A session for an exported graph, by its file: ``.xml`` OpenVINO IR, else ONNX (on
+    TensorRT with ``tensorrt``)."""
     if Path(path).suffix == ".xml":
         return openvino_session(path, device=device, threads=threads)
-    return ort_session(path, device=device, threads=threads)
+    return ort_session(path, device=device, threads=threads, tensorrt=tensorrt)

@@ -24,9 +24,17 @@ from squeeze.faults import stop_if_interrupted
 from squeeze.types import Latency, ProgressFactory, no_progress
 
 
+# How PyTorch targets compute: fp32, TF32 matmuls (CUDA), or weights and activations in half.
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+
+
 @dataclass(frozen=True)
 class BenchSettings:
-    """One set of measurement settings shared by every target of a comparison."""
+    """One set of measurement settings shared by every target of a comparison.
+
+    ``precision`` and ``compile`` apply to PyTorch targets (an export's precision is in its
+    file): ``compile`` runs the model through ``torch.compile``, compiled during warm-up.
+    """
 
     batch_sizes: tuple[int, ...] = (1,)
     seq_len: int = 128
@@ -35,6 +43,8 @@ class BenchSettings:
     warmup: int = 5
     rounds: int = 3
     device: str = "cpu"
+    precision: str = "fp32"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if not self.batch_sizes or min(self.batch_sizes) < 1:
@@ -45,6 +55,15 @@ class BenchSettings:
             raise ConfigError([Problem("{runs} must be >= 2 and {warmup} >= 0")])
         if self.threads is not None and self.threads < 1:
             raise ConfigError([Problem("{threads} must be >= 1")])
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                [Problem(f"{{precision}} must be one of {', '.join(PRECISIONS)}, not "
+                         f"'{self.precision}'")]
+            )  # fmt: skip
+        if self.precision == "tf32" and not self.device.startswith("cuda"):
+            raise ConfigError(
+                [Problem("{precision} tf32 is a CUDA matmul mode; pass {device} cuda")]
+            )
 
 
 @dataclass

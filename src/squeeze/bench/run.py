@@ -7,8 +7,10 @@ its settings, so a later run can repeat them (``settings_of``).
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,40 +23,85 @@ from squeeze.bench.latency import (
     process_peak_rss_bytes,
     synthetic_inputs,
 )
-from squeeze.errors import ConfigError, Problem
+from squeeze.errors import ConfigError, Problem, UnsupportedError
 from squeeze.types import ProgressFactory, SizeStats, no_progress
 
-RUNTIMES = ("torch", "onnxruntime", "openvino")
+# tensorrt: an ONNX export on ONNX Runtime's TensorRT provider (CUDA).
+RUNTIMES = ("torch", "onnxruntime", "tensorrt", "openvino")
+_HALF = {"fp16": "float16", "bf16": "bfloat16"}
 
 
 def _temporary_exports(
     model: str, runtimes: list[str], root: Path, trust_remote_code: bool
 ) -> dict[str, Path]:
-    """Plain validated exports of a checkpoint for each export runtime asked for."""
+    """Plain validated exports of a checkpoint for each export runtime asked for (one per
+    format: ONNX Runtime and TensorRT share the ONNX one)."""
     from squeeze.export.method import ExportConfig, export_onnx
 
-    formats = {"onnxruntime": "onnx", "openvino": "openvino"}
-    return {
-        runtime: export_onnx(
-            model, root / runtime, ExportConfig(format=formats[runtime]),
-            trust_remote_code=trust_remote_code,
+    formats = {"onnxruntime": "onnx", "tensorrt": "onnx", "openvino": "openvino"}
+    made = {
+        fmt: export_onnx(
+            model, root / fmt, ExportConfig(format=fmt), trust_remote_code=trust_remote_code
         ).out
-        for runtime in runtimes
-    }  # fmt: skip
+        for fmt in dict.fromkeys(formats[r] for r in runtimes)
+    }
+    return {runtime: made[formats[runtime]] for runtime in runtimes}
 
 
-def torch_target(name: str, loaded: Any, device: str) -> Target:
+@contextlib.contextmanager
+def matmul_precision(precision: str) -> Iterator[None]:
+    """TF32 matmuls for one call (``tf32``), restored after, so fp32 targets timed in the same
+    rotation stay fp32."""
+    import torch
+
+    if precision != "tf32":
+        yield
+        return
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    matmul.fp32_precision = "tf32"
+    try:
+        yield
+    finally:
+        matmul.fp32_precision = before
+
+
+def torch_runtime_label(precision: str, compiled: bool) -> str:
+    """'torch', 'torch fp16', 'torch bf16 compiled': what a PyTorch row was timed as."""
+    parts = ["torch"] + ([precision] if precision != "fp32" else []) + (["compiled"] * compiled)
+    return " ".join(parts)
+
+
+def check_compile(device: str) -> None:
+    """Raises: UnsupportedError where inductor cannot build kernels (no C++ compiler on CPU)."""
+    if not device.startswith("cuda") and not (shutil.which("g++") or shutil.which("c++")):
+        raise UnsupportedError(
+            [Problem("{compile} on the CPU needs a C++ compiler (g++) for inductor's kernels")]
+        )
+
+
+def torch_target(
+    name: str, loaded: Any, device: str, precision: str = "fp32", compiled: bool = False
+) -> Target:
+    """A PyTorch model timed in ``precision`` (cast in place), through ``torch.compile`` with
+    ``compiled``; CUDA runs are synchronised and report torch's peak allocated memory."""
     import torch
 
     names = loaded.input_names
     cuda = device.startswith("cuda")
+    model = loaded.model
+    if precision in _HALF:
+        model.to(getattr(torch, _HALF[precision]))
+    if compiled:
+        check_compile(device)
+        model = torch.compile(model)
 
     def prepare(inputs: dict[str, Any]) -> dict[str, Any]:
         return {k: torch.from_numpy(inputs[k]).to(device) for k in names}
 
     def run(tensors: dict[str, Any]) -> None:
-        with torch.inference_mode():
-            loaded.model(**tensors)
+        with torch.inference_mode(), matmul_precision(precision):
+            model(**tensors)
 
     def peak() -> int:
         return torch.cuda.max_memory_allocated(device) if cuda else process_peak_rss_bytes()
@@ -62,11 +109,15 @@ def torch_target(name: str, loaded: Any, device: str) -> Target:
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
-    return Target(name, "torch", run, prepare, sync, peak)
+    return Target(name, torch_runtime_label(precision, compiled), run, prepare, sync, peak)
 
 
-def _export_target(name: str, exported: Any) -> Target:
-    """An ONNX Runtime session or an OpenVINO compiled model (``exported.runtime``)."""
+def _export_target(name: str, exported: Any, runtime: str, device: str) -> Target:
+    """An ONNX Runtime session (CPU, CUDA or TensorRT) or an OpenVINO compiled model.
+
+    On CUDA the peak is not measured: ONNX Runtime's CUDA arena is outside torch's counters,
+    and the process RSS says nothing about GPU memory.
+    """
     names = exported.input_names
 
     def prepare(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -75,10 +126,10 @@ def _export_target(name: str, exported: Any) -> Target:
     # session.run returns host arrays, so every timed run includes the device round trip.
     return Target(
         name,
-        exported.runtime,
+        runtime,
         lambda feed: exported.session.run(None, feed),
         prepare,
-        peak_memory=process_peak_rss_bytes,
+        peak_memory=(lambda: None) if device.startswith("cuda") else process_peak_rss_bytes,
     )
 
 
@@ -137,11 +188,13 @@ def bench_models(
             folder = export_folder(model)
             own = RUNTIME_OF_FORMAT[read_manifest(folder).get("format", "onnx")] if folder else None
             wanted = list(runtimes) or [own or "torch"]
-            if folder is not None and set(wanted) - {own}:
+            runnable = {own, "tensorrt"} if own == "onnxruntime" else {own}
+            if folder is not None and set(wanted) - runnable:
                 raise ConfigError(
-                    [Problem(f"{model} is an {own} export; it runs on {{runtime}} {own}")]
-                )
-            folders = {own: folder} if folder is not None else {}
+                    [Problem(f"{model} is an {own} export; it runs on {{runtime}} "
+                             f"{' or '.join(sorted(runnable))}")]
+                )  # fmt: skip
+            folders = {r: folder for r in wanted} if folder is not None else {}
             exports = [r for r in wanted if r != "torch"]
             if folder is None and exports:
                 folders = _temporary_exports(model, exports, Path(tmp) / f"{len(targets)}",
@@ -152,11 +205,18 @@ def bench_models(
             if "torch" in wanted:
                 loaded = load(model, trust_remote_code=trust_remote_code, device=settings.device)
                 check_length(loaded.config, loaded.spec, settings.seq_len, field="seq_len")
-                targets.append(torch_target(model, loaded, settings.device))
+                targets.append(
+                    torch_target(
+                        model, loaded, settings.device, settings.precision, settings.compile
+                    )
+                )
                 sizes.append(size_stats(loaded))
                 tokenizers.append((loaded.tokenizer, loaded.config.vocab_size, loaded.input_names))
             for runtime in exports:
-                exported = load_export(folders[runtime], device=settings.device, threads=threads)
+                exported = load_export(
+                    folders[runtime], device=settings.device, threads=threads,
+                    tensorrt=runtime == "tensorrt",
+                )  # fmt: skip
                 static = _static_shape(exported.manifest)
                 if static and (
                     settings.batch_sizes != (static[0],) or settings.seq_len != static[1]
@@ -169,7 +229,7 @@ def bench_models(
                             )
                         ]
                     )
-                targets.append(_export_target(model, exported))
+                targets.append(_export_target(model, exported, runtime, settings.device))
                 sizes.append(export_size_stats(folders[runtime]))
                 vocab = len(exported.tokenizer)
                 tokenizers.append((exported.tokenizer, vocab, exported.input_names))
@@ -185,6 +245,10 @@ def bench_models(
             )
 
         results = measure(targets, inputs_for, settings, threads, progress=progress)
+    if settings.device.startswith("cuda") and any(
+        not t.runtime.startswith("torch") for t in targets
+    ):
+        notes.append("peak GPU memory is torch's allocator only: ONNX Runtime's is not counted")
     for result, size in zip(results, sizes, strict=True):
         result.extra = {"size": asdict(size), "settings": asdict(settings)}
     return results, notes

@@ -25,17 +25,34 @@ def _int_list(text: str, flag: str) -> tuple[int, ...]:
 
 def bench(
     models: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(help="Checkpoint folders, hub ids or `squeeze export` folders."),
-    ],
+    ] = None,
     device: DeviceOpt = "cpu",
     runtime: Annotated[
         str | None,
         typer.Option(
-            help="torch, onnxruntime or both (torch,onnxruntime); default: torch for a "
-            "checkpoint, onnxruntime for an export."
+            help="torch, onnxruntime, tensorrt (ONNX on ORT's TensorRT provider, CUDA), openvino, "
+            "or several (torch,onnxruntime); default: torch for a checkpoint, the export's own "
+            "runtime for an export."
         ),
     ] = None,
+    precision: Annotated[
+        str,
+        typer.Option(help="PyTorch targets: fp32, tf32 (CUDA matmuls), fp16 or bf16."),
+    ] = "fp32",
+    compile_model: Annotated[
+        bool,
+        typer.Option("--compile", help="PyTorch targets: run through torch.compile (inductor)."),
+    ] = False,
+    list_backends: Annotated[
+        bool,
+        typer.Option(
+            "--backends",
+            help="List what this machine can run (runtimes, GPU providers, quantizers) and why "
+            "not the rest, then exit.",
+        ),
+    ] = False,
     batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1",
     seq: Annotated[int, typer.Option(help="Tokens per sequence.")] = 128,
     threads: Annotated[
@@ -53,12 +70,18 @@ def bench(
     """Measure latency (p50, p90, mean, spread), throughput, peak memory, parameters and size.
 
     Several models (or --runtime torch,onnxruntime) are measured together in rotating blocks
-    with identical inputs and threads, so their figures compare like with like.
+    with identical inputs and threads, so their figures compare like with like. On CUDA every
+    run is synchronised and the peak is torch's allocated GPU memory.
     """
     from squeeze.bench.latency import BenchSettings
     from squeeze.bench.run import bench_models
     from squeeze.device import resolve_device
 
+    if list_backends:
+        _render_backends(json_output)
+        return
+    if not models:
+        raise ConfigError("give one or more models to bench, or --backends to list runtimes")
     settings = BenchSettings(
         batch_sizes=_int_list(batch, "--batch"),
         seq_len=seq,
@@ -67,6 +90,8 @@ def bench(
         warmup=warmup,
         rounds=rounds,
         device=resolve_device(device),
+        precision=precision,
+        compile=compile_model,
     )
     runtimes = tuple(runtime.split(",")) if runtime else ()
     results, notes = bench_models(
@@ -81,6 +106,23 @@ def bench(
         return
     _render_tables(results, settings)
     print_notes(notes)
+
+
+def _render_backends(json_output: bool) -> None:
+    from rich.markup import escape
+
+    from squeeze.bench.backends import available_backends
+    from squeeze.bench.machine import describe_machine, fingerprint
+
+    found = available_backends()
+    if json_output:
+        print_json({"backends": [a.to_dict() for a in found], "machine": fingerprint()})
+        return
+    width = max(len(a.name) for a in found)
+    for a in found:
+        mark = "[green]yes[/green]" if a.available else "[red]no [/red]"
+        console.print(f"{mark} {a.name.ljust(width)}  {escape(a.why)}", highlight=False)
+    console.print(f"machine: {describe_machine(fingerprint())}", highlight=False)
 
 
 def _short(name: str) -> str:

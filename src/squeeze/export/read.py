@@ -111,8 +111,11 @@ def export_size_stats(folder: Path) -> SizeStats:
     return onnx_size_stats(folder)
 
 
-def load_export(folder: Path, *, device: str = "cpu", threads: int | None = None) -> ExportedModel:
-    """Open an export folder: its session (on ``device``), tokenizer and manifest."""
+def load_export(
+    folder: Path, *, device: str = "cpu", threads: int | None = None, tensorrt: bool = False
+) -> ExportedModel:
+    """Open an export folder: its session (on ``device``; an ONNX graph on TensorRT with
+    ``tensorrt``), tokenizer and manifest."""
     from transformers import AutoTokenizer
 
     from squeeze.checkpoint import quiet_transformers
@@ -123,7 +126,9 @@ def load_export(folder: Path, *, device: str = "cpu", threads: int | None = None
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{folder} has no usable tokenizer ({e})") from e
-    session = export_session(graph_file(folder, manifest), device=device, threads=threads)
+    session = export_session(
+        graph_file(folder, manifest), device=device, threads=threads, tensorrt=tensorrt
+    )
     return ExportedModel(folder=folder, manifest=manifest, tokenizer=tokenizer, session=session)
 
 
