@@ -23,7 +23,6 @@ from squeeze.errors import ConfigError, Problem
 from squeeze.faults import stop_if_interrupted
 from squeeze.types import Latency, ProgressFactory, no_progress
 
-
 # How PyTorch targets compute: fp32, TF32 matmuls (CUDA), or weights and activations in half.
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 
