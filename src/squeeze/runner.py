@@ -280,6 +280,7 @@ def _bench(source: Path, output: Path, settings: Any) -> dict[str, Any]:
         "after": {"p50_ms": after.p50_ms, "p90_ms": after.p90_ms},
         "speedup": before.p50_ms / after.p50_ms if after.p50_ms else None,
         "settings": asdict(settings),
+        "machine": results[0].machine,
     }
 
 

@@ -254,6 +254,13 @@ def build_tiny(
 BERT_SHAPES = {
     "bert-base": {},  # BertConfig's defaults: 12 layers, hidden 768, 12 heads, FFN 3072
     "minilm": {"num_hidden_layers": 6, "hidden_size": 384, "intermediate_size": 1536},
+    # For benchmark scripts' quick mode: their code paths in seconds, figures meaningless.
+    "tiny": {
+        "num_hidden_layers": 2,
+        "hidden_size": 64,
+        "num_attention_heads": 4,
+        "intermediate_size": 128,
+    },
 }
 
 

@@ -40,6 +40,7 @@ def test_auto_builds_every_candidate_and_keeps_the_fastest_within_the_gate(
     assert all(c["metric"]["n_samples"] == summary["metric_after"]["n_samples"] for c in built)
     assert summary["metric_after"]["metrics"] == winner["metric"]["metrics"]
     assert auto["machine"]["isa"] and auto["timing"]["seq_len"] == 32
+    assert auto["reference"]["p50_ms"] > 0 and all(c["speedup"] > 0 for c in built)
     assert any(n.startswith("backend auto chose") for n in summary["notes"])
     # What was written is the winner, runnable as deployed.
     if winner["backend"] in ("onnxruntime", "openvino"):

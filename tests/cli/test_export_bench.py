@@ -90,7 +90,7 @@ def test_bench_static_export_needs_its_shape(tiny_classifiers, tmp_path):
     ("args", "code", "phrase"),
     [
         (("--runtime", "torch"), 2, "runs on --runtime onnxruntime"),
-        (("--runtime", "tensorrt"), 2, "unknown --runtime tensorrt"),
+        (("--runtime", "tflite"), 2, "unknown --runtime tflite"),
         (("--batch", "1,x"), 2, "comma-separated integers"),
     ],
 )

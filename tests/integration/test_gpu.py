@@ -40,3 +40,28 @@ def test_eval_on_cuda_matches_cpu(trained_classifier, order_csv):
         assert result.exit_code == 0, result.stderr
         scores.append(json.loads(result.stdout)["metrics"]["accuracy"])
     assert scores[0] == pytest.approx(scores[1], abs=0.01)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16", "tf32"])
+def test_bench_precisions_on_cuda(precision, tiny_classifiers):
+    args = ["bench", str(tiny_classifiers["bert"]), "--device", "cuda", "--precision", precision,
+            "--runs", "4", "--json"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    (bench,) = json.loads(result.stdout)["results"]
+    assert bench["runtime"] == f"torch {precision}" and bench["peak_memory_bytes"] > 0
+
+
+def test_gpu_benchmark_on_cuda(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[2] / "benchmarks" / "gpu.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--quick", "--json", "--work", str(tmp_path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    timed = {row["variant"] for row in json.loads(done.stdout)["rows"]}
+    assert {"torch fp32", "torch tf32", "torch fp16", "torch fp16 compiled"} <= timed

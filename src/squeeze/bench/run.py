@@ -112,7 +112,7 @@ def torch_target(
     return Target(name, torch_runtime_label(precision, compiled), run, prepare, sync, peak)
 
 
-def _export_target(name: str, exported: Any, runtime: str, device: str) -> Target:
+def export_target(name: str, exported: Any, runtime: str, device: str) -> Target:
     """An ONNX Runtime session (CPU, CUDA or TensorRT) or an OpenVINO compiled model.
 
     On CUDA the peak is not measured: ONNX Runtime's CUDA arena is outside torch's counters,
@@ -229,7 +229,7 @@ def bench_models(
                             )
                         ]
                     )
-                targets.append(_export_target(model, exported, runtime, settings.device))
+                targets.append(export_target(model, exported, runtime, settings.device))
                 sizes.append(export_size_stats(folders[runtime]))
                 vocab = len(exported.tokenizer)
                 tokenizers.append((exported.tokenizer, vocab, exported.input_names))

@@ -130,6 +130,7 @@ def _render(result: Any) -> None:
 
 def _candidates_table(auto: dict[str, Any]) -> Any:
     """Every candidate ``--backend auto`` tried: latency, size, drop, and why one was skipped."""
+    from rich.markup import escape
     from rich.table import Table
 
     from squeeze.bench.machine import describe_machine
@@ -140,17 +141,22 @@ def _candidates_table(auto: dict[str, Any]) -> Any:
         f"{describe_machine(auto['machine'])})",
         title_justify="left",
     )
-    for column in ("candidate", "p50 ms", "p90 ms", "sd ms", "on disk", "drop", "agree", ""):
+    columns = ("candidate", "p50 ms", "p90 ms", "sd ms", "speed-up", "on disk", "drop", "agree", "")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("candidate", "") else "right")
+    ref = auto["reference"]
+    table.add_row(ref["label"], f"{ref['p50_ms']:.2f}", f"{ref['p90_ms']:.2f}",
+                  f"{ref['stdev_ms']:.2f}", "1.00x", "", "", "", "")  # fmt: skip
     for c in auto["candidates"]:
         if "skipped" in c:
-            table.add_row(c["label"], "", "", "", "", "", "", f"[dim]skipped: {c['skipped']}[/dim]")
+            table.add_row(c["label"], *[""] * 7, f"[dim]skipped: {escape(c['skipped'])}[/dim]")
             continue
         drop = "" if c["drop"] is None else f"{c['drop']:+.2f}"
         verdict = "chosen" if c["chosen"] else ("" if c["passed"] else "missed the gate")
         table.add_row(
             c["label"], f"{c['p50_ms']:.2f}", f"{c['p90_ms']:.2f}", f"{c['stdev_ms']:.2f}",
-            fmt_bytes(c["bytes_on_disk"]), drop, f"{c['agreement']['top1_agreement']:.2%}",
+            f"{c['speedup']:.2f}x", fmt_bytes(c["bytes_on_disk"]), drop,
+            f"{c['agreement']['top1_agreement']:.2%}",
             verdict,
         )  # fmt: skip
     return table

@@ -75,7 +75,7 @@ class Candidate:
     agreement: dict[str, Any] | None = None
     passed: bool = True
 
-    def to_dict(self, chosen: bool) -> dict[str, Any]:
+    def to_dict(self, chosen: bool, reference: Any) -> dict[str, Any]:
         if self.skipped is not None:
             return {"label": self.label, "backend": self.config.backend, "skipped": self.skipped}
         lat = self.latency
@@ -86,6 +86,7 @@ class Candidate:
             "p50_ms": lat.p50_ms,
             "p90_ms": lat.p90_ms,
             "stdev_ms": lat.stdev_ms,
+            "speedup": reference.p50_ms / lat.p50_ms,
             "bytes_on_disk": self.size["bytes_on_disk"] if self.size else None,
             "metric": self.metric.to_dict() if self.metric is not None else None,
             "drop": self.drop,
@@ -156,16 +157,20 @@ def timed_length(loaded: LoadedModel, ctx: StepContext) -> int:
     return min(ctx.max_length, limit) if limit else ctx.max_length
 
 
-def _time(built: list[Candidate], seq_len: int, ctx: StepContext) -> None:
-    """Every built candidate in one rotating measurement, on the step's device."""
+def _time(built: list[Candidate], reference: Path, seq_len: int, ctx: StepContext) -> Any:
+    """Every built candidate and the input itself (PyTorch, as loaded: the reference the
+    speed-ups are against) in one rotating measurement, on the step's device; the input's
+    latency."""
     from squeeze.bench.latency import BenchSettings
     from squeeze.bench.run import bench_models
 
     settings = BenchSettings(batch_sizes=(1,), seq_len=seq_len, device=ctx.device, **_TIMING)
-    results, _ = bench_models([str(c.folder) for c in built], settings, progress=ctx.progress)
-    for candidate, result in zip(built, results, strict=True):
+    paths = [str(reference), *(str(c.folder) for c in built)]
+    results, _ = bench_models(paths, settings, progress=ctx.progress)
+    for candidate, result in zip(built, results[1:], strict=True):
         candidate.latency = result.latencies[0]
         candidate.size = result.extra["size"]
+    return results[0].latencies[0]
 
 
 def choose(built: list[Candidate], max_drop: float | None, gate_on: str) -> Candidate:
@@ -205,7 +210,7 @@ def _quantize(
         reasons = "; ".join(f"{c.label}: {c.skipped}" for c in candidates)
         raise UnsupportedError(f"no {config.dtype} backend can run here ({reasons})")
     seq_len = timed_length(loaded, ctx)
-    _time(built, seq_len, ctx)
+    reference = _time(built, loaded.path, seq_len, ctx)
     winner = choose(built, ctx.max_accuracy_drop, ctx.gate_on)
     assert winner.folder is not None and winner.result is not None
     for item in winner.folder.iterdir():
@@ -218,17 +223,25 @@ def _quantize(
             "chosen": winner.label,
             "chosen_backend": winner.config.backend,
             "chosen_static": winner.config.static,
-            "candidates": [c.to_dict(c is winner) for c in candidates],
+            "candidates": [c.to_dict(c is winner, reference) for c in candidates],
+            "reference": {
+                "label": "input (torch)",
+                "p50_ms": reference.p50_ms,
+                "p90_ms": reference.p90_ms,
+                "stdev_ms": reference.stdev_ms,
+            },
             "timing": {"batch": 1, "seq_len": seq_len, "device": ctx.device, **_TIMING},
             "gated": ctx.measure and ctx.max_accuracy_drop is not None,
             "machine": fingerprint(),
         },
     }
-    result.notes.insert(0, _choice_note(winner, built, seq_len, ctx))
+    result.notes.insert(0, _choice_note(winner, built, reference, seq_len, ctx))
     return result, open_model(str(ctx.out), device=ctx.device).forward
 
 
-def _choice_note(winner: Candidate, built: list[Candidate], seq_len: int, ctx: StepContext) -> str:
+def _choice_note(
+    winner: Candidate, built: list[Candidate], reference: Any, seq_len: int, ctx: StepContext
+) -> str:
     others = sorted((c for c in built if c is not winner), key=lambda c: c.latency.p50_ms)
     shown = ", ".join(
         f"{c.label} {c.latency.p50_ms:.2f} ms{'' if c.passed else ' (missed the gate)'}"
@@ -241,7 +254,8 @@ def _choice_note(winner: Candidate, built: list[Candidate], seq_len: int, ctx: S
     )
     return (
         f"backend auto chose {winner.label}: {winner.latency.p50_ms:.2f} ms p50 at batch 1, "
-        f"seq {seq_len} on {ctx.device} ({gate})" + (f"; others: {shown}" if shown else "")
+        f"seq {seq_len} on {ctx.device}, {reference.p50_ms / winner.latency.p50_ms:.2f}x the "
+        f"input's {reference.p50_ms:.2f} ms ({gate})" + (f"; others: {shown}" if shown else "")
     )
 
 

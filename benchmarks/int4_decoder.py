@@ -1,0 +1,98 @@
+"""int4 weight-only ONNX (MatMulNBits) on a ~110M decoder: size and latency against int8, fp32.
+
+Builds a Llama-shaped causal LM with random weights (12 layers, hidden 768, FFN 2048, vocab
+32000, tied embeddings: 110M parameters; speed and size depend on shapes, not values), then
+with `squeeze quantize`'s library: ONNX Runtime dynamic int8, and int4 MatMulNBits at accuracy
+level 4 (int8 activations per block) and 0 (fp32 compute). All are timed with the fp32 ONNX
+export and fp32 PyTorch in one rotating measurement, batch 1; prints p50 (spread), speed-up,
+size on disk and top-1 token agreement with the original.
+
+    python benchmarks/int4_decoder.py [--seq 128] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from squeeze.bench.latency import BenchSettings
+from squeeze.bench.machine import describe_machine
+from squeeze.bench.run import bench_models
+from squeeze.export.method import ExportConfig, export_onnx
+from squeeze.quantize.method import QuantizeConfig
+from squeeze.runner import StepOptions, run_step
+from squeeze.tiny import build_tiny
+from squeeze.types import Task
+
+VARIANTS = {
+    "onnx int8 dynamic": QuantizeConfig(),
+    "onnx int4 (level 4)": QuantizeConfig(dtype="int4", backend="onnxruntime"),
+    "onnx int4 (level 0)": QuantizeConfig(dtype="int4", backend="onnxruntime", accuracy_level=0),
+}
+
+
+def build_decoder(out: Path, quick: bool) -> Path:
+    import transformers
+
+    if not (out / "config.json").exists():
+        shape = (
+            {"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128,
+             "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 512}
+            if quick
+            else {"hidden_size": 768, "num_hidden_layers": 12, "intermediate_size": 2048,
+                  "num_attention_heads": 12, "num_key_value_heads": 12, "vocab_size": 32000}
+        )  # fmt: skip
+        config = transformers.LlamaConfig(
+            **shape, max_position_embeddings=512, tie_word_embeddings=True
+        )
+        build_tiny("llama", out, task=Task.CAUSAL_LM, config=config)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="a tiny shape: the code paths only")
+    parser.add_argument("--work", default=".cache/bench-int4")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    work = Path(args.work) / ("quick" if args.quick else "llama-110m")
+    dense = build_decoder(work / "checkpoint", args.quick)
+    models, agreement = {"torch fp32": dense, "onnx fp32": work / "onnx-fp32"}, {}
+    if not models["onnx fp32"].exists():
+        export_onnx(str(dense), models["onnx fp32"], config=ExportConfig())
+    for name, config in VARIANTS.items():
+        models[name] = work / name.replace(" ", "-").replace("(", "").replace(")", "")
+        summary = run_step(dense, config, models[name], StepOptions(overwrite=True))
+        agreement[name] = summary.details["agreement"]["top1_agreement"]
+    settings = BenchSettings(batch_sizes=(1,), seq_len=args.seq, runs=args.runs)
+    results, _ = bench_models([str(p) for p in models.values()], settings)
+    base = results[0]
+    rows = [
+        {
+            "variant": name, "p50_ms": round(r.latencies[0].p50_ms, 2),
+            "stdev_ms": round(r.latencies[0].stdev_ms, 2),
+            "speedup": round(base.latencies[0].p50_ms / r.latencies[0].p50_ms, 2),
+            "params": r.extra["size"]["params_total"],
+            "bytes_on_disk": r.extra["size"]["bytes_on_disk"],
+            "top1_agreement": agreement.get(name),
+        }
+        for name, r in zip(models, results, strict=True)
+    ]  # fmt: skip
+    if args.json:
+        print(json.dumps({"rows": rows, "machine": base.machine}, indent=2))
+        return
+    print(f"Llama-shaped decoder, {rows[0]['params'] / 1e6:.1f}M parameters, batch 1, seq "
+          f"{args.seq}, {args.runs} runs; {describe_machine(base.machine)}")  # fmt: skip
+    for row in rows:
+        agree = f", top-1 agreement {row['top1_agreement']:.2%}" if row["top1_agreement"] else ""
+        mib = row["bytes_on_disk"] / 2**20
+        print(f"  {row['variant']:<20} p50 {row['p50_ms']:8.2f} ms (sd {row['stdev_ms']:.2f}) "
+              f"{row['speedup']:5.2f}x, {mib:7.1f} MiB{agree}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
