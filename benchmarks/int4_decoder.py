@@ -4,10 +4,13 @@ Builds a Llama-shaped causal LM with random weights (12 layers, hidden 768, FFN 
 32000, tied embeddings: 110M parameters; speed and size depend on shapes, not values), then
 with `squeeze quantize`'s library: ONNX Runtime dynamic int8, and int4 MatMulNBits at accuracy
 level 4 (int8 activations per block) and 0 (fp32 compute). All are timed with the fp32 ONNX
-export and fp32 PyTorch in one rotating measurement, batch 1; prints p50 (spread), speed-up,
-size on disk and top-1 token agreement with the original.
+export and fp32 PyTorch in one rotating measurement per sequence length, batch 1: 128 tokens (a
+prompt, compute-bound) and 8 (close to one decoding step without a KV cache, where reading the
+weights dominates and 4-bit weights should pay). Prints p50 (spread), speed-up, size on disk and
+top-1 token agreement with the original (random weights: logits are near ties, so agreement is
+a floor, not an accuracy).
 
-    python benchmarks/int4_decoder.py [--seq 128] [--json]
+    python benchmarks/int4_decoder.py [--seq 128,8] [--json]
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ def build_decoder(out: Path, quick: bool) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--seq", default="128,8")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="a tiny shape: the code paths only")
     parser.add_argument("--work", default=".cache/bench-int4")
@@ -68,29 +71,32 @@ def main() -> None:
         models[name] = work / name.replace(" ", "-").replace("(", "").replace(")", "")
         summary = run_step(dense, config, models[name], StepOptions(overwrite=True))
         agreement[name] = summary.details["agreement"]["top1_agreement"]
-    settings = BenchSettings(batch_sizes=(1,), seq_len=args.seq, runs=args.runs)
-    results, _ = bench_models([str(p) for p in models.values()], settings)
-    base = results[0]
-    rows = [
-        {
-            "variant": name, "p50_ms": round(r.latencies[0].p50_ms, 2),
-            "stdev_ms": round(r.latencies[0].stdev_ms, 2),
-            "speedup": round(base.latencies[0].p50_ms / r.latencies[0].p50_ms, 2),
-            "params": r.extra["size"]["params_total"],
-            "bytes_on_disk": r.extra["size"]["bytes_on_disk"],
-            "top1_agreement": agreement.get(name),
-        }
-        for name, r in zip(models, results, strict=True)
-    ]  # fmt: skip
+    rows = []
+    for seq in (int(s) for s in args.seq.split(",")):
+        settings = BenchSettings(batch_sizes=(1,), seq_len=seq, runs=args.runs)
+        results, _ = bench_models([str(p) for p in models.values()], settings)
+        base = results[0]
+        rows += [
+            {
+                "variant": name, "seq": seq, "p50_ms": round(r.latencies[0].p50_ms, 2),
+                "stdev_ms": round(r.latencies[0].stdev_ms, 2),
+                "speedup": round(base.latencies[0].p50_ms / r.latencies[0].p50_ms, 2),
+                "params": r.extra["size"]["params_total"],
+                "bytes_on_disk": r.extra["size"]["bytes_on_disk"],
+                "top1_agreement": agreement.get(name),
+            }
+            for name, r in zip(models, results, strict=True)
+        ]  # fmt: skip
     if args.json:
         print(json.dumps({"rows": rows, "machine": base.machine}, indent=2))
         return
-    print(f"Llama-shaped decoder, {rows[0]['params'] / 1e6:.1f}M parameters, batch 1, seq "
-          f"{args.seq}, {args.runs} runs; {describe_machine(base.machine)}")  # fmt: skip
+    print(f"Llama-shaped decoder, {rows[0]['params'] / 1e6:.1f}M parameters, batch 1, "
+          f"{args.runs} runs; {describe_machine(base.machine)}")  # fmt: skip
     for row in rows:
         agree = f", top-1 agreement {row['top1_agreement']:.2%}" if row["top1_agreement"] else ""
         mib = row["bytes_on_disk"] / 2**20
-        print(f"  {row['variant']:<20} p50 {row['p50_ms']:8.2f} ms (sd {row['stdev_ms']:.2f}) "
+        print(f"  seq {row['seq']:>3} {row['variant']:<20} p50 {row['p50_ms']:8.2f} ms "
+              f"(sd {row['stdev_ms']:.2f}) "
               f"{row['speedup']:5.2f}x, {mib:7.1f} MiB{agree}")  # fmt: skip
 
 

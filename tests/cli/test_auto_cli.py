@@ -100,3 +100,46 @@ def test_auto_with_a_gate_nobody_passes_writes_nothing(trained_classifier, order
     auto = json.loads(result.stdout)["auto"]
     assert not any(c.get("passed") for c in auto["candidates"])
     assert not out.exists()
+
+
+def test_a_candidate_that_fails_is_skipped_with_its_reason(monkeypatch, tiny_classifiers, tmp_path):
+    """A third-party quantizer raising on this model costs one candidate, not the step."""
+    import dataclasses
+
+    from squeeze import registry
+    from squeeze.quantize import auto
+
+    registry.backends()
+
+    def boom(*args):
+        raise RuntimeError("kernel not built for this CPU\nmore detail")
+
+    failing = dataclasses.replace(registry.backends()["torch"], quantize=boom)
+    monkeypatch.setitem(registry._BACKENDS, "torch", failing)
+    monkeypatch.setitem(auto.CANDIDATES, "int8", (("onnxruntime", False), ("torch", False)))
+    result = invoke(
+        "quantize", tiny_classifiers["bert"], "-o", tmp_path / "q", "--backend", "auto", "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    candidates = {c["label"]: c for c in json.loads(result.stdout)["auto"]["candidates"]}
+    assert candidates["torch torchao"]["skipped"] == (
+        "failed here: RuntimeError: kernel not built for this CPU"
+    )
+    assert candidates["onnxruntime dynamic"]["chosen"]
+
+
+def test_auto_is_a_recipe_step(trained_classifier, order_csv, tmp_path):
+    """`quantize(int8, auto)` in a recipe: the chosen artifact is measured like any variant."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"model: {trained_classifier}\ndata:\n  source: {order_csv}\n  max_samples: 300\n"
+        "max_length: 32\nbench: {batch: 1, runs: 5, rounds: 1, warmup: 1}\n"
+        "variants:\n  - quantize(int8, auto)\n"
+    )
+    out = tmp_path / "out"
+    result = invoke("run", recipe, "-o", out, "--cache-dir", tmp_path / "cache", "--json",
+                    "--quiet")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    results = json.loads((out / "results.json").read_text())
+    names = [v["name"] for v in results["variants"]]
+    assert "quantize(dtype=int8, backend=auto)" in names

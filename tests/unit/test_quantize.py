@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -34,6 +36,12 @@ def test_int4_options_name_nothing_outside_int4_onnxruntime():
     assert QuantizeConfig(block_size=64).canonical() == QuantizeConfig()
     wide = QuantizeConfig(dtype="int4", backend="onnxruntime", block_size=64)
     assert wide.canonical().block_size == 64
+    # OpenVINO reads the block size (its group size) and symmetry, not ORT's accuracy level.
+    grouped = QuantizeConfig(dtype="int4", backend="openvino", block_size=64, accuracy_level=0)
+    assert grouped.canonical() == replace(grouped, accuracy_level=4)
+    assert QuantizeConfig(dtype="int4", backend="bitsandbytes", block_size=64).canonical() == (
+        QuantizeConfig(dtype="int4")
+    )
 
 
 def test_default_backends():

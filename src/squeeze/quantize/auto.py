@@ -99,12 +99,12 @@ class Candidate:
 
 def _why_not(config: QuantizeConfig, ctx: StepContext) -> str | None:
     """Why a candidate cannot be built here, checked before any work; None when it can."""
-    from squeeze.quantize.method import _data_problem, _machine_problems
+    from squeeze.registry import method_for
 
-    backend = config.chosen_backend
-    problems = config.problems() + _machine_problems(config)
+    backend, method = config.chosen_backend, method_for(config)
+    problems = config.problems() + method.complete(config)
     given = {"data"} if ctx.data.can_calibrate else set()
-    data = _data_problem(config, given)
+    data = method.data_problem(config, given)
     if data is not None:
         problems.append(Problem(data))
     if backend.produces == "openvino" and ctx.device != "cpu":
@@ -132,6 +132,12 @@ def _build(
         )
     except SqueezeError as e:
         candidate.skipped = str(e)
+        return
+    except (RuntimeError, ValueError, ImportError) as e:
+        # A third-party quantizer that fails on this model here is one candidate fewer, not a
+        # failed step; the reason is kept (a full disk, an OSError, still stops the step).
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        candidate.skipped = f"failed here: {type(e).__name__}: {first}"
         return
     if result.model is not None:
         write_checkpoint(result.model, out)
