@@ -29,8 +29,9 @@ INT4_BLOCK_SIZES = (16, 32, 64, 128, 256)  # MatMulNBits: powers of two from 16
 class QuantizeConfig(StepConfig):
     """A quantization request; which combinations exist is the registered backends' word.
 
-    ``backend`` None picks the dtype's default backend (int8: onnxruntime, the fastest CPU path
-    measured here; fp16/bf16: torch, for GPU deployment; int4: bitsandbytes).
+    ``backend`` None picks the dtype's default backend (int8: onnxruntime, in the base install,
+    needing no data, and the fastest on AVX2-only CPUs; ``auto`` measures which wins on this
+    CPU; fp16/bf16: torch, for GPU deployment; int4: bitsandbytes).
     """
 
     positional: ClassVar[tuple[str, ...]] = ("dtype", "backend")
@@ -43,7 +44,10 @@ class QuantizeConfig(StepConfig):
         "(squeeze[openvino]) or auto (builds each this machine runs, keeps the fastest within "
         "the gate).",
     )
-    static: bool = param(False, help="int8: calibrate activations on data (QDQ), not dynamic.")
+    static: bool = param(
+        False,
+        help="int8: calibrate activations on data (onnxruntime QDQ, openvino NNCF), not dynamic.",
+    )
     calibration_method: str = param(
         "minmax", help="minmax, entropy or percentile.", choices=CALIBRATION_METHODS
     )
@@ -65,11 +69,13 @@ class QuantizeConfig(StepConfig):
     )
     block_size: int = param(
         32,
-        help="int4 (onnxruntime): weights per scale along the input dimension, a power of two "
-        "from 16 to 256; smaller is more accurate and a little larger.",
+        help="int4 (onnxruntime, openvino): weights per scale along the input dimension, a "
+        "power of two from 16 to 256; smaller is more accurate and a little larger.",
     )
     symmetric: bool = param(
-        False, help="int4 (onnxruntime): symmetric blocks, no zero points (smaller, less exact)."
+        False,
+        help="int4 (onnxruntime, openvino): symmetric blocks, no zero points (smaller, less "
+        "exact).",
     )
     accuracy_level: int = param(
         4,

@@ -1,6 +1,7 @@
 """The ``onnxruntime`` backend: ONNX Runtime's quantizers, producing an export folder.
 
-int8 (the default for int8, the fastest CPU path measured here) is dynamic or static QDQ
+int8 (the default for int8: base install, no data needed, fastest on AVX2-only CPUs; on VNNI/AMX
+CPUs OpenVINO's static int8 beat it, which ``--backend auto`` finds) is dynamic or static QDQ
 (``squeeze.quantize.ort_int8``); int4 is weight-only MatMulNBits (``squeeze.quantize.ort_int4``).
 """
 
