@@ -110,3 +110,12 @@ def test_gpu_only_settings_are_refused_on_the_cpu(args, code, phrase, tiny_class
 def test_bench_needs_a_model_or_backends():
     result = invoke("bench")
     assert result.exit_code == 2 and "--backends" in result.stderr
+
+
+def test_torch_targets_run_sdpa_attention(tiny_classifiers):
+    """What bench times on PyTorch is transformers' SDPA attention (fused kernels on CUDA), not
+    the eager attention the ONNX export traces."""
+    from squeeze.checkpoint import load
+
+    for family in ("bert", "llama"):
+        assert load(tiny_classifiers[family]).model.config._attn_implementation == "sdpa"
