@@ -142,7 +142,9 @@ def progress_factory(quiet: bool) -> ProgressFactory:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             TextColumn("{task.fields[info]}"),
-            console=stderr,
+            # The real console: rich routes stray writes to sys.stderr during the bar (a
+            # library's warning) through it as a context manager, which the lazy proxy is not.
+            console=stderr._real(),
             transient=False,
         ) as progress:
             yield _RichTask(progress, progress.add_task(description, total=total, info=""))

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from squeeze.errors import Problem, SqueezeError
 from squeeze.registry import Backend, backends, register_backend
-from squeeze.types import StepResult
+from squeeze.types import StepResult, no_progress
 
 if TYPE_CHECKING:
     from squeeze.quantize.method import QuantizeConfig
@@ -209,8 +209,14 @@ def _quantize(
     root = ctx.scratch / "candidates"
     for candidate in candidates:
         candidate.skipped = _why_not(candidate.config, ctx)
-        if candidate.skipped is None:
-            _build(candidate, loaded, ctx, agree, root)
+    # One bar over the candidates; their own steps (export, calibration, scoring) run without
+    # bars of their own, which would nest.
+    runnable = [c for c in candidates if c.skipped is None]
+    with ctx.progress("Building candidates", len(runnable)) as bar:
+        for candidate in runnable:
+            bar.advance(0, info=candidate.label)
+            _build(candidate, loaded, replace(ctx, progress=no_progress), agree, root)
+            bar.advance(1, info=candidate.label)
     built = [c for c in candidates if c.skipped is None]
     if not built:
         reasons = "; ".join(f"{c.label}: {c.skipped}" for c in candidates)
