@@ -143,3 +143,25 @@ def test_auto_is_a_recipe_step(trained_classifier, order_csv, tmp_path):
     results = json.loads((out / "results.json").read_text())
     names = [v["name"] for v in results["variants"]]
     assert "quantize(dtype=int8, backend=auto)" in names
+
+
+def test_without_the_openvino_extra_auto_says_how_to_get_it(
+    monkeypatch, tiny_classifiers, tmp_path
+):
+    import importlib.util
+
+    from squeeze.quantize import auto
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "nncf" else real(name, *a)
+    )
+    monkeypatch.setitem(auto.CANDIDATES, "int8", (("onnxruntime", False), ("openvino", False)))
+    result = invoke(
+        "quantize", tiny_classifiers["bert"], "-o", tmp_path / "q", "--backend", "auto", "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    candidates = {c["label"]: c for c in json.loads(result.stdout)["auto"]["candidates"]}
+    assert candidates["openvino weight-only"]["skipped"] == (
+        "backend openvino needs nncf: pip install 'squeeze[openvino]'"
+    )
