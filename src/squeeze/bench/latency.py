@@ -70,7 +70,9 @@ class Target:
     """Something to time: ``run(inputs)`` does one batch; ``sync`` waits for the device.
 
     ``prepare`` turns numpy inputs into what ``run`` takes (tensors on the device), outside the
-    timed region.
+    timed region. ``peak_memory`` is read after each of the target's blocks, ``reset_peak``
+    called before each: on CUDA, torch's peak counter is one per device, so without the reset
+    every model of a comparison would report the largest one's peak.
     """
 
     name: str
@@ -79,6 +81,7 @@ class Target:
     prepare: Callable[[dict[str, np.ndarray]], Any] = lambda inputs: inputs
     sync: Callable[[], None] = lambda: None
     peak_memory: Callable[[], int | None] = lambda: None
+    reset_peak: Callable[[], None] = lambda: None
 
 
 @dataclass
@@ -183,6 +186,7 @@ def measure(
     """
     per_round = max(1, -(-settings.runs // settings.rounds))  # ceil: at least `runs` in total
     samples: dict[tuple[int, int], list[float]] = {}
+    peaks: dict[int, int | None] = {}
     total = settings.rounds * len(targets) * len(settings.batch_sizes)
     # One batch size at a time: a PyTorch model timed at batch 1 right after its own batch-8
     # block read 76 ms instead of 65 ms (BERT-base pruned, 2 cores), so shapes never interleave.
@@ -192,10 +196,14 @@ def measure(
                 for i in range(len(targets)):
                     t = (i + round_index) % len(targets)
                     target = targets[t]
+                    target.reset_peak()
                     prepared = target.prepare(inputs_for(batch))
                     samples.setdefault((t, batch), []).extend(
                         _time(target, prepared, per_round, settings.warmup)
                     )
+                    peak = target.peak_memory()
+                    if peak is not None:
+                        peaks[t] = max(peaks.get(t) or 0, peak)
                     bar.advance(1, info=f"{target.name} batch {batch}")
                     stop_if_interrupted()
     machine = fingerprint()
@@ -215,7 +223,7 @@ def measure(
                 )
                 for batch in settings.batch_sizes
             ],
-            peak_memory_bytes=target.peak_memory(),
+            peak_memory_bytes=peaks.get(t),
             machine=machine,
         )
         for t, target in enumerate(targets)

@@ -103,13 +103,23 @@ def torch_target(
         with torch.inference_mode(), matmul_precision(precision):
             model(**tensors)
 
-    def peak() -> int:
-        return torch.cuda.max_memory_allocated(device) if cuda else process_peak_rss_bytes()
+    # On CUDA: this model's weights plus the peak its runs allocate above what was resident
+    # before its block (other models of the comparison share the device and its counters).
+    weights = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    resident = [0]
 
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
+    def peak() -> int:
+        if not cuda:
+            return process_peak_rss_bytes()
+        return weights + torch.cuda.max_memory_allocated(device) - resident[0]
+
+    def reset() -> None:
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+            resident[0] = torch.cuda.memory_allocated(device)
+
     sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
-    return Target(name, torch_runtime_label(precision, compiled), run, prepare, sync, peak)
+    return Target(name, torch_runtime_label(precision, compiled), run, prepare, sync, peak, reset)
 
 
 def export_target(name: str, exported: Any, runtime: str, device: str) -> Target:
