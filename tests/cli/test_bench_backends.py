@@ -119,3 +119,22 @@ def test_torch_targets_run_sdpa_attention(tiny_classifiers):
 
     for family in ("bert", "llama"):
         assert load(tiny_classifiers[family]).model.config._attn_implementation == "sdpa"
+
+
+def test_cuda_peak_is_the_models_own(monkeypatch, tiny_classifiers):
+    """Weights plus what its runs allocated above the memory resident before its block."""
+    import torch
+
+    from squeeze.bench.run import torch_target
+    from squeeze.checkpoint import load
+
+    loaded = load(tiny_classifiers["bert"])
+    weights = sum(p.numel() * p.element_size() for p in loaded.model.parameters()) + sum(
+        b.numel() * b.element_size() for b in loaded.model.buffers()
+    )
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device: None)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device: 10_000)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: 10_500)
+    target = torch_target("bert", loaded, "cuda")
+    target.reset_peak()
+    assert target.peak_memory() == weights + 500
