@@ -1,7 +1,8 @@
 """int4 weight-only ONNX (MatMulNBits) on a ~110M decoder: size and latency against int8, fp32.
 
 Builds a Llama-shaped causal LM with random weights (12 layers, hidden 768, FFN 2048, vocab
-32000, tied embeddings: 110M parameters; speed and size depend on shapes, not values), then
+32000, tied embeddings: 110M parameters; speed and size depend on shapes, not values; or GPT-2
+small, `--shape gpt2-124m`), then
 with `squeeze quantize`'s library: ONNX Runtime dynamic int8, and int4 MatMulNBits at accuracy
 level 4 (int8 activations per block) and 0 (fp32 compute). All are timed with the fp32 ONNX
 export and fp32 PyTorch in one rotating measurement per sequence length, batch 1: 128 tokens (a
@@ -10,7 +11,7 @@ weights dominates and 4-bit weights should pay). Prints p50 (spread), speed-up, 
 top-1 token agreement with the original (random weights: logits are near ties, so agreement is
 a floor, not an accuracy).
 
-    python benchmarks/int4_decoder.py [--seq 128,8] [--json]
+    python benchmarks/int4_decoder.py [--shape llama-110m|gpt2-124m|quick] [--seq 128,8] [--json]
 """
 
 from __future__ import annotations
@@ -35,21 +36,29 @@ VARIANTS = {
 }
 
 
-def build_decoder(out: Path, quick: bool) -> Path:
+# Decoder shapes with random weights; every one ties its vocabulary projection to the embedding.
+SHAPES = {
+    # 12 layers, hidden 768, FFN 2048, vocabulary 32,000: 109.5M parameters.
+    "llama-110m": ("llama", {"hidden_size": 768, "num_hidden_layers": 12,
+                             "intermediate_size": 2048, "num_attention_heads": 12,
+                             "num_key_value_heads": 12, "vocab_size": 32000,
+                             "max_position_embeddings": 512}),
+    # GPT-2 small: 124M parameters, Conv1D projections (exported as Gemm).
+    "gpt2-124m": ("gpt2", {}),
+    "quick": ("llama", {"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128,
+                        "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 512,
+                        "max_position_embeddings": 512}),
+}  # fmt: skip
+
+
+def build_decoder(out: Path, shape: str) -> Path:
     import transformers
 
     if not (out / "config.json").exists():
-        shape = (
-            {"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128,
-             "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 512}
-            if quick
-            else {"hidden_size": 768, "num_hidden_layers": 12, "intermediate_size": 2048,
-                  "num_attention_heads": 12, "num_key_value_heads": 12, "vocab_size": 32000}
-        )  # fmt: skip
-        config = transformers.LlamaConfig(
-            **shape, max_position_embeddings=512, tie_word_embeddings=True
-        )
-        build_tiny("llama", out, task=Task.CAUSAL_LM, config=config)
+        family, fields = SHAPES[shape]
+        config_class = transformers.LlamaConfig if family == "llama" else transformers.GPT2Config
+        config = config_class(**fields, tie_word_embeddings=True)
+        build_tiny(family, out, task=Task.CAUSAL_LM, config=config)
     return out
 
 
@@ -57,13 +66,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seq", default="128,8")
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--quick", action="store_true", help="a tiny shape: the code paths only")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="llama-110m",
+                        help="quick: a tiny shape, the code paths only")  # fmt: skip
     parser.add_argument("--work", default=".cache/bench-int4")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    work = Path(args.work) / ("quick" if args.quick else "llama-110m")
-    dense = build_decoder(work / "checkpoint", args.quick)
+    work = Path(args.work) / args.shape
+    dense = build_decoder(work / "checkpoint", args.shape)
     models, agreement = {"torch fp32": dense, "onnx fp32": work / "onnx-fp32"}, {}
     if not models["onnx fp32"].exists():
         export_onnx(str(dense), models["onnx fp32"], config=ExportConfig())
@@ -90,7 +100,7 @@ def main() -> None:
     if args.json:
         print(json.dumps({"rows": rows, "machine": base.machine}, indent=2))
         return
-    print(f"Llama-shaped decoder, {rows[0]['params'] / 1e6:.1f}M parameters, batch 1, "
+    print(f"{args.shape} decoder, {rows[0]['params'] / 1e6:.1f}M parameters, batch 1, "
           f"{args.runs} runs; {describe_machine(base.machine)}")  # fmt: skip
     for row in rows:
         agree = f", top-1 agreement {row['top1_agreement']:.2%}" if row["top1_agreement"] else ""

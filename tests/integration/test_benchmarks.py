@@ -38,3 +38,20 @@ def test_gpu_benchmark_runs_its_code_paths_on_the_cpu(tmp_path):
     assert "onnxruntime fp16" in timed
     assert set(report["skipped"]) | timed >= {"torch tf32", "tensorrt fp16", "tensorrt int8"}
     assert all(row["p50_ms"] > 0 for row in report["rows"])
+
+
+def test_int4_decoder_benchmark_quick(tmp_path):
+    """benchmarks/int4_decoder.py on a tiny Llama: every variant built, timed and sized."""
+    import json
+
+    script = Path(__file__).parents[2] / "benchmarks" / "int4_decoder.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--shape", "quick", "--seq", "16", "--runs", "2", "--json",
+         "--work", str(tmp_path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = {row["variant"]: row for row in json.loads(done.stdout)["rows"]}
+    assert set(rows) == {"torch fp32", "onnx fp32", "onnx int8 dynamic", "onnx int4 (level 4)",
+                         "onnx int4 (level 0)"}  # fmt: skip
+    assert rows["onnx int4 (level 4)"]["bytes_on_disk"] < rows["onnx fp32"]["bytes_on_disk"]

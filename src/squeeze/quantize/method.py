@@ -79,8 +79,8 @@ class QuantizeConfig(StepConfig):
     )
     accuracy_level: int = param(
         4,
-        help="int4 (onnxruntime): MatMulNBits compute, 4 = int8 activations per block (fastest "
-        "on CPUs), 0 = fp32.",
+        help="int4 (onnxruntime): MatMulNBits compute of the 4-bit layers, 4 = int8 activations "
+        "per block (fastest on CPUs), 0 = fp32 (the 8-bit vocabulary projection stays at 4).",
     )
 
     def problems(self) -> list[Problem]:
