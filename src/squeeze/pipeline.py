@@ -95,13 +95,13 @@ def _refusals(call: Any, model_config: Any) -> list[Problem]:
 def _measure_static(path: str, plan: Plan) -> tuple[str, tuple[int, int, int], Any]:
     """Format, sizes and the metric of one artifact."""
     from squeeze.checkpoint import load
-    from squeeze.export.read import RUNTIMES, export_folder, export_size_stats, read_manifest
+    from squeeze.export.read import export_folder, export_size_stats, read_manifest, runtime_of
     from squeeze.sizes import size_stats
 
     folder = export_folder(path)
     if folder is not None:
         stats = export_size_stats(folder)
-        fmt = RUNTIMES[read_manifest(folder).get("format", "onnx")]
+        fmt = runtime_of(read_manifest(folder))
         scorable = open_model(path, device="cpu") if plan.data is not None else None
     else:
         loaded = load(path, device="cpu")  # once, for both its size and its metric

@@ -179,8 +179,13 @@ def bench_models(
 
     from squeeze.arch import check_length
     from squeeze.checkpoint import load
-    from squeeze.export.read import RUNTIMES as RUNTIME_OF_FORMAT
-    from squeeze.export.read import export_folder, export_size_stats, load_export, read_manifest
+    from squeeze.export.read import (
+        export_folder,
+        export_size_stats,
+        load_export,
+        read_manifest,
+        runtime_of,
+    )
     from squeeze.sizes import size_stats
 
     unknown = sorted(set(runtimes) - set(RUNTIMES))
@@ -196,7 +201,7 @@ def bench_models(
     with tempfile.TemporaryDirectory(prefix="squeeze-bench-") as tmp:
         for model in models:
             folder = export_folder(model)
-            own = RUNTIME_OF_FORMAT[read_manifest(folder).get("format", "onnx")] if folder else None
+            own = runtime_of(read_manifest(folder)) if folder else None
             wanted = list(runtimes) or [own or "torch"]
             runnable = {own, "tensorrt"} if own == "onnxruntime" else {own}
             if folder is not None and set(wanted) - runnable:

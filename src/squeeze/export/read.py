@@ -23,7 +23,13 @@ MODEL_FILE = "model.onnx"
 OPENVINO_FILE = "openvino_model.xml"
 MANIFEST_FILE = "manifest.json"
 # The manifest's "format" -> the runtime that runs it.
-RUNTIMES = {"onnx": "onnxruntime", "openvino": "openvino"}
+_RUNTIMES = {"onnx": "onnxruntime", "openvino": "openvino"}
+
+
+def runtime_of(manifest: dict[str, Any]) -> str:
+    """``onnxruntime`` or ``openvino``: what runs an export, by its manifest (older manifests
+    have no ``format``: ONNX)."""
+    return _RUNTIMES[manifest.get("format", "onnx")]
 
 
 @dataclass
@@ -42,7 +48,7 @@ class ExportedModel:
     @property
     def runtime(self) -> str:
         """``onnxruntime`` or ``openvino``: what runs the graph."""
-        return RUNTIMES[self.manifest.get("format", "onnx")]
+        return runtime_of(self.manifest)
 
     @property
     def input_names(self) -> tuple[str, ...]:
