@@ -99,19 +99,19 @@ class Candidate:
 
 def _why_not(config: QuantizeConfig, ctx: StepContext) -> str | None:
     """Why a candidate cannot be built here, checked before any work; None when it can."""
+    from squeeze.quantize.method import device_problem
     from squeeze.registry import method_for
 
-    backend, method = config.chosen_backend, method_for(config)
-    problems = config.problems() + method.complete(config)
+    method = method_for(config)
+    problems = [p.render() for p in config.problems() + method.complete(config)]
     given = {"data"} if ctx.data.can_calibrate else set()
     data = method.data_problem(config, given)
     if data is not None:
-        problems.append(Problem(data))
-    if backend.produces == "openvino" and ctx.device != "cpu":
-        problems.append(Problem("OpenVINO exports run on the CPU here"))
-    if backend.needs_gpu and not ctx.device.startswith("cuda"):
-        problems.append(Problem("runs on CUDA only"))
-    return "; ".join(p.render() for p in problems) or None
+        problems.append(Problem(data).render())
+    device = device_problem(config.chosen_backend, ctx.device)
+    if device is not None:
+        problems.append(device)
+    return "; ".join(problems) or None
 
 
 def _build(
@@ -200,11 +200,12 @@ def _quantize(
     from squeeze.errors import UnsupportedError
     from squeeze.evaluate import open_model
 
+    known = backends()
     candidates = [
         Candidate(candidate_label(name, config.dtype, static),
                   replace(config, backend=name, static=static))
         for name, static in CANDIDATES[config.dtype]
-        if name in backends()
+        if name in known
     ]  # fmt: skip
     root = ctx.scratch / "candidates"
     for candidate in candidates:

@@ -123,7 +123,7 @@ class QuantizeConfig(StepConfig):
         if self.backend is not None and self.chosen_backend is default_backend(self.dtype):
             config = replace(config, backend=None)
         read = _INT4_FIELDS.get(self.chosen_backend.name, ()) if self.dtype == "int4" else ()
-        unread = [name for name in _INT4_FIELDS["onnxruntime"] if name not in read]
+        unread = [name for name in _ORT_INT4_FIELDS if name not in read]
         config = replace(config, **{name: _DEFAULTS[name] for name in unread})
         return config
 
@@ -137,9 +137,10 @@ class QuantizeConfig(StepConfig):
 
 
 # The int4 options each backend reads (OpenVINO's group size and symmetry; auto passes all on).
+_ORT_INT4_FIELDS = ("block_size", "symmetric", "accuracy_level")
 _INT4_FIELDS = {
-    "onnxruntime": ("block_size", "symmetric", "accuracy_level"),
-    "auto": ("block_size", "symmetric", "accuracy_level"),
+    "onnxruntime": _ORT_INT4_FIELDS,
+    "auto": _ORT_INT4_FIELDS,
     "openvino": ("block_size", "symmetric"),
 }
 _DEFAULTS = {f.name: f.default for f in fields(QuantizeConfig)}
@@ -202,6 +203,16 @@ def comparison_batches(loaded: LoadedModel, held_out: Any) -> list[dict[str, Any
     return [b.inputs for _, b in zip(range(8), batches(held_out, 32), strict=False)]
 
 
+def device_problem(backend: Backend, device: str) -> str | None:
+    """Why the backend cannot serve the step's device, or None: a CUDA-only quantizer on the
+    CPU, OpenVINO IR (which squeeze runs on the CPU) anywhere else."""
+    if backend.needs_gpu and not device.startswith("cuda"):
+        return f"backend {backend.name} runs on CUDA only; pass a CUDA device"
+    if backend.produces == "openvino" and device != "cpu":
+        return f"backend {backend.name} writes OpenVINO IR, which runs on the CPU here"
+    return None
+
+
 def calibration_feeds(
     loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext
 ) -> tuple[list[dict[str, Any]], str]:
@@ -240,8 +251,9 @@ def quantize(loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext) -> S
     from squeeze.types import Task
 
     backend = config.chosen_backend
-    if backend.needs_gpu and not ctx.device.startswith("cuda"):
-        raise UnsupportedError(f"backend {backend.name} runs on CUDA only; pass a CUDA device")
+    device = device_problem(backend, ctx.device)
+    if device is not None:
+        raise UnsupportedError(device)
     notes = []
     if config.backend is None:
         notes.append(f"backend {backend.name} chosen for {config.dtype} (the default)")

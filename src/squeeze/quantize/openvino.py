@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from squeeze.errors import Problem
+from squeeze.quantize.ort_int8 import static_int8_only
 from squeeze.registry import Backend, register_backend
 from squeeze.types import StepResult
 
@@ -96,12 +96,6 @@ def _quantize(
     return StepResult(notes=[*export_notes, *notes]), forward
 
 
-def _check(config: QuantizeConfig) -> list[Problem]:
-    if config.dtype == "int4" and config.static:
-        return [Problem("{static} is int8 calibration; int4 weight compression needs no data")]
-    return []
-
-
 register_backend(
     Backend(
         name="openvino",
@@ -110,7 +104,7 @@ register_backend(
         produces="openvino",
         quantize=_quantize,
         help="OpenVINO IR through NNCF: int8 weight-only or static, int4 weight-only",
-        check=_check,
+        check=static_int8_only,
         needs_calibration=lambda config: config.static,
         extra="openvino",
         modules=("openvino", "nncf"),

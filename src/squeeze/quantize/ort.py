@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from squeeze.errors import Problem
 from squeeze.quantize import ort_int4, ort_int8
 from squeeze.registry import Backend, register_backend
 
@@ -26,12 +25,6 @@ def _quantize(
     return module.quantize(loaded, config, ctx, agree)
 
 
-def _check(config: QuantizeConfig) -> list[Problem]:
-    if config.dtype == "int4" and config.static:
-        return [Problem("{static} is int8 calibration; int4 MatMulNBits needs no data")]
-    return []
-
-
 register_backend(
     Backend(
         name="onnxruntime",
@@ -41,7 +34,7 @@ register_backend(
         quantize=_quantize,
         help="ONNX Runtime: int8 dynamic (fused, QAttention) or static QDQ; int4 weight-only "
         "MatMulNBits",
-        check=_check,
+        check=ort_int8.static_int8_only,
         needs_calibration=lambda config: config.static,
     )
 )

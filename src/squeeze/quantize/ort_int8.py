@@ -199,6 +199,15 @@ def quantize(
     return StepResult(notes=notes), ort_forward(ort_session(target))
 
 
+def static_int8_only(config: QuantizeConfig) -> list[Problem]:
+    """The check of backends that calibrate int8 and round int4 weights without data."""
+    if config.dtype == "int4" and config.static:
+        return [
+            Problem("{static} is int8 calibration; int4 weight-only quantization needs no data")
+        ]
+    return []
+
+
 def only_onnxruntime_static(config: QuantizeConfig) -> list[Problem]:
     """The other backends' check: calibration (``static``) is ONNX Runtime's alone."""
     if config.static:
