@@ -18,6 +18,13 @@ def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
+def auto_candidates(model, out):
+    """``quantize --backend auto`` without data: its candidates by label."""
+    result = invoke("quantize", model, "-o", out, "--backend", "auto", "--json")
+    assert result.exit_code == 0, result.stderr
+    return {c["label"]: c for c in json.loads(result.stdout)["auto"]["candidates"]}
+
+
 def test_auto_builds_every_candidate_and_keeps_the_fastest_within_the_gate(
     trained_classifier, order_csv, tmp_path
 ):
@@ -109,19 +116,13 @@ def test_a_candidate_that_fails_is_skipped_with_its_reason(monkeypatch, tiny_cla
     from squeeze import registry
     from squeeze.quantize import auto
 
-    registry.backends()
-
     def boom(*args):
         raise RuntimeError("kernel not built for this CPU\nmore detail")
 
     failing = dataclasses.replace(registry.backends()["torch"], quantize=boom)
     monkeypatch.setitem(registry._BACKENDS, "torch", failing)
     monkeypatch.setitem(auto.CANDIDATES, "int8", (("onnxruntime", False), ("torch", False)))
-    result = invoke(
-        "quantize", tiny_classifiers["bert"], "-o", tmp_path / "q", "--backend", "auto", "--json"
-    )
-    assert result.exit_code == 0, result.stderr
-    candidates = {c["label"]: c for c in json.loads(result.stdout)["auto"]["candidates"]}
+    candidates = auto_candidates(tiny_classifiers["bert"], tmp_path / "q")
     assert candidates["torch torchao"]["skipped"] == (
         "failed here: RuntimeError: kernel not built for this CPU"
     )
@@ -157,11 +158,7 @@ def test_without_the_openvino_extra_auto_says_how_to_get_it(
         importlib.util, "find_spec", lambda name, *a: None if name == "nncf" else real(name, *a)
     )
     monkeypatch.setitem(auto.CANDIDATES, "int8", (("onnxruntime", False), ("openvino", False)))
-    result = invoke(
-        "quantize", tiny_classifiers["bert"], "-o", tmp_path / "q", "--backend", "auto", "--json"
-    )
-    assert result.exit_code == 0, result.stderr
-    candidates = {c["label"]: c for c in json.loads(result.stdout)["auto"]["candidates"]}
+    candidates = auto_candidates(tiny_classifiers["bert"], tmp_path / "q")
     assert candidates["openvino weight-only"]["skipped"] == (
         "backend openvino needs nncf: pip install 'squeeze[openvino]'"
     )
