@@ -204,10 +204,7 @@ def propose_spec(model: Any, config: Any) -> Proposal:
             f"{type(module).__name__} also holds {', '.join(unsure)} = heads x head size: add "
             "to width_attrs if it must shrink with the heads"
         )
-    init = _source(type(module).__init__)
-    values["heads_in_config"] = getattr(config, "head_dim", None) is not None or (
-        'getattr(config, "head_dim"' in init
-    )
+    values["heads_in_config"] = _reads_head_dim(model, config, values)
     values["decoder"] = is_decoder(config, None)
     values["position_table"] = max_tokens(config, None) is not None
     if values["position_table"]:
@@ -226,6 +223,34 @@ def propose_spec(model: Any, config: Any) -> Proposal:
             "must be written there (heads_in_config)"
         )
     return Proposal(values, doubts)
+
+
+def _reads_head_dim(model: Any, config: Any, values: dict[str, Any]) -> bool:
+    """Whether the model sizes its heads by ``config.head_dim``, so a config can state pruned
+    head counts. Asked of the model itself, not of its source text (transformers 5.25 wraps
+    attention ``__init__`` in a kernel decorator, and source reading found nothing): a
+    weightless copy is built on the meta device with ``head_dim`` doubled, and the query
+    projection must widen with it. A config the family cannot build that way does not read it."""
+    import copy
+
+    import torch
+
+    if getattr(config, "head_dim", None) is not None:
+        return True
+    probe = copy.deepcopy(config)
+    try:
+        probe.head_dim = 2 * head_size(config)
+        with torch.device("meta"):
+            skeleton = type(model)._from_config(probe)
+    except Exception:  # any refusal to build this way means head_dim is not a config field
+        return False
+    block = get_path(skeleton.base_model, values["layers"])[0]
+    found = _linears(get_path(block, values.get("query") or values["fused_qkv"]))
+    if len(found) != 1:
+        return False
+    heads, groups = config.num_attention_heads, kv_heads(config)
+    width = (heads + 2 * groups) if values.get("fused_qkv") else heads
+    return found[0].outputs == width * probe.head_dim
 
 
 def _position_offset(base: Any, layers: str) -> int:
@@ -262,7 +287,7 @@ def _source(function: Any) -> str:
     import inspect
 
     try:
-        return inspect.getsource(function)
+        return inspect.getsource(inspect.unwrap(function))
     except (OSError, TypeError):
         return ""
 
