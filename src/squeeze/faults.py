@@ -42,6 +42,26 @@ def os_fault(error: OSError) -> OSFault:
     return OSFault(f"cannot use {path}: {reason} (errno {error.errno}); {advice}")
 
 
+# How libraries that do their own I/O (safetensors and ONNX Runtime in Rust or C++) say "no
+# space left" without raising an OSError: Rust's io::Error debug text, or the C library's words.
+_NO_SPACE = ("No space left on device", "StorageFull", "code: 28,", "os error 28")
+
+
+def fault_within(error: BaseException) -> OSFault | None:
+    """The OS refusal behind ``error``, in squeeze's words, or None when there is none: an
+    ``OSError`` it is or was raised from, or a library error whose text reports a full disk
+    (safetensors raises its own ``SafetensorError`` for ENOSPC)."""
+    link: BaseException | None = error
+    while link is not None:
+        if isinstance(link, OSError):
+            return os_fault(link)
+        if any(marker in str(link) for marker in _NO_SPACE):
+            path = getattr(link, "filename", None)
+            return os_fault(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path))
+        link = link.__cause__
+    return None
+
+
 class Interrupted(BaseException):
     """A signal cancelled the work (a BaseException, like KeyboardInterrupt, so ``except
     Exception`` handlers never swallow it and every ``with`` block cleans up)."""

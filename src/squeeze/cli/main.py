@@ -32,6 +32,9 @@ from squeeze.cli import (
 from squeeze.cli import eval as eval_command
 from squeeze.errors import SqueezeError
 
+# EX_SOFTWARE (sysexits.h): a bug in squeeze, distinct from 1, which means a gate failed.
+INTERNAL_ERROR = 70
+
 # Fields whose option is not ``--field-name`` in every command.
 _FLAG_OF = {
     "data": "--data",
@@ -64,13 +67,30 @@ class _SqueezeGroup(TyperGroup):
         return option
 
     def invoke(self, ctx: click.Context) -> Any:
-        from squeeze.faults import Interrupted, os_fault
+        from squeeze.faults import Interrupted, fault_within
 
         try:
             try:
                 return super().invoke(ctx)
-            except OSError as error:  # the OS refused: say so in squeeze's words
-                raise os_fault(error) from error
+            except (click.exceptions.Exit, click.exceptions.ClickException, click.Abort):
+                raise  # click's own ways out: --help, usage errors, typer.Exit
+            except SqueezeError:
+                raise
+            except Exception as error:
+                # The OS refused (a full disk, also when a library reports it in its own
+                # words): exit 6. Anything else is a bug in squeeze: exit 70, never 1.
+                fault = fault_within(error)
+                if fault is not None:
+                    raise fault from error
+                if os.environ.get("SQUEEZE_DEBUG") == "1":
+                    raise
+                first = (str(error).strip().splitlines() or [""])[0][:300]
+                click.echo(
+                    f"error: internal error: {type(error).__name__}: {first}; SQUEEZE_DEBUG=1 "
+                    "shows the traceback; please report it",
+                    err=True,
+                )
+                ctx.exit(INTERNAL_ERROR)
         except SqueezeError as error:
             if os.environ.get("SQUEEZE_DEBUG") == "1":
                 raise
@@ -98,8 +118,9 @@ app = typer.Typer(
     cls=_SqueezeGroup,
     help="Compress trained Hugging Face transformer checkpoints and measure what it cost.",
     epilog="Exit codes: 0 ok, 1 a gate failed, 2 usage error, 3 bad input, 4 unsupported, "
-    "5 a step failed validation, 6 the OS refused (disk full, permission denied), 128+N "
-    "stopped by signal N. SQUEEZE_DEBUG=1 shows tracebacks.",
+    "5 a step failed validation, 6 the OS refused (disk full, permission denied), 70 an "
+    "internal error (a bug: please report it), 128+N stopped by signal N. SQUEEZE_DEBUG=1 "
+    "shows tracebacks.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -136,7 +157,7 @@ def _global_options(
 
     Exit codes: 0 ok, 1 a gate failed, 2 usage error, 3 bad input, 4 unsupported,
     5 a step failed validation, 6 the OS refused (disk full, permission denied, read-only),
-    128+N stopped by signal N (143 for SIGTERM).
+    70 an internal error (a bug), 128+N stopped by signal N (143 for SIGTERM).
     """
     if allow_pickle:
         from squeeze.checkpoint import PICKLE_ENV
