@@ -1,10 +1,15 @@
-"""``squeeze cache``: see, check and trim the artifact cache that ``run`` and ``sweep`` share."""
+"""``squeeze cache``: see, check and trim the artifact cache that ``run`` and ``sweep`` share.
+
+Every command here touches only what squeeze's marks say is its own
+(:mod:`squeeze.sweep.cache`); anything else in the folder is listed as not a squeeze entry and
+left alone, and a folder that is not a squeeze cache at all is refused before anything is read.
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,9 +18,12 @@ from squeeze.cli._render import print_json, print_table
 from squeeze.errors import ConfigError, GateError
 from squeeze.fmt import fmt_bytes
 
+if TYPE_CHECKING:
+    from squeeze.sweep.cache import Contents
+
 app = typer.Typer(
     help="See, check and trim the artifact cache (default: $SQUEEZE_CACHE, else "
-    "$XDG_CACHE_HOME/squeeze or ~/.cache/squeeze).",
+    "$XDG_CACHE_HOME/squeeze or ~/.cache/squeeze). Only squeeze's entries are ever removed.",
     no_args_is_help=True,
 )
 
@@ -24,37 +32,47 @@ CacheDirOpt = Annotated[
     typer.Option(help="The cache (default: $SQUEEZE_CACHE, else ~/.cache/squeeze)."),
 ]
 
-
-def _folder(cache_dir: str | None) -> Path:
-    from squeeze.sweep.cache import default_cache_dir
-
-    return Path(cache_dir) if cache_dir else default_cache_dir()
+NOT_SQUEEZE = "not a squeeze entry"
 
 
-def _listing(folder: Path, found: list[Any]) -> dict[str, Any]:
+def _open(cache_dir: str | None, *, check: bool = False) -> tuple[Path, Contents]:
+    from squeeze.sweep.cache import default_cache_dir, scan
+
+    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    return folder, scan(folder, check=check)
+
+
+def _listing(folder: Path, contents: Contents) -> dict[str, Any]:
+    found = contents.entries
     return {
         "cache_dir": str(folder),
         "entries": len(found),
         "bytes": sum(e.bytes for e in found),
         "damaged": [str(e.path) for e in found if e.damage],
+        "not_squeeze_entries": [str(p) for p in contents.foreign],
     }
+
+
+def _say_left_alone(contents: Contents) -> None:
+    for path in contents.foreign:
+        print(f"left alone: {path.name}: {NOT_SQUEEZE}")
 
 
 @app.command("info")
 def info(cache_dir: CacheDirOpt = None, json_output: JsonOpt = False) -> None:
     """Where the cache is, how many artifacts it holds and how big it is."""
-    from squeeze.sweep.cache import entries
-
-    folder = _folder(cache_dir)
-    found = entries(folder)
+    folder, contents = _open(cache_dir)
+    found = contents.entries
     if json_output:
-        print_json({**_listing(folder, found), "paths": [str(e.path) for e in found]})
+        print_json({**_listing(folder, contents), "paths": [str(e.path) for e in found]})
         return
     oldest = time.strftime("%Y-%m-%d", time.localtime(found[0].modified)) if found else "-"
-    print_table("squeeze cache", [
+    rows = [
         ("location", str(folder)), ("artifacts", str(len(found))),
         ("size", fmt_bytes(sum(e.bytes for e in found))), ("oldest", oldest),
-    ])  # fmt: skip
+    ]  # fmt: skip
+    rows += [(NOT_SQUEEZE, f"{p.name} (left alone)") for p in contents.foreign]
+    print_table("squeeze cache", rows)
 
 
 @app.command("verify")
@@ -68,20 +86,21 @@ def verify(
     Exits 1 when an artifact is damaged and --fix was not given. A sweep never uses a damaged
     artifact anyway: it rebuilds it.
     """
-    from squeeze.sweep.cache import entries, remove
+    from squeeze.sweep.cache import remove
 
-    folder = _folder(cache_dir)
-    found = entries(folder, check=True)
+    folder, contents = _open(cache_dir, check=True)
+    found = contents.entries
     damaged = [e for e in found if e.damage]
     if fix:
         for entry in damaged:
             remove(entry.path)
     if json_output:
-        print_json({**_listing(folder, found), "removed": fix and bool(damaged)})
+        print_json({**_listing(folder, contents), "removed": fix and bool(damaged)})
     else:
         for entry in damaged:
             verb = "removed" if fix else "damaged"
             print(f"{verb}: {entry.path.name}: {entry.damage}")
+        _say_left_alone(contents)
         print(f"{len(found) - len(damaged)} of {len(found)} artifacts in {folder} are intact")
     if damaged and not fix:
         raise GateError(
@@ -101,20 +120,20 @@ def prune(
     ] = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Trim the cache by age, by total size (oldest first), or both."""
-    from squeeze.sweep.cache import entries, remove
+    """Trim the cache by age, by total size of squeeze's artifacts (oldest first), or both."""
+    from squeeze.sweep.cache import remove
     from squeeze.sweep.gates import parse_size
 
     if older_than is None and max_size is None:
         raise ConfigError("say what to remove: --older-than DAYS and/or --max-size SIZE")
-    folder = _folder(cache_dir)
-    found = entries(folder)
+    limit = parse_size(max_size) if max_size is not None else None
+    folder, contents = _open(cache_dir)
+    found = contents.entries
     doomed = []
     if older_than is not None:
         cutoff = time.time() - older_than * 86400
         doomed = [e for e in found if e.modified < cutoff]
-    if max_size is not None:
-        limit = parse_size(max_size)
+    if limit is not None:
         kept = [e for e in found if e not in doomed]
         total = sum(e.bytes for e in kept)
         for entry in kept:  # oldest first
@@ -126,8 +145,12 @@ def prune(
         remove(entry.path)
     freed = sum(e.bytes for e in doomed)
     if json_output:
-        print_json({"removed": [str(e.path) for e in doomed], "bytes_freed": freed})
+        print_json({
+            "removed": [str(e.path) for e in doomed], "bytes_freed": freed,
+            "not_squeeze_entries": [str(p) for p in contents.foreign],
+        })  # fmt: skip
     else:
+        _say_left_alone(contents)
         print(f"removed {len(doomed)} of {len(found)} artifacts from {folder}, {fmt_bytes(freed)}")
 
 
@@ -135,18 +158,26 @@ def prune(
 def clear(
     cache_dir: CacheDirOpt = None,
     yes: Annotated[bool, typer.Option("--yes", help="Really remove every artifact.")] = False,
+    json_output: JsonOpt = False,
 ) -> None:
-    """Remove every artifact (and unfinished builds) from the cache."""
+    """Remove every artifact (and unfinished builds) from the cache; nothing else."""
     import shutil
 
-    from squeeze.sweep.cache import entries, leftovers, remove
+    from squeeze.sweep.cache import default_cache_dir, remove
 
-    folder = _folder(cache_dir)
     if not yes:
+        folder = Path(cache_dir) if cache_dir else default_cache_dir()
         raise ConfigError(f"this removes every artifact in {folder}; pass --yes to do it")
-    found = entries(folder)
-    for entry in found:
+    folder, contents = _open(cache_dir)
+    for entry in contents.entries:
         remove(entry.path)
-    for leftover in leftovers(folder):
+    for leftover in contents.leftovers:
         shutil.rmtree(leftover, ignore_errors=True)
-    print(f"removed {len(found)} artifacts from {folder}")
+    if json_output:
+        print_json({
+            "cache_dir": str(folder), "removed": [str(e.path) for e in contents.entries],
+            "not_squeeze_entries": [str(p) for p in contents.foreign],
+        })  # fmt: skip
+    else:
+        _say_left_alone(contents)
+        print(f"removed {len(contents.entries)} artifacts from {folder}")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from squeeze.dataspec import DataSpec
 from squeeze.sweep.cache import (
+    claim,
     content_key,
     damage,
     data_key,
@@ -66,18 +67,37 @@ def build_step(call: StepCall, index: int, source: str, out: Path, ctx: ChainCon
     return run_step(source, config, out, options).notes
 
 
-def run_chain(
-    calls: tuple[StepCall, ...], ctx: ChainContext, cache_dir: Path, model_key: str
-) -> ChainOutput:
-    """Run ``calls`` from the recipe's model, reusing every step output already in the cache."""
-    source = ctx.model
-    key = model_key
-    cached, notes = True, []
-    start = time.perf_counter()
-    for index, call in enumerate(calls):
+def built_on(device: str) -> str:
+    """The hardware a step's artifact can depend on, for its cache key.
+
+    On a GPU, the GPU model (its kernels and number formats differ; "cuda" and "cuda:1" of one
+    model build the same bytes). On the CPU, its architecture and instruction sets: they decide
+    which backends may run (``auto`` times them and keeps the fastest) and which kernels round
+    the training and calibration arithmetic, while the CPU's name adds nothing, so CI runners
+    with the same instruction sets share artifacts.
+    """
+    if device == "cpu":
+        import platform
+
+        from squeeze.bench.machine import ISA_FLAGS, cpu_flags
+
+        flags = cpu_flags()
+        return f"cpu {platform.machine()}: " + " ".join(f for f in ISA_FLAGS if f in flags)
+    import torch
+
+    return f"cuda: {torch.cuda.get_device_name(torch.device(device))}"
+
+
+def chain_keys(calls: tuple[StepCall, ...], ctx: ChainContext, model_key: str) -> list[str]:
+    """The cache key of each step's output: its input's key, the step, what it reads and
+    where it is built (:func:`squeeze.sweep.cache.step_key` adds the library versions)."""
+    device = built_on(ctx.device)
+    keys, key = [], model_key
+    for call in calls:
         key = step_key(
             key,
             call.canonical(),
+            device=device,
             data=data_key(ctx.data),
             calibration_data=data_key(ctx.calibration_data),
             max_length=ctx.max_length,
@@ -85,6 +105,23 @@ def run_chain(
             # Other checkpoints the step reads (a distillation's named student) key it too.
             inputs=[content_key(p) for p in call.method.inputs(call.config)],
         )
+        keys.append(key)
+    return keys
+
+
+def run_chain(
+    calls: tuple[StepCall, ...], ctx: ChainContext, cache_dir: Path, model_key: str
+) -> ChainOutput:
+    """Run ``calls`` from the recipe's model, reusing every step output already in the cache.
+
+    Raises:
+        ConfigError: ``cache_dir`` is a folder that is not squeeze's cache (before any work).
+    """
+    claim(cache_dir)
+    source = ctx.model
+    cached, notes = True, []
+    start = time.perf_counter()
+    for index, (call, key) in enumerate(zip(calls, chain_keys(calls, ctx, model_key), strict=True)):
         out = cache_dir / f"{key[:20]}-{call.kind}"
         with entry_lock(out):  # a job sharing this cache waits here, then reuses the entry
             problem = damage(out) if out.exists() else None
