@@ -35,6 +35,17 @@ from squeeze.errors import SqueezeError
 # EX_SOFTWARE (sysexits.h): a bug in squeeze, distinct from 1, which means a gate failed.
 INTERNAL_ERROR = 70
 
+# The exceptions click handles itself. typer 0.2x vendors its own click (typer._click), whose
+# usage errors derive from TyperException; click proper's are caught too, for other typers.
+_CLICK_EXITS = (
+    typer.Exit,
+    typer.Abort,
+    typer.exceptions.TyperException,
+    click.exceptions.Exit,
+    click.exceptions.Abort,
+    click.exceptions.ClickException,
+)
+
 # Fields whose option is not ``--field-name`` in every command.
 _FLAG_OF = {
     "data": "--data",
@@ -72,8 +83,8 @@ class _SqueezeGroup(TyperGroup):
         try:
             try:
                 return super().invoke(ctx)
-            except (click.exceptions.Exit, click.exceptions.ClickException, click.Abort):
-                raise  # click's own ways out: --help, usage errors, typer.Exit
+            except _CLICK_EXITS:
+                raise  # --help, usage errors, typer.Exit: click reports them itself
             except SqueezeError:
                 raise
             except Exception as error:
