@@ -93,6 +93,13 @@ def is_local(spec: DataSpec) -> bool:
     return spec.format is not None or _looks_local(parse_source(spec.source)[0])
 
 
+def local_file(spec: DataSpec | None) -> Path | None:
+    """The file ``spec`` reads, for the output guard; None for a hub dataset or no data."""
+    if spec is None or not is_local(spec):
+        return None
+    return Path(parse_source(spec.source)[0]).expanduser()
+
+
 def training_part(spec: DataSpec) -> DataSpec:
     """What to train on: the split ``spec`` names, else the ``train`` part of a local file.
 

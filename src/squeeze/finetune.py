@@ -10,7 +10,7 @@ from typing import Any
 from squeeze.checkpoint import detect_task, load, read_config, resolve_local, write_checkpoint
 from squeeze.config import literal
 from squeeze.data import load_dataset
-from squeeze.dataspec import DataSpec, held_out_part, training_part
+from squeeze.dataspec import DataSpec, held_out_part, local_file, training_part
 from squeeze.encoding import encode, fit_length
 from squeeze.errors import DataError, Problem, UnsupportedError
 from squeeze.evaluate import evaluate
@@ -86,8 +86,8 @@ def finetune(
     ticket early in training and fine-tunes the pruned model for the rest of the budget.
     """
     config = config or TrainConfig()
-    local_model = resolve_local(source)
-    check_output(out, overwrite=overwrite, inputs=[local_model])
+    inputs = [resolve_local(source), local_file(data), local_file(eval_data)]
+    check_output(out, overwrite=overwrite, inputs=inputs)
     detected = detect_task(read_config(source, trust_remote_code=trust_remote_code))
     target = task or (
         Task.CAUSAL_LM if detected is Task.CAUSAL_LM else Task.SEQUENCE_CLASSIFICATION
@@ -157,7 +157,7 @@ def finetune(
 
     evaluate_fn = (lambda: evaluate(loaded, val_enc, device=device)) if val_enc else None
     ticket = None
-    with atomic_output(out, overwrite=overwrite, inputs=[local_model]) as tmp:
+    with atomic_output(out, overwrite=overwrite, inputs=inputs) as tmp:
         if early_bird is not None:
             from squeeze.prune.early_bird import train_early_bird
 

@@ -15,33 +15,74 @@ from pathlib import Path
 from squeeze.errors import ConfigError, OutputExistsError, Problem
 from squeeze.faults import stop_if_interrupted
 
+# The mark of a folder squeeze wrote: ``--overwrite`` replaces such a folder (or an empty one)
+# and nothing else, so a mistyped ``-o`` can never delete a user's own files.
+MARKER = ".squeeze-output"
 
-def _same_or_nested(a: Path, b: Path) -> bool:
-    return a == b or a in b.parents or b in a.parents
+
+def _relation(target: Path, source: Path) -> str | None:
+    """How an output would clobber an input, in words, or None when they are apart."""
+    if target == source:
+        return "is"
+    if target in source.parents:
+        return "holds"
+    if source in target.parents:
+        return "sits inside"
+    return None
 
 
 def check_output(
-    out: str | os.PathLike[str], *, overwrite: bool, inputs: Iterable[Path | None] = ()
+    out: str | os.PathLike[str], *, overwrite: bool, inputs: Iterable[Path | str | None] = ()
 ) -> Path:
-    """Refuse an output that would clobber an input or an existing result, before any work.
+    """The one output guard of every command, run before any work.
+
+    An output may not be, hold or sit inside any input (model, teacher, data files, recipe,
+    cache), compared after symlinks are resolved. An existing output is replaced only with
+    ``overwrite``, and only when squeeze wrote it (it carries :data:`MARKER`) or it is an empty
+    folder: a file or a folder of the user's own is never deleted.
 
     Raises:
-        ConfigError: the output is, holds, or sits inside an input checkpoint.
+        ConfigError: the output overlaps an input, or ``overwrite`` would replace something
+            squeeze did not write.
         OutputExistsError: the output exists and ``overwrite`` is False.
+        OSFault: the output's folder cannot be written.
     """
     target = Path(out).expanduser().resolve()
     for source in inputs:
-        if source is not None and _same_or_nested(target, Path(source).resolve()):
+        if source is None:
+            continue
+        relation = _relation(target, Path(source).expanduser().resolve())
+        if relation is not None:
             raise ConfigError(
-                f"output {out} overlaps the input {source}; inputs are never modified, "
+                f"output {out} {relation} the input {source}; inputs are never modified, "
                 "choose another -o"
             )
-    if target.exists() and not overwrite:
-        raise OutputExistsError(
-            [Problem(f"{out} already exists; pass {{overwrite}} to replace it")]
-        )
+    if target.exists():
+        if not overwrite:
+            raise OutputExistsError(
+                [Problem(f"{out} already exists; pass {{overwrite}} to replace it")]
+            )
+        problem = _not_ours(target)
+        if problem is not None:
+            raise ConfigError(
+                [
+                    Problem(
+                        f"{out} {problem}; {{overwrite}} replaces only a folder squeeze wrote "
+                        "(or an empty one): remove it yourself or choose another -o"
+                    )
+                ]
+            )
     _check_writable(target.parent)
     return target
+
+
+def _not_ours(target: Path) -> str | None:
+    """Why ``target`` may not be replaced, or None for a squeeze output or an empty folder."""
+    if not target.is_dir():
+        return "is a file, not a folder squeeze wrote"
+    if (target / MARKER).is_file() or not any(target.iterdir()):
+        return None
+    return f"is a folder squeeze did not write (it has no {MARKER} mark)"
 
 
 def _check_writable(folder: Path) -> None:
@@ -69,7 +110,7 @@ def _read_only(folder: Path) -> bool:
 
 @contextlib.contextmanager
 def atomic_output(
-    out: str | os.PathLike[str], *, overwrite: bool, inputs: Iterable[Path | None] = ()
+    out: str | os.PathLike[str], *, overwrite: bool, inputs: Iterable[Path | str | None] = ()
 ) -> Iterator[Path]:
     """Yield a temporary sibling folder that replaces ``out`` only if the block succeeds.
 
@@ -85,6 +126,7 @@ def atomic_output(
     try:
         yield tmp
         stop_if_interrupted()  # a signal swallowed by a __del__ must not publish the output
+        (tmp / MARKER).write_text("written by squeeze; --overwrite may replace this folder\n")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
