@@ -124,13 +124,19 @@ def field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def base_type(annotation: Any) -> tuple[Any, bool]:
-    """``int | None`` -> (int, True); ``tuple[str, ...]`` -> (tuple, False)."""
-    args = typing.get_args(annotation)
+def _plain(annotation: Any) -> tuple[Any, bool]:
+    """``int | None`` -> (int, True): the annotation without its None, and whether it had one."""
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = typing.get_args(annotation)
         inner = [a for a in args if a is not type(None)]
         return inner[0], type(None) in args
-    return typing.get_origin(annotation) or annotation, False
+    return annotation, False
+
+
+def base_type(annotation: Any) -> tuple[Any, bool]:
+    """``int | None`` -> (int, True); ``tuple[str, ...]`` -> (tuple, False)."""
+    plain, optional = _plain(annotation)
+    return typing.get_origin(plain) or plain, optional
 
 
 def _coerce(value: Any, annotation: Any, from_text: bool) -> Any:
@@ -159,14 +165,21 @@ def _coerce(value: Any, annotation: Any, from_text: bool) -> Any:
             return kind(value)
         raise ValueError
     if kind is tuple:
-        if isinstance(value, str):
+        text = isinstance(value, str)
+        if text:
             inner = value.strip()
             if inner.startswith("[") and inner.endswith("]"):
                 inner = inner[1:-1]
             value = [v.strip().strip("'\"") for v in inner.split(",") if v.strip()]
         if not isinstance(value, list | tuple):
             raise ValueError
-        return tuple(str(v) for v in value)
+        # tuple[str, ...] (a step's patterns), tuple[int, ...] (batch sizes), or a fixed length
+        # like tuple[float, float, float] (split ratios).
+        items = typing.get_args(_plain(annotation)[0]) or (str, ...)
+        if items[-1] is not Ellipsis and len(items) != len(value):
+            raise ValueError
+        item = items[0]
+        return tuple(str(v) if item is str else _coerce(v, item, from_text or text) for v in value)
     if isinstance(value, bool | dict | list):
         raise ValueError
     return str(value)
@@ -176,6 +189,90 @@ def type_name(annotation: Any) -> str:
     kind, optional = base_type(annotation)
     name = "list of text" if kind is tuple else {str: "text"}.get(kind, kind.__name__)
     return f"{name} or none" if optional else name
+
+
+_NOUNS = {int: ("an integer", "integers"), float: ("a number", "numbers"),
+          bool: ("true or false", "true/false values"), str: ("text", "text")}  # fmt: skip
+
+
+def expected(annotation: Any) -> str:
+    """A recipe value's type in words, for ``bench.runs: expected an integer, got 'thirty'``."""
+    kind, _ = base_type(annotation)
+    if kind is tuple:
+        items = typing.get_args(_plain(annotation)[0]) or (str, ...)
+        count = "" if items[-1] is Ellipsis else f"{len(items)} "
+        return f"a list of {count}{_NOUNS.get(items[0], ('', items[0].__name__))[1]}"
+    return _NOUNS.get(kind, (getattr(kind, "__name__", str(kind)), ""))[0]
+
+
+def check_section(
+    cls: type,
+    values: Any,
+    where: str,
+    *,
+    keys: Mapping[str, str] | None = None,
+    hints: Mapping[str, Any] | None = None,
+    own: Sequence[str] = (),
+) -> tuple[dict[str, Any], list[Problem]]:
+    """A recipe section checked against the fields of ``cls``: their type hints (and choices)
+    are its schema, as they are a step's. Every unknown key, wrong type, value outside its
+    choices and missing required field is a problem naming its place (``bench.runs``).
+
+    Args:
+        cls: The dataclass whose fields the section's keys are.
+        values: The section as read from the file (anything: a wrong type is a problem).
+        where: The section's place (``bench``); empty for the top level.
+        keys: Recipe key -> field name, where they differ (``seq`` -> ``seq_len``); the keys
+            it lists are the only ones allowed. Default: every field, by its name.
+        hints: Types that replace a field's own for the recipe (a size written ``50MB``).
+        own: Keys checked by their own parser: passed through as read, never required.
+
+    Returns:
+        The well-typed values by field name, and the problems.
+    """
+    keys = keys or {f.name: f.name for f in fields_of(cls)}
+    label = where or "recipe"
+    if not isinstance(values, Mapping):
+        listing = ", ".join(keys)
+        problem = f"{label}: expected a mapping of {listing}, got {values!r}"
+        return {}, [Problem(literal(problem))]
+    types_ = {**field_types(cls), **(hints or {})}
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    typed: dict[str, Any] = {}
+    found: list[Problem] = []
+    for key, raw in values.items():
+        name = keys.get(key) if isinstance(key, str) else None
+        place = f"{where}.{key}" if where else str(key)
+        if name is None:
+            listing = ", ".join(keys)
+            found.append(Problem(literal(f"{label}: unknown key '{key}'; known keys: {listing}")))
+        elif key in own:
+            typed[name] = raw
+        else:
+            try:
+                typed[name] = _coerce(raw, types_[name], from_text=False)
+            except ValueError:
+                text = f"{place}: expected {expected(types_[name])}, got {raw!r}"
+                found.append(Problem(literal(text)))
+                continue
+            choices = by_name[name].metadata.get("choices")
+            if choices and typed[name] is not None and typed[name] not in choices:
+                text = f"{place}: expected one of {', '.join(choices)}, got {raw!r}"
+                found.append(Problem(literal(text)))
+    for key, name in keys.items():
+        if key not in values and key not in own and is_required(by_name[name]):
+            found.append(Problem(literal(f"{label}: '{key}' is required")))
+    return typed, found
+
+
+def named_in(where: str, keys: Mapping[str, str], error: SqueezeError) -> list[Problem]:
+    """A section's value problems (its class's own checks, which name fields as ``{field}``)
+    after its place, with fields named as the recipe writes them: ``bench: runs must be >= 2``."""
+    key_of = {name: key for key, name in keys.items()}
+    return [
+        Problem(literal(f"{where}: {p.render(lambda f: key_of.get(f, f))}"), p.error)
+        for p in error.problems
+    ]
 
 
 def build(cls: type[C], values: Mapping[str, Any], *, from_text: bool = False) -> C:

@@ -6,16 +6,52 @@ everywhere: percentage points for accuracy-like metrics, raw units for perplexit
 A gate judges either the point estimate of the drop (``point``) or the upper end of its 95%
 paired interval (``upper``): on a small test set the point estimate moves by a point from one
 seed to the next, so a CI gate on it is flaky; the upper end fails only drops the data shows.
+
+This module is the one place a gate is judged, for commands and recipes alike (:func:`verdict`):
+``passed``, ``failed``, or ``not judged`` when no figure was measured, which is never a pass. A
+gate whose figure a run will not measure is refused before any work (:func:`unjudgeable`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 
-from squeeze.errors import GateError
+from squeeze.errors import GateError, Problem
 from squeeze.types import Evaluation, points_dropped
 
 GATE_MODES = ("point", "upper")
+PASSED, FAILED, NOT_JUDGED = "passed", "failed", "not judged"
+METRIC, TIMING = "metric", "timing"
+# What each gate compares, so what a run must measure for it to be judged (sizes always are).
+GATE_NEEDS: dict[str, str | None] = {
+    "max_accuracy_drop": METRIC,
+    "min_speedup": TIMING,
+    "max_size": None,
+}
+_UNMEASURED = {
+    METRIC: "{{{gate}}} needs {{data}}: without a metric measured before and after there is no "
+    "drop to judge; pass {{data}} or leave {{{gate}}} out",
+    TIMING: "{{{gate}}} needs timings: without them there is no speed-up to judge; time the "
+    "variants or leave {{{gate}}} out",
+}
+
+
+def verdict(measured: float | None, limit: float | None, *, at_least: bool = False) -> str:
+    """The one judgement of every gate: whether ``measured`` keeps ``limit`` (at most, or at
+    least). Without a limit or a measured figure the gate is ``not judged``, never passed."""
+    if limit is None or measured is None:
+        return NOT_JUDGED
+    return PASSED if (measured >= limit if at_least else measured <= limit) else FAILED
+
+
+def unjudgeable(limits: Mapping[str, float | None], measured: Collection[str]) -> list[Problem]:
+    """A problem for each gate that is set (in ``limits``) but whose figure is not among what
+    the run will measure: raised before any work, since such a gate could only pass silently."""
+    return [
+        Problem(_UNMEASURED[need].format(gate=gate))
+        for gate, limit in limits.items()
+        if limit is not None and (need := GATE_NEEDS[gate]) is not None and need not in measured
+    ]
 
 
 class GateMissed(Exception):
@@ -53,16 +89,19 @@ def judged_drop(drop: float | None, interval: Sequence[float] | None, gate_on: s
 
 
 def passes(judged: float | None, max_drop: float | None) -> bool:
-    return max_drop is None or judged is None or judged <= max_drop
+    """Whether a drop keeps an allowance: no allowance lets everything through; an allowance
+    never lets through a drop that was not measured."""
+    return max_drop is None or verdict(judged, max_drop) == PASSED
 
 
 def undecided_note(
     drop: float | None, interval: Sequence[float] | None, max_drop: float | None, n: int
 ) -> str | None:
     """What to say when the interval holds the allowance: the data cannot decide the gate."""
-    from squeeze.stats import fmt_interval, verdict
+    from squeeze.stats import fmt_interval
+    from squeeze.stats import verdict as interval_verdict
 
-    if max_drop is None or verdict(drop, interval, max_drop) != "undecided":
+    if max_drop is None or interval_verdict(drop, interval, max_drop) != "undecided":
         return None
     return (
         f"the test set ({n} samples) is too small to decide the {max_drop:g}-point gate: the drop "
@@ -96,10 +135,15 @@ class Gated:
         return memo[2]
 
     @property
+    def verdict(self) -> str:
+        """The accuracy gate's verdict: passed, failed, or not judged (no gate, or no metric)."""
+        judged = judged_drop(self.drop_points, self.drop_interval, self.gate_on)
+        return verdict(judged, self.max_accuracy_drop)
+
+    @property
     def passed(self) -> bool:
-        return passes(
-            judged_drop(self.drop_points, self.drop_interval, self.gate_on), self.max_accuracy_drop
-        )
+        """Whether the step may be written: no gate, or a gate judged and kept."""
+        return self.max_accuracy_drop is None or self.verdict == PASSED
 
     @property
     def undecided(self) -> str | None:
@@ -118,6 +162,7 @@ class Gated:
             "max_accuracy_drop": self.max_accuracy_drop,
             "gate_on": self.gate_on,
             "gate_undecided": self.undecided,
+            "gate_verdicts": {"max_accuracy_drop": self.verdict},
             "passed": self.passed,
         }
 

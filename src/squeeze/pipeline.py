@@ -26,7 +26,7 @@ from squeeze.output import atomic_output, check_output
 from squeeze.results import SweepResults, VariantResult, derive
 from squeeze.sweep.cache import content_key
 from squeeze.sweep.execute import ChainContext, run_chain
-from squeeze.sweep.gates import Selection, choose, failures, gate_notes
+from squeeze.sweep.gates import Selection, choose, failures, gate_notes, plan_problems
 from squeeze.sweep.recipe import Plan
 from squeeze.types import LOWER_IS_BETTER, ProgressFactory, no_progress
 
@@ -36,15 +36,24 @@ SELECTED_DIR = "selected"
 
 
 def check_plan(plan: Plan) -> None:
-    """Before any work, every problem of the whole plan in one error: steps that need data or a
-    machine feature they lack, and data that does not read (a wrong column fails now, not after
-    an hour).
+    """Before any work, every problem of the whole plan in one error: gates and a selection the
+    run could not judge, steps that need data or a machine feature they lack, and data that does
+    not read (a wrong column fails now, not after an hour).
 
     Raises:
-        ConfigError: naming each variant and step, and the data section, that is wrong.
+        ConfigError: naming each gate, variant and step, and the data section, that is wrong.
     """
     given = {name for name in ("data", "calibration_data") if getattr(plan, name) is not None}
     problems = list(plan.problems)
+    names = [BASELINE, *(v.name for v in plan.variants)]
+    problems += plan_problems(
+        plan.gates, plan.select, names=names, data=plan.data is not None,
+        tuning=plan.tune is not None,
+    )  # fmt: skip
+    if plan.eval_data is not None and plan.data is None:
+        problems.append(
+            Problem("eval_data: the variants are scored only in a run with {data}; give {data} too")
+        )
     model_config = _model_config(plan)
     for i, variant in enumerate(plan.variants, 1):
         for j, call in enumerate(variant.steps, 1):

@@ -18,8 +18,9 @@ from squeeze.types import Latency, points_dropped
 
 # 2: latency records are full Latency records (samples included), not p50/p90/min/max.
 # 3: per-sample scores and 95% intervals of drops and speed-ups; version 2 files still read.
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (2, 3)
+# 4: gate_verdicts, each gate's "passed", "failed" or "not judged" (derived, never read back).
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (2, 3, 4)
 
 
 @dataclass
@@ -91,8 +92,23 @@ class SweepResults:
                 return v
         raise KeyError(name)
 
+    @property
+    def gate_verdicts(self) -> dict[str, str]:
+        """Each gate's verdict on the selected variant: ``passed``, ``failed``, or ``not judged``
+        (not set, or no variant selected). Derived by the judgement that decides the exit code,
+        so the file and the exit code cannot disagree."""
+        from squeeze.sweep.gates import Gates, judge
+
+        chosen = next((v for v in self.variants if v.name == self.selected), None)
+        verdicts = judge(self, chosen, Gates.from_dict(self.gates))
+        return {gate: outcome for gate, (outcome, _) in verdicts.items()}
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "variants": [v.to_dict() for v in self.variants]}
+        return {
+            **asdict(self),
+            "variants": [v.to_dict() for v in self.variants],
+            "gate_verdicts": self.gate_verdicts,
+        }
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_dict(), indent=2))
@@ -120,6 +136,7 @@ class SweepResults:
             )
         try:
             variants = [VariantResult.from_dict(v) for v in data.pop("variants")]
+            data.pop("gate_verdicts", None)  # derived from the rest
             return cls(**{**data, "variants": variants, "version": FORMAT_VERSION})
         except (KeyError, TypeError, AttributeError) as e:
             raise DataError(

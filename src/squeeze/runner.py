@@ -25,7 +25,7 @@ from squeeze.dataspec import DataSpec, evaluation_part, held_out_part
 from squeeze.dataspec import training_part as training_spec
 from squeeze.encoding import Encoded, encode_for
 from squeeze.errors import ConfigError, DataError, Problem, UnsupportedError, raise_problems
-from squeeze.gate import Gated, GateMissed
+from squeeze.gate import METRIC, Gated, GateMissed, unjudgeable
 from squeeze.output import atomic_output, check_output
 from squeeze.registry import Method, method_for
 from squeeze.sizes import compressed_bytes, size_stats
@@ -235,12 +235,20 @@ def _sizes(folder: Path, loaded: LoadedModel | None, zipped: bool) -> dict[str, 
 
 
 def _check_needs(method: Method, config: Any, options: StepOptions) -> None:
+    """Before any work: what the method still lacks, data it needs, and a gate the step could
+    not judge (an accuracy gate without data, or on a step that is not scored)."""
     problems = list(method.complete(config))
     reason = method.data_problem(config, options.given())
     if reason:
         problems.append(Problem(reason))
-    if options.max_accuracy_drop is not None and options.data is None:
-        problems.append(Problem("{max_accuracy_drop} needs {data}"))
+    gates = {"max_accuracy_drop": options.max_accuracy_drop}
+    if options.measure:
+        problems += unjudgeable(gates, {METRIC} if options.data is not None else set())
+    elif options.max_accuracy_drop is not None:
+        problems.append(
+            Problem("{max_accuracy_drop} cannot be judged with measure=False (no metric is "
+                    "measured); measure the step or leave the gate out")
+        )  # fmt: skip
     raise_problems(problems, ConfigError)
 
 

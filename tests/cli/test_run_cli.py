@@ -11,6 +11,7 @@ from squeeze.cli.main import app
 
 runner = CliRunner()
 PRUNED = "structured(heads=0.5, ffn=0.5)"
+GATES = ("max_accuracy_drop", "min_speedup", "max_size")
 
 
 def invoke(*args):
@@ -56,6 +57,8 @@ def test_recipe_run_writes_results_report_and_selection(first_run):
     assert summary["metric_name"] == "accuracy" and summary["n_samples"] > 0
     assert any(v["pareto"] for v in summary["variants"])
     assert summary["selected"] in names[1:]
+    # No gate was set: none was judged, and none claims to have passed.
+    assert summary["gate_verdicts"] == dict.fromkeys(GATES, "not judged")
     for v in summary["variants"][1:]:  # every difference carries its 95% interval
         low, high = v["drop_ci"]
         assert low <= v["drop_points"] <= high
@@ -91,6 +94,9 @@ def test_gates_fail_with_exit_1_and_still_write_the_report(first_run):
     assert result.exit_code == 1
     assert "MB (> 0.001 MB)" in result.stderr and "selected variant" in result.stderr
     assert (out / "report" / "results.md").is_file()
+    verdicts = json.loads((out / "results.json").read_text())["gate_verdicts"]
+    assert verdicts == {"max_accuracy_drop": "passed", "min_speedup": "not judged",
+                        "max_size": "failed"}  # fmt: skip
 
 
 def test_upper_gate_judges_the_interval(first_run):
@@ -109,6 +115,9 @@ def test_upper_gate_judges_the_interval(first_run):
     failed = invoke("run", recipe, "-o", root / "upper", *common, "--gate-on", "upper")
     assert failed.exit_code == 1, failed.stderr
     assert "upper end of its drop's 95% interval" in failed.stderr
+    for out, verdict in (("point", "passed"), ("upper", "failed")):
+        results = json.loads((root / out / "results.json").read_text())
+        assert results["gate_verdicts"]["max_accuracy_drop"] == verdict
     assert "too small to decide" in (root / "upper" / "report" / "results.md").read_text()
 
 
@@ -129,6 +138,26 @@ def test_bad_recipes_fail_before_any_work(trained_classifier, order_csv, tmp_pat
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
     result = invoke("run", "-o", tmp_path / "d")
     assert result.exit_code == 2 and "--model and at least one --variant" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        # An accuracy gate without data measured nothing: it used to pass (exit 0, selected/).
+        (("--max-accuracy-drop", "1"), "gates: --max-accuracy-drop needs --data"),
+        (("--select", "best-under-drop=0.5"), "without --data no variant's drop can be judged"),
+        (("--select", "int8"), "select int8: no such variant"),
+    ],
+)
+def test_a_gate_without_data_is_refused_before_any_work(trained_classifier, tmp_path, args,
+                                                        phrase):  # fmt: skip
+    result = invoke(
+        "run", "--model", trained_classifier, "--variant", "quantize(int8)", *args,
+        "-o", tmp_path / "out", "--cache-dir", tmp_path / "cache",
+    )  # fmt: skip
+    assert result.exit_code == 2 and phrase in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
 
 def test_sweep_grid_from_the_command_line(tiny_classifiers, order_csv, tmp_path):

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
 from squeeze.cli.sweep import grid
 from squeeze.errors import ConfigError, DataError
+from squeeze.gate import FAILED, METRIC, NOT_JUDGED, PASSED, TIMING, Gated, unjudgeable, verdict
 from squeeze.pipeline import check_plan
 from squeeze.results import SweepResults, VariantResult, derive
-from squeeze.sweep.gates import Gates, Selection, choose, failures, parse_size
+from squeeze.sweep.gates import Gates, Selection, choose, failures, judge, parse_size
 from squeeze.sweep.recipe import load_plan, plan_from
 from squeeze.sweep.steps import parse_chain, parse_step
 from squeeze.tiny import latency_of
@@ -150,6 +152,136 @@ def test_unreadable_recipe_files(tmp_path):
         load_plan(tmp_path / "bad.yaml")
 
 
+BASE = {"model": "m", "variants": ["export()"]}
+
+
+@pytest.mark.parametrize(
+    ("raw", "messages"),
+    [
+        ({"max_length": "abc"}, ["max_length: expected an integer, got 'abc'"]),
+        ({"max_length": 1}, ["max_length: must be at least 2, not 1"]),
+        ({"bench": {"runs": "thirty"}}, ["bench.runs: expected an integer, got 'thirty'"]),
+        ({"bench": {"batch": [1, "x"]}}, ["bench.batch: expected a list of integers"]),
+        ({"bench": {"threads": 0}}, ["bench: threads must be >= 1"]),
+        ({"bench": "fast"}, ["bench: expected a mapping of batch, seq, runs"]),
+        ({"gates": {"max_accuracy_drop": "one"}}, ["gates.max_accuracy_drop: expected a number"]),
+        ({"gates": {"gate_on": "maybe"}}, ["gates.gate_on: expected one of point, upper"]),
+        ({"data": {"source": "d.csv", "split_ratios": 0.5}},
+         ["data.split_ratios: expected a list of 3 numbers, got 0.5"]),
+        ({"data": {"source": "d.csv", "split_ratios": [0.5, 0.5]}},
+         ["data.split_ratios: expected a list of 3 numbers"]),
+        ({"data": {"source": "d.csv", "max_samples": "ten"}},
+         ["data.max_samples: expected an integer, got 'ten'"]),
+        ({"data": {"source": "d.csv", "max_samples": 0}}, ["data: max_samples must be at least 1"]),
+        ({"data": {"text_column": "t"}}, ["data: 'source' is required"]),
+        ({"eval_data": 3.5}, ["eval_data: give a file or a mapping"]),
+        ({"name": ["x"]}, ["name: expected text, got ['x']"]),
+        ({"model": None}, ["model: expected text, got None"]),
+        ({"select": {"best": 1}}, ["select: expected text"]),
+        ({1: "x"}, ["recipe: unknown key '1'"]),
+        ({"variants": None, "tune": {"budget": "5m"}, "gates": {"max_accuracy_drop": 1}},
+         ["write it as tune.max_accuracy_drop"]),
+        # Every problem of the file at once, the variants' too.
+        ({"max_length": "abc", "bench": {"runs": "thirty"}, "gates": {"max_accuracy_drop": "one"},
+          "data": {"source": "d.csv", "split_ratios": 0.5},
+          "variants": ["magnitude(sparsity=2)"]},
+         ["max_length: expected", "bench.runs: expected", "gates.max_accuracy_drop: expected",
+          "data.split_ratios: expected", "variants[1] step 1 magnitude(): sparsity must be in"]),
+    ],
+)  # fmt: skip
+def test_recipe_values_are_checked_against_their_schema(raw, messages):
+    with pytest.raises(ConfigError) as error:
+        plan_from({**BASE, **raw})
+    assert error.value.exit_code == 2
+    for message in messages:
+        assert message in str(error.value)
+
+
+def test_well_typed_recipe_values_become_the_plan():
+    plan = plan_from(
+        {**BASE, "data": {"source": "d.csv", "split_ratios": "0.6, 0.2, 0.2", "max_samples": 50},
+         "bench": {"batch": [1, 8], "runs": 4}, "gates": {"max_size": 1000, "min_speedup": 2}},
+    )  # fmt: skip
+    assert plan.data.split_ratios == (0.6, 0.2, 0.2) and plan.data.max_samples == 50
+    assert plan.bench.batch_sizes == (1, 8) and plan.bench.runs == 4
+    assert plan.gates == Gates(min_speedup=2.0, max_size=1000)
+    assert plan_from({**BASE, "bench": {"batch": 4}}).bench.batch_sizes == (4,)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"model: m\nname: caf\xe9\n", "is not UTF-8 text (byte 18: 0xe9)"),
+        (b"\x00\x01\x02model", "is not valid .yaml"),
+        (b"- model: m\n", "the top level must be a mapping"),
+    ],
+)
+def test_a_recipe_that_is_not_yaml_text(tmp_path, content, message):
+    (tmp_path / "r.yaml").write_bytes(content)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_plan(tmp_path / "r.yaml")
+
+
+@pytest.mark.parametrize(
+    ("measured", "limit", "at_least", "expected"),
+    [
+        (0.5, 1.0, False, PASSED),
+        (1.5, 1.0, False, FAILED),
+        (None, 1.0, False, NOT_JUDGED),  # nothing measured: never a pass
+        (0.5, None, False, NOT_JUDGED),
+        (2.5, 2.0, True, PASSED),
+        (1.5, 2.0, True, FAILED),
+    ],
+)
+def test_one_verdict_for_every_gate(measured, limit, at_least, expected):
+    assert verdict(measured, limit, at_least=at_least) == expected
+
+
+@pytest.mark.parametrize(
+    ("limits", "measured", "phrase"),
+    [
+        ({"max_accuracy_drop": 1.0}, set(), "max_accuracy_drop needs data"),
+        ({"max_accuracy_drop": 1.0}, {METRIC}, None),
+        ({"min_speedup": 2.0}, {METRIC}, "min_speedup needs timings"),
+        ({"min_speedup": 2.0}, {TIMING}, None),
+        ({"max_size": 1000}, set(), None),  # sizes are always measured
+        ({"max_accuracy_drop": None, "min_speedup": None}, set(), None),
+    ],
+)
+def test_a_gate_whose_figure_is_not_measured_is_refused(limits, measured, phrase):
+    problems = [p.render() for p in unjudgeable(limits, measured)]
+    assert len(problems) == (phrase is not None)
+    if phrase is not None:
+        assert phrase in problems[0] and "leave" in problems[0]
+
+
+class _Step(Gated):
+    def __init__(self, before, after, max_drop):
+        from squeeze.types import Evaluation, Metric
+
+        self.metric_before, self.metric_after = (
+            Evaluation((Metric("accuracy", v, 100),), 100, 1.0) if v is not None else None
+            for v in (before, after)
+        )
+        self.max_accuracy_drop, self.gate_on = max_drop, "point"
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "max_drop", "verdict_", "passed"),
+    [
+        (0.9, 0.895, 1.0, PASSED, True),
+        (0.9, 0.8, 1.0, FAILED, False),
+        (None, None, 1.0, NOT_JUDGED, False),  # a set gate with no metric does not pass
+        (None, None, None, NOT_JUDGED, True),  # no gate: nothing to fail
+    ],
+)
+def test_a_steps_summary_states_its_gate_verdict(before, after, max_drop, verdict_, passed):
+    step = _Step(before, after, max_drop)
+    fields = step.gate_fields()
+    assert fields["gate_verdicts"] == {"max_accuracy_drop": verdict_}
+    assert fields["passed"] is passed and step.passed is passed
+
+
 def test_sizes():
     assert parse_size("50MB") == 50_000_000 and parse_size("1.5GiB") == int(1.5 * 2**30)
     assert parse_size("200k") == 200_000 and parse_size("1234") == 1234
@@ -229,3 +361,69 @@ def test_results_round_trip_and_bad_files(tmp_path):
     (tmp_path / "x.json").write_text('{"version": 99}')
     with pytest.raises(DataError, match="not a squeeze results file"):
         SweepResults.load(tmp_path / "x.json")
+
+
+def _unscored_results():
+    """A sweep whose variants were never scored (no data), one of them never timed."""
+    results = SweepResults(
+        model="m", metric_name=None, higher_is_better=True, n_samples=0, bench={}, machine={},
+        baseline="baseline",
+        variants=[_variant("baseline", None, 10.0, 400), _variant("fast", None, 2.0, 100)],
+    )  # fmt: skip
+    results.variants.append(VariantResult("untimed", "untimed", "torch", "untimed", 1, 1, 50))
+    derive(results)
+    return results
+
+
+def test_a_gate_without_its_figure_never_passes_a_sweep():
+    results = _unscored_results()
+    fast, untimed = results.variant("fast"), results.variant("untimed")
+    # No drop measured: not judged, so a failure, whatever the allowance's sign (gate.passes
+    # used to let a missing drop through, failures() only a non-negative allowance).
+    for allowance in (1.0, -1.0):
+        assert failures(results, fast, Gates(allowance)) == [
+            "fast: max_accuracy_drop could not be judged (no metric was measured)"
+        ]
+    assert failures(results, untimed, Gates(min_speedup=1.5)) == [
+        "untimed: min_speedup could not be judged (no timing was measured)"
+    ]
+    # A drop allowance selects nothing it cannot judge; no allowance selects the fastest.
+    assert choose(results, Selection("best-under-drop", 1.0)) is None
+    assert choose(results, Selection("best-under-drop", math.inf)).name == "fast"
+
+
+def test_each_gates_verdict_in_results(tmp_path):
+    results = _results()
+    fast = results.variant("fast")
+    verdicts = judge(results, fast, Gates(1.0, 3.0))
+    assert {gate: v for gate, (v, _) in verdicts.items()} == {
+        "max_accuracy_drop": PASSED, "min_speedup": FAILED, "max_size": NOT_JUDGED,
+    }  # fmt: skip
+    results.selected, results.gates = "fast", {"max_accuracy_drop": 1.0, "min_speedup": 3.0}
+    assert results.to_dict()["gate_verdicts"] == {
+        "max_accuracy_drop": "passed", "min_speedup": "failed", "max_size": "not judged",
+    }  # fmt: skip
+    results.save(tmp_path / "results.json")
+    assert SweepResults.load(tmp_path).gate_verdicts == results.gate_verdicts
+    results.selected = None  # nothing qualified: nothing was judged
+    assert set(results.gate_verdicts.values()) == {"not judged"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "phrase"),
+    [
+        ({"gates": {"max_accuracy_drop": 1.0}}, "gates: max_accuracy_drop needs data"),
+        ({"select": "best-under-drop=1"}, "select best-under-drop=1: without data no variant's"),
+        ({"select": "quantize(int8)"}, "select quantize(int8): no such variant; variants: "
+                                       "baseline, export()"),
+        ({"eval_data": "held-out.csv"}, "eval_data: the variants are scored only in a run with"),
+        ({"variants": None, "tune": {"budget": "5m"}, "gates": {"min_speedup": 2}},
+         "gates: min_speedup is not judged by a tune: search"),
+        ({"variants": None, "tune": {"budget": "5m"}, "select": "best-under-drop=1"},
+         "select best-under-drop=1: a tune: search selects by itself"),
+    ],
+)  # fmt: skip
+def test_gates_and_selections_a_run_could_not_judge_fail_before_any_work(raw, phrase):
+    with pytest.raises(ConfigError) as error:
+        check_plan(plan_from({**BASE, **raw}))
+    assert phrase in str(error.value) and error.value.exit_code == 2

@@ -3,16 +3,30 @@
 ``--select best-under-drop=1.0`` picks the fastest variant (then the smallest) whose metric is at
 most 1.0 points worse than the baseline's; ``smallest-under-drop=X`` prefers size; a variant's
 name picks it directly. The gates then judge that one variant: metric drop, speed-up (a variant
-that is "not faster" has none) and size on disk.
+that is "not faster" has none) and size on disk, each through :func:`squeeze.gate.verdict`, as a
+command's gate is.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import Any
 
+from squeeze.config import literal
 from squeeze.errors import ConfigError, Problem
+from squeeze.gate import (
+    FAILED,
+    GATE_MODES,
+    GATE_NEEDS,
+    METRIC,
+    NOT_JUDGED,
+    TIMING,
+    passes,
+    unjudgeable,
+    verdict,
+)
 from squeeze.results import SweepResults, VariantResult
 
 _SIZE = re.compile(r"^\s*([\d.]+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
@@ -45,11 +59,21 @@ class Gates:
     max_accuracy_drop: float | None = None
     min_speedup: float | None = None
     max_size: int | None = None  # bytes on disk
-    gate_on: str = "point"
+    gate_on: str = field(default="point", metadata={"choices": GATE_MODES})
+
+    @property
+    def limits(self) -> dict[str, float | None]:
+        """Each gate's limit by name (None: not set)."""
+        return {name: getattr(self, name) for name in GATE_NEEDS}
 
     @property
     def any(self) -> bool:
-        return any(g is not None for g in (self.max_accuracy_drop, self.min_speedup, self.max_size))
+        return any(limit is not None for limit in self.limits.values())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Gates:
+        """The gates a results file recorded (older files may lack newer fields)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 @dataclass(frozen=True)
@@ -113,11 +137,11 @@ def choose(results: SweepResults, selection: Selection) -> VariantResult | None:
             raise ConfigError(
                 [Problem(f"{{select}} {selection.name}: no such variant; variants: {names}")]
             ) from None
+    allowance = None if math.isinf(selection.max_drop) else selection.max_drop
     candidates = [
         v
         for v in results.variants
-        if v.name != results.baseline
-        and (judged(v, selection.on) is None or judged(v, selection.on) <= selection.max_drop)
+        if v.name != results.baseline and passes(judged(v, selection.on), allowance)
     ]
     if not candidates:
         return None
@@ -139,28 +163,94 @@ def gate_notes(results: SweepResults, chosen: VariantResult | None, gates: Gates
     return [f"{chosen.name}: {note}"] if note else []
 
 
+def judge(
+    results: SweepResults, chosen: VariantResult | None, gates: Gates
+) -> dict[str, tuple[str, str | None]]:
+    """Each gate's verdict on the chosen variant (:func:`squeeze.gate.verdict`) with what to say
+    when it failed or, for a gate that is set, could not be judged: never a silent pass."""
+    if chosen is None:
+        return {gate: (NOT_JUDGED, None) for gate in GATE_NEEDS}
+    name, drop = chosen.name, judged(chosen, gates.gate_on)
+    device = results.devices[0] if results.devices else None
+    speedup = chosen.speedup.get(device) if device in chosen.latency else None
+    # Timed, but within the baseline's own spread: no speed-up at all, whatever the limit.
+    not_faster = device in chosen.latency and speedup is None and gates.min_speedup is not None
+    what = "the upper end of its drop's 95% interval is" if drop != chosen.drop_points else "drops"
+    found = {
+        "max_accuracy_drop": (
+            verdict(drop, gates.max_accuracy_drop),
+            lambda: f"{name}: {what} {drop:.2f} points (> {gates.max_accuracy_drop:g})",
+        ),
+        "min_speedup": (
+            FAILED if not_faster else verdict(speedup, gates.min_speedup, at_least=True),
+            lambda: (
+                f"{name} is not measurably faster than the baseline"
+                if speedup is None
+                else f"{name} is {speedup:.2f}x faster (< {gates.min_speedup:g}x)"
+            ),
+        ),
+        "max_size": (
+            verdict(chosen.bytes_on_disk, gates.max_size),
+            lambda: (
+                f"{name} is {chosen.bytes_on_disk / 1e6:.1f} MB "
+                f"(> {(gates.max_size or 0) / 1e6:g} MB)"
+            ),
+        ),
+    }
+    verdicts: dict[str, tuple[str, str | None]] = {}
+    for gate, (outcome, failure) in found.items():
+        why = failure() if outcome == FAILED else None
+        if outcome == NOT_JUDGED and gates.limits[gate] is not None:
+            why = f"{name}: {gate} could not be judged (no {GATE_NEEDS[gate]} was measured)"
+        verdicts[gate] = (outcome, why)
+    return verdicts
+
+
 def failures(results: SweepResults, chosen: VariantResult | None, gates: Gates) -> list[str]:
-    """Why the chosen variant misses the gates (empty when it passes)."""
+    """Why the chosen variant misses the gates (empty when it passes): a gate failed, or one
+    that is set could not be judged."""
     if chosen is None:
         return ["no variant qualifies for the selection"]
-    problems = []
-    drop = judged(chosen, gates.gate_on)
-    if gates.max_accuracy_drop is not None and (drop or 0.0) > gates.max_accuracy_drop:
-        what = (
-            "the upper end of its drop's 95% interval is"
-            if drop != chosen.drop_points
-            else ("drops")
-        )
-        problems.append(f"{chosen.name}: {what} {drop:.2f} points (> {gates.max_accuracy_drop:g})")
-    if gates.min_speedup is not None:
-        device = results.devices[0] if results.devices else None
-        speedup = chosen.speedup.get(device) if device else None
-        if speedup is None:
-            problems.append(f"{chosen.name} is not measurably faster than the baseline")
-        elif speedup < gates.min_speedup:
-            problems.append(f"{chosen.name} is {speedup:.2f}x faster (< {gates.min_speedup:g}x)")
-    if gates.max_size is not None and chosen.bytes_on_disk > gates.max_size:
+    return [why for _, why in judge(results, chosen, gates).values() if why is not None]
+
+
+def plan_problems(
+    gates: Gates, select: Selection | None, *, names: list[str], data: bool, tuning: bool
+) -> list[Problem]:
+    """Before any work, every gate and selection a run could not judge: an accuracy gate or a
+    drop allowance without data (no metric to compare), a name that is not a variant, and what
+    a tune search does not judge (it keeps the fastest variant within its own allowance).
+
+    Args:
+        gates: The plan's gates.
+        select: The plan's selection, if any.
+        names: The variants a selection may name (the baseline included).
+        data: Whether the run scores its variants (has data).
+        tuning: Whether a tune search runs instead of fixed variants.
+    """
+    # A run times every variant: its speed-up gates always have their figure.
+    measured = {METRIC, TIMING} if data else {TIMING}
+    problems = [Problem("gates: " + p.text) for p in unjudgeable(gates.limits, measured)]
+    if tuning:
+        problems += [
+            Problem(f"gates: {{{gate}}} is not judged by a tune: search (it keeps the fastest "
+                    "variant within tune.max_accuracy_drop); leave it out")
+            for gate in ("min_speedup", "max_size") if gates.limits[gate] is not None
+        ]  # fmt: skip
+        if select is not None:
+            problems.append(
+                Problem(literal(f"select {select.describe()}: a tune: search selects by itself "
+                                "(the fastest variant within tune.max_accuracy_drop); leave it "
+                                "out"))
+            )  # fmt: skip
+    elif select is not None and select.name is not None and select.name not in names:
+        listing = ", ".join(names)
         problems.append(
-            f"{chosen.name} is {chosen.bytes_on_disk / 1e6:.1f} MB (> {gates.max_size / 1e6:g} MB)"
+            Problem(literal(f"select {select.name}: no such variant; variants: {listing}"))
         )
+    elif select is not None and not data and not math.isinf(select.max_drop):
+        problems.append(
+            Problem(literal(f"select {select.describe()}: ") + "without {data} no variant's drop "
+                    "can be judged; pass {data}, or select a variant by name")
+        )  # fmt: skip
     return problems

@@ -1,21 +1,24 @@
 """Recipes: a model, its data, the variants to build (chains of steps), bench settings and gates.
 
-YAML or TOML, checked whole before anything runs: unknown keys, unknown steps and bad
-parameters are errors that name the place and the fix. The same plan comes from the command line
+YAML or TOML, checked whole before anything runs: every key and value against a schema that is
+the type hints of the dataclass it becomes (:class:`Plan` for the top level, :class:`DataSpec`,
+:class:`BenchSettings`, :class:`Gates`, :class:`TuneConfig`, a step's config), as a step's
+parameters are. Every problem of the file comes in one error, each naming its place
+(``bench.runs: expected an integer, got 'thirty'``). The same plan comes from the command line
 (``squeeze run --model M --data D --variant "a() -> b()"``) or from ``squeeze sweep``'s grid.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from squeeze.bench.latency import BenchSettings
-from squeeze.config import build
+from squeeze.config import build, check_section, literal, named_in
 from squeeze.dataspec import DataSpec
 from squeeze.errors import ConfigError, Problem, SqueezeError, raise_problems
-from squeeze.gate import GATE_MODES
 from squeeze.sweep.gates import Gates, Selection, parse_size
 from squeeze.sweep.steps import StepCall, chain_text, parse_chain
 from squeeze.tune.config import TuneConfig
@@ -24,8 +27,9 @@ TOP_KEYS = ("name", "model", "data", "eval_data", "calibration_data", "max_lengt
             "variants", "tune", "bench", "gates", "select")  # fmt: skip
 BENCH_KEYS = {"batch": "batch_sizes", "seq": "seq_len", "runs": "runs", "warmup": "warmup",
               "rounds": "rounds", "threads": "threads"}  # fmt: skip
-GATE_KEYS = ("max_accuracy_drop", "gate_on", "min_speedup", "max_size")
-_DATA_FIELDS = tuple(f.name for f in fields(DataSpec))
+# Keys read by their own schema (a section's dataclass, the step parser), not by Plan's hints.
+SECTIONS = ("data", "eval_data", "calibration_data", "variants", "tune", "bench", "gates")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -57,28 +61,36 @@ class Plan:
     tune: TuneConfig | None = None
     # What is wrong with the recipe's variants, reported with the data's before any work.
     problems: tuple[Problem, ...] = ()
+    # The lengths the user stated ("max_length", "seq_len"): the others follow the model's
+    # position table (``squeeze.encoding.fit_plan``).
+    lengths_given: frozenset[str] = frozenset()
 
 
 def _unknown(keys: Any, known: Any, where: str) -> None:
-    extra = sorted(set(keys) - set(known))
+    extra = sorted(str(k) for k in set(keys) - set(known))
     if extra:
         raise ConfigError(f"{where}: unknown key '{extra[0]}'; known keys: {', '.join(known)}")
 
 
 def data_spec(section: Any, where: str) -> DataSpec:
-    """A DataSpec from a recipe's data section: a path, or a mapping of DataSpec's fields."""
+    """A DataSpec from a recipe's data section: a path, or a mapping of DataSpec's fields.
+
+    Raises:
+        ConfigError: every problem of the section, each naming its place (``data.max_samples``).
+    """
     if isinstance(section, str):
-        return DataSpec(section)
-    if not isinstance(section, dict) or "source" not in section:
-        raise ConfigError(f"{where}: give a file or a mapping with 'source' and column options")
-    _unknown(section, _DATA_FIELDS, where)
-    values = dict(section)
-    if "split_ratios" in values:
-        values["split_ratios"] = tuple(values["split_ratios"])
-    try:
-        return DataSpec(**values)
-    except TypeError as e:
-        raise ConfigError(f"{where}: {e}") from None
+        section = {"source": section}
+    elif not isinstance(section, Mapping):
+        raise ConfigError(
+            f"{where}: give a file or a mapping with 'source' and column options, not {section!r}"
+        )
+    typed, problems = check_section(DataSpec, section, where)
+    if not problems:
+        try:
+            return DataSpec(**typed)
+        except SqueezeError as e:
+            problems = named_in(where, {}, e)
+    raise ConfigError(problems)
 
 
 def variants_from(entries: Any, where: str = "variants") -> tuple[Variant, ...]:
@@ -128,47 +140,55 @@ def _variant(entry: Any, label: str) -> Variant:
 
 
 def _bench(section: Any, max_length: int, device: str) -> BenchSettings:
-    section = section or {}
-    if not isinstance(section, dict):
-        raise ConfigError("bench: a mapping like {batch: 1, seq: 128, runs: 30}")
-    _unknown(section, BENCH_KEYS, "bench")
-    values = {BENCH_KEYS[k]: v for k, v in section.items()}
-    batch = values.get("batch_sizes", 1)
-    values["batch_sizes"] = tuple(batch) if isinstance(batch, list) else (int(batch),)
-    values.setdefault("seq_len", max_length)
-    values.setdefault("runs", 30)
-    return BenchSettings(device=device, **values)
+    """BenchSettings from the bench section, its keys named as a recipe writes them."""
+    section = {} if section is None else section
+    if isinstance(section, Mapping) and type(section.get("batch")) is int:
+        section = {**section, "batch": [section["batch"]]}  # batch: 1 is batch: [1]
+    typed, problems = check_section(BenchSettings, section, "bench", keys=BENCH_KEYS)
+    if not problems:
+        typed.setdefault("seq_len", max_length)
+        try:
+            return BenchSettings(device=device, **typed)
+        except SqueezeError as e:
+            problems = named_in("bench", BENCH_KEYS, e)
+    raise ConfigError(problems)
 
 
 def _gates(section: Any) -> Gates:
-    section = section or {}
-    if not isinstance(section, dict):
-        raise ConfigError("gates: a mapping like {max_accuracy_drop: 1.0, min_speedup: 2}")
-    _unknown(section, GATE_KEYS, "gates")
-    size = section.get("max_size")
-    gate_on = section.get("gate_on", "point")
-    if gate_on not in GATE_MODES:
-        raise ConfigError(f"gates: gate_on takes {' or '.join(GATE_MODES)}, not '{gate_on}'")
-    return Gates(
-        max_accuracy_drop=section.get("max_accuracy_drop"),
-        gate_on=gate_on,
-        min_speedup=section.get("min_speedup"),
-        max_size=parse_size(str(size)) if size is not None else None,
-    )
+    """Gates from the gates section; ``max_size`` may be written as a size like 50MB."""
+    section = {} if section is None else section
+    problems: list[Problem] = []
+    if isinstance(section, Mapping) and isinstance(section.get("max_size"), str):
+        section = dict(section)
+        try:
+            section["max_size"] = parse_size(section["max_size"])
+        except ConfigError as e:
+            problems += named_in("gates", {}, e)
+            del section["max_size"]
+    typed, found = check_section(Gates, section, "gates")
+    raise_problems(problems + found, ConfigError)
+    return Gates(**typed)
 
 
 def read_recipe(path: str | Path) -> dict[str, Any]:
     """The raw mapping of a YAML or TOML recipe file.
 
     Raises:
-        ConfigError: missing, unreadable, or not a mapping.
+        ConfigError: missing, not UTF-8 text, not valid YAML/TOML, or not a mapping.
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"recipe {path} does not exist; pass a .yaml or .toml file")
-    text = path.read_text()
+    kind = "TOML" if path.suffix == ".toml" else "YAML"
     try:
-        if path.suffix == ".toml":
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"recipe {path} is not UTF-8 text (byte {e.start}: {e.object[e.start]:#04x}); "
+            f"pass a {kind} recipe saved as UTF-8"
+        ) from None
+    try:
+        if kind == "TOML":
             import tomllib
 
             raw = tomllib.loads(text)
@@ -178,7 +198,7 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
             raw = yaml.safe_load(text)
     except Exception as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ConfigError(f"recipe {path} is not valid {path.suffix or 'YAML'}: {first}") from None
+        raise ConfigError(f"recipe {path} is not valid {path.suffix or kind}: {first}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"recipe {path}: the top level must be a mapping with model and variants")
     return raw
@@ -187,12 +207,23 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
 def plan_from(raw: dict[str, Any], base: Path | None = None) -> Plan:
     """Validate a recipe mapping into a plan; relative paths are relative to ``base``.
 
+    Every key and value is checked before anything is built, each section against its
+    dataclass's fields; a variant's problems come too when the rest has some (otherwise
+    :func:`squeeze.pipeline.check_plan` reports them with the data's).
+
     Raises:
-        ConfigError: what is wrong and where.
+        ConfigError: every problem of the recipe, each naming its place.
     """
-    _unknown(raw, TOP_KEYS, "recipe")
-    if "model" not in raw:
-        raise ConfigError("recipe: 'model' is required (a checkpoint folder or hub id)")
+    top, problems = check_section(
+        Plan, raw, "", keys={k: k for k in TOP_KEYS}, hints={"select": str | None}, own=SECTIONS
+    )
+
+    def section(make: Callable[..., T], *args: Any) -> T | None:
+        try:
+            return make(*args)
+        except SqueezeError as e:
+            problems.extend(e.problems)
+            return None
 
     def resolve(text: str) -> str:
         if base is None or Path(text).is_absolute():
@@ -200,45 +231,62 @@ def plan_from(raw: dict[str, Any], base: Path | None = None) -> Plan:
         candidate = base / text
         return str(candidate.resolve()) if candidate.exists() else text
 
-    data = data_spec(raw["data"], "data") if raw.get("data") is not None else None
-    if data is not None:
-        data = replace(data, source=resolve(data.source))
-    eval_data, calibration_data = (
-        data_spec(raw[key], key) if raw.get(key) else None
-        for key in ("eval_data", "calibration_data")
+    data, eval_data, calibration_data = (
+        section(data_spec, raw[key], key) if raw.get(key) is not None else None
+        for key in ("data", "eval_data", "calibration_data")
     )
-    eval_data, calibration_data = (
+    data, eval_data, calibration_data = (
         replace(spec, source=resolve(spec.source)) if spec is not None else None
-        for spec in (eval_data, calibration_data)
+        for spec in (data, eval_data, calibration_data)
     )
-    max_length = int(raw.get("max_length", 128))
-    device = str(raw.get("device", "cpu"))
-    tune = _tune(raw.get("tune"))
-    if tune is not None and raw.get("variants"):
-        raise ConfigError("recipe: give 'variants' or a 'tune' section, not both")
-    variants, problems = ((), []) if tune is not None else collect_variants(raw.get("variants"))
+    max_length = top.get("max_length", 128)
+    if max_length < 2:
+        problems.append(Problem(literal(f"max_length: must be at least 2, not {max_length}")))
+        max_length = 128
+    device = top.get("device", "cpu")
+    tuning = raw.get("tune") is not None
+    tune = section(_tune, raw["tune"]) if tuning else None
+    if tuning and raw.get("variants"):
+        problems.append(Problem("recipe: give 'variants' or a 'tune' section, not both"))
+    gates = section(_gates, raw.get("gates"))
+    if tuning and gates is not None and gates.max_accuracy_drop is not None:
+        problems.append(
+            Problem("gates.max_accuracy_drop: a tune: search keeps the fastest variant within "
+                    "its own allowance; write it as tune.max_accuracy_drop")
+        )  # fmt: skip
+    variants, variant_problems = (
+        ((), []) if tuning else section(collect_variants, raw.get("variants")) or ((), [])
+    )
+    bench = section(_bench, raw.get("bench"), max_length, device)
+    select = section(Selection.parse, top["select"]) if top.get("select") else None
+    if problems:
+        raise_problems([*problems, *variant_problems], ConfigError)
+    assert bench is not None and gates is not None
+    # The lengths the recipe states; the others follow the model (squeeze.encoding.fit_plan).
+    lengths = {"max_length"} if "max_length" in raw else set()
+    if isinstance(raw.get("bench"), Mapping) and "seq" in raw["bench"]:
+        lengths.add("seq_len")
     return Plan(
-        model=resolve(str(raw["model"])),
+        model=resolve(top["model"]),
         variants=variants,
-        problems=tuple(problems),
+        problems=tuple(variant_problems),
         data=data,
         eval_data=eval_data,
         calibration_data=calibration_data,
         max_length=max_length,
         device=device,
-        bench=_bench(raw.get("bench"), max_length, device),
-        gates=_gates(raw.get("gates")),
-        select=Selection.parse(str(raw["select"])) if raw.get("select") else None,
-        name=str(raw.get("name") or "squeeze"),
+        bench=bench,
+        gates=gates,
+        select=select,
+        name=top.get("name") or "squeeze",
         tune=tune,
+        lengths_given=frozenset(lengths),
     )
 
 
-def _tune(section: Any) -> TuneConfig | None:
+def _tune(section: Any) -> TuneConfig:
     """The ``tune:`` section: TuneConfig's fields, e.g. {max_accuracy_drop: 1.0, budget: 20m}."""
-    if section is None:
-        return None
-    if not isinstance(section, dict):
+    if not isinstance(section, Mapping):
         raise ConfigError("tune: a mapping like {max_accuracy_drop: 1.0, budget: 20m}")
     try:
         return build(TuneConfig, section)
