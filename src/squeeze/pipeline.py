@@ -19,7 +19,7 @@ from typing import Any
 from squeeze.config import literal
 from squeeze.data import load_dataset
 from squeeze.dataspec import evaluation_part, training_part
-from squeeze.encoding import encode_for
+from squeeze.encoding import encode_for, plan_length_problems
 from squeeze.errors import ConfigError, Problem, SqueezeError, raise_problems
 from squeeze.evaluate import evaluate_forward, open_model, scorable_of
 from squeeze.output import atomic_output, check_output
@@ -55,6 +55,7 @@ def check_plan(plan: Plan) -> None:
             Problem("eval_data: the variants are scored only in a run with {data}; give {data} too")
         )
     model_config = _model_config(plan)
+    problems += plan_length_problems(plan, model_config)
     for i, variant in enumerate(plan.variants, 1):
         for j, call in enumerate(variant.steps, 1):
             place = literal(f"variants[{i}] step {j} {call.canonical()}")

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from squeeze.errors import ConfigError
+from squeeze.errors import ConfigError, UnsupportedError
 from squeeze.stats import Scores
 from squeeze.sweep.recipe import Plan
 from squeeze.tune.config import TuneConfig, parse_duration
@@ -178,3 +178,42 @@ def test_durations():
     assert parse_duration("20m") == 1200 and parse_duration("1.5h") == 5400
     assert parse_duration("90") == 90 and parse_duration("soon") is None
     assert TuneConfig(amounts=("0.5,0.25",)).amount_ladder == [0.25, 0.5]
+
+
+def test_the_default_search_space_fits_the_model():
+    """Default layers stop short of the model's depth (none where its layers share one block);
+    default amounts that leave the same shape as a smaller one are not searched twice."""
+    from transformers import BertConfig
+
+    from squeeze.tiny import tiny_config
+
+    fitted, notes = TuneConfig().fitted(tiny_config("bert"))  # 2 layers, 4 heads, FFN 64
+    assert fitted.layer_ladder == [1] and notes == ["layers to drop: 1 (the model has 2 layers)"]
+    assert fitted.amount_ladder == [0.25, 0.375, 0.5, 0.625, 0.75]
+    deep, notes = TuneConfig().fitted(tiny_config("bert", layers=4))
+    assert deep.layer_ladder == [1, 2] and not notes
+    shared, notes = TuneConfig().fitted(tiny_config("albert"))
+    assert shared.layer_ladder == [] and notes == [
+        "layers to drop: none (its layers share weights)"
+    ]
+    # 2 heads and 2 neurons: 0.25 removes nothing, 0.375 and up all leave one of each.
+    narrow = BertConfig(hidden_size=4, num_attention_heads=2, intermediate_size=2)
+    small, notes = TuneConfig().fitted(narrow)
+    assert small.amount_ladder == [0.375] and "amounts searched: 0.375" in notes[-1]
+    given, _ = TuneConfig(amounts=("0.25,0.5",)).fitted(narrow)
+    assert given.amount_ladder == [0.25, 0.5]  # searched as given
+
+
+@pytest.mark.parametrize(
+    ("family", "error", "phrase"),
+    [
+        ("bert", ConfigError, "{layers} 2 would remove all 2 layers; give fewer than 2"),
+        ("albert", UnsupportedError, "so none can be dropped; leave {layers} out"),
+    ],
+)
+def test_given_layers_the_model_lacks_are_refused(family, error, phrase):
+    from squeeze.tiny import tiny_config
+
+    with pytest.raises(error) as raised:
+        TuneConfig(layers=("1", "2")).fitted(tiny_config(family))
+    assert phrase in raised.value.problems[0].text

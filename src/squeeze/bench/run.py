@@ -155,6 +155,26 @@ def _static_shape(manifest: dict[str, Any]) -> tuple[int, int] | None:
     return (batch, seq) if isinstance(batch, int) else None
 
 
+def check_seq(models: Sequence[str], seq_len: int, *, trust_remote_code: bool = False) -> None:
+    """Refuse a timed length beyond a model's position table before anything is loaded or
+    exported: the model would fail on it with a tensor-size error. A timed length is an exact
+    shape, so it is refused, never cut (unlike a max length: ``squeeze.encoding.fit_length``).
+
+    Raises:
+        ConfigError: naming ``{seq_len}``, the model and its limit.
+    """
+    from squeeze.arch import check_length, find_spec
+    from squeeze.encoding import config_of
+
+    for model in models:
+        config = config_of(model, trust_remote_code=trust_remote_code)
+        if config is not None:
+            try:
+                check_length(config, find_spec(config), seq_len, field="seq_len")
+            except ConfigError as e:
+                raise ConfigError(e.problems, where=model) from None
+
+
 def bench_models(
     models: Sequence[str],
     settings: BenchSettings,
@@ -173,11 +193,11 @@ def bench_models(
         The results (one per model and runtime) and notes for the reader.
 
     Raises:
-        ConfigError: a runtime that cannot run that model, or shapes a static export forbids.
+        ConfigError: a runtime that cannot run that model, shapes a static export forbids, or
+            a sequence longer than a model's position table (before any work).
     """
     import torch
 
-    from squeeze.arch import check_length
     from squeeze.checkpoint import load
     from squeeze.export.read import (
         export_folder,
@@ -193,6 +213,7 @@ def bench_models(
         raise ConfigError(
             [Problem(f"unknown {{runtime}} {', '.join(unknown)}; choose {', '.join(RUNTIMES)}")]
         )
+    check_seq(models, settings.seq_len, trust_remote_code=trust_remote_code)
     threads = settings.threads or torch.get_num_threads()
     notes: list[str] = []
     targets: list[Target] = []
@@ -219,7 +240,6 @@ def bench_models(
                 )
             if "torch" in wanted:
                 loaded = load(model, trust_remote_code=trust_remote_code, device=settings.device)
-                check_length(loaded.config, loaded.spec, settings.seq_len, field="seq_len")
                 targets.append(
                     torch_target(
                         model, loaded, settings.device, settings.precision, settings.compile

@@ -54,7 +54,13 @@ def bench(
         ),
     ] = False,
     batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1",
-    seq: Annotated[int, typer.Option(help="Tokens per sequence.")] = 128,
+    seq: Annotated[
+        int | None,
+        typer.Option(
+            help="Tokens per sequence (default: 128, or the fewest positions of the models "
+            "where fewer; one beyond a model's positions is refused).",
+        ),
+    ] = None,
     threads: Annotated[
         int | None, typer.Option(help="Intra-op threads (default: torch's, = cores).")
     ] = None,
@@ -76,12 +82,16 @@ def bench(
     from squeeze.bench.latency import BenchSettings
     from squeeze.bench.run import bench_models
     from squeeze.device import resolve_device
+    from squeeze.encoding import default_length, positions_of
 
     if list_backends:
         _render_backends(json_output)
         return
     if not models:
         raise ConfigError("give one or more models to bench, or --backends to list runtimes")
+    if seq is None:
+        seq = min(default_length(positions_of(m, trust_remote_code=trust_remote_code))
+                  for m in models)  # fmt: skip
     settings = BenchSettings(
         batch_sizes=_int_list(batch, "--batch"),
         seq_len=seq,

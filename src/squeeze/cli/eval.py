@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import typer
+
 from squeeze.cli._options import (
     BatchSizeOpt,
     DeviceOpt,
     JsonOpt,
-    MaxLengthOpt,
     ModelArg,
     QuietOpt,
     TaskOpt,
@@ -24,7 +27,14 @@ def eval_(
     data: DataSpec,
     task: TaskOpt = None,
     batch_size: BatchSizeOpt = 32,
-    max_length: MaxLengthOpt = 128,
+    max_length: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            help="Truncate inputs to this many tokens (default: 128, or the model's positions "
+            "where fewer; one beyond the model's positions is cut to them, with a note).",
+        ),
+    ] = None,
     device: DeviceOpt = "cpu",
     trust_remote_code: TrustOpt = False,
     json_output: JsonOpt = False,
@@ -34,14 +44,17 @@ def eval_(
     accuracy and macro-F1 for classifiers, perplexity for causal LMs, with the sample count and
     the time it took."""
     from squeeze.device import resolve_device
-    from squeeze.encoding import encode_for
+    from squeeze.encoding import default_length, encode_for, fit_length
     from squeeze.evaluate import evaluate_forward, open_model
 
     device = resolve_device(device)
     scorable = open_model(
         model, task=task_of(task), device=device, trust_remote_code=trust_remote_code
     )
+    if max_length is None:
+        max_length = default_length(scorable.max_tokens)
     encoded, dataset = encode_for(scorable, data, max_length=max_length)
+    max_length, _ = fit_length(scorable, max_length)  # what the examples were cut to
     evaluation = evaluate_forward(
         scorable.forward,
         encoded,

@@ -60,7 +60,15 @@ _RUN_PARAMS = [
     option("eval_data", EvalDataOpt, None),
     option(
         "max_length",
-        Annotated[int | None, typer.Option(min=2, help="Truncate inputs to this many tokens.")],
+        Annotated[
+            int | None,
+            typer.Option(
+                min=2,
+                help="Truncate inputs to this many tokens; latency is timed at this length "
+                "(default: the recipe's, else 128 or the model's positions where fewer; one "
+                "beyond the model's positions is cut to them, with a note).",
+            ),
+        ],
         None,
     ),
     option(
@@ -128,6 +136,7 @@ def with_run_options(command: Any) -> Any:
 def _finish(plan: Any, data: DataSpec | None, output: str, options: RunOptions) -> None:
     """Apply the command line over the plan, run it, show the results, gate."""
     from squeeze.cli._results import print_results
+    from squeeze.cli.tune import fit_lengths
     from squeeze.device import resolve_device
     from squeeze.pipeline import run_plan
     from squeeze.sweep.cache import default_cache_dir
@@ -153,7 +162,12 @@ def _finish(plan: Any, data: DataSpec | None, output: str, options: RunOptions) 
         max_length=o.max_length or plan.max_length,
         bench=replace(bench, runs=o.runs) if o.runs else bench,
         device=resolve_device(o.device or plan.device),
+        # --max-length sets the timed length too, over the recipe's bench seq.
+        lengths_given=plan.lengths_given - {"seq_len"} | {"max_length"}
+        if o.max_length
+        else plan.lengths_given,
     )
+    plan = fit_lengths(plan, o.trust_remote_code)
 
     if plan.tune is not None:
         from squeeze.cli.tune import tune_plan

@@ -43,7 +43,15 @@ def tune(
     output: OutOpt,
     config: TuneConfig,
     eval_data: EvalDataOpt = None,
-    max_length: Annotated[int, typer.Option(min=2, help="Tokens per example (and timed).")] = 128,
+    max_length: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            help="Tokens per example, and the length timed (default: 128, or the model's "
+            "positions where fewer; one beyond the model's positions is cut to them, with a "
+            "note).",
+        ),
+    ] = None,
     runs: Annotated[int, typer.Option(min=2, help="Timed runs per variant and round.")] = 30,
     gate_on: GateOnOpt = GateOn.point,
     cache_dir: CacheDirOpt = None,
@@ -67,24 +75,39 @@ def tune(
     """
     from squeeze.bench.latency import BenchSettings
     from squeeze.device import resolve_device
+    from squeeze.encoding import DEFAULT_MAX_LENGTH
     from squeeze.sweep.gates import Gates
     from squeeze.sweep.recipe import Plan
 
     resolved = resolve_device(device)
+    length = max_length or DEFAULT_MAX_LENGTH
     plan = Plan(
         model=model,
         variants=(),
         data=data,
         eval_data=optional_data_spec(data, eval_data),
-        max_length=max_length,
+        max_length=length,
         device=resolved,
-        bench=BenchSettings(seq_len=max_length, runs=runs),
+        bench=BenchSettings(seq_len=length, runs=runs),
         gates=Gates(config.max_accuracy_drop, gate_on=gate_on.value),
+        lengths_given=frozenset({"max_length"} if max_length else ()),
     )
+    plan = fit_lengths(plan, trust_remote_code)
     tune_plan(
         plan, config, output, cache_dir=cache_dir, resume=resume, overwrite=overwrite,
         trust_remote_code=trust_remote_code, json_output=json_output, quiet=quiet,
     )  # fmt: skip
+
+
+def fit_lengths(plan: Any, trust_remote_code: bool) -> Any:
+    """The plan with its lengths fitted to the model (``squeeze.encoding.fit_plan``), saying
+    on stderr where a given length was cut: before any work, for run, sweep and tune alike."""
+    from squeeze.encoding import fit_plan
+
+    plan, notes = fit_plan(plan, trust_remote_code=trust_remote_code)
+    for note in notes:
+        stderr.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+    return plan
 
 
 def tune_plan(

@@ -7,10 +7,11 @@ keys of a recipe's ``tune:`` section, with the same validation. Light: no torch,
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from squeeze.config import StepConfig, at_least, literal, param
-from squeeze.errors import Problem
+from squeeze.errors import ConfigError, Problem, UnsupportedError
 from squeeze.prune.structured import ALLOCATIONS, IMPORTANCE_METHODS
 
 # Quantization modes the search may try, as the step each one is.
@@ -20,6 +21,9 @@ QUANTIZE_STEPS = {
     "static": "quantize(int8, static=true)",
     "none": "export(optimize=true)",
 }
+# The search space when none is given, cut to what each model allows (``TuneConfig.fitted``).
+DEFAULT_AMOUNTS = ("0.25", "0.375", "0.5", "0.625", "0.75")
+DEFAULT_LAYERS = ("1", "2")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h)?\s*$", re.IGNORECASE)
 _SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3600}
 
@@ -76,12 +80,17 @@ class TuneConfig(StepConfig):
     budget: str = param(
         "30m", help="Time for the whole search, final measurement included, e.g. 20m, 1h, 900s."
     )
-    amounts: tuple[str, ...] = param(
-        ("0.25", "0.375", "0.5", "0.625", "0.75"),
-        help="Fractions of heads and FFN neurons removed together: the ladder searched.",
+    # None: the default, fitted to the model (``fitted``); given values are checked against it.
+    amounts: tuple[str, ...] | None = param(
+        None,
+        help="Fractions of heads and FFN neurons removed together: the ladder searched "
+        f"[default: {','.join(DEFAULT_AMOUNTS)}, less those that leave the model the shape a "
+        "smaller one does].",
     )
-    layers: tuple[str, ...] = param(
-        ("1", "2"), help="Whole layers to drop on top of the best amount, tried in order."
+    layers: tuple[str, ...] | None = param(
+        None,
+        help="Whole layers to drop on top of the best amount, tried in order [default: "
+        f"{','.join(DEFAULT_LAYERS)}, those fewer than the model's layers].",
     )
     allocations: tuple[str, ...] = param(
         ("uniform", "global"),
@@ -113,10 +122,10 @@ class TuneConfig(StepConfig):
         if parse_duration(self.budget) is None:
             text = literal(repr(self.budget))
             found.append(Problem(f"{{budget}} takes a duration like 20m, 1h or 900s, not {text}"))
-        if not self.amounts:
+        if self.amounts is not None and not items(self.amounts):
             found.append(Problem("{amounts} needs at least one fraction"))
-        found += _numbers("amounts", self.amounts, 0.0, 1.0)
-        found += _numbers("layers", self.layers, 1, 1000)
+        found += _numbers("amounts", self.amounts or (), 0.0, 1.0)
+        found += _numbers("layers", self.layers or (), 1, 1000)
         found += _numbers("recovery_steps", self.recovery_steps, 1, 1e9)
         found += _choices("allocations", self.allocations, ALLOCATIONS)
         if not self.quantize:
@@ -138,11 +147,75 @@ class TuneConfig(StepConfig):
 
     @property
     def amount_ladder(self) -> list[float]:
-        return sorted({float(a) for a in items(self.amounts) if float(a) > 0})
+        amounts = DEFAULT_AMOUNTS if self.amounts is None else self.amounts
+        return sorted({float(a) for a in items(amounts) if float(a) > 0})
 
     @property
     def layer_ladder(self) -> list[int]:
-        return sorted({int(float(n)) for n in items(self.layers)})
+        layers = DEFAULT_LAYERS if self.layers is None else self.layers
+        return sorted({int(float(n)) for n in items(layers)})
+
+    def fitted(self, model_config: Any) -> tuple[TuneConfig, list[str]]:
+        """The search space for one model, before any work: default amounts and layers cut
+        to what it allows, given ones checked, so the search never fails halfway on a step
+        the model cannot take. A family without a spec is left to ``check_plan`` to refuse.
+
+        Default layers are those fewer than the model's (none where its layers share one
+        block's weights); default amounts skip any that leave the model the shape a smaller
+        one does (a model with few heads or neurons rounds several to the same count). Given
+        amounts are searched as given.
+
+        Returns:
+            The config with ``amounts`` and ``layers`` stated, and notes on what the defaults
+            lost.
+
+        Raises:
+            ConfigError: given ``layers`` that would remove every layer.
+            UnsupportedError: given ``layers`` for a family that shares one block.
+        """
+        from squeeze.arch import family_name, ffn_width, find_spec, kv_heads
+        from squeeze.prune.structured import kept
+
+        spec = find_spec(model_config)
+        if spec is None:
+            return self, []
+        depth = 0 if spec.shared_layers else int(model_config.num_hidden_layers)
+        notes = []
+        if self.layers is None:
+            layers = [n for n in self.layer_ladder if n < depth]
+            if layers != self.layer_ladder:
+                spare = f"the model has {depth} layers" if depth else "its layers share weights"
+                notes.append(f"layers to drop: {_listed(layers)} ({spare})")
+        elif self.layer_ladder and spec.shared_layers:
+            family = family_name(model_config, spec)
+            raise UnsupportedError([Problem(f"{{layers}}: {family} shares one block's weights "
+                                            "across its layers, so none can be dropped; leave "
+                                            "{layers} out")])  # fmt: skip
+        elif self.layer_ladder and max(self.layer_ladder) >= depth:
+            raise ConfigError([Problem(f"{{layers}} {max(self.layer_ladder)} would remove all "
+                                       f"{depth} layers; give fewer than {depth}")])  # fmt: skip
+        else:
+            layers = self.layer_ladder
+        amounts = self.amount_ladder
+        if self.amounts is None:
+            groups, width = kv_heads(model_config), ffn_width(model_config, spec)
+            seen = {(groups, width)}
+            amounts = []
+            for amount in self.amount_ladder:
+                shape = (kept(groups, amount), kept(width, amount))
+                if shape not in seen:
+                    seen.add(shape)
+                    amounts.append(amount)
+            if amounts != self.amount_ladder:
+                notes.append(f"amounts searched: {_listed(amounts)} (the others leave "
+                             f"{groups} head groups and {width} FFN neurons as one of these "
+                             "does)")  # fmt: skip
+        fitted = replace(
+            self,
+            amounts=tuple(f"{a:g}" for a in amounts),
+            layers=tuple(str(n) for n in layers),
+        )
+        return fitted, notes
 
     @property
     def recovery_ladder(self) -> list[int]:
@@ -155,3 +228,7 @@ class TuneConfig(StepConfig):
     @property
     def allocation_modes(self) -> list[str]:
         return items(self.allocations)
+
+
+def _listed(values: list[Any]) -> str:
+    return ", ".join(f"{v:g}" for v in values) if values else "none"

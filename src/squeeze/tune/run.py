@@ -12,14 +12,17 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
+from squeeze.config import literal
 from squeeze.dataspec import held_out_part, training_part
+from squeeze.encoding import config_of
 from squeeze.errors import ConfigError, DataError, OutputExistsError, Problem
 from squeeze.output import check_output
 from squeeze.results import SweepResults, VariantResult
+from squeeze.sweep.cache import content_key
 from squeeze.sweep.gates import Gates, gate_notes, judged
 from squeeze.sweep.recipe import Plan, variants_from
 from squeeze.tune.config import QUANTIZE_STEPS, TuneConfig
@@ -35,6 +38,7 @@ from squeeze.tune.search import (
 from squeeze.types import ProgressFactory, no_progress
 
 JOURNAL = "journal.jsonl"
+FINGERPRINT = "search"  # the journal entry recording what its measurements depend on
 
 
 def state_dir_for(out: str | Path) -> Path:
@@ -96,12 +100,89 @@ def _check(plan: Plan, config: TuneConfig) -> None:
     check_plan(replace(plan, variants=variants_from(probes, "tune")))
 
 
+def _fingerprint(plan: Plan, config: TuneConfig, model_key: str) -> dict[str, Any]:
+    """What the journal's measurements depend on: the model's and data's content, the lengths,
+    device and timing settings, the search options (all but the time budget, which a resumed
+    search may extend) and squeeze's version; as the journal stores it (JSON)."""
+    from squeeze import __version__
+    from squeeze.sweep.cache import data_key
+
+    record = {
+        "model": model_key,
+        "data": data_key(plan.data),
+        "calibration_data": data_key(plan.calibration_data),
+        "max_length": plan.max_length,
+        "device": plan.device,
+        "bench": asdict(plan.bench),
+        "gate_on": plan.gates.gate_on,
+        **{f.name: getattr(config, f.name) for f in fields(config) if f.name != "budget"},
+        "squeeze": __version__,
+    }
+    return json.loads(json.dumps(record))
+
+
+# Keys of the fingerprint that hold content hashes: named, not shown.
+_HASHED = {"model": "another model", "data": "other data",
+           "calibration_data": "other calibration data"}  # fmt: skip
+
+
+def _differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """What differs between the journal's search and this run's, in the user's terms."""
+    found = []
+    for key, new in current.items():
+        old = recorded.get(key)
+        if old == new:
+            continue
+        if key in _HASHED:
+            found.append(f"{_HASHED[key]} (this run's files or options differ)")
+        elif isinstance(new, dict):
+            old = old if isinstance(old, dict) else {}
+            found += [f"{key} {k} {_shown(old.get(k))} (this run asks {_shown(v)})"
+                      for k, v in new.items() if old.get(k) != v]  # fmt: skip
+        else:
+            found.append(f"{key} {_shown(old)} (this run asks {_shown(new)})")
+    return found
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "none"
+    return "none" if value is None else str(value)
+
+
+def _check_resume(journal: Journal, fingerprint: dict[str, Any], *, resume: bool) -> None:
+    """Record what a new search measures under; refuse to resume one measured otherwise,
+    whose measurements would silently decide this run.
+
+    Raises:
+        ConfigError: the journal's search differs from this run (naming how), or it does not
+            record what it searched.
+    """
+    recorded = journal.get(FINGERPRINT, "")
+    restart = "rerun with the same options, or with {overwrite} instead of {resume} to start over"
+    if resume and recorded is None and len(journal):
+        raise ConfigError([Problem(f"{{resume}}: the journal at {literal(str(journal.path))} "
+                                   f"does not record what it searched; {restart}")])  # fmt: skip
+    if recorded is None:
+        journal.put(FINGERPRINT, "", fingerprint, 0.0)
+        return
+    differences = _differences(recorded, fingerprint)
+    if differences:
+        raise ConfigError([Problem(f"{{resume}}: the journal was searched with "
+                                   f"{literal(', '.join(differences))}; {restart}")])  # fmt: skip
+
+
 def _context(
-    plan: Plan, cache_dir: Path, trust_remote_code: bool, progress: ProgressFactory, say: Any
+    plan: Plan,
+    cache_dir: Path,
+    trust_remote_code: bool,
+    progress: ProgressFactory,
+    say: Any,
+    root: str,
 ) -> SearchContext:
+    """How the search builds and measures; ``root`` is the model's content key."""
     from squeeze.bench.run import bench_models
     from squeeze.pipeline import evaluate_artifact
-    from squeeze.sweep.cache import content_key
     from squeeze.sweep.execute import ChainContext, run_chain
     from squeeze.sweep.steps import parse_chain
 
@@ -110,7 +191,6 @@ def _context(
         max_length=plan.max_length, device=plan.device, trust_remote_code=trust_remote_code,
         progress=progress,
     )  # fmt: skip
-    root = content_key(plan.model)
     validation = _validation_spec(plan, say)
     # One round is enough to rank candidates; the final measurement rotates every variant.
     settings = replace(plan.bench, rounds=1)
@@ -225,11 +305,17 @@ def run_tune(
     state = state_dir_for(out)
     _check_state(state, resume=resume, overwrite=overwrite)
     _check(plan, config)
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    config, notes = config.fitted(config_of(plan.model, trust_remote_code=trust_remote_code))
+    for note in notes:
+        say(f"search space fitted to the model: {note}")
     gates = replace(plan.gates, max_accuracy_drop=config.max_accuracy_drop)
     plan = replace(plan, gates=gates)
-    ctx = _context(plan, cache_dir, trust_remote_code, progress, say)
-    search = Search(plan, config, ctx, Journal(state / JOURNAL))
+    root = content_key(plan.model)
+    journal = Journal(state / JOURNAL)
+    _check_resume(journal, _fingerprint(plan, config, root), resume=resume)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    ctx = _context(plan, cache_dir, trust_remote_code, progress, say, root)
+    search = Search(plan, config, ctx, journal)
     trials = search.run()
     if search.out_of_time:
         say(f"the {config.budget} budget is spent; measuring what was finished")

@@ -95,6 +95,9 @@ class Journal:
                 except (ValueError, KeyError, TypeError):
                     continue  # a line cut short by the interruption: measured again
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def get(self, kind: str, chain: str) -> dict[str, Any] | None:
         return self._entries.get((kind, chain))
 
