@@ -11,14 +11,14 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from squeeze.config import literal
 from squeeze.data import load_dataset
-from squeeze.dataspec import evaluation_part, training_part
+from squeeze.dataspec import evaluation_part, local_file, training_part
 from squeeze.encoding import encode_for, plan_length_problems
 from squeeze.errors import ConfigError, Problem, SqueezeError, raise_problems
 from squeeze.evaluate import evaluate_forward, open_model, scorable_of
@@ -78,6 +78,16 @@ def check_plan(plan: Plan) -> None:
                     Problem(f"{literal(where)}: {p.text}", p.error or type(e)) for p in e.problems
                 ]
     raise_problems(problems, ConfigError)
+
+
+def plan_inputs(plan: Plan, cache_dir: Path, recipe: str | Path | None = None) -> list[Path]:
+    """Everything a plan reads, which its output may not be, hold or sit inside: the model,
+    each step's own inputs (a teacher), the data files, the artifact cache and the recipe."""
+    named = [plan.model, cache_dir, recipe]
+    named += [local_file(s) for s in (plan.data, plan.eval_data, plan.calibration_data)]
+    named += [p for v in plan.variants for c in v.steps for p in c.method.inputs(c.config)]
+    paths = (Path(p).expanduser() for p in named if p is not None)
+    return [p for p in paths if p.exists() or p == cache_dir]
 
 
 def _model_config(plan: Plan) -> Any:
@@ -237,13 +247,15 @@ def write_outcome(
     selection: str,
     problems: list[str],
     overwrite: bool = False,
+    inputs: Sequence[Path] = (),
     extra: Callable[[Path], None] | None = None,
 ) -> None:
     """Write results.json, report/ and selected/ (with its marker) into ``out`` atomically;
-    ``extra`` adds files of its own to the folder before it moves into place."""
+    ``extra`` adds files of its own to the folder before it moves into place. ``inputs`` are
+    :func:`plan_inputs`, guarded again at the moment of writing."""
     from squeeze.report.write import write_report
 
-    with atomic_output(out, overwrite=overwrite) as tmp:
+    with atomic_output(out, overwrite=overwrite, inputs=inputs) as tmp:
         results.save(tmp / RESULTS_FILE)
         write_report(results, tmp / "report", overwrite=False)
         if chosen is not None:
@@ -269,13 +281,15 @@ def run_plan(
     trust_remote_code: bool = False,
     progress: ProgressFactory = no_progress,
     log: Any = None,
+    recipe: str | Path | None = None,
 ) -> tuple[SweepResults, list[str]]:
     """Build, measure, choose and write ``out`` (results.json, report/, selected/).
 
     Returns the results and the reasons the chosen variant misses the gates (empty = passed);
     the caller turns those into the exit code, after everything has been written.
     """
-    check_output(out, overwrite=overwrite)
+    inputs = plan_inputs(plan, cache_dir, recipe)
+    check_output(out, overwrite=overwrite, inputs=inputs)
     check_plan(plan)
     results = measure_plan(
         plan, cache_dir=cache_dir, trust_remote_code=trust_remote_code, progress=progress, log=log
@@ -293,6 +307,6 @@ def run_plan(
     results.gate_notes = gate_notes(results, chosen, plan.gates)
     write_outcome(
         results, out, chosen, selection=selection.describe() if selection else "",
-        problems=problems, overwrite=overwrite,
+        problems=problems, overwrite=overwrite, inputs=inputs,
     )  # fmt: skip
     return results, problems

@@ -21,7 +21,7 @@ from typing import Any
 
 from squeeze.accel import is_main_process
 from squeeze.checkpoint import load, resolve_local, write_checkpoint
-from squeeze.dataspec import DataSpec, evaluation_part, held_out_part
+from squeeze.dataspec import DataSpec, evaluation_part, held_out_part, local_file
 from squeeze.dataspec import training_part as training_spec
 from squeeze.encoding import Encoded, encode_for
 from squeeze.errors import ConfigError, DataError, Problem, UnsupportedError, raise_problems
@@ -70,6 +70,10 @@ class StepOptions:
     trust_remote_code: bool = False
     device: str = "cpu"
     progress: ProgressFactory = no_progress
+
+    def files(self) -> list[Path | None]:
+        """The local data files this step reads: inputs no output may touch."""
+        return [local_file(s) for s in (self.data, self.eval_data, self.calibration_data)]
 
     def given(self) -> set[str]:
         """Which datasets exist, for a method's ``data_problem``."""
@@ -327,7 +331,11 @@ def run_step(
     source = str(source)
     method = method_for(config)
     _check_needs(method, config, options)
-    inputs = [resolve_local(source), *(resolve_local(p) for p in method.inputs(config))]
+    inputs = [
+        resolve_local(source),
+        *(resolve_local(p) for p in method.inputs(config)),
+        *options.files(),
+    ]
     check_output(out, overwrite=options.overwrite, inputs=inputs)
     checkpoint_dir = checkpoint_dir_for(out) if method.resumable else None
     resuming = (

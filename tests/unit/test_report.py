@@ -156,7 +156,8 @@ def test_report_files_exist_and_open(report_dir):
     names = {"results.md", "results.csv", "results.json", "index.html"}
     names |= {f"metric_vs_{x}.{ext}" for x in ("latency", "size") for ext in ("png", "svg")}
     assert {f.name for f in files} == names
-    assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    # and the mark that lets --overwrite replace this folder (squeeze wrote it)
+    assert sorted(p.name for p in out.iterdir()) == sorted(names | {".squeeze-output"})
     assert all(f.parent == out.resolve() for f in files)
     for png in out.glob("*.png"):
         assert png.read_bytes().startswith(PNG_SIGNATURE)

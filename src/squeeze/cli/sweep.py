@@ -133,8 +133,11 @@ def with_run_options(command: Any) -> Any:
     return inject_options(command, "options", _RUN_PARAMS, lambda values: RunOptions(**values))
 
 
-def _finish(plan: Any, data: DataSpec | None, output: str, options: RunOptions) -> None:
-    """Apply the command line over the plan, run it, show the results, gate."""
+def _finish(
+    plan: Any, data: DataSpec | None, output: str, options: RunOptions, recipe: str | None = None
+) -> None:
+    """Apply the command line over the plan, run it, show the results, gate. ``recipe`` is the
+    file the plan came from: an input the output guard protects with the rest."""
     from squeeze.cli._results import print_results
     from squeeze.cli.tune import fit_lengths
     from squeeze.device import resolve_device
@@ -178,6 +181,7 @@ def _finish(plan: Any, data: DataSpec | None, output: str, options: RunOptions) 
         tune_plan(
             plan, config, output, cache_dir=o.cache_dir, resume=o.resume, overwrite=o.overwrite,
             trust_remote_code=o.trust_remote_code, json_output=o.json_output, quiet=o.quiet,
+            recipe=recipe,
         )  # fmt: skip
         return
     if o.resume:
@@ -195,6 +199,7 @@ def _finish(plan: Any, data: DataSpec | None, output: str, options: RunOptions) 
         trust_remote_code=o.trust_remote_code,
         progress=progress_factory(o.quiet),
         log=log,
+        recipe=recipe,
     )
     if o.json_output:
         print_json({**results.to_dict(), "gate_failures": problems, "out": output})
@@ -241,7 +246,7 @@ def run(
         plan = Plan(model=model, variants=variants_from(list(variant), "--variant"))
     if model is not None:
         plan = replace(plan, model=model)
-    _finish(plan, data, output, options)
+    _finish(plan, data, output, options, recipe)
 
 
 def _floats(text: str | None, flag: str) -> list[float]:

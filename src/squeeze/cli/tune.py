@@ -121,6 +121,7 @@ def tune_plan(
     trust_remote_code: bool,
     json_output: bool,
     quiet: bool,
+    recipe: str | None = None,
 ) -> None:
     """Run the search (``squeeze tune``, or ``squeeze run`` on a recipe with ``tune:``), show
     the trace and the results, and exit 1 when nothing kept the budget."""
@@ -135,7 +136,7 @@ def tune_plan(
     results, trials, problems = run_tune(
         plan, config, output, cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(),
         overwrite=overwrite, resume=resume, trust_remote_code=trust_remote_code,
-        progress=progress_factory(quiet), log=log,
+        progress=progress_factory(quiet), log=log, recipe=recipe,
     )  # fmt: skip
     if json_output:
         print_json(

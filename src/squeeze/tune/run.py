@@ -295,13 +295,15 @@ def run_tune(
     trust_remote_code: bool = False,
     progress: ProgressFactory = no_progress,
     log: Any = None,
+    recipe: str | Path | None = None,
 ) -> tuple[SweepResults, list[Trial], list[str]]:
     """Search, measure, choose and write ``out``; returns the results, the trace and the
     reasons the search found nothing within budget (empty = a variant was selected)."""
-    from squeeze.pipeline import measure_plan, write_outcome
+    from squeeze.pipeline import measure_plan, plan_inputs, write_outcome
 
     say = log or (lambda message: None)
-    check_output(out, overwrite=overwrite)
+    inputs = plan_inputs(plan, cache_dir, recipe)
+    check_output(out, overwrite=overwrite, inputs=inputs)
     state = state_dir_for(out)
     _check_state(state, resume=resume, overwrite=overwrite)
     _check(plan, config)
@@ -332,7 +334,7 @@ def run_tune(
     write_outcome(
         results, out, chosen,
         selection=f"fastest within {config.max_accuracy_drop:g} points on validation and test",
-        problems=problems, overwrite=overwrite, extra=_trace_writer(trials, search),
+        problems=problems, overwrite=overwrite, inputs=inputs, extra=_trace_writer(trials, search),
     )  # fmt: skip
     shutil.rmtree(state, ignore_errors=True)
     return results, trials, problems
