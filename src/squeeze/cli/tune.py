@@ -105,9 +105,14 @@ def fit_lengths(plan: Any, trust_remote_code: bool) -> Any:
     from squeeze.encoding import fit_plan
 
     plan, notes = fit_plan(plan, trust_remote_code=trust_remote_code)
-    for note in notes:
-        stderr.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+    for text in notes:
+        _note(text)
     return plan
+
+
+def _note(text: str) -> None:
+    """A setting changed to fit the model: said on stderr before any work, --quiet or not."""
+    stderr.print(f"note: {text}", markup=False, highlight=False, soft_wrap=True)
 
 
 def tune_plan(
@@ -136,7 +141,7 @@ def tune_plan(
     results, trials, problems = run_tune(
         plan, config, output, cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(),
         overwrite=overwrite, resume=resume, trust_remote_code=trust_remote_code,
-        progress=progress_factory(quiet), log=log, recipe=recipe,
+        progress=progress_factory(quiet), log=log, recipe=recipe, note=_note,
     )  # fmt: skip
     if json_output:
         print_json(

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from squeeze.config import StepConfig, at_least, literal, param
-from squeeze.errors import ConfigError, Problem, UnsupportedError
+from squeeze.errors import Problem
 from squeeze.prune.structured import ALLOCATIONS, IMPORTANCE_METHODS
 
 # Quantization modes the search may try, as the step each one is.
@@ -156,24 +156,19 @@ class TuneConfig(StepConfig):
         return sorted({int(float(n)) for n in items(layers)})
 
     def fitted(self, model_config: Any) -> tuple[TuneConfig, list[str]]:
-        """The search space for one model, before any work: default amounts and layers cut
-        to what it allows, given ones checked, so the search never fails halfway on a step
-        the model cannot take. A family without a spec is left to ``check_plan`` to refuse.
+        """The search space for one model, before any work, so the search never fails halfway
+        on a step the model cannot take (and a recipe written for a deeper model still runs).
+        A family without a spec is left to ``check_plan`` to refuse.
 
-        Default layers are those fewer than the model's (none where its layers share one
-        block's weights); default amounts skip any that leave the model the shape a smaller
-        one does (a model with few heads or neurons rounds several to the same count). Given
-        amounts are searched as given.
+        Layers to drop stop short of the model's depth (none where its layers share one
+        block's weights), given or default; default amounts skip any that leave the model the
+        shape a smaller one does (a model with few heads or neurons rounds several to the same
+        counts), given ones are searched as given. Fitting a fitted config changes nothing.
 
         Returns:
-            The config with ``amounts`` and ``layers`` stated, and notes on what the defaults
-            lost.
-
-        Raises:
-            ConfigError: given ``layers`` that would remove every layer.
-            UnsupportedError: given ``layers`` for a family that shares one block.
+            The config with ``amounts`` and ``layers`` stated, and notes on what was left out.
         """
-        from squeeze.arch import family_name, ffn_width, find_spec, kv_heads
+        from squeeze.arch import ffn_width, find_spec, kv_heads
         from squeeze.prune.structured import kept
 
         spec = find_spec(model_config)
@@ -181,21 +176,10 @@ class TuneConfig(StepConfig):
             return self, []
         depth = 0 if spec.shared_layers else int(model_config.num_hidden_layers)
         notes = []
-        if self.layers is None:
-            layers = [n for n in self.layer_ladder if n < depth]
-            if layers != self.layer_ladder:
-                spare = f"the model has {depth} layers" if depth else "its layers share weights"
-                notes.append(f"layers to drop: {_listed(layers)} ({spare})")
-        elif self.layer_ladder and spec.shared_layers:
-            family = family_name(model_config, spec)
-            raise UnsupportedError([Problem(f"{{layers}}: {family} shares one block's weights "
-                                            "across its layers, so none can be dropped; leave "
-                                            "{layers} out")])  # fmt: skip
-        elif self.layer_ladder and max(self.layer_ladder) >= depth:
-            raise ConfigError([Problem(f"{{layers}} {max(self.layer_ladder)} would remove all "
-                                       f"{depth} layers; give fewer than {depth}")])  # fmt: skip
-        else:
-            layers = self.layer_ladder
+        layers = [n for n in self.layer_ladder if n < depth]
+        if layers != self.layer_ladder:
+            why = f"the model has {depth} layers" if depth else "its layers share one block"
+            notes.append(f"layers to drop: {_listed(layers)} ({why})")
         amounts = self.amount_ladder
         if self.amounts is None:
             groups, width = kv_heads(model_config), ffn_width(model_config, spec)
@@ -207,9 +191,9 @@ class TuneConfig(StepConfig):
                     seen.add(shape)
                     amounts.append(amount)
             if amounts != self.amount_ladder:
-                notes.append(f"amounts searched: {_listed(amounts)} (the others leave "
-                             f"{groups} head groups and {width} FFN neurons as one of these "
-                             "does)")  # fmt: skip
+                notes.append(f"amounts searched: {_listed(amounts)} (with {groups} head groups "
+                             f"and {width} FFN neurons, the others prune nothing or the same "
+                             "as a smaller one)")  # fmt: skip
         fitted = replace(
             self,
             amounts=tuple(f"{a:g}" for a in amounts),

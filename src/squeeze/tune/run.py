@@ -296,9 +296,14 @@ def run_tune(
     progress: ProgressFactory = no_progress,
     log: Any = None,
     recipe: str | Path | None = None,
+    note: Any = None,
 ) -> tuple[SweepResults, list[Trial], list[str]]:
     """Search, measure, choose and write ``out``; returns the results, the trace and the
-    reasons the search found nothing within budget (empty = a variant was selected)."""
+    reasons the search found nothing within budget (empty = a variant was selected).
+
+    ``log`` takes progress messages; ``note`` what was changed to fit the model (the search
+    space), said before any work (default: ``log``).
+    """
     from squeeze.pipeline import measure_plan, plan_inputs, write_outcome
 
     say = log or (lambda message: None)
@@ -308,8 +313,8 @@ def run_tune(
     _check_state(state, resume=resume, overwrite=overwrite)
     _check(plan, config)
     config, notes = config.fitted(config_of(plan.model, trust_remote_code=trust_remote_code))
-    for note in notes:
-        say(f"search space fitted to the model: {note}")
+    for text in notes:
+        (note or say)(f"search space fitted to the model: {text}")
     gates = replace(plan.gates, max_accuracy_drop=config.max_accuracy_drop)
     plan = replace(plan, gates=gates)
     root = content_key(plan.model)
