@@ -11,7 +11,7 @@ from squeeze.checkpoint import detect_task, load, read_config, resolve_local, wr
 from squeeze.config import literal
 from squeeze.data import load_dataset
 from squeeze.dataspec import DataSpec, held_out_part, local_file, training_part
-from squeeze.encoding import encode, fit_length
+from squeeze.encoding import default_length, encode, fit_length
 from squeeze.errors import DataError, Problem, UnsupportedError
 from squeeze.evaluate import evaluate
 from squeeze.output import atomic_output, check_output
@@ -68,7 +68,7 @@ def finetune(
     eval_data: DataSpec | None = None,
     task: Task | None = None,
     config: TrainConfig | None = None,
-    max_length: int = 128,
+    max_length: int | None = None,
     overwrite: bool = False,
     trust_remote_code: bool = False,
     device: str = "cpu",
@@ -143,7 +143,7 @@ def finetune(
         device=device,
     )
     notes += loaded.notes
-    max_length, length_note = fit_length(loaded, max_length)
+    max_length, length_note = fit_length(loaded, max_length or default_length(loaded.max_tokens))
     notes += [length_note] if length_note else []
     encode_args = {
         "input_names": loaded.input_names,

@@ -23,7 +23,7 @@ from squeeze.accel import is_main_process
 from squeeze.checkpoint import load, resolve_local, write_checkpoint
 from squeeze.dataspec import DataSpec, evaluation_part, held_out_part, local_file
 from squeeze.dataspec import training_part as training_spec
-from squeeze.encoding import Encoded, encode_for
+from squeeze.encoding import Encoded, default_length, encode_for, positions_of
 from squeeze.errors import ConfigError, DataError, Problem, UnsupportedError, raise_problems
 from squeeze.gate import METRIC, Gated, GateMissed, unjudgeable
 from squeeze.output import atomic_output, check_output
@@ -43,13 +43,15 @@ class StepOptions:
             held-out test part for the metric.
         eval_data: Held-out data for the metric instead of the test part of ``data``.
         calibration_data: Calibration samples instead of the training part of ``data``.
-        max_length: Tokens per example.
+        max_length: Tokens per example; None: the default the model holds (see
+            :func:`_fit_lengths`).
         max_accuracy_drop: The gate (points); nothing is written when the drop is larger.
         gate_on: What the gate judges: ``point`` (the drop) or ``upper`` (the upper end of its
             95% paired interval).
         measure: Score the input before and the output after (with data). Sweeps turn it off:
             they measure every variant once, in its deployed format.
-        bench: BenchSettings to time input and output together after writing; None: no timing.
+        bench: BenchSettings to time input and output together after writing, at the length
+            examples are cut to (its ``seq_len`` is set from ``max_length``); None: no timing.
         resume: Continue an interrupted (resumable) run from its checkpoint beside the output.
         overwrite: Replace an existing output.
         trust_remote_code: Allow checkpoints' own Python code.
@@ -60,7 +62,7 @@ class StepOptions:
     data: DataSpec | None = None
     eval_data: DataSpec | None = None
     calibration_data: DataSpec | None = None
-    max_length: int = 128
+    max_length: int | None = None
     max_accuracy_drop: float | None = None
     gate_on: str = "point"
     measure: bool = True
@@ -256,6 +258,19 @@ def _check_needs(method: Method, config: Any, options: StepOptions) -> None:
     raise_problems(problems, ConfigError)
 
 
+def _fit_lengths(source: str, options: StepOptions) -> StepOptions:
+    """A step's lengths, fitted to the model before any work (its config alone is read): no
+    ``max_length`` means the default the model holds, and the step is timed at the length its
+    examples are cut to, so a too-long length is cut with a note (by the encoding), never a
+    timing failure after hours of training."""
+    limit = positions_of(source, trust_remote_code=options.trust_remote_code)
+    length = options.max_length or default_length(limit)
+    bench = options.bench
+    if bench is not None:
+        bench = replace(bench, seq_len=length if limit is None else min(length, limit))
+    return replace(options, max_length=length, bench=bench)
+
+
 def _check_task(method: Method, loaded: LoadedModel, options: StepOptions) -> None:
     if loaded.task.value not in method.tasks:
         raise UnsupportedError(f"{method.name} cannot take a {loaded.task.value} model")
@@ -337,6 +352,7 @@ def run_step(
         *options.files(),
     ]
     check_output(out, overwrite=options.overwrite, inputs=inputs)
+    options = _fit_lengths(source, options)
     checkpoint_dir = checkpoint_dir_for(out) if method.resumable else None
     resuming = (
         check_resume(checkpoint_dir, resume=options.resume, overwrite=options.overwrite)

@@ -165,3 +165,19 @@ def test_tune_resumes_only_what_was_searched_alike(tiny_classifiers, order_csv, 
     resumed = squeeze(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert (out / "trace.json").is_file() and not journal.parent.exists()
+
+
+@pytest.mark.parametrize("given", [None, 5000])
+def test_a_distill_that_times_its_result_fits_the_model(given, tiny_classifiers, order_csv,
+                                                        tmp_path):  # fmt: skip
+    """A single step times at the length its examples are cut to: the default fits the model,
+    and a too-long --max-length is cut with a note, never a timing failure after training."""
+    length = () if given is None else ("--max-length", given)
+    result = squeeze("distill", tiny_classifiers["bert"], "-d", order_csv, "--student-layers",
+                     "1", "--max-steps", "2", "--max-samples", "200", *length, "-o",
+                     tmp_path / "student", "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout)
+    assert summary["latency"]["settings"]["seq_len"] == 64
+    cut = [note for note in summary["notes"] if "is longer than" in note]
+    assert bool(cut) == (given is not None), summary["notes"]

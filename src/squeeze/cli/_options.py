@@ -49,7 +49,14 @@ TrustOpt = Annotated[
 ]
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")]
 BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Examples per batch.")]
-MaxLengthOpt = Annotated[int, typer.Option(min=2, help="Truncate inputs to this many tokens.")]
+MaxLengthOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=2,
+        help="Truncate inputs to this many tokens (default: 128, or the model's positions "
+        "where fewer; one beyond the model's positions is cut to them, with a note).",
+    ),
+]
 OutOpt = Annotated[str, typer.Option("--output", "-o", help="Output folder (must not exist).")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace the output folder if it exists.")]
 EvalDataOpt = Annotated[

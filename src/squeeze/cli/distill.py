@@ -38,7 +38,7 @@ def distill(
     output: OutOpt,
     config: DistillConfig,
     eval_data: EvalDataOpt = None,
-    max_length: MaxLengthOpt = 128,
+    max_length: MaxLengthOpt = None,
     max_accuracy_drop: Annotated[
         float | None,
         typer.Option(help="Fail (exit 1, nothing written) if the student trails the teacher more."),
@@ -75,7 +75,7 @@ def distill(
         max_length=max_length,
         max_accuracy_drop=max_accuracy_drop,
         gate_on=gate_on.value,
-        bench=BenchSettings(seq_len=max_length, runs=20, device=resolved) if bench else None,
+        bench=BenchSettings(runs=20, device=resolved) if bench else None,
         resume=resume,
         overwrite=overwrite,
         trust_remote_code=trust_remote_code,

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
 from squeeze.cli._options import (
     BatchSizeOpt,
     DeviceOpt,
     JsonOpt,
+    MaxLengthOpt,
     ModelArg,
     QuietOpt,
     TaskOpt,
@@ -27,14 +24,7 @@ def eval_(
     data: DataSpec,
     task: TaskOpt = None,
     batch_size: BatchSizeOpt = 32,
-    max_length: Annotated[
-        int | None,
-        typer.Option(
-            min=2,
-            help="Truncate inputs to this many tokens (default: 128, or the model's positions "
-            "where fewer; one beyond the model's positions is cut to them, with a note).",
-        ),
-    ] = None,
+    max_length: MaxLengthOpt = None,
     device: DeviceOpt = "cpu",
     trust_remote_code: TrustOpt = False,
     json_output: JsonOpt = False,

@@ -50,7 +50,7 @@ def finetune(
             "heads=0.5,ffn=0.5[,threshold=0.1,every=N,penalty=1e-4,max_search=0.5]."
         ),
     ] = None,
-    max_length: MaxLengthOpt = 128,
+    max_length: MaxLengthOpt = None,
     device: DeviceOpt = "cpu",
     overwrite: OverwriteOpt = False,
     trust_remote_code: TrustOpt = False,

@@ -52,7 +52,7 @@ def prune(
     method: Annotated[Method, typer.Option(help="magnitude (zeros) or structured (removal).")],
     given: dict[str, Any],
     eval_data: EvalDataOpt = None,
-    max_length: MaxLengthOpt = 128,
+    max_length: MaxLengthOpt = None,
     max_accuracy_drop: MaxDropOpt = None,
     gate_on: GateOnOpt = GateOn.point,
     device: DeviceOpt = "cpu",

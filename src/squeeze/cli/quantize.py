@@ -46,7 +46,7 @@ def quantize(
         typer.Option(help="Calibration samples (default: the training part of --data)."),
     ] = None,
     eval_data: EvalDataOpt = None,
-    max_length: MaxLengthOpt = 128,
+    max_length: MaxLengthOpt = None,
     max_accuracy_drop: MaxDropOpt = None,
     gate_on: GateOnOpt = GateOn.point,
     overwrite: OverwriteOpt = False,
