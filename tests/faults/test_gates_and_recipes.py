@@ -59,6 +59,8 @@ TUNE = "tune: {budget: 5m, amounts: [0.5]}\n"
         (["--select", "quantize(int8)"], None,
          "select quantize(int8): no such variant; variants: baseline, quantize(dtype=int8)"),
         ([], "eval_data: {data}\n", "eval_data: the variants are scored only in a run with --data"),
+        # --eval-data on the command line was dropped when the data came from nowhere.
+        (["--eval-data", "held-out.csv"], None, "--eval-data goes with --data"),
         # A tune search keeps the fastest variant within its own allowance: it judges no
         # speed-up, size or selection, so those are refused rather than ignored.
         (["--min-speedup", "2"], "data: {data}\n" + TUNE,

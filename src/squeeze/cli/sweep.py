@@ -148,6 +148,8 @@ def _finish(
     o = options
     if data is not None:
         plan = replace(plan, data=data, eval_data=optional_data_spec(data, o.eval_data))
+    elif o.eval_data is not None:  # read like the recipe's data, which it then scores on
+        plan = replace(plan, eval_data=optional_data_spec(plan.data, o.eval_data))
     gates = plan.gates
     gates = Gates(
         max_accuracy_drop=gates.max_accuracy_drop

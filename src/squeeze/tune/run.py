@@ -20,9 +20,10 @@ from squeeze.config import literal
 from squeeze.dataspec import held_out_part, training_part
 from squeeze.encoding import config_of
 from squeeze.errors import ConfigError, DataError, OutputExistsError, Problem
+from squeeze.gate import passes
 from squeeze.output import check_output
 from squeeze.results import SweepResults, VariantResult
-from squeeze.sweep.cache import content_key
+from squeeze.sweep.cache import claim, content_key
 from squeeze.sweep.gates import Gates, gate_notes, judged
 from squeeze.sweep.recipe import Plan, variants_from
 from squeeze.tune.config import QUANTIZE_STEPS, TuneConfig
@@ -219,7 +220,7 @@ def _choose(
         v
         for v in results.variants
         if v.name in within
-        and (judged(v, gates.gate_on) or 0.0) <= (gates.max_accuracy_drop or 0.0)
+        and passes(judged(v, gates.gate_on), gates.max_accuracy_drop)
         and device in v.latency
     ]
     if not qualified:
@@ -318,9 +319,9 @@ def run_tune(
     gates = replace(plan.gates, max_accuracy_drop=config.max_accuracy_drop)
     plan = replace(plan, gates=gates)
     root = content_key(plan.model)
+    claim(cache_dir)  # a folder that is not squeeze's cache is refused before the journal starts
     journal = Journal(state / JOURNAL)
     _check_resume(journal, _fingerprint(plan, config, root), resume=resume)
-    cache_dir.mkdir(parents=True, exist_ok=True)
     ctx = _context(plan, cache_dir, trust_remote_code, progress, say, root)
     search = Search(plan, config, ctx, journal)
     trials = search.run()
