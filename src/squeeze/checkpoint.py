@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import logging
 import os
 import pickle
@@ -448,3 +449,30 @@ def save(
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
     return Path(out)
+
+
+def config_of(source: str, *, trust_remote_code: bool = False) -> Any:
+    """The config of a checkpoint or ``squeeze export`` folder, read alone (no weights: cheap
+    enough to check lengths before any work); None for an export saved without one.
+
+    Raises:
+        CheckpointError, UnsupportedError: a checkpoint whose config does not read.
+    """
+    from types import SimpleNamespace
+
+    from squeeze.export.read import export_folder
+
+    folder = export_folder(source)
+    if folder is None:
+        return read_config(source, trust_remote_code=trust_remote_code)
+    if (folder / "config.json").is_file():
+        return SimpleNamespace(**json.loads((folder / "config.json").read_text()))
+    return None
+
+
+def positions_of(source: str, *, trust_remote_code: bool = False) -> int | None:
+    """The longest input ``source``'s position table holds (None: no table), from its config."""
+    from squeeze.arch import max_tokens
+
+    config = config_of(source, trust_remote_code=trust_remote_code)
+    return None if config is None else max_tokens(config, find_spec(config))

@@ -6,17 +6,15 @@ training, evaluation and calibration all batch through here.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from squeeze.config import literal
 from squeeze.data import Dataset, label_ids, load_dataset
 from squeeze.dataspec import DataSpec
-from squeeze.errors import ConfigError, DataError, Problem, SqueezeError
+from squeeze.errors import ConfigError, DataError, Problem
 
 
 @dataclass(frozen=True)
@@ -109,34 +107,6 @@ def default_length(limit: int | None) -> int:
     return DEFAULT_MAX_LENGTH if limit is None else min(DEFAULT_MAX_LENGTH, limit)
 
 
-def config_of(source: str, *, trust_remote_code: bool = False) -> Any:
-    """The config of a checkpoint or ``squeeze export`` folder, read alone (no weights: cheap
-    enough to check lengths before any work); None for an export saved without one.
-
-    Raises:
-        CheckpointError, UnsupportedError: a checkpoint whose config does not read.
-    """
-    from types import SimpleNamespace
-
-    from squeeze.checkpoint import read_config
-    from squeeze.export.read import export_folder
-
-    folder = export_folder(source)
-    if folder is None:
-        return read_config(source, trust_remote_code=trust_remote_code)
-    if (folder / "config.json").is_file():
-        return SimpleNamespace(**json.loads((folder / "config.json").read_text()))
-    return None
-
-
-def positions_of(source: str, *, trust_remote_code: bool = False) -> int | None:
-    """The longest input ``source``'s position table holds (None: no table), from its config."""
-    from squeeze.arch import find_spec, max_tokens
-
-    config = config_of(source, trust_remote_code=trust_remote_code)
-    return None if config is None else max_tokens(config, find_spec(config))
-
-
 def fit_length(model: Any, max_length: int) -> tuple[int, str | None]:
     """``max_length`` cut to the model's position table (``model.max_tokens``), with the note
     that says so: a longer text would crash inside the model with a tensor-size error.
@@ -153,53 +123,6 @@ def fit_length(model: Any, max_length: int) -> tuple[int, str | None]:
         f"truncated to {limit} tokens"
     )
     return limit, note
-
-
-def fit_plan(plan: Any, *, trust_remote_code: bool = False) -> tuple[Any, list[str]]:
-    """A run's plan (``squeeze.sweep.recipe.Plan``) with its lengths fitted to the model, before
-    any work, and notes for the user.
-
-    Lengths the user did not give (``plan.lengths_given``) become the model's position table
-    where that is shorter; a given ``max_length`` beyond it is cut to it with a note (as
-    :func:`fit_length` does for single commands). The timed length follows ``max_length``
-    unless given; a given one that is too long is left for :func:`plan_length_problems` to
-    refuse. A model whose config does not read is left as is: the build names that problem.
-    """
-    try:
-        limit = positions_of(plan.model, trust_remote_code=trust_remote_code)
-    except SqueezeError:
-        return plan, []
-    if limit is None:
-        return plan, []
-    notes = []
-    if plan.max_length > limit and "max_length" in plan.lengths_given:
-        notes.append(
-            f"max_length {plan.max_length} is longer than {plan.model}'s {limit} positions; "
-            f"inputs are cut to {limit} tokens"
-            + ("" if "seq_len" in plan.lengths_given else " and timed at that length")
-        )
-    bench = plan.bench
-    if "seq_len" not in plan.lengths_given:
-        bench = replace(bench, seq_len=min(bench.seq_len, limit))
-    return replace(plan, max_length=min(plan.max_length, limit), bench=bench), notes
-
-
-def plan_length_problems(plan: Any, model_config: Any) -> list[Problem]:
-    """A plan's timed length (``bench.seq``) beyond the model's position table: refused before
-    any work, naming the recipe key that sets it, where the bench would fail only after every
-    variant was built. Nothing when the config did not read (the build says why)."""
-    from squeeze.arch import find_spec, max_tokens
-
-    limit = None if model_config is None else max_tokens(model_config, find_spec(model_config))
-    seq = plan.bench.seq_len
-    if limit is None or seq <= limit:
-        return []
-    if "seq_len" in plan.lengths_given:
-        fix = f"set bench seq to {limit} or less, or leave it out to time at max_length"
-    else:
-        fix = f"set max_length to {limit} or less (the latency is timed at max_length)"
-    return [Problem(literal(f"bench seq {seq} is longer than this model's {limit} positions; "
-                            f"{fix}"))]  # fmt: skip
 
 
 def encode_for(

@@ -16,10 +16,11 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from squeeze.checkpoint import positions_of
 from squeeze.config import literal
 from squeeze.data import load_dataset
 from squeeze.dataspec import evaluation_part, local_file, training_part
-from squeeze.encoding import encode_for, plan_length_problems
+from squeeze.encoding import encode_for
 from squeeze.errors import ConfigError, Problem, SqueezeError, raise_problems
 from squeeze.evaluate import evaluate_forward, open_model, scorable_of
 from squeeze.output import atomic_output, check_output
@@ -78,6 +79,54 @@ def check_plan(plan: Plan) -> None:
                     Problem(f"{literal(where)}: {p.text}", p.error or type(e)) for p in e.problems
                 ]
     raise_problems(problems, ConfigError)
+
+
+def fit_plan(plan: Any, *, trust_remote_code: bool = False) -> tuple[Any, list[str]]:
+    """A run's plan (``squeeze.sweep.recipe.Plan``) with its lengths fitted to the model, before
+    any work, and notes for the user.
+
+    Lengths the user did not give (``plan.lengths_given``) become the model's position table
+    where that is shorter; a given ``max_length`` beyond it is cut to it with a note (as
+    :func:`squeeze.encoding.fit_length` does for single commands). The timed length follows
+    ``max_length`` unless given; a given one that is too long is left for
+    :func:`plan_length_problems` to refuse. A model whose config does not read is left as is:
+    the build names that problem.
+    """
+    try:
+        limit = positions_of(plan.model, trust_remote_code=trust_remote_code)
+    except SqueezeError:
+        return plan, []
+    if limit is None:
+        return plan, []
+    notes = []
+    if plan.max_length > limit and "max_length" in plan.lengths_given:
+        notes.append(
+            f"max_length {plan.max_length} is longer than {plan.model}'s {limit} positions; "
+            f"inputs are cut to {limit} tokens"
+            + ("" if "seq_len" in plan.lengths_given else " and timed at that length")
+        )
+    bench = plan.bench
+    if "seq_len" not in plan.lengths_given:
+        bench = replace(bench, seq_len=min(bench.seq_len, limit))
+    return replace(plan, max_length=min(plan.max_length, limit), bench=bench), notes
+
+
+def plan_length_problems(plan: Any, model_config: Any) -> list[Problem]:
+    """A plan's timed length (``bench.seq``) beyond the model's position table: refused before
+    any work, naming the recipe key that sets it, where the bench would fail only after every
+    variant was built. Nothing when the config did not read (the build says why)."""
+    from squeeze.arch import find_spec, max_tokens
+
+    limit = None if model_config is None else max_tokens(model_config, find_spec(model_config))
+    seq = plan.bench.seq_len
+    if limit is None or seq <= limit:
+        return []
+    if "seq_len" in plan.lengths_given:
+        fix = f"set bench seq to {limit} or less, or leave it out to time at max_length"
+    else:
+        fix = f"set max_length to {limit} or less (the latency is timed at max_length)"
+    return [Problem(literal(f"bench seq {seq} is longer than this model's {limit} positions; "
+                            f"{fix}"))]  # fmt: skip
 
 
 def plan_inputs(plan: Plan, cache_dir: Path, recipe: str | Path | None = None) -> list[Path]:

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from squeeze.accel import is_main_process
-from squeeze.checkpoint import load, resolve_local, write_checkpoint
+from squeeze.checkpoint import load, positions_of, resolve_local, write_checkpoint
 from squeeze.dataspec import DataSpec, evaluation_part, held_out_part, local_file
 from squeeze.dataspec import training_part as training_spec
-from squeeze.encoding import Encoded, default_length, encode_for, positions_of
+from squeeze.encoding import Encoded, default_length, encode_for
 from squeeze.errors import ConfigError, DataError, Problem, UnsupportedError, raise_problems
 from squeeze.gate import METRIC, Gated, GateMissed, unjudgeable
 from squeeze.output import atomic_output, check_output

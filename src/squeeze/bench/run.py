@@ -164,7 +164,7 @@ def check_seq(models: Sequence[str], seq_len: int, *, trust_remote_code: bool = 
         ConfigError: naming ``{seq_len}``, the model and its limit.
     """
     from squeeze.arch import check_length, find_spec
-    from squeeze.encoding import config_of
+    from squeeze.checkpoint import config_of
 
     for model in models:
         config = config_of(model, trust_remote_code=trust_remote_code)

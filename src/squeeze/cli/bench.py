@@ -81,8 +81,9 @@ def bench(
     """
     from squeeze.bench.latency import BenchSettings
     from squeeze.bench.run import bench_models
+    from squeeze.checkpoint import positions_of
     from squeeze.device import resolve_device
-    from squeeze.encoding import default_length, positions_of
+    from squeeze.encoding import default_length
 
     if list_backends:
         _render_backends(json_output)

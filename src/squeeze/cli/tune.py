@@ -100,9 +100,9 @@ def tune(
 
 
 def fit_lengths(plan: Any, trust_remote_code: bool) -> Any:
-    """The plan with its lengths fitted to the model (``squeeze.encoding.fit_plan``), saying
+    """The plan with its lengths fitted to the model (``squeeze.pipeline.fit_plan``), saying
     on stderr where a given length was cut: before any work, for run, sweep and tune alike."""
-    from squeeze.encoding import fit_plan
+    from squeeze.pipeline import fit_plan
 
     plan, notes = fit_plan(plan, trust_remote_code=trust_remote_code)
     for text in notes:

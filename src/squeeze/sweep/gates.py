@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from squeeze.config import literal
 from squeeze.errors import ConfigError, Problem
@@ -27,7 +27,9 @@ from squeeze.gate import (
     unjudgeable,
     verdict,
 )
-from squeeze.results import SweepResults, VariantResult
+
+if TYPE_CHECKING:  # results reads its verdicts from here: a runtime import would loop
+    from squeeze.results import SweepResults, VariantResult
 
 _SIZE = re.compile(r"^\s*([\d.]+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}

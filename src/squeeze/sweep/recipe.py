@@ -62,7 +62,7 @@ class Plan:
     # What is wrong with the recipe's variants, reported with the data's before any work.
     problems: tuple[Problem, ...] = ()
     # The lengths the user stated ("max_length", "seq_len"): the others follow the model's
-    # position table (``squeeze.encoding.fit_plan``).
+    # position table (``squeeze.pipeline.fit_plan``).
     lengths_given: frozenset[str] = frozenset()
 
 
@@ -262,7 +262,7 @@ def plan_from(raw: dict[str, Any], base: Path | None = None) -> Plan:
     if problems:
         raise_problems([*problems, *variant_problems], ConfigError)
     assert bench is not None and gates is not None
-    # The lengths the recipe states; the others follow the model (squeeze.encoding.fit_plan).
+    # The lengths the recipe states; the others follow the model (squeeze.pipeline.fit_plan).
     lengths = {"max_length"} if "max_length" in raw else set()
     if isinstance(raw.get("bench"), Mapping) and "seq" in raw["bench"]:
         lengths.add("seq_len")

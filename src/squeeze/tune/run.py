@@ -16,9 +16,9 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
+from squeeze.checkpoint import config_of
 from squeeze.config import literal
 from squeeze.dataspec import held_out_part, training_part
-from squeeze.encoding import config_of
 from squeeze.errors import ConfigError, DataError, OutputExistsError, Problem
 from squeeze.gate import passes
 from squeeze.output import check_output
