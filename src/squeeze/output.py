@@ -23,11 +23,11 @@ MARKER = ".squeeze-output"
 def _relation(target: Path, source: Path) -> str | None:
     """How an output would clobber an input, in words, or None when they are apart."""
     if target == source:
-        return "is"
+        return "they are the same path"
     if target in source.parents:
-        return "holds"
+        return "the output holds it"
     if source in target.parents:
-        return "sits inside"
+        return "the output sits inside it"
     return None
 
 
@@ -54,8 +54,8 @@ def check_output(
         relation = _relation(target, Path(source).expanduser().resolve())
         if relation is not None:
             raise ConfigError(
-                f"output {out} {relation} the input {source}; inputs are never modified, "
-                "choose another -o"
+                f"output {out} overlaps the input {source} ({relation}); inputs are never "
+                "modified, choose another -o"
             )
     if target.exists():
         if not overwrite:

@@ -316,6 +316,24 @@ def test_other_os_refusals_name_the_fix(tiny_classifiers, tmp_path, errno_code):
     assert_clean_failure(result, 6, advice[errno_code], out)
 
 
+def interrupt_search(args: list[str], journal: Path, *, lines: int) -> str:
+    """Start a search, send SIGINT once its journal holds ``lines`` records, and return its
+    stderr after checking it exited 128 + SIGINT."""
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not journal.is_file() or len(journal.read_text().splitlines()) < lines:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, f"the journal never reached {lines} records"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGINT, stderr
+    return stderr
+
+
 def test_an_interrupted_tune_resumes_from_its_journal(trained_classifier, order_csv, tmp_path):
     """SIGINT mid-search: nothing is written but the journal, the error says --resume, and the
     resumed search replays what was measured and finishes."""
@@ -325,19 +343,8 @@ def test_an_interrupted_tune_resumes_from_its_journal(trained_classifier, order_
             "--layers", "1", "--recovery-steps", "300", "--quantize", "dynamic",
             "--max-accuracy-drop", "50", "--cache-dir", str(tmp_path / "cache"),
             "--quiet"]  # fmt: skip
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        # Baseline, int8 and the unrecovered prune measured: the first recovery is running.
-        while not journal.is_file() or len(journal.read_text().splitlines()) < 6:
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the search never reached its first recovery"
-            time.sleep(0.2)
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == 128 + signal.SIGINT, stderr
+    # Baseline, int8 and the unrecovered prune measured: the first recovery is running.
+    stderr = interrupt_search(args, journal, lines=6)
     assert "--resume" in stderr and "Traceback" not in stderr and not out.exists()
     measured = journal.read_text().splitlines()
     assert len(measured) >= 6

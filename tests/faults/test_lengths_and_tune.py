@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from test_faults import interrupt_search
 
 FAST = ("--runs", "3", "--max-samples", "300", "--quiet")
 # A small search: one amount, one layer, ten recovery steps, one int8 mode.
@@ -124,19 +123,8 @@ def _interrupted_search(model: Path, data: Path, out: Path, cache: Path) -> list
     args = [sys.executable, "-m", "squeeze", "tune", str(model), "-d", str(data), "-o", str(out),
             *SMALL_SEARCH, *FAST, "--max-length", "5000", "--cache-dir", str(cache)]  # fmt: skip
     journal = out.with_name(f"{out.name}.tune") / "journal.jsonl"
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        # The search's record, then the baseline's validation and latency.
-        while not journal.is_file() or len(journal.read_text().splitlines()) < 3:
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the search never measured its baseline"
-            time.sleep(0.1)
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == 128 + signal.SIGINT, stderr
+    # The search's record, then the baseline's validation and latency.
+    stderr = interrupt_search(args, journal, lines=3)
     assert "note: max_length 5000 is longer than" in stderr  # before any work, even --quiet
     return args[3:]
 

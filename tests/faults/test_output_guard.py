@@ -38,7 +38,7 @@ def _cases(p: Path, cache: Path) -> dict[str, tuple[list[str], str]]:
     return {
         "run -o the folder holding model and data": (
             [*run, "--cache-dir", cache, "-o", p, "--overwrite"],
-            f"output {p} holds the input",
+            f"output {p} overlaps the input {model} (the output holds it)",
         ),
         "sweep -o the folder holding its inputs": (
             [
@@ -55,7 +55,7 @@ def _cases(p: Path, cache: Path) -> dict[str, tuple[list[str], str]]:
                 "--overwrite",
                 *QUICK,
             ],
-            f"output {p} holds the input",
+            f"output {p} overlaps the input {model} (the output holds it)",
         ),
         "tune -o the folder holding its inputs": (
             [
@@ -74,35 +74,35 @@ def _cases(p: Path, cache: Path) -> dict[str, tuple[list[str], str]]:
                 "--overwrite",
                 "--quiet",
             ],
-            f"output {p} holds the input",
+            f"output {p} overlaps the input {model} (the output holds it)",
         ),
         "run -o its own cache": (
             [*run, "--cache-dir", cache, "-o", cache, "--overwrite"],
-            f"output {cache} is the input {cache}",
+            f"output {cache} overlaps the input {cache} (they are the same path)",
         ),
         "run -o inside its cache": (
             [*run, "--cache-dir", cache, "-o", cache / "results"],
-            f"sits inside the input {cache}",
+            f"overlaps the input {cache} (the output sits inside it)",
         ),
         "run -o its recipe": (
             ["run", recipe, "--cache-dir", cache, "-o", recipe, "--overwrite", "--quiet"],
-            f"output {recipe} is the input {recipe}",
+            f"output {recipe} overlaps the input {recipe} (they",
         ),
         "quantize -o its data file": (
             ["quantize", model, "-d", data, "-o", data, "--overwrite", "--max-length", "16"],
-            f"output {data} is the input {data}",
+            f"output {data} overlaps the input {data} (they",
         ),
         "finetune -o its data file": (
             ["finetune", model, "-d", data, "-o", data, "--overwrite", "--max-steps", "1"],
-            f"output {data} is the input {data}",
+            f"output {data} overlaps the input {data} (they",
         ),
         "export -o inside the model": (
             ["export", model, "-o", model / "onnx"],
-            f"sits inside the input {model}",
+            f"overlaps the input {model} (the output sits inside it)",
         ),
         "distill -o the teacher": (
             ["distill", model, "-d", data, "--student-layers", "1", "-o", model, "--overwrite"],
-            f"output {model} is the input {model}",
+            f"output {model} overlaps the input {model} (they",
         ),
     }
 
@@ -128,7 +128,8 @@ def test_an_output_that_links_to_an_input_is_refused(project, tmp_path):
     link.symlink_to(project / "model", target_is_directory=True)
     before = digest(project)
     result = squeeze("quantize", project / "model", "-o", link, "--overwrite")
-    assert_clean_failure(result, 2, f"output {link} is the input {project / 'model'}")
+    phrase = f"output {link} overlaps the input {project / 'model'} (they are the same path)"
+    assert_clean_failure(result, 2, phrase)
     assert digest(project) == before and link.is_symlink()
 
 

