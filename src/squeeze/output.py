@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import tempfile
@@ -80,9 +81,23 @@ def _not_ours(target: Path) -> str | None:
     """Why ``target`` may not be replaced, or None for a squeeze output or an empty folder."""
     if not target.is_dir():
         return "is a file, not a folder squeeze wrote"
-    if (target / MARKER).is_file() or not any(target.iterdir()):
+    if (target / MARKER).is_file() or not any(target.iterdir()) or _unmarked_results(target):
         return None
     return f"is a folder squeeze did not write (it has no {MARKER} mark)"
+
+
+def _unmarked_results(target: Path) -> bool:
+    """A run, sweep or tune folder written before outputs carried :data:`MARKER` (what `make
+    demo` and `make tune` overwrite on every run): squeeze's results.json beside its report."""
+    try:
+        results = json.loads((target / "results.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(results, dict)
+        and {"baseline", "variants", "machine"} <= results.keys()
+        and (target / "report" / "index.html").is_file()
+    )
 
 
 def _check_writable(folder: Path) -> None:

@@ -157,3 +157,19 @@ def test_overwrite_replaces_squeeze_outputs_and_empty_folders(project, tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     refused = squeeze("quantize", project / "model", "-o", out)
     assert_clean_failure(refused, 2, "already exists; pass --overwrite")
+
+
+def test_overwrite_replaces_a_run_folder_from_before_the_mark(project, tmp_path):
+    """`make demo` overwrites its results folder on every run: one an older squeeze wrote
+    (results.json beside report/, no mark) is still squeeze's to replace."""
+    out, cache = tmp_path / "results", tmp_path / "cache"
+    run = ["run", project / "recipe.yaml", "--cache-dir", cache, "-o", out, "--overwrite"]
+    first = squeeze(*run)
+    assert first.returncode == 0, first.stderr[-2000:]
+    (out / ".squeeze-output").unlink()
+    again = squeeze(*run)
+    assert again.returncode == 0, again.stderr[-2000:]
+    (out / ".squeeze-output").unlink()
+    (out / "report" / "index.html").unlink()  # no longer what a run writes: not replaced
+    refused = squeeze(*run)
+    assert_clean_failure(refused, 2, "is a folder squeeze did not write")
