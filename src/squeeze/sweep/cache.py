@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from squeeze import __version__
+from squeeze.config import literal
 from squeeze.errors import ConfigError, Problem
 from squeeze.faults import stop_if_interrupted
 
@@ -270,8 +271,7 @@ def _whose(path: Path) -> str:
 def _not_a_cache(cache_dir: Path, foreign: list[Path]) -> ConfigError:
     shown = ", ".join(repr(p.name) for p in foreign[:3])
     more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
-    where = str(cache_dir).replace("{", "{{").replace("}", "}}")
-    shown = shown.replace("{", "{{").replace("}", "}}")
+    where, shown = literal(str(cache_dir)), literal(shown)
     return ConfigError(
         [
             Problem(
@@ -294,7 +294,7 @@ def _sort(cache_dir: Path) -> dict[str, list[Path]]:
     if not cache_dir.exists():
         return found
     if not cache_dir.is_dir():
-        where = str(cache_dir).replace("{", "{{").replace("}", "}}")
+        where = literal(str(cache_dir))
         text = f"{{cache_dir}} {where} is a file, not a squeeze cache; point {{cache_dir}} "
         raise ConfigError([Problem(text + "(or $SQUEEZE_CACHE) at a folder")])
     for path in sorted(cache_dir.iterdir()):
