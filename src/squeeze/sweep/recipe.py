@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from squeeze.bench.latency import BenchSettings
 from squeeze.config import build, check_section, literal, named_in
 from squeeze.dataspec import DataSpec
+from squeeze.encoding import DEFAULT_MAX_LENGTH
 from squeeze.errors import ConfigError, Problem, SqueezeError, raise_problems
 from squeeze.sweep.gates import Gates, Selection, parse_size
 from squeeze.sweep.steps import StepCall, chain_text, parse_chain
@@ -51,7 +52,7 @@ class Plan:
     data: DataSpec | None = None
     eval_data: DataSpec | None = None
     calibration_data: DataSpec | None = None
-    max_length: int = 128
+    max_length: int = DEFAULT_MAX_LENGTH
     device: str = "cpu"
     bench: BenchSettings = field(default_factory=lambda: BenchSettings(runs=30))
     gates: Gates = field(default_factory=Gates)
@@ -239,10 +240,10 @@ def plan_from(raw: dict[str, Any], base: Path | None = None) -> Plan:
         replace(spec, source=resolve(spec.source)) if spec is not None else None
         for spec in (data, eval_data, calibration_data)
     )
-    max_length = top.get("max_length", 128)
+    max_length = top.get("max_length", DEFAULT_MAX_LENGTH)
     if max_length < 2:
         problems.append(Problem(literal(f"max_length: must be at least 2, not {max_length}")))
-        max_length = 128
+        max_length = DEFAULT_MAX_LENGTH
     device = top.get("device", "cpu")
     tuning = raw.get("tune") is not None
     tune = section(_tune, raw["tune"]) if tuning else None

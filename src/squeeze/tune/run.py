@@ -23,7 +23,7 @@ from squeeze.errors import ConfigError, DataError, OutputExistsError, Problem
 from squeeze.gate import passes
 from squeeze.output import check_output
 from squeeze.results import SweepResults, VariantResult
-from squeeze.sweep.cache import claim, content_key
+from squeeze.sweep.cache import claim, content_key, data_key, library_versions
 from squeeze.sweep.gates import Gates, gate_notes, judged
 from squeeze.sweep.recipe import Plan, variants_from
 from squeeze.tune.config import QUANTIZE_STEPS, TuneConfig
@@ -104,10 +104,8 @@ def _check(plan: Plan, config: TuneConfig) -> None:
 def _fingerprint(plan: Plan, config: TuneConfig, model_key: str) -> dict[str, Any]:
     """What the journal's measurements depend on: the model's and data's content, the lengths,
     device and timing settings, the search options (all but the time budget, which a resumed
-    search may extend) and squeeze's version; as the journal stores it (JSON)."""
-    from squeeze import __version__
-    from squeeze.sweep.cache import data_key
-
+    search may extend) and the versions of squeeze and the libraries that build and run the
+    candidates (those the cache keys its artifacts by); as the journal stores it (JSON)."""
     record = {
         "model": model_key,
         "data": data_key(plan.data),
@@ -117,7 +115,7 @@ def _fingerprint(plan: Plan, config: TuneConfig, model_key: str) -> dict[str, An
         "bench": asdict(plan.bench),
         "gate_on": plan.gates.gate_on,
         **{f.name: getattr(config, f.name) for f in fields(config) if f.name != "budget"},
-        "squeeze": __version__,
+        "libraries": library_versions(),
     }
     return json.loads(json.dumps(record))
 
