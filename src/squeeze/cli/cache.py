@@ -35,10 +35,16 @@ CacheDirOpt = Annotated[
 NOT_SQUEEZE = "not a squeeze entry"
 
 
-def _open(cache_dir: str | None, *, check: bool = False) -> tuple[Path, Contents]:
-    from squeeze.sweep.cache import default_cache_dir, scan
+def _where(cache_dir: str | None) -> Path:
+    from squeeze.sweep.cache import default_cache_dir
 
-    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    return Path(cache_dir) if cache_dir else default_cache_dir()
+
+
+def _open(cache_dir: str | None, *, check: bool = False) -> tuple[Path, Contents]:
+    from squeeze.sweep.cache import scan
+
+    folder = _where(cache_dir)
     return folder, scan(folder, check=check)
 
 
@@ -163,10 +169,10 @@ def clear(
     """Remove every artifact (and unfinished builds) from the cache; nothing else."""
     import shutil
 
-    from squeeze.sweep.cache import default_cache_dir, remove
+    from squeeze.sweep.cache import remove
 
     if not yes:
-        folder = Path(cache_dir) if cache_dir else default_cache_dir()
+        folder = _where(cache_dir)
         raise ConfigError(f"this removes every artifact in {folder}; pass --yes to do it")
     folder, contents = _open(cache_dir)
     for entry in contents.entries:
