@@ -472,7 +472,11 @@ def config_of(source: str, *, trust_remote_code: bool = False) -> Any:
 
 def positions_of(source: str, *, trust_remote_code: bool = False) -> int | None:
     """The longest input ``source``'s position table holds (None: no table), from its config."""
+    return positions_in(config_of(source, trust_remote_code=trust_remote_code))
+
+
+def positions_in(config: Any) -> int | None:
+    """The longest input a config's position table holds; None: no table, or no config."""
     from squeeze.arch import max_tokens
 
-    config = config_of(source, trust_remote_code=trust_remote_code)
     return None if config is None else max_tokens(config, find_spec(config))

@@ -16,7 +16,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from squeeze.checkpoint import positions_of
+from squeeze.checkpoint import positions_in, positions_of
 from squeeze.config import literal
 from squeeze.data import load_dataset
 from squeeze.dataspec import evaluation_part, local_file, training_part
@@ -115,9 +115,7 @@ def plan_length_problems(plan: Any, model_config: Any) -> list[Problem]:
     """A plan's timed length (``bench.seq``) beyond the model's position table: refused before
     any work, naming the recipe key that sets it, where the bench would fail only after every
     variant was built. Nothing when the config did not read (the build says why)."""
-    from squeeze.arch import find_spec, max_tokens
-
-    limit = None if model_config is None else max_tokens(model_config, find_spec(model_config))
+    limit = positions_in(model_config)
     seq = plan.bench.seq_len
     if limit is None or seq <= limit:
         return []
