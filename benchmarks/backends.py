@@ -20,11 +20,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from squeeze.bench.machine import describe_machine
-from squeeze.dataspec import DataSpec
-from squeeze.quantize.method import QuantizeConfig
-from squeeze.runner import StepOptions, run_step
-from squeeze.tiny import build_bert_shaped, write_order_task
+from squeeze.data.spec import DataSpec
+from squeeze.engine.runner import run_step
+from squeeze.engine.step import StepOptions
+from squeeze.measure.machine import describe_machine
+from squeeze.methods.quantize.method import QuantizeConfig
+from squeeze.model.tiny import build_bert_shaped, write_order_task
 
 DEMO_MODEL = ".cache/demo/minilm-movie-reviews"
 DEMO_DATA = ".cache/demo/movie_reviews.tsv"

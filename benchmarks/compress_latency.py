@@ -20,14 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from squeeze.bench.latency import BenchSettings
-from squeeze.bench.machine import describe_machine
-from squeeze.bench.run import bench_models
-from squeeze.export.read import MODEL_FILE
-from squeeze.prune.structured import StructuredPruneConfig
-from squeeze.quantize.method import QuantizeConfig
-from squeeze.runner import run_step
-from squeeze.tiny import BERT_SHAPES, build_bert_shaped
+from squeeze.artifact.read import MODEL_FILE
+from squeeze.engine.runner import run_step
+from squeeze.measure.bench import bench_models
+from squeeze.measure.latency import BenchSettings
+from squeeze.measure.machine import describe_machine
+from squeeze.methods.prune.structured import StructuredPruneConfig
+from squeeze.methods.quantize.method import QuantizeConfig
+from squeeze.model.tiny import BERT_SHAPES, build_bert_shaped
 
 SIZE_TARGET = 6.0
 # Speed-up targets by the CPU's int8 instruction set (the acceptance figures).

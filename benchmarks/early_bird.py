@@ -22,22 +22,23 @@ import tempfile
 import time
 from pathlib import Path
 
-from squeeze.assets import demo_model_path
-from squeeze.bench.machine import describe_machine, fingerprint
-from squeeze.dataspec import DataSpec
-from squeeze.evaluate import evaluate
-from squeeze.finetune import finetune
-from squeeze.prune.early_bird import EarlyBirdConfig
-from squeeze.prune.structured import StructuredPruneConfig
-from squeeze.runner import StepOptions, run_step
-from squeeze.train import TrainConfig
+from squeeze.data.assets import demo_model_path
+from squeeze.data.spec import DataSpec
+from squeeze.engine.runner import run_step
+from squeeze.engine.step import StepOptions
+from squeeze.measure.evaluate import evaluate
+from squeeze.measure.machine import describe_machine, fingerprint
+from squeeze.methods.finetune import finetune
+from squeeze.methods.prune.early_bird import EarlyBirdConfig
+from squeeze.methods.prune.structured import StructuredPruneConfig
+from squeeze.train.loop import TrainConfig
 
 
 def _test_accuracy(path: Path, data: DataSpec, max_length: int) -> float:
     from dataclasses import replace
 
-    from squeeze.checkpoint import load
-    from squeeze.encoding import encode_for
+    from squeeze.data.encoding import encode_for
+    from squeeze.model.checkpoint import load
 
     loaded = load(str(path))
     test = replace(data, split="test", max_samples=None)

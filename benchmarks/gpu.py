@@ -22,16 +22,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from squeeze.bench.latency import BenchSettings, Target, measure, synthetic_inputs
-from squeeze.bench.machine import describe_machine
-from squeeze.bench.run import export_target, frame_ids, torch_target
-from squeeze.checkpoint import load
-from squeeze.dataspec import DataSpec
-from squeeze.errors import SqueezeError
-from squeeze.export.read import load_export
-from squeeze.quantize.method import QuantizeConfig
-from squeeze.runner import StepOptions, run_step
-from squeeze.tiny import BERT_SHAPES, build_bert_shaped, write_order_task
+from squeeze.artifact.read import load_export
+from squeeze.core.errors import SqueezeError
+from squeeze.data.spec import DataSpec
+from squeeze.engine.runner import run_step
+from squeeze.engine.step import StepOptions
+from squeeze.measure.bench import export_target, frame_ids, torch_target
+from squeeze.measure.latency import BenchSettings, Target, measure, synthetic_inputs
+from squeeze.measure.machine import describe_machine
+from squeeze.methods.quantize.method import QuantizeConfig
+from squeeze.model.checkpoint import load
+from squeeze.model.tiny import BERT_SHAPES, build_bert_shaped, write_order_task
 
 DEFAULT = "torch fp16"  # what `squeeze quantize --dtype fp16` deploys
 TARGET_SPEEDUP, TARGET_BATCH = 4.0, 32

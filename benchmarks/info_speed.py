@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from squeeze.bench.machine import describe_machine, fingerprint
+from squeeze.measure.machine import describe_machine, fingerprint
 
 CACHE = Path(".cache/bench")
 LARGE = "llama-1.1b"
@@ -32,7 +32,7 @@ LARGE = "llama-1.1b"
 # stored parameters: the shape, not the head, decides the cost.
 _BUILD_LARGE = """
 import sys, transformers
-from squeeze.tiny import build_tiny
+from squeeze.model.tiny import build_tiny
 config = transformers.LlamaConfig(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
     num_attention_heads=32, num_key_value_heads=4, vocab_size=32000)
 build_tiny("llama", sys.argv[1], config=config)
@@ -67,8 +67,8 @@ def large_checkpoint(cache: Path) -> Path:
 
 
 def minilm() -> Path:
-    from squeeze.assets import demo_model_path
-    from squeeze.errors import CheckpointError
+    from squeeze.core.errors import CheckpointError
+    from squeeze.data.assets import demo_model_path
 
     try:
         return demo_model_path()
@@ -83,8 +83,8 @@ def _wall_s(argv: list[str]) -> float:
 
 
 def _size(folder: Path) -> str:
-    from squeeze.fmt import fmt_bytes
-    from squeeze.sizes import weight_bytes
+    from squeeze.core.fmt import fmt_bytes
+    from squeeze.model.sizes import weight_bytes
 
     return fmt_bytes(weight_bytes(folder))
 

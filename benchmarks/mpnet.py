@@ -1,8 +1,8 @@
 """MPNet on real weights: all-mpnet-base-v2 fine-tuned on the movie reviews, compressed by the CLI.
 
 Drives `squeeze` the way a user does (subprocesses, `--json`): fine-tunes the all-mpnet-base-v2
-encoder (`python -m squeeze.assets mpnet`) on a seeded subset of the movie-review sentences at max
-length 64 (kept in .cache/mpnet/ under a name made of the settings: reruns skip it), then runs
+encoder (`python -m squeeze.data.assets mpnet`) on a seeded subset of the movie-review sentences at
+max length 64 (kept in .cache/mpnet/ under a name made of the settings: reruns skip it), then runs
 `squeeze eval` (fp32, test split), `squeeze quantize --dtype int8` (ONNX Runtime dynamic, accuracy
 before and after on the test split), `squeeze export`, `squeeze prune --method structured --heads
 0.25 --ffn 0.25` (reloaded by `squeeze eval`, exported, run in ONNX Runtime), a brief `squeeze
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from squeeze.bench.machine import describe_machine, fingerprint
+from squeeze.measure.machine import describe_machine, fingerprint
 
 ACCURACY_DROP_TARGET = 0.5  # points
 PRUNE = ("--method", "structured", "--heads", "0.25", "--ffn", "0.25")
@@ -71,10 +71,13 @@ class Runner:
 
 def _asset(*args: str) -> Path:
     done = subprocess.run(
-        [sys.executable, "-m", "squeeze.assets", *args], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "squeeze.data.assets", *args],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0:
-        raise SystemExit(done.stderr.strip() or f"squeeze.assets {args[0]} failed")
+        raise SystemExit(done.stderr.strip() or f"squeeze.data.assets {args[0]} failed")
     return Path(done.stdout.strip())
 
 

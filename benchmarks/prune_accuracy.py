@@ -17,11 +17,12 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from squeeze.bench.machine import describe_machine, fingerprint
-from squeeze.dataspec import DataSpec
-from squeeze.prune.magnitude import MagnitudePruneConfig
-from squeeze.prune.structured import StructuredPruneConfig
-from squeeze.runner import StepOptions, run_step
+from squeeze.data.spec import DataSpec
+from squeeze.engine.runner import run_step
+from squeeze.engine.step import StepOptions
+from squeeze.measure.machine import describe_machine, fingerprint
+from squeeze.methods.prune.magnitude import MagnitudePruneConfig
+from squeeze.methods.prune.structured import StructuredPruneConfig
 
 DEMO_MODEL = ".cache/demo/minilm-movie-reviews"
 DEMO_DATA = DataSpec(

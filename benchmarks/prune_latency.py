@@ -16,13 +16,13 @@ import argparse
 import json
 from pathlib import Path
 
-from squeeze.bench.latency import BenchSettings
-from squeeze.bench.machine import describe_machine
-from squeeze.bench.run import bench_models
-from squeeze.export.method import ExportConfig, export_onnx
-from squeeze.prune.structured import StructuredPruneConfig
-from squeeze.runner import run_step
-from squeeze.tiny import BERT_SHAPES, build_bert_shaped
+from squeeze.engine.runner import run_step
+from squeeze.measure.bench import bench_models
+from squeeze.measure.latency import BenchSettings
+from squeeze.measure.machine import describe_machine
+from squeeze.methods.export.method import ExportConfig, export_onnx
+from squeeze.methods.prune.structured import StructuredPruneConfig
+from squeeze.model.tiny import BERT_SHAPES, build_bert_shaped
 
 
 def main() -> None:

@@ -15,14 +15,15 @@ import argparse
 import json
 from pathlib import Path
 
-from squeeze.bench.latency import BenchSettings
-from squeeze.bench.machine import describe_machine
-from squeeze.bench.run import bench_models
-from squeeze.dataspec import DataSpec
-from squeeze.export.method import ExportConfig, export_onnx
-from squeeze.quantize.method import QuantizeConfig
-from squeeze.runner import StepOptions, run_step
-from squeeze.tiny import BERT_SHAPES, build_bert_shaped, write_order_task
+from squeeze.data.spec import DataSpec
+from squeeze.engine.runner import run_step
+from squeeze.engine.step import StepOptions
+from squeeze.measure.bench import bench_models
+from squeeze.measure.latency import BenchSettings
+from squeeze.measure.machine import describe_machine
+from squeeze.methods.export.method import ExportConfig, export_onnx
+from squeeze.methods.quantize.method import QuantizeConfig
+from squeeze.model.tiny import BERT_SHAPES, build_bert_shaped, write_order_task
 
 VARIANTS = {
     "onnx int8 dynamic (fused, default)": QuantizeConfig(),

@@ -36,7 +36,7 @@ from typing import Any
 # Llama shapes scaled together (hidden, FFN, depth, heads; 4 KV heads past the smallest); the
 # vocabulary stays Llama's 32000, so the embedding is a real share of the small ones too.
 SIZES: dict[str, dict[str, int]] = {
-    "base": {},  # squeeze.tiny's toy Llama: the fixed cost of every step
+    "base": {},  # squeeze.model.tiny's toy Llama: the fixed cost of every step
     "10m": {"hidden_size": 256, "intermediate_size": 704, "num_hidden_layers": 4,
             "num_attention_heads": 8, "num_key_value_heads": 2},
     "110m": {"hidden_size": 768, "intermediate_size": 2304, "num_hidden_layers": 12,
@@ -79,7 +79,7 @@ def build(work: Path, name: str) -> Path:
         return out
     import transformers
 
-    from squeeze.tiny import build_tiny
+    from squeeze.model.tiny import build_tiny
 
     config = transformers.LlamaConfig(**SIZES[name], **COMMON) if SIZES[name] else None
     tmp = out.with_name(f".{out.name}.building")
@@ -245,8 +245,8 @@ def main() -> int:
         build(work, args.build)
         return 0
 
-    from squeeze.bench.machine import describe_machine, fingerprint
-    from squeeze.tiny import write_order_task
+    from squeeze.measure.machine import describe_machine, fingerprint
+    from squeeze.model.tiny import write_order_task
 
     names = [n for n in args.sizes.split(",") if n]
     steps = [s for s in args.steps.split(",") if s]

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from squeeze.bench.machine import describe_machine, fingerprint
+from squeeze.measure.machine import describe_machine, fingerprint
 
 COMMANDS = ("info", "eval", "finetune", "prune", "distill", "quantize", "export", "bench", "run",
             "sweep", "tune", "report", "steps", "cache")  # fmt: skip

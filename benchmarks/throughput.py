@@ -17,12 +17,12 @@ import numpy as np
 import torch
 import transformers
 
-from squeeze.bench.machine import describe_machine, fingerprint
-from squeeze.encoding import Encoded
-from squeeze.evaluate import evaluate_forward
-from squeeze.runtime import torch_forward
-from squeeze.train import TrainConfig, train
-from squeeze.types import Task
+from squeeze.core.types import Task
+from squeeze.data.encoding import Encoded
+from squeeze.measure.evaluate import evaluate_forward
+from squeeze.measure.machine import describe_machine, fingerprint
+from squeeze.model.runtime import torch_forward
+from squeeze.train.loop import TrainConfig, train
 
 
 def minilm_shaped() -> torch.nn.Module:

@@ -14,12 +14,12 @@ import tempfile
 from pathlib import Path
 
 import squeeze
-from squeeze.dataspec import DataSpec
-from squeeze.encoding import encode
-from squeeze.evaluate import evaluate
-from squeeze.finetune import finetune
-from squeeze.tiny import build_tiny, write_order_task
-from squeeze.types import Task
+from squeeze.core.types import Task
+from squeeze.data.encoding import encode
+from squeeze.data.spec import DataSpec
+from squeeze.measure.evaluate import evaluate
+from squeeze.methods.finetune import finetune
+from squeeze.model.tiny import build_tiny, write_order_task
 
 
 def main(workdir: Path) -> float:

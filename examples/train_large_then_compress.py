@@ -4,21 +4,21 @@ The claim: for a fixed training budget, a larger model trained for fewer steps a
 hard beats a smaller model trained for more steps, at equal inference latency or size. For each
 seed this script:
 
-1. takes the task: with ``--real``, the movie-review sentences (``python -m squeeze.assets
+1. takes the task: with ``--real``, the movie-review sentences (``python -m squeeze.data.assets
    movie-reviews``; squeeze's content-hash split, 80/10/10: fine-tuning sees the train part, model
    selection the validation part, every reported accuracy is on the test part); without it, a
    task generated offline with the tiny vocabulary (train.csv, split the same way, and a separate
    test.csv);
 2. takes a SMALL and a LARGE model: with ``--real``, all-MiniLM-L6-v2 (22.7M parameters, the
-   demo's encoder) and all-mpnet-base-v2 (109M, ``python -m squeeze.assets mpnet``), both
+   demo's encoder) and all-mpnet-base-v2 (109M, ``python -m squeeze.data.assets mpnet``), both
    pre-trained encoders without a task head (``--small``/``--large`` name others); without it,
-   two tiny random BERTs (``squeeze.tiny``);
+   two tiny random BERTs (``squeeze.model.tiny``);
 3. fine-tunes both on the same data for the same wall-clock budget. ``TrainConfig`` has steps,
    not seconds, so each model's seconds per step are measured first, in short alternating bursts
    (small, large, small, large, ...) so that background load hits both alike, and each model then
-   gets ``max_steps = budget / seconds_per_step`` through ``squeeze.finetune``. The seconds each
-   run really trained are reported next to the budget;
-4. compresses both with the same sweep (``squeeze.sweep``: the library behind ``squeeze run``):
+   gets ``max_steps = budget / seconds_per_step`` through ``squeeze.methods.finetune``. The seconds
+   each run really trained are reported next to the budget;
+4. compresses both with the same sweep (``squeeze.plan``: the library behind ``squeeze run``):
    int8; 30%, 50% and 70% of heads and FFN neurons removed, each with the same recovery
    fine-tuning, then int8; distillation into half the layers, then int8. One results.json and
    report per model;
@@ -26,7 +26,8 @@ seed this script:
    theirs at different moments, and load drifts), then writes comparison.md, comparison.png and
    comparison.json to the seed's folder and says which model is more accurate at each latency
    and size budget. Both models are scored on the same test sentences, so each difference gets a
-   95% paired bootstrap interval (``squeeze.stats``); a difference whose interval holds 0 is a tie.
+   95% paired bootstrap interval (``squeeze.core.stats``); a difference whose interval holds 0 is a
+   tie.
 
 After the last seed, summary.md, summary.json and summary.png in --out put the seeds side by side.
 
@@ -121,14 +122,14 @@ def pair_table_task(n: int, *, seed: int, table_seed: int = 1, rank: int = 16) -
     """``n`` sentences of 3-6 tiny-vocabulary words labelled by a fixed function of their first
     two words: sign(u[x] . v[y]) for random rank-``rank`` vectors.
 
-    The order task (``squeeze.tiny.order_task``) is solved by a 1-layer, 16-wide model within a
-    few hundred steps, so it cannot separate a small model from a large one; nor could the vote
+    The order task (``squeeze.model.tiny.order_task``) is solved by a 1-layer, 16-wide model within
+    a few hundred steps, so it cannot separate a small model from a large one; nor could the vote
     task, which is linear. This one is a 1,600-entry table with structure: a model has to find
     the two positions and learn a high-rank bilinear function, which takes capacity. Neither
     model gets near 100% in minutes, and the large one, after a slower start, keeps improving
     where the small one levels off; in 60-120 s budgets it ended 0-4 points ahead on validation.
     """
-    from squeeze.tiny import FILLER_WORDS
+    from squeeze.model.tiny import FILLER_WORDS
 
     table_rng = random.Random(table_seed)
     u = {w: [table_rng.gauss(0, 1) for _ in range(rank)] for w in FILLER_WORDS}
@@ -147,16 +148,16 @@ def task_data(folder: Path, s: Settings, reviews: str | None) -> tuple[Any, Any]
 
     Tiny: train.csv (train + validation parts) and test.csv, other sentences drawn with another
     seed and labelled by the same table. Real: the movie reviews, label = sign of the score."""
-    from squeeze.dataspec import DataSpec
+    from squeeze.data.spec import DataSpec
 
     if s.real:
         if reviews is None:
-            from squeeze.assets import movie_reviews
+            from squeeze.data.assets import movie_reviews
 
             reviews = str(movie_reviews(".cache/demo"))
         spec = DataSpec(reviews, text_column="text", label_column="score", label_map="sign")
         return spec, None
-    from squeeze.tiny import write_rows
+    from squeeze.model.tiny import write_rows
 
     folder.mkdir(parents=True, exist_ok=True)
     train = write_rows(folder / "train.csv", pair_table_task(s.rows, seed=0), ("text", "label"))
@@ -168,7 +169,7 @@ def model_specs(real: bool, small: str | None, large: str | None) -> tuple[Model
     """The pair to compare: tiny BERTs, or checkpoints (by default MiniLM and MPNet)."""
     if not real:
         return TINY
-    from squeeze.assets import demo_model_path, mpnet
+    from squeeze.data.assets import demo_model_path, mpnet
 
     # MiniLM's package keeps the checkpoint in a folder called "model": name the defaults.
     picked = {
@@ -183,7 +184,7 @@ def model_specs(real: bool, small: str | None, large: str | None) -> tuple[Model
 
 def base_models(specs: tuple[ModelSpec, ...], folder: Path, seed: int) -> dict[str, Path]:
     """Each model's starting checkpoint: the given one, or a seeded untrained tiny classifier."""
-    from squeeze.tiny import build_tiny, tiny_config
+    from squeeze.model.tiny import build_tiny, tiny_config
 
     out = {}
     for m in specs:
@@ -200,10 +201,10 @@ def base_models(specs: tuple[ModelSpec, ...], folder: Path, seed: int) -> dict[s
 
 def _classifier(path: Path, labels: list[str]) -> Any:
     """``path`` loaded as a sequence classifier, given a fresh head when it has none (as
-    ``squeeze.finetune`` does)."""
+    ``squeeze.methods.finetune`` does)."""
     import squeeze
-    from squeeze.checkpoint import detect_task, read_config
-    from squeeze.types import Task
+    from squeeze.core.types import Task
+    from squeeze.model.checkpoint import detect_task, read_config
 
     has_head = detect_task(read_config(str(path))) is Task.SEQUENCE_CLASSIFICATION
     return squeeze.load(
@@ -216,15 +217,15 @@ def _classifier(path: Path, labels: list[str]) -> Any:
 
 def seconds_per_step(models: dict[str, Path], data: Any, s: Settings) -> dict[str, float]:
     """Mean seconds per optimizer step of each model, from alternating bursts of
-    ``squeeze.train.train`` on throw-away in-memory copies (the first step of a burst, which
+    ``squeeze.train.loop.train`` on throw-away in-memory copies (the first step of a burst, which
     sets up the optimizer, is not counted). The mean, not the median: a budget is a sum of
     steps, and batches of long sentences make the step times skewed (the median of MiniLM's
     bursts once promised 300 s for a run that took 400)."""
-    from squeeze.data import load_dataset
-    from squeeze.dataspec import training_part
-    from squeeze.encoding import encode
-    from squeeze.train import TrainConfig, train
-    from squeeze.types import Task
+    from squeeze.core.types import Task
+    from squeeze.data.encoding import encode
+    from squeeze.data.examples import load_dataset
+    from squeeze.data.spec import training_part
+    from squeeze.train.loop import TrainConfig, train
 
     dataset = load_dataset(training_part(data))
     labels = dataset.labels()
@@ -261,9 +262,10 @@ def seconds_per_step(models: dict[str, Path], data: Any, s: Settings) -> dict[st
 def train_for_budget(
     specs: tuple[ModelSpec, ...], models: dict[str, Path], data: Any, folder: Path, s: Settings
 ) -> dict[str, dict[str, Any]]:
-    """Fine-tune each model for ``budget / seconds_per_step`` steps with ``squeeze.finetune``."""
-    from squeeze.finetune import finetune
-    from squeeze.train import TrainConfig
+    """Fine-tune each model for ``budget / seconds_per_step`` steps with
+    ``squeeze.methods.finetune``."""
+    from squeeze.methods.finetune import finetune
+    from squeeze.train.loop import TrainConfig
 
     step_s = seconds_per_step(models, data, s)
     trained = {}
@@ -320,7 +322,7 @@ def sweep_variants(s: Settings, depth: int, lr: float) -> list[dict[str, str]]:
 
 def bench_settings(s: Settings) -> Any:
     """Batch 1, at the task's length (tiny: one thread, which a busy machine disturbs less)."""
-    from squeeze.bench.latency import BenchSettings
+    from squeeze.measure.latency import BenchSettings
 
     return BenchSettings(
         batch_sizes=(1,),
@@ -333,7 +335,7 @@ def bench_settings(s: Settings) -> Any:
 
 
 def _depth(path: Path) -> int:
-    from squeeze.checkpoint import read_config
+    from squeeze.model.checkpoint import read_config
 
     return int(read_config(str(path)).num_hidden_layers)
 
@@ -347,9 +349,9 @@ def run_sweeps(
     s: Settings,
 ) -> dict[str, Any]:
     """Compress each trained model with the same plan; one results.json and report per model."""
-    from squeeze.pipeline import run_plan
-    from squeeze.results import SweepResults
-    from squeeze.sweep.recipe import Plan, variants_from
+    from squeeze.plan.pipeline import run_plan
+    from squeeze.plan.recipe import Plan, variants_from
+    from squeeze.report.results import SweepResults
 
     sweeps = {}
     for spec in specs:
@@ -387,11 +389,11 @@ class Point:
 
 def joint_points(sweeps: dict[str, Any], s: Settings) -> list[Point]:
     """Every artifact of both sweeps, re-timed together in one rotating measurement."""
-    from squeeze.bench.run import bench_models
+    from squeeze.measure.bench import bench_models
 
     entries = [(m, v) for m, res in sweeps.items() for v in res.variants]
     timed, _ = bench_models([v.artifact for _, v in entries], bench_settings(s))
-    from squeeze.stats import Scores
+    from squeeze.core.stats import Scores
 
     return [
         Point(
@@ -411,7 +413,7 @@ def joint_points(sweeps: dict[str, Any], s: Settings) -> list[Point]:
 def difference(small: Point, large: Point, n_test: int) -> tuple[float, float]:
     """The 95% interval of large minus small accuracy, in points: paired over the shared test
     sentences when both have per-sample scores, else +-2 binomial standard errors."""
-    from squeeze.stats import paired_drop_interval
+    from squeeze.core.stats import paired_drop_interval
 
     if small.scores is not None and large.scores is not None:
         interval = paired_drop_interval(large.scores, small.scores)  # large "before" small

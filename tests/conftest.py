@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from squeeze.tiny import (
+from squeeze.core.types import Task
+from squeeze.model.tiny import (
     FAMILIES,
     LM_TASK,
     MORE_FAMILIES,
@@ -24,7 +25,6 @@ from squeeze.tiny import (
     build_tiny,
     write_order_task,
 )
-from squeeze.types import Task
 
 
 @pytest.fixture(scope="session")
@@ -52,9 +52,9 @@ def order_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_classifier(tmp_path_factory: pytest.TempPathFactory, order_csv: Path) -> Path:
     """A tiny BERT fine-tuned on the train split of the order task, saved as an HF folder."""
-    from squeeze.dataspec import DataSpec
-    from squeeze.finetune import finetune
-    from squeeze.train import TrainConfig
+    from squeeze.data.spec import DataSpec
+    from squeeze.methods.finetune import finetune
+    from squeeze.train.loop import TrainConfig
 
     base = build_tiny("bert", tmp_path_factory.mktemp("base") / "bert", task=Task.MASKED_LM)
     out = tmp_path_factory.mktemp("trained") / "bert-order"

@@ -3,8 +3,8 @@
 The public API is imported lazily (``squeeze.load`` pulls in torch and transformers only when
 first used) so that ``squeeze --help`` and ``import squeeze`` stay instant. Functions named like
 a submodule (``evaluate``, ``train``, ``finetune``) are not re-exported here: once the submodule
-is imported, Python binds the module to that attribute, so ``squeeze.evaluate`` would change
-meaning. Import them from their modules (``from squeeze.evaluate import evaluate``).
+is imported, Python binds the module to that attribute, so ``squeeze.measure.evaluate`` would change
+meaning. Import them from their modules (``from squeeze.measure.evaluate import evaluate``).
 """
 
 from __future__ import annotations
@@ -12,23 +12,23 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from squeeze.core import __version__
 
 _API = {
-    "load": "squeeze.checkpoint",
-    "save": "squeeze.checkpoint",
-    "size_stats": "squeeze.sizes",
-    "load_dataset": "squeeze.data",
-    "DataSpec": "squeeze.dataspec",
-    "TrainConfig": "squeeze.train_config",
+    "load": "squeeze.model.checkpoint",
+    "save": "squeeze.model.checkpoint",
+    "size_stats": "squeeze.model.sizes",
+    "load_dataset": "squeeze.data.examples",
+    "DataSpec": "squeeze.data.spec",
+    "TrainConfig": "squeeze.train.config",
     # The step engine: a method's config, run on a checkpoint as its command does.
-    "run_step": "squeeze.runner",
-    "StepOptions": "squeeze.runner",
-    "MagnitudePruneConfig": "squeeze.prune.magnitude",
-    "StructuredPruneConfig": "squeeze.prune.structured",
-    "DistillConfig": "squeeze.distill.method",
-    "QuantizeConfig": "squeeze.quantize.method",
-    "ExportConfig": "squeeze.export.method",
+    "run_step": "squeeze.engine.runner",
+    "StepOptions": "squeeze.engine.step",
+    "MagnitudePruneConfig": "squeeze.methods.prune.magnitude",
+    "StructuredPruneConfig": "squeeze.methods.prune.structured",
+    "DistillConfig": "squeeze.methods.distill.method",
+    "QuantizeConfig": "squeeze.methods.quantize.method",
+    "ExportConfig": "squeeze.methods.export.method",
 }
 
 __all__ = ["__version__", *sorted(_API)]

@@ -7,8 +7,8 @@ import json
 
 from typer.testing import CliRunner
 
+from squeeze.artifact.read import read_manifest
 from squeeze.cli.main import app
-from squeeze.export.read import read_manifest
 
 runner = CliRunner()
 HAS_OPENVINO = all(importlib.util.find_spec(m) for m in ("openvino", "nncf"))
@@ -113,8 +113,8 @@ def test_a_candidate_that_fails_is_skipped_with_its_reason(monkeypatch, tiny_cla
     """A third-party quantizer raising on this model costs one candidate, not the step."""
     import dataclasses
 
-    from squeeze import registry
-    from squeeze.quantize import auto
+    from squeeze.engine import registry
+    from squeeze.methods.quantize import auto
 
     def boom(*args):
         raise RuntimeError("kernel not built for this CPU\nmore detail")
@@ -151,7 +151,7 @@ def test_without_the_openvino_extra_auto_says_how_to_get_it(
 ):
     import importlib.util
 
-    from squeeze.quantize import auto
+    from squeeze.methods.quantize import auto
 
     real = importlib.util.find_spec
     monkeypatch.setattr(

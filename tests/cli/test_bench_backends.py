@@ -8,9 +8,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from squeeze.bench import backends as availability
 from squeeze.cli.main import app
-from squeeze.runtime import ort_providers
+from squeeze.measure import backends as availability
+from squeeze.model.runtime import ort_providers
 
 runner = CliRunner()
 FAST = ("--seq", "16", "--runs", "3", "--warmup", "1", "--rounds", "1")
@@ -115,7 +115,7 @@ def test_bench_needs_a_model_or_backends():
 def test_torch_targets_run_sdpa_attention(tiny_classifiers):
     """What bench times on PyTorch is transformers' SDPA attention (fused kernels on CUDA), not
     the eager attention the ONNX export traces."""
-    from squeeze.checkpoint import load
+    from squeeze.model.checkpoint import load
 
     for family in ("bert", "llama"):
         assert load(tiny_classifiers[family]).model.config._attn_implementation == "sdpa"
@@ -125,8 +125,8 @@ def test_cuda_peak_is_the_models_own(monkeypatch, tiny_classifiers):
     """Weights plus what its runs allocated above the memory resident before its block."""
     import torch
 
-    from squeeze.bench.run import torch_target
-    from squeeze.checkpoint import load
+    from squeeze.measure.bench import torch_target
+    from squeeze.model.checkpoint import load
 
     loaded = load(tiny_classifiers["bert"])
     weights = sum(p.numel() * p.element_size() for p in loaded.model.parameters()) + sum(

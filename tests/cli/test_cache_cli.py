@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from squeeze.cli.main import app
-from squeeze.sweep.cache import claim, damage, publish, staging_path
-from squeeze.tiny import build_tiny
+from squeeze.model.tiny import build_tiny
+from squeeze.plan.cache import claim, damage, publish, staging_path
 
 runner = CliRunner()
 

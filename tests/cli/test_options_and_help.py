@@ -14,13 +14,13 @@ import typer
 from typer.testing import CliRunner
 
 from squeeze.cli.main import app
-from squeeze.config import fields_of
-from squeeze.distill.method import DistillConfig
-from squeeze.export.method import ExportConfig
-from squeeze.prune.magnitude import MagnitudePruneConfig
-from squeeze.prune.structured import StructuredPruneConfig
-from squeeze.quantize.method import QuantizeConfig
-from squeeze.sweep.recipe import TOP_KEYS
+from squeeze.core.config import fields_of
+from squeeze.methods.distill.method import DistillConfig
+from squeeze.methods.export.method import ExportConfig
+from squeeze.methods.prune.magnitude import MagnitudePruneConfig
+from squeeze.methods.prune.structured import StructuredPruneConfig
+from squeeze.methods.quantize.method import QuantizeConfig
+from squeeze.plan.recipe import TOP_KEYS
 
 COMMAND = typer.main.get_command(app)
 CONFIGS = {
@@ -97,7 +97,7 @@ def test_a_library_error_names_the_flag_on_the_command_line(tiny_classifiers, tm
 
 
 def test_the_step_reference_lists_every_method_field_and_backend():
-    from squeeze.registry import backends, methods
+    from squeeze.engine.registry import backends, methods
 
     result = CliRunner().invoke(app, ["steps", "--json"])
     assert result.exit_code == 0, result.output

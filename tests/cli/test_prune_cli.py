@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from squeeze.cli.main import app
-from squeeze.tiny import FAMILIES
+from squeeze.model.tiny import FAMILIES
 
 runner = CliRunner()
 

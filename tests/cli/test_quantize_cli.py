@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from squeeze.cli.main import app
-from squeeze.tiny import FAMILIES
+from squeeze.model.tiny import FAMILIES
 
 runner = CliRunner()
 
@@ -147,8 +147,8 @@ def test_int4_is_smaller_than_int8_and_keeps_accuracy(tmp_path):
     """At a width where weights outweigh the graph (hidden 256), int4 is clearly smaller than
     int8: blocks of 32 cost 4 + 4/32 (fp32 scale) + 4/32 (zero point) bits a weight, 0.64 bytes,
     against int8's one byte."""
-    from squeeze.tiny import build_tiny, tiny_config
-    from squeeze.types import Task
+    from squeeze.core.types import Task
+    from squeeze.model.tiny import build_tiny, tiny_config
 
     model = build_tiny("llama", tmp_path / "m", task=Task.CAUSAL_LM,
                        config=tiny_config("llama", hidden=256))  # fmt: skip
@@ -177,7 +177,7 @@ def test_int4_keeps_a_classification_head_fp32(wide_classifiers, tmp_path):
 @pytest.fixture(scope="session")
 def wide_classifiers(tmp_path_factory):
     """Hidden size 64: the narrowest that 4-bit blocks of 64 accept."""
-    from squeeze.tiny import build_tiny, tiny_config
+    from squeeze.model.tiny import build_tiny, tiny_config
 
     root = tmp_path_factory.mktemp("wide")
     return {f: build_tiny(f, root / f, config=tiny_config(f, hidden=64)) for f in FAMILIES}
@@ -217,7 +217,7 @@ def test_pytorch_deployment_int8_and_int4(
 
 
 def test_quantizer_failure_is_one_line(wide_classifiers, tmp_path, monkeypatch):
-    import squeeze.quantize.in_transformers as integration
+    import squeeze.methods.quantize.in_transformers as integration
 
     def no_kernels(*args, **kwargs):
         raise RuntimeError("no CPU kernels for 4-bit matmul in this build")

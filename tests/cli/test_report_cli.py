@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from squeeze.cli.main import app
-from squeeze.results import SweepResults, VariantResult, derive
-from squeeze.tiny import latency_of
+from squeeze.model.tiny import latency_of
+from squeeze.report.results import SweepResults, VariantResult, derive
 
 runner = CliRunner()
 

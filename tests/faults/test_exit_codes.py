@@ -12,7 +12,7 @@ def test_a_bug_exits_70_with_one_line_and_the_traceback_on_request(tiny_classifi
     env = inject(
         tmp_path,
         """
-        import squeeze.runner as runner
+        import squeeze.engine.runner as runner
         def broken(loaded, folder):
             raise KeyError("a bug planted by the test")
         runner.write_checkpoint = broken

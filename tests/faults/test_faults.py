@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from squeeze.tiny import write_rows
+from squeeze.model.tiny import write_rows
 
 
 def squeeze(*args, env=None, timeout=300):
@@ -76,7 +76,7 @@ def test_a_full_disk_mid_write_leaves_nothing(tiny_classifiers, tmp_path):
     env = inject(
         tmp_path,
         """
-        import errno, squeeze.runner as runner
+        import errno, squeeze.engine.runner as runner
         write = runner.write_checkpoint
         def full(loaded, folder):
             write(loaded, folder)  # the weights were written, then the disk filled up

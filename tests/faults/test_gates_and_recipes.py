@@ -15,7 +15,7 @@ import time
 import pytest
 from test_faults import assert_clean_failure, squeeze
 
-from squeeze.tiny import build_tiny, write_order_task
+from squeeze.model.tiny import build_tiny, write_order_task
 
 # Seconds a refusal may take: start-up and reading the model's config, far less than building
 # and timing a variant on these machines.
@@ -103,10 +103,11 @@ def test_a_step_refuses_a_gate_without_data(bert, tmp_path, command):
 
 def test_a_library_step_that_is_not_scored_refuses_a_gate(bert, data, tmp_path):
     """``StepOptions(measure=False)`` (how a sweep builds) scores nothing: a gate is refused."""
-    from squeeze.dataspec import DataSpec
-    from squeeze.errors import ConfigError
-    from squeeze.prune.magnitude import MagnitudePruneConfig
-    from squeeze.runner import StepOptions, run_step
+    from squeeze.core.errors import ConfigError
+    from squeeze.data.spec import DataSpec
+    from squeeze.engine.runner import run_step
+    from squeeze.engine.step import StepOptions
+    from squeeze.methods.prune.magnitude import MagnitudePruneConfig
 
     options = StepOptions(data=DataSpec(str(data)), measure=False, max_accuracy_drop=1.0)
     with pytest.raises(ConfigError, match="cannot be judged with measure=False"):

@@ -15,11 +15,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from squeeze.dataspec import DataSpec
-from squeeze.distill.method import DistillConfig
-from squeeze.finetune import finetune
-from squeeze.runner import StepOptions, run_step
-from squeeze.tiny import (
+from squeeze.core.types import Task
+from squeeze.data.spec import DataSpec
+from squeeze.engine.runner import run_step
+from squeeze.engine.step import StepOptions
+from squeeze.methods.distill.method import DistillConfig
+from squeeze.methods.finetune import finetune
+from squeeze.model.tiny import (
     build_tiny,
     flip_labels,
     markov_sentences,
@@ -27,8 +29,7 @@ from squeeze.tiny import (
     vote_task,
     write_rows,
 )
-from squeeze.train import TrainConfig
-from squeeze.types import Task
+from squeeze.train.loop import TrainConfig
 
 LABELS_ONLY = {"kd_weight": 0.0, "task_weight": 1.0}
 

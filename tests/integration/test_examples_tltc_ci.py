@@ -130,10 +130,10 @@ def small_classifier(tmp_path_factory, order_csv):
     """A tiny BERT trained on the order task for a few seconds, on one thread."""
     import torch
 
-    from squeeze.dataspec import DataSpec
-    from squeeze.finetune import finetune
-    from squeeze.tiny import build_tiny
-    from squeeze.train import TrainConfig
+    from squeeze.data.spec import DataSpec
+    from squeeze.methods.finetune import finetune
+    from squeeze.model.tiny import build_tiny
+    from squeeze.train.loop import TrainConfig
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

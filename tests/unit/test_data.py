@@ -1,4 +1,5 @@
-"""squeeze.data: every file format, column inference, splits, labels, encoding and batching."""
+"""squeeze.data.examples: every file format, column inference, splits, labels, encoding and
+batching."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from squeeze.data import Dataset, Example, label_ids, load_dataset
-from squeeze.dataspec import SPLITS, DataSpec, is_local, parse_source
-from squeeze.encoding import batches, encode
-from squeeze.errors import ConfigError, DataError
+from squeeze.core.errors import ConfigError, DataError
+from squeeze.data.encoding import batches, encode
+from squeeze.data.examples import Dataset, Example, label_ids, load_dataset
+from squeeze.data.spec import SPLITS, DataSpec, is_local, parse_source
 
 ROWS = [
     {"id": "1", "text": "good, really good", "label": "positive"},
@@ -453,7 +454,7 @@ def test_batches_pad_to_longest_in_batch(tokenizer: object) -> None:
 
 
 def test_batches_pad_with_pad_id_and_shuffle_deterministically() -> None:
-    from squeeze.encoding import Encoded
+    from squeeze.data.encoding import Encoded
 
     features = {"input_ids": [[5] * (i + 1) for i in range(10)]}
     encoded = Encoded(features, np.arange(10, dtype=np.int64), pad_token_id=9, n_truncated=0)

@@ -7,11 +7,11 @@ import pytest
 import torch
 import transformers
 
-from squeeze.arch import ArchSpec, find_spec, layer_list
-from squeeze.discover import block_list_path, check_proposal, propose_spec
-from squeeze.prune.importance import magnitude_importance
-from squeeze.prune.structured import StructuredPruneConfig, prune_structured
-from squeeze.tiny import FAMILIES, MORE_FAMILIES, tiny_config
+from squeeze.methods.prune.importance import magnitude_importance
+from squeeze.methods.prune.structured import StructuredPruneConfig, prune_structured
+from squeeze.model.arch import ArchSpec, find_spec, layer_list
+from squeeze.model.discover import block_list_path, check_proposal, propose_spec
+from squeeze.model.tiny import FAMILIES, MORE_FAMILIES, tiny_config
 
 
 def skeleton(family: str):
@@ -42,7 +42,7 @@ def test_block_list_is_the_innermost_list_holding_the_weights():
 
 def test_a_reviewed_proposal_prunes_a_family_without_a_spec(tiny_classifiers):
     """OPT has no spec: its proposal, pasted as code, is a spec structured pruning can use."""
-    from squeeze.checkpoint import load
+    from squeeze.model.checkpoint import load
 
     loaded = load(tiny_classifiers["opt"])
     proposal = propose_spec(loaded.model, loaded.config)
@@ -71,7 +71,7 @@ def test_interleaved_fused_attention_is_flagged_for_review():
 def test_readme_family_table_is_generated_from_the_specs():
     from pathlib import Path
 
-    from squeeze.families import markdown_table
+    from squeeze.model.families import markdown_table
 
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    assert markdown_table() in readme, "regenerate it: python -m squeeze.families"
+    assert markdown_table() in readme, "regenerate it: python -m squeeze.model.families"

@@ -7,20 +7,21 @@ import json
 import pytest
 import torch
 
-from squeeze.checkpoint import load
-from squeeze.dataspec import DataSpec
-from squeeze.distill.loss import (
+from squeeze.core.errors import CheckpointError, ConfigError
+from squeeze.data.spec import DataSpec
+from squeeze.engine.runner import run_step
+from squeeze.engine.step import StepOptions
+from squeeze.methods.distill.loss import (
     attention_loss,
     hidden_loss,
     layer_map,
     logit_kd,
     projection,
 )
-from squeeze.distill.method import DistillConfig
-from squeeze.distill.student import build_student, distill_module, even_layers
-from squeeze.errors import CheckpointError, ConfigError
-from squeeze.runner import StepOptions, run_step
-from squeeze.tiny import build_tiny, tiny_config
+from squeeze.methods.distill.method import DistillConfig
+from squeeze.methods.distill.student import build_student, distill_module, even_layers
+from squeeze.model.checkpoint import load
+from squeeze.model.tiny import build_tiny, tiny_config
 
 
 def test_layer_choices():
@@ -156,7 +157,7 @@ def test_wider_student_with_hidden_matching_needs_a_projection(tiny_classifiers,
 
 
 def test_from_pruned_needs_a_prune_output_and_keeps_magnitude_zeros(tiny_classifiers, tmp_path):
-    from squeeze.prune.magnitude import MagnitudePruneConfig
+    from squeeze.methods.prune.magnitude import MagnitudePruneConfig
 
     teacher = load(tiny_classifiers["bert"])
     with pytest.raises(CheckpointError, match="not a squeeze prune output"):

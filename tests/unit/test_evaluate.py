@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from squeeze.checkpoint import load
-from squeeze.data import load_dataset
-from squeeze.dataspec import DataSpec
-from squeeze.encoding import encode
-from squeeze.errors import UnsupportedError
-from squeeze.evaluate import classification_metrics, evaluate, evaluate_forward
-from squeeze.types import Task
+from squeeze.core.errors import UnsupportedError
+from squeeze.core.types import Task
+from squeeze.data.encoding import encode
+from squeeze.data.examples import load_dataset
+from squeeze.data.spec import DataSpec
+from squeeze.measure.evaluate import classification_metrics, evaluate, evaluate_forward
+from squeeze.model.checkpoint import load
 
 
 def test_classification_metrics_by_hand():

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-import squeeze.export.onnx as onnx_export
-from squeeze.checkpoint import load
-from squeeze.errors import CheckpointError, ValidationError
-from squeeze.export.method import ExportConfig, export_onnx
-from squeeze.export.read import export_folder, onnx_size_stats
-from squeeze.runtime import ort_forward, ort_session
-from squeeze.tiny import FAMILIES, order_task
+import squeeze.methods.export.onnx as onnx_export
+from squeeze.artifact.read import export_folder
+from squeeze.artifact.sizes import onnx_size_stats
+from squeeze.core.errors import CheckpointError, ValidationError
+from squeeze.methods.export.method import ExportConfig, export_onnx
+from squeeze.model.checkpoint import load
+from squeeze.model.runtime import ort_forward, ort_session
+from squeeze.model.tiny import FAMILIES, order_task
 
 
 def _inputs(loaded, texts):

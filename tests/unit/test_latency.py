@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from squeeze.bench.latency import BenchSettings, Latency, Target, measure, synthetic_inputs
-from squeeze.errors import ConfigError
+from squeeze.core.errors import ConfigError
+from squeeze.measure.latency import BenchSettings, Latency, Target, measure, synthetic_inputs
 
 SHAPE = {"batch": 4, "seq_len": 16, "threads": 2, "device": "cpu", "runtime": "torch"}
 

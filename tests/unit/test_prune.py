@@ -9,26 +9,27 @@ import numpy as np
 import pytest
 import torch
 
-from squeeze.arch import get_path, layer_list
-from squeeze.checkpoint import describe, load, save
-from squeeze.data import load_dataset
-from squeeze.dataspec import DataSpec
-from squeeze.encoding import encode
-from squeeze.errors import ConfigError
-from squeeze.export.method import export_onnx
-from squeeze.prune.importance import Importance, magnitude_importance, taylor_importance
-from squeeze.prune.magnitude import (
+from squeeze.core.errors import ConfigError
+from squeeze.data.encoding import encode
+from squeeze.data.examples import load_dataset
+from squeeze.data.spec import DataSpec
+from squeeze.engine.runner import run_step
+from squeeze.engine.step import StepOptions
+from squeeze.methods.export.method import export_onnx
+from squeeze.methods.prune.importance import Importance, magnitude_importance, taylor_importance
+from squeeze.methods.prune.magnitude import (
     MagnitudePruneConfig,
     apply_masks,
     magnitude_masks,
     prunable_weights,
     sparsity_of,
 )
-from squeeze.prune.schedule import cubic_sparsity
-from squeeze.prune.structured import StructuredPruneConfig, prune_structured
-from squeeze.runner import StepOptions, run_step
-from squeeze.shapes import LayerShape
-from squeeze.tiny import FAMILIES, MORE_FAMILIES, order_task
+from squeeze.methods.prune.schedule import cubic_sparsity
+from squeeze.methods.prune.structured import StructuredPruneConfig, prune_structured
+from squeeze.model.arch import get_path, layer_list
+from squeeze.model.checkpoint import describe, load, save
+from squeeze.model.shapes import LayerShape
+from squeeze.model.tiny import FAMILIES, MORE_FAMILIES, order_task
 
 
 def _batch(loaded, n=4, seed=7):
@@ -242,8 +243,8 @@ def test_bad_structured_config(kwargs, message):
 
 
 def test_fixed_mask_is_restored_after_every_step(tiny_classifiers):
-    from squeeze.prune.magnitude import _masking_hook
-    from squeeze.train import StepState
+    from squeeze.methods.prune.magnitude import _masking_hook
+    from squeeze.train.loop import StepState
 
     loaded = load(tiny_classifiers["gpt2"])
     on_step, finish = _masking_hook(loaded, MagnitudePruneConfig(sparsity=0.6, finetune_steps=10))
@@ -262,7 +263,7 @@ def test_fixed_mask_is_restored_after_every_step(tiny_classifiers):
 def test_global_allocation_ranks_units_across_layers():
     """Scripted scores: layer 0's units all outrank layer 1's after per-layer normalisation
     only where they really do; every layer keeps its best unit whatever the ranking."""
-    from squeeze.prune.structured import _allocate
+    from squeeze.methods.prune.structured import _allocate
 
     scores = [torch.tensor([4.0, 3.0, 2.0, 1.0]), torch.tensor([1.0, 0.03, 0.02, 0.01])]
     # Normalised: layer 0 [0.73, 0.55, 0.37, 0.18], layer 1 [1.0, 0.03, 0.02, 0.01]. Keep 2 per
@@ -279,7 +280,7 @@ def test_global_allocation_keeps_the_parameter_count_and_round_trips(
 ):
     """Uneven widths at the uniform prune's parameter count: saved, reloaded (squeeze.json),
     exported and fused by ONNX Runtime with the same logits."""
-    from squeeze.export.method import ExportConfig
+    from squeeze.methods.export.method import ExportConfig
 
     uniform, uneven = load(tiny_classifiers[family]), load(tiny_classifiers[family])
     # Scripted importance: layer 0's heads and neurons matter far more than layer 1's.
@@ -312,7 +313,7 @@ def test_global_allocation_keeps_the_parameter_count_and_round_trips(
 def test_uneven_heads_still_fuse_attention(tiny_classifiers, tmp_path):
     """Layers with 3 and 1 heads: each attention reshape states its own count, so ONNX
     Runtime fuses both (with -1 heads in the graph it fused none)."""
-    from squeeze.export.method import ExportConfig
+    from squeeze.methods.export.method import ExportConfig
 
     loaded = load(tiny_classifiers["bert"])
     importance = Importance(
@@ -329,7 +330,7 @@ def test_uneven_heads_still_fuse_attention(tiny_classifiers, tmp_path):
 
 
 def test_latency_model_interpolates_and_extrapolates():
-    from squeeze.prune.target import _interpolate
+    from squeeze.methods.prune.target import _interpolate
 
     points = [(0.0, 10.0), (0.25, 8.0), (0.5, 6.0), (0.75, 5.0)]
     assert _interpolate(points, 7.0, 0.9) == pytest.approx(0.375)
@@ -342,7 +343,7 @@ def test_latency_model_interpolates_and_extrapolates():
 def test_target_speedup_prunes_until_the_measured_target(tiny_classifiers, tmp_path):
     """A latency target is met by measuring (the numbers are this machine's), and the summary
     says how close it came and from which timed points."""
-    from squeeze.tiny import build_tiny, tiny_config
+    from squeeze.model.tiny import build_tiny, tiny_config
 
     source = build_tiny("bert", tmp_path / "wide", config=tiny_config("bert", hidden=256,
                         layers=2, heads=8))  # fmt: skip
@@ -372,7 +373,7 @@ def test_bad_targets(kwargs, message):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_slimming_scales_fold_into_the_weights_exactly(family, tiny_classifiers):
     """Whatever the scales learned, folding them into the projections changes no logit."""
-    from squeeze.prune.slimming import attach_scales, fold_scales
+    from squeeze.methods.prune.slimming import attach_scales, fold_scales
 
     loaded = load(tiny_classifiers[family])
     slots = attach_scales(loaded.model, loaded.spec, loaded.config)
@@ -389,8 +390,8 @@ def test_slimming_scales_fold_into_the_weights_exactly(family, tiny_classifiers)
 
 
 def test_slimming_importance_is_learned_and_deterministic(trained_classifier, order_csv):
-    from squeeze.prune.slimming import slimming_importance
-    from squeeze.train import TrainConfig
+    from squeeze.methods.prune.slimming import slimming_importance
+    from squeeze.train.loop import TrainConfig
 
     runs = []
     for _ in range(2):

@@ -7,9 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from squeeze.errors import ConfigError, UnsupportedError
-from squeeze.quantize.method import QuantizeConfig
-from squeeze.quantize.validate import agreement
+from squeeze.core.errors import ConfigError, UnsupportedError
+from squeeze.methods.quantize.method import QuantizeConfig
+from squeeze.methods.quantize.validate import agreement
 
 
 def test_agreement_by_hand():

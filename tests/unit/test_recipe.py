@@ -8,14 +8,23 @@ import re
 import pytest
 
 from squeeze.cli.sweep import grid
-from squeeze.errors import ConfigError, DataError
-from squeeze.gate import FAILED, METRIC, NOT_JUDGED, PASSED, TIMING, Gated, unjudgeable, verdict
-from squeeze.pipeline import check_plan
-from squeeze.results import SweepResults, VariantResult, derive
-from squeeze.sweep.gates import Gates, Selection, choose, failures, judge, parse_size
-from squeeze.sweep.recipe import load_plan, plan_from
-from squeeze.sweep.steps import parse_chain, parse_step
-from squeeze.tiny import latency_of
+from squeeze.core.errors import ConfigError, DataError
+from squeeze.engine.gate import (
+    FAILED,
+    METRIC,
+    NOT_JUDGED,
+    PASSED,
+    TIMING,
+    Gated,
+    unjudgeable,
+    verdict,
+)
+from squeeze.engine.gates import Gates, Selection, choose, failures, judge, parse_size
+from squeeze.model.tiny import latency_of
+from squeeze.plan.pipeline import check_plan
+from squeeze.plan.recipe import load_plan, plan_from
+from squeeze.plan.steps import parse_chain, parse_step
+from squeeze.report.results import SweepResults, VariantResult, derive
 
 RECIPE = """
 name: demo
@@ -257,7 +266,7 @@ def test_a_gate_whose_figure_is_not_measured_is_refused(limits, measured, phrase
 
 class _Step(Gated):
     def __init__(self, before, after, max_drop):
-        from squeeze.types import Evaluation, Metric
+        from squeeze.core.types import Evaluation, Metric
 
         self.metric_before, self.metric_after = (
             Evaluation((Metric("accuracy", v, 100),), 100, 1.0) if v is not None else None

@@ -14,14 +14,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from squeeze import registry
 from squeeze.cli.main import app
-from squeeze.config import StepConfig, param
-from squeeze.errors import ConfigError, Problem, UnsupportedError
-from squeeze.registry import Backend, register, register_backend
-from squeeze.runner import StepOptions, run_step
-from squeeze.sweep.steps import parse_chain
-from squeeze.types import StepResult
+from squeeze.core.config import StepConfig, param
+from squeeze.core.errors import ConfigError, Problem, UnsupportedError
+from squeeze.core.types import StepResult
+from squeeze.engine import registry
+from squeeze.engine.registry import Backend, register, register_backend
+from squeeze.engine.runner import run_step
+from squeeze.engine.step import StepOptions
+from squeeze.plan.steps import parse_chain
 
 
 @pytest.fixture
@@ -66,7 +67,7 @@ def test_a_method_registered_from_one_module_is_a_recipe_step_and_runs(
 
 
 def _halfcast(loaded, config, ctx, agree):
-    from squeeze.runtime import torch_forward
+    from squeeze.model.runtime import torch_forward
 
     loaded.model.half()
     return StepResult(model=loaded), torch_forward(loaded.model)

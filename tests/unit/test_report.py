@@ -12,11 +12,11 @@ import pytest
 from rich.console import Console
 
 from squeeze.cli._results import print_results
-from squeeze.errors import DataError, OutputExistsError
+from squeeze.core.errors import DataError, OutputExistsError
+from squeeze.model.tiny import latency_of
 from squeeze.report import cells, report_notes, write_report
 from squeeze.report.plots import plot_specs
-from squeeze.results import SweepResults, VariantResult, derive
-from squeeze.tiny import latency_of
+from squeeze.report.results import SweepResults, VariantResult, derive
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PARETO = {"baseline", "int8", "pruned-int8"}
@@ -310,7 +310,7 @@ def test_intervals_reach_every_view(tmp_path):
 
 
 def test_upper_gate_uses_the_interval_and_says_when_undecided():
-    from squeeze.sweep.gates import Gates, Selection, choose, failures, gate_notes
+    from squeeze.engine.gates import Gates, Selection, choose, failures, gate_notes
 
     results = sample_results()
     results.variant("int8").drop_ci = [-0.2, 1.8]

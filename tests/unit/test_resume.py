@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from squeeze.checkpoint import load
-from squeeze.data import load_dataset
-from squeeze.dataspec import DataSpec
-from squeeze.encoding import encode
-from squeeze.errors import ConfigError, OutputExistsError
-from squeeze.resume import check_resume
-from squeeze.train import TrainConfig, _micro_batches, train
-from squeeze.types import Evaluation, Metric
+from squeeze.core.errors import ConfigError, OutputExistsError
+from squeeze.core.types import Evaluation, Metric
+from squeeze.data.encoding import encode
+from squeeze.data.examples import load_dataset
+from squeeze.data.spec import DataSpec
+from squeeze.model.checkpoint import load
+from squeeze.train.loop import TrainConfig, _micro_batches, train
+from squeeze.train.resume import check_resume
 
 
 def _data(loaded, order_csv, n=96):

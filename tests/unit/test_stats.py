@@ -6,15 +6,15 @@ import math
 
 import pytest
 
-from squeeze.gate import Gated, undecided_note
-from squeeze.stats import (
+from squeeze.core.stats import (
     Scores,
     median_interval,
     paired_drop_interval,
     speedup_interval,
     verdict,
 )
-from squeeze.types import Evaluation, Metric
+from squeeze.core.types import Evaluation, Metric
+from squeeze.engine.gate import Gated, undecided_note
 
 
 def _accuracy(correct: list[int]) -> Scores:

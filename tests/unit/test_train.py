@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from squeeze.checkpoint import load, save
-from squeeze.data import load_dataset
-from squeeze.dataspec import DataSpec
-from squeeze.encoding import encode
-from squeeze.errors import ConfigError, UnsupportedError
-from squeeze.evaluate import evaluate
-from squeeze.train import TrainConfig, train
-from squeeze.types import Evaluation, Metric, Task
+from squeeze.core.errors import ConfigError, UnsupportedError
+from squeeze.core.types import Evaluation, Metric, Task
+from squeeze.data.encoding import encode
+from squeeze.data.examples import load_dataset
+from squeeze.data.spec import DataSpec
+from squeeze.measure.evaluate import evaluate
+from squeeze.model.checkpoint import load, save
+from squeeze.train.loop import TrainConfig, train
 
 
 def _encoded(loaded, order_csv, split, max_samples=None):
@@ -57,7 +57,7 @@ def test_reloaded_checkpoint_gives_same_logits(trained_classifier, order_csv, tm
 
 
 def _batches(loaded, order_csv):
-    from squeeze.encoding import batches
+    from squeeze.data.encoding import batches
 
     for batch in batches(_encoded(loaded, order_csv, "test"), 16):
         yield {k: torch.from_numpy(v) for k, v in batch.inputs.items()}
@@ -155,7 +155,7 @@ def test_causal_lm_training_lowers_perplexity(tiny_lms, order_csv):
 
 def test_finetuning_a_base_encoder_is_deterministic(tiny_lms, order_csv, tmp_path):
     """The new classification head is initialised from the seed too."""
-    from squeeze.finetune import finetune
+    from squeeze.methods.finetune import finetune
 
     def run(name):
         config = TrainConfig(max_steps=3, batch_size=16)

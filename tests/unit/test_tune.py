@@ -7,11 +7,11 @@ import re
 
 import pytest
 
-from squeeze.errors import ConfigError
-from squeeze.stats import Scores
-from squeeze.sweep.recipe import Plan
-from squeeze.tune.config import TuneConfig, parse_duration
-from squeeze.tune.search import Journal, Measured, Search, SearchContext
+from squeeze.core.errors import ConfigError
+from squeeze.core.stats import Scores
+from squeeze.plan.recipe import Plan
+from squeeze.plan.tune.config import TuneConfig, parse_duration
+from squeeze.plan.tune.search import Journal, Measured, Search, SearchContext
 
 N = 1000
 
@@ -185,7 +185,7 @@ def test_the_default_search_space_fits_the_model():
     default amounts that leave the same shape as a smaller one are not searched twice."""
     from transformers import BertConfig
 
-    from squeeze.tiny import tiny_config
+    from squeeze.model.tiny import tiny_config
 
     fitted, notes = TuneConfig().fitted(tiny_config("bert"))  # 2 layers, 4 heads, FFN 64
     assert fitted.layer_ladder == [1] and notes == ["layers to drop: 1 (the model has 2 layers)"]
@@ -207,7 +207,7 @@ def test_the_default_search_space_fits_the_model():
 )
 def test_given_layers_the_model_lacks_are_left_out_with_a_note(family, kept, why):
     """A recipe written for a deeper model still runs: layers the model lacks are not tried."""
-    from squeeze.tiny import tiny_config
+    from squeeze.model.tiny import tiny_config
 
     fitted, notes = TuneConfig(layers=("1", "2")).fitted(tiny_config(family))
     assert fitted.layer_ladder == kept

@@ -15,11 +15,11 @@ from typing import Annotated, Any
 
 import typer
 
-from squeeze.errors import ConfigError
+from squeeze.core.errors import ConfigError
 
 
 class TaskChoice(str, Enum):
-    """``--task`` values; mirrors :class:`squeeze.types.Task` without importing torch."""
+    """``--task`` values; mirrors :class:`squeeze.core.types.Task` without importing torch."""
 
     sequence_classification = "sequence-classification"
     causal_lm = "causal-lm"
@@ -70,7 +70,7 @@ MaxDropOpt = Annotated[
 
 
 class GateOn(str, Enum):
-    """``--gate-on`` values; mirrors :data:`squeeze.gate.GATE_MODES`."""
+    """``--gate-on`` values; mirrors :data:`squeeze.engine.gate.GATE_MODES`."""
 
     point = "point"
     upper = "upper"
@@ -91,7 +91,7 @@ CacheDirOpt = Annotated[
 
 
 def task_of(choice: TaskChoice | None) -> Any:
-    from squeeze.types import Task
+    from squeeze.core.types import Task
 
     return Task(choice.value) if choice is not None else None
 
@@ -234,7 +234,7 @@ def _field_option(f: Any, annotation: Any) -> inspect.Parameter:
     """A Typer option for one config field: its flag, type and help, showing the config's
     default. The option itself defaults to None ("not given"), so the config's own default is
     the only one."""
-    from squeeze.config import base_type, is_required, show_value
+    from squeeze.core.config import base_type, is_required, show_value
 
     kind, _ = base_type(annotation)
     declared = f.metadata.get("flag")
@@ -253,7 +253,7 @@ def _field_option(f: Any, annotation: Any) -> inspect.Parameter:
 
 def config_params(*classes: type) -> list[inspect.Parameter]:
     """One option per field of the config classes (shared fields once), in field order."""
-    from squeeze.config import field_types, fields_of
+    from squeeze.core.config import field_types, fields_of
 
     params: dict[str, inspect.Parameter] = {}
     for cls in classes:
@@ -283,7 +283,7 @@ def with_config(cls: type, *, name: str = "config") -> Any:
     """Add an option per field of ``cls`` and pass the command ``name=`` the built config."""
 
     def build(values: dict[str, Any]) -> Any:
-        from squeeze.config import build as build_config
+        from squeeze.core.config import build as build_config
 
         return build_config(cls, given_values(values))
 
@@ -291,7 +291,7 @@ def with_config(cls: type, *, name: str = "config") -> Any:
 
 
 def _build_spec(values: dict[str, Any]) -> Any:
-    from squeeze.dataspec import DataSpec
+    from squeeze.data.spec import DataSpec
 
     return DataSpec(
         source=values["data_source"],

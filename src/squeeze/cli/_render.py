@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from squeeze.types import ProgressFactory, ProgressTask, SilentTask
+from squeeze.core.types import ProgressFactory, ProgressTask, SilentTask
 
 
 class _LazyConsole:
@@ -69,15 +69,15 @@ def report_and_gate(
     else:
         render(result)
     if not result.passed:
-        from squeeze.gate import gate_error
+        from squeeze.engine.gate import gate_error
 
         raise gate_error(result, output)
 
 
 def metric_change(result: Any) -> str:
     """A gated step's metric change with its 95% paired interval, as its table shows it."""
-    from squeeze.fmt import fmt_change
-    from squeeze.types import LOWER_IS_BETTER
+    from squeeze.core.fmt import fmt_change
+    from squeeze.core.types import LOWER_IS_BETTER
 
     lower = result.metric_before.primary.name in LOWER_IS_BETTER
     return fmt_change(result.drop_points, result.drop_interval, higher_is_better=not lower)

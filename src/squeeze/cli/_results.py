@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from squeeze.report import cells
-from squeeze.results import SweepResults
+from squeeze.report.results import SweepResults
 
 PARETO_STYLE = "bold green"
 LOG_WIDTH = 200  # the widest a table gets where output is not a terminal

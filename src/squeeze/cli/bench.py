@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -9,11 +11,11 @@ import typer
 from squeeze.cli._options import DeviceOpt, JsonOpt, QuietOpt, TrustOpt
 from squeeze.cli._render import print_json, print_notes, progress_factory
 from squeeze.cli._render import stdout as console
-from squeeze.errors import ConfigError
-from squeeze.fmt import fmt_bytes, fmt_count
+from squeeze.core.errors import ConfigError
+from squeeze.core.fmt import fmt_bytes, fmt_count
 
 if TYPE_CHECKING:
-    from squeeze.bench.latency import BenchResult, BenchSettings
+    from squeeze.measure.latency import BenchResult, BenchSettings
 
 
 def _int_list(text: str, flag: str) -> tuple[int, ...]:
@@ -79,11 +81,11 @@ def bench(
     with identical inputs and threads, so their figures compare like with like. On CUDA every
     run is synchronised and the peak is torch's allocated GPU memory.
     """
-    from squeeze.bench.latency import BenchSettings
-    from squeeze.bench.run import bench_models
-    from squeeze.checkpoint import positions_of
-    from squeeze.device import resolve_device
-    from squeeze.encoding import default_length
+    from squeeze.core.device import resolve_device
+    from squeeze.data.encoding import default_length
+    from squeeze.measure.bench import bench_models, check_seq
+    from squeeze.measure.latency import BenchSettings
+    from squeeze.model.checkpoint import positions_of
 
     if list_backends:
         _render_backends(json_output)
@@ -105,13 +107,18 @@ def bench(
         compile=compile_model,
     )
     runtimes = tuple(runtime.split(",")) if runtime else ()
-    results, notes = bench_models(
-        models,
-        settings,
-        runtimes=runtimes,
-        trust_remote_code=trust_remote_code,
-        progress=progress_factory(quiet),
-    )
+    check_seq(models, seq, trust_remote_code=trust_remote_code)  # before any export is built
+    with tempfile.TemporaryDirectory(prefix="squeeze-bench-") as tmp:
+        exports, notes = _temporary_exports(models, runtimes, Path(tmp), trust_remote_code)
+        results, bench_notes = bench_models(
+            models,
+            settings,
+            runtimes=runtimes,
+            exports=exports,
+            trust_remote_code=trust_remote_code,
+            progress=progress_factory(quiet),
+        )
+    notes += bench_notes
     if json_output:
         print_json({"results": [r.to_dict() for r in results], "notes": notes})
         return
@@ -119,11 +126,40 @@ def bench(
     print_notes(notes)
 
 
+def _temporary_exports(
+    models: list[str], runtimes: tuple[str, ...], root: Path, trust_remote_code: bool
+) -> tuple[dict[str, dict[str, Path]], list[str]]:
+    """Plain validated exports of each checkpoint for the export runtimes asked for (one per
+    format: ONNX Runtime and TensorRT share the ONNX one), built before timing so that the
+    bench only measures. Export folders and unknown runtimes are left to the bench to judge."""
+    from squeeze.artifact.read import export_folder
+    from squeeze.measure.bench import RUNTIMES
+    from squeeze.methods.export.method import ExportConfig, export_onnx
+
+    formats = {"onnxruntime": "onnx", "tensorrt": "onnx", "openvino": "openvino"}
+    wanted = [r for r in runtimes if r in formats]
+    if set(runtimes) - set(RUNTIMES) or not wanted:
+        return {}, []
+    exports: dict[str, dict[str, Path]] = {}
+    notes = []
+    for i, model in enumerate(dict.fromkeys(models)):
+        if export_folder(model) is not None:
+            continue
+        made = {
+            fmt: export_onnx(model, root / str(i) / fmt, ExportConfig(format=fmt),
+                             trust_remote_code=trust_remote_code).out
+            for fmt in dict.fromkeys(formats[r] for r in wanted)
+        }  # fmt: skip
+        exports[model] = {r: made[formats[r]] for r in wanted}
+        notes.append(f"exported {model} to {' and '.join(wanted)} (unoptimized) for this run")
+    return exports, notes
+
+
 def _render_backends(json_output: bool) -> None:
     from rich.markup import escape
 
-    from squeeze.bench.backends import available_backends
-    from squeeze.bench.machine import describe_machine, fingerprint
+    from squeeze.measure.backends import available_backends
+    from squeeze.measure.machine import describe_machine, fingerprint
 
     found = available_backends()
     if json_output:
@@ -144,7 +180,7 @@ def _short(name: str) -> str:
 def _render_tables(results: list[BenchResult], settings: BenchSettings) -> None:
     from rich.table import Table
 
-    from squeeze.bench.machine import describe_machine
+    from squeeze.measure.machine import describe_machine
 
     latency = Table(title="latency", title_justify="left")
     for column in ("model", "runtime", "batch", "p50 ms", "p90 ms", "sd ms", "samples/s", "vs 1st"):

@@ -1,7 +1,7 @@
 """``squeeze cache``: see, check and trim the artifact cache that ``run`` and ``sweep`` share.
 
 Every command here touches only what squeeze's marks say is its own
-(:mod:`squeeze.sweep.cache`); anything else in the folder is listed as not a squeeze entry and
+(:mod:`squeeze.plan.cache`); anything else in the folder is listed as not a squeeze entry and
 left alone, and a folder that is not a squeeze cache at all is refused before anything is read.
 """
 
@@ -15,11 +15,11 @@ import typer
 
 from squeeze.cli._options import JsonOpt
 from squeeze.cli._render import print_json, print_table
-from squeeze.errors import ConfigError, GateError
-from squeeze.fmt import fmt_bytes
+from squeeze.core.errors import ConfigError, GateError
+from squeeze.core.fmt import fmt_bytes
 
 if TYPE_CHECKING:
-    from squeeze.sweep.cache import Contents
+    from squeeze.plan.cache import Contents
 
 app = typer.Typer(
     help="See, check and trim the artifact cache (default: $SQUEEZE_CACHE, else "
@@ -36,13 +36,13 @@ NOT_SQUEEZE = "not a squeeze entry"
 
 
 def _where(cache_dir: str | None) -> Path:
-    from squeeze.sweep.cache import default_cache_dir
+    from squeeze.plan.cache import default_cache_dir
 
     return Path(cache_dir) if cache_dir else default_cache_dir()
 
 
 def _open(cache_dir: str | None, *, check: bool = False) -> tuple[Path, Contents]:
-    from squeeze.sweep.cache import scan
+    from squeeze.plan.cache import scan
 
     folder = _where(cache_dir)
     return folder, scan(folder, check=check)
@@ -92,7 +92,7 @@ def verify(
     Exits 1 when an artifact is damaged and --fix was not given. A sweep never uses a damaged
     artifact anyway: it rebuilds it.
     """
-    from squeeze.sweep.cache import remove
+    from squeeze.plan.cache import remove
 
     folder, contents = _open(cache_dir, check=True)
     found = contents.entries
@@ -127,8 +127,8 @@ def prune(
     json_output: JsonOpt = False,
 ) -> None:
     """Trim the cache by age, by total size of squeeze's artifacts (oldest first), or both."""
-    from squeeze.sweep.cache import remove
-    from squeeze.sweep.gates import parse_size
+    from squeeze.engine.gates import parse_size
+    from squeeze.plan.cache import remove
 
     if older_than is None and max_size is None:
         raise ConfigError("say what to remove: --older-than DAYS and/or --max-size SIZE")
@@ -169,7 +169,7 @@ def clear(
     """Remove every artifact (and unfinished builds) from the cache; nothing else."""
     import shutil
 
-    from squeeze.sweep.cache import remove
+    from squeeze.plan.cache import remove
 
     if not yes:
         folder = _where(cache_dir)

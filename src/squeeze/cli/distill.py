@@ -23,9 +23,9 @@ from squeeze.cli._options import (
 )
 from squeeze.cli._render import metric_change, print_notes, progress_factory, report_and_gate
 from squeeze.cli._render import stdout as console
-from squeeze.dataspec import DataSpec
-from squeeze.distill.method import DistillConfig
-from squeeze.fmt import fmt_bytes, fmt_count
+from squeeze.core.fmt import fmt_bytes, fmt_count
+from squeeze.data.spec import DataSpec
+from squeeze.methods.distill.method import DistillConfig
 
 
 @with_data_options
@@ -63,9 +63,10 @@ def distill(
     the held-out test part and timed together. A checkpoint is kept beside -o while training;
     --resume continues from it. For several GPUs: `accelerate launch -m squeeze distill ...`.
     """
-    from squeeze.accel import is_main_process, training_device
-    from squeeze.bench.latency import BenchSettings
-    from squeeze.runner import StepOptions, run_step
+    from squeeze.engine.runner import run_step
+    from squeeze.engine.step import StepOptions
+    from squeeze.measure.latency import BenchSettings
+    from squeeze.train.accel import is_main_process, training_device
 
     resolved = training_device(device)
     main = is_main_process()

@@ -15,7 +15,7 @@ from squeeze.cli._options import (
     with_data_options,
 )
 from squeeze.cli._render import print_json, print_notes, print_table, progress_factory
-from squeeze.dataspec import DataSpec
+from squeeze.data.spec import DataSpec
 
 
 @with_data_options
@@ -33,9 +33,9 @@ def eval_(
     """Score a checkpoint (PyTorch) or a `squeeze export` folder (ONNX Runtime) on a dataset:
     accuracy and macro-F1 for classifiers, perplexity for causal LMs, with the sample count and
     the time it took."""
-    from squeeze.device import resolve_device
-    from squeeze.encoding import default_length, encode_for, fit_length
-    from squeeze.evaluate import evaluate_forward, open_model
+    from squeeze.core.device import resolve_device
+    from squeeze.data.encoding import default_length, encode_for, fit_length
+    from squeeze.measure.evaluate import evaluate_forward, open_model
 
     device = resolve_device(device)
     scorable = open_model(

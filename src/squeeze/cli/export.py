@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from squeeze.cli._options import JsonOpt, ModelArg, OutOpt, OverwriteOpt, TrustOpt, with_config
 from squeeze.cli._render import print_json, print_notes, print_table
-from squeeze.export.method import ExportConfig
-from squeeze.fmt import fmt_bytes
+from squeeze.core.fmt import fmt_bytes
+from squeeze.methods.export.method import ExportConfig
 
 
 @with_config(ExportConfig)
@@ -24,7 +24,8 @@ def export(
     --format openvino the validated ONNX graph is converted to OpenVINO IR
     (openvino_model.xml + .bin) and the IR is validated the same way.
     """
-    from squeeze.runner import StepOptions, run_step
+    from squeeze.engine.runner import run_step
+    from squeeze.engine.step import StepOptions
 
     options = StepOptions(overwrite=overwrite, trust_remote_code=trust_remote_code)
     result = run_step(model, config, output, options)

@@ -22,8 +22,8 @@ from squeeze.cli._options import (
     with_data_options,
 )
 from squeeze.cli._render import print_json, print_notes, print_table, progress_factory
-from squeeze.dataspec import DataSpec
-from squeeze.train_config import TrainConfig
+from squeeze.data.spec import DataSpec
+from squeeze.train.config import TrainConfig
 
 
 @with_config(TrainConfig, name="train_config")
@@ -63,9 +63,9 @@ def finetune(
     data. A single file is split by content hash: training uses its train part, validation its
     validation part, and the test part stays unseen for `squeeze eval --split test`.
     """
-    from squeeze.device import resolve_device
-    from squeeze.finetune import finetune as run_finetune
-    from squeeze.prune.early_bird import parse_early_bird
+    from squeeze.core.device import resolve_device
+    from squeeze.methods.finetune import finetune as run_finetune
+    from squeeze.methods.prune.early_bird import parse_early_bird
 
     validation = None
     if eval_data is not None or max_eval_samples is not None:

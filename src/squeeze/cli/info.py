@@ -14,7 +14,7 @@ import typer
 
 from squeeze.cli._options import JsonOpt, ModelArg, TaskOpt, TrustOpt, task_of
 from squeeze.cli._render import print_json, print_notes, print_table
-from squeeze.fmt import fmt_bytes, fmt_count
+from squeeze.core.fmt import fmt_bytes, fmt_count
 
 SpecOpt = Annotated[
     bool,
@@ -35,7 +35,7 @@ def info(
 ) -> None:
     """Show architecture, task, layer/head/hidden sizes, parameters (total and non-zero), size on
     disk and dtype of a checkpoint."""
-    from squeeze.inspect_checkpoint import inspect_source
+    from squeeze.model.info import inspect_source
 
     facts = inspect_source(model, task=task_of(task), trust_remote_code=trust_remote_code)
     if facts is None:  # a hub id or pickled weights: only loading can tell
@@ -52,7 +52,7 @@ def info(
 
 
 def _loaded_facts(model: str, task: Any, trust_remote_code: bool) -> dict[str, Any]:
-    from squeeze.checkpoint import describe, load
+    from squeeze.model.checkpoint import describe, load
 
     loaded = load(model, task=task_of(task), trust_remote_code=trust_remote_code)
     return describe(loaded)
@@ -87,9 +87,9 @@ def spec_facts(source: str, trust_remote_code: bool) -> dict[str, Any]:
     import torch
     import transformers
 
-    from squeeze.arch import find_spec
-    from squeeze.checkpoint import quiet_quantizer_imports, quiet_transformers
-    from squeeze.discover import check_proposal, propose_spec
+    from squeeze.model.arch import find_spec
+    from squeeze.model.checkpoint import quiet_quantizer_imports, quiet_transformers
+    from squeeze.model.discover import check_proposal, propose_spec
 
     quiet_transformers()
     config = _config(source, trust_remote_code)
@@ -116,15 +116,15 @@ def _config(source: str, trust_remote_code: bool) -> Any:
     weights beside it) straight from its config.json."""
     from pathlib import Path
 
-    from squeeze.checkpoint import read_config
-    from squeeze.export.read import export_folder
+    from squeeze.artifact.read import export_folder
+    from squeeze.model.checkpoint import read_config
 
     folder = export_folder(source) if Path(source).exists() else None
     if folder is None:
         return read_config(source, trust_remote_code=trust_remote_code)
     import transformers
 
-    from squeeze.errors import CheckpointError
+    from squeeze.core.errors import CheckpointError
 
     try:
         return transformers.AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)

@@ -1,7 +1,7 @@
 """The ``squeeze`` app: global options, command registration, and error translation.
 
-A :class:`~squeeze.errors.SqueezeError` raised anywhere below becomes one line on stderr and its
-documented exit code; ``SQUEEZE_DEBUG=1`` shows the traceback instead. Commands import torch and
+A :class:`~squeeze.core.errors.SqueezeError` raised anywhere below becomes one line on stderr and
+its documented exit code; ``SQUEEZE_DEBUG=1`` shows the traceback instead. Commands import torch and
 transformers inside their bodies, so ``squeeze --help`` stays instant.
 """
 
@@ -14,7 +14,6 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from squeeze import __version__
 from squeeze.cli import (
     bench,
     cache,
@@ -30,7 +29,8 @@ from squeeze.cli import (
     tune,
 )
 from squeeze.cli import eval as eval_command
-from squeeze.errors import SqueezeError
+from squeeze.core import __version__
+from squeeze.core.errors import SqueezeError
 
 # EX_SOFTWARE (sysexits.h): a bug in squeeze, distinct from 1, which means a gate failed.
 INTERNAL_ERROR = 70
@@ -78,7 +78,7 @@ class _SqueezeGroup(TyperGroup):
         return option
 
     def invoke(self, ctx: click.Context) -> Any:
-        from squeeze.faults import Interrupted, fault_within
+        from squeeze.core.faults import Interrupted, fault_within
 
         try:
             try:
@@ -171,7 +171,7 @@ def _global_options(
     70 an internal error (a bug), 128+N stopped by signal N (143 for SIGTERM).
     """
     if allow_pickle:
-        from squeeze.checkpoint import PICKLE_ENV
+        from squeeze.model.checkpoint import PICKLE_ENV
 
         os.environ[PICKLE_ENV] = "1"  # also reaches processes `accelerate launch` starts
 
@@ -195,7 +195,7 @@ app.add_typer(cache.app, name="cache")
 def main() -> None:
     """Console-script entry point: CI's SIGTERM and a closed terminal's SIGHUP stop a job as
     cleanly as Ctrl-C does."""
-    from squeeze.faults import signals_interrupt
+    from squeeze.core.faults import signals_interrupt
 
     with signals_interrupt():
         app()

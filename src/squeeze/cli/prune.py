@@ -30,10 +30,10 @@ from squeeze.cli._options import (
 )
 from squeeze.cli._render import metric_change, print_notes, progress_factory, report_and_gate
 from squeeze.cli._render import stdout as console
-from squeeze.dataspec import DataSpec
-from squeeze.fmt import fmt_bytes, fmt_count
-from squeeze.prune.magnitude import MagnitudePruneConfig
-from squeeze.prune.structured import StructuredPruneConfig
+from squeeze.core.fmt import fmt_bytes, fmt_count
+from squeeze.data.spec import DataSpec
+from squeeze.methods.prune.magnitude import MagnitudePruneConfig
+from squeeze.methods.prune.structured import StructuredPruneConfig
 
 METHODS = {"magnitude": MagnitudePruneConfig, "structured": StructuredPruneConfig}
 
@@ -68,10 +68,11 @@ def prune(
     --data, accuracy is measured before and after on held-out data and --finetune-steps recovers
     it on the training part.
     """
-    from squeeze.config import build, fields_of
-    from squeeze.device import resolve_device
-    from squeeze.errors import ConfigError, Problem
-    from squeeze.runner import StepOptions, run_step
+    from squeeze.core.config import build, fields_of
+    from squeeze.core.device import resolve_device
+    from squeeze.core.errors import ConfigError, Problem
+    from squeeze.engine.runner import run_step
+    from squeeze.engine.step import StepOptions
 
     cls = METHODS[method.value]
     own = {f.name for f in fields_of(cls)}

@@ -29,9 +29,9 @@ from squeeze.cli._render import (
     report_and_gate,
 )
 from squeeze.cli._render import stdout as console
-from squeeze.dataspec import DataSpec
-from squeeze.fmt import fmt_bytes, fmt_count
-from squeeze.quantize.method import QuantizeConfig
+from squeeze.core.fmt import fmt_bytes, fmt_count
+from squeeze.data.spec import DataSpec
+from squeeze.methods.quantize.method import QuantizeConfig
 
 
 @with_data_options(required=False)
@@ -66,7 +66,8 @@ def quantize(
     agreement); with --data, accuracy before and after is measured on held-out data in the
     deployed format.
     """
-    from squeeze.runner import StepOptions, run_step
+    from squeeze.engine.runner import run_step
+    from squeeze.engine.step import StepOptions
 
     options = StepOptions(
         data=data,
@@ -133,7 +134,7 @@ def _candidates_table(auto: dict[str, Any]) -> Any:
     from rich.markup import escape
     from rich.table import Table
 
-    from squeeze.bench.machine import describe_machine
+    from squeeze.measure.machine import describe_machine
 
     timing = auto["timing"]
     table = Table(

@@ -33,7 +33,7 @@ def report(
     """
     from squeeze.cli._results import print_results
     from squeeze.report import report_notes, write_report
-    from squeeze.results import SweepResults
+    from squeeze.report.results import SweepResults
 
     source = Path(results)
     loaded = SweepResults.load(source)

@@ -24,8 +24,8 @@ def steps(
     (`--finetune-steps 100` is `finetune_steps=100`); quantization backends are listed with
     the dtypes they produce.
     """
-    from squeeze.config import field_types, fields_of, is_required, show_value, type_name
-    from squeeze.registry import backends, method_named, methods
+    from squeeze.core.config import field_types, fields_of, is_required, show_value, type_name
+    from squeeze.engine.registry import backends, method_named, methods
 
     chosen = [method_named(name)] if name else list(methods().values())
     reference = []

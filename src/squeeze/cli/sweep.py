@@ -31,8 +31,8 @@ from squeeze.cli._options import (
 )
 from squeeze.cli._render import print_json, progress_factory, stderr
 from squeeze.cli._render import stdout as console
-from squeeze.dataspec import DataSpec
-from squeeze.errors import ConfigError, GateError
+from squeeze.core.errors import ConfigError, GateError
+from squeeze.data.spec import DataSpec
 
 
 @dataclass(frozen=True)
@@ -140,10 +140,10 @@ def _finish(
     file the plan came from: an input the output guard protects with the rest."""
     from squeeze.cli._results import print_results
     from squeeze.cli.tune import fit_lengths
-    from squeeze.device import resolve_device
-    from squeeze.pipeline import run_plan
-    from squeeze.sweep.cache import default_cache_dir
-    from squeeze.sweep.gates import Gates, Selection, parse_size
+    from squeeze.core.device import resolve_device
+    from squeeze.engine.gates import Gates, Selection, parse_size
+    from squeeze.plan.cache import default_cache_dir
+    from squeeze.plan.pipeline import run_plan
 
     o = options
     if data is not None:
@@ -236,7 +236,7 @@ def run(
     structured(heads=0.3, ffn=0.5, finetune_steps=100), distill(student_layers=N, or after a
     prune step; max_steps=300), quantize(int8[, onnxruntime|torch|bitsandbytes]), export().
     """
-    from squeeze.sweep.recipe import Plan, load_plan, variants_from
+    from squeeze.plan.recipe import Plan, load_plan, variants_from
 
     if recipe is not None:
         plan = load_plan(recipe)
@@ -317,7 +317,7 @@ def sweep(
     """Compress MODEL over a grid (sparsities, head/FFN fractions, precisions), measure every
     variant against it the same way and write results, report and the selected artifact to -o.
     Finished artifacts are cached by content: re-runs and added grid points reuse them."""
-    from squeeze.sweep.recipe import Plan, variants_from
+    from squeeze.plan.recipe import Plan, variants_from
 
     chains = grid(
         _floats(sparsity, "--sparsity"), _floats(heads, "--heads"), _floats(ffn, "--ffn"),

@@ -1,6 +1,6 @@
 """``squeeze tune``: the fastest variant this machine can serve within an accuracy budget.
 
-Searches structured pruning amounts, allocations, recovery and int8 modes (``squeeze.tune``),
+Searches structured pruning amounts, allocations, recovery and int8 modes (``squeeze.plan.tune``),
 then writes what ``squeeze run`` writes plus the search trace; exit 1 when no variant keeps the
 budget (after writing everything, so CI keeps the report).
 """
@@ -30,9 +30,9 @@ from squeeze.cli._options import (
 )
 from squeeze.cli._render import print_json, progress_factory, stderr
 from squeeze.cli._render import stdout as console
-from squeeze.dataspec import DataSpec
-from squeeze.errors import GateError
-from squeeze.tune.config import TuneConfig
+from squeeze.core.errors import GateError
+from squeeze.data.spec import DataSpec
+from squeeze.plan.tune.config import TuneConfig
 
 
 @with_data_options
@@ -73,11 +73,11 @@ def tune(
     continues with --resume. -o gets results.json, the report (with trace.md), trace.json and
     the selected artifact.
     """
-    from squeeze.bench.latency import BenchSettings
-    from squeeze.device import resolve_device
-    from squeeze.encoding import DEFAULT_MAX_LENGTH
-    from squeeze.sweep.gates import Gates
-    from squeeze.sweep.recipe import Plan
+    from squeeze.core.device import resolve_device
+    from squeeze.data.encoding import DEFAULT_MAX_LENGTH
+    from squeeze.engine.gates import Gates
+    from squeeze.measure.latency import BenchSettings
+    from squeeze.plan.recipe import Plan
 
     resolved = resolve_device(device)
     length = max_length or DEFAULT_MAX_LENGTH
@@ -100,9 +100,9 @@ def tune(
 
 
 def fit_lengths(plan: Any, trust_remote_code: bool) -> Any:
-    """The plan with its lengths fitted to the model (``squeeze.pipeline.fit_plan``), saying
+    """The plan with its lengths fitted to the model (``squeeze.plan.pipeline.fit_plan``), saying
     on stderr where a given length was cut: before any work, for run, sweep and tune alike."""
-    from squeeze.pipeline import fit_plan
+    from squeeze.plan.pipeline import fit_plan
 
     plan, notes = fit_plan(plan, trust_remote_code=trust_remote_code)
     for text in notes:
@@ -131,8 +131,8 @@ def tune_plan(
     """Run the search (``squeeze tune``, or ``squeeze run`` on a recipe with ``tune:``), show
     the trace and the results, and exit 1 when nothing kept the budget."""
     from squeeze.cli._results import print_results
-    from squeeze.sweep.cache import default_cache_dir
-    from squeeze.tune.run import run_tune
+    from squeeze.plan.cache import default_cache_dir
+    from squeeze.plan.tune.run import run_tune
 
     def log(message: str) -> None:
         if not quiet:

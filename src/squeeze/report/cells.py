@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from squeeze.bench.machine import describe_machine
-from squeeze.fmt import fmt_bytes, fmt_change, fmt_count
-from squeeze.results import SweepResults, VariantResult
+from squeeze.core.fmt import fmt_bytes, fmt_change, fmt_count
+from squeeze.measure.machine import describe_machine
+from squeeze.report.results import SweepResults, VariantResult
 
 PARETO_MARK = "★"
 NOT_FASTER = "not faster"

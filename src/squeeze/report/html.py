@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from html import escape
 
 from squeeze.report import cells
-from squeeze.results import SweepResults
+from squeeze.report.results import SweepResults
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 80rem; padding: 0 1rem;

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from squeeze.results import SweepResults, pareto_indices
+from squeeze.report.results import SweepResults, pareto_indices
 
 _MIB = 2**20
 
@@ -98,7 +98,7 @@ def plot_specs(results: SweepResults) -> tuple[list[PlotSpec], list[str]]:
         notes.append(f"the plots leave out {', '.join(unmeasured)} (no {results.metric_name})")
     x_axes: list[tuple[str, str, dict[str, float], dict[str, tuple[float, float]]]] = []
     if results.devices:
-        from squeeze.stats import median_interval
+        from squeeze.core.stats import median_interval
 
         device = results.devices[0]
         timed = {v.name: v.latency[device].p50_ms for v in results.variants if device in v.latency}

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from squeeze.report import cells
-from squeeze.results import SweepResults, VariantResult
+from squeeze.report.results import SweepResults, VariantResult
 
 
 def _md_escape(text: str) -> str:

@@ -10,11 +10,11 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from squeeze.output import atomic_output, check_output
+from squeeze.core.output import atomic_output, check_output
 from squeeze.report.html import render_html
 from squeeze.report.plots import draw, plot_specs
+from squeeze.report.results import SweepResults
 from squeeze.report.tables import write_tables
-from squeeze.results import SweepResults
 
 
 def report_notes(results: SweepResults) -> list[str]:

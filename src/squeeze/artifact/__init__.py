@@ -1,0 +1,1 @@
+"""What squeeze reads and writes: checkpoints and export folders, opened the one way."""

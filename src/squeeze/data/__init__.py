@@ -1,0 +1,1 @@
+"""Data: specs, readers, examples and splits, tokenization, bundled assets."""

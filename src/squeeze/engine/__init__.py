@@ -1,0 +1,1 @@
+"""The step engine: registry, step types, the runner, gates."""

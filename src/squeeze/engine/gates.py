@@ -1,0 +1,259 @@
+"""Choosing the variant to deploy and the gates CI checks it against.
+
+``--select best-under-drop=1.0`` picks the fastest variant (then the smallest) whose metric is at
+most 1.0 points worse than the baseline's; ``smallest-under-drop=X`` prefers size; a variant's
+name picks it directly. The gates then judge that one variant: metric drop, speed-up (a variant
+that is "not faster" has none) and size on disk, each through :func:`squeeze.engine.gate.verdict`,
+as a command's gate is.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+from squeeze.core.config import literal
+from squeeze.core.errors import ConfigError, Problem
+from squeeze.engine.gate import (
+    FAILED,
+    GATE_MODES,
+    GATE_NEEDS,
+    METRIC,
+    NOT_JUDGED,
+    TIMING,
+    passes,
+    unjudgeable,
+    verdict,
+)
+
+if TYPE_CHECKING:  # results reads its verdicts from here: a runtime import would loop
+    from squeeze.report.results import SweepResults, VariantResult
+
+_SIZE = re.compile(r"^\s*([\d.]+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+_BINARY = {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+POLICIES = ("best-under-drop", "smallest-under-drop")
+
+
+def parse_size(text: str) -> int:
+    """``50MB``, ``1.5GiB``, ``200k`` or a plain byte count.
+
+    Raises:
+        ConfigError: not a size.
+    """
+    match = _SIZE.match(text)
+    if not match:
+        raise ConfigError([Problem(f"{{max_size}} takes a size like 50MB or 1.5GiB, not '{text}'")])
+    number, unit = float(match.group(1)), (match.group(2) or "").lower().rstrip("b")
+    factor = _BINARY.get(unit) or _UNITS.get(unit)
+    if factor is None:
+        raise ConfigError([Problem(f"{{max_size}}: unknown unit in '{text}'")])
+    return int(number * factor)
+
+
+@dataclass(frozen=True)
+class Gates:
+    """What the selected variant must meet; ``gate_on`` says what the drop allowance judges
+    (the drop, or the upper end of its 95% interval)."""
+
+    max_accuracy_drop: float | None = None
+    min_speedup: float | None = None
+    max_size: int | None = None  # bytes on disk
+    gate_on: str = field(default="point", metadata={"choices": GATE_MODES})
+
+    @property
+    def limits(self) -> dict[str, float | None]:
+        """Each gate's limit by name (None: not set)."""
+        return {name: getattr(self, name) for name in GATE_NEEDS}
+
+    @property
+    def any(self) -> bool:
+        return any(limit is not None for limit in self.limits.values())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Gates:
+        """The gates a results file recorded (older files may lack newer fields)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A policy with its drop allowance, or a variant's name. ``on`` says what the allowance
+    judges, as :attr:`Gates.gate_on` does."""
+
+    policy: str | None = None
+    max_drop: float = math.inf
+    name: str | None = None
+    on: str = "point"
+
+    @classmethod
+    def parse(cls, text: str) -> Selection:
+        policy, eq, value = text.partition("=")
+        if policy in POLICIES:
+            try:
+                return cls(policy=policy, max_drop=float(value) if eq else math.inf)
+            except ValueError:
+                raise ConfigError(
+                    [Problem(f"{{select}} {policy}=X takes a number of points, not '{value}'")]
+                ) from None
+        if eq and "(" not in text:  # a variant named by its chain holds "=" inside parentheses
+            raise ConfigError(
+                [
+                    Problem(
+                        f"{{select}} takes {' or '.join(p + '=X' for p in POLICIES)}, or a "
+                        "variant's name"
+                    )
+                ]
+            )
+        return cls(name=text)
+
+    def describe(self) -> str:
+        return self.name or f"{self.policy}={self.max_drop:g}"
+
+
+def judged(v: VariantResult, on: str) -> float | None:
+    """The drop a gate or a selection compares with its allowance (see
+    :mod:`squeeze.engine.gate`)."""
+    from squeeze.engine.gate import judged_drop
+
+    return judged_drop(v.drop_points, v.drop_ci, on)
+
+
+def _latency(results: SweepResults, v: VariantResult) -> float:
+    devices = results.devices
+    return v.latency[devices[0]].p50_ms if devices and devices[0] in v.latency else math.inf
+
+
+def choose(results: SweepResults, selection: Selection) -> VariantResult | None:
+    """The variant the selection names, or None when no variant qualifies.
+
+    Raises:
+        ConfigError: a name that is not one of the variants.
+    """
+    if selection.name is not None:
+        try:
+            return results.variant(selection.name)
+        except KeyError:
+            names = ", ".join(v.name for v in results.variants)
+            raise ConfigError(
+                [Problem(f"{{select}} {selection.name}: no such variant; variants: {names}")]
+            ) from None
+    allowance = None if math.isinf(selection.max_drop) else selection.max_drop
+    candidates = [
+        v
+        for v in results.variants
+        if v.name != results.baseline and passes(judged(v, selection.on), allowance)
+    ]
+    if not candidates:
+        return None
+    if selection.policy == "smallest-under-drop":
+        return min(candidates, key=lambda v: (v.bytes_on_disk, _latency(results, v)))
+    return min(candidates, key=lambda v: (_latency(results, v), v.bytes_on_disk))
+
+
+def gate_notes(results: SweepResults, chosen: VariantResult | None, gates: Gates) -> list[str]:
+    """What the report must say about the gate beside pass or fail: that the test set is too
+    small to decide it, when the chosen variant's interval holds the allowance."""
+    from squeeze.engine.gate import undecided_note
+
+    if chosen is None:
+        return []
+    note = undecided_note(
+        chosen.drop_points, chosen.drop_ci, gates.max_accuracy_drop, results.n_samples
+    )
+    return [f"{chosen.name}: {note}"] if note else []
+
+
+def judge(
+    results: SweepResults, chosen: VariantResult | None, gates: Gates
+) -> dict[str, tuple[str, str | None]]:
+    """Each gate's verdict on the chosen variant (:func:`squeeze.engine.gate.verdict`) with what to
+    say when it failed or, for a gate that is set, could not be judged: never a silent pass."""
+    if chosen is None:
+        return {gate: (NOT_JUDGED, None) for gate in GATE_NEEDS}
+    name, drop = chosen.name, judged(chosen, gates.gate_on)
+    device = results.devices[0] if results.devices else None
+    speedup = chosen.speedup.get(device) if device in chosen.latency else None
+    # Timed, but within the baseline's own spread: no speed-up at all, whatever the limit.
+    not_faster = device in chosen.latency and speedup is None and gates.min_speedup is not None
+    what = "the upper end of its drop's 95% interval is" if drop != chosen.drop_points else "drops"
+    found = {
+        "max_accuracy_drop": (
+            verdict(drop, gates.max_accuracy_drop),
+            lambda: f"{name}: {what} {drop:.2f} points (> {gates.max_accuracy_drop:g})",
+        ),
+        "min_speedup": (
+            FAILED if not_faster else verdict(speedup, gates.min_speedup, at_least=True),
+            lambda: (
+                f"{name} is not measurably faster than the baseline"
+                if speedup is None
+                else f"{name} is {speedup:.2f}x faster (< {gates.min_speedup:g}x)"
+            ),
+        ),
+        "max_size": (
+            verdict(chosen.bytes_on_disk, gates.max_size),
+            lambda: (
+                f"{name} is {chosen.bytes_on_disk / 1e6:.1f} MB "
+                f"(> {(gates.max_size or 0) / 1e6:g} MB)"
+            ),
+        ),
+    }
+    verdicts: dict[str, tuple[str, str | None]] = {}
+    for gate, (outcome, failure) in found.items():
+        why = failure() if outcome == FAILED else None
+        if outcome == NOT_JUDGED and gates.limits[gate] is not None:
+            why = f"{name}: {gate} could not be judged (no {GATE_NEEDS[gate]} was measured)"
+        verdicts[gate] = (outcome, why)
+    return verdicts
+
+
+def failures(results: SweepResults, chosen: VariantResult | None, gates: Gates) -> list[str]:
+    """Why the chosen variant misses the gates (empty when it passes): a gate failed, or one
+    that is set could not be judged."""
+    if chosen is None:
+        return ["no variant qualifies for the selection"]
+    return [why for _, why in judge(results, chosen, gates).values() if why is not None]
+
+
+def plan_problems(
+    gates: Gates, select: Selection | None, *, names: list[str], data: bool, tuning: bool
+) -> list[Problem]:
+    """Before any work, every gate and selection a run could not judge: an accuracy gate or a
+    drop allowance without data (no metric to compare), a name that is not a variant, and what
+    a tune search does not judge (it keeps the fastest variant within its own allowance).
+
+    Args:
+        gates: The plan's gates.
+        select: The plan's selection, if any.
+        names: The variants a selection may name (the baseline included).
+        data: Whether the run scores its variants (has data).
+        tuning: Whether a tune search runs instead of fixed variants.
+    """
+    # A run times every variant: its speed-up gates always have their figure.
+    measured = {METRIC, TIMING} if data else {TIMING}
+    problems = [Problem("gates: " + p.text) for p in unjudgeable(gates.limits, measured)]
+    if tuning:
+        problems += [
+            Problem(f"gates: {{{gate}}} is not judged by a tune: search (it keeps the fastest "
+                    "variant within tune.max_accuracy_drop); leave it out")
+            for gate in ("min_speedup", "max_size") if gates.limits[gate] is not None
+        ]  # fmt: skip
+        if select is not None:
+            problems.append(
+                Problem(literal(f"select {select.describe()}: a tune: search selects by itself "
+                                "(the fastest variant within tune.max_accuracy_drop); leave it "
+                                "out"))
+            )  # fmt: skip
+    elif select is not None and select.name is not None and select.name not in names:
+        listing = ", ".join(names)
+        problems.append(
+            Problem(literal(f"select {select.name}: no such variant; variants: {listing}"))
+        )
+    elif select is not None and not data and not math.isinf(select.max_drop):
+        problems.append(
+            Problem(literal(f"select {select.describe()}: ") + "without {data} no variant's drop "
+                    "can be judged; pass {data}, or select a variant by name")
+        )  # fmt: skip
+    return problems

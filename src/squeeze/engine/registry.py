@@ -1,0 +1,231 @@
+"""The step engine's two registries: method config type -> handler, and quantization backends.
+
+A method is a config dataclass (``squeeze.core.config``) plus a handler registered for it, in the
+style of torchao's ``quantize_(model, config)`` and peft's method registry::
+
+    @register(StructuredPruneConfig, name="structured", summary="prune.json", help="...")
+    def structured(model: LoadedModel, config, ctx: StepContext) -> StepResult: ...
+
+The handler only transforms; ``squeeze.engine.runner`` does the loading, data, measuring, atomic
+writing and gating for every command and every recipe step. The built-in methods and backends
+live in the modules listed below, imported on first use; a new method or backend is one new
+module plus one line in these lists.
+
+This module stays light (no torch): recipe parsing and the CLI's option lists read it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from squeeze.core.errors import ConfigError, Problem
+
+if TYPE_CHECKING:
+    from squeeze.core.types import StepResult
+    from squeeze.engine.step import StepContext
+    from squeeze.model.loaded import LoadedModel
+
+METHOD_MODULES = (
+    "squeeze.methods.prune.magnitude",
+    "squeeze.methods.prune.structured",
+    "squeeze.methods.prune.early_bird",
+    "squeeze.methods.distill.method",
+    "squeeze.methods.quantize.method",
+    "squeeze.methods.export.method",
+)
+BACKEND_MODULES = (
+    "squeeze.methods.quantize.ort",
+    "squeeze.methods.quantize.pytorch",
+    "squeeze.methods.quantize.bnb",
+    "squeeze.methods.quantize.openvino",
+    "squeeze.methods.quantize.auto",
+)
+
+Handler = Callable[["LoadedModel", Any, "StepContext"], "StepResult"]
+
+
+def _never(config: Any, given: Collection[str]) -> str | None:
+    return None
+
+
+def _checkpoint(config: Any) -> str:
+    return "checkpoint"
+
+
+def _no_inputs(config: Any) -> tuple[str, ...]:
+    return ()
+
+
+def _anywhere(config: Any, index: int) -> list[Problem]:
+    return []
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method: its config type, handler and what the engine must know of it.
+
+    Attributes:
+        name: The recipe step's name and the summary's ``method``.
+        config: The config dataclass (the one definition of its parameters).
+        handler: Transforms a loaded model; returns a StepResult.
+        help: One line for the recipe reference.
+        summary: The summary file written beside the output (None: none).
+        tasks: Model tasks (``Task`` values) the method accepts as input.
+        data_problem: Why the config cannot run without data, given which datasets exist
+            (``"data"``, ``"calibration_data"``); None when it can.
+        produces: ``"checkpoint"``, ``"onnx"`` or ``"openvino"`` (an export folder) for a
+            config.
+        final: Whether nothing may follow the step in a chain.
+        inputs: Other checkpoints the step reads (an output must never overlap them).
+        chained: In a chain, how the step takes the previous artifact: returns the step's
+            input and config (distillation keeps the recipe's model as teacher and trains the
+            previous artifact). None: the previous artifact is the input.
+        position: Problems of the step at a chain position (0 = first).
+        complete: Problems of a config that cannot run as it stands, here, checked before
+            loading: a distillation without a student (in a chain ``chained`` supplies it), a
+            quantization backend this machine lacks a CPU feature or package for.
+        accepts: Raises when a model (its transformers config) cannot take the config: a
+            structure-cutting step on a family without a spec. Checked right after loading,
+            before any evaluation is spent.
+        resumable: Long training that checkpoints beside the output and can resume.
+        zipped_size: Report the deflated weight size (what unstructured zeros buy).
+        compresses: The step exists to make the model smaller, so a result that is not
+            smaller says so.
+    """
+
+    name: str
+    config: type
+    handler: Handler
+    help: str
+    summary: str | None = None
+    tasks: tuple[str, ...] = ("sequence-classification", "causal-lm", "masked-lm", "base")
+    data_problem: Callable[[Any, Collection[str]], str | None] = _never
+    produces: Callable[[Any], str] = _checkpoint
+    final: Callable[[Any], bool] | None = None
+    inputs: Callable[[Any], tuple[str, ...]] = _no_inputs
+    chained: Callable[[Any, str, str], tuple[str, Any]] | None = None
+    position: Callable[[Any, int], list[Problem]] = _anywhere
+    complete: Callable[[Any], list[Problem]] = lambda config: []
+    accepts: Callable[[Any, Any], None] = lambda config, model_config: None
+    resumable: bool = False
+    zipped_size: bool = False
+    compresses: bool = True
+
+    def is_final(self, config: Any) -> bool:
+        if self.final is not None and self.final(config):
+            return True
+        return self.produces(config) != "checkpoint"
+
+
+_METHODS: dict[type, Method] = {}
+_BACKENDS: dict[str, Backend] = {}
+
+
+def register(config: type, **declared: Any) -> Callable[[Handler], Handler]:
+    """Register the decorated handler for ``config`` (see :class:`Method` for the keywords)."""
+
+    def decorate(handler: Handler) -> Handler:
+        method = Method(config=config, handler=handler, **declared)
+        if any(m.name == method.name for t, m in _METHODS.items() if t is not config):
+            raise ValueError(f"two methods are named {method.name}")
+        _METHODS[config] = method
+        return handler
+
+    return decorate
+
+
+def _load_builtins(modules: tuple[str, ...]) -> None:
+    for module in modules:
+        importlib.import_module(module)
+
+
+def methods() -> dict[str, Method]:
+    """Every registered method by name, built-ins first."""
+    _load_builtins(METHOD_MODULES)
+
+    def rank(method: Method) -> int:
+        module = method.handler.__module__
+        return METHOD_MODULES.index(module) if module in METHOD_MODULES else len(METHOD_MODULES)
+
+    return {m.name: m for m in sorted(_METHODS.values(), key=rank)}
+
+
+def method_for(config: Any) -> Method:
+    """The method registered for a config instance.
+
+    Raises:
+        ConfigError: no method is registered for its type.
+    """
+    methods()
+    method = _METHODS.get(type(config))
+    if method is None:
+        raise ConfigError(f"no method is registered for {type(config).__name__}")
+    return method
+
+
+def method_named(name: str) -> Method:
+    """Raises: ConfigError naming the known methods."""
+    known = methods()
+    if name not in known:
+        raise ConfigError(f"unknown step '{name}'; steps are {', '.join(known)}")
+    return known[name]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A quantizer, registered by name: what it accepts, produces and needs.
+
+    Attributes:
+        name: ``--backend`` value.
+        dtypes: The ``dtype`` values it produces.
+        default_for: The dtypes it is the default backend of.
+        produces: ``"onnx"`` or ``"openvino"`` (an export folder run by that runtime) or
+            ``"checkpoint"``.
+        quantize: ``(model, config, ctx, agree) -> (StepResult, forward of the result)``;
+            ``agree(forward)`` compares any further artifact with the original.
+        help: One line for ``--help``.
+        check: Backend-specific problems of a config (options it does not take).
+        needs_calibration: Whether a config needs calibration data.
+        needs_gpu: Whether it runs only on CUDA.
+        cpu_feature: A CPU flag it needs (``avx512_vnni``), or None.
+        extra: The squeeze extra that installs what it needs (``openvino``), or None.
+        modules: The modules that extra provides, checked before any work.
+    """
+
+    name: str
+    dtypes: tuple[str, ...]
+    default_for: tuple[str, ...]
+    produces: str
+    quantize: Callable[..., Any]
+    help: str
+    check: Callable[[Any], list[Problem]] = lambda config: []
+    needs_calibration: Callable[[Any], bool] = lambda config: False
+    needs_gpu: bool = False
+    cpu_feature: str | None = None
+    extra: str | None = None
+    modules: tuple[str, ...] = ()
+
+
+def register_backend(backend: Backend) -> Backend:
+    if backend.name in _BACKENDS and _BACKENDS[backend.name] is not backend:
+        raise ValueError(f"two quantization backends are named {backend.name}")
+    _BACKENDS[backend.name] = backend
+    return backend
+
+
+def backends() -> dict[str, Backend]:
+    """Every registered quantization backend by name."""
+    _load_builtins(BACKEND_MODULES)
+
+    def rank(backend: Backend) -> int:
+        module = backend.quantize.__module__
+        return BACKEND_MODULES.index(module) if module in BACKEND_MODULES else len(BACKEND_MODULES)
+
+    return dict(sorted(_BACKENDS.items(), key=lambda item: rank(item[1])))
+
+
+def default_backend(dtype: str) -> Backend | None:
+    return next((b for b in backends().values() if dtype in b.default_for), None)

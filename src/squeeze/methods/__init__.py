@@ -1,0 +1,1 @@
+"""Compression methods: each a config plus a registered handler."""

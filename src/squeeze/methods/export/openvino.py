@@ -1,0 +1,83 @@
+"""OpenVINO IR exports: a validated ONNX export converted with ``openvino.convert_model``.
+
+The IR folder is an export folder like the ONNX one (tokenizer, config.json, manifest.json with
+``format: openvino``), with the graph in ``openvino_model.xml`` + ``.bin``: optimum-intel's file
+names, so its ``OVModelFor...`` classes open squeeze's folders too. Conversion starts from the
+plain (unfused) ONNX graph: the fused one uses ONNX Runtime's own operators, which OpenVINO
+does not read. Weights are saved as they are (``compress_to_fp16=False``: ``save_model``
+otherwise halves fp32 weights silently).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from squeeze.artifact.read import MODEL_FILE, OPENVINO_FILE
+
+if TYPE_CHECKING:
+    from squeeze.methods.export.method import ExportConfig
+    from squeeze.model.loaded import LoadedModel
+
+# OpenVINO's element types of weights stored several to a byte (their shapes count weights).
+
+
+def convert(
+    onnx_folder: Path, out: Path, transform: Callable[[Any], Any] | None = None
+) -> dict[str, Any]:
+    """Convert ``onnx_folder``'s graph into IR in ``out`` (which exists), through ``transform``
+    (NNCF compression or quantization) when given; return the IR's op counts by type."""
+    import openvino as ov
+
+    model = ov.convert_model(str(onnx_folder / MODEL_FILE))
+    if transform is not None:
+        model = transform(model)
+    ov.save_model(model, str(out / OPENVINO_FILE), compress_to_fp16=False)
+    counts: dict[str, int] = {}
+    for op in model.get_ordered_ops():
+        counts[op.get_type_name()] = counts.get(op.get_type_name(), 0) + 1
+    return counts
+
+
+def write_ir_export(
+    loaded: LoadedModel,
+    out: Path,
+    scratch: Path,
+    config: ExportConfig,
+    *,
+    transform: Callable[[Any], Any] | None = None,
+    update: dict[str, Any] | None = None,
+    release: bool = False,
+) -> tuple[dict[str, Any], list[str]]:
+    """A validated plain ONNX export of ``loaded`` in ``scratch``, converted to IR in ``out``
+    (through ``transform`` when given) with the ONNX folder's tokenizer, config and manifest
+    (``update`` merged in). Without a transform the IR is checked against PyTorch on the
+    export's validation batches, at the export's tolerance; a transformed (compressed) one is
+    compared by its caller. Returns the manifest and notes."""
+    import openvino as ov
+
+    from squeeze.methods.export.onnx import derive_export, reference_outputs, validate, write_export
+
+    onnx_folder = scratch / "onnx"
+    onnx_folder.mkdir()
+    plain = replace(config, optimize=False, format="onnx")
+    references = reference_outputs(loaded, plain) if transform is None else None
+    manifest, notes = write_export(loaded, onnx_folder, plain, release=release)
+    ops = convert(onnx_folder, out, transform)
+    fields: dict[str, Any] = {
+        "format": "openvino",
+        "file": OPENVINO_FILE,
+        "openvino": {"version": ov.get_version(), "ops": len(ops)},
+        **(update or {}),
+    }
+    if references is not None:
+        tolerance = manifest["validation"]["tolerance"]
+        checks = validate(out / OPENVINO_FILE, loaded, plain, tolerance, references)
+        fields["validation"] = {
+            "tolerance": tolerance,
+            "max_abs_diff": max(c["max_abs_diff"] for c in checks),
+            "checks": checks,
+        }
+    return derive_export(onnx_folder, out, fields), notes

@@ -1,0 +1,297 @@
+"""``--backend auto``: build every quantizer this machine can run, time them, keep the fastest.
+
+Which int8 path wins is a property of the CPU, not of squeeze: on AVX2-only EPYC ONNX Runtime's
+dynamic int8 beat OpenVINO's static int8 by 2x, while VNNI and AMX are where OpenVINO's int8
+kernels are strongest. So ``auto`` measures instead of assuming:
+
+1. each candidate (ONNX Runtime dynamic and static, OpenVINO weight-only and static, torchao;
+   for int4 ONNX Runtime MatMulNBits, OpenVINO and bitsandbytes) is built by its own registered
+   backend from a fresh load of the input, into its own folder; one that cannot run here (an
+   extra not installed, no calibration data, a layout its kernels refuse) is listed as skipped
+   with the reason;
+2. all of them are timed in one rotating measurement (``squeeze.measure``) at batch 1 and the
+   step's ``max_length`` on the step's device, and scored on the held-out data when there is any;
+3. the fastest candidate that passes the step's accuracy gate is moved into the output; the
+   summary lists every candidate with its latency, size and drop, and the machine's fingerprint.
+
+Without data there is no gate: the fastest candidate wins and the summary says so.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from squeeze.core.errors import Problem, SqueezeError
+from squeeze.core.types import StepResult, no_progress
+from squeeze.engine.registry import Backend, backends, register_backend
+
+if TYPE_CHECKING:
+    from squeeze.core.types import Evaluation
+    from squeeze.engine.step import StepContext
+    from squeeze.methods.quantize.method import QuantizeConfig
+    from squeeze.model.loaded import LoadedModel
+
+# What auto tries per dtype: (backend, static), in the order candidates are listed.
+CANDIDATES: dict[str, tuple[tuple[str, bool], ...]] = {
+    "int8": (
+        ("onnxruntime", False),
+        ("onnxruntime", True),
+        ("openvino", False),
+        ("openvino", True),
+        ("torch", False),
+    ),
+    "int4": (("onnxruntime", False), ("openvino", False), ("bitsandbytes", False)),
+}
+_TIMING = {"runs": 20, "warmup": 3, "rounds": 3}
+
+
+def candidate_label(backend: str, dtype: str, static: bool) -> str:
+    """How a candidate reads in tables: 'onnxruntime static', 'openvino weight-only'..."""
+    if dtype == "int4":
+        return f"{backend} int4"
+    if backend == "torch":
+        return "torch torchao"
+    if backend == "openvino":
+        return f"openvino {'static' if static else 'weight-only'}"
+    return f"{backend} {'static' if static else 'dynamic'}"
+
+
+@dataclass
+class Candidate:
+    """One built (or skipped) candidate and what was measured of it."""
+
+    label: str
+    config: QuantizeConfig
+    folder: Path | None = None
+    result: StepResult | None = None
+    skipped: str | None = None
+    latency: Any = None
+    size: dict[str, Any] | None = None
+    metric: Evaluation | None = None
+    drop: float | None = None
+    interval: tuple[float, float] | None = None
+    agreement: dict[str, Any] | None = None
+    passed: bool = True
+
+    def to_dict(self, chosen: bool, reference: Any) -> dict[str, Any]:
+        if self.skipped is not None:
+            return {"label": self.label, "backend": self.config.backend, "skipped": self.skipped}
+        lat = self.latency
+        return {
+            "label": self.label,
+            "backend": self.config.backend,
+            "static": self.config.static,
+            "p50_ms": lat.p50_ms,
+            "p90_ms": lat.p90_ms,
+            "stdev_ms": lat.stdev_ms,
+            "speedup": reference.p50_ms / lat.p50_ms,
+            "bytes_on_disk": self.size["bytes_on_disk"] if self.size else None,
+            "metric": self.metric.to_dict() if self.metric is not None else None,
+            "drop": self.drop,
+            "drop_interval": list(self.interval) if self.interval else None,
+            "agreement": self.agreement,
+            "passed": self.passed,
+            "chosen": chosen,
+        }
+
+
+def _why_not(config: QuantizeConfig, ctx: StepContext) -> str | None:
+    """Why a candidate cannot be built here, checked before any work; None when it can."""
+    from squeeze.engine.registry import method_for
+    from squeeze.methods.quantize.method import device_problem
+
+    method = method_for(config)
+    problems = [p.render() for p in config.problems() + method.complete(config)]
+    given = {"data"} if ctx.data.can_calibrate else set()
+    data = method.data_problem(config, given)
+    if data is not None:
+        problems.append(Problem(data).render())
+    device = device_problem(config.chosen_backend, ctx.device)
+    if device is not None:
+        problems.append(device)
+    return "; ".join(problems) or None
+
+
+def _build(
+    candidate: Candidate, loaded: LoadedModel, ctx: StepContext, agree: Any, root: Path
+) -> None:
+    """Run the candidate's own backend on a fresh load of the input, into its own folder."""
+    from squeeze.model.checkpoint import load, write_checkpoint
+
+    name = candidate.label.replace(" ", "-")
+    out, scratch = root / "built" / name, root / "work" / name
+    out.mkdir(parents=True)
+    scratch.mkdir(parents=True)
+    sub = replace(ctx, out=out, scratch=scratch)
+    fresh = load(ctx.source, trust_remote_code=ctx.trust_remote_code, device=ctx.device)
+    try:
+        result, forward = candidate.config.chosen_backend.quantize(
+            fresh, candidate.config, sub, agree
+        )
+    except SqueezeError as e:
+        candidate.skipped = str(e)
+        return
+    except (RuntimeError, ValueError, ImportError) as e:
+        # A third-party quantizer that fails on this model here is one candidate fewer, not a
+        # failed step; the reason is kept (a full disk, an OSError, still stops the step).
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        candidate.skipped = f"failed here: {type(e).__name__}: {first}"
+        return
+    if result.model is not None:
+        write_checkpoint(result.model, out)
+        result.model = None
+    candidate.folder, candidate.result = out, result
+    candidate.agreement = agree(forward).to_dict()
+    if ctx.measure:
+        from squeeze.engine.gate import drop_interval, drop_points
+        from squeeze.measure.evaluate import evaluate_forward
+
+        candidate.metric = evaluate_forward(
+            forward, ctx.data.held_out(loaded), loaded.task, progress=ctx.progress
+        )
+        candidate.drop = drop_points(ctx.metric_before, candidate.metric)
+        candidate.interval = drop_interval(ctx.metric_before, candidate.metric)
+
+
+def timed_length(loaded: LoadedModel, ctx: StepContext) -> int:
+    """The step's ``max_length``, or the model's position table where that is shorter."""
+    from squeeze.model.arch import max_tokens
+
+    limit = max_tokens(loaded.config, loaded.spec)
+    return min(ctx.max_length, limit) if limit else ctx.max_length
+
+
+def _time(built: list[Candidate], reference: Path, seq_len: int, ctx: StepContext) -> Any:
+    """Every built candidate and the input itself (PyTorch, as loaded: the reference the
+    speed-ups are against) in one rotating measurement, on the step's device; the input's
+    latency."""
+    from squeeze.measure.bench import bench_models
+    from squeeze.measure.latency import BenchSettings
+
+    settings = BenchSettings(batch_sizes=(1,), seq_len=seq_len, device=ctx.device, **_TIMING)
+    paths = [str(reference), *(str(c.folder) for c in built)]
+    results, _ = bench_models(paths, settings, progress=ctx.progress)
+    for candidate, result in zip(built, results[1:], strict=True):
+        candidate.latency = result.latencies[0]
+        candidate.size = result.extra["size"]
+    return results[0].latencies[0]
+
+
+def choose(built: list[Candidate], max_drop: float | None, gate_on: str) -> Candidate:
+    """The fastest candidate within the gate; when none passes, the one that dropped least (the
+    step's gate then refuses it, so nothing is written)."""
+    from squeeze.engine.gate import judged_drop, passes
+
+    for candidate in built:
+        judged = judged_drop(candidate.drop, candidate.interval, gate_on)
+        candidate.passed = passes(judged, max_drop)
+    passing = [c for c in built if c.passed]
+    if passing:
+        return min(passing, key=lambda c: c.latency.p50_ms)
+    return min(built, key=lambda c: judged_drop(c.drop, c.interval, gate_on) or 0.0)
+
+
+def _quantize(
+    loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext, agree: Any
+) -> tuple[StepResult, Any]:
+    from squeeze.core.errors import UnsupportedError
+    from squeeze.measure.evaluate import open_model
+    from squeeze.measure.machine import fingerprint
+
+    known = backends()
+    candidates = [
+        Candidate(candidate_label(name, config.dtype, static),
+                  replace(config, backend=name, static=static))
+        for name, static in CANDIDATES[config.dtype]
+        if name in known
+    ]  # fmt: skip
+    root = ctx.scratch / "candidates"
+    for candidate in candidates:
+        candidate.skipped = _why_not(candidate.config, ctx)
+    # One bar over the candidates; their own steps (export, calibration, scoring) run without
+    # bars of their own, which would nest.
+    runnable = [c for c in candidates if c.skipped is None]
+    with ctx.progress("Building candidates", len(runnable)) as bar:
+        for candidate in runnable:
+            bar.advance(0, info=candidate.label)
+            _build(candidate, loaded, replace(ctx, progress=no_progress), agree, root)
+            bar.advance(1, info=candidate.label)
+    built = [c for c in candidates if c.skipped is None]
+    if not built:
+        reasons = "; ".join(f"{c.label}: {c.skipped}" for c in candidates)
+        raise UnsupportedError(f"no {config.dtype} backend can run here ({reasons})")
+    seq_len = timed_length(loaded, ctx)
+    reference = _time(built, loaded.path, seq_len, ctx)
+    winner = choose(built, ctx.max_accuracy_drop, ctx.gate_on)
+    assert winner.folder is not None and winner.result is not None
+    for item in winner.folder.iterdir():
+        shutil.move(str(item), ctx.out / item.name)
+    result = winner.result
+    result.metric = winner.metric
+    result.details = {
+        **result.details,
+        "auto": {
+            "chosen": winner.label,
+            "chosen_backend": winner.config.backend,
+            "chosen_static": winner.config.static,
+            "candidates": [c.to_dict(c is winner, reference) for c in candidates],
+            "reference": {
+                "label": "input (torch)",
+                "p50_ms": reference.p50_ms,
+                "p90_ms": reference.p90_ms,
+                "stdev_ms": reference.stdev_ms,
+            },
+            "timing": {"batch": 1, "seq_len": seq_len, "device": ctx.device, **_TIMING},
+            "gated": ctx.measure and ctx.max_accuracy_drop is not None,
+            "machine": fingerprint(),
+        },
+    }
+    result.notes.insert(0, _choice_note(winner, built, reference, seq_len, ctx))
+    return result, open_model(str(ctx.out), device=ctx.device).forward
+
+
+def _choice_note(
+    winner: Candidate, built: list[Candidate], reference: Any, seq_len: int, ctx: StepContext
+) -> str:
+    others = sorted((c for c in built if c is not winner), key=lambda c: c.latency.p50_ms)
+    shown = ", ".join(
+        f"{c.label} {c.latency.p50_ms:.2f} ms{'' if c.passed else ' (missed the gate)'}"
+        for c in others
+    )
+    gate = (
+        "fastest within the accuracy gate"
+        if ctx.measure and ctx.max_accuracy_drop is not None
+        else "fastest; no accuracy gate" + ("" if ctx.measure else " without --data")
+    )
+    return (
+        f"backend auto chose {winner.label}: {winner.latency.p50_ms:.2f} ms p50 at batch 1, "
+        f"seq {seq_len} on {ctx.device}, {reference.p50_ms / winner.latency.p50_ms:.2f}x the "
+        f"input's {reference.p50_ms:.2f} ms ({gate})" + (f"; others: {shown}" if shown else "")
+    )
+
+
+def _check(config: QuantizeConfig) -> list[Problem]:
+    if config.static:
+        return [
+            Problem(
+                "{backend} auto tries static and dynamic int8 itself (static where there is "
+                "calibration data); drop {static}"
+            )
+        ]
+    return []
+
+
+register_backend(
+    Backend(
+        name="auto",
+        dtypes=tuple(CANDIDATES),
+        default_for=(),
+        produces="onnx, openvino or checkpoint",
+        quantize=_quantize,
+        help="every backend this machine runs, timed here; keeps the fastest within the gate",
+        check=_check,
+    )
+)

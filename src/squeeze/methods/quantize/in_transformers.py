@@ -1,0 +1,102 @@
+"""PyTorch-deployment quantization through transformers' own quantizer integrations.
+
+- ``--backend torch --dtype int8``: torchao's dynamic int8 (int8 weights, int8 activations
+  quantized per token at run time) via ``TorchAoConfig``. ``torch.ao.quantization`` is
+  deprecated in favour of torchao, and torchao's tensors save to safetensors and reload through
+  plain ``from_pretrained``.
+- ``--backend bitsandbytes``: LLM.int8 (``--dtype int8``) or 4-bit NF4/FP4 (``--dtype int4``)
+  via ``BitsAndBytesConfig``; bitsandbytes 0.50 runs both on CPU too.
+
+Either way the output is an ordinary HF folder whose config.json carries the quantization config,
+so ``transformers`` (and ``squeeze.load``) reload it as it was saved.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from squeeze.core.errors import Problem, UnsupportedError
+from squeeze.core.types import SizeStats, StepResult
+from squeeze.model.checkpoint import auto_class, quiet_quantizer_imports, quiet_transformers
+from squeeze.model.loaded import LoadedModel
+
+if TYPE_CHECKING:
+    from squeeze.engine.step import StepContext
+
+# Task heads stay in full precision: they are tiny, sensitive, and often narrower than the
+# 4-bit block size (a 2-label classifier has 2 outputs).
+HEAD_MODULES = (
+    "classifier", "pre_classifier", "pooler", "score", "lm_head", "cls", "vocab_projector",
+    "vocab_transform",
+)  # fmt: skip
+BNB_4BIT_BLOCK = 64
+
+
+def check_4bit_widths(model: Any) -> None:
+    """4-bit kernels split every row into blocks of 64: refuse input widths that do not divide
+    (read from the Linear layers themselves, so any family is checked the same way)."""
+    import torch
+
+    bad = sorted(
+        {
+            module.in_features
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear)
+            and not set(name.split(".")) & set(HEAD_MODULES)
+            and module.in_features % BNB_4BIT_BLOCK
+        }
+    )
+    if bad:
+        shown = "input widths " + ", ".join(map(str, bad))
+        raise UnsupportedError(
+            [
+                Problem(
+                    f"4-bit bitsandbytes needs widths divisible by {BNB_4BIT_BLOCK}; this model "
+                    f"has {shown}; use {{dtype}} int8"
+                )
+            ]
+        )
+
+
+def quantize_in_transformers(loaded: LoadedModel, tmp: Path, quantization: Any) -> None:
+    """Reload ``loaded``'s checkpoint quantized on the CPU and save it (with its tokenizer)."""
+    if loaded.shapes is not None:
+        raise UnsupportedError(
+            [
+                Problem(
+                    "this structurally pruned model has shapes only squeeze can rebuild; quantize "
+                    "it with {backend} onnxruntime"
+                )
+            ]
+        )
+    quiet_transformers()
+    method = getattr(quantization.quant_method, "value", quantization.quant_method)
+    try:
+        with quiet_quantizer_imports():
+            model = auto_class(loaded.task).from_pretrained(
+                loaded.path, quantization_config=quantization, device_map="cpu"
+            )
+    except (ImportError, RuntimeError, ValueError) as e:
+        # Where a quantizer has no kernels for this machine or build, say so in one line.
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UnsupportedError(f"{method} could not quantize this model here: {first}") from e
+    model.save_pretrained(tmp)
+    loaded.tokenizer.save_pretrained(tmp)
+
+
+def transformers_quantized(
+    loaded: LoadedModel, ctx: StepContext, quantization: Any
+) -> tuple[StepResult, Any]:
+    """Quantize into the output through transformers; validated by reloading what was saved."""
+    from squeeze.model.checkpoint import load
+    from squeeze.model.runtime import torch_forward
+    from squeeze.model.sizes import size_stats, weight_bytes
+
+    quantize_in_transformers(loaded, ctx.out, quantization)
+    stats = size_stats(loaded)
+    # Packed 4-bit tensors count two weights per element: report the model's own parameter
+    # count and the bytes actually written.
+    sizes = SizeStats(stats.params_total, stats.params_nonzero, weight_bytes(ctx.out))
+    reloaded = load(ctx.out, device="cpu")
+    return StepResult(sizes=sizes), torch_forward(reloaded.model)

@@ -1,0 +1,279 @@
+"""``quantize``: a dtype through a registered backend, validated against the original.
+
+Backends (``squeeze.engine.registry.Backend``) are the quantizers: ONNX Runtime's int8, PyTorch
+casts and torchao, bitsandbytes. This handler picks one (the dtype's default unless ``backend`` is
+given), checks the combination before any work, runs it, and compares the result with the
+original on the same inputs (logit distance, top-1 agreement).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from squeeze.core.config import StepConfig, at_least, param, range_problem
+from squeeze.core.errors import Problem, UnsupportedError
+from squeeze.engine.registry import Backend, backends, default_backend, register
+
+if TYPE_CHECKING:
+    from squeeze.core.types import StepResult
+    from squeeze.engine.step import StepContext
+    from squeeze.model.loaded import LoadedModel
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+BNB_4BIT_TYPES = ("nf4", "fp4")
+INT4_BLOCK_SIZES = (16, 32, 64, 128, 256)  # MatMulNBits: powers of two from 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuantizeConfig(StepConfig):
+    """A quantization request; which combinations exist is the registered backends' word.
+
+    ``backend`` None picks the dtype's default backend (int8: onnxruntime, in the base install,
+    needing no data, and the fastest on AVX2-only CPUs; ``auto`` measures which wins on this
+    CPU; fp16/bf16: torch, for GPU deployment; int4: bitsandbytes).
+    """
+
+    positional: ClassVar[tuple[str, ...]] = ("dtype", "backend")
+
+    dtype: str = param("int8", help="int8, int4, fp16 or bf16.")
+    backend: str | None = param(
+        None,
+        help="onnxruntime (int8 default; int4 weight-only MatMulNBits), torch (fp16/bf16 default; "
+        "int8 via torchao), bitsandbytes (int4 default; int8 = LLM.int8), openvino "
+        "(squeeze[openvino]) or auto (builds each this machine runs, keeps the fastest within "
+        "the gate).",
+    )
+    static: bool = param(
+        False,
+        help="int8: calibrate activations on data (onnxruntime QDQ, openvino NNCF), not dynamic.",
+    )
+    calibration_method: str = param(
+        "minmax", help="minmax, entropy or percentile.", choices=CALIBRATION_METHODS
+    )
+    calibration_samples: int = param(128, help="Samples for calibration.")
+    per_channel: bool = param(True, help="int8: one weight scale per output channel.")
+    reduce_range: bool = param(
+        True,
+        help="int8: 7-bit weights, so x86 CPUs without VNNI (AVX2) cannot saturate their int16 "
+        "sums; off gains a little precision where the model runs on VNNI or ARM.",
+    )
+    outlier_ratio: float = param(
+        12.0,
+        help="int8: keep fp32 each MatMul whose input peaks above this many times its 99.9th "
+        "percentile on calibration text (outlier features); 0 quantizes all.",
+    )
+    optimize: bool = param(True, help="Fuse attention before dynamic int8 (QAttention).")
+    bnb_4bit_type: str = param(
+        "nf4", help="int4 (bitsandbytes): nf4 or fp4.", choices=BNB_4BIT_TYPES
+    )
+    block_size: int = param(
+        32,
+        help="int4 (onnxruntime, openvino): weights per scale along the input dimension, a "
+        "power of two from 16 to 256; smaller is more accurate and a little larger.",
+    )
+    symmetric: bool = param(
+        False,
+        help="int4 (onnxruntime, openvino): symmetric blocks, no zero points (smaller, less "
+        "exact).",
+    )
+    accuracy_level: int = param(
+        4,
+        help="int4 (onnxruntime): MatMulNBits compute of the 4-bit layers, 4 = int8 activations "
+        "per block (fastest on CPUs), 0 = fp32 (the 8-bit vocabulary projection stays at 4).",
+    )
+
+    def problems(self) -> list[Problem]:
+        found = at_least("calibration_samples", self.calibration_samples, 1)
+        found += at_least("outlier_ratio", self.outlier_ratio, 0)
+        if self.block_size not in INT4_BLOCK_SIZES:
+            found.append(
+                Problem(
+                    f"{{block_size}} must be one of {', '.join(map(str, INT4_BLOCK_SIZES))}, not "
+                    f"{self.block_size}"
+                )
+            )
+        found += range_problem("accuracy_level", self.accuracy_level, 0, 4, closed="both")
+        known = backends()
+        dtypes = sorted({d for b in known.values() for d in b.dtypes})
+        if self.dtype not in dtypes:
+            return [
+                *found,
+                Problem(f"{{dtype}} must be one of {', '.join(dtypes)}, not '{self.dtype}'"),
+            ]
+        if self.backend is not None and self.backend not in known:
+            return [*found, Problem(f"{{backend}} must be one of {', '.join(known)}")]
+        backend = self.chosen_backend
+        if self.dtype not in backend.dtypes:
+            others = [b.name for b in known.values() if self.dtype in b.dtypes]
+            return [
+                *found,
+                Problem(
+                    f"{{backend}} {backend.name} has no {self.dtype}; use {{backend}} "
+                    f"{' or '.join(others)}",
+                    UnsupportedError,
+                ),
+            ]
+        return found + backend.check(self)
+
+    def canonical(self) -> QuantizeConfig:
+        """Naming the dtype's default backend asks for the same thing as naming none, and
+        options of another dtype or backend change nothing."""
+        config = self
+        if self.backend is not None and self.chosen_backend is default_backend(self.dtype):
+            config = replace(config, backend=None)
+        read = _INT4_FIELDS.get(self.chosen_backend.name, ()) if self.dtype == "int4" else ()
+        unread = [name for name in _ORT_INT4_FIELDS if name not in read]
+        config = replace(config, **{name: _DEFAULTS[name] for name in unread})
+        return config
+
+    @property
+    def chosen_backend(self) -> Backend:
+        if self.backend is not None:
+            return backends()[self.backend]
+        backend = default_backend(self.dtype)
+        assert backend is not None  # every dtype a backend offers has a default
+        return backend
+
+
+# The int4 options each backend reads (OpenVINO's group size and symmetry; auto passes all on).
+_ORT_INT4_FIELDS = ("block_size", "symmetric", "accuracy_level")
+_INT4_FIELDS = {
+    "onnxruntime": _ORT_INT4_FIELDS,
+    "auto": _ORT_INT4_FIELDS,
+    "openvino": ("block_size", "symmetric"),
+}
+_DEFAULTS = {f.name: f.default for f in fields(QuantizeConfig)}
+
+
+def _machine_problems(config: QuantizeConfig) -> list[Problem]:
+    """What the chosen backend needs from this machine and environment, checked before any work:
+    a CPU feature, an optional package."""
+    import importlib.util
+
+    from squeeze.measure.machine import cpu_flags
+
+    backend, found = config.chosen_backend, []
+    if backend.cpu_feature is not None and backend.cpu_feature not in cpu_flags():
+        found.append(
+            Problem(
+                f"backend {backend.name} needs a CPU with {backend.cpu_feature}, which this one "
+                "lacks; choose another {backend}",
+                UnsupportedError,
+            )
+        )
+    missing = [m for m in backend.modules if importlib.util.find_spec(m) is None]
+    if missing:
+        found.append(
+            Problem(
+                f"backend {backend.name} needs {' and '.join(missing)}: pip install "
+                f"'squeeze[{backend.extra}]'",
+                UnsupportedError,
+            )
+        )
+    return found
+
+
+def _data_problem(config: QuantizeConfig, given: Collection[str]) -> str | None:
+    if config.chosen_backend.needs_calibration(config) and not set(given) & {
+        "data",
+        "calibration_data",
+    }:
+        return "{static} needs calibration data: {calibration_data} or {data}"
+    return None
+
+
+def _produces(config: QuantizeConfig) -> str:
+    return config.chosen_backend.produces
+
+
+def _final(config: QuantizeConfig) -> bool:
+    """Nothing follows quantization: no step here trains or slices quantized weights."""
+    return True
+
+
+def comparison_batches(loaded: LoadedModel, held_out: Any) -> list[dict[str, Any]]:
+    """Inputs for the agreement check: up to 256 held-out examples, else probe sentences."""
+    from squeeze.data.encoding import batches
+    from squeeze.methods.export.method import ExportConfig
+    from squeeze.methods.export.onnx import validation_batches
+
+    if held_out is None:
+        return list(validation_batches(loaded, ExportConfig()).values())
+    return [b.inputs for _, b in zip(range(8), batches(held_out, 32), strict=False)]
+
+
+def device_problem(backend: Backend, device: str) -> str | None:
+    """Why the backend cannot serve the step's device, or None: a CUDA-only quantizer on the
+    CPU, OpenVINO IR (which squeeze runs on the CPU) anywhere else."""
+    if backend.needs_gpu and not device.startswith("cuda"):
+        return f"backend {backend.name} runs on CUDA only; pass a CUDA device"
+    if backend.produces == "openvino" and device != "cpu":
+        return f"backend {backend.name} writes OpenVINO IR, which runs on the CPU here"
+    return None
+
+
+def calibration_feeds(
+    loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext
+) -> tuple[list[dict[str, Any]], str]:
+    """Input batches for calibration and outlier detection, and where they came from: the
+    calibration data (batches of 16, padded to the longest), else the export's validation
+    sentences (outlier channels show in any text)."""
+    from squeeze.data.encoding import batches
+    from squeeze.methods.export.method import ExportConfig
+    from squeeze.methods.export.onnx import validation_batches
+
+    if ctx.data.can_calibrate:
+        calibration = ctx.data.calibration(loaded, config.calibration_samples)
+        longest = max(len(ids) for ids in calibration.features["input_ids"])
+        feeds = [b.inputs for b in batches(calibration, 16, pad_to=longest)]
+        return feeds, f"{len(calibration)} examples"
+    return list(validation_batches(loaded, ExportConfig()).values()), (
+        "the export's validation sentences"
+    )
+
+
+@register(
+    QuantizeConfig,
+    name="quantize",
+    help="int8 for ONNX Runtime (default), fp16/bf16 checkpoints, torch/bitsandbytes int8, int4",
+    summary="quantize.json",
+    tasks=("sequence-classification", "causal-lm", "masked-lm"),
+    data_problem=_data_problem,
+    produces=_produces,
+    final=_final,
+    complete=_machine_problems,
+)
+def quantize(loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext) -> StepResult:
+    """Quantize with the chosen backend; record agreement with the original."""
+    from squeeze.core.types import Task
+    from squeeze.methods.quantize.validate import agreement
+    from squeeze.model.runtime import torch_forward
+
+    backend = config.chosen_backend
+    device = device_problem(backend, ctx.device)
+    if device is not None:
+        raise UnsupportedError(device)
+    notes = []
+    if config.backend is None:
+        notes.append(f"backend {backend.name} chosen for {config.dtype} (the default)")
+    held_out = ctx.data.held_out(loaded) if ctx.data.given else None
+    compare = comparison_batches(loaded, held_out)
+    reference = torch_forward(loaded.model, ctx.device)
+    expected = [reference(b) for b in compare]  # before half precision changes the model in place
+    token_level = loaded.task is not Task.SEQUENCE_CLASSIFICATION
+
+    def agree(forward: Any) -> Any:
+        return agreement(expected, forward, compare, token_level=token_level)
+
+    result, forward = backend.quantize(loaded, config, ctx, agree)
+    result.forward = forward
+    result.notes[:0] = notes
+    result.details = {
+        "backend": backend.name,
+        "backend_default": config.backend is None,
+        "agreement": agree(forward).to_dict(),
+        **result.details,
+    }
+    return result

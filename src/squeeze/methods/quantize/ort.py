@@ -1,0 +1,42 @@
+"""The ``onnxruntime`` backend: ONNX Runtime's quantizers, producing an export folder.
+
+int8 (the default for int8: base install, no data needed, fastest on AVX2-only CPUs; on VNNI/AMX
+CPUs OpenVINO's static int8 beat it, which ``--backend auto`` finds) is dynamic or static QDQ
+(``squeeze.methods.quantize.ort_int8``); int4 is weight-only MatMulNBits
+(``squeeze.methods.quantize.ort_int4``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from squeeze.engine.registry import Backend, register_backend
+from squeeze.methods.quantize import ort_int4, ort_int8
+
+if TYPE_CHECKING:
+    from squeeze.core.types import StepResult
+    from squeeze.engine.step import StepContext
+    from squeeze.methods.quantize.method import QuantizeConfig
+    from squeeze.model.loaded import LoadedModel
+
+
+def _quantize(
+    loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext, agree: Any
+) -> tuple[StepResult, Any]:
+    module = ort_int4 if config.dtype == "int4" else ort_int8
+    return module.quantize(loaded, config, ctx, agree)
+
+
+register_backend(
+    Backend(
+        name="onnxruntime",
+        dtypes=("int8", "int4"),
+        default_for=("int8",),
+        produces="onnx",
+        quantize=_quantize,
+        help="ONNX Runtime: int8 dynamic (fused, QAttention) or static QDQ; int4 weight-only "
+        "MatMulNBits",
+        check=ort_int8.static_int8_only,
+        needs_calibration=lambda config: config.static,
+    )
+)

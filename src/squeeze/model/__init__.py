@@ -1,0 +1,2 @@
+"""Models as files: architecture specs, loading and saving, shapes, sizes, runtimes, the info fact
+sheet."""

@@ -1,0 +1,1 @@
+"""Plans of many steps: recipes, sweeps, the pipeline, the artifact cache, tune."""

@@ -1,0 +1,143 @@
+"""Build a chain of steps through the cache: each step is one ``run_step`` of its method."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from squeeze.core.types import ProgressFactory, no_progress
+from squeeze.data.spec import DataSpec
+from squeeze.plan.cache import (
+    claim,
+    content_key,
+    damage,
+    data_key,
+    entry_lock,
+    publish,
+    staging_path,
+    step_key,
+)
+from squeeze.plan.steps import StepCall
+
+
+@dataclass(frozen=True)
+class ChainContext:
+    """What every step of a chain shares: the recipe's model (distillation's teacher), its
+    data, and where to run."""
+
+    model: str
+    data: DataSpec | None
+    calibration_data: DataSpec | None
+    max_length: int
+    device: str = "cpu"
+    trust_remote_code: bool = False
+    progress: ProgressFactory = no_progress
+
+
+@dataclass
+class ChainOutput:
+    """Where a chain's final artifact is and what producing it cost (0 s when cached)."""
+
+    artifact: Path
+    cached: bool
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+def build_step(call: StepCall, index: int, source: str, out: Path, ctx: ChainContext) -> list[str]:
+    """Run one step from ``source`` into ``out`` (which must not exist); return its notes.
+
+    The step is not measured: a sweep measures each finished variant once, as deployed.
+    """
+    from squeeze.engine.runner import run_step
+    from squeeze.engine.step import StepOptions
+    from squeeze.train.resume import LAST, STATE_FILE, checkpoint_dir_for
+
+    method, config = call.method, call.config
+    if index > 0 and method.chained is not None:
+        source, config = method.chained(config, source, ctx.model)
+    # A run interrupted mid-training continues from its checkpoint.
+    resume = method.resumable and (checkpoint_dir_for(out) / LAST / STATE_FILE).is_file()
+    options = StepOptions(
+        data=ctx.data, calibration_data=ctx.calibration_data, max_length=ctx.max_length,
+        measure=False, resume=resume, device=ctx.device,
+        trust_remote_code=ctx.trust_remote_code, progress=ctx.progress,
+    )  # fmt: skip
+    return run_step(source, config, out, options).notes
+
+
+def built_on(device: str) -> str:
+    """The hardware a step's artifact can depend on, for its cache key.
+
+    On a GPU, the GPU model (its kernels and number formats differ; "cuda" and "cuda:1" of one
+    model build the same bytes). On the CPU, its architecture and instruction sets: they decide
+    which backends may run (``auto`` times them and keeps the fastest) and which kernels round
+    the training and calibration arithmetic, while the CPU's name adds nothing, so CI runners
+    with the same instruction sets share artifacts.
+    """
+    if device == "cpu":
+        import platform
+
+        from squeeze.measure.machine import ISA_FLAGS, cpu_flags
+
+        flags = cpu_flags()
+        return f"cpu {platform.machine()}: " + " ".join(f for f in ISA_FLAGS if f in flags)
+    import torch
+
+    return f"cuda: {torch.cuda.get_device_name(torch.device(device))}"
+
+
+def chain_keys(calls: tuple[StepCall, ...], ctx: ChainContext, model_key: str) -> list[str]:
+    """The cache key of each step's output: its input's key, the step, what it reads and
+    where it is built (:func:`squeeze.plan.cache.step_key` adds the library versions)."""
+    device = built_on(ctx.device)
+    keys, key = [], model_key
+    for call in calls:
+        key = step_key(
+            key,
+            call.canonical(),
+            device=device,
+            data=data_key(ctx.data),
+            calibration_data=data_key(ctx.calibration_data),
+            max_length=ctx.max_length,
+            teacher=model_key if call.method.chained is not None else None,
+            # Other checkpoints the step reads (a distillation's named student) key it too.
+            inputs=[content_key(p) for p in call.method.inputs(call.config)],
+        )
+        keys.append(key)
+    return keys
+
+
+def run_chain(
+    calls: tuple[StepCall, ...], ctx: ChainContext, cache_dir: Path, model_key: str
+) -> ChainOutput:
+    """Run ``calls`` from the recipe's model, reusing every step output already in the cache.
+
+    Raises:
+        ConfigError: ``cache_dir`` is a folder that is not squeeze's cache (before any work).
+    """
+    claim(cache_dir)
+    source = ctx.model
+    cached, notes = True, []
+    start = time.perf_counter()
+    for index, (call, key) in enumerate(zip(calls, chain_keys(calls, ctx, model_key), strict=True)):
+        out = cache_dir / f"{key[:20]}-{call.kind}"
+        with entry_lock(out):  # a job sharing this cache waits here, then reuses the entry
+            problem = damage(out) if out.exists() else None
+            if problem is not None:
+                notes.append(f"{call.canonical()}: the cached artifact was damaged ({problem}); "
+                             "rebuilt it")  # fmt: skip
+                shutil.rmtree(out)
+            if not out.exists():
+                cached = False
+                staging = staging_path(out)
+                # A build that died before publishing left this; its training checkpoint (kept
+                # beside it) lets the rebuild resume.
+                shutil.rmtree(staging, ignore_errors=True)
+                built = build_step(call, index, source, staging, ctx)
+                notes += [f"{call.canonical()}: {n}" for n in built]
+                publish(staging, out, key)
+        source = str(out)
+    return ChainOutput(Path(source), cached, 0.0 if cached else time.perf_counter() - start, notes)

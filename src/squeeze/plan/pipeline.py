@@ -1,0 +1,360 @@
+"""``run_plan``: build every variant through the cache, measure all of them alike, choose, gate.
+
+Measured alike means: the metric on the same held-out examples, sizes from the files that would
+ship, and latency of the deployed format (PyTorch checkpoint or ONNX Runtime export) in one
+rotating measurement together with the baseline, so ratios compare like with like.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from squeeze.core.config import literal
+from squeeze.core.errors import ConfigError, Problem, SqueezeError, raise_problems
+from squeeze.core.output import atomic_output, check_output
+from squeeze.core.types import LOWER_IS_BETTER, ProgressFactory, no_progress
+from squeeze.data.encoding import encode_for
+from squeeze.data.examples import load_dataset
+from squeeze.data.spec import evaluation_part, local_file, training_part
+from squeeze.engine.gates import Selection, choose, failures, gate_notes, plan_problems
+from squeeze.measure.evaluate import evaluate_forward, open_model, scorable_of
+from squeeze.model.checkpoint import positions_in, positions_of
+from squeeze.plan.cache import content_key
+from squeeze.plan.execute import ChainContext, run_chain
+from squeeze.plan.recipe import Plan
+from squeeze.report.results import SweepResults, VariantResult, derive
+
+BASELINE = "baseline"
+RESULTS_FILE = "results.json"
+SELECTED_DIR = "selected"
+
+
+def check_plan(plan: Plan) -> None:
+    """Before any work, every problem of the whole plan in one error: gates and a selection the
+    run could not judge, steps that need data or a machine feature they lack, and data that does
+    not read (a wrong column fails now, not after an hour).
+
+    Raises:
+        ConfigError: naming each gate, variant and step, and the data section, that is wrong.
+    """
+    given = {name for name in ("data", "calibration_data") if getattr(plan, name) is not None}
+    problems = list(plan.problems)
+    names = [BASELINE, *(v.name for v in plan.variants)]
+    problems += plan_problems(
+        plan.gates, plan.select, names=names, data=plan.data is not None,
+        tuning=plan.tune is not None,
+    )  # fmt: skip
+    if plan.eval_data is not None and plan.data is None:
+        problems.append(
+            Problem("eval_data: the variants are scored only in a run with {data}; give {data} too")
+        )
+    model_config = _model_config(plan)
+    problems += plan_length_problems(plan, model_config)
+    for i, variant in enumerate(plan.variants, 1):
+        for j, call in enumerate(variant.steps, 1):
+            place = literal(f"variants[{i}] step {j} {call.canonical()}")
+            reason = call.method.data_problem(call.config, given)
+            found = [Problem(reason)] if reason else []
+            if j == 1 or call.method.chained is None:  # a chained step is completed later
+                found += call.method.complete(call.config)
+            found += _refusals(call, model_config)
+            problems += [Problem(f"{place}: {p.text}", p.error) for p in found]
+    if plan.data is not None:
+        parts = {"data": training_part(plan.data)}
+        parts["eval_data" if plan.eval_data else "data (test part)"] = (
+            plan.eval_data or evaluation_part(training_part(plan.data))
+        )
+        for where, spec in parts.items():
+            try:
+                load_dataset(spec)
+            except SqueezeError as e:
+                problems += [
+                    Problem(f"{literal(where)}: {p.text}", p.error or type(e)) for p in e.problems
+                ]
+    raise_problems(problems, ConfigError)
+
+
+def fit_plan(plan: Any, *, trust_remote_code: bool = False) -> tuple[Any, list[str]]:
+    """A run's plan (``squeeze.plan.recipe.Plan``) with its lengths fitted to the model, before
+    any work, and notes for the user.
+
+    Lengths the user did not give (``plan.lengths_given``) become the model's position table
+    where that is shorter; a given ``max_length`` beyond it is cut to it with a note (as
+    :func:`squeeze.data.encoding.fit_length` does for single commands). The timed length follows
+    ``max_length`` unless given; a given one that is too long is left for
+    :func:`plan_length_problems` to refuse. A model whose config does not read is left as is:
+    the build names that problem.
+    """
+    try:
+        limit = positions_of(plan.model, trust_remote_code=trust_remote_code)
+    except SqueezeError:
+        return plan, []
+    if limit is None:
+        return plan, []
+    notes = []
+    if plan.max_length > limit and "max_length" in plan.lengths_given:
+        notes.append(
+            f"max_length {plan.max_length} is longer than {plan.model}'s {limit} positions; "
+            f"inputs are cut to {limit} tokens"
+            + ("" if "seq_len" in plan.lengths_given else " and timed at that length")
+        )
+    bench = plan.bench
+    if "seq_len" not in plan.lengths_given:
+        bench = replace(bench, seq_len=min(bench.seq_len, limit))
+    return replace(plan, max_length=min(plan.max_length, limit), bench=bench), notes
+
+
+def plan_length_problems(plan: Any, model_config: Any) -> list[Problem]:
+    """A plan's timed length (``bench.seq``) beyond the model's position table: refused before
+    any work, naming the recipe key that sets it, where the bench would fail only after every
+    variant was built. Nothing when the config did not read (the build says why)."""
+    limit = positions_in(model_config)
+    seq = plan.bench.seq_len
+    if limit is None or seq <= limit:
+        return []
+    if "seq_len" in plan.lengths_given:
+        fix = f"set bench seq to {limit} or less, or leave it out to time at max_length"
+    else:
+        fix = f"set max_length to {limit} or less (the latency is timed at max_length)"
+    return [Problem(literal(f"bench seq {seq} is longer than this model's {limit} positions; "
+                            f"{fix}"))]  # fmt: skip
+
+
+def plan_inputs(plan: Plan, cache_dir: Path, recipe: str | Path | None = None) -> list[Path]:
+    """Everything a plan reads, which its output may not be, hold or sit inside: the model,
+    each step's own inputs (a teacher), the data files, the artifact cache and the recipe."""
+    named = [plan.model, cache_dir, recipe]
+    named += [local_file(s) for s in (plan.data, plan.eval_data, plan.calibration_data)]
+    named += [p for v in plan.variants for c in v.steps for p in c.method.inputs(c.config)]
+    paths = (Path(p).expanduser() for p in named if p is not None)
+    return [p for p in paths if p.exists() or p == cache_dir]
+
+
+def _model_config(plan: Plan) -> Any:
+    """The model's transformers config (cheap: no weights), or None when it does not read; the
+    build reports that in its own words."""
+    from squeeze.model.checkpoint import read_config
+
+    try:
+        return read_config(plan.model)
+    except SqueezeError:
+        return None
+
+
+def _refusals(call: Any, model_config: Any) -> list[Problem]:
+    """Why this model cannot take the step (structured pruning of a family without a spec)."""
+    if model_config is None:
+        return []
+    try:
+        call.method.accepts(call.config, model_config)
+    except SqueezeError as e:
+        return [Problem(p.text, p.error or type(e)) for p in e.problems]
+    return []
+
+
+def _measure_static(path: str, plan: Plan) -> tuple[str, tuple[int, int, int], Any]:
+    """Format, sizes and the metric of one artifact."""
+    from squeeze.artifact.read import export_folder, read_manifest, runtime_of
+    from squeeze.artifact.sizes import export_size_stats
+    from squeeze.model.checkpoint import load
+    from squeeze.model.sizes import size_stats
+
+    folder = export_folder(path)
+    if folder is not None:
+        stats = export_size_stats(folder)
+        fmt = runtime_of(read_manifest(folder))
+        scorable = open_model(path, device="cpu") if plan.data is not None else None
+    else:
+        loaded = load(path, device="cpu")  # once, for both its size and its metric
+        stats = size_stats(loaded)
+        fmt = "torch"
+        scorable = scorable_of(loaded)
+    sizes = (stats.params_total, stats.params_nonzero, stats.bytes_on_disk)
+    evaluation = None
+    if plan.data is not None:
+        evaluation = _score(scorable, evaluation_spec(plan), plan.max_length)
+    return fmt, sizes, evaluation
+
+
+def evaluation_spec(plan: Plan) -> Any:
+    """Where a plan's reported metric comes from: its eval data, or the test part of its data."""
+    assert plan.data is not None
+    return plan.eval_data or evaluation_part(training_part(plan.data))
+
+
+def _score(scorable: Any, spec: Any, max_length: int) -> Any:
+    encoded, _ = encode_for(scorable, spec, max_length=max_length)
+    return evaluate_forward(scorable.forward, encoded, scorable.task)
+
+
+def evaluate_artifact(path: str, spec: Any, max_length: int) -> Any:
+    """The metric of a checkpoint or export on ``spec``, run as it is deployed (an export in
+    ONNX Runtime), on the CPU as every sweep measures."""
+    return _score(open_model(path, device="cpu"), spec, max_length)
+
+
+def _latencies(paths: list[str], plan: Plan, progress: ProgressFactory) -> dict[str, list[Any]]:
+    """Latency per device for every artifact, each device in one rotating measurement."""
+    import torch
+
+    from squeeze.measure.bench import bench_models
+
+    out: dict[str, list[Any]] = {}
+    results, _ = bench_models(paths, plan.bench, progress=progress)
+    out["cpu"] = [r.latencies[0] for r in results]
+    if torch.cuda.is_available() and plan.bench.device == "cpu":
+        # GPU figures where there is one; ONNX exports stay on the CPU build of ONNX Runtime.
+        from squeeze.artifact.read import export_folder
+
+        gpu_paths = [p for p in paths if export_folder(p) is None]
+        gpu, _ = bench_models(gpu_paths, replace(plan.bench, device="cuda"), progress=progress)
+        by_path = dict(zip(gpu_paths, gpu, strict=True))
+        out["cuda"] = [by_path[p].latencies[0] if p in by_path else None for p in paths]
+    return out
+
+
+def measure_plan(
+    plan: Plan,
+    *,
+    cache_dir: Path,
+    trust_remote_code: bool = False,
+    progress: ProgressFactory = no_progress,
+    log: Any = None,
+) -> SweepResults:
+    """Build every variant of ``plan`` through the cache and measure it and the baseline alike
+    (metric on the held-out data, sizes, one rotating latency measurement); ratios, intervals
+    and the Pareto front derived."""
+    say = log or (lambda message: None)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    ctx = ChainContext(
+        model=plan.model, data=plan.data, calibration_data=plan.calibration_data,
+        max_length=plan.max_length,
+        device=plan.device, trust_remote_code=trust_remote_code, progress=progress,
+    )  # fmt: skip
+    root = content_key(plan.model)
+    built: list[tuple[str, str, Any]] = [(BASELINE, "", None)]
+    for variant in plan.variants:
+        say(f"building {variant.name}: {variant.chain}")
+        built.append((variant.name, variant.chain, run_chain(variant.steps, ctx, cache_dir, root)))
+
+    paths = [plan.model, *(str(chain.artifact) for _, _, chain in built[1:])]
+    variants: list[VariantResult] = []
+    metric_name, n_samples = None, 0
+    for (name, chain_text, chain), path in zip(built, paths, strict=True):
+        say(f"measuring {name}")
+        start = time.perf_counter()
+        fmt, (total, nonzero, size), evaluation = _measure_static(path, plan)
+        if evaluation is not None:
+            metric_name, n_samples = evaluation.primary.name, evaluation.n_samples
+        variants.append(
+            VariantResult(
+                name=name, chain=chain_text, format=fmt, artifact=path, params_total=total,
+                params_nonzero=nonzero, bytes_on_disk=size,
+                metric=evaluation.primary.value if evaluation else None,
+                scores=evaluation.scores.to_dict() if evaluation and evaluation.scores else None,
+                cached=chain.cached if chain else False,
+                seconds=chain.seconds if chain else time.perf_counter() - start,
+                notes=chain.notes if chain else [],
+            )
+        )  # fmt: skip
+    say("timing every variant together")
+    for device, summaries in _latencies(paths, plan, progress).items():
+        for variant, summary in zip(variants, summaries, strict=True):
+            if summary is not None:
+                variant.latency[device] = summary
+
+    from squeeze.measure.machine import fingerprint
+
+    results = SweepResults(
+        model=plan.model,
+        metric_name=metric_name,
+        higher_is_better=metric_name not in LOWER_IS_BETTER,
+        n_samples=n_samples,
+        bench=asdict(plan.bench),
+        machine=fingerprint(),
+        baseline=BASELINE,
+        variants=variants,
+        gates=asdict(plan.gates),
+    )
+    derive(results)
+    return results
+
+
+def write_outcome(
+    results: SweepResults,
+    out: str | Path,
+    chosen: VariantResult | None,
+    *,
+    selection: str,
+    problems: list[str],
+    overwrite: bool = False,
+    inputs: Sequence[Path] = (),
+    extra: Callable[[Path], None] | None = None,
+) -> None:
+    """Write results.json, report/ and selected/ (with its marker) into ``out`` atomically;
+    ``extra`` adds files of its own to the folder before it moves into place. ``inputs`` are
+    :func:`plan_inputs`, guarded again at the moment of writing."""
+    from squeeze.report.write import write_report
+
+    with atomic_output(out, overwrite=overwrite, inputs=inputs) as tmp:
+        results.save(tmp / RESULTS_FILE)
+        write_report(results, tmp / "report", overwrite=False)
+        if chosen is not None:
+            shutil.copytree(chosen.artifact, tmp / SELECTED_DIR)
+            marker = {
+                "variant": chosen.name,
+                "chain": chosen.chain,
+                "selection": selection,
+                "gates_passed": not problems,
+                "problems": problems,
+            }
+            (tmp / SELECTED_DIR / "squeeze-selected.json").write_text(json.dumps(marker, indent=2))
+        if extra is not None:
+            extra(tmp)
+
+
+def run_plan(
+    plan: Plan,
+    out: str | Path,
+    *,
+    cache_dir: Path,
+    overwrite: bool = False,
+    trust_remote_code: bool = False,
+    progress: ProgressFactory = no_progress,
+    log: Any = None,
+    recipe: str | Path | None = None,
+) -> tuple[SweepResults, list[str]]:
+    """Build, measure, choose and write ``out`` (results.json, report/, selected/).
+
+    Returns the results and the reasons the chosen variant misses the gates (empty = passed);
+    the caller turns those into the exit code, after everything has been written.
+    """
+    inputs = plan_inputs(plan, cache_dir, recipe)
+    check_output(out, overwrite=overwrite, inputs=inputs)
+    check_plan(plan)
+    results = measure_plan(
+        plan, cache_dir=cache_dir, trust_remote_code=trust_remote_code, progress=progress, log=log
+    )
+    selection = plan.select
+    if selection is None and plan.gates.any:
+        # Gates judge one variant: by default the fastest within the allowed drop.
+        allowance = plan.gates.max_accuracy_drop
+        selection = Selection("best-under-drop", math.inf if allowance is None else allowance)
+    if selection is not None:
+        selection = replace(selection, on=plan.gates.gate_on)
+    chosen = choose(results, selection) if selection else None
+    results.selected = chosen.name if chosen else None
+    problems = failures(results, chosen, plan.gates) if plan.gates.any else []
+    results.gate_notes = gate_notes(results, chosen, plan.gates)
+    write_outcome(
+        results, out, chosen, selection=selection.describe() if selection else "",
+        problems=problems, overwrite=overwrite, inputs=inputs,
+    )  # fmt: skip
+    return results, problems

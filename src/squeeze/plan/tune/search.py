@@ -1,0 +1,535 @@
+"""The search behind ``squeeze tune``: the fastest variant within an accuracy budget, found with
+as little work as the evidence allows.
+
+Every decision uses the **validation** split; the test split is kept for the final, honest
+measurement (choosing on the test split would make its drop optimistic). The search:
+
+1. **Quantization** of the unpruned model, each mode timed first and scored only when it is the
+   fastest not yet ruled out: the fastest mode within budget becomes every later candidate's
+   tail (pruning does not change which int8 kernels are fastest).
+2. **Pruning amount** by bisection over the ladder of amounts (heads and FFN neurons together):
+   accuracy falls and speed rises with the amount, so each result halves what is left.
+3. **Around the frontier**: at the first amount that misses, the global allocation, then more
+   recovery steps or distillation for a near miss; where one passes, the climb goes on. At the
+   most aggressive amount that passes, whole layers are dropped on top.
+
+Each pruned candidate is first built without recovery, which takes seconds: its latency (the same
+as after recovery, the shapes do not change) is measured before any training, and a candidate
+that is not faster than the best so far is dropped then. Its accuracy before recovery is
+measured too: one that starts worse than a candidate which the same recovery could not bring
+within budget is dropped without training. Everything is built through the artifact cache, and
+every measurement goes into a journal beside the output, so an interrupted search resumes by
+replaying its own decisions without redoing work.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from squeeze.plan.recipe import Plan
+from squeeze.plan.steps import chain_text, parse_chain
+from squeeze.plan.tune.config import QUANTIZE_STEPS, TuneConfig
+
+WITHIN, OVER, DROPPED, SKIPPED = "within", "over", "dropped", "skipped"
+
+
+@dataclass
+class Trial:
+    """One candidate the search looked at: one row of the trace.
+
+    ``metric`` and ``drop`` are on the validation split (after recovery, for pruned ones);
+    ``*_before_recovery`` are the same candidate pruned but not yet recovered.
+    """
+
+    order: int
+    chain: str
+    stage: str
+    why: str
+    latency_ms: float | None = None
+    metric_before_recovery: float | None = None
+    drop_before_recovery: float | None = None
+    metric: float | None = None
+    drop: float | None = None
+    drop_ci: list[float] | None = None
+    outcome: str = ""
+    reason: str = ""
+    recovery_steps: int = 0
+    amount: float = 0.0  # heads and FFN fraction removed (pruned candidates)
+    layers: int = 0  # whole layers dropped
+    allocation: str = ""
+    distilled: bool = False
+    seconds: float = 0.0
+
+    @property
+    def within(self) -> bool:
+        return self.outcome == WITHIN
+
+    @property
+    def finished(self) -> bool:
+        """Built and scored in full: a row of the final measurement."""
+        return self.outcome in (WITHIN, OVER)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Journal:
+    """Measurements by (kind, chain), appended to a JSON-lines file as they are made, so a
+    resumed search replays its decisions from them instead of measuring again."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._entries: dict[tuple[str, str], dict[str, Any]] = {}
+        self.elapsed_s = 0.0  # search time already spent by earlier, interrupted runs
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                    self._entries[(entry["kind"], entry["chain"])] = entry["value"]
+                    self.elapsed_s = max(self.elapsed_s, float(entry["elapsed_s"]))
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut short by the interruption: measured again
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, kind: str, chain: str) -> dict[str, Any] | None:
+        return self._entries.get((kind, chain))
+
+    def put(self, kind: str, chain: str, value: dict[str, Any], elapsed_s: float) -> None:
+        self._entries[(kind, chain)] = value
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = {"kind": kind, "chain": chain, "value": value, "elapsed_s": elapsed_s}
+        with self.path.open("a") as f:
+            f.write(json.dumps(line) + "\n")
+
+
+def canonical(chain: str) -> str:
+    """One spelling per candidate: journal keys and result names must match."""
+    return chain_text(parse_chain(chain, "tune"))
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """How a pruned candidate is recovered: its allocation, fine-tuning steps, or
+    distillation steps instead (``distill`` > 0)."""
+
+    allocation: str
+    steps: int
+    distill: int = 0
+
+
+@dataclass
+class Measured:
+    """A validation score as the search keeps it."""
+
+    metric: float
+    scores: Any  # squeeze.core.stats.Scores
+
+
+@dataclass
+class SearchContext:
+    """How the search builds and measures; functions, so tests can count the calls."""
+
+    build: Callable[[str], str]  # chain -> artifact path (through the cache)
+    latency: Callable[[str], float]  # artifact path -> p50 ms
+    validate: Callable[[str], Measured]  # artifact path -> validation score
+    log: Callable[[str], None] = lambda message: None
+    clock: Callable[[], float] = time.perf_counter
+
+
+@dataclass
+class Search:
+    """One run of the search over ``config``'s space from ``plan.model``."""
+
+    plan: Plan
+    config: TuneConfig
+    ctx: SearchContext
+    journal: Journal
+    metric_name: str = "accuracy"
+    trials: list[Trial] = field(default_factory=list)
+    base: Measured | None = None
+    base_latency_ms: float = 0.0
+    tail: str = ""
+    _start: float = 0.0
+    _eval_s: list[float] = field(default_factory=list)
+    _step_s: list[float] = field(default_factory=list)
+    out_of_time: bool = False
+
+    # -- measurement, through the journal ------------------------------------------------------
+
+    def _elapsed(self) -> float:
+        return self.journal.elapsed_s + self.ctx.clock() - self._start
+
+    def _latency_of(self, chain: str) -> float:
+        known = self.journal.get("latency", chain)
+        if known is None:
+            path = self.ctx.build(chain) if chain else self.plan.model
+            known = {"p50_ms": self.ctx.latency(path)}
+            self.journal.put("latency", chain, known, self._elapsed())
+        return float(known["p50_ms"])
+
+    def _validate(self, chain: str) -> Measured:
+        from squeeze.core.stats import Scores
+
+        known = self.journal.get("validation", chain)
+        if known is None:
+            path = self.ctx.build(chain) if chain else self.plan.model
+            start = self.ctx.clock()
+            measured = self.ctx.validate(path)
+            self._eval_s.append(self.ctx.clock() - start)
+            known = {"metric": measured.metric, "scores": measured.scores.to_dict()}
+            self.journal.put("validation", chain, known, self._elapsed())
+        return Measured(float(known["metric"]), Scores.from_dict(known["scores"]))
+
+    def _drop(self, measured: Measured) -> tuple[float, list[float] | None]:
+        from squeeze.core.stats import paired_drop_interval
+        from squeeze.core.types import points_dropped
+
+        assert self.base is not None
+        drop = points_dropped(self.metric_name, self.base.metric, measured.metric)
+        interval = paired_drop_interval(self.base.scores, measured.scores)
+        return drop, list(interval) if interval else None
+
+    def _judged(self, trial: Trial) -> float:
+        from squeeze.engine.gate import judged_drop
+
+        judged = judged_drop(trial.drop, trial.drop_ci, self.plan.gates.gate_on)
+        assert judged is not None
+        return judged
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    @property
+    def best(self) -> Trial | None:
+        """The fastest candidate within budget so far."""
+        within = [t for t in self.trials if t.within and t.latency_ms is not None]
+        return min(within, key=lambda t: t.latency_ms) if within else None  # type: ignore[arg-type,return-value]
+
+    def _new(self, chain: str, stage: str, why: str) -> Trial:
+        trial = Trial(order=len(self.trials) + 1, chain=canonical(chain), stage=stage, why=why)
+        self.trials.append(trial)
+        return trial
+
+    def _say(self, trial: Trial) -> None:
+        """One line per candidate: its figures, what became of it, and the best so far."""
+        figures = []
+        if trial.latency_ms is not None:
+            figures.append(f"{trial.latency_ms:.2f} ms ({self._speedup(trial):.1f}x)")
+        if trial.drop is not None:
+            figures.append(f"validation drop {trial.drop:+.2f} pts")
+        best = self.best
+        lead = (
+            f"best so far: {best.chain} ({self._speedup(best):.1f}x)"
+            if best
+            else ("none within budget yet")
+        )
+        outcome = trial.outcome + (f" ({trial.reason})" if trial.reason else "")
+        self.ctx.log(f"[{trial.order}] {trial.chain}: {', '.join(figures) or '-'} -> {outcome}; "
+                     f"{lead}")  # fmt: skip
+
+    def _speedup(self, trial: Trial) -> float:
+        return self.base_latency_ms / trial.latency_ms if trial.latency_ms else 0.0
+
+    def _reserve_s(self) -> float:
+        """Time to keep for the final measurement: each finished candidate scored on the test
+        split once more, and all of them timed together."""
+        per_eval = max(self._eval_s) if self._eval_s else 10.0
+        finished = sum(t.finished for t in self.trials) + 1
+        return finished * (per_eval + 5.0)
+
+    def _time_for(self, steps: int) -> bool:
+        """Whether a candidate with ``steps`` of training still fits the budget."""
+        per_step = max(self._step_s) if self._step_s else 0.0
+        needed = steps * per_step + 2 * (max(self._eval_s) if self._eval_s else 10.0)
+        fits = self._elapsed() + needed + self._reserve_s() <= self.config.budget_s
+        if not fits:
+            self.out_of_time = True
+        return fits
+
+    # -- candidates ----------------------------------------------------------------------------
+
+    def _prune_step(self, amount: float, layers: int, allocation: str, steps: int) -> str:
+        parts = []
+        if amount:
+            parts += [f"heads={amount:g}", f"ffn={amount:g}"]
+        if layers:
+            parts.append(f"layers={layers}")
+        if allocation != "uniform":
+            parts.append(f"allocation={allocation}")
+        if steps:
+            parts.append(f"finetune_steps={steps}")
+            if self.config.lr != 5e-5:
+                parts.append(f"lr={self.config.lr:g}")
+            if self.config.seed:
+                parts.append(f"seed={self.config.seed}")
+        if self.config.importance:
+            parts.append(f"importance={self.config.importance}")
+        return f"structured({', '.join(parts)})"
+
+    def _with_tail(self, *steps: str) -> str:
+        return " -> ".join([*steps, self.tail])
+
+    def _over_from_worse_start(self, trial: Trial) -> Trial | None:
+        """A finished candidate of another shape that started no worse than ``trial`` and still
+        missed with the same kind of recovery (allocation, fine-tuning or distillation, at least
+        as many steps): ``trial`` would miss too. Candidates of the same shape are other ways
+        to recover it, tried for exactly that reason."""
+        for other in self.trials:
+            if (
+                other is not trial
+                and other.outcome == OVER
+                and (other.amount, other.layers) != (trial.amount, trial.layers)
+                and (other.allocation, other.distilled) == (trial.allocation, trial.distilled)
+                and other.recovery_steps >= trial.recovery_steps
+                and other.drop_before_recovery is not None
+                and trial.drop_before_recovery is not None
+                and other.drop_before_recovery <= trial.drop_before_recovery
+            ):
+                return other
+        return None
+
+    def try_pruned(
+        self, amount: float, layers: int, recovery: Recovery, stage: str, why: str,
+        *, drop_slower: bool = True,
+    ) -> Trial:  # fmt: skip
+        """Build, time and (if still worth it) recover and score one pruned candidate.
+
+        ``drop_slower`` drops a candidate no faster than the best so far before scoring it;
+        the bisection over amounts turns it off, as it needs every verdict on accuracy.
+        A candidate tried before is not tried again: its trial is returned.
+        """
+        allocation = recovery.allocation
+        if recovery.distill:
+            recovered = self._with_tail(self._prune_step(amount, layers, allocation, 0),
+                                        f"distill(max_steps={recovery.distill})")  # fmt: skip
+        else:
+            recovered = self._with_tail(
+                self._prune_step(amount, layers, allocation, recovery.steps)
+            )
+        recovered = canonical(recovered)
+        earlier = next((t for t in self.trials if t.chain == recovered), None)
+        if earlier is not None:
+            return earlier
+        trial = self._new(recovered, stage, why)
+        trial.recovery_steps = recovery.distill or recovery.steps
+        trial.amount, trial.layers = amount, layers
+        trial.allocation, trial.distilled = allocation, bool(recovery.distill)
+        start = self.ctx.clock()
+        raw = canonical(self._with_tail(self._prune_step(amount, layers, allocation, 0)))
+        trial.latency_ms = self._latency_of(raw)
+        best = self.best
+        if drop_slower and best is not None and trial.latency_ms >= best.latency_ms:  # type: ignore[operator]
+            trial.outcome, trial.reason = DROPPED, f"not faster than {best.chain}"
+            return self._done(trial, start)
+        before = self._validate(raw)
+        trial.metric_before_recovery = before.metric
+        trial.drop_before_recovery, _ = self._drop(before)
+        worse = self._over_from_worse_start(trial)
+        if worse is not None:
+            trial.outcome = DROPPED
+            trial.reason = (
+                f"starts {trial.drop_before_recovery:.1f} pts down before recovery, no better "
+                f"than [{worse.order}], which the same recovery left over budget"
+            )
+            return self._done(trial, start)
+        if not self._time_for(trial.recovery_steps):
+            trial.outcome, trial.reason = SKIPPED, "out of time"
+            return self._done(trial, start)
+        if self.journal.get("validation", trial.chain) is None:  # not a replay
+            build_start = self.ctx.clock()
+            self.ctx.build(trial.chain)
+            spent = self.ctx.clock() - build_start
+            if spent > 1.0:  # trained here, not taken from the artifact cache
+                self._step_s.append(spent / max(trial.recovery_steps, 1))
+        self._score(trial, self._validate(trial.chain))
+        return self._done(trial, start)
+
+    def _score(self, trial: Trial, measured: Measured) -> None:
+        trial.metric = measured.metric
+        trial.drop, trial.drop_ci = self._drop(measured)
+        trial.outcome = WITHIN if self._judged(trial) <= self.config.max_accuracy_drop else OVER
+
+    def _done(self, trial: Trial, start: float) -> Trial:
+        trial.seconds = self.ctx.clock() - start
+        self._say(trial)
+        return trial
+
+    # -- the stages ----------------------------------------------------------------------------
+
+    def run(self) -> list[Trial]:
+        self._start = self.ctx.clock()
+        self.base = self._validate("")
+        self.metric_name = self.base.scores.metric
+        self.base_latency_ms = self._latency_of("")
+        self.ctx.log(
+            f"baseline: {self.metric_name} {self.base.metric:.4f} on "
+            f"{len(self.base.scores)} validation samples, {self.base_latency_ms:.2f} ms"
+        )
+        self._quantization()
+        frontier = self._amounts()
+        if frontier is not None:
+            self._layers(*frontier)
+        return self.trials
+
+    def _quantization(self) -> None:
+        """Stage 1: the tail every pruned candidate gets (fp32 ONNX when no mode passes)."""
+        timed = []
+        for mode in self.config.quantize_modes:
+            trial = self._new(QUANTIZE_STEPS[mode], "quantize", f"quantization mode {mode}")
+            start = self.ctx.clock()
+            trial.latency_ms = self._latency_of(trial.chain)
+            trial.seconds = self.ctx.clock() - start
+            timed.append(trial)
+        for trial in sorted(timed, key=lambda t: t.latency_ms):  # type: ignore[arg-type,return-value]
+            start = self.ctx.clock()
+            best = self.best
+            if best is not None:
+                trial.outcome, trial.reason = DROPPED, f"slower than {best.chain}; not scored"
+            else:
+                self._score(trial, self._validate(trial.chain))
+            trial.seconds += self.ctx.clock() - start
+            self._say(trial)
+        best = self.best
+        if best is None:
+            self.ctx.log("no quantization mode keeps the budget; pruned candidates stay fp32 ONNX")
+            self.tail = canonical(QUANTIZE_STEPS["none"])
+        else:
+            self.tail = best.chain
+
+    def _amounts(self) -> tuple[int, Recovery] | None:
+        """Stages 2 and 3a: the most aggressive amount within budget and how it was recovered,
+        or None when no amount passes."""
+        ladder = self.config.amount_ladder
+        first = Recovery("uniform", self.config.recovery_ladder[0])
+        low, high = -1, len(ladder)  # ladder[low] passes (-1: unpruned); ladder[high] misses
+        found: dict[int, Recovery] = {}
+        while high - low > 1 and not self.out_of_time:
+            mid = (low + high) // 2
+            why = f"bisection between {self._edge(low)} and {self._edge(high)}"
+            trial = self.try_pruned(ladder[mid], 0, first, "amount", why, drop_slower=False)
+            if trial.within:
+                low, found[mid] = mid, first
+            elif trial.outcome == SKIPPED:
+                break
+            else:
+                high = mid
+        # The first amount that misses: other ways to recover it; where one passes, climb on.
+        while high < len(ladder) and not self.out_of_time:
+            tried = [t for t in self.trials if (t.amount, t.layers) == (ladder[high], 0)]
+            floor = tried[-1].recovery_steps if tried and not tried[-1].distilled else 0
+            passed = self._rescue(ladder[high], 0, self._last_drop(ladder[high], 0), floor)
+            if passed is None:
+                break
+            found[high], low, high = passed, high, high + 1
+            while high < len(ladder) and not self.out_of_time:
+                why = "the next amount up, recovered as the last one that passed"
+                if not self.try_pruned(ladder[high], 0, passed, "amount", why).within:
+                    break
+                found[high], low, high = passed, high, high + 1
+        return (low, found[low]) if low >= 0 else None
+
+    def _edge(self, index: int) -> str:
+        ladder = self.config.amount_ladder
+        if index < 0:
+            return "none"
+        return f"{ladder[index]:g}" if index < len(ladder) else "all"
+
+    def _last_drop(self, amount: float, layers: int) -> float | None:
+        """The smallest validation drop any candidate of this shape reached (quantization-only
+        trials have amount 0, which the ladder never holds)."""
+        drops = [t.drop for t in self.trials
+                 if t.drop is not None and (t.amount, t.layers) == (amount, layers)]  # fmt: skip
+        return min(drops) if drops else None
+
+    def _rescue(
+        self, amount: float, layers: int, closest: float | None, floor: int = 0
+    ) -> Recovery | None:
+        """Other ways to bring a missing candidate within budget, cheapest first: the global
+        allocation (no extra cost), then, for a near miss, more recovery steps, then
+        distillation; never fewer fine-tuning steps than ``floor`` (what already missed).
+        Returns the recovery that passed, or None."""
+        first = self.config.recovery_ladder[0]
+        options: list[tuple[Recovery, str, str]] = []
+        if "global" in self.config.allocation_modes:
+            options.append((Recovery("global", first), "allocation", "the global allocation"))
+        for more in self.config.recovery_ladder[1:]:
+            for allocation in self.config.allocation_modes:
+                why = f"a near miss: {more} recovery steps"
+                options.append((Recovery(allocation, more), "recovery", why))
+        if self.config.distill_steps:
+            for allocation in self.config.allocation_modes:
+                recovery = Recovery(allocation, 0, self.config.distill_steps)
+                options.append((recovery, "recovery", "a near miss: distillation from the model"))
+        for recovery, stage, why in options:
+            if self.out_of_time:
+                return None
+            if not recovery.distill and recovery.steps < floor:
+                continue
+            costly = recovery.distill or recovery.steps > first
+            near = closest is not None and closest - self.config.max_accuracy_drop <= (
+                self.config.near_miss
+            )
+            if costly and not near:
+                continue
+            trial = self.try_pruned(amount, layers, recovery, stage, why)
+            if trial.within:
+                return recovery
+            if trial.drop is not None:
+                closest = trial.drop if closest is None else min(closest, trial.drop)
+            elif trial.outcome == DROPPED and trial.reason.startswith("not faster"):
+                return None  # no faster than the best already: nothing to gain here
+        return None
+
+    def _layers(self, index: int, recovery: Recovery) -> None:
+        """Stage 3b: drop whole layers on top of the most aggressive amount that passed."""
+        amount = self.config.amount_ladder[index]
+        for layers in self.config.layer_ladder:
+            if self.out_of_time:
+                return
+            why = f"{layers} layer(s) dropped on top of amount {amount:g}"
+            trial = self.try_pruned(amount, layers, recovery, "layers", why)
+            if trial.within:
+                continue
+            if trial.outcome != OVER:
+                return
+            rescued = self._rescue(amount, layers, trial.drop, recovery.steps)
+            if rescued is None:
+                return
+            recovery = rescued
+
+
+def trace_rows(trials: list[Trial], base_latency_ms: float) -> list[dict[str, Any]]:
+    """The trace as flat rows (order, candidate, why, figures, outcome) for Markdown and CSV."""
+    rows = []
+    for t in trials:
+        rows.append(
+            {
+                "order": t.order,
+                "stage": t.stage,
+                "candidate": t.chain,
+                "why": t.why,
+                "latency_ms": None if t.latency_ms is None else round(t.latency_ms, 3),
+                "speedup": None if not t.latency_ms else round(base_latency_ms / t.latency_ms, 2),
+                "drop_before_recovery": t.drop_before_recovery,
+                "val_drop": t.drop,
+                "val_drop_ci": t.drop_ci,
+                "outcome": t.outcome,
+                "reason": t.reason,
+                "seconds": round(t.seconds, 1),
+            }
+        )
+    return rows
+
+
+def plan_for_final(plan: Plan, trials: list[Trial]) -> Plan:
+    """The plan the final measurement runs: every finished candidate, named by its chain."""
+    from squeeze.plan.recipe import variants_from
+
+    chains = [t.chain for t in trials if t.finished]
+    return replace(plan, variants=variants_from(chains, "tune") if chains else ())

@@ -1,1 +1,0 @@
-"""Sweeps and recipes: chains of compression steps, cached, measured alike, gated."""
