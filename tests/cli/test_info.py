@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from squeeze.cli.main import app
 from squeeze.core.types import Task
-from squeeze.model.checkpoint import describe, load, save
+from squeeze.model.checkpoint import load, save
+from squeeze.model.info import describe
 from squeeze.model.tiny import FAMILIES, build_tiny
 
 runner = CliRunner()

@@ -11,7 +11,8 @@ import torch
 from squeeze.core.errors import CheckpointError, ConfigError, OutputExistsError
 from squeeze.core.output import MARKER, atomic_output
 from squeeze.core.types import Task
-from squeeze.model.checkpoint import describe, detect_task, load, save
+from squeeze.model.checkpoint import detect_task, load, save
+from squeeze.model.info import describe
 from squeeze.model.sizes import size_stats
 from squeeze.model.tiny import FAMILIES, LM_TASK, order_task
 

@@ -95,7 +95,6 @@ def test_every_folder_has_a_rank():
     assert loose == set(), "the top level holds packages only"
 
 
-@pytest.mark.xfail(strict=True, reason="model reads exports until the artifact layer lands")
 def test_no_import_reaches_a_higher_layer():
     upward = sorted(
         f"{importer} (rank {RANKS[_layer(importer)]}) imports {imported} "

@@ -27,7 +27,8 @@ from squeeze.methods.prune.magnitude import (
 from squeeze.methods.prune.schedule import cubic_sparsity
 from squeeze.methods.prune.structured import StructuredPruneConfig, prune_structured
 from squeeze.model.arch import get_path, layer_list
-from squeeze.model.checkpoint import describe, load, save
+from squeeze.model.checkpoint import load, save
+from squeeze.model.info import describe
 from squeeze.model.shapes import LayerShape
 from squeeze.model.tiny import FAMILIES, MORE_FAMILIES, order_task
 

@@ -81,11 +81,11 @@ def bench(
     with identical inputs and threads, so their figures compare like with like. On CUDA every
     run is synchronised and the peak is torch's allocated GPU memory.
     """
+    from squeeze.artifact import Artifact
     from squeeze.core.device import resolve_device
     from squeeze.data.encoding import default_length
     from squeeze.measure.bench import bench_models, check_seq
     from squeeze.measure.latency import BenchSettings
-    from squeeze.model.checkpoint import positions_of
 
     if list_backends:
         _render_backends(json_output)
@@ -93,7 +93,7 @@ def bench(
     if not models:
         raise ConfigError("give one or more models to bench, or --backends to list runtimes")
     if seq is None:
-        seq = min(default_length(positions_of(m, trust_remote_code=trust_remote_code))
+        seq = min(default_length(Artifact.of(m).positions(trust_remote_code=trust_remote_code))
                   for m in models)  # fmt: skip
     settings = BenchSettings(
         batch_sizes=_int_list(batch, "--batch"),

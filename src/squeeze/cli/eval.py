@@ -33,13 +33,14 @@ def eval_(
     """Score a checkpoint (PyTorch) or a `squeeze export` folder (ONNX Runtime) on a dataset:
     accuracy and macro-F1 for classifiers, perplexity for causal LMs, with the sample count and
     the time it took."""
+    from squeeze.artifact import Artifact
     from squeeze.core.device import resolve_device
     from squeeze.data.encoding import default_length, encode_for, fit_length
-    from squeeze.measure.evaluate import evaluate_forward, open_model
+    from squeeze.measure.evaluate import evaluate_forward
 
     device = resolve_device(device)
-    scorable = open_model(
-        model, task=task_of(task), device=device, trust_remote_code=trust_remote_code
+    scorable = Artifact.of(model).open(
+        task=task_of(task), device=device, trust_remote_code=trust_remote_code
     )
     if max_length is None:
         max_length = default_length(scorable.max_tokens)

@@ -8,6 +8,7 @@ meta device (no weights, no memory) to draft an ArchSpec for squeeze's structure
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -35,9 +36,9 @@ def info(
 ) -> None:
     """Show architecture, task, layer/head/hidden sizes, parameters (total and non-zero), size on
     disk and dtype of a checkpoint."""
-    from squeeze.model.info import inspect_source
+    from squeeze.artifact import Artifact
 
-    facts = inspect_source(model, task=task_of(task), trust_remote_code=trust_remote_code)
+    facts = Artifact.of(model).facts(task=task_of(task), trust_remote_code=trust_remote_code)
     if facts is None:  # a hub id or pickled weights: only loading can tell
         facts = _loaded_facts(model, task, trust_remote_code)
     if spec:
@@ -52,7 +53,8 @@ def info(
 
 
 def _loaded_facts(model: str, task: Any, trust_remote_code: bool) -> dict[str, Any]:
-    from squeeze.model.checkpoint import describe, load
+    from squeeze.model.checkpoint import load
+    from squeeze.model.info import describe
 
     loaded = load(model, task=task_of(task), trust_remote_code=trust_remote_code)
     return describe(loaded)
@@ -112,24 +114,12 @@ def spec_facts(source: str, trust_remote_code: bool) -> dict[str, Any]:
 
 
 def _config(source: str, trust_remote_code: bool) -> Any:
-    """The transformers config: a checkpoint's as loading reads it, an export folder's (no
-    weights beside it) straight from its config.json."""
-    from pathlib import Path
-
-    from squeeze.artifact.read import export_folder
+    """The transformers config: a checkpoint's, or the one an export keeps beside its graph."""
+    from squeeze.artifact import Artifact
     from squeeze.model.checkpoint import read_config
 
-    folder = export_folder(source) if Path(source).exists() else None
-    if folder is None:
-        return read_config(source, trust_remote_code=trust_remote_code)
-    import transformers
-
-    from squeeze.core.errors import CheckpointError
-
-    try:
-        return transformers.AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{folder}: no usable config.json beside the graph ({e})") from e
+    artifact = Artifact.of(source) if Path(source).exists() else Artifact(source)
+    return read_config(artifact.export or source, trust_remote_code=trust_remote_code)
 
 
 def _print_spec(found: dict[str, Any]) -> None:

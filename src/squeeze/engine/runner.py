@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from squeeze.artifact import Artifact
 from squeeze.core.errors import ConfigError, Problem, UnsupportedError, raise_problems
 from squeeze.core.output import atomic_output, check_output
 from squeeze.core.types import Evaluation, StepResult, Task
@@ -26,9 +27,8 @@ from squeeze.data.encoding import default_length
 from squeeze.engine.gate import METRIC, Gated, GateMissed, unjudgeable
 from squeeze.engine.registry import Method, method_for
 from squeeze.engine.step import StepContext, StepData, StepOptions
-from squeeze.model.checkpoint import load, positions_of, resolve_local, write_checkpoint
+from squeeze.model.checkpoint import load, resolve_local, write_checkpoint
 from squeeze.model.loaded import LoadedModel
-from squeeze.model.sizes import compressed_bytes, size_stats
 from squeeze.train.accel import is_main_process
 
 SCORABLE = (Task.SEQUENCE_CLASSIFICATION, Task.CAUSAL_LM)
@@ -82,20 +82,6 @@ class StepSummary(Gated):
         }
 
 
-def _sizes(folder: Path, loaded: LoadedModel | None, zipped: bool) -> dict[str, int]:
-    """Sizes of what a folder ships: an ONNX export, or a checkpoint with its model."""
-    from squeeze.artifact.read import export_folder
-    from squeeze.artifact.sizes import export_size_stats
-
-    if export_folder(folder) is not None:
-        return asdict(export_size_stats(folder))
-    assert loaded is not None
-    sizes = asdict(size_stats(loaded, folder))
-    if zipped:
-        sizes["bytes_compressed"] = compressed_bytes(folder)
-    return sizes
-
-
 def _check_needs(method: Method, config: Any, options: StepOptions) -> None:
     """Before any work: what the method still lacks, data it needs, and a gate the step could
     not judge (an accuracy gate without data, or on a step that is not scored)."""
@@ -119,7 +105,7 @@ def _fit_lengths(source: str, options: StepOptions) -> StepOptions:
     ``max_length`` means the default the model holds, and the step is timed at the length its
     examples are cut to, so a too-long length is cut with a note (by the encoding), never a
     timing failure after hours of training."""
-    limit = positions_of(source, trust_remote_code=options.trust_remote_code)
+    limit = Artifact.of(source).positions(trust_remote_code=options.trust_remote_code)
     length = options.max_length or default_length(limit)
     bench = options.bench
     if bench is not None:
@@ -171,7 +157,7 @@ def _evaluate_after(
     result: StepResult, loaded: LoadedModel, tmp: Path, data: StepData, options: StepOptions
 ) -> Evaluation:
     """The metric of what was written, run as it is deployed."""
-    from squeeze.measure.evaluate import evaluate_forward, open_model
+    from squeeze.measure.evaluate import evaluate_forward
     from squeeze.model.runtime import torch_forward
 
     scorer = result.model or loaded
@@ -180,7 +166,7 @@ def _evaluate_after(
         if result.model is not None:
             forward = torch_forward(result.model.model, options.device)
         else:
-            forward = open_model(str(tmp), device="cpu").forward
+            forward = Artifact.of(tmp).open(device="cpu").forward
     return evaluate_forward(forward, data.held_out(scorer), loaded.task, progress=options.progress)
 
 
@@ -228,7 +214,7 @@ def run_step(
         out=Path(out),
         method=method.name,
         config=asdict(config),
-        before=_sizes(loaded.path, loaded, zipped),
+        before=Artifact.of(loaded.path).sizes(loaded, zipped=zipped),
         after={},
         max_accuracy_drop=options.max_accuracy_drop,
         gate_on=options.gate_on,
@@ -262,7 +248,7 @@ def run_step(
             summary.after = (
                 asdict(result.sizes)
                 if result.sizes is not None
-                else _sizes(tmp, result.model, zipped)
+                else Artifact.of(tmp).sizes(result.model, zipped=zipped)
             )
             if (
                 method.compresses

@@ -145,11 +145,11 @@ def check_seq(models: Sequence[str], seq_len: int, *, trust_remote_code: bool = 
     Raises:
         ConfigError: naming ``{seq_len}``, the model and its limit.
     """
+    from squeeze.artifact import Artifact
     from squeeze.model.arch import check_length, find_spec
-    from squeeze.model.checkpoint import config_of
 
     for model in models:
-        config = config_of(model, trust_remote_code=trust_remote_code)
+        config = Artifact.of(model).config(trust_remote_code=trust_remote_code)
         if config is not None:
             try:
                 check_length(config, find_spec(config), seq_len, field="seq_len")
@@ -181,10 +181,7 @@ def bench_models(
     """
     import torch
 
-    from squeeze.artifact.read import export_folder, load_export, read_manifest, runtime_of
-    from squeeze.artifact.sizes import export_size_stats
-    from squeeze.model.checkpoint import load
-    from squeeze.model.sizes import size_stats
+    from squeeze.artifact import Artifact
 
     unknown = sorted(set(runtimes) - set(RUNTIMES))
     if unknown:
@@ -198,37 +195,38 @@ def bench_models(
     sizes: list[SizeStats] = []
     tokenizers: list[Any] = []
     for model in models:
-        folder = export_folder(model)
-        own = runtime_of(read_manifest(folder)) if folder else None
-        wanted = list(runtimes) or [own or "torch"]
-        runnable = {own, "tensorrt"} if own == "onnxruntime" else {own}
-        if folder is not None and set(wanted) - runnable:
-            raise ConfigError(
-                [Problem(f"{model} is an {own} export; it runs on {{runtime}} "
-                         f"{' or '.join(sorted(runnable))}")]
-            )  # fmt: skip
-        folders = (
-            {r: folder for r in wanted} if folder is not None else (exports or {}).get(model, {})
-        )
+        artifact = Artifact.of(model)
+        own = artifact.runtime
+        wanted = list(runtimes) or [own]
+        if artifact.export is not None:
+            runnable = {own, "tensorrt"} if own == "onnxruntime" else {own}
+            if set(wanted) - runnable:
+                raise ConfigError(
+                    [Problem(f"{model} is an {own} export; it runs on {{runtime}} "
+                             f"{' or '.join(sorted(runnable))}")]
+                )  # fmt: skip
+            built = {r: artifact for r in wanted}
+        else:
+            built = {r: Artifact.of(f) for r, f in (exports or {}).get(model, {}).items()}
         on_exports = [r for r in wanted if r != "torch"]
-        if set(on_exports) - set(folders):
+        if set(on_exports) - set(built):
             raise ConfigError(
                 [Problem(f"{model} is a checkpoint; to time it on {{runtime}} "
                          f"{', '.join(on_exports)}, export it first (squeeze export)")]
             )  # fmt: skip
         if "torch" in wanted:
-            loaded = load(model, trust_remote_code=trust_remote_code, device=settings.device)
+            run = artifact.open(device=settings.device, trust_remote_code=trust_remote_code)
+            loaded = run.loaded
             targets.append(
                 torch_target(model, loaded, settings.device, settings.precision, settings.compile)
             )
-            sizes.append(size_stats(loaded))
-            tokenizers.append((loaded.tokenizer, loaded.config.vocab_size, loaded.input_names))
+            sizes.append(artifact.size_stats(loaded))
+            tokenizers.append((run.tokenizer, loaded.config.vocab_size, run.input_names))
         for runtime in on_exports:
-            exported = load_export(
-                folders[runtime], device=settings.device, threads=threads,
-                tensorrt=runtime == "tensorrt",
-            )  # fmt: skip
-            static = _static_shape(exported.manifest)
+            run = built[runtime].open(
+                device=settings.device, threads=threads, tensorrt=runtime == "tensorrt"
+            )
+            static = _static_shape(run.exported.manifest)
             if static and (settings.batch_sizes != (static[0],) or settings.seq_len != static[1]):
                 raise ConfigError(
                     [
@@ -238,10 +236,9 @@ def bench_models(
                         )
                     ]
                 )
-            targets.append(export_target(model, exported, runtime, settings.device))
-            sizes.append(export_size_stats(folders[runtime]))
-            vocab = len(exported.tokenizer)
-            tokenizers.append((exported.tokenizer, vocab, exported.input_names))
+            targets.append(export_target(model, run.exported, runtime, settings.device))
+            sizes.append(built[runtime].size_stats())
+            tokenizers.append((run.tokenizer, len(run.tokenizer), run.input_names))
 
     tokenizer, vocab, _ = tokenizers[0]
     names = sorted({name for _, _, input_names in tokenizers for name in input_names})

@@ -8,12 +8,10 @@ are scored by the very same metric code and their numbers are comparable.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from squeeze.core.errors import ConfigError, Problem, UnsupportedError
+from squeeze.core.errors import Problem, UnsupportedError
 from squeeze.core.faults import stop_if_interrupted
 from squeeze.core.stats import Scores
 from squeeze.core.types import Evaluation, Metric, ProgressFactory, Task, no_progress
@@ -126,66 +124,4 @@ def evaluate(
         loaded.task,
         batch_size=batch_size,
         progress=progress,
-    )
-
-
-@dataclass
-class Scorable:
-    """Anything evaluation can run: a forward plus what is needed to feed it data."""
-
-    task: Task
-    tokenizer: Any
-    input_names: tuple[str, ...]
-    label2id: dict[str, int] | None
-    forward: Forward
-    runtime: str
-    notes: list[str] = field(default_factory=list)
-    max_tokens: int | None = None  # the position table's length, where the model has one
-
-
-def open_model(
-    path: str,
-    *,
-    task: Task | None = None,
-    device: str = "cpu",
-    trust_remote_code: bool = False,
-) -> Scorable:
-    """Open a checkpoint (PyTorch) or a ``squeeze export`` folder (ONNX Runtime) for scoring.
-
-    Raises:
-        ConfigError: ``task`` contradicts the task an export was made for.
-    """
-    from squeeze.artifact.read import export_folder, load_export
-    from squeeze.model.checkpoint import load
-    from squeeze.model.runtime import ort_forward
-
-    folder = export_folder(path)
-    if folder is not None:
-        exported = load_export(folder, device=device)
-        if task is not None and task is not exported.task:
-            raise ConfigError(f"{path} was exported as {exported.task.value}, not {task.value}")
-        return Scorable(
-            exported.task,
-            exported.tokenizer,
-            exported.input_names,
-            exported.label2id,
-            ort_forward(exported.session),
-            exported.runtime,
-            max_tokens=exported.max_tokens,
-        )
-    loaded = load(path, task=task, trust_remote_code=trust_remote_code, device=device)
-    return scorable_of(loaded, device)
-
-
-def scorable_of(loaded: LoadedModel, device: str = "cpu") -> Scorable:
-    """A loaded PyTorch model as something evaluation can run (no second load)."""
-    return Scorable(
-        loaded.task,
-        loaded.tokenizer,
-        loaded.input_names,
-        loaded.label2id,
-        torch_forward(loaded.model, device),
-        "torch",
-        list(loaded.notes),
-        loaded.max_tokens,
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import logging
 import os
 import pickle
@@ -21,10 +20,10 @@ from typing import Any
 from squeeze.core.errors import CheckpointError, Problem, UnsupportedError
 from squeeze.core.output import atomic_output
 from squeeze.core.types import Task
-from squeeze.model.arch import find_spec, shape_summary
+from squeeze.model.arch import find_spec
 from squeeze.model.loaded import LoadedModel
 from squeeze.model.shapes import apply_shapes, read_shapes, write_shapes
-from squeeze.model.sizes import WEIGHT_SUFFIXES, size_stats, weight_files
+from squeeze.model.sizes import WEIGHT_SUFFIXES, weight_files
 
 # The class name suffixes transformers gives each head, in the order they are tried.
 _TASK_BY_ARCH_SUFFIX = (
@@ -379,48 +378,6 @@ def _load_reshaped(
     return model, {"missing_keys": set(missing) - tied, "unexpected_keys": set(unexpected)}
 
 
-def _actual_shapes(loaded: LoadedModel) -> dict[str, Any]:
-    """Layer, head and FFN counts after structured pruning (the config may still state the
-    original head count): the recorded shapes, one value where layers agree, else a per-layer
-    list. Nothing for stock shapes: the config's counts stand (and packed 4-bit weights could
-    not be measured anyway)."""
-    if loaded.shapes is None or loaded.spec is None:
-        return {}
-    from squeeze.model.info import per_layer
-
-    shared = loaded.spec.shared_layers  # one block, repeated num_hidden_layers times
-    return per_layer(loaded.shapes, layers=loaded.config.num_hidden_layers if shared else None)
-
-
-def describe(loaded: LoadedModel) -> dict[str, Any]:
-    """Everything ``squeeze info`` reports, as plain JSON-ready values, from the loaded model
-    (``squeeze info`` itself reads the same facts from the files: squeeze.model.info)."""
-    from squeeze.model.info import fact_sheet
-
-    config = loaded.config
-    stats = size_stats(loaded)
-    dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in loaded.model.parameters()})
-    labels = None
-    if loaded.task is Task.SEQUENCE_CLASSIFICATION:
-        labels = [config.id2label[i] for i in range(config.num_labels)]
-    return fact_sheet(
-        source=loaded.source,
-        path=str(loaded.path) if loaded.path else None,
-        architecture=type(loaded.model).__name__,
-        family=loaded.family,
-        model_type=config.model_type,
-        task=loaded.task.value,
-        shapes={**shape_summary(config, loaded.spec), **_actual_shapes(loaded)},
-        params_total=stats.params_total,
-        params_nonzero=stats.params_nonzero,
-        bytes_on_disk=stats.bytes_on_disk,
-        dtype=",".join(dtypes),
-        labels=labels,
-        inputs=list(loaded.input_names),
-        notes=loaded.notes,
-    )
-
-
 def write_checkpoint(loaded: LoadedModel, folder: Path) -> None:
     """Write model (safetensors), config, tokenizer and any pruned shapes into a folder."""
     quiet_transformers()
@@ -450,34 +407,3 @@ def save(
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
     return Path(out)
-
-
-def config_of(source: str, *, trust_remote_code: bool = False) -> Any:
-    """The config of a checkpoint or ``squeeze export`` folder, read alone (no weights: cheap
-    enough to check lengths before any work); None for an export saved without one.
-
-    Raises:
-        CheckpointError, UnsupportedError: a checkpoint whose config does not read.
-    """
-    from types import SimpleNamespace
-
-    from squeeze.artifact.read import export_folder
-
-    folder = export_folder(source)
-    if folder is None:
-        return read_config(source, trust_remote_code=trust_remote_code)
-    if (folder / "config.json").is_file():
-        return SimpleNamespace(**json.loads((folder / "config.json").read_text()))
-    return None
-
-
-def positions_of(source: str, *, trust_remote_code: bool = False) -> int | None:
-    """The longest input ``source``'s position table holds (None: no table), from its config."""
-    return positions_in(config_of(source, trust_remote_code=trust_remote_code))
-
-
-def positions_in(config: Any) -> int | None:
-    """The longest input a config's position table holds; None: no table, or no config."""
-    from squeeze.model.arch import max_tokens
-
-    return None if config is None else max_tokens(config, find_spec(config))

@@ -16,6 +16,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from squeeze.artifact import Artifact, positions_in
 from squeeze.core.config import literal
 from squeeze.core.errors import ConfigError, Problem, SqueezeError, raise_problems
 from squeeze.core.output import atomic_output, check_output
@@ -24,8 +25,7 @@ from squeeze.data.encoding import encode_for
 from squeeze.data.examples import load_dataset
 from squeeze.data.spec import evaluation_part, local_file, training_part
 from squeeze.engine.gates import Selection, choose, failures, gate_notes, plan_problems
-from squeeze.measure.evaluate import evaluate_forward, open_model, scorable_of
-from squeeze.model.checkpoint import positions_in, positions_of
+from squeeze.measure.evaluate import evaluate_forward
 from squeeze.plan.cache import content_key
 from squeeze.plan.execute import ChainContext, run_chain
 from squeeze.plan.recipe import Plan
@@ -93,7 +93,7 @@ def fit_plan(plan: Any, *, trust_remote_code: bool = False) -> tuple[Any, list[s
     the build names that problem.
     """
     try:
-        limit = positions_of(plan.model, trust_remote_code=trust_remote_code)
+        limit = Artifact.of(plan.model).positions(trust_remote_code=trust_remote_code)
     except SqueezeError:
         return plan, []
     if limit is None:
@@ -160,27 +160,22 @@ def _refusals(call: Any, model_config: Any) -> list[Problem]:
 
 
 def _measure_static(path: str, plan: Plan) -> tuple[str, tuple[int, int, int], Any]:
-    """Format, sizes and the metric of one artifact."""
-    from squeeze.artifact.read import export_folder, read_manifest, runtime_of
-    from squeeze.artifact.sizes import export_size_stats
+    """Runtime, sizes and the metric of one artifact."""
+    from squeeze.artifact import Runnable
     from squeeze.model.checkpoint import load
-    from squeeze.model.sizes import size_stats
 
-    folder = export_folder(path)
-    if folder is not None:
-        stats = export_size_stats(folder)
-        fmt = runtime_of(read_manifest(folder))
-        scorable = open_model(path, device="cpu") if plan.data is not None else None
+    artifact = Artifact.of(path)
+    if artifact.export is None:
+        runnable = Runnable.of_loaded(load(path, device="cpu"))  # once, for size and metric
+        stats = artifact.size_stats(runnable.loaded)
     else:
-        loaded = load(path, device="cpu")  # once, for both its size and its metric
-        stats = size_stats(loaded)
-        fmt = "torch"
-        scorable = scorable_of(loaded)
+        stats = artifact.size_stats()
+        runnable = artifact.open(device="cpu") if plan.data is not None else None
     sizes = (stats.params_total, stats.params_nonzero, stats.bytes_on_disk)
     evaluation = None
     if plan.data is not None:
-        evaluation = _score(scorable, evaluation_spec(plan), plan.max_length)
-    return fmt, sizes, evaluation
+        evaluation = _score(runnable, evaluation_spec(plan), plan.max_length)
+    return artifact.runtime, sizes, evaluation
 
 
 def evaluation_spec(plan: Plan) -> Any:
@@ -197,7 +192,7 @@ def _score(scorable: Any, spec: Any, max_length: int) -> Any:
 def evaluate_artifact(path: str, spec: Any, max_length: int) -> Any:
     """The metric of a checkpoint or export on ``spec``, run as it is deployed (an export in
     ONNX Runtime), on the CPU as every sweep measures."""
-    return _score(open_model(path, device="cpu"), spec, max_length)
+    return _score(Artifact.of(path).open(device="cpu"), spec, max_length)
 
 
 def _latencies(paths: list[str], plan: Plan, progress: ProgressFactory) -> dict[str, list[Any]]:
@@ -211,9 +206,7 @@ def _latencies(paths: list[str], plan: Plan, progress: ProgressFactory) -> dict[
     out["cpu"] = [r.latencies[0] for r in results]
     if torch.cuda.is_available() and plan.bench.device == "cpu":
         # GPU figures where there is one; ONNX exports stay on the CPU build of ONNX Runtime.
-        from squeeze.artifact.read import export_folder
-
-        gpu_paths = [p for p in paths if export_folder(p) is None]
+        gpu_paths = [p for p in paths if Artifact.of(p).runtime == "torch"]
         gpu, _ = bench_models(gpu_paths, replace(plan.bench, device="cuda"), progress=progress)
         by_path = dict(zip(gpu_paths, gpu, strict=True))
         out["cuda"] = [by_path[p].latencies[0] if p in by_path else None for p in paths]

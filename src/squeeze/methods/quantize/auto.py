@@ -197,8 +197,8 @@ def choose(built: list[Candidate], max_drop: float | None, gate_on: str) -> Cand
 def _quantize(
     loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext, agree: Any
 ) -> tuple[StepResult, Any]:
+    from squeeze.artifact import Artifact
     from squeeze.core.errors import UnsupportedError
-    from squeeze.measure.evaluate import open_model
     from squeeze.measure.machine import fingerprint
 
     known = backends()
@@ -250,7 +250,7 @@ def _quantize(
         },
     }
     result.notes.insert(0, _choice_note(winner, built, reference, seq_len, ctx))
-    return result, open_model(str(ctx.out), device=ctx.device).forward
+    return result, Artifact.of(ctx.out).open(device=ctx.device).forward
 
 
 def _choice_note(

@@ -16,6 +16,7 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
+from squeeze.artifact import Artifact
 from squeeze.core.config import literal
 from squeeze.core.errors import ConfigError, DataError, OutputExistsError, Problem
 from squeeze.core.output import check_output
@@ -23,7 +24,6 @@ from squeeze.core.types import ProgressFactory, no_progress
 from squeeze.data.spec import held_out_part, training_part
 from squeeze.engine.gate import passes
 from squeeze.engine.gates import Gates, gate_notes, judged
-from squeeze.model.checkpoint import config_of
 from squeeze.plan.cache import claim, content_key, data_key, library_versions
 from squeeze.plan.recipe import Plan, variants_from
 from squeeze.plan.tune.config import QUANTIZE_STEPS, TuneConfig
@@ -311,7 +311,9 @@ def run_tune(
     state = state_dir_for(out)
     _check_state(state, resume=resume, overwrite=overwrite)
     _check(plan, config)
-    config, notes = config.fitted(config_of(plan.model, trust_remote_code=trust_remote_code))
+    config, notes = config.fitted(
+        Artifact.of(plan.model).config(trust_remote_code=trust_remote_code)
+    )
     for text in notes:
         (note or say)(f"search space fitted to the model: {text}")
     gates = replace(plan.gates, max_accuracy_drop=config.max_accuracy_drop)
