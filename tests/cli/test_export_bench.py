@@ -8,7 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import squeeze.methods.export.onnx as onnx_export
+import squeeze.methods.export.validate as onnx_export
 from squeeze.cli.main import app
 
 runner = CliRunner()

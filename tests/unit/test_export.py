@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import squeeze.methods.export.onnx as onnx_export
+import squeeze.methods.export.validate as onnx_export
 from squeeze.artifact.read import export_folder
 from squeeze.artifact.sizes import onnx_size_stats
 from squeeze.core.errors import CheckpointError, ValidationError

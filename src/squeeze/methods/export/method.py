@@ -1,4 +1,4 @@
-"""``export``: a validated ONNX export for deployment; config and handler.
+"""``export``: a validated ONNX export for deployment; the handler and the library shortcut.
 
 The export folder (``model.onnx``, tokenizer, config, manifest) is the portable artifact every
 ONNX-producing step builds on; the runner moves it into place only after validation passed.
@@ -10,56 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from squeeze.core.config import StepConfig, param, range_problem
 from squeeze.core.errors import Problem, UnsupportedError
 from squeeze.core.types import StepResult
 from squeeze.engine.registry import register
+from squeeze.methods.export.config import ExportConfig
 
 if TYPE_CHECKING:
     from squeeze.engine.step import StepContext
     from squeeze.model.loaded import LoadedModel
-
-
-EXPORT_FORMATS = ("onnx", "openvino")
-
-
-@dataclass(frozen=True, kw_only=True)
-class ExportConfig(StepConfig):
-    """How to export. ``optimize`` is off by default: the fused graph uses ONNX Runtime's own
-    operators (com.microsoft), so the plain export is the one any ONNX runtime loads."""
-
-    opset: int = param(17, help="ONNX opset version.")
-    dynamic: bool = param(
-        True,
-        help="Dynamic batch and sequence axes, or shapes fixed to batch x seq.",
-        flag="--dynamic-batch/--static-shapes",
-    )
-    batch: int = param(1, help="Batch size of a static-shape export.")
-    seq_len: int = param(128, help="Sequence length of a static-shape export.", flag="--seq")
-    optimize: bool = param(
-        False, help="Fuse attention/LayerNorm/GELU with onnxruntime's transformer optimizer."
-    )
-    tolerance: float | None = param(
-        None, help="Max absolute logit difference to PyTorch (default: 1e-4 for fp32)."
-    )
-    format: str = param(
-        "onnx",
-        help="onnx (ONNX Runtime and any ONNX runtime) or openvino (OpenVINO IR, needs the "
-        "openvino extra).",
-        choices=EXPORT_FORMATS,
-    )
-
-    def problems(self) -> list[Problem]:
-        found = range_problem("opset", self.opset, 14, 21, closed="both")
-        if self.batch < 1 or self.seq_len < 2:
-            found.append(Problem("static shapes need {batch} >= 1 and {seq_len} >= 2"))
-        if self.tolerance is not None and self.tolerance <= 0:
-            found.append(Problem(f"{{tolerance}} must be > 0, not {self.tolerance:g}"))
-        if self.format == "openvino" and self.optimize:
-            found.append(
-                Problem("{optimize} fuses into ONNX Runtime's own operators; OpenVINO fuses itself")
-            )
-        return found
 
 
 def _produces(config: ExportConfig) -> str:

@@ -197,7 +197,7 @@ def comparison_batches(loaded: LoadedModel, held_out: Any) -> list[dict[str, Any
     """Inputs for the agreement check: up to 256 held-out examples, else probe sentences."""
     from squeeze.data.encoding import batches
     from squeeze.methods.export.method import ExportConfig
-    from squeeze.methods.export.onnx import validation_batches
+    from squeeze.methods.export.validate import validation_batches
 
     if held_out is None:
         return list(validation_batches(loaded, ExportConfig()).values())
@@ -222,7 +222,7 @@ def calibration_feeds(
     sentences (outlier channels show in any text)."""
     from squeeze.data.encoding import batches
     from squeeze.methods.export.method import ExportConfig
-    from squeeze.methods.export.onnx import validation_batches
+    from squeeze.methods.export.validate import validation_batches
 
     if ctx.data.can_calibrate:
         calibration = ctx.data.calibration(loaded, config.calibration_samples)

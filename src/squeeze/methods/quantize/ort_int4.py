@@ -157,7 +157,7 @@ def quantize_int4(
     )
     from onnxruntime.quantization.quant_utils import QuantFormat
 
-    from squeeze.methods.export.onnx import has_external_data
+    from squeeze.methods.export.storage import has_external_data
     from squeeze.methods.quantize.ort_int8 import quiet_ort_quantizer
 
     external = has_external_data(model_in)

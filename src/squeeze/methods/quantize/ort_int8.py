@@ -59,7 +59,7 @@ def quantize_dynamic_int8(
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from squeeze.methods.export.onnx import has_external_data
+    from squeeze.methods.export.storage import has_external_data
 
     with quiet_ort_quantizer():
         quantize_dynamic(
@@ -113,7 +113,7 @@ def quantize_static_int8(
         quantize_static,
     )
 
-    from squeeze.methods.export.onnx import has_external_data
+    from squeeze.methods.export.storage import has_external_data
 
     prepared = workdir / "preprocessed.onnx"
     external = has_external_data(model_in)
