@@ -140,25 +140,22 @@ def plot_specs(results: SweepResults) -> tuple[list[PlotSpec], list[str]]:
     return specs, notes
 
 
+def _bar(value: float, interval: tuple[float, float] | None) -> list[list[float]] | None:
+    """An interval as matplotlib's error-bar lengths below and above ``value``; max(0, ...):
+    matplotlib refuses negative lengths (a point at its interval's end)."""
+    if not interval:
+        return None
+    return [[max(0.0, value - interval[0])], [max(0.0, interval[1] - value)]]
+
+
 def _error_bars(ax: Any, points: list[Point], color: str) -> None:
     """The 95% intervals: the metric drop's (vertical) and the median latency's (horizontal)."""
     for p in points:
         if p.x_interval is None and p.y_interval is None:
             continue
-        # max(0, ...): matplotlib refuses negative bar lengths (a point at its interval's end).
-        xerr = (
-            [[max(0.0, p.x - p.x_interval[0])], [max(0.0, p.x_interval[1] - p.x)]]
-            if p.x_interval
-            else None
-        )
-        yerr = (
-            [[max(0.0, p.y - p.y_interval[0])], [max(0.0, p.y_interval[1] - p.y)]]
-            if p.y_interval
-            else None
-        )
         ax.errorbar(
-            [p.x], [p.y], xerr=xerr, yerr=yerr, fmt="none", ecolor=color, elinewidth=1,
-            capsize=3, zorder=2,
+            [p.x], [p.y], xerr=_bar(p.x, p.x_interval), yerr=_bar(p.y, p.y_interval), fmt="none",
+            ecolor=color, elinewidth=1, capsize=3, zorder=2,
         )  # fmt: skip
 
 

@@ -49,37 +49,9 @@ def markdown(results: SweepResults, notes: Sequence[str] = ()) -> str:
     return "\n".join(lines) + "\n"
 
 
-def csv_columns(results: SweepResults) -> list[str]:
-    """Flat column names; latency and speed-up columns repeat per device (``p50_ms_cpu``)."""
-    per_device = [
-        f"{column}_{device}"
-        for device in results.devices
-        for column in ("p50_ms", "p90_ms", "speedup", "speedup_ci_low", "speedup_ci_high", "faster")
-    ]
-    return [
-        "name",
-        "baseline",
-        "chain",
-        "format",
-        "artifact",
-        "params_total",
-        "params_nonzero",
-        "bytes_on_disk",
-        "size_ratio",
-        "metric",
-        "drop_points",
-        "drop_ci_low",
-        "drop_ci_high",
-        *per_device,
-        "pareto",
-        "cached",
-        "seconds",
-        "notes",
-    ]
-
-
 def _csv_row(results: SweepResults, v: VariantResult) -> dict[str, Any]:
-    """Raw figures; an empty speed-up cell with ``faster`` 0 means "not faster"."""
+    """Raw figures by flat column name, in column order; latency and speed-up columns repeat
+    per device (``p50_ms_cpu``). An empty speed-up cell with ``faster`` 0 means "not faster"."""
     row: dict[str, Any] = {
         "name": v.name,
         "baseline": int(v.name == results.baseline),
@@ -94,10 +66,6 @@ def _csv_row(results: SweepResults, v: VariantResult) -> dict[str, Any]:
         "drop_points": v.drop_points,
         "drop_ci_low": v.drop_ci[0] if v.drop_ci else None,
         "drop_ci_high": v.drop_ci[1] if v.drop_ci else None,
-        "pareto": int(v.pareto),
-        "cached": int(v.cached),
-        "seconds": v.seconds,
-        "notes": "; ".join(v.notes),
     }
     for device in results.devices:
         latency = v.latency.get(device)
@@ -110,7 +78,16 @@ def _csv_row(results: SweepResults, v: VariantResult) -> dict[str, Any]:
         row[f"speedup_ci_high_{device}"] = interval[1] if interval else None
         known = device in v.speedup
         row[f"faster_{device}"] = int(speedup is not None and speedup > 1) if known else None
+    row.update(
+        pareto=int(v.pareto), cached=int(v.cached), seconds=v.seconds, notes="; ".join(v.notes)
+    )
     return row
+
+
+def csv_columns(results: SweepResults) -> list[str]:
+    """Flat column names: a row's keys, which depend on the devices alone (so a results file
+    without variants still gets its header)."""
+    return list(_csv_row(results, VariantResult("", "", "", "", 0, 0, 0)))
 
 
 def write_csv(results: SweepResults, path: Path) -> None:
