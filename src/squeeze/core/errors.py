@@ -49,8 +49,8 @@ class Problem:
 class SqueezeError(Exception):
     """Root of all errors squeeze reports to users (never a bug: bugs stay tracebacks).
 
-    Built from a plain message or from :class:`Problem` s; :meth:`rendered` names their fields
-    the way a front end's user typed them, keeping the class and so the exit code.
+    Built from a plain message or from :class:`Problem` s; :meth:`render` names their fields
+    the way a front end's user typed them.
     """
 
     exit_code: int = 2
@@ -67,10 +67,11 @@ class SqueezeError(Exception):
         text = "; ".join(p.render(namer) for p in self.problems)
         return f"{self.where}: {text}" if self.where else text
 
-    def rendered(self, namer: Callable[[str], str], where: str = "") -> SqueezeError:
-        """The same error, same class, with its fields named by ``namer`` (and a place)."""
-        prefix = f"{where}: " if where else ""
-        return type(self)(prefix + self.render(namer))
+
+def first_line(error: BaseException) -> str:
+    """The first line of a library's error, for a one-line message (its class name if empty)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def raise_problems(problems: Sequence[Problem], default: type[SqueezeError]) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from squeeze.core.types import LOWER_IS_BETTER
+from squeeze.core.types import points_dropped
 
 LEVEL = 0.95
 RESAMPLES = 2000
@@ -75,12 +75,6 @@ def _metric_of(scores: Scores, index: Any) -> Any:
     return np.exp(mean) if scores.metric == "perplexity" else mean
 
 
-def _drop(metric: str, before: Any, after: Any) -> Any:
-    """Points dropped (positive = worse), as :func:`squeeze.core.types.points_dropped`, on
-    arrays."""
-    return after - before if metric in LOWER_IS_BETTER else (before - after) * 100.0
-
-
 def _percentiles(draws: Any, level: float) -> tuple[float, float]:
     import numpy as np
 
@@ -118,7 +112,9 @@ def paired_drop_interval(
     chunk = max(1, _CHUNK_ELEMENTS // n)
     for start in range(0, resamples, chunk):
         index = rng.integers(0, n, size=(min(chunk, resamples - start), n))
-        draws.append(_drop(before.metric, _metric_of(before, index), _metric_of(after, index)))
+        draws.append(
+            points_dropped(before.metric, _metric_of(before, index), _metric_of(after, index))
+        )
     return _percentiles(np.concatenate(draws), level)
 
 

@@ -44,7 +44,8 @@ LOWER_IS_BETTER = frozenset({"perplexity", "loss"})
 def points_dropped(metric: str, before: float, after: float) -> float:
     """How much worse ``after`` is than ``before`` (positive = worse): the one definition of
     "points" that gates, step summaries and sweep tables share. Percentage points for
-    fraction metrics (accuracy 0.90 -> 0.89 is 1 point), raw units for perplexity and loss."""
+    fraction metrics (accuracy 0.90 -> 0.89 is 1 point), raw units for perplexity and loss.
+    Works on numpy arrays too (the bootstrap's resampled metrics)."""
     if metric in LOWER_IS_BETTER:
         return after - before
     return (before - after) * 100.0

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from squeeze.core.errors import DataError, Problem
+from squeeze.core.errors import DataError, Problem, first_line
 from squeeze.data.spec import _EXTENSIONS, FORMATS, DataSpec
 
 Table = dict[str, list[str]]
@@ -119,7 +119,7 @@ def _read_parquet(path: Path) -> Table:
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as e:
-        raise DataError(f"{path.name} is not a readable Parquet file: {_first_line(e)}") from e
+        raise DataError(f"{path.name} is not a readable Parquet file: {first_line(e)}") from e
     return {name: [_cell(v) for v in table.column(name).to_pylist()] for name in table.column_names}
 
 
@@ -142,13 +142,13 @@ def read_hub(source: str, split: str) -> Table:
         ds = datasets.load_dataset(name, config, split=split)
     except (OSError, datasets.exceptions.DatasetsError) as e:
         raise DataError(
-            f"hub dataset '{source}' could not be loaded (not available offline?): {_first_line(e)}"
+            f"hub dataset '{source}' could not be loaded (not available offline?): {first_line(e)}"
         ) from e
     except ValueError as e:
         raise DataError(
             [
                 Problem(
-                    f"hub dataset '{source}' could not be loaded: {_first_line(e)} (check the "
+                    f"hub dataset '{source}' could not be loaded: {first_line(e)} (check the "
                     "name, config and {split})"
                 )
             ]
@@ -163,8 +163,3 @@ def read_hub(source: str, split: str) -> Table:
         else:
             table[column] = [_cell(v) for v in values]
     return table
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

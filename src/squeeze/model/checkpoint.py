@@ -13,11 +13,11 @@ import logging
 import os
 import pickle
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from squeeze.core.errors import CheckpointError, Problem, UnsupportedError
+from squeeze.core.errors import CheckpointError, Problem, UnsupportedError, first_line
 from squeeze.core.output import atomic_output
 from squeeze.core.types import Task
 from squeeze.model.arch import find_spec
@@ -26,7 +26,7 @@ from squeeze.model.shapes import apply_shapes, read_shapes, write_shapes
 from squeeze.model.sizes import WEIGHT_SUFFIXES, weight_files
 
 # The class name suffixes transformers gives each head, in the order they are tried.
-_TASK_BY_ARCH_SUFFIX = (
+TASK_BY_ARCH_SUFFIX = (
     ("ForSequenceClassification", Task.SEQUENCE_CLASSIFICATION),
     ("ForCausalLM", Task.CAUSAL_LM),
     ("LMHeadModel", Task.CAUSAL_LM),
@@ -107,10 +107,17 @@ def pickle_allowed() -> bool:
 def detect_task(config: Any) -> Task:
     """The task a checkpoint was saved for, read from ``config.architectures``."""
     for arch in getattr(config, "architectures", None) or ():
-        for suffix, task in _TASK_BY_ARCH_SUFFIX:
+        for suffix, task in TASK_BY_ARCH_SUFFIX:
             if arch.endswith(suffix):
                 return task
     return Task.BASE
+
+
+def set_labels(config: Any, names: Sequence[str]) -> None:
+    """Give a classifier's config these class names, in id order."""
+    config.num_labels = len(names)
+    config.id2label = dict(enumerate(names))
+    config.label2id = {name: i for i, name in enumerate(names)}
 
 
 def auto_class(task: Task) -> Any:
@@ -122,11 +129,6 @@ def auto_class(task: Task) -> Any:
         Task.MASKED_LM: transformers.AutoModelForMaskedLM,
         Task.BASE: transformers.AutoModel,
     }[task]
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def hub_reachable(timeout_s: float = 3.0) -> bool:
@@ -156,6 +158,18 @@ def _go_offline() -> None:
     constants.HF_HUB_OFFLINE = True
 
 
+def needs_remote_code(source: str) -> UnsupportedError:
+    """The refusal of a checkpoint whose model type only its own code defines."""
+    return UnsupportedError(
+        [
+            Problem(
+                f"{source} needs custom code from its repository; pass {{trust_remote_code}} if "
+                "you trust it"
+            )
+        ]
+    )
+
+
 def _load_config(source: str, local: Path | None, trust_remote_code: bool) -> Any:
     import transformers
 
@@ -167,27 +181,20 @@ def _load_config(source: str, local: Path | None, trust_remote_code: bool) -> An
     except ValueError as e:
         message = str(e)
         if "trust_remote_code" in message:
-            raise UnsupportedError(
-                [
-                    Problem(
-                        f"{source} needs custom code from its repository; pass "
-                        "{trust_remote_code} if you trust it"
-                    )
-                ]
-            ) from e
+            raise needs_remote_code(source) from e
         if "does not recognize this architecture" in message or "model_type" in message:
             raise UnsupportedError(
                 f"{source}: architecture not recognised by transformers "
-                f"{transformers.__version__} ({_first_line(e)})"
+                f"{transformers.__version__} ({first_line(e)})"
             ) from e
-        raise CheckpointError(f"{source}: unreadable config.json ({_first_line(e)})") from e
+        raise CheckpointError(f"{source}: unreadable config.json ({first_line(e)})") from e
     except OSError as e:
         if local is None:
             raise CheckpointError(
                 f"'{source}' is not a local folder and could not be fetched from the Hugging "
                 "Face Hub (not available offline?); download it first or pass a local path"
             ) from e
-        raise CheckpointError(f"{source}: unreadable config.json ({_first_line(e)})") from e
+        raise CheckpointError(f"{source}: unreadable config.json ({first_line(e)})") from e
 
 
 def read_config(source: str | os.PathLike[str], *, trust_remote_code: bool = False) -> Any:
@@ -242,9 +249,7 @@ def load(
     task = task or detect_task(config)
     notes: list[str] = []
     if label_names is not None:
-        config.num_labels = len(label_names)
-        config.id2label = dict(enumerate(label_names))
-        config.label2id = {name: i for i, name in enumerate(label_names)}
+        set_labels(config, label_names)
 
     shapes = read_shapes(local) if local is not None else None
     quantized = getattr(config, "quantization_config", None) is not None
@@ -284,7 +289,7 @@ def load(
         if not pickle_ok and "safetensors" in str(e).lower() and local is None:
             raise CheckpointError(_PICKLE_REFUSED.format(where=text)) from e
         raise CheckpointError(
-            f"{text}: weights are corrupt or truncated ({_first_line(e)}); re-save or "
+            f"{text}: weights are corrupt or truncated ({first_line(e)}); re-save or "
             "re-download the checkpoint"
         ) from e
     missing = sorted(info.get("missing_keys") or ())
@@ -309,7 +314,7 @@ def load(
         )
     except (OSError, ValueError, TypeError) as e:
         raise CheckpointError(
-            f"{text} has no usable tokenizer ({_first_line(e)}); save one beside the weights"
+            f"{text} has no usable tokenizer ({first_line(e)}); save one beside the weights"
         ) from e
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:

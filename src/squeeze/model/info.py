@@ -16,10 +16,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from squeeze.core.errors import CheckpointError, Problem, UnsupportedError
+from squeeze.core.errors import CheckpointError, UnsupportedError
 from squeeze.core.types import Task
-from squeeze.model.arch import family_name, find_spec, shape_summary
-from squeeze.model.checkpoint import detect_task
+from squeeze.model.arch import ArchSpec, family_name, find_spec, shape_summary
+from squeeze.model.checkpoint import TASK_BY_ARCH_SUFFIX, detect_task, needs_remote_code
 from squeeze.model.loaded import LoadedModel
 from squeeze.model.safetensors import (
     DTYPES,
@@ -40,16 +40,9 @@ _ALIASES = {
     "num_attention_heads": ("n_head", "n_heads", "num_heads"),
     "max_position_embeddings": ("n_positions",),
 }
-# The class-name suffix a task's Auto class gives, for reporting a --task override.
-_SUFFIX_OF_TASK = {
-    Task.SEQUENCE_CLASSIFICATION: "ForSequenceClassification",
-    Task.CAUSAL_LM: "ForCausalLM",
-    Task.MASKED_LM: "ForMaskedLM",
-    Task.BASE: "Model",
-}
-_HEAD_SUFFIXES = (
-    "ForSequenceClassification", "ForCausalLM", "LMHeadModel", "ForMaskedLM", "Model",
-)  # fmt: skip
+# The class-name suffix a task's Auto class gives (its first in the table), for reporting a
+# --task override.
+_SUFFIX_OF_TASK = {task: suffix for suffix, task in reversed(TASK_BY_ARCH_SUFFIX)}
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -76,18 +69,24 @@ def config_namespace(config: dict[str, Any]) -> SimpleNamespace:
     return SimpleNamespace(**values)
 
 
-def per_layer(shapes: list[LayerShape], *, layers: int | None = None) -> dict[str, Any]:
-    """Layer, head and FFN counts of recorded or measured shapes: one value where every layer
-    agrees, else a per-layer list (after structured pruning the config may state neither).
+def per_layer(
+    shapes: list[LayerShape] | None, spec: ArchSpec | None, config: Any
+) -> dict[str, Any]:
+    """Layer, head and FFN counts after structured pruning (the config may still state the
+    original ones): the recorded shapes, one value where every layer agrees, else a per-layer
+    list. Nothing for stock shapes: the config's counts stand (and packed 4-bit weights could
+    not be measured anyway).
 
-    ``layers`` is the layer count where it is not the block count (ALBERT runs one block
-    ``num_hidden_layers`` times)."""
+    ALBERT runs its one shared block ``num_hidden_layers`` times: that is its layer count."""
+    if not shapes:
+        return {}
 
     def one_or_all(values: list[int]) -> int | list[int]:
         return values[0] if len(set(values)) == 1 else values
 
+    shared = spec is not None and spec.shared_layers
     return {
-        "layers": len(shapes) if layers is None else layers,
+        "layers": config.num_hidden_layers if shared else len(shapes),
         "heads": one_or_all([s.heads for s in shapes]),
         "kv_heads": one_or_all([s.kv_heads for s in shapes]),
         "intermediate_size": one_or_all([s.ffn for s in shapes]),
@@ -143,7 +142,9 @@ def architecture_for(config: dict[str, Any], task: Task) -> str | None:
     own = [a for a in archs if detect_task(SimpleNamespace(architectures=[a])) is task]
     if own:
         return own[0]
-    stem = next((archs[0].removesuffix(s) for s in _HEAD_SUFFIXES if archs[0].endswith(s)), None)
+    stem = next(
+        (archs[0].removesuffix(s) for s, _ in TASK_BY_ARCH_SUFFIX if archs[0].endswith(s)), None
+    )
     return stem + _SUFFIX_OF_TASK[task] if stem else archs[0]
 
 
@@ -242,14 +243,7 @@ def check_model_type(config: dict[str, Any], source: str, trust_remote_code: boo
     if "auto_map" in config:
         if trust_remote_code:
             return
-        raise UnsupportedError(
-            [
-                Problem(
-                    f"{source} needs custom code from its repository; pass "
-                    "{trust_remote_code} if you trust it"
-                )
-            ]
-        )
+        raise needs_remote_code(source)
     from importlib.metadata import version
 
     raise UnsupportedError(
@@ -280,11 +274,7 @@ def inspect_folder(
     quant_method = str(quant.get("quant_method")) if isinstance(quant, dict) else None
     headers = [read_header(path) for path in safetensors_files(folder)]
     params = untie(parameters(headers, quant_method), config)
-    shapes = shape_summary(namespace, spec)
-    recorded = read_shapes(folder)
-    if recorded:
-        shared = spec is not None and spec.shared_layers
-        shapes.update(per_layer(recorded, layers=namespace.num_hidden_layers if shared else None))
+    shapes = {**shape_summary(namespace, spec), **per_layer(read_shapes(folder), spec, namespace)}
     notes = tokenizer_notes(folder)
     if quant_method not in (None, "bitsandbytes", "torchao"):
         notes.append(f"{quant_method} tensors are counted as stored (packed), not as weights")
@@ -313,17 +303,6 @@ def inspect_folder(
     )
 
 
-def _actual_shapes(loaded: LoadedModel) -> dict[str, Any]:
-    """Layer, head and FFN counts after structured pruning (the config may still state the
-    original head count): the recorded shapes, one value where layers agree, else a per-layer
-    list. Nothing for stock shapes: the config's counts stand (and packed 4-bit weights could
-    not be measured anyway)."""
-    if loaded.shapes is None or loaded.spec is None:
-        return {}
-    shared = loaded.spec.shared_layers  # one block, repeated num_hidden_layers times
-    return per_layer(loaded.shapes, layers=loaded.config.num_hidden_layers if shared else None)
-
-
 def describe(loaded: LoadedModel) -> dict[str, Any]:
     """Everything ``squeeze info`` reports, as plain JSON-ready values, from the loaded model
     (``squeeze info`` itself reads the same facts from the files: :func:`inspect_folder`)."""
@@ -340,7 +319,10 @@ def describe(loaded: LoadedModel) -> dict[str, Any]:
         family=loaded.family,
         model_type=config.model_type,
         task=loaded.task.value,
-        shapes={**shape_summary(config, loaded.spec), **_actual_shapes(loaded)},
+        shapes={
+            **shape_summary(config, loaded.spec),
+            **per_layer(loaded.shapes, loaded.spec, config),
+        },
         params_total=stats.params_total,
         params_nonzero=stats.params_nonzero,
         bytes_on_disk=stats.bytes_on_disk,

@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from squeeze.core.errors import CheckpointError, Problem, UnsupportedError
+from squeeze.core.errors import CheckpointError, Problem, UnsupportedError, first_line
 
 Forward = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 
@@ -99,8 +100,8 @@ def ort_session(
         ort_errors.InvalidProtobuf,
         ort_errors.NoSuchFile,
     ) as e:
-        first = str(e).strip().splitlines()[0]
-        raise CheckpointError(f"{Path(path).name} is not a loadable ONNX model ({first})") from e
+        name = Path(path).name
+        raise CheckpointError(f"{name} is not a loadable ONNX model ({first_line(e)})") from e
 
 
 def _is_qdq(path: str | os.PathLike[str]) -> bool:
@@ -140,12 +141,12 @@ class OpenVINOSession:
         try:
             self._compiled = ov.Core().compile_model(str(path), "CPU", config)
         except RuntimeError as e:
-            first = str(e).strip().splitlines()[0]
+            name = Path(path).name
             raise CheckpointError(
-                f"{Path(path).name} is not a loadable OpenVINO model ({first})"
+                f"{name} is not a loadable OpenVINO model ({first_line(e)})"
             ) from e
         self._request = self._compiled.create_infer_request()
-        self._inputs = [_Named(port.any_name) for port in self._compiled.inputs]
+        self._inputs = [SimpleNamespace(name=port.any_name) for port in self._compiled.inputs]
 
     def get_inputs(self) -> list[Any]:
         return self._inputs
@@ -154,11 +155,6 @@ class OpenVINOSession:
         result = self._request.infer(dict(feed))
         # The request reuses its output buffers: copy before the next call overwrites them.
         return [np.array(result[self._compiled.output(0)])]
-
-
-class _Named:
-    def __init__(self, name: str) -> None:
-        self.name = name
 
 
 def openvino_session(

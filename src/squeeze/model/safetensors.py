@@ -23,43 +23,26 @@ _HEADER_LIMIT = 100 << 20
 # Elements per numpy pass: 16M keeps the scratch buffer small and the passes few.
 _CHUNK = 1 << 24
 
-# safetensors dtype code -> (torch's name for it, bytes per element).
-DTYPES: dict[str, tuple[str, int]] = {
-    "BOOL": ("bool", 1),
-    "U8": ("uint8", 1),
-    "I8": ("int8", 1),
-    "F8_E5M2": ("float8_e5m2", 1),
-    "F8_E4M3": ("float8_e4m3fn", 1),
-    "I16": ("int16", 2),
-    "U16": ("uint16", 2),
-    "F16": ("float16", 2),
-    "BF16": ("bfloat16", 2),
-    "I32": ("int32", 4),
-    "U32": ("uint32", 4),
-    "F32": ("float32", 4),
-    "F64": ("float64", 8),
-    "I64": ("int64", 8),
-    "U64": ("uint64", 8),
-}
-# How each dtype's non-zeros are counted: (numpy dtype to view the bytes as, mask of the bits
-# that are not the sign). Half floats and fp8 are masked so that -0.0 counts as zero, as it does
-# for torch.count_nonzero; numpy compares float32/float64 themselves (-0.0 == 0 already).
-_COUNTED_AS: dict[str, tuple[str, int | None]] = {
-    "BOOL": ("uint8", None),
-    "U8": ("uint8", None),
-    "I8": ("int8", None),
-    "F8_E5M2": ("uint8", 0x7F),
-    "F8_E4M3": ("uint8", 0x7F),
-    "I16": ("int16", None),
-    "U16": ("uint16", None),
-    "F16": ("uint16", 0x7FFF),
-    "BF16": ("uint16", 0x7FFF),
-    "I32": ("int32", None),
-    "U32": ("uint32", None),
-    "F32": ("float32", None),
-    "F64": ("float64", None),
-    "I64": ("int64", None),
-    "U64": ("uint64", None),
+# safetensors dtype code -> (torch's name for it, bytes per element, how its non-zeros are
+# counted: the numpy dtype to view the bytes as, and a mask of the bits that are not the sign).
+# Half floats and fp8 are masked so that -0.0 counts as zero, as it does for
+# torch.count_nonzero; numpy compares float32/float64 themselves (-0.0 == 0 already).
+DTYPES: dict[str, tuple[str, int, str, int | None]] = {
+    "BOOL": ("bool", 1, "uint8", None),
+    "U8": ("uint8", 1, "uint8", None),
+    "I8": ("int8", 1, "int8", None),
+    "F8_E5M2": ("float8_e5m2", 1, "uint8", 0x7F),
+    "F8_E4M3": ("float8_e4m3fn", 1, "uint8", 0x7F),
+    "I16": ("int16", 2, "int16", None),
+    "U16": ("uint16", 2, "uint16", None),
+    "F16": ("float16", 2, "uint16", 0x7FFF),
+    "BF16": ("bfloat16", 2, "uint16", 0x7FFF),
+    "I32": ("int32", 4, "int32", None),
+    "U32": ("uint32", 4, "uint32", None),
+    "F32": ("float32", 4, "float32", None),
+    "F64": ("float64", 8, "float64", None),
+    "I64": ("int64", 8, "int64", None),
+    "U64": ("uint64", 8, "uint64", None),
 }
 # Integer tensors in an unquantized checkpoint are buffers (BERT's position_ids), not
 # parameters: model.parameters() never yields them.
@@ -284,9 +267,9 @@ def _parameter_nonzero(mapped: Any, param: Parameter) -> int:
     import numpy as np
 
     tensor = param.tensor
-    if tensor.dtype not in _COUNTED_AS or tensor.numel == 0:
+    if tensor.dtype not in DTYPES or tensor.numel == 0:
         return tensor.numel
-    view_as, mask = _COUNTED_AS[tensor.dtype]
+    *_, view_as, mask = DTYPES[tensor.dtype]
     values = np.frombuffer(mapped, dtype=view_as, count=tensor.numel, offset=tensor.start)
     if param.zero_point is not None:
         zero = _array(mapped, param.zero_point)
@@ -308,9 +291,9 @@ def _parameter_nonzero(mapped: Any, param: Parameter) -> int:
 def _array(mapped: Any, tensor: TensorEntry) -> Any:
     import numpy as np
 
-    if tensor.dtype not in _COUNTED_AS:
+    if tensor.dtype not in DTYPES:
         return None
     values = np.frombuffer(
-        mapped, dtype=_COUNTED_AS[tensor.dtype][0], count=tensor.numel, offset=tensor.start
+        mapped, dtype=DTYPES[tensor.dtype][2], count=tensor.numel, offset=tensor.start
     )
     return values.reshape(tensor.shape)

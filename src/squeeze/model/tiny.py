@@ -87,24 +87,23 @@ def _encoder(hidden: int, layers: int, heads: int) -> dict[str, Any]:
             "intermediate_size": 2 * hidden, "max_position_embeddings": 64}  # fmt: skip
 
 
+# The tiny tokenizer's [CLS] and [SEP] begin and end every text.
+_ENDS = {"bos_token_id": _CLS, "eos_token_id": _SEP}
+
+
 def _decoder(hidden: int, layers: int, heads: int) -> dict[str, Any]:
-    return {**_encoder(hidden, layers, heads), "num_key_value_heads": heads // 2,
-            "bos_token_id": _CLS, "eos_token_id": _SEP}  # fmt: skip
+    return {**_encoder(hidden, layers, heads), "num_key_value_heads": heads // 2, **_ENDS}
+
+
+def _from_padding(hidden: int, layers: int, heads: int) -> dict[str, Any]:
+    """RoBERTa and MPNet number positions from pad_token_id + 1: two spare positions."""
+    return {**_encoder(hidden, layers, heads), "max_position_embeddings": 66, **_ENDS}
 
 
 # family -> (transformers config class, its arguments at a hidden size, layer and head count).
 _TINY: dict[str, tuple[str, Any]] = {
     "bert": ("BertConfig", _encoder),
-    # RoBERTa and MPNet number positions from pad_token_id + 1: two spare positions.
-    "roberta": (
-        "RobertaConfig",
-        lambda h, n, a: {
-            **_encoder(h, n, a),
-            "max_position_embeddings": 66,
-            "bos_token_id": _CLS,
-            "eos_token_id": _SEP,
-        },
-    ),
+    "roberta": ("RobertaConfig", _from_padding),
     "distilbert": (
         "DistilBertConfig",
         lambda h, n, a: {
@@ -123,22 +122,13 @@ _TINY: dict[str, tuple[str, Any]] = {
             "n_head": a,
             "n_inner": 2 * h,
             "n_positions": 64,
-            "bos_token_id": _CLS,
-            "eos_token_id": _SEP,
+            **_ENDS,
         },
     ),
     "llama": ("LlamaConfig", _decoder),
     "mistral": ("MistralConfig", _decoder),
     "qwen2": ("Qwen2Config", _decoder),
-    "mpnet": (
-        "MPNetConfig",
-        lambda h, n, a: {
-            **_encoder(h, n, a),
-            "max_position_embeddings": 66,
-            "bos_token_id": _CLS,
-            "eos_token_id": _SEP,
-        },
-    ),
+    "mpnet": ("MPNetConfig", _from_padding),
     # DeBERTa-v3's settings: relative attention with shared position keys, no absolute table.
     "deberta-v2": (
         "DebertaV2Config",
@@ -157,19 +147,13 @@ _TINY: dict[str, tuple[str, Any]] = {
     "electra": ("ElectraConfig", lambda h, n, a: {**_encoder(h, n, a), "embedding_size": h // 2}),
     "albert": (
         "AlbertConfig",
-        lambda h, n, a: {
-            **_encoder(h, n, a),
-            "embedding_size": h // 2,
-            "bos_token_id": _CLS,
-            "eos_token_id": _SEP,
-        },
+        lambda h, n, a: {**_encoder(h, n, a), "embedding_size": h // 2, **_ENDS},
     ),
     "modernbert": (
         "ModernBertConfig",
         lambda h, n, a: {
             **_encoder(h, n, a),
-            "bos_token_id": _CLS,
-            "eos_token_id": _SEP,
+            **_ENDS,
             "cls_token_id": _CLS,
             "sep_token_id": _SEP,
             "global_attn_every_n_layers": 2,
@@ -183,10 +167,7 @@ _TINY: dict[str, tuple[str, Any]] = {
         lambda h, n, a: {**_decoder(h, n, a), "head_dim": h // a, "sliding_window": 16},
     ),
     # Families without a spec: GPT-NeoX interleaves q, k and v per head; OPT is a plain decoder.
-    "gpt_neox": (
-        "GPTNeoXConfig",
-        lambda h, n, a: {**_encoder(h, n, a), "bos_token_id": _CLS, "eos_token_id": _SEP},
-    ),
+    "gpt_neox": ("GPTNeoXConfig", lambda h, n, a: {**_encoder(h, n, a), **_ENDS}),
     "opt": (
         "OPTConfig",
         lambda h, n, a: {
@@ -196,8 +177,7 @@ _TINY: dict[str, tuple[str, Any]] = {
             "ffn_dim": 2 * h,
             "word_embed_proj_dim": h,
             "max_position_embeddings": 64,
-            "bos_token_id": _CLS,
-            "eos_token_id": _SEP,
+            **_ENDS,
         },
     ),
 }
@@ -233,14 +213,17 @@ def build_tiny(
     """
     import torch
 
-    from squeeze.model.checkpoint import auto_class, quiet_quantizer_imports, quiet_transformers
+    from squeeze.model.checkpoint import (
+        auto_class,
+        quiet_quantizer_imports,
+        quiet_transformers,
+        set_labels,
+    )
 
     quiet_transformers()
     config = config if config is not None else tiny_config(family)
     if task is Task.SEQUENCE_CLASSIFICATION:
-        config.num_labels = len(label_names)
-        config.id2label = dict(enumerate(label_names))
-        config.label2id = {name: i for i, name in enumerate(label_names)}
+        set_labels(config, label_names)
     torch.manual_seed(seed)
     with quiet_quantizer_imports():  # transformers may import torchao, which logs warnings
         model = auto_class(task).from_config(config)
