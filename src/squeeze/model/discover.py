@@ -92,7 +92,7 @@ class Proposal:
     doubts: list[str] = field(default_factory=list)
 
     def as_code(self) -> str:
-        """The proposal as the ``ArchSpec(...)`` entry to paste into ``squeeze/arch.py``."""
+        """The proposal as the ``ArchSpec(...)`` entry to paste into ``squeeze/model/arch.py``."""
         defaults = {f.name: f.default for f in fields(ArchSpec)}
         lines = [f'ArchSpec(\n    "{self.values["family"]}",\n    {self.values["model_types"]!r},']
         for name, value in self.values.items():
