@@ -26,7 +26,8 @@ from squeeze.measure.bench import bench_models
 from squeeze.measure.latency import BenchSettings
 from squeeze.measure.machine import describe_machine
 from squeeze.methods.prune.importance import Importance, magnitude_importance
-from squeeze.methods.prune.structured import StructuredPruneConfig, prune_structured
+from squeeze.methods.prune.slicing import prune_structured
+from squeeze.methods.prune.structured import StructuredPruneConfig
 from squeeze.methods.quantize.method import QuantizeConfig
 from squeeze.model.checkpoint import load, save
 from squeeze.model.tiny import BERT_SHAPES, build_bert_shaped

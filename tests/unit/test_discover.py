@@ -8,7 +8,8 @@ import torch
 import transformers
 
 from squeeze.methods.prune.importance import magnitude_importance
-from squeeze.methods.prune.structured import StructuredPruneConfig, prune_structured
+from squeeze.methods.prune.slicing import prune_structured
+from squeeze.methods.prune.structured import StructuredPruneConfig
 from squeeze.model.arch import ArchSpec, find_spec, layer_list
 from squeeze.model.discover import block_list_path, check_proposal, propose_spec
 from squeeze.model.tiny import FAMILIES, MORE_FAMILIES, tiny_config

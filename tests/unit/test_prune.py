@@ -25,7 +25,8 @@ from squeeze.methods.prune.magnitude import (
     sparsity_of,
 )
 from squeeze.methods.prune.schedule import cubic_sparsity
-from squeeze.methods.prune.structured import StructuredPruneConfig, prune_structured
+from squeeze.methods.prune.slicing import prune_structured
+from squeeze.methods.prune.structured import StructuredPruneConfig
 from squeeze.model.arch import get_path, layer_list
 from squeeze.model.checkpoint import load, save
 from squeeze.model.info import describe
@@ -264,7 +265,7 @@ def test_fixed_mask_is_restored_after_every_step(tiny_classifiers):
 def test_global_allocation_ranks_units_across_layers():
     """Scripted scores: layer 0's units all outrank layer 1's after per-layer normalisation
     only where they really do; every layer keeps its best unit whatever the ranking."""
-    from squeeze.methods.prune.structured import _allocate
+    from squeeze.methods.prune.slicing import _allocate
 
     scores = [torch.tensor([4.0, 3.0, 2.0, 1.0]), torch.tensor([1.0, 0.03, 0.02, 0.01])]
     # Normalised: layer 0 [0.73, 0.55, 0.37, 0.18], layer 1 [1.0, 0.03, 0.02, 0.01]. Keep 2 per

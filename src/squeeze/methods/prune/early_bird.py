@@ -18,8 +18,10 @@ from typing import Any, ClassVar
 from squeeze.core.config import StepConfig, at_least, param, range_problem
 from squeeze.core.errors import Problem
 from squeeze.core.types import StepResult
-from squeeze.engine.registry import register
-from squeeze.methods.prune.recovery import RecoveryConfig, train_config_of
+from squeeze.methods.prune.recovery import RecoveryConfig, pruner, train_config_of
+from squeeze.methods.prune.slicing import kept, prune_structured, top_units
+from squeeze.methods.prune.structured import StructuredPruneConfig
+from squeeze.model.arch import spec_for
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,14 +107,13 @@ class Ticket:
 def _mask(scores: list[Any], fraction: float) -> list[set[int]]:
     """Per layer, the units a uniform ``fraction`` prune keeps, as ``prune_structured`` picks
     them (the highest scores)."""
-    from squeeze.methods.prune.structured import kept, top_units
-
     return [set(top_units(layer, kept(len(layer), fraction))) for layer in scores]
 
 
-def _distance(a: list[set[int]], b: list[set[int]], sizes: list[int]) -> float:
-    """Normalised Hamming distance: units kept by one mask and removed by the other, over all."""
-    return sum(len(x ^ y) for x, y in zip(a, b, strict=True)) / max(sum(sizes), 1)
+def _distance(a: list[set[int]], b: list[set[int]], scores: list[Any]) -> float:
+    """Normalised Hamming distance: units kept by one mask and removed by the other, over all
+    the units that ``scores`` (per layer) rank."""
+    return sum(len(x ^ y) for x, y in zip(a, b, strict=True)) / max(sum(map(len, scores)), 1)
 
 
 def train_early_bird(
@@ -128,14 +129,7 @@ def train_early_bird(
     """Search for the ticket, prune ``loaded`` to it (in place, shapes set), and train it for
     the rest of the budget. Returns the second phase's training result, the ticket, notes."""
     from squeeze.core.types import no_progress
-    from squeeze.methods.prune.slimming import (
-        attach_scales,
-        fold_scales,
-        l1_penalty,
-        scale_importance,
-    )
-    from squeeze.methods.prune.structured import StructuredPruneConfig, prune_structured
-    from squeeze.model.arch import spec_for
+    from squeeze.methods.prune.slimming import slimming_importance
     from squeeze.train.loop import planned_steps, train
 
     progress = progress or no_progress
@@ -143,23 +137,18 @@ def train_early_bird(
     _, total = planned_steps(len(data), train_config)
     every = config.every or max(1, total // 20)
     limit = max(every, round(config.max_search * total))
-    slots = attach_scales(loaded.model, spec, loaded.config)
     ticket = Ticket(total_steps=total)
     previous: tuple[list[set[int]], list[set[int]]] | None = None
-    sizes_h = [slot.heads.numel() for slot in slots]
-    sizes_f = [slot.ffn.numel() for slot in slots]
 
-    def check(state: Any) -> bool:
+    def check(state: Any, slots: list[Any]) -> bool:
         nonlocal previous
         if state.step % every and state.step < limit:
             return False
-        masks = (
-            _mask([s.heads.detach() for s in slots], config.heads),
-            _mask([s.ffn.detach() for s in slots], config.ffn),
-        )
+        scales = ([s.heads.detach() for s in slots], [s.ffn.detach() for s in slots])
+        masks = (_mask(scales[0], config.heads), _mask(scales[1], config.ffn))
         if previous is not None:
-            d_heads = _distance(previous[0], masks[0], sizes_h) if config.heads else 0.0
-            d_ffn = _distance(previous[1], masks[1], sizes_f) if config.ffn else 0.0
+            d_heads = _distance(previous[0], masks[0], scales[0]) if config.heads else 0.0
+            d_ffn = _distance(previous[1], masks[1], scales[1]) if config.ffn else 0.0
             ticket.checks.append({"step": state.step, "heads": d_heads, "ffn": d_ffn})
             if max(d_heads, d_ffn) < config.threshold:
                 ticket.drawn_at, ticket.settled = state.step, True
@@ -171,15 +160,11 @@ def train_early_bird(
         return False
 
     start = time.perf_counter()
-    try:
-        train(
-            loaded.model, loaded.task, data, replace(train_config, max_steps=total),
-            extra_loss=l1_penalty(slots, config.penalty), on_step=check, progress=progress,
-            device=device,
-        )  # fmt: skip
-        importance = scale_importance(slots)
-    finally:
-        fold_scales(loaded.model, spec, loaded.config, slots)
+    importance, _ = slimming_importance(
+        loaded.model, spec, loaded.config, loaded.task, data,
+        replace(train_config, max_steps=total), penalty=config.penalty, on_step=check,
+        progress=progress, device=device,
+    )  # fmt: skip
     ticket.search_s = time.perf_counter() - start
     prune = StructuredPruneConfig(heads=config.heads, ffn=config.ffn)
     loaded.shapes, _, notes = prune_structured(loaded.model, spec, prune, importance)
@@ -223,20 +208,16 @@ def _data_problem(config: EarlyBirdStepConfig, given: Any) -> str | None:
 
 
 def _accepts(config: EarlyBirdStepConfig, model_config: Any) -> None:
-    from squeeze.model.arch import spec_for
-
     spec_for(model_config, "early-bird tickets")
 
 
-@register(
+@pruner(
     EarlyBirdStepConfig,
     name="early_bird",
     accepts=_accepts,
     help="fine-tune with an early-bird ticket: find the structure early, train only it",
-    summary="prune.json",
     tasks=("sequence-classification", "causal-lm"),
     data_problem=_data_problem,
-    zipped_size=True,
 )
 def early_bird_step(loaded: Any, config: EarlyBirdStepConfig, ctx: Any) -> StepResult:
     """Search, prune to the ticket and train it, keeping the best validated step."""

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from squeeze.core.config import param, range_problem
 from squeeze.core.errors import ConfigError, Problem
 from squeeze.core.types import StepResult
-from squeeze.engine.registry import register
-from squeeze.methods.prune.recovery import RecoveryConfig, recover, recovery_data_problem
+from squeeze.methods.prune.recovery import RecoveryConfig, pruner, recover, recovery_data_problem
 
 if TYPE_CHECKING:
     from squeeze.engine.step import StepContext
@@ -23,7 +22,6 @@ if TYPE_CHECKING:
 
 SCOPES = ("global", "layer")
 SCHEDULES = ("oneshot", "cubic")
-PRUNABLE_TASKS = ("sequence-classification", "causal-lm", "masked-lm", "base")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,14 +162,11 @@ def _masking_hook(loaded: LoadedModel, config: MagnitudePruneConfig) -> tuple[An
     return on_step, finish
 
 
-@register(
+@pruner(
     MagnitudePruneConfig,
     name="magnitude",
     help="zero the smallest block weights (smaller zipped, not faster)",
-    summary="prune.json",
-    tasks=PRUNABLE_TASKS,
     data_problem=recovery_data_problem,
-    zipped_size=True,
 )
 def magnitude(loaded: LoadedModel, config: MagnitudePruneConfig, ctx: StepContext) -> StepResult:
     """Zero weights (now, or along the cubic schedule while recovering), keep them zero."""

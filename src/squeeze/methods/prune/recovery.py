@@ -1,20 +1,31 @@
-"""Recovery fine-tuning after pruning: the parameters both pruning methods share, and the run.
+"""What the pruning steps share: recovery fine-tuning (its parameters and the run), and how
+they register (the summary they write, the zipped size they report).
 
 Declared once so that magnitude and structured pruning (and their CLI options and recipe keys)
-cannot disagree on a default such as the warm-up.
+cannot disagree on a default such as the warm-up, and distillation knows a pruned student.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from squeeze.core.config import StepConfig, at_least, param, range_problem
 from squeeze.core.errors import Problem
+from squeeze.engine.registry import register
 
 if TYPE_CHECKING:
     from squeeze.engine.step import StepContext
     from squeeze.model.loaded import LoadedModel
+
+PRUNE_SUMMARY = "prune.json"
+
+
+def pruner(config: type, **declared: Any) -> Callable[[Any], Any]:
+    """Register a pruning step's handler: it writes ``prune.json`` (how distillation knows a
+    pruned student) and reports the zipped size (what unstructured zeros buy)."""
+    return register(config, summary=PRUNE_SUMMARY, zipped_size=True, **declared)
 
 
 @dataclass(frozen=True, kw_only=True)

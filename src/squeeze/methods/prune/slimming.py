@@ -11,6 +11,7 @@ computed with them, and the slimming steps count as fine-tuning.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,12 +98,16 @@ def slimming_importance(
     train_config: Any,
     *,
     penalty: float,
+    on_step: Callable[[Any, list[Slot]], Any] | None = None,
     progress: Any = None,
     device: str = "cpu",
 ) -> tuple[Importance, Any]:
     """Train ``model`` in place with unit scales under an L1 ``penalty`` for
     ``train_config.max_steps`` steps; return the scales' magnitudes as importance, and the
-    training result. The model keeps the trained weights, with the scales folded in."""
+    training result. The model keeps the trained weights, with the scales folded in.
+
+    ``on_step(state, slots)`` runs after every optimizer step, to follow the scales as they
+    learn; returning True stops training (early-bird tickets stop once their masks settle)."""
     from squeeze.core.types import no_progress
     from squeeze.train.loop import train
 
@@ -110,6 +115,7 @@ def slimming_importance(
     try:
         result = train(
             model, task, data, train_config, extra_loss=l1_penalty(slots, penalty),
+            on_step=(lambda state: on_step(state, slots)) if on_step else None,
             progress=progress or no_progress, device=device,
         )  # fmt: skip
         importance = scale_importance(slots)

@@ -16,6 +16,8 @@ import itertools
 from dataclasses import replace
 from typing import Any
 
+from squeeze.methods.prune.slicing import max_amount, prune_structured
+
 PROBES = (0.25, 0.5, 0.75)
 TOLERANCE = 0.05  # a latency at most 5% under the goal ends the search
 REFINEMENTS = 2
@@ -61,8 +63,6 @@ def find_amount(
 ) -> tuple[float, list[str], dict[str, Any]]:
     """The fraction of heads and FFN neurons to remove (both alike) for ``config``'s
     ``target_speedup`` or ``target_latency_ms``; with notes and the measured points."""
-    from squeeze.methods.prune.structured import max_amount, prune_structured
-
     time_of = _timer(loaded, seq_len, device)
     base_ms = time_of(loaded.model)
     goal_ms = config.target_latency_ms or base_ms / config.target_speedup

@@ -168,7 +168,7 @@ class TuneConfig(StepConfig):
         Returns:
             The config with ``amounts`` and ``layers`` stated, and notes on what was left out.
         """
-        from squeeze.methods.prune.structured import kept
+        from squeeze.methods.prune.slicing import kept
         from squeeze.model.arch import ffn_width, find_spec, kv_heads
 
         spec = find_spec(model_config)
