@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from squeeze.core.config import at_least, param
-from squeeze.core.errors import Problem, UnsupportedError
+from squeeze.core.errors import Problem
 from squeeze.core.types import StepResult
 from squeeze.engine.registry import register
-from squeeze.model.arch import ArchSpec, spec_for
+from squeeze.methods.prune.recovery import PRUNE_SUMMARY
 from squeeze.train.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from squeeze.model.loaded import LoadedModel
 
 PROJECTIONS = ("none", "learned", "fixed")
-PRUNE_SUMMARY = "prune.json"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -171,23 +170,10 @@ def _mask_keeper(student: LoadedModel, masks: dict[str, Any] | None) -> Any:
     return on_step
 
 
-def layer_copy_spec(model_config: Any) -> ArchSpec:
-    """The spec a layer-copy student is cut with; refuses families without separate layers."""
-    spec = spec_for(model_config, "a layer-copy student ({student_layers})")
-    if spec.shared_layers:
-        raise UnsupportedError(
-            [
-                Problem(
-                    f"{spec.family} reuses one block's weights for all its layers, so there are "
-                    "no layers to copy; give a smaller checkpoint as {student}"
-                )
-            ]
-        )
-    return spec
-
-
 def _accepts(config: DistillConfig, model_config: Any) -> None:
     if config.student_layers is not None:
+        from squeeze.methods.distill.student import layer_copy_spec
+
         layer_copy_spec(model_config)
 
 
@@ -223,22 +209,13 @@ def distill(teacher: LoadedModel, config: DistillConfig, ctx: StepContext) -> St
         if ctx.measure
         else None
     )
+    evaluate_fn = (lambda: evaluate(student, validation, device=ctx.device)) if validation else None
     result = train(
-        module,
-        teacher.task,
-        train_enc,
-        config.train_config(),
-        evaluate_fn=(lambda: evaluate(student, validation, device=ctx.device))
-        if validation
-        else None,
-        extra_loss=_distill_loss(teacher, config),
-        task_weight=config.task_weight,
-        on_step=_mask_keeper(student, masks),
-        checkpoint_dir=ctx.checkpoint_dir,
-        resume=ctx.resume,
-        progress=ctx.progress,
-        device=ctx.device,
-    )
+        module, teacher.task, train_enc, config.train_config(), evaluate_fn=evaluate_fn,
+        extra_loss=_distill_loss(teacher, config), task_weight=config.task_weight,
+        on_step=_mask_keeper(student, masks), checkpoint_dir=ctx.checkpoint_dir,
+        resume=ctx.resume, progress=ctx.progress, device=ctx.device,
+    )  # fmt: skip
     if ctx.resume:
         notes.append(f"resumed from the checkpoint at step {result.resumed_from}")
     notes += result.notes

@@ -13,11 +13,11 @@ from typing import Any
 import torch
 
 from squeeze.core.config import literal
-from squeeze.core.errors import CheckpointError, ConfigError, Problem
+from squeeze.core.errors import CheckpointError, ConfigError, Problem, UnsupportedError
 from squeeze.core.types import Task
 from squeeze.methods.distill.loss import projection
-from squeeze.methods.distill.method import PRUNE_SUMMARY, layer_copy_spec
-from squeeze.model.arch import layer_list
+from squeeze.methods.prune.recovery import PRUNE_SUMMARY
+from squeeze.model.arch import ArchSpec, layer_list, spec_for
 from squeeze.model.checkpoint import load, resolve_local
 from squeeze.model.loaded import LoadedModel
 from squeeze.model.shapes import keep_layers
@@ -33,6 +33,21 @@ def describe_student(config: Any) -> str:
 def even_layers(total: int, keep: int) -> list[int]:
     """``keep`` of ``total`` layers spread evenly from the bottom (DistilBERT kept every other)."""
     return [i * total // keep for i in range(keep)]
+
+
+def layer_copy_spec(model_config: Any) -> ArchSpec:
+    """The spec a layer-copy student is cut with; refuses families without separate layers."""
+    spec = spec_for(model_config, "a layer-copy student ({student_layers})")
+    if spec.shared_layers:
+        raise UnsupportedError(
+            [
+                Problem(
+                    f"{spec.family} reuses one block's weights for all its layers, so there are "
+                    "no layers to copy; give a smaller checkpoint as {student}"
+                )
+            ]
+        )
+    return spec
 
 
 def _copy_of_teacher(teacher: LoadedModel, layers: int, device: str) -> tuple[LoadedModel, str]:
