@@ -106,7 +106,6 @@ def test_no_import_reaches_a_higher_layer():
     assert upward == []
 
 
-@pytest.mark.xfail(strict=True, reason="cycles being untangled")
 def test_no_import_cycles():
     """Tarjan's strongly connected components over the module graph: any with two or more
     modules is a cycle."""

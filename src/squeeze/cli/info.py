@@ -128,7 +128,10 @@ def _print_spec(found: dict[str, Any]) -> None:
     if "error" in found:
         lines.append(f"spec discovery found nothing to propose: {found['error']}")
     else:
-        lines += ["proposed spec (review it before adding it to squeeze/model/arch.py):", found["code"]]
+        lines += [
+            "proposed spec (review it before adding it to squeeze/model/arch.py):",
+            found["code"],
+        ]
         lines += [f"  check: {doubt}" for doubt in found["doubts"]]
         if found["family_spec"] is not None and found["differences"]:
             lines.append(f"differences from squeeze's {found['family_spec']} spec:")
