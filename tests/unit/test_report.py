@@ -14,9 +14,10 @@ from rich.console import Console
 from squeeze.cli._results import print_results
 from squeeze.core.errors import DataError, OutputExistsError
 from squeeze.model.tiny import latency_of
-from squeeze.report import cells, report_notes, write_report
+from squeeze.report import cells
 from squeeze.report.plots import plot_specs
 from squeeze.report.results import SweepResults, VariantResult, derive
+from squeeze.report.write import report_notes, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PARETO = {"baseline", "int8", "pruned-int8"}

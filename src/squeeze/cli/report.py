@@ -32,8 +32,8 @@ def report(
     metric-vs-size plots (PNG and SVG) with the Pareto frontier, and index.html with all of it.
     """
     from squeeze.cli._results import print_results
-    from squeeze.report import report_notes, write_report
     from squeeze.report.results import SweepResults
+    from squeeze.report.write import report_notes, write_report
 
     source = Path(results)
     loaded = SweepResults.load(source)

@@ -4,9 +4,3 @@ CLI's, ``squeeze.cli._results``).
 Everything reads a :class:`~squeeze.report.results.SweepResults`; nothing here measures. matplotlib
 is imported only when plots are drawn.
 """
-
-from __future__ import annotations
-
-from squeeze.report.write import report_notes, write_report
-
-__all__ = ["report_notes", "write_report"]
