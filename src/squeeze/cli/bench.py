@@ -132,7 +132,7 @@ def _temporary_exports(
     """Plain validated exports of each checkpoint for the export runtimes asked for (one per
     format: ONNX Runtime and TensorRT share the ONNX one), built before timing so that the
     bench only measures. Export folders and unknown runtimes are left to the bench to judge."""
-    from squeeze.artifact.read import export_folder
+    from squeeze.artifact import Artifact
     from squeeze.measure.bench import RUNTIMES
     from squeeze.methods.export.method import ExportConfig, export_onnx
 
@@ -143,7 +143,7 @@ def _temporary_exports(
     exports: dict[str, dict[str, Path]] = {}
     notes = []
     for i, model in enumerate(dict.fromkeys(models)):
-        if export_folder(model) is not None:
+        if Artifact.of(model).export is not None:
             continue
         made = {
             fmt: export_onnx(model, root / str(i) / fmt, ExportConfig(format=fmt),
