@@ -18,6 +18,8 @@ _API = {
     "load": "squeeze.model.checkpoint",
     "save": "squeeze.model.checkpoint",
     "size_stats": "squeeze.model.sizes",
+    # A checkpoint or export, opened, sized and described the one way.
+    "Artifact": "squeeze.artifact",
     "load_dataset": "squeeze.data.examples",
     "DataSpec": "squeeze.data.spec",
     "TrainConfig": "squeeze.train.config",
@@ -28,7 +30,7 @@ _API = {
     "StructuredPruneConfig": "squeeze.methods.prune.structured",
     "DistillConfig": "squeeze.methods.distill.method",
     "QuantizeConfig": "squeeze.methods.quantize.method",
-    "ExportConfig": "squeeze.methods.export.method",
+    "ExportConfig": "squeeze.methods.export.config",
 }
 
 __all__ = ["__version__", *sorted(_API)]
