@@ -9,24 +9,23 @@ fact sheet, and a :class:`Runnable` to score and time it.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from squeeze.artifact.read import (
     ExportedModel,
+    export_config,
     export_folder,
     load_export,
+    positions_in,
     read_manifest,
     runtime_of,
 )
 from squeeze.core.errors import ConfigError
 from squeeze.core.types import SizeStats, Task
-from squeeze.model.arch import find_spec, max_tokens
 from squeeze.model.loaded import LoadedModel
 
 
@@ -106,8 +105,7 @@ class Artifact:
 
         if self.export is None:
             return read_config(self.source, trust_remote_code=trust_remote_code)
-        path = self.export / "config.json"
-        return SimpleNamespace(**json.loads(path.read_text())) if path.is_file() else None
+        return export_config(self.export)
 
     def positions(self, *, trust_remote_code: bool = False) -> int | None:
         """The longest input its position table holds (None: no table, or no config)."""
@@ -190,8 +188,3 @@ class Artifact:
                 f"{self.source} was exported as {exported.task.value}, not {task.value}"
             )
         return Runnable.of_export(exported)
-
-
-def positions_in(config: Any) -> int | None:
-    """The longest input a config's position table holds; None: no table, or no config."""
-    return None if config is None else max_tokens(config, find_spec(config))

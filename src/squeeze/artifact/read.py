@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from squeeze.core.errors import CheckpointError
 from squeeze.core.types import Task
+from squeeze.model.arch import find_spec, max_tokens
 from squeeze.model.runtime import export_session
 
 MODEL_FILE = "model.onnx"
@@ -54,20 +56,23 @@ class ExportedModel:
     @property
     def max_tokens(self) -> int | None:
         """The position table's length, from the config saved beside the graph."""
-        from types import SimpleNamespace
-
-        from squeeze.model.arch import find_spec, max_tokens
-
-        path = self.folder / "config.json"
-        if not path.is_file():
-            return None
-        config = SimpleNamespace(**json.loads(path.read_text()))
-        return max_tokens(config, find_spec(config))
+        return positions_in(export_config(self.folder))
 
     @property
     def label2id(self) -> dict[str, int] | None:
         labels = self.manifest["labels"]
         return {name: i for i, name in enumerate(labels)} if labels else None
+
+
+def export_config(folder: Path) -> Any:
+    """The model config saved beside an export's graph, as attributes; None without one."""
+    path = folder / "config.json"
+    return SimpleNamespace(**json.loads(path.read_text())) if path.is_file() else None
+
+
+def positions_in(config: Any) -> int | None:
+    """The longest input a config's position table holds; None: no table, or no config."""
+    return None if config is None else max_tokens(config, find_spec(config))
 
 
 def export_folder(path: str | Path) -> Path | None:

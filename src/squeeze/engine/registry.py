@@ -137,20 +137,18 @@ def register(config: type, **declared: Any) -> Callable[[Handler], Handler]:
     return decorate
 
 
-def _load_builtins(modules: tuple[str, ...]) -> None:
+def _builtins_first(modules: tuple[str, ...]) -> Callable[[str], int]:
+    """Import the built-in modules; the sort key that puts what they register first, in their
+    order (``module`` is where a registered function was defined)."""
     for module in modules:
         importlib.import_module(module)
+    return lambda module: modules.index(module) if module in modules else len(modules)
 
 
 def methods() -> dict[str, Method]:
     """Every registered method by name, built-ins first."""
-    _load_builtins(METHOD_MODULES)
-
-    def rank(method: Method) -> int:
-        module = method.handler.__module__
-        return METHOD_MODULES.index(module) if module in METHOD_MODULES else len(METHOD_MODULES)
-
-    return {m.name: m for m in sorted(_METHODS.values(), key=rank)}
+    rank = _builtins_first(METHOD_MODULES)
+    return {m.name: m for m in sorted(_METHODS.values(), key=lambda m: rank(m.handler.__module__))}
 
 
 def method_for(config: Any) -> Method:
@@ -218,13 +216,8 @@ def register_backend(backend: Backend) -> Backend:
 
 def backends() -> dict[str, Backend]:
     """Every registered quantization backend by name."""
-    _load_builtins(BACKEND_MODULES)
-
-    def rank(backend: Backend) -> int:
-        module = backend.quantize.__module__
-        return BACKEND_MODULES.index(module) if module in BACKEND_MODULES else len(BACKEND_MODULES)
-
-    return dict(sorted(_BACKENDS.items(), key=lambda item: rank(item[1])))
+    rank = _builtins_first(BACKEND_MODULES)
+    return dict(sorted(_BACKENDS.items(), key=lambda item: rank(item[1].quantize.__module__)))
 
 
 def default_backend(dtype: str) -> Backend | None:

@@ -12,9 +12,8 @@ import importlib.util
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from importlib import metadata
 
-from squeeze.measure.machine import cpu_flags
+from squeeze.measure.machine import cpu_flags, package_version
 
 
 @dataclass(frozen=True)
@@ -27,13 +26,6 @@ class Availability:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _gpu() -> str | None:
@@ -54,7 +46,7 @@ def _torch_cpu() -> Availability:
     return Availability(
         "torch cpu",
         True,
-        f"torch {_version('torch')}; bf16 "
+        f"torch {package_version('torch')}; bf16 "
         + ("in hardware (AVX-512 BF16/AMX)" if bf16 else "emulated: this CPU lacks AVX-512 BF16"),
     )
 
@@ -77,7 +69,7 @@ def _ort_cpu() -> Availability:
     return Availability(
         "onnxruntime cpu",
         True,
-        f"onnxruntime {_version('onnxruntime')}; int8 "
+        f"onnxruntime {package_version('onnxruntime')}; int8 "
         + ("with VNNI dot products" if vnni else "on AVX2 (7-bit weights: --reduce-range)"),
     )
 
@@ -85,7 +77,7 @@ def _ort_cpu() -> Availability:
 def _ort_provider(label: str, provider: str) -> Callable[[], Availability]:
     def check() -> Availability:
         if provider not in _providers():
-            build = "onnxruntime-gpu" if _version("onnxruntime-gpu") else "onnxruntime"
+            build = "onnxruntime-gpu" if package_version("onnxruntime-gpu") else "onnxruntime"
             return Availability(
                 label, False, f"{build} here has no {provider}: pip install 'squeeze[gpu]'"
             )
@@ -104,8 +96,9 @@ def _openvino() -> Availability:
         )  # fmt: skip
     flags = cpu_flags()
     speed = "AMX int8" if "amx_int8" in flags else "VNNI int8" if "avx512_vnni" in flags else None
-    why = f"openvino {_version('openvino')}, nncf {_version('nncf')}; static int8 " + (
-        f"on {speed}" if speed else "runs, but this CPU lacks VNNI: expect it slower than ORT"
+    why = (
+        f"openvino {package_version('openvino')}, nncf {package_version('nncf')}; static int8 "
+        + (f"on {speed}" if speed else "runs, but this CPU lacks VNNI: expect it slower than ORT")
     )
     return Availability("openvino cpu", True, why)
 
@@ -114,7 +107,7 @@ def _torchao() -> Availability:
     if importlib.util.find_spec("torchao") is None:
         return Availability("torchao int8", False,
                             "torchao is not installed: pip install torchao")  # fmt: skip
-    return Availability("torchao int8", True, f"torchao {_version('torchao')}")
+    return Availability("torchao int8", True, f"torchao {package_version('torchao')}")
 
 
 def _bitsandbytes() -> Availability:
@@ -122,7 +115,7 @@ def _bitsandbytes() -> Availability:
         return Availability("bitsandbytes int8/int4", False, "pip install bitsandbytes")
     where = "CUDA" if _gpu() else "CPU kernels (slow; built for GPUs)"
     return Availability(
-        "bitsandbytes int8/int4", True, f"bitsandbytes {_version('bitsandbytes')} on {where}"
+        "bitsandbytes int8/int4", True, f"bitsandbytes {package_version('bitsandbytes')} on {where}"
     )
 
 

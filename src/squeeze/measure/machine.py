@@ -17,12 +17,20 @@ ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_i
 _PACKAGES = ("squeeze", "torch", "transformers", "onnxruntime", "onnx")
 
 
+def package_version(package: str) -> str | None:
+    """An installed package's version; None when it is not installed."""
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def _cpuinfo() -> tuple[str, set[str]]:
+    model, flags = platform.processor() or platform.machine(), set()
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return platform.processor() or platform.machine(), set()
-    model, flags = platform.processor() or platform.machine(), set()
+        return model, flags
     for line in text.splitlines():
         key, _, value = line.partition(":")
         if key.strip() == "model name" and value.strip():
@@ -43,12 +51,6 @@ def fingerprint() -> dict[str, Any]:
     import torch
 
     cpu, flags = _cpuinfo()
-    versions = {}
-    for package in _PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -56,7 +58,7 @@ def fingerprint() -> dict[str, Any]:
         "isa": [flag for flag in ISA_FLAGS if flag in flags],
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(),
-        "versions": versions,
+        "versions": {package: package_version(package) for package in _PACKAGES},
     }
 
 

@@ -40,11 +40,13 @@ class LayerShape:
     ffn: int
 
 
-def _sliced(module: Any, index: Any, side: str, conv1d: bool) -> Any:
-    """A new projection keeping ``index`` of its outputs (``side="out"``) or inputs ("in")."""
+def _slice(layer: Any, path: str, index: Any, side: str, conv1d: bool) -> None:
+    """Replace the projection at ``path`` in ``layer`` by a new one keeping ``index`` of its
+    outputs (``side="out"``) or inputs ("in")."""
     import torch
     from transformers.pytorch_utils import Conv1D
 
+    module = get_path(layer, path)
     weight = module.weight.detach()
     # nn.Linear stores [out, in]; GPT-2's Conv1D stores [in, out].
     out_dim, in_dim = (1, 0) if conv1d else (0, 1)
@@ -61,7 +63,7 @@ def _sliced(module: Any, index: Any, side: str, conv1d: bool) -> Any:
         new.weight.copy_(new_weight)
         if bias is not None:
             new.bias.copy_(bias)
-    return new
+    set_path(layer, path, new)
 
 
 def _head_rows(units: Sequence[int], per_unit: int, size: int) -> list[int]:
@@ -97,19 +99,16 @@ def keep_heads(layer: Any, spec: ArchSpec, config: Any, units: Sequence[int]) ->
     q_index = torch.tensor(_head_rows(units, n_rep, size))
     kv_index = torch.tensor(_head_rows(units, 1, size))
     if spec.fused_qkv:
-        fused = get_path(layer, spec.fused_qkv)
         q_width, kv_width = qkv_widths(config)  # q, k and v sit side by side
         index = torch.cat([q_index, kv_index + q_width, kv_index + q_width + kv_width])
-        set_path(layer, spec.fused_qkv, _sliced(fused, index, "out", spec.conv1d))
+        _slice(layer, spec.fused_qkv, index, "out", spec.conv1d)
     else:
         projections = [(spec.query, q_index), (spec.key, kv_index), (spec.value, kv_index)]
         projections += [(path, q_index) for path in spec.also_query if _present(layer, path)]
         projections += [(path, kv_index) for path in spec.also_key if _present(layer, path)]
         for path, index in projections:
-            set_path(layer, path, _sliced(get_path(layer, path), index, "out", spec.conv1d))
-    set_path(
-        layer, spec.attn_out, _sliced(get_path(layer, spec.attn_out), q_index, "in", spec.conv1d)
-    )
+            _slice(layer, path, index, "out", spec.conv1d)
+    _slice(layer, spec.attn_out, q_index, "in", spec.conv1d)
     attention = get_path(layer, spec.attention)
     heads = len(units) * n_rep
     for attr in spec.head_attrs:
@@ -142,11 +141,8 @@ def keep_neurons(layer: Any, spec: ArchSpec, neurons: Sequence[int], width: int)
     index = torch.tensor(list(neurons))
     index = torch.cat([index + chunk * width for chunk in range(spec.ffn_chunks)])
     for path in spec.ffn_in:
-        set_path(layer, path, _sliced(get_path(layer, path), index, "out", spec.conv1d))
-    out_index = index[: len(neurons)]
-    set_path(
-        layer, spec.ffn_out, _sliced(get_path(layer, spec.ffn_out), out_index, "in", spec.conv1d)
-    )
+        _slice(layer, path, index, "out", spec.conv1d)
+    _slice(layer, spec.ffn_out, index[: len(neurons)], "in", spec.conv1d)
 
 
 def keep_layers(model: Any, spec: ArchSpec, keep: Sequence[int]) -> None:

@@ -290,19 +290,9 @@ def train(
                 result.steps = step
                 result.final_loss = step_loss
                 recent = [*recent[-19:], step_loss]
-                stop = False
-                if on_step is not None:
-                    stop = bool(
-                        on_step(
-                            StepState(
-                                step,
-                                total_steps,
-                                step / steps_per_epoch,
-                                step_loss,
-                                scheduler.get_last_lr()[0],
-                            )
-                        )
-                    )
+                lr = scheduler.get_last_lr()[0]
+                after = StepState(step, total_steps, step / steps_per_epoch, step_loss, lr)
+                stop = on_step is not None and bool(on_step(after))
                 rate = result.samples_seen / max(1e-9, time.perf_counter() - start - result.eval_s)
                 bar.advance(1, info=f"loss {sum(recent) / len(recent):.4f} · {rate:.0f} samples/s")
 
