@@ -20,7 +20,7 @@ from typing import Any
 from squeeze.core.errors import CheckpointError, Problem, UnsupportedError, first_line
 from squeeze.core.output import atomic_output
 from squeeze.core.types import Task
-from squeeze.model.arch import find_spec
+from squeeze.model.arch import find_spec, spec_for
 from squeeze.model.loaded import LoadedModel
 from squeeze.model.shapes import apply_shapes, read_shapes, write_shapes
 from squeeze.model.sizes import WEIGHT_SUFFIXES, weight_files
@@ -97,11 +97,6 @@ _PICKLE_REFUSED = (
     "code when loaded; convert them to safetensors, or pass squeeze --allow-pickle if you trust "
     "the checkpoint"
 )
-
-
-def pickle_allowed() -> bool:
-    """Whether pickled weights may be loaded (``squeeze --allow-pickle`` sets it; unsafe)."""
-    return os.environ.get(PICKLE_ENV) == "1"
 
 
 def detect_task(config: Any) -> Task:
@@ -253,14 +248,15 @@ def load(
 
     shapes = read_shapes(local) if local is not None else None
     quantized = getattr(config, "quantization_config", None) is not None
-    pickle_ok = pickle_allowed()
+    pickle_ok = os.environ.get(PICKLE_ENV) == "1"  # squeeze --allow-pickle sets it (unsafe)
     if local is not None and not pickle_ok and not any(local.glob("*.safetensors")):
         raise CheckpointError(_PICKLE_REFUSED.format(where=text))
     # Safetensors only unless pickles were allowed: a hub repo with .bin weights alone is refused.
     formats = {} if pickle_ok else {"use_safetensors": True}
     try:
-        if shapes is not None:
-            model, info = _load_reshaped(local, config, task, spec_for_shapes(config, text), shapes)
+        if shapes is not None:  # rebuilt with the spec it was cut with
+            family = spec_for(config, f"loading the structurally pruned {text}")
+            model, info = _load_reshaped(local, config, task, family, shapes)
         else:
             # Quantized checkpoints (bitsandbytes, torchao) are placed by transformers itself.
             placement = {"device_map": device} if quantized else {}
@@ -345,13 +341,6 @@ def load(
         notes=notes,
         shapes=shapes,
     )
-
-
-def spec_for_shapes(config: Any, source: str) -> Any:
-    """The spec a structurally pruned checkpoint was cut with (needed to rebuild it)."""
-    from squeeze.model.arch import spec_for
-
-    return spec_for(config, f"loading the structurally pruned {source}")
 
 
 def _load_reshaped(

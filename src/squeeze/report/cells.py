@@ -44,9 +44,6 @@ def metric_cell(results: SweepResults, v: VariantResult) -> Cell:
     return value, fmt_change(v.drop_points, v.drop_ci, higher_is_better=results.higher_is_better)
 
 
-PARAMS_HEADER = "params non-zero / total"
-
-
 def params_cell(v: VariantResult) -> Cell:
     """Non-zero / total parameters; one figure when they print the same (a few stray zeros)."""
     nonzero, total = fmt_count(v.params_nonzero), fmt_count(v.params_total)
@@ -87,10 +84,6 @@ def latency_cell(results: SweepResults, v: VariantResult, device: str) -> Cell:
     return text, "" if v.name == results.baseline else speedup_text(v, device)
 
 
-def latency_header(device: str) -> str:
-    return f"{device} p50 / p90"
-
-
 def shows_chain(results: SweepResults) -> bool:
     """Whether the table needs a chain column: not when every variant is named by its chain.
 
@@ -109,8 +102,8 @@ def text_columns(results: SweepResults) -> int:
 def header(results: SweepResults) -> list[str]:
     """Column titles of the variant table, one latency column per device."""
     text = [PARETO_MARK, "variant", *(["chain"] if shows_chain(results) else []), "format"]
-    figures = [metric_header(results), PARAMS_HEADER, "size"]
-    return text + figures + [latency_header(d) for d in results.devices]
+    figures = [metric_header(results), "params non-zero / total", "size"]
+    return text + figures + [f"{d} p50 / p90" for d in results.devices]
 
 
 def row_cells(results: SweepResults, v: VariantResult) -> list[Cell]:

@@ -176,9 +176,10 @@ def derive(results: SweepResults) -> None:
             interval = speedup_interval(ref.samples_ms, lat.samples_ms)
             if interval is not None:
                 v.speedup_ci[device] = list(interval)
-    front = pareto_front(results)
-    for v in results.variants:
-        v.pareto = v.name in front
+    # The front: variants no other variant beats on metric, latency and size at once.
+    front = pareto_indices([_costs(results, v) for v in results.variants])
+    for i, v in enumerate(results.variants):
+        v.pareto = i in front
 
 
 def _costs(results: SweepResults, v: VariantResult) -> tuple[float, ...]:
@@ -207,9 +208,3 @@ def pareto_indices(costs: list[tuple[float, ...]]) -> set[int]:
         if not dominated:
             front.add(i)
     return front
-
-
-def pareto_front(results: SweepResults) -> set[str]:
-    """Variants no other variant beats on metric, latency and size at once."""
-    front = pareto_indices([_costs(results, v) for v in results.variants])
-    return {results.variants[i].name for i in front}
