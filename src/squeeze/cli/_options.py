@@ -1,7 +1,8 @@
 """Options shared by several commands, declared once.
 
 Every command that reads a dataset takes the same dozen flags; ``with_data_options`` adds them to
-a command's signature and hands the command one validated ``DataSpec`` instead.
+a command's signature and hands the command one validated ``DataSpec`` instead. The step commands
+share the options of ``StepFlags`` (``with_options``), which build their ``StepOptions``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import MISSING, dataclass, fields
 from enum import Enum
 from typing import Annotated, Any
 
@@ -48,15 +50,6 @@ TrustOpt = Annotated[
     typer.Option(help="Allow the checkpoint's own Python code to run (only for repos you trust)."),
 ]
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")]
-BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Examples per batch.")]
-MaxLengthOpt = Annotated[
-    int | None,
-    typer.Option(
-        min=2,
-        help="Truncate inputs to this many tokens (default: 128, or the model's positions "
-        "where fewer; one beyond the model's positions is cut to them, with a note).",
-    ),
-]
 OutOpt = Annotated[str, typer.Option("--output", "-o", help="Output folder (must not exist).")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace the output folder if it exists.")]
 EvalDataOpt = Annotated[
@@ -80,7 +73,6 @@ GATE_ON_HELP = (
     "What --max-accuracy-drop judges: the measured drop (point) or the upper end of its 95% "
     "paired interval (upper: fails only drops the test set shows)."
 )
-GateOnOpt = Annotated[GateOn, typer.Option(help=GATE_ON_HELP)]
 CacheDirOpt = Annotated[
     str | None,
     typer.Option(
@@ -102,71 +94,114 @@ def option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
     )
 
 
-_DATA_PARAMS = (
-    option(
-        "data_source",
-        Annotated[
-            str,
-            typer.Option(
-                "--data",
-                "-d",
-                help="CSV, TSV, JSONL or Parquet file, or hub dataset like glue/sst2:validation.",
-            ),
-        ],
-        ...,
-    ),
-    option(
-        "split",
-        Annotated[
-            str | None,
-            typer.Option(help="train, validation or test part of a file (split by content hash)."),
-        ],
-        None,
-    ),
-    option(
-        "split_ratios",
-        Annotated[str, typer.Option(help="train,validation,test fractions for --split.")],
-        "0.8,0.1,0.1",
-    ),
-    option("text_column", Annotated[str | None, typer.Option(help="Text column.")], None),
-    option(
-        "text_pair_column",
-        Annotated[str | None, typer.Option(help="Second text column (sentence pairs).")],
-        None,
-    ),
-    option("label_column", Annotated[str | None, typer.Option(help="Label column.")], None),
-    option(
-        "label_map",
-        Annotated[
-            str | None,
-            typer.Option(help="Numeric scores to labels: 'sign' or 'threshold:X'."),
-        ],
-        None,
-    ),
-    option(
-        "no_header",
-        Annotated[
-            bool,
-            typer.Option("--no-header", help="The file has no header row; columns are 0, 1, ..."),
-        ],
-        False,
-    ),
-    option(
-        "data_format",
-        Annotated[
-            FormatChoice | None,
-            typer.Option("--format", help="File format, when the extension does not say."),
-        ],
-        None,
-    ),
-    option(
-        "max_samples",
-        Annotated[
-            int | None, typer.Option(min=1, help="Use a seeded random sample of N examples.")
-        ],
-        None,
-    ),
-)
+@dataclass(frozen=True)
+class DataFlags:
+    """The dataset options (``with_data_options``); ``spec`` is the ``DataSpec`` they say."""
+
+    data_source: Annotated[
+        str,
+        typer.Option(
+            "--data",
+            "-d",
+            help="CSV, TSV, JSONL or Parquet file, or hub dataset like glue/sst2:validation.",
+        ),
+    ]
+    split: Annotated[
+        str | None,
+        typer.Option(help="train, validation or test part of a file (split by content hash)."),
+    ] = None
+    split_ratios: Annotated[
+        str, typer.Option(help="train,validation,test fractions for --split.")
+    ] = "0.8,0.1,0.1"
+    text_column: Annotated[str | None, typer.Option(help="Text column.")] = None
+    text_pair_column: Annotated[
+        str | None, typer.Option(help="Second text column (sentence pairs).")
+    ] = None
+    label_column: Annotated[str | None, typer.Option(help="Label column.")] = None
+    label_map: Annotated[
+        str | None, typer.Option(help="Numeric scores to labels: 'sign' or 'threshold:X'.")
+    ] = None
+    no_header: Annotated[
+        bool, typer.Option("--no-header", help="The file has no header row; columns are 0, 1, ...")
+    ] = False
+    data_format: Annotated[
+        FormatChoice | None,
+        typer.Option("--format", help="File format, when the extension does not say."),
+    ] = None
+    max_samples: Annotated[
+        int | None, typer.Option(min=1, help="Use a seeded random sample of N examples.")
+    ] = None
+
+    def spec(self) -> Any:
+        from squeeze.data.spec import DataSpec
+
+        return DataSpec(
+            source=self.data_source, split=self.split,
+            split_ratios=_parse_ratios(self.split_ratios), text_column=self.text_column,
+            text_pair_column=self.text_pair_column, label_column=self.label_column,
+            label_map=self.label_map, header=not self.no_header,
+            format=self.data_format.value if self.data_format else None,
+            max_samples=self.max_samples,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StepFlags:
+    """The options the step commands share. A command takes them with ``with_options(StepFlags,
+    omit=...)`` and receives ``flags: StepFlags``; an omitted option keeps its default here, which
+    is also ``StepOptions``' own."""
+
+    eval_data: EvalDataOpt = None
+    max_length: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            help="Truncate inputs to this many tokens (default: 128, or the model's positions "
+            "where fewer; one beyond the model's positions is cut to them, with a note).",
+        ),
+    ] = None
+    max_accuracy_drop: MaxDropOpt = None
+    gate_on: Annotated[GateOn, typer.Option(help=GATE_ON_HELP)] = GateOn.point
+    device: DeviceOpt = "cpu"
+    overwrite: OverwriteOpt = False
+    trust_remote_code: TrustOpt = False
+    json_output: JsonOpt = False
+    quiet: QuietOpt = False
+
+    def step_options(self, data: Any = None, **own: Any) -> Any:
+        """The ``StepOptions`` these flags say, with the command's own fields ``own`` (distill
+        gives its per-process device and progress)."""
+        from squeeze.cli._render import progress_factory
+        from squeeze.core.device import resolve_device
+        from squeeze.engine.step import StepOptions
+
+        eval_data = optional_data_spec(data, self.eval_data)
+        if "device" not in own:
+            own["device"] = resolve_device(self.device)
+        return StepOptions(**{
+            "data": data, "eval_data": eval_data, "max_length": self.max_length,
+            "max_accuracy_drop": self.max_accuracy_drop, "gate_on": self.gate_on.value,
+            "overwrite": self.overwrite, "trust_remote_code": self.trust_remote_code,
+            "progress": progress_factory(self.quiet), **own,
+        })  # fmt: skip
+
+
+def dataclass_params(cls: type, omit: Collection[str] = ()) -> list[inspect.Parameter]:
+    """One option per field of ``cls``, a dataclass whose field types are Typer options: the
+    field's default is the option's, a field without one a required option."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return [
+        option(f.name, hints[f.name], ... if f.default is MISSING else f.default)
+        for f in fields(cls)
+        if f.name not in omit
+    ]
+
+
+def with_options(cls: type, *, omit: Collection[str] = ()) -> Any:
+    """Add an option per field of the dataclass ``cls`` (but ``omit``) to a command and pass it
+    ``flags=cls(those options' values)``."""
+    params = dataclass_params(cls, omit)
+    return lambda command: inject_options(command, "flags", params, lambda values: cls(**values))
 
 
 def _parse_ratios(text: str) -> tuple[float, float, float]:
@@ -217,7 +252,7 @@ def with_data_options(command: Callable[..., Any] | None = None, *, required: bo
     """
     if command is None:
         return lambda f: with_data_options(f, required=required)
-    data_params = list(_DATA_PARAMS)
+    data_params = dataclass_params(DataFlags)
     if not required:
         source = data_params[0]
         (option,) = source.annotation.__metadata__
@@ -226,7 +261,7 @@ def with_data_options(command: Callable[..., Any] | None = None, *, required: bo
         command,
         "data",
         data_params,
-        lambda values: None if values["data_source"] is None else _build_spec(values),
+        lambda values: None if values["data_source"] is None else DataFlags(**values).spec(),
     )
 
 
@@ -288,23 +323,6 @@ def with_config(cls: type, *, name: str = "config") -> Any:
         return build_config(cls, given_values(values))
 
     return lambda command: inject_options(command, name, config_params(cls), build)
-
-
-def _build_spec(values: dict[str, Any]) -> Any:
-    from squeeze.data.spec import DataSpec
-
-    return DataSpec(
-        source=values["data_source"],
-        split=values["split"],
-        split_ratios=_parse_ratios(values["split_ratios"]),
-        text_column=values["text_column"],
-        text_pair_column=values["text_pair_column"],
-        label_column=values["label_column"],
-        label_map=values["label_map"],
-        header=not values["no_header"],
-        format=values["data_format"].value if values["data_format"] else None,
-        max_samples=values["max_samples"],
-    )
 
 
 def optional_data_spec(data: Any, source: str | None) -> Any:

@@ -7,19 +7,11 @@ from typing import Annotated, Any
 import typer
 
 from squeeze.cli._options import (
-    DeviceOpt,
-    EvalDataOpt,
-    GateOn,
-    GateOnOpt,
-    JsonOpt,
-    MaxLengthOpt,
     OutOpt,
-    OverwriteOpt,
-    QuietOpt,
-    TrustOpt,
-    optional_data_spec,
+    StepFlags,
     with_config,
     with_data_options,
+    with_options,
 )
 from squeeze.cli._render import metric_change, print_notes, progress_factory, report_and_gate
 from squeeze.cli._render import stdout as console
@@ -30,6 +22,7 @@ from squeeze.methods.distill.method import DistillConfig
 
 @with_data_options
 @with_config(DistillConfig)
+@with_options(StepFlags, omit={"max_accuracy_drop"})
 def distill(
     teacher: Annotated[
         str, typer.Argument(help="Teacher checkpoint (classifier or causal LM), folder or hub id.")
@@ -37,24 +30,17 @@ def distill(
     data: DataSpec,
     output: OutOpt,
     config: DistillConfig,
-    eval_data: EvalDataOpt = None,
-    max_length: MaxLengthOpt = None,
+    flags: StepFlags,
     max_accuracy_drop: Annotated[
         float | None,
         typer.Option(help="Fail (exit 1, nothing written) if the student trails the teacher more."),
     ] = None,
-    gate_on: GateOnOpt = GateOn.point,
     bench: Annotated[
         bool, typer.Option(help="Time teacher and student (batch 1, --max-length tokens).")
     ] = True,
     resume: Annotated[
         bool, typer.Option(help="Continue an interrupted run from OUTPUT.checkpoint.")
     ] = False,
-    device: DeviceOpt = "cpu",
-    overwrite: OverwriteOpt = False,
-    trust_remote_code: TrustOpt = False,
-    json_output: JsonOpt = False,
-    quiet: QuietOpt = False,
 ) -> None:
     """Distil TEACHER into a student on --data and save the best student to -o (distill.json).
 
@@ -64,28 +50,22 @@ def distill(
     --resume continues from it. For several GPUs: `accelerate launch -m squeeze distill ...`.
     """
     from squeeze.engine.runner import run_step
-    from squeeze.engine.step import StepOptions
     from squeeze.measure.latency import BenchSettings
     from squeeze.train.accel import is_main_process, training_device
 
-    resolved = training_device(device)
+    resolved = training_device(flags.device)
     main = is_main_process()
-    options = StepOptions(
-        data=data,
-        eval_data=optional_data_spec(data, eval_data),
-        max_length=max_length,
+    options = flags.step_options(
+        data,
         max_accuracy_drop=max_accuracy_drop,
-        gate_on=gate_on.value,
         bench=BenchSettings(runs=20, device=resolved) if bench else None,
         resume=resume,
-        overwrite=overwrite,
-        trust_remote_code=trust_remote_code,
         device=resolved,
-        progress=progress_factory(quiet or not main),
+        progress=progress_factory(flags.quiet or not main),
     )
     result = run_step(teacher, config, output, options)
     if main:
-        report_and_gate(result, json_output, _render, output)
+        report_and_gate(result, flags.json_output, _render, output)
 
 
 def _render(result: Any) -> None:

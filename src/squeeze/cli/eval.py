@@ -2,33 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import typer
+
 from squeeze.cli._options import (
-    BatchSizeOpt,
-    DeviceOpt,
-    JsonOpt,
-    MaxLengthOpt,
     ModelArg,
-    QuietOpt,
+    StepFlags,
     TaskOpt,
-    TrustOpt,
     task_of,
     with_data_options,
+    with_options,
 )
 from squeeze.cli._render import print_json, print_notes, print_table, progress_factory
 from squeeze.data.spec import DataSpec
 
 
 @with_data_options
+@with_options(StepFlags, omit={"eval_data", "max_accuracy_drop", "gate_on", "overwrite"})
 def eval_(
     model: ModelArg,
     data: DataSpec,
+    flags: StepFlags,
     task: TaskOpt = None,
-    batch_size: BatchSizeOpt = 32,
-    max_length: MaxLengthOpt = None,
-    device: DeviceOpt = "cpu",
-    trust_remote_code: TrustOpt = False,
-    json_output: JsonOpt = False,
-    quiet: QuietOpt = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Examples per batch.")] = 32,
 ) -> None:
     """Score a checkpoint (PyTorch) or a `squeeze export` folder (ONNX Runtime) on a dataset:
     accuracy and macro-F1 for classifiers, perplexity for causal LMs, with the sample count and
@@ -38,12 +35,11 @@ def eval_(
     from squeeze.data.encoding import default_length, encode_for, fit_length
     from squeeze.measure.evaluate import evaluate_forward
 
-    device = resolve_device(device)
+    device = resolve_device(flags.device)
     scorable = Artifact.of(model).open(
-        task=task_of(task), device=device, trust_remote_code=trust_remote_code
+        task=task_of(task), device=device, trust_remote_code=flags.trust_remote_code
     )
-    if max_length is None:
-        max_length = default_length(scorable.max_tokens)
+    max_length = flags.max_length or default_length(scorable.max_tokens)
     encoded, dataset = encode_for(scorable, data, max_length=max_length)
     max_length, _ = fit_length(scorable, max_length)  # what the examples were cut to
     evaluation = evaluate_forward(
@@ -51,12 +47,12 @@ def eval_(
         encoded,
         scorable.task,
         batch_size=batch_size,
-        progress=progress_factory(quiet),
+        progress=progress_factory(flags.quiet),
     )
     notes = [*scorable.notes, *dataset.notes]
     if encoded.n_truncated:
         notes.append(f"{encoded.n_truncated} of {len(encoded)} examples cut to {max_length} tokens")
-    if json_output:
+    if flags.json_output:
         print_json(
             {
                 "model": model,

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from squeeze.cli._options import JsonOpt, ModelArg, OutOpt, OverwriteOpt, TrustOpt, with_config
+from squeeze.cli._options import ModelArg, OutOpt, StepFlags, with_config, with_options
 from squeeze.cli._render import print_json, print_notes, print_table
 from squeeze.core.fmt import fmt_bytes
 from squeeze.methods.export.method import ExportConfig
 
 
 @with_config(ExportConfig)
-def export(
-    model: ModelArg,
-    output: OutOpt,
-    config: ExportConfig,
-    overwrite: OverwriteOpt = False,
-    trust_remote_code: TrustOpt = False,
-    json_output: JsonOpt = False,
-) -> None:
+@with_options(
+    StepFlags, omit={"eval_data", "max_length", "max_accuracy_drop", "gate_on", "device", "quiet"}
+)
+def export(model: ModelArg, output: OutOpt, config: ExportConfig, flags: StepFlags) -> None:
     """Export MODEL to ONNX in -o: model.onnx, tokenizer, config and manifest.json.
 
     The export is checked with onnx.checker and validated against PyTorch on padded batches of
@@ -25,12 +21,10 @@ def export(
     (openvino_model.xml + .bin) and the IR is validated the same way.
     """
     from squeeze.engine.runner import run_step
-    from squeeze.engine.step import StepOptions
 
-    options = StepOptions(overwrite=overwrite, trust_remote_code=trust_remote_code)
-    result = run_step(model, config, output, options)
+    result = run_step(model, config, output, flags.step_options())
     manifest = result.details["manifest"]
-    if json_output:
+    if flags.json_output:
         print_json({**result.to_dict(), **manifest, "size": result.after})
         return
     shape = " x ".join(str(d) for d in manifest["inputs"][0]["shape"])

@@ -8,18 +8,14 @@ from typing import Annotated
 import typer
 
 from squeeze.cli._options import (
-    DeviceOpt,
-    JsonOpt,
-    MaxLengthOpt,
     ModelArg,
     OutOpt,
-    OverwriteOpt,
-    QuietOpt,
+    StepFlags,
     TaskOpt,
-    TrustOpt,
     task_of,
     with_config,
     with_data_options,
+    with_options,
 )
 from squeeze.cli._render import print_json, print_notes, print_table, progress_factory
 from squeeze.data.spec import DataSpec
@@ -28,11 +24,13 @@ from squeeze.train.config import TrainConfig
 
 @with_config(TrainConfig, name="train_config")
 @with_data_options
+@with_options(StepFlags, omit={"eval_data", "max_accuracy_drop", "gate_on"})
 def finetune(
     model: ModelArg,
     data: DataSpec,
     train_config: TrainConfig,
     output: OutOpt,
+    flags: StepFlags,
     eval_data: Annotated[
         str | None,
         typer.Option(
@@ -50,12 +48,6 @@ def finetune(
             "heads=0.5,ffn=0.5[,threshold=0.1,every=N,penalty=1e-4,max_search=0.5]."
         ),
     ] = None,
-    max_length: MaxLengthOpt = None,
-    device: DeviceOpt = "cpu",
-    overwrite: OverwriteOpt = False,
-    trust_remote_code: TrustOpt = False,
-    json_output: JsonOpt = False,
-    quiet: QuietOpt = False,
 ) -> None:
     """Fine-tune MODEL on --data and save the best validated checkpoint to -o.
 
@@ -82,14 +74,14 @@ def finetune(
         eval_data=validation,
         task=task_of(task),
         config=train_config,
-        max_length=max_length,
-        overwrite=overwrite,
-        trust_remote_code=trust_remote_code,
-        device=resolve_device(device),
-        progress=progress_factory(quiet),
+        max_length=flags.max_length,
+        overwrite=flags.overwrite,
+        trust_remote_code=flags.trust_remote_code,
+        device=resolve_device(flags.device),
+        progress=progress_factory(flags.quiet),
         early_bird=parse_early_bird(early_bird) if early_bird else None,
     )
-    if json_output:
+    if flags.json_output:
         print_json(result.to_dict())
         return
     train = result.train

@@ -176,19 +176,11 @@ def _global_options(
         os.environ[PICKLE_ENV] = "1"  # also reaches processes `accelerate launch` starts
 
 
-app.command("info")(info.info)
-app.command("eval")(eval_command.eval_)
-app.command("finetune")(finetune.finetune)
-app.command("prune")(prune.prune)
-app.command("distill")(distill.distill)
-app.command("quantize")(quantize.quantize)
-app.command("export")(export.export)
-app.command("bench")(bench.bench)
-app.command("run")(sweep.run)
-app.command("sweep")(sweep.sweep)
-app.command("tune")(tune.tune)
-app.command("report")(report.report)
-app.command("steps")(steps.steps)
+# In the order `squeeze --help` lists them; each named as its function (eval_ without the _).
+for command in (info.info, eval_command.eval_, finetune.finetune, prune.prune, distill.distill,
+                quantize.quantize, export.export, bench.bench, sweep.run, sweep.sweep, tune.tune,
+                report.report, steps.steps):  # fmt: skip
+    app.command(command.__name__.rstrip("_"))(command)
 app.add_typer(cache.app, name="cache")
 
 

@@ -12,23 +12,14 @@ from typing import Annotated, Any
 import typer
 
 from squeeze.cli._options import (
-    DeviceOpt,
-    EvalDataOpt,
-    GateOn,
-    GateOnOpt,
-    JsonOpt,
-    MaxDropOpt,
-    MaxLengthOpt,
     ModelArg,
     OutOpt,
-    OverwriteOpt,
-    QuietOpt,
-    TrustOpt,
-    optional_data_spec,
+    StepFlags,
     with_data_options,
     with_fields,
+    with_options,
 )
-from squeeze.cli._render import metric_change, print_notes, progress_factory, report_and_gate
+from squeeze.cli._render import metric_change, print_notes, report_and_gate
 from squeeze.cli._render import stdout as console
 from squeeze.core.fmt import fmt_bytes, fmt_count
 from squeeze.data.spec import DataSpec
@@ -45,21 +36,14 @@ class Method(str, Enum):
 
 @with_data_options(required=False)
 @with_fields(*METHODS.values())
+@with_options(StepFlags)
 def prune(
     model: ModelArg,
     data: DataSpec | None,
     output: OutOpt,
     method: Annotated[Method, typer.Option(help="magnitude (zeros) or structured (removal).")],
     given: dict[str, Any],
-    eval_data: EvalDataOpt = None,
-    max_length: MaxLengthOpt = None,
-    max_accuracy_drop: MaxDropOpt = None,
-    gate_on: GateOnOpt = GateOn.point,
-    device: DeviceOpt = "cpu",
-    overwrite: OverwriteOpt = False,
-    trust_remote_code: TrustOpt = False,
-    json_output: JsonOpt = False,
-    quiet: QuietOpt = False,
+    flags: StepFlags,
 ) -> None:
     """Prune MODEL and save it to -o with a summary (prune.json).
 
@@ -69,10 +53,8 @@ def prune(
     it on the training part.
     """
     from squeeze.core.config import build, fields_of
-    from squeeze.core.device import resolve_device
     from squeeze.core.errors import ConfigError, Problem
     from squeeze.engine.runner import run_step
-    from squeeze.engine.step import StepOptions
 
     cls = METHODS[method.value]
     own = {f.name for f in fields_of(cls)}
@@ -82,19 +64,8 @@ def prune(
         fields = ", ".join(f"{{{name}}}" for name in stray)
         other = next(m for m in METHODS if m != method.value)
         raise ConfigError([Problem(f"{fields} go with {{method}} {other}")])
-    options = StepOptions(
-        data=data,
-        eval_data=optional_data_spec(data, eval_data),
-        max_length=max_length,
-        max_accuracy_drop=max_accuracy_drop,
-        gate_on=gate_on.value,
-        overwrite=overwrite,
-        trust_remote_code=trust_remote_code,
-        device=resolve_device(device),
-        progress=progress_factory(quiet),
-    )
-    result = run_step(model, build(cls, given), output, options)
-    report_and_gate(result, json_output, _render, output)
+    result = run_step(model, build(cls, given), output, flags.step_options(data))
+    report_and_gate(result, flags.json_output, _render, output)
 
 
 def _render(result: Any) -> None:

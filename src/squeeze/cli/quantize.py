@@ -7,27 +7,15 @@ from typing import Annotated, Any
 import typer
 
 from squeeze.cli._options import (
-    EvalDataOpt,
-    GateOn,
-    GateOnOpt,
-    JsonOpt,
-    MaxDropOpt,
-    MaxLengthOpt,
     ModelArg,
     OutOpt,
-    OverwriteOpt,
-    QuietOpt,
-    TrustOpt,
+    StepFlags,
     optional_data_spec,
     with_config,
     with_data_options,
+    with_options,
 )
-from squeeze.cli._render import (
-    metric_change,
-    print_notes,
-    progress_factory,
-    report_and_gate,
-)
+from squeeze.cli._render import metric_change, print_notes, report_and_gate
 from squeeze.cli._render import stdout as console
 from squeeze.core.fmt import fmt_bytes, fmt_count
 from squeeze.data.spec import DataSpec
@@ -36,23 +24,17 @@ from squeeze.methods.quantize.method import QuantizeConfig
 
 @with_data_options(required=False)
 @with_config(QuantizeConfig)
+@with_options(StepFlags, omit={"device"})
 def quantize(
     model: ModelArg,
     data: DataSpec | None,
     output: OutOpt,
     config: QuantizeConfig,
+    flags: StepFlags,
     calibration_data: Annotated[
         str | None,
         typer.Option(help="Calibration samples (default: the training part of --data)."),
     ] = None,
-    eval_data: EvalDataOpt = None,
-    max_length: MaxLengthOpt = None,
-    max_accuracy_drop: MaxDropOpt = None,
-    gate_on: GateOnOpt = GateOn.point,
-    overwrite: OverwriteOpt = False,
-    trust_remote_code: TrustOpt = False,
-    json_output: JsonOpt = False,
-    quiet: QuietOpt = False,
 ) -> None:
     """Quantize MODEL and save the result to -o with a summary (quantize.json).
 
@@ -67,29 +49,16 @@ def quantize(
     deployed format.
     """
     from squeeze.engine.runner import run_step
-    from squeeze.engine.step import StepOptions
 
-    options = StepOptions(
-        data=data,
-        eval_data=optional_data_spec(data, eval_data),
-        calibration_data=optional_data_spec(data, calibration_data)
-        if data is not None
-        else _standalone(calibration_data),
-        max_length=max_length,
-        max_accuracy_drop=max_accuracy_drop,
-        gate_on=gate_on.value,
-        overwrite=overwrite,
-        trust_remote_code=trust_remote_code,
-        progress=progress_factory(quiet),
-    )
+    options = flags.step_options(data, calibration_data=_calibration(data, calibration_data))
     result = run_step(model, config, output, options)
-    report_and_gate(result, json_output, _render, output)
+    report_and_gate(result, flags.json_output, _render, output)
 
 
-def _standalone(source: str | None) -> Any:
-    """--calibration-data without --data: read it with inferred columns."""
-    if source is None:
-        return None
+def _calibration(data: DataSpec | None, source: str | None) -> Any:
+    """--calibration-data: read with --data's column options, or without --data, inferred."""
+    if data is not None or source is None:
+        return optional_data_spec(data, source)
     return DataSpec(source)
 
 

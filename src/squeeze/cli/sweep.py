@@ -24,10 +24,9 @@ from squeeze.cli._options import (
     OverwriteOpt,
     QuietOpt,
     TrustOpt,
-    inject_options,
-    option,
     optional_data_spec,
     with_data_options,
+    with_options,
 )
 from squeeze.cli._render import print_json, progress_factory, stderr
 from squeeze.cli._render import stdout as console
@@ -36,105 +35,57 @@ from squeeze.data.spec import DataSpec
 
 
 @dataclass(frozen=True)
-class RunOptions:
-    """The options `run` and `sweep` share: evaluation, timing, gates, selection, output."""
+class RunFlags:
+    """The options `run` and `sweep` share: evaluation, timing, gates, selection, output. None:
+    the recipe's setting."""
 
-    eval_data: str | None
-    max_length: int | None
-    runs: int | None
-    max_accuracy_drop: float | None
-    gate_on: str | None
-    min_speedup: float | None
-    max_size: str | None
-    select: str | None
-    cache_dir: str | None
-    device: str | None
-    overwrite: bool
-    resume: bool
-    trust_remote_code: bool
-    json_output: bool
-    quiet: bool
-
-
-_RUN_PARAMS = [
-    option("eval_data", EvalDataOpt, None),
-    option(
-        "max_length",
-        Annotated[
-            int | None,
-            typer.Option(
-                min=2,
-                help="Truncate inputs to this many tokens; latency is timed at this length "
-                "(default: the recipe's, else 128 or the model's positions where fewer; one "
-                "beyond the model's positions is cut to them, with a note).",
-            ),
-        ],
-        None,
-    ),
-    option(
-        "runs",
-        Annotated[int | None, typer.Option(min=2, help="Timed runs per variant and round.")],
-        None,
-    ),
-    option("max_accuracy_drop", MaxDropOpt, None),
+    eval_data: EvalDataOpt = None
+    max_length: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            help="Truncate inputs to this many tokens; latency is timed at this length "
+            "(default: the recipe's, else 128 or the model's positions where fewer; one "
+            "beyond the model's positions is cut to them, with a note).",
+        ),
+    ] = None
+    runs: Annotated[
+        int | None,
+        typer.Option(min=2, help="Timed runs per variant and round."),
+    ] = None
+    max_accuracy_drop: MaxDropOpt = None
     # None: the recipe's gates.gate_on, else point.
-    option("gate_on", Annotated[GateOn | None, typer.Option(help=GATE_ON_HELP)], None),
-    option(
-        "min_speedup",
-        Annotated[
-            float | None,
-            typer.Option(help="Fail (exit 1) unless the selected variant is this much faster."),
-        ],
-        None,
-    ),
-    option(
-        "max_size",
-        Annotated[
-            str | None,
-            typer.Option(help="Fail (exit 1) if the selected variant is larger, e.g. 50MB."),
-        ],
-        None,
-    ),
-    option(
-        "select",
-        Annotated[
-            str | None,
-            typer.Option(
-                help="best-under-drop=X (fastest within X points), smallest-under-drop=X, or a "
-                "name; copied to OUTPUT/selected."
-            ),
-        ],
-        None,
-    ),
-    option("cache_dir", CacheDirOpt, None),
-    option(
-        "device",
-        Annotated[
-            str | None, typer.Option(help="cpu, cuda or cuda:N (default: recipe's, or cpu).")
-        ],
-        None,
-    ),
-    option("overwrite", OverwriteOpt, False),
-    option(
-        "resume",
-        Annotated[
-            bool, typer.Option(help="Continue an interrupted search (a recipe's tune: section).")
-        ],
-        False,
-    ),
-    option("trust_remote_code", TrustOpt, False),
-    option("json_output", JsonOpt, False),
-    option("quiet", QuietOpt, False),
-]
-
-
-def with_run_options(command: Any) -> Any:
-    """Add the shared options and pass the command ``options: RunOptions``."""
-    return inject_options(command, "options", _RUN_PARAMS, lambda values: RunOptions(**values))
+    gate_on: Annotated[GateOn | None, typer.Option(help=GATE_ON_HELP)] = None
+    min_speedup: Annotated[
+        float | None,
+        typer.Option(help="Fail (exit 1) unless the selected variant is this much faster."),
+    ] = None
+    max_size: Annotated[
+        str | None,
+        typer.Option(help="Fail (exit 1) if the selected variant is larger, e.g. 50MB."),
+    ] = None
+    select: Annotated[
+        str | None,
+        typer.Option(
+            help="best-under-drop=X (fastest within X points), smallest-under-drop=X, or a "
+            "name; copied to OUTPUT/selected."
+        ),
+    ] = None
+    cache_dir: CacheDirOpt = None
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda or cuda:N (default: recipe's, or cpu).")
+    ] = None
+    overwrite: OverwriteOpt = False
+    resume: Annotated[
+        bool, typer.Option(help="Continue an interrupted search (a recipe's tune: section).")
+    ] = False
+    trust_remote_code: TrustOpt = False
+    json_output: JsonOpt = False
+    quiet: QuietOpt = False
 
 
 def _finish(
-    plan: Any, data: DataSpec | None, output: str, options: RunOptions, recipe: str | None = None
+    plan: Any, data: DataSpec | None, output: str, flags: RunFlags, recipe: str | None = None
 ) -> None:
     """Apply the command line over the plan, run it, show the results, gate. ``recipe`` is the
     file the plan came from: an input the output guard protects with the rest."""
@@ -145,7 +96,7 @@ def _finish(
     from squeeze.plan.cache import default_cache_dir
     from squeeze.plan.pipeline import run_plan
 
-    o = options
+    o = flags
     if data is not None:
         plan = replace(plan, data=data, eval_data=optional_data_spec(data, o.eval_data))
     elif o.eval_data is not None:  # read like the recipe's data, which it then scores on
@@ -155,7 +106,7 @@ def _finish(
         max_accuracy_drop=gates.max_accuracy_drop
         if o.max_accuracy_drop is None
         else o.max_accuracy_drop,
-        gate_on=gates.gate_on if o.gate_on is None else GateOn(o.gate_on).value,
+        gate_on=gates.gate_on if o.gate_on is None else o.gate_on.value,
         min_speedup=gates.min_speedup if o.min_speedup is None else o.min_speedup,
         max_size=parse_size(o.max_size) if o.max_size else gates.max_size,
     )
@@ -180,11 +131,7 @@ def _finish(
         config = plan.tune
         if o.max_accuracy_drop is not None:
             config = replace(config, max_accuracy_drop=o.max_accuracy_drop)
-        tune_plan(
-            plan, config, output, cache_dir=o.cache_dir, resume=o.resume, overwrite=o.overwrite,
-            trust_remote_code=o.trust_remote_code, json_output=o.json_output, quiet=o.quiet,
-            recipe=recipe,
-        )  # fmt: skip
+        tune_plan(plan, config, output, o, cache_dir=o.cache_dir, resume=o.resume, recipe=recipe)
         return
     if o.resume:
         raise ConfigError("--resume continues a recipe's tune: search; this recipe has none")
@@ -213,10 +160,11 @@ def _finish(
         raise GateError(f"selected variant {results.selected or '(none)'}: {'; '.join(problems)}")
 
 
-@with_run_options
+@with_options(RunFlags)
 @with_data_options(required=False)
 def run(
     output: OutOpt,
+    flags: RunFlags,
     recipe: Annotated[
         str | None, typer.Argument(help="Recipe file (.yaml or .toml); or use --model/--variant.")
     ] = None,
@@ -226,7 +174,6 @@ def run(
         list[str] | None,
         typer.Option(help='A chain like "structured(heads=0.3) -> quantize(int8)"; repeatable.'),
     ] = None,
-    options: RunOptions | None = None,
 ) -> None:
     """Run a recipe: build each variant (chains of prune, distill, quantize and export steps),
     measure all of them the same way against the baseline, and write results.json, a report
@@ -248,7 +195,7 @@ def run(
         plan = Plan(model=model, variants=variants_from(list(variant), "--variant"))
     if model is not None:
         plan = replace(plan, model=model)
-    _finish(plan, data, output, options, recipe)
+    _finish(plan, data, output, flags, recipe)
 
 
 def _floats(text: str | None, flag: str) -> list[float]:
@@ -290,12 +237,13 @@ def grid(
     return chains
 
 
-@with_run_options
+@with_options(RunFlags)
 @with_data_options
 def sweep(
     model: Annotated[str, typer.Argument(help="Checkpoint to compress (the baseline).")],
     data: DataSpec,
     output: OutOpt,
+    flags: RunFlags,
     sparsity: Annotated[
         str | None, typer.Option(help="Magnitude sparsities, e.g. 0.3,0.5,0.7.")
     ] = None,
@@ -312,7 +260,6 @@ def sweep(
     distill_steps: Annotated[
         int, typer.Option(min=0, help="Distillation steps after each prune (teacher: MODEL).")
     ] = 0,
-    options: RunOptions | None = None,
 ) -> None:
     """Compress MODEL over a grid (sparsities, head/FFN fractions, precisions), measure every
     variant against it the same way and write results, report and the selected artifact to -o.
@@ -325,4 +272,4 @@ def sweep(
     )  # fmt: skip
     if not chains:
         raise ConfigError("nothing to sweep: give --sparsity, --heads/--ffn or --dtype")
-    _finish(Plan(model=model, variants=variants_from(chains, "sweep")), data, output, options)
+    _finish(Plan(model=model, variants=variants_from(chains, "sweep")), data, output, flags)

@@ -14,19 +14,13 @@ import typer
 
 from squeeze.cli._options import (
     CacheDirOpt,
-    DeviceOpt,
-    EvalDataOpt,
-    GateOn,
-    GateOnOpt,
-    JsonOpt,
     ModelArg,
     OutOpt,
-    OverwriteOpt,
-    QuietOpt,
-    TrustOpt,
+    StepFlags,
     optional_data_spec,
     with_config,
     with_data_options,
+    with_options,
 )
 from squeeze.cli._render import print_json, progress_factory, stderr
 from squeeze.cli._render import stdout as console
@@ -37,12 +31,13 @@ from squeeze.plan.tune.config import TuneConfig
 
 @with_data_options
 @with_config(TuneConfig)
+@with_options(StepFlags, omit={"max_length", "max_accuracy_drop"})
 def tune(
     model: ModelArg,
     data: DataSpec,
     output: OutOpt,
     config: TuneConfig,
-    eval_data: EvalDataOpt = None,
+    flags: StepFlags,
     max_length: Annotated[
         int | None,
         typer.Option(
@@ -53,16 +48,10 @@ def tune(
         ),
     ] = None,
     runs: Annotated[int, typer.Option(min=2, help="Timed runs per variant and round.")] = 30,
-    gate_on: GateOnOpt = GateOn.point,
     cache_dir: CacheDirOpt = None,
     resume: Annotated[
         bool, typer.Option(help="Continue an interrupted search from OUTPUT.tune.")
     ] = False,
-    device: DeviceOpt = "cpu",
-    overwrite: OverwriteOpt = False,
-    trust_remote_code: TrustOpt = False,
-    json_output: JsonOpt = False,
-    quiet: QuietOpt = False,
 ) -> None:
     """Find the fastest variant of MODEL whose accuracy drop stays within --max-accuracy-drop,
     within --budget: structured pruning (amounts, allocation, layers) with recovery, and int8
@@ -79,24 +68,20 @@ def tune(
     from squeeze.measure.latency import BenchSettings
     from squeeze.plan.recipe import Plan
 
-    resolved = resolve_device(device)
     length = max_length or DEFAULT_MAX_LENGTH
     plan = Plan(
         model=model,
         variants=(),
         data=data,
-        eval_data=optional_data_spec(data, eval_data),
+        eval_data=optional_data_spec(data, flags.eval_data),
         max_length=length,
-        device=resolved,
+        device=resolve_device(flags.device),
         bench=BenchSettings(seq_len=length, runs=runs),
-        gates=Gates(config.max_accuracy_drop, gate_on=gate_on.value),
+        gates=Gates(config.max_accuracy_drop, gate_on=flags.gate_on.value),
         lengths_given=frozenset({"max_length"} if max_length else ()),
     )
-    plan = fit_lengths(plan, trust_remote_code)
-    tune_plan(
-        plan, config, output, cache_dir=cache_dir, resume=resume, overwrite=overwrite,
-        trust_remote_code=trust_remote_code, json_output=json_output, quiet=quiet,
-    )  # fmt: skip
+    plan = fit_lengths(plan, flags.trust_remote_code)
+    tune_plan(plan, config, output, flags, cache_dir=cache_dir, resume=resume)
 
 
 def fit_lengths(plan: Any, trust_remote_code: bool) -> Any:
@@ -119,31 +104,29 @@ def tune_plan(
     plan: Any,
     config: TuneConfig,
     output: str,
+    flags: Any,
     *,
     cache_dir: str | None,
     resume: bool,
-    overwrite: bool,
-    trust_remote_code: bool,
-    json_output: bool,
-    quiet: bool,
     recipe: str | None = None,
 ) -> None:
     """Run the search (``squeeze tune``, or ``squeeze run`` on a recipe with ``tune:``), show
-    the trace and the results, and exit 1 when nothing kept the budget."""
+    the trace and the results, and exit 1 when nothing kept the budget. ``flags``: the command's
+    ``StepFlags`` or ``RunFlags`` (overwrite, trust_remote_code, json_output, quiet)."""
     from squeeze.cli._results import print_results
     from squeeze.plan.cache import default_cache_dir
     from squeeze.plan.tune.run import run_tune
 
     def log(message: str) -> None:
-        if not quiet:
+        if not flags.quiet:
             stderr.print(message, markup=False, highlight=False)
 
     results, trials, problems = run_tune(
         plan, config, output, cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(),
-        overwrite=overwrite, resume=resume, trust_remote_code=trust_remote_code,
-        progress=progress_factory(quiet), log=log, recipe=recipe, note=_note,
+        overwrite=flags.overwrite, resume=resume, trust_remote_code=flags.trust_remote_code,
+        progress=progress_factory(flags.quiet), log=log, recipe=recipe, note=_note,
     )  # fmt: skip
-    if json_output:
+    if flags.json_output:
         print_json(
             {
                 **results.to_dict(),
