@@ -47,22 +47,6 @@ BACKEND_MODULES = (
 Handler = Callable[["LoadedModel", Any, "StepContext"], "StepResult"]
 
 
-def _never(config: Any, given: Collection[str]) -> str | None:
-    return None
-
-
-def _checkpoint(config: Any) -> str:
-    return "checkpoint"
-
-
-def _no_inputs(config: Any) -> tuple[str, ...]:
-    return ()
-
-
-def _anywhere(config: Any, index: int) -> list[Problem]:
-    return []
-
-
 @dataclass(frozen=True)
 class Method:
     """A registered method: its config type, handler and what the engine must know of it.
@@ -102,12 +86,12 @@ class Method:
     help: str
     summary: str | None = None
     tasks: tuple[str, ...] = ("sequence-classification", "causal-lm", "masked-lm", "base")
-    data_problem: Callable[[Any, Collection[str]], str | None] = _never
-    produces: Callable[[Any], str] = _checkpoint
+    data_problem: Callable[[Any, Collection[str]], str | None] = lambda config, given: None
+    produces: Callable[[Any], str] = lambda config: "checkpoint"
     final: Callable[[Any], bool] | None = None
-    inputs: Callable[[Any], tuple[str, ...]] = _no_inputs
+    inputs: Callable[[Any], tuple[str, ...]] = lambda config: ()
     chained: Callable[[Any, str, str], tuple[str, Any]] | None = None
-    position: Callable[[Any, int], list[Problem]] = _anywhere
+    position: Callable[[Any, int], list[Problem]] = lambda config, index: []
     complete: Callable[[Any], list[Problem]] = lambda config: []
     accepts: Callable[[Any, Any], None] = lambda config, model_config: None
     resumable: bool = False

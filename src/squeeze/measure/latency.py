@@ -208,20 +208,14 @@ def measure(
                     stop_if_interrupted()
     machine = fingerprint()
     machine["torch_threads"] = threads
+    shape = {"seq_len": settings.seq_len, "threads": threads, "device": settings.device}
     return [
         BenchResult(
             name=target.name,
             runtime=target.runtime,
             latencies=[
-                Latency.from_samples(
-                    samples[(t, batch)],
-                    batch=batch,
-                    seq_len=settings.seq_len,
-                    threads=threads,
-                    device=settings.device,
-                    runtime=target.runtime,
-                )
-                for batch in settings.batch_sizes
+                Latency.from_samples(samples[(t, b)], batch=b, runtime=target.runtime, **shape)
+                for b in settings.batch_sizes
             ],
             peak_memory_bytes=peaks.get(t),
             machine=machine,

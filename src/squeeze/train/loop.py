@@ -20,7 +20,7 @@ from typing import Any
 
 from squeeze.core.errors import ConfigError, DataError, Problem, UnsupportedError
 from squeeze.core.faults import stop_if_interrupted
-from squeeze.core.types import LOWER_IS_BETTER, Evaluation, ProgressFactory, Task, no_progress
+from squeeze.core.types import Evaluation, ProgressFactory, Task, no_progress, points_dropped
 from squeeze.data.encoding import Batch, Encoded, batches
 from squeeze.train import resume as checkpoints
 from squeeze.train.accel import make_accelerator
@@ -151,11 +151,8 @@ def _optimizer(model: Any, config: TrainConfig, total_steps: int) -> tuple[Any, 
 
 
 def _is_better(new: Evaluation, old: Evaluation | None) -> bool:
-    if old is None:
-        return True
-    if new.primary.name in LOWER_IS_BETTER:
-        return new.primary.value < old.primary.value
-    return new.primary.value > old.primary.value
+    """Whether ``new`` beats ``old``: a negative drop (higher accuracy, lower perplexity)."""
+    return old is None or points_dropped(new.primary.name, old.primary.value, new.primary.value) < 0
 
 
 def _fingerprint(config: TrainConfig, data: Encoded, world: int, task_weight: float) -> dict:
