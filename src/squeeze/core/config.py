@@ -2,7 +2,7 @@
 
 A config's fields carry their default, type, help text and allowed choices (``param``); its
 ``problems()`` states every cross-field rule. From that single definition come the CLI options
-(``squeeze.cli._options.config_options``), the recipe step schema (``build`` with strings from
+(``squeeze.cli._options.config_params``), the recipe step schema (``build`` with strings from
 ``name(key=value)``) and the validation both share, so a command and a recipe cannot drift.
 
 This module stays light (no torch, no numpy): the CLI builds its options from it at start-up.
