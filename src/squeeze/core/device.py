@@ -21,15 +21,12 @@ def resolve_device(name: str) -> str:
         raise ConfigError(f"unknown device '{name}'; use cpu, cuda or cuda:N")
     if not torch.cuda.is_available():
         raise UnsupportedError(
-            [Problem(f"{{device}} {name}: no CUDA device on this machine; use {{device}} cpu")]
+            Problem(f"{{device}} {name}: no CUDA device on this machine; use {{device}} cpu")
         )
     if index and int(index) >= torch.cuda.device_count():
         raise UnsupportedError(
-            [
-                Problem(
-                    f"{{device}} {name}: this machine has {torch.cuda.device_count()} CUDA "
-                    "device(s)"
-                )
-            ]
+            Problem(
+                f"{{device}} {name}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
         )
     return name

@@ -49,15 +49,17 @@ class Problem:
 class SqueezeError(Exception):
     """Root of all errors squeeze reports to users (never a bug: bugs stay tracebacks).
 
-    Built from a plain message or from :class:`Problem` s; :meth:`render` names their fields
-    the way a front end's user typed them.
+    Built from a plain message, a :class:`Problem` or several; :meth:`render` names their
+    fields the way a front end's user typed them.
     """
 
     exit_code: int = 2
 
-    def __init__(self, message: str | Sequence[Problem], *, where: str = "") -> None:
+    def __init__(self, message: str | Problem | Sequence[Problem], *, where: str = "") -> None:
         if isinstance(message, str):
-            message = [Problem(message.replace("{", "{{").replace("}", "}}"))]
+            message = Problem(message.replace("{", "{{").replace("}", "}}"))
+        if isinstance(message, Problem):
+            message = [message]
         self.problems: tuple[Problem, ...] = tuple(message)
         self.where = where
         super().__init__(self.render())

@@ -61,17 +61,15 @@ def check_output(
     if target.exists():
         if not overwrite:
             raise OutputExistsError(
-                [Problem(f"{out} already exists; pass {{overwrite}} to replace it")]
+                Problem(f"{out} already exists; pass {{overwrite}} to replace it")
             )
         problem = _not_ours(target)
         if problem is not None:
             raise ConfigError(
-                [
-                    Problem(
-                        f"{out} {problem}; {{overwrite}} replaces only a folder squeeze wrote "
-                        "(or an empty one): remove it yourself or choose another -o"
-                    )
-                ]
+                Problem(
+                    f"{out} {problem}; {{overwrite}} replaces only a folder squeeze wrote "
+                    "(or an empty one): remove it yourself or choose another -o"
+                )
             )
     _check_writable(target.parent)
     return target

@@ -58,7 +58,7 @@ def encode(
     if not dataset.examples:
         raise DataError(f"{dataset.name} holds no examples to encode")
     if max_length < 2:
-        raise ConfigError([Problem(f"{{max_length}} must be at least 2, not {max_length}")])
+        raise ConfigError(Problem(f"{{max_length}} must be at least 2, not {max_length}"))
     pad_token_id = tokenizer.pad_token_id
     if pad_token_id is None:
         pad_token_id = tokenizer.eos_token_id

@@ -85,12 +85,10 @@ def load_dataset(spec: DataSpec, *, need_labels: bool = True) -> Dataset:
     source, suffix_split = parse_source(spec.source)
     if suffix_split is not None and spec.split is not None and suffix_split != spec.split:
         raise ConfigError(
-            [
-                Problem(
-                    f"{{data}} '{spec.source}' names split '{suffix_split}' but {{split}} says "
-                    f"'{spec.split}'; give one of them"
-                )
-            ]
+            Problem(
+                f"{{data}} '{spec.source}' names split '{suffix_split}' but {{split}} says "
+                f"'{spec.split}'; give one of them"
+            )
         )
     split = spec.split or suffix_split
     local = spec.format is not None or _looks_local(source)
@@ -113,13 +111,11 @@ def load_dataset(spec: DataSpec, *, need_labels: bool = True) -> Dataset:
     if label_col is not None and not any(v.strip() for v in table[label_col]):
         if need:
             raise DataError(
-                [
-                    Problem(
-                        f"column '{label_col}' of {source_name} holds no labels (hub test "
-                        "splits are often unlabelled: try {split} validation, or name another "
-                        "{label_column})"
-                    )
-                ]
+                Problem(
+                    f"column '{label_col}' of {source_name} holds no labels (hub test "
+                    "splits are often unlabelled: try {split} validation, or name another "
+                    "{label_column})"
+                )
             )
         label_col = None
     examples, drop_notes = _build_examples(
@@ -137,12 +133,10 @@ def load_dataset(spec: DataSpec, *, need_labels: bool = True) -> Dataset:
         examples = [examples[i] for i in sorted(keep)]
     if not examples:
         raise DataError(
-            [
-                Problem(
-                    f"{name} holds no examples; check {{split}} and {{split_ratios}} "
-                    f"{spec.split_ratios}"
-                )
-            ]
+            Problem(
+                f"{name} holds no examples; check {{split}} and {{split_ratios}} "
+                f"{spec.split_ratios}"
+            )
         )
     return Dataset(tuple(examples), name, text_col, pair_col, label_col, tuple(notes))
 
@@ -157,7 +151,7 @@ def _resolve_columns(
         if column is not None and column not in table:
             listing = literal(f"column '{column}' not in {source_name}; its columns are: ")
             raise DataError(
-                [Problem(f"{listing}{literal(', '.join(columns))} (choose one with {{{field}}})")]
+                Problem(f"{listing}{literal(', '.join(columns))} (choose one with {{{field}}})")
             )
         return column
 
@@ -170,7 +164,7 @@ def _resolve_columns(
         if text is None:
             if not candidates:
                 raise DataError(
-                    [Problem(f"{source_name} has no column left for text; set {{text_column}}")]
+                    Problem(f"{source_name} has no column left for text; set {{text_column}}")
                 )
             text = max(candidates, key=lambda c: sum(map(len, table[c])) / len(table[c]))
             notes.append(f"guessed text column '{text}' (longest values); set --text-column")
@@ -184,12 +178,10 @@ def _resolve_columns(
             fewest = min(others, key=counts.__getitem__, default=None)
             if fewest is None or counts[fewest] > _MAX_GUESSED_CLASSES:
                 raise DataError(
-                    [
-                        Problem(
-                            f"no label column found in {source_name} (columns: "
-                            f"{', '.join(columns)}); choose one with {{label_column}}"
-                        )
-                    ]
+                    Problem(
+                        f"no label column found in {source_name} (columns: "
+                        f"{', '.join(columns)}); choose one with {{label_column}}"
+                    )
                 )
             label = fewest
             notes.append(
@@ -252,12 +244,10 @@ def _score(raw: str, row: int, column: str, source_name: str) -> float:
         value = math.nan
     if math.isnan(value):
         raise DataError(
-            [
-                Problem(
-                    f"row {row + 1} of {source_name} has '{raw}' in '{column}', not a number; "
-                    "{label_map} needs numeric scores"
-                )
-            ]
+            Problem(
+                f"row {row + 1} of {source_name} has '{raw}' in '{column}', not a number; "
+                "{label_map} needs numeric scores"
+            )
         )
     return value
 
@@ -290,7 +280,7 @@ def label_ids(dataset: Dataset, label2id: Mapping[str, int]) -> np.ndarray:
     """
     if dataset.label_column is None or any(e.label is None for e in dataset.examples):
         raise DataError(
-            [Problem(f"{dataset.name} has no label column; name one with {{label_column}}")]
+            Problem(f"{dataset.name} has no label column; name one with {{label_column}}")
         )
     mapping: dict[str, int] = {}
     unknown: list[str] = []

@@ -43,12 +43,10 @@ def _format_of(path: Path) -> str:
             if "\t" in f.readline():
                 return "tsv"
     raise DataError(
-        [
-            Problem(
-                f"cannot tell the format of {path.name} from its name; choose one with {{format}} "
-                f"({', '.join(FORMATS)})"
-            )
-        ]
+        Problem(
+            f"cannot tell the format of {path.name} from its name; choose one with {{format}} "
+            f"({', '.join(FORMATS)})"
+        )
     )
 
 
@@ -79,12 +77,10 @@ def _read_delimited(path: Path, fmt: str, header: bool) -> Table:
     for line, row in body:
         if len(row) != len(names):
             raise DataError(
-                [
-                    Problem(
-                        f"{path.name} line {line} has {len(row)} fields but {what} {len(names)}; "
-                        "check {format} and {header}"
-                    )
-                ]
+                Problem(
+                    f"{path.name} line {line} has {len(row)} fields but {what} {len(names)}; "
+                    "check {format} and {header}"
+                )
             )
     return {name: [row[i] for _, row in body] for i, name in enumerate(names)}
 
@@ -146,12 +142,10 @@ def read_hub(source: str, split: str) -> Table:
         ) from e
     except ValueError as e:
         raise DataError(
-            [
-                Problem(
-                    f"hub dataset '{source}' could not be loaded: {first_line(e)} (check the "
-                    "name, config and {split})"
-                )
-            ]
+            Problem(
+                f"hub dataset '{source}' could not be loaded: {first_line(e)} (check the "
+                "name, config and {split})"
+            )
         ) from e
     table: Table = {}
     for column in ds.column_names:

@@ -50,29 +50,27 @@ class DataSpec:
 
     def __post_init__(self) -> None:
         if not self.source:
-            raise ConfigError([Problem("no dataset given; name a file or hub dataset with {data}")])
+            raise ConfigError(Problem("no dataset given; name a file or hub dataset with {data}"))
         ratios = tuple(float(r) for r in self.split_ratios)
         if len(ratios) != 3 or not all(math.isfinite(r) and r >= 0 for r in ratios):
             raise ConfigError(
-                [
-                    Problem(
-                        "{split_ratios} needs three fractions >= 0 for train,validation,test, "
-                        f"not {self.split_ratios}"
-                    )
-                ]
+                Problem(
+                    "{split_ratios} needs three fractions >= 0 for train,validation,test, "
+                    f"not {self.split_ratios}"
+                )
             )
         if abs(sum(ratios) - 1.0) > 1e-6:
             raise ConfigError(
-                [Problem(f"{{split_ratios}} must sum to 1, not {sum(ratios):g} ({ratios})")]
+                Problem(f"{{split_ratios}} must sum to 1, not {sum(ratios):g} ({ratios})")
             )
         object.__setattr__(self, "split_ratios", ratios)
         if self.max_samples is not None and self.max_samples < 1:
             raise ConfigError(
-                [Problem(f"{{max_samples}} must be at least 1, not {self.max_samples}")]
+                Problem(f"{{max_samples}} must be at least 1, not {self.max_samples}")
             )
         if self.format is not None and self.format not in FORMATS:
             raise ConfigError(
-                [Problem(f"unknown {{format}} '{self.format}'; choose {', '.join(FORMATS)}")]
+                Problem(f"unknown {{format}} '{self.format}'; choose {', '.join(FORMATS)}")
             )
         if self.label_map is not None:
             score_to_label(self.label_map)
@@ -145,11 +143,9 @@ def score_to_label(label_map: str) -> Callable[[float], str | None]:
             threshold = math.nan
     if not math.isfinite(threshold):
         raise ConfigError(
-            [
-                Problem(
-                    f"unknown {{label_map}} '{literal(label_map)}'; use 'sign' or 'threshold:X' "
-                    "with a number X"
-                )
-            ]
+            Problem(
+                f"unknown {{label_map}} '{literal(label_map)}'; use 'sign' or 'threshold:X' "
+                "with a number X"
+            )
         )
     return lambda s: "positive" if s >= threshold else "negative"

@@ -45,11 +45,11 @@ def parse_size(text: str) -> int:
     """
     match = _SIZE.match(text)
     if not match:
-        raise ConfigError([Problem(f"{{max_size}} takes a size like 50MB or 1.5GiB, not '{text}'")])
+        raise ConfigError(Problem(f"{{max_size}} takes a size like 50MB or 1.5GiB, not '{text}'"))
     number, unit = float(match.group(1)), (match.group(2) or "").lower().rstrip("b")
     factor = _BINARY.get(unit) or _UNITS.get(unit)
     if factor is None:
-        raise ConfigError([Problem(f"{{max_size}}: unknown unit in '{text}'")])
+        raise ConfigError(Problem(f"{{max_size}}: unknown unit in '{text}'"))
     return int(number * factor)
 
 
@@ -96,16 +96,14 @@ class Selection:
                 return cls(policy=policy, max_drop=float(value) if eq else math.inf)
             except ValueError:
                 raise ConfigError(
-                    [Problem(f"{{select}} {policy}=X takes a number of points, not '{value}'")]
+                    Problem(f"{{select}} {policy}=X takes a number of points, not '{value}'")
                 ) from None
         if eq and "(" not in text:  # a variant named by its chain holds "=" inside parentheses
             raise ConfigError(
-                [
-                    Problem(
-                        f"{{select}} takes {' or '.join(p + '=X' for p in POLICIES)}, or a "
-                        "variant's name"
-                    )
-                ]
+                Problem(
+                    f"{{select}} takes {' or '.join(p + '=X' for p in POLICIES)}, or a "
+                    "variant's name"
+                )
             )
         return cls(name=text)
 
@@ -138,7 +136,7 @@ def choose(results: SweepResults, selection: Selection) -> VariantResult | None:
         except KeyError:
             names = ", ".join(v.name for v in results.variants)
             raise ConfigError(
-                [Problem(f"{{select}} {selection.name}: no such variant; variants: {names}")]
+                Problem(f"{{select}} {selection.name}: no such variant; variants: {names}")
             ) from None
     allowance = None if math.isinf(selection.max_drop) else selection.max_drop
     candidates = [

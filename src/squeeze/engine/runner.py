@@ -118,12 +118,10 @@ def _check_task(method: Method, loaded: LoadedModel, options: StepOptions) -> No
         raise UnsupportedError(f"{method.name} cannot take a {loaded.task.value} model")
     if options.data is not None and options.measure and loaded.task not in SCORABLE:
         raise UnsupportedError(
-            [
-                Problem(
-                    f"{{data}} needs a classifier or causal LM to score, not a "
-                    f"{loaded.task.value} model"
-                )
-            ]
+            Problem(
+                f"{{data}} needs a classifier or causal LM to score, not a "
+                f"{loaded.task.value} model"
+            )
         )
 
 

@@ -99,7 +99,7 @@ class StepData:
 
     def _data(self) -> DataSpec:
         if self._options.data is None:
-            raise ConfigError([Problem("this step needs {data}")])
+            raise ConfigError(Problem("this step needs {data}"))
         return self._options.data
 
     def training(self, model: Any) -> Encoded:

@@ -65,7 +65,7 @@ def evaluate_forward(
     """
     if task is Task.SEQUENCE_CLASSIFICATION and encoded.labels is None:
         raise UnsupportedError(
-            [Problem("classification metrics need labelled data ({label_column})")]
+            Problem("classification metrics need labelled data ({label_column})")
         )
     if task not in (Task.SEQUENCE_CLASSIFICATION, Task.CAUSAL_LM):
         raise UnsupportedError(

@@ -47,22 +47,20 @@ class BenchSettings:
 
     def __post_init__(self) -> None:
         if not self.batch_sizes or min(self.batch_sizes) < 1:
-            raise ConfigError([Problem("{batch_sizes} needs sizes >= 1, like 1,8")])
+            raise ConfigError(Problem("{batch_sizes} needs sizes >= 1, like 1,8"))
         if self.seq_len < 2:
-            raise ConfigError([Problem("{seq_len} must be at least 2")])
+            raise ConfigError(Problem("{seq_len} must be at least 2"))
         if self.runs < 2 or self.warmup < 0 or self.rounds < 1:
-            raise ConfigError([Problem("{runs} must be >= 2 and {warmup} >= 0")])
+            raise ConfigError(Problem("{runs} must be >= 2 and {warmup} >= 0"))
         if self.threads is not None and self.threads < 1:
-            raise ConfigError([Problem("{threads} must be >= 1")])
+            raise ConfigError(Problem("{threads} must be >= 1"))
         if self.precision not in PRECISIONS:
             raise ConfigError(
-                [Problem(f"{{precision}} must be one of {', '.join(PRECISIONS)}, not "
-                         f"'{self.precision}'")]
+                Problem(f"{{precision}} must be one of {', '.join(PRECISIONS)}, not "
+                         f"'{self.precision}'")
             )  # fmt: skip
         if self.precision == "tf32" and not self.device.startswith("cuda"):
-            raise ConfigError(
-                [Problem("{precision} tf32 is a CUDA matmul mode; pass {device} cuda")]
-            )
+            raise ConfigError(Problem("{precision} tf32 is a CUDA matmul mode; pass {device} cuda"))
 
 
 @dataclass

@@ -228,14 +228,12 @@ def spec_for(config: Any, needed_for: str = "this step") -> ArchSpec:
     if spec is None:
         model_type = getattr(config, "model_type", None)
         raise UnsupportedError(
-            [
-                Problem(
-                    f"{needed_for} needs to know where '{model_type}' keeps its heads, FFN and "
-                    f"layers, and squeeze has no spec for it (it has: "
-                    f"{', '.join(supported_model_types())}); `squeeze info MODEL --spec` "
-                    "proposes one, and every other command works as is"
-                )
-            ]
+            Problem(
+                f"{needed_for} needs to know where '{model_type}' keeps its heads, FFN and "
+                f"layers, and squeeze has no spec for it (it has: "
+                f"{', '.join(supported_model_types())}); `squeeze info MODEL --spec` "
+                "proposes one, and every other command works as is"
+            )
         )
     return spec
 
@@ -325,12 +323,10 @@ def check_length(
     limit = max_tokens(config, spec)
     if limit is not None and length > limit:
         raise ConfigError(
-            [
-                Problem(
-                    f"{{{field}}} {length} is longer than this model's {limit} positions; use "
-                    f"{{{field}}} {limit} or less"
-                )
-            ]
+            Problem(
+                f"{{{field}}} {length} is longer than this model's {limit} positions; use "
+                f"{{{field}}} {limit} or less"
+            )
         )
 
 

@@ -156,12 +156,10 @@ def _go_offline() -> None:
 def needs_remote_code(source: str) -> UnsupportedError:
     """The refusal of a checkpoint whose model type only its own code defines."""
     return UnsupportedError(
-        [
-            Problem(
-                f"{source} needs custom code from its repository; pass {{trust_remote_code}} if "
-                "you trust it"
-            )
-        ]
+        Problem(
+            f"{source} needs custom code from its repository; pass {{trust_remote_code}} if "
+            "you trust it"
+        )
     )
 
 
@@ -294,12 +292,10 @@ def load(
             f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         )
         raise CheckpointError(
-            [
-                Problem(
-                    f"{text} lacks weights the {task.value} model needs ({shown}); the checkpoint "
-                    "is incomplete or {task} does not match it"
-                )
-            ]
+            Problem(
+                f"{text} lacks weights the {task.value} model needs ({shown}); the checkpoint "
+                "is incomplete or {task} does not match it"
+            )
         )
     if missing:
         notes.append(f"newly initialised: {', '.join(missing)}")

@@ -45,20 +45,18 @@ def ort_providers(device: str, *, tensorrt: bool = False, int8: bool = False) ->
         return ["CPUExecutionProvider"]
     if device == "cpu":
         raise UnsupportedError(
-            [Problem("TensorRT runs on CUDA; pass {device} cuda, or use {runtime} onnxruntime")]
+            Problem("TensorRT runs on CUDA; pass {device} cuda, or use {runtime} onnxruntime")
         )
     available = ort.get_available_providers()
     wanted = "TensorrtExecutionProvider" if tensorrt else "CUDAExecutionProvider"
     if wanted not in available:
         raise UnsupportedError(
-            [
-                Problem(
-                    f"onnxruntime {ort.__version__} here has no {wanted} "
-                    f"({', '.join(available)}); pip install 'squeeze[gpu]' (onnxruntime-gpu"
-                    + (" with TensorRT" if tensorrt else "")
-                    + ") or use {device} cpu"
-                )
-            ]
+            Problem(
+                f"onnxruntime {ort.__version__} here has no {wanted} "
+                f"({', '.join(available)}); pip install 'squeeze[gpu]' (onnxruntime-gpu"
+                + (" with TensorRT" if tensorrt else "")
+                + ") or use {device} cpu"
+            )
         )
     index = int(device.partition(":")[2] or 0)
     cuda = ("CUDAExecutionProvider", {"device_id": index})
@@ -165,16 +163,14 @@ def openvino_session(
 
     if device != "cpu":
         raise UnsupportedError(
-            [Problem("OpenVINO exports run on the CPU here; use {device} cpu, or an ONNX export")]
+            Problem("OpenVINO exports run on the CPU here; use {device} cpu, or an ONNX export")
         )
     if importlib.util.find_spec("openvino") is None:
         raise UnsupportedError(
-            [
-                Problem(
-                    "this is an OpenVINO export and openvino is not installed: pip install "
-                    "'squeeze[openvino]'"
-                )
-            ]
+            Problem(
+                "this is an OpenVINO export and openvino is not installed: pip install "
+                "'squeeze[openvino]'"
+            )
         )
     return OpenVINOSession(path, threads=threads)
 

@@ -42,7 +42,7 @@ def mixed_precision_for(setting: str, device: str) -> str:
     on_gpu = device.startswith("cuda")
     if setting in ("fp16", "bf16") and not on_gpu:
         raise UnsupportedError(
-            [Problem(f"{{mixed_precision}} {setting} needs a CUDA device; use 'no' on CPU")]
+            Problem(f"{{mixed_precision}} {setting} needs a CUDA device; use 'no' on CPU")
         )
     if setting == "auto":
         if not on_gpu:

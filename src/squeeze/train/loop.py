@@ -207,9 +207,9 @@ def train(
     if len(data) == 0:
         raise DataError("no training examples left after filtering")
     if task is Task.SEQUENCE_CLASSIFICATION and data.labels is None:
-        raise DataError([Problem("training a classifier needs labelled data ({label_column})")])
+        raise DataError(Problem("training a classifier needs labelled data ({label_column})"))
     if save_every is not None and save_every < 1:
-        raise ConfigError([Problem("{save_every} must be >= 1")])
+        raise ConfigError(Problem("{save_every} must be >= 1"))
     torch.manual_seed(config.seed)
     model.to(device)
     accelerator = make_accelerator(device, config.mixed_precision)

@@ -55,18 +55,16 @@ def check_resume(folder: Path, *, resume: bool, overwrite: bool) -> bool:
     if resume:
         if not exists:
             raise ConfigError(
-                [Problem(f"{{resume}}: no checkpoint at {folder}; run without {{resume}}")]
+                Problem(f"{{resume}}: no checkpoint at {folder}; run without {{resume}}")
             )
         return True
     if folder.exists():
         if not overwrite:
             raise OutputExistsError(
-                [
-                    Problem(
-                        f"an interrupted run left a checkpoint at {folder}; pass {{resume}} to "
-                        "continue it or {overwrite} to start over"
-                    )
-                ]
+                Problem(
+                    f"an interrupted run left a checkpoint at {folder}; pass {{resume}} to "
+                    "continue it or {overwrite} to start over"
+                )
             )
         shutil.rmtree(folder)
     return False
@@ -125,13 +123,11 @@ def load(accelerator: Any, folder: Path, fingerprint: dict[str, Any]) -> LoopSta
             if meta["fingerprint"].get(key) != fingerprint.get(key)
         )
         raise ConfigError(
-            [
-                Problem(
-                    f"the checkpoint at {folder} is from a run with other settings "
-                    f"({', '.join(changed)}); "
-                    "resume with the same options, or pass {overwrite} to start over"
-                )
-            ]
+            Problem(
+                f"the checkpoint at {folder} is from a run with other settings "
+                f"({', '.join(changed)}); "
+                "resume with the same options, or pass {overwrite} to start over"
+            )
         )
     accelerator.load_state(str(last))
     best_state = None
