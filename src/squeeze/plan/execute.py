@@ -1,9 +1,11 @@
-"""Build a chain of steps through the cache: each step is one ``run_step`` of its method."""
+"""Build chains of steps through the cache, each step one ``run_step`` of its method, by an
+:class:`Executor`: where and in what order they are built is the executor's."""
 
 from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from squeeze.plan.cache import (
     staging_path,
     step_key,
 )
+from squeeze.plan.recipe import Plan
 from squeeze.plan.steps import StepCall
 
 
@@ -34,6 +37,12 @@ class ChainContext:
     device: str = "cpu"
     trust_remote_code: bool = False
     progress: ProgressFactory = no_progress
+
+    @classmethod
+    def of(cls, plan: Plan, trust_remote_code: bool, progress: ProgressFactory) -> ChainContext:
+        """Where the chains of ``plan`` are built: run, sweep and tune build them alike."""
+        return cls(plan.model, plan.data, plan.calibration_data, plan.max_length, plan.device,
+                   trust_remote_code, progress)  # fmt: skip
 
 
 @dataclass
@@ -141,3 +150,25 @@ def run_chain(
                 publish(staging, out, key)
         source = str(out)
     return ChainOutput(Path(source), cached, 0.0 if cached else time.perf_counter() - start, notes)
+
+
+class Executor:
+    """Builds a plan's chains, deciding where and in what order: ``run``, ``sweep`` and ``tune``
+    hand every chain to one. This one (``LOCAL``, the default) builds them in turn, in this
+    process; a distributed executor subclasses it, overrides :meth:`build` and is passed as
+    ``executor=`` to ``run_plan`` or ``run_tune``: the search and the pipeline stay as they are."""
+
+    def build(
+        self, chains: Sequence[tuple[StepCall, ...]], ctx: ChainContext, cache_dir: Path,
+        model_key: str, started: Callable[[int], None],
+    ) -> list[ChainOutput]:  # fmt: skip
+        """Each chain built as :func:`run_chain` builds it; the outputs in the order of
+        ``chains``, whatever order they were built in. ``started(i)`` as chain ``i`` starts."""
+        outputs = []
+        for index, calls in enumerate(chains):
+            started(index)
+            outputs.append(run_chain(calls, ctx, cache_dir, model_key))
+        return outputs
+
+
+LOCAL = Executor()

@@ -24,10 +24,10 @@ from squeeze.core.types import LOWER_IS_BETTER, ProgressFactory, no_progress
 from squeeze.data.encoding import encode_for
 from squeeze.data.examples import load_dataset
 from squeeze.data.spec import evaluation_part, local_file, training_part
-from squeeze.engine.gates import Selection, choose, failures, gate_notes, plan_problems
+from squeeze.engine.gates import Gates, Selection, choose, failures, gate_notes, plan_problems
 from squeeze.measure.evaluate import evaluate_forward
 from squeeze.plan.cache import content_key
-from squeeze.plan.execute import ChainContext, run_chain
+from squeeze.plan.execute import LOCAL, ChainContext, Executor
 from squeeze.plan.recipe import Plan
 from squeeze.report.results import SweepResults, VariantResult, derive
 
@@ -217,27 +217,24 @@ def measure_plan(
     plan: Plan,
     *,
     cache_dir: Path,
+    executor: Executor,
     trust_remote_code: bool = False,
     progress: ProgressFactory = no_progress,
     log: Any = None,
 ) -> SweepResults:
-    """Build every variant of ``plan`` through the cache and measure it and the baseline alike
-    (metric on the held-out data, sizes, one rotating latency measurement); ratios, intervals
-    and the Pareto front derived."""
+    """Build every variant of ``plan`` through the cache, by ``executor``, and measure it and the
+    baseline alike (metric on the held-out data, sizes, one rotating latency measurement);
+    ratios, intervals and the Pareto front derived."""
     say = log or (lambda message: None)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    ctx = ChainContext(
-        model=plan.model, data=plan.data, calibration_data=plan.calibration_data,
-        max_length=plan.max_length,
-        device=plan.device, trust_remote_code=trust_remote_code, progress=progress,
+    wanted = plan.variants
+    chains = executor.build(
+        [v.steps for v in wanted], ChainContext.of(plan, trust_remote_code, progress), cache_dir,
+        content_key(plan.model), lambda i: say(f"building {wanted[i].name}: {wanted[i].chain}"),
     )  # fmt: skip
-    root = content_key(plan.model)
     built: list[tuple[str, str, Any]] = [(BASELINE, "", None)]
-    for variant in plan.variants:
-        say(f"building {variant.name}: {variant.chain}")
-        built.append((variant.name, variant.chain, run_chain(variant.steps, ctx, cache_dir, root)))
-
-    paths = [plan.model, *(str(chain.artifact) for _, _, chain in built[1:])]
+    built += [(v.name, v.chain, chain) for v, chain in zip(wanted, chains, strict=True)]
+    paths = [plan.model, *(str(chain.artifact) for chain in chains)]
     variants: list[VariantResult] = []
     metric_name, n_samples = None, 0
     for (name, chain_text, chain), path in zip(built, paths, strict=True):
@@ -266,16 +263,11 @@ def measure_plan(
     from squeeze.measure.machine import fingerprint
 
     results = SweepResults(
-        model=plan.model,
-        metric_name=metric_name,
-        higher_is_better=metric_name not in LOWER_IS_BETTER,
-        n_samples=n_samples,
-        bench=asdict(plan.bench),
-        machine=fingerprint(),
-        baseline=BASELINE,
-        variants=variants,
+        model=plan.model, metric_name=metric_name,
+        higher_is_better=metric_name not in LOWER_IS_BETTER, n_samples=n_samples,
+        bench=asdict(plan.bench), machine=fingerprint(), baseline=BASELINE, variants=variants,
         gates=asdict(plan.gates),
-    )
+    )  # fmt: skip
     derive(results)
     return results
 
@@ -285,17 +277,21 @@ def write_outcome(
     out: str | Path,
     chosen: VariantResult | None,
     *,
+    gates: Gates,
     selection: str,
     problems: list[str],
     overwrite: bool = False,
     inputs: Sequence[Path] = (),
     extra: Callable[[Path], None] | None = None,
 ) -> None:
-    """Write results.json, report/ and selected/ (with its marker) into ``out`` atomically;
-    ``extra`` adds files of its own to the folder before it moves into place. ``inputs`` are
-    :func:`plan_inputs`, guarded again at the moment of writing."""
+    """Record ``chosen`` and what ``gates`` say of it in ``results``, then write results.json,
+    report/ and selected/ (with its marker) into ``out`` atomically; ``extra`` adds files of its
+    own to the folder before it moves into place. ``inputs`` are :func:`plan_inputs`, guarded
+    again at the moment of writing."""
     from squeeze.report.write import write_report
 
+    results.selected = chosen.name if chosen else None
+    results.gate_notes = gate_notes(results, chosen, gates)
     with atomic_output(out, overwrite=overwrite, inputs=inputs) as tmp:
         results.save(tmp / RESULTS_FILE)
         write_report(results, tmp / "report", overwrite=False)
@@ -323,6 +319,7 @@ def run_plan(
     progress: ProgressFactory = no_progress,
     log: Any = None,
     recipe: str | Path | None = None,
+    executor: Executor = LOCAL,
 ) -> tuple[SweepResults, list[str]]:
     """Build, measure, choose and write ``out`` (results.json, report/, selected/).
 
@@ -333,8 +330,9 @@ def run_plan(
     check_output(out, overwrite=overwrite, inputs=inputs)
     check_plan(plan)
     results = measure_plan(
-        plan, cache_dir=cache_dir, trust_remote_code=trust_remote_code, progress=progress, log=log
-    )
+        plan, cache_dir=cache_dir, executor=executor, trust_remote_code=trust_remote_code,
+        progress=progress, log=log,
+    )  # fmt: skip
     selection = plan.select
     if selection is None and plan.gates.any:
         # Gates judge one variant: by default the fastest within the allowed drop.
@@ -343,11 +341,9 @@ def run_plan(
     if selection is not None:
         selection = replace(selection, on=plan.gates.gate_on)
     chosen = choose(results, selection) if selection else None
-    results.selected = chosen.name if chosen else None
     problems = failures(results, chosen, plan.gates) if plan.gates.any else []
-    results.gate_notes = gate_notes(results, chosen, plan.gates)
     write_outcome(
-        results, out, chosen, selection=selection.describe() if selection else "",
+        results, out, chosen, gates=plan.gates, selection=selection.describe() if selection else "",
         problems=problems, overwrite=overwrite, inputs=inputs,
     )  # fmt: skip
     return results, problems

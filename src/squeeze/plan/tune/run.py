@@ -21,11 +21,15 @@ from squeeze.core.config import literal
 from squeeze.core.errors import ConfigError, DataError, OutputExistsError, Problem
 from squeeze.core.output import check_output
 from squeeze.core.types import ProgressFactory, no_progress
+from squeeze.data.examples import load_dataset
 from squeeze.data.spec import held_out_part, training_part
 from squeeze.engine.gate import passes
-from squeeze.engine.gates import Gates, gate_notes, judged
+from squeeze.engine.gates import Gates, judged
+from squeeze.plan import pipeline
 from squeeze.plan.cache import claim, content_key, data_key, library_versions
+from squeeze.plan.execute import LOCAL, ChainContext, Executor
 from squeeze.plan.recipe import Plan, variants_from
+from squeeze.plan.steps import parse_chain
 from squeeze.plan.tune.config import QUANTIZE_STEPS, TuneConfig
 from squeeze.plan.tune.search import (
     Journal,
@@ -74,9 +78,6 @@ def _check_state(folder: Path, *, resume: bool, overwrite: bool) -> None:
 def _validation_spec(plan: Plan, say: Any) -> Any:
     """The split the search decides on: the data's validation part; its test part (with a
     warning: the reported drop is then optimistic) when there is none."""
-    from squeeze.data.examples import load_dataset
-    from squeeze.plan.pipeline import evaluation_spec
-
     assert plan.data is not None
     spec = held_out_part(training_part(plan.data), "validation")
     try:
@@ -84,21 +85,19 @@ def _validation_spec(plan: Plan, say: Any) -> Any:
     except DataError as e:
         say(f"no validation split ({e}); the search decides on the test split, so its drop is "
             "optimistic")  # fmt: skip
-        return evaluation_spec(plan)
+        return pipeline.evaluation_spec(plan)
     return spec
 
 
 def _check(plan: Plan, config: TuneConfig) -> None:
     """Every problem before any work: data, and steps the model cannot take."""
-    from squeeze.plan.pipeline import check_plan
-
     if plan.data is None:
         raise ConfigError([Problem("{data} is required: the search scores every candidate")])
     probes = [QUANTIZE_STEPS[mode] for mode in config.quantize_modes]
     probes.append(f"structured(heads={config.amount_ladder[0]:g}, finetune_steps=1)")
     if config.distill_steps:
         probes.append("structured(layers=1) -> distill(max_steps=1)")
-    check_plan(replace(plan, variants=variants_from(probes, "tune")))
+    pipeline.check_plan(replace(plan, variants=variants_from(probes, "tune")))
 
 
 def _fingerprint(plan: Plan, config: TuneConfig, model_key: str) -> dict[str, Any]:
@@ -172,37 +171,28 @@ def _check_resume(journal: Journal, fingerprint: dict[str, Any], *, resume: bool
 
 
 def _context(
-    plan: Plan,
-    cache_dir: Path,
-    trust_remote_code: bool,
-    progress: ProgressFactory,
-    say: Any,
-    root: str,
-) -> SearchContext:
-    """How the search builds and measures; ``root`` is the model's content key."""
+    plan: Plan, cache_dir: Path, executor: Executor, trust_remote_code: bool,
+    progress: ProgressFactory, say: Any, root: str,
+) -> SearchContext:  # fmt: skip
+    """How the search builds (each chain through ``executor``) and measures; ``root`` is the
+    model's content key."""
     from squeeze.measure.bench import bench_models
-    from squeeze.plan.execute import ChainContext, run_chain
-    from squeeze.plan.pipeline import evaluate_artifact
-    from squeeze.plan.steps import parse_chain
 
-    chains = ChainContext(
-        model=plan.model, data=plan.data, calibration_data=plan.calibration_data,
-        max_length=plan.max_length, device=plan.device, trust_remote_code=trust_remote_code,
-        progress=progress,
-    )  # fmt: skip
+    chains = ChainContext.of(plan, trust_remote_code, progress)
     validation = _validation_spec(plan, say)
     # One round is enough to rank candidates; the final measurement rotates every variant.
     settings = replace(plan.bench, rounds=1)
 
     def build(chain: str) -> str:
-        return str(run_chain(parse_chain(chain, "tune"), chains, cache_dir, root).artifact)
+        calls = parse_chain(chain, "tune")
+        return str(executor.build([calls], chains, cache_dir, root, lambda i: None)[0].artifact)
 
     def latency(path: str) -> float:
         results, _ = bench_models([path], settings)
         return results[0].latencies[0].p50_ms
 
     def validate(path: str) -> Measured:
-        evaluation = evaluate_artifact(path, validation, plan.max_length)
+        evaluation = pipeline.evaluate_artifact(path, validation, plan.max_length)
         return Measured(evaluation.primary.value, evaluation.scores)
 
     return SearchContext(build=build, latency=latency, validate=validate, log=say)
@@ -296,6 +286,7 @@ def run_tune(
     log: Any = None,
     recipe: str | Path | None = None,
     note: Any = None,
+    executor: Executor = LOCAL,
 ) -> tuple[SweepResults, list[Trial], list[str]]:
     """Search, measure, choose and write ``out``; returns the results, the trace and the
     reasons the search found nothing within budget (empty = a variant was selected).
@@ -303,10 +294,8 @@ def run_tune(
     ``log`` takes progress messages; ``note`` what was changed to fit the model (the search
     space), said before any work (default: ``log``).
     """
-    from squeeze.plan.pipeline import measure_plan, plan_inputs, write_outcome
-
     say = log or (lambda message: None)
-    inputs = plan_inputs(plan, cache_dir, recipe)
+    inputs = pipeline.plan_inputs(plan, cache_dir, recipe)
     check_output(out, overwrite=overwrite, inputs=inputs)
     state = state_dir_for(out)
     _check_state(state, resume=resume, overwrite=overwrite)
@@ -322,23 +311,21 @@ def run_tune(
     claim(cache_dir)  # a folder that is not squeeze's cache is refused before the journal starts
     journal = Journal(state / JOURNAL)
     _check_resume(journal, _fingerprint(plan, config, root), resume=resume)
-    ctx = _context(plan, cache_dir, trust_remote_code, progress, say, root)
+    ctx = _context(plan, cache_dir, executor, trust_remote_code, progress, say, root)
     search = Search(plan, config, ctx, journal)
     trials = search.run()
     if search.out_of_time:
         say(f"the {config.budget} budget is spent; measuring what was finished")
     say("measuring every finished candidate with the baseline on the test split")
     final = plan_for_final(plan, trials)
-    results = measure_plan(
-        final, cache_dir=cache_dir, trust_remote_code=trust_remote_code, progress=progress,
-        log=say,
+    results = pipeline.measure_plan(
+        final, cache_dir=cache_dir, executor=executor, trust_remote_code=trust_remote_code,
+        progress=progress, log=say,
     )  # fmt: skip
     _annotate(results, trials)
     chosen, problems = _choose(results, trials, gates)
-    results.selected = chosen.name if chosen else None
-    results.gate_notes = gate_notes(results, chosen, gates)
-    write_outcome(
-        results, out, chosen,
+    pipeline.write_outcome(
+        results, out, chosen, gates=gates,
         selection=f"fastest within {config.max_accuracy_drop:g} points on validation and test",
         problems=problems, overwrite=overwrite, inputs=inputs, extra=_trace_writer(trials, search),
     )  # fmt: skip

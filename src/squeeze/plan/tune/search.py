@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from squeeze.plan.recipe import Plan
+from squeeze.plan.recipe import Plan, variants_from
 from squeeze.plan.steps import chain_text, parse_chain
 from squeeze.plan.tune.config import QUANTIZE_STEPS, TuneConfig
 
@@ -304,15 +304,11 @@ class Search:
         the bisection over amounts turns it off, as it needs every verdict on accuracy.
         A candidate tried before is not tried again: its trial is returned.
         """
-        allocation = recovery.allocation
-        if recovery.distill:
-            recovered = self._with_tail(self._prune_step(amount, layers, allocation, 0),
-                                        f"distill(max_steps={recovery.distill})")  # fmt: skip
-        else:
-            recovered = self._with_tail(
-                self._prune_step(amount, layers, allocation, recovery.steps)
-            )
-        recovered = canonical(recovered)
+        allocation, steps = recovery.allocation, 0 if recovery.distill else recovery.steps
+        distill = [f"distill(max_steps={recovery.distill})"] if recovery.distill else []
+        recovered = canonical(
+            self._with_tail(self._prune_step(amount, layers, allocation, steps), *distill)
+        )
         earlier = next((t for t in self.trials if t.chain == recovered), None)
         if earlier is not None:
             return earlier
@@ -529,7 +525,5 @@ def trace_rows(trials: list[Trial], base_latency_ms: float) -> list[dict[str, An
 
 def plan_for_final(plan: Plan, trials: list[Trial]) -> Plan:
     """The plan the final measurement runs: every finished candidate, named by its chain."""
-    from squeeze.plan.recipe import variants_from
-
     chains = [t.chain for t in trials if t.finished]
     return replace(plan, variants=variants_from(chains, "tune") if chains else ())
