@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ def write_export(
     if release:
         loaded.model.to("meta")
     fused = optimize(loaded, path) if config.optimize else None
-    written = manifest(loaded, config, validate(path, loaded, config, tolerance, references), fused)
+    written = manifest(loaded, config, validate(path, loaded, tolerance, references), fused)
     loaded.tokenizer.save_pretrained(folder)
     loaded.config.save_pretrained(folder)
     (folder / MANIFEST_FILE).write_text(json.dumps(written, indent=2))
@@ -72,14 +73,31 @@ def write_export(
     return written, notes
 
 
-def derive_export(exported: Path, folder: Path, manifest_update: dict[str, Any]) -> dict[str, Any]:
-    """Finish an export folder whose model.onnx was derived from ``exported``'s (quantized or
-    converted): copy the tokenizer and config (not the source graph or its external data),
-    write the updated manifest; return it."""
+def derived_export(
+    loaded: LoadedModel,
+    folder: Path,
+    scratch: Path,
+    config: ExportConfig,
+    derive: Callable[[Path, dict[str, Any]], tuple[dict[str, Any], list[str]]],
+    *,
+    release: bool = False,
+) -> tuple[dict[str, Any], list[str]]:
+    """An export folder whose graph is derived (quantized or converted) from a validated export.
+
+    ``loaded`` is exported with ``config`` into ``scratch`` (:func:`write_export`, ``release``
+    included); ``derive(that folder, its manifest)`` writes the derived graph into ``folder`` and
+    returns the manifest's update and notes. ``folder`` then gets the export's tokenizer and
+    config (not its graph or external data) and the updated manifest. Returns the manifest and
+    the notes of both.
+    """
+    exported = scratch / "fp32"
+    exported.mkdir()
+    written, notes = write_export(loaded, exported, config, release=release)
+    update, derived_notes = derive(exported, written)
     skip = {f.name for f in onnx_files(exported / MODEL_FILE)} | {MANIFEST_FILE}
     for item in exported.iterdir():
         if item.name not in skip and item.is_file():
             shutil.copy2(item, folder / item.name)
-    derived = {**json.loads((exported / MANIFEST_FILE).read_text()), **manifest_update}
+    derived = {**written, **update}
     (folder / MANIFEST_FILE).write_text(json.dumps(derived, indent=2))
-    return derived
+    return derived, [*notes, *derived_notes]

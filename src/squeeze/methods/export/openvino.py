@@ -10,7 +10,6 @@ otherwise halves fp32 weights silently).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -21,20 +20,6 @@ from squeeze.methods.export.config import ExportConfig
 
 if TYPE_CHECKING:
     from squeeze.model.loaded import LoadedModel
-
-
-def convert(
-    onnx_folder: Path, out: Path, transform: Callable[[Any], Any] | None = None
-) -> dict[str, Any]:
-    """Convert ``onnx_folder``'s graph into IR in ``out`` (which exists), through ``transform``
-    (NNCF compression or quantization) when given; return the IR's op counts by type."""
-    import openvino as ov
-
-    model = ov.convert_model(str(onnx_folder / MODEL_FILE))
-    if transform is not None:
-        model = transform(model)
-    ov.save_model(model, str(out / OPENVINO_FILE), compress_to_fp16=False)
-    return dict(Counter(op.get_type_name() for op in model.get_ordered_ops()))
 
 
 def write_ir_export(
@@ -48,28 +33,33 @@ def write_ir_export(
     release: bool = False,
 ) -> tuple[dict[str, Any], list[str]]:
     """A validated plain ONNX export of ``loaded`` in ``scratch``, converted to IR in ``out``
-    (through ``transform`` when given) with the ONNX folder's tokenizer, config and manifest
-    (``update`` merged in). Without a transform the IR is checked against PyTorch on the
-    export's validation batches, at the export's tolerance; a transformed (compressed) one is
-    compared by its caller. Returns the manifest and notes."""
+    (through ``transform``, NNCF compression or quantization, when given) with the ONNX
+    folder's tokenizer, config and manifest (``update`` merged in). Without a transform the IR
+    is checked against PyTorch on the export's validation batches, at the export's tolerance;
+    a transformed (compressed) one is compared by its caller. Returns the manifest and notes."""
     import openvino as ov
 
-    from squeeze.methods.export.onnx import derive_export, write_export
+    from squeeze.methods.export.onnx import derived_export
     from squeeze.methods.export.validate import reference_outputs, validate
 
-    onnx_folder = scratch / "onnx"
-    onnx_folder.mkdir()
-    plain = replace(config, optimize=False, format="onnx")
+    plain, ir = replace(config, optimize=False, format="onnx"), out / OPENVINO_FILE
     references = reference_outputs(loaded, plain) if transform is None else None
-    manifest, notes = write_export(loaded, onnx_folder, plain, release=release)
-    ops = convert(onnx_folder, out, transform)
-    fields: dict[str, Any] = {
-        "format": "openvino",
-        "file": OPENVINO_FILE,
-        "openvino": {"version": ov.get_version(), "ops": len(ops)},
-        **(update or {}),
-    }
-    if references is not None:
-        tolerance = manifest["validation"]["tolerance"]
-        fields["validation"] = validate(out / OPENVINO_FILE, loaded, plain, tolerance, references)
-    return derive_export(onnx_folder, out, fields), notes
+
+    def to_ir(onnx_folder: Path, manifest: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        model = ov.convert_model(str(onnx_folder / MODEL_FILE))
+        if transform is not None:
+            model = transform(model)
+        ov.save_model(model, str(ir), compress_to_fp16=False)
+        op_types = {op.get_type_name() for op in model.get_ordered_ops()}
+        fields: dict[str, Any] = {
+            "format": "openvino",
+            "file": OPENVINO_FILE,
+            "openvino": {"version": ov.get_version(), "ops": len(op_types)},
+            **(update or {}),
+        }
+        if references is not None:
+            tolerance = manifest["validation"]["tolerance"]
+            fields["validation"] = validate(ir, loaded, tolerance, references)
+        return fields, []
+
+    return derived_export(loaded, out, scratch, plain, to_ir, release=release)

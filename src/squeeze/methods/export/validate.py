@@ -82,24 +82,19 @@ def reference_outputs(loaded: LoadedModel, config: ExportConfig) -> References:
 
 
 def validate(
-    onnx_path: Path,  # or an OpenVINO IR's .xml
-    loaded: LoadedModel,
-    config: ExportConfig,
-    tolerance: float,
-    references: References | None = None,
+    path: Path, loaded: LoadedModel, tolerance: float, references: References
 ) -> dict[str, Any]:
-    """Compare the ONNX file with PyTorch on every validation batch (``references``: PyTorch's
-    outputs taken before, see :func:`reference_outputs`; computed here when None); return the
-    manifest's ``validation`` entry (the tolerance, the largest difference, each batch's).
+    """Compare the ONNX file at ``path`` (or an OpenVINO IR's .xml) with PyTorch's outputs
+    ``references`` (taken before, see :func:`reference_outputs`) on every validation batch;
+    return the manifest's ``validation`` entry (the tolerance, the largest difference, each
+    batch's).
 
     Raises:
         ValidationError: a batch differs beyond ``tolerance``; the message names it.
     """
-    if references is None:
-        references = reference_outputs(loaded, config)
-    exported = ort_forward(export_session(onnx_path))
+    exported = ort_forward(export_session(path))
     token_level = loaded.task is not Task.SEQUENCE_CLASSIFICATION
-    kind = "OpenVINO" if onnx_path.suffix == ".xml" else "ONNX"
+    kind = "OpenVINO" if path.suffix == ".xml" else "ONNX"
     checks = []
     for name, (inputs, expected) in references.items():
         diff = _max_abs_diff(expected, exported(inputs), inputs["attention_mask"], token_level)

@@ -8,13 +8,14 @@ CPUs OpenVINO's static int8 beat it, which ``--backend auto`` finds) is dynamic 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from squeeze.core.types import StepResult
 from squeeze.engine.registry import Backend, register_backend
 from squeeze.methods.quantize import ort_int4, ort_int8
 
 if TYPE_CHECKING:
-    from squeeze.core.types import StepResult
     from squeeze.engine.step import StepContext
     from squeeze.methods.quantize.method import QuantizeConfig
     from squeeze.model.loaded import LoadedModel
@@ -23,8 +24,19 @@ if TYPE_CHECKING:
 def _quantize(
     loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext, agree: Any
 ) -> tuple[StepResult, Any]:
+    """A validated fp32 export (fused for dynamic int8, plain for static int8 and int4),
+    quantized into the output."""
+    from squeeze.artifact.read import MODEL_FILE
+    from squeeze.methods.export.method import ExportConfig
+    from squeeze.methods.export.onnx import derived_export
+    from squeeze.model.runtime import ort_forward, ort_session
+
     module = ort_int4 if config.dtype == "int4" else ort_int8
-    return module.quantize(loaded, config, ctx, agree)
+    fused = module is ort_int8 and config.optimize and not config.static
+    # Nothing runs the PyTorch model after this export's validation: free it for the quantizer.
+    export, quantize = ExportConfig(optimize=fused), partial(module.quantize, loaded, config, ctx)
+    _, notes = derived_export(loaded, ctx.out, ctx.scratch, export, quantize, release=True)
+    return StepResult(notes=notes), ort_forward(ort_session(ctx.out / MODEL_FILE))
 
 
 register_backend(

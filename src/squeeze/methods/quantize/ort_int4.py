@@ -23,8 +23,6 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from squeeze.core.types import StepResult
-
 if TYPE_CHECKING:
     from squeeze.engine.step import StepContext
     from squeeze.methods.quantize.method import QuantizeConfig
@@ -36,39 +34,30 @@ _QUANTIZED_OPS = {"MatMulNBits": "MatMul", "GatherBlockQuantized": "Gather"}
 # Module names of classification heads (RoBERTa's is classifier.dense/out_proj; Llama's and
 # GPT-2's sequence heads are `score`).
 CLASSIFICATION_HEADS = frozenset({"classifier", "pre_classifier", "pooler", "score"})
-
-
-def _head_nodes(model: Any) -> list[str]:
-    """MatMul nodes of classification heads, by the module path the tracer puts in node names
-    (``/model/classifier/out_proj/MatMul``)."""
-    heads = CLASSIFICATION_HEADS
-    return [
-        n.name for n in model.graph.node if n.op_type == "MatMul" and heads & set(n.name.split("/"))
-    ]
-
-
+# Module names of vocabulary projections: rounded to 8 bits, not 4 (NNCF's default for the last
+# layer too). ONNX Runtime's quantizer rounds embedding lookups to 4 bits only.
 VOCABULARY_HEADS = frozenset({"lm_head", "cls", "vocab_projector"})
 
 
-def _vocabulary_nodes(model: Any) -> list[str]:
-    """The vocabulary projection's MatMul: rounded to 8 bits, not 4 (NNCF's default for the
-    last layer too). ONNX Runtime's quantizer rounds embedding lookups to 4 bits only."""
+def _matmuls_in(model: Any, modules: frozenset[str]) -> list[str]:
+    """MatMul nodes of the named modules, by the module path the tracer puts in node names
+    (``/model/classifier/out_proj/MatMul``)."""
     return [
         n.name
         for n in model.graph.node
-        if n.op_type == "MatMul" and VOCABULARY_HEADS & set(n.name.split("/"))
+        if n.op_type == "MatMul" and modules & set(n.name.split("/"))
     ]
 
 
-def _gemms_as_matmuls(model: Any) -> int:
-    """Rewrite each Gemm with a constant weight as MatMul (+ Add of its bias), in place; return
-    how many. MatMulNBits rewrites only MatMul, and GPT-2's Conv1D layers trace to Gemm
+def _gemms_as_matmuls(model: Any) -> None:
+    """Rewrite each Gemm with a constant weight as MatMul (+ Add of its bias), in place.
+    MatMulNBits rewrites only MatMul, and GPT-2's Conv1D layers trace to Gemm
     (``addmm``); a transposed weight (``transB``) is stored transposed instead."""
     import onnx
     from onnx import helper, numpy_helper
 
     weights = {t.name: t for t in model.graph.initializer}
-    nodes, rewritten = [], 0
+    nodes = []
     for node in model.graph.node:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         plain = (
@@ -95,16 +84,14 @@ def _gemms_as_matmuls(model: Any) -> int:
             nodes.append(
                 helper.make_node("Add", [product, bias], [node.output[0]], name=f"{node.name}_Add")
             )
-        rewritten += 1
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     onnx.checker.check_model(model)
-    return rewritten
 
 
-def _transposed_weights_as_constants(model: Any) -> int:
+def _transposed_weights_as_constants(model: Any) -> None:
     """Give each MatMul that multiplies by ``Transpose(initializer)`` a transposed copy of the
-    initializer instead, in place; return how many. A tied vocabulary projection (GPT-2's and
+    initializer instead, in place. A tied vocabulary projection (GPT-2's and
     any tied decoder's ``lm_head``) traces to exactly that, which MatMulNBits skips as a
     non-constant weight; the Transpose, left without readers, is dropped."""
     from onnx import helper, numpy_helper
@@ -120,7 +107,6 @@ def _transposed_weights_as_constants(model: Any) -> int:
         for n in model.graph.node
         if n.op_type == "Transpose" and n.input[0] in weights and swaps_2d(n)
     }
-    folded = 0
     for node in model.graph.node:
         if node.op_type == "MatMul" and node.input[1] in transposes:
             source = transposes[node.input[1]].input[0]
@@ -130,12 +116,10 @@ def _transposed_weights_as_constants(model: Any) -> int:
                 weights[name] = numpy_helper.from_array(array, name)
                 model.graph.initializer.append(weights[name])
             node.input[1] = name
-            folded += 1
     read = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
     unread = [n for n in model.graph.node if n.output[0] in transposes and n.output[0] not in read]
     for node in unread:
         model.graph.node.remove(node)
-    return folded
 
 
 def quantize_int4(
@@ -169,8 +153,8 @@ def quantize_int4(
     # invalid, so convert the graph properly first.
     if any(o.domain in ("", "ai.onnx") and o.version < 21 for o in model.opset_import):
         model = onnx.version_converter.convert_version(model, 21)
-    kept = _head_nodes(model)
-    eight = _vocabulary_nodes(model)
+    kept = _matmuls_in(model, CLASSIFICATION_HEADS)
+    eight = _matmuls_in(model, VOCABULARY_HEADS)
 
     def rounded(model: Any, bits: int, ops: tuple[str, ...], level: int, **nodes: Any) -> Any:
         algo = DefaultWeightOnlyQuantConfig(
@@ -206,47 +190,41 @@ def quantize_int4(
 
 
 def quantize(
-    loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext, agree: Any
-) -> tuple[StepResult, Any]:
-    """A validated plain fp32 export, weight-only int4 into the output."""
+    loaded: LoadedModel,
+    config: QuantizeConfig,
+    ctx: StepContext,
+    exported: Path,
+    manifest: dict[str, Any],
+) -> tuple[dict[str, Any], list[str]]:
+    """Weight-only int4 of the validated plain fp32 export in ``exported`` into the output: the
+    manifest's update and the notes (``squeeze.methods.export.onnx.derived_export``'s
+    ``derive``)."""
     from squeeze.artifact.read import MODEL_FILE
     from squeeze.core.errors import Problem, UnsupportedError
-    from squeeze.methods.export.method import ExportConfig
-    from squeeze.methods.export.onnx import derive_export, write_export
-    from squeeze.model.runtime import ort_forward, ort_session
 
-    fp32 = ctx.scratch / "fp32"
-    fp32.mkdir()
-    _, notes = write_export(loaded, fp32, ExportConfig(optimize=False), release=True)
-    target = ctx.out / MODEL_FILE
     done = quantize_int4(
-        fp32 / MODEL_FILE,
-        target,
+        exported / MODEL_FILE,
+        ctx.out / MODEL_FILE,
         block_size=config.block_size,
         symmetric=config.symmetric,
         accuracy_level=config.accuracy_level,
     )
     if not done["quantized"].get("MatMul"):
-        raise UnsupportedError(
-            [
-                Problem(
-                    f"MatMulNBits found no constant-weight MatMul in the {loaded.family} "
-                    "export, so nothing would change; use {dtype} int8"
-                )
-            ]
+        why = (
+            f"MatMulNBits found no constant-weight MatMul in the {loaded.family} export, so "
+            "nothing would change; use {dtype} int8"
         )
+        raise UnsupportedError([Problem(why)])
     counts = ", ".join(f"{n} {op}" for op, n in done["quantized"].items())
     zero_points = "symmetric" if config.symmetric else "with zero points"
-    notes.append(
+    note = (
         f"int4 in blocks of {config.block_size} ({zero_points}, accuracy level "
         f"{config.accuracy_level}): {counts}"
-        + ("; the vocabulary projection in 8 bits" if done["eight_bit"] else "")
-        + (
-            f"; {len(done['kept_fp32'])} classification-head MatMul(s) kept fp32"
-            if done["kept_fp32"]
-            else ""
-        )
     )
+    if done["eight_bit"]:
+        note += "; the vocabulary projection in 8 bits"
+    if done["kept_fp32"]:
+        note += f"; {len(done['kept_fp32'])} classification-head MatMul(s) kept fp32"
     quantization = {
         "backend": "onnxruntime",
         "mode": "weight-only MatMulNBits",
@@ -255,5 +233,4 @@ def quantize(
         "accuracy_level": config.accuracy_level,
         **done,
     }
-    derive_export(fp32, ctx.out, {"dtype": "int4", "quantization": quantization})
-    return StepResult(notes=notes), ort_forward(ort_session(target))
+    return {"dtype": "int4", "quantization": quantization}, [note]

@@ -16,12 +16,11 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from squeeze.core.errors import Problem, ValidationError
-from squeeze.core.types import StepResult
 from squeeze.methods.quantize.outliers import PERCENTILE, Outlier, outlier_matmuls
 
 if TYPE_CHECKING:
@@ -45,35 +44,6 @@ def quiet_ort_quantizer() -> Iterator[None]:
         logging.disable(logging.NOTSET)
 
 
-def quantize_dynamic_int8(
-    model_in: Path,
-    model_out: Path,
-    *,
-    per_channel: bool,
-    reduce_range: bool,
-    exclude: Collection[str] = (),
-) -> None:
-    """Dynamic int8 of ``model_in`` into ``model_out``, with external data where the input has it
-    (the quantizer writes ``model_out`` plus ``<name>.data``); the nodes in ``exclude`` stay
-    fp32."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from squeeze.methods.export.storage import has_external_data
-
-    with quiet_ort_quantizer():
-        quantize_dynamic(
-            str(model_in),
-            str(model_out),
-            weight_type=QuantType.QInt8,
-            per_channel=per_channel,
-            reduce_range=reduce_range,
-            nodes_to_exclude=list(exclude),
-            use_external_data_format=has_external_data(model_in),
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
-
-
 class _Feeds:
     """onnxruntime's CalibrationDataReader protocol over prepared input batches."""
 
@@ -87,22 +57,21 @@ class _Feeds:
         return None
 
 
-def quantize_static_int8(
+def quantize_int8(
     model_in: Path,
     model_out: Path,
-    calibration: list[Mapping[str, np.ndarray]],
-    *,
-    method: str,
-    per_channel: bool,
-    reduce_range: bool,
-    outlier_ratio: float,
+    feeds: list[Mapping[str, np.ndarray]],
+    config: QuantizeConfig,
     workdir: Path,
 ) -> list[Outlier]:
-    """QDQ static int8: pre-process (shape inference + graph cleanup), calibrate, quantize.
+    """Dynamic int8 of ``model_in`` into ``model_out``, or static QDQ calibrated on ``feeds``;
+    with external data where the input has it (the quantizer writes ``model_out`` plus
+    ``<name>.data``). MatMuls whose input carries outliers on ``feeds`` (see
+    :mod:`squeeze.methods.quantize.outliers`) stay fp32; returns them.
 
-    Activations are unsigned (U8S8), the fast combination on x86 CPUs. MatMuls whose input
-    carries outliers (see :mod:`squeeze.methods.quantize.outliers`; found on the pre-processed
-    graph, whose node names the quantizer sees) stay fp32; returns them.
+    Static pre-processes the graph first (shape inference + graph cleanup; the outliers are
+    found on that graph, whose node names the quantizer sees) and quantizes activations
+    unsigned (U8S8), the fast combination on x86 CPUs.
     """
     import onnx
     from onnxruntime.quantization import (
@@ -110,13 +79,28 @@ def quantize_static_int8(
         QuantFormat,
         QuantType,
         quant_pre_process,
+        quantize_dynamic,
         quantize_static,
     )
 
     from squeeze.methods.export.storage import has_external_data
 
-    prepared = workdir / "preprocessed.onnx"
     external = has_external_data(model_in)
+    options: dict[str, Any] = {
+        "weight_type": QuantType.QInt8,
+        "per_channel": config.per_channel,
+        "reduce_range": config.reduce_range,
+        "use_external_data_format": external,
+        "extra_options": {"DefaultTensorType": onnx.TensorProto.FLOAT},
+    }
+    if not config.static:
+        kept = outlier_matmuls(model_in, feeds, config.outlier_ratio)
+        with quiet_ort_quantizer():
+            quantize_dynamic(
+                str(model_in), str(model_out), nodes_to_exclude=[o.node for o in kept], **options
+            )
+        return kept
+    prepared = workdir / "preprocessed.onnx"
     with quiet_ort_quantizer():
         # Symbolic shape inference cannot follow transformers 5 exports ("Incomplete symbolic
         # shape inference"); ONNX shape inference and the graph clean-up still run.
@@ -125,25 +109,21 @@ def quantize_static_int8(
             save_as_external_data=external, all_tensors_to_one_file=True,
         )  # fmt: skip
         names = {i.name for i in onnx.load(str(prepared), load_external_data=False).graph.input}
-        kept = outlier_matmuls(prepared, calibration, outlier_ratio)
+        kept = outlier_matmuls(prepared, feeds, config.outlier_ratio)
         try:
             quantize_static(
                 str(prepared),
                 str(model_out),
-                _Feeds(calibration, names),
+                _Feeds(feeds, names),
                 quant_format=QuantFormat.QDQ,
                 # Only the matrix multiplies: quantizing everything also quantizes the
                 # attention-mask Add, whose calibrated range spans the mask's -3.4e38, and
                 # accuracy collapsed to chance (measured on the tiny order-task BERT).
                 op_types_to_quantize=["MatMul", "Gemm"],
-                per_channel=per_channel,
                 activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=getattr(CalibrationMethod, _CALIBRATION[method]),
-                reduce_range=reduce_range,
+                calibrate_method=CalibrationMethod[_CALIBRATION[config.calibration_method]],
                 nodes_to_exclude=[o.node for o in kept],
-                use_external_data_format=external,
-                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+                **options,
             )
         except (ValueError, RuntimeError) as e:
             raise ValidationError(f"static quantization failed: {str(e).splitlines()[0]}") from e
@@ -151,35 +131,20 @@ def quantize_static_int8(
 
 
 def quantize(
-    loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext, agree: Any
-) -> tuple[StepResult, Any]:
-    """A validated fp32 export (fused first for dynamic int8), quantized into the output."""
+    loaded: LoadedModel,
+    config: QuantizeConfig,
+    ctx: StepContext,
+    exported: Path,
+    manifest: dict[str, Any],
+) -> tuple[dict[str, Any], list[str]]:
+    """int8 of the validated fp32 export in ``exported`` into the output: the manifest's update
+    and the notes (``squeeze.methods.export.onnx.derived_export``'s ``derive``)."""
     from squeeze.artifact.read import MODEL_FILE
-    from squeeze.methods.export.method import ExportConfig
-    from squeeze.methods.export.onnx import derive_export, write_export
     from squeeze.methods.quantize.method import calibration_feeds
-    from squeeze.model.runtime import ort_forward, ort_session
 
-    fused = config.optimize and not config.static
-    fp32 = ctx.scratch / "fp32"
-    fp32.mkdir()
-    # Nothing runs the PyTorch model after this export's validation: free it for the quantizer.
-    _, notes = write_export(loaded, fp32, ExportConfig(optimize=fused), release=True)
-    target = ctx.out / MODEL_FILE
     feeds, source = calibration_feeds(loaded, config, ctx)
-    if config.static:
-        kept = quantize_static_int8(
-            fp32 / MODEL_FILE, target, feeds, method=config.calibration_method,
-            per_channel=config.per_channel, reduce_range=config.reduce_range,
-            outlier_ratio=config.outlier_ratio, workdir=ctx.scratch,
-        )  # fmt: skip
-        notes.append(f"calibrated on {source} ({config.calibration_method})")
-    else:
-        kept = outlier_matmuls(fp32 / MODEL_FILE, feeds, config.outlier_ratio)
-        quantize_dynamic_int8(
-            fp32 / MODEL_FILE, target, per_channel=config.per_channel,
-            reduce_range=config.reduce_range, exclude=[o.node for o in kept],
-        )  # fmt: skip
+    kept = quantize_int8(exported / MODEL_FILE, ctx.out / MODEL_FILE, feeds, config, ctx.scratch)
+    notes = [f"calibrated on {source} ({config.calibration_method})"] if config.static else []
     if kept:
         notes.append(
             f"{len(kept)} MatMul(s) kept fp32: their input peaks at {kept[-1].ratio:.0f}-"
@@ -191,12 +156,11 @@ def quantize(
         "mode": "static QDQ" if config.static else "dynamic",
         "per_channel": config.per_channel,
         "reduce_range": config.reduce_range,
-        "fused_before_quantization": fused,
+        "fused_before_quantization": manifest["optimized"],
         "outlier_ratio": config.outlier_ratio,
         "kept_fp32": [{"node": o.node, "ratio": round(o.ratio, 2)} for o in kept],
     }
-    derive_export(fp32, ctx.out, {"dtype": "int8", "quantization": quantization})
-    return StepResult(notes=notes), ort_forward(ort_session(target))
+    return {"dtype": "int8", "quantization": quantization}, notes
 
 
 def static_int8_only(config: QuantizeConfig) -> list[Problem]:

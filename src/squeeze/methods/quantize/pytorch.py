@@ -4,6 +4,7 @@ transformers' ``TorchAoConfig`` (``torch.ao.quantization`` is deprecated in its 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from squeeze.core.errors import Problem, UnsupportedError
@@ -31,20 +32,21 @@ def _fp16_onnx(ctx: StepContext, agree: Any) -> tuple[dict[str, Any], str]:
 
     from squeeze.artifact.read import MODEL_FILE
     from squeeze.methods.export.method import ExportConfig
-    from squeeze.methods.export.onnx import derive_export, write_export
+    from squeeze.methods.export.onnx import derived_export
     from squeeze.model.checkpoint import load
     from squeeze.model.runtime import ort_forward, ort_session
 
-    fp32 = ctx.scratch / "fp32"
-    fp32.mkdir()
-    fresh = load(ctx.source, trust_remote_code=ctx.trust_remote_code)
-    write_export(fresh, fp32, ExportConfig())
     folder = ctx.out / "onnx"
     folder.mkdir()
-    half = convert_float_to_float16(onnx.load(str(fp32 / MODEL_FILE)), keep_io_types=True)
-    onnx.save(half, str(folder / MODEL_FILE))
-    quantization = {"backend": "onnxruntime", "mode": "fp16 weights and compute"}
-    derive_export(fp32, folder, {"dtype": "float16", "quantization": quantization})
+
+    def halved(exported: Path, _: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        half = convert_float_to_float16(onnx.load(str(exported / MODEL_FILE)), keep_io_types=True)
+        onnx.save(half, str(folder / MODEL_FILE))
+        quantization = {"backend": "onnxruntime", "mode": "fp16 weights and compute"}
+        return {"dtype": "float16", "quantization": quantization}, []
+
+    fresh = load(ctx.source, trust_remote_code=ctx.trust_remote_code)
+    derived_export(fresh, folder, ctx.scratch, ExportConfig(), halved)
     agreement = agree(ort_forward(ort_session(folder / MODEL_FILE)))
     note = (
         f"also wrote an fp16 ONNX export to onnx/ (top-1 agreement "
@@ -70,15 +72,11 @@ def _quantize(
         loaded.model.to(getattr(torch, _HALF[config.dtype]))
         return result, torch_forward(loaded.model, ctx.device)
     if not any(isinstance(m, torch.nn.Linear) for m in loaded.model.base_model.modules()):
-        raise UnsupportedError(
-            [
-                Problem(
-                    f"torchao int8 quantizes nn.Linear layers and {loaded.family} keeps "
-                    "its weights in Conv1D, so nothing would change; use {backend} onnxruntime "
-                    "or bitsandbytes"
-                )
-            ]
+        why = (
+            f"torchao int8 quantizes nn.Linear layers and {loaded.family} keeps its weights in "
+            "Conv1D, so nothing would change; use {backend} onnxruntime or bitsandbytes"
         )
+        raise UnsupportedError([Problem(why)])
     from transformers import TorchAoConfig
 
     from squeeze.methods.quantize.in_transformers import transformers_quantized
