@@ -28,12 +28,8 @@ def _machine_problems(config: ExportConfig) -> list[Problem]:
     import importlib.util
 
     if config.format == "openvino" and importlib.util.find_spec("openvino") is None:
-        return [
-            Problem(
-                "{format} openvino needs OpenVINO: pip install 'squeeze[openvino]'",
-                UnsupportedError,
-            )
-        ]
+        why = "{format} openvino needs OpenVINO: pip install 'squeeze[openvino]'"
+        return [Problem(why, UnsupportedError)]
     return []
 
 

@@ -13,7 +13,6 @@ so ``transformers`` (and ``squeeze.load``) reload it as it was saved.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from squeeze.core.errors import Problem, UnsupportedError
@@ -48,28 +47,28 @@ def check_4bit_widths(model: Any) -> None:
         }
     )
     if bad:
-        shown = "input widths " + ", ".join(map(str, bad))
-        raise UnsupportedError(
-            [
-                Problem(
-                    f"4-bit bitsandbytes needs widths divisible by {BNB_4BIT_BLOCK}; this model "
-                    f"has {shown}; use {{dtype}} int8"
-                )
-            ]
+        why = (
+            f"4-bit bitsandbytes needs widths divisible by {BNB_4BIT_BLOCK}; this model has "
+            f"input widths {', '.join(map(str, bad))}; use {{dtype}} int8"
         )
+        raise UnsupportedError([Problem(why)])
 
 
-def quantize_in_transformers(loaded: LoadedModel, tmp: Path, quantization: Any) -> None:
-    """Reload ``loaded``'s checkpoint quantized on the CPU and save it (with its tokenizer)."""
+def transformers_quantized(
+    loaded: LoadedModel, ctx: StepContext, quantization: Any
+) -> tuple[StepResult, Any]:
+    """Reload ``loaded``'s checkpoint quantized on the CPU and save it (with its tokenizer) into
+    the output; validated by reloading what was saved."""
+    from squeeze.model.checkpoint import load
+    from squeeze.model.runtime import torch_forward
+    from squeeze.model.sizes import size_stats, weight_bytes
+
     if loaded.shapes is not None:
-        raise UnsupportedError(
-            [
-                Problem(
-                    "this structurally pruned model has shapes only squeeze can rebuild; quantize "
-                    "it with {backend} onnxruntime"
-                )
-            ]
+        why = (
+            "this structurally pruned model has shapes only squeeze can rebuild; quantize it "
+            "with {backend} onnxruntime"
         )
+        raise UnsupportedError([Problem(why)])
     quiet_transformers()
     method = getattr(quantization.quant_method, "value", quantization.quant_method)
     try:
@@ -81,19 +80,8 @@ def quantize_in_transformers(loaded: LoadedModel, tmp: Path, quantization: Any) 
         # Where a quantizer has no kernels for this machine or build, say so in one line.
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UnsupportedError(f"{method} could not quantize this model here: {first}") from e
-    model.save_pretrained(tmp)
-    loaded.tokenizer.save_pretrained(tmp)
-
-
-def transformers_quantized(
-    loaded: LoadedModel, ctx: StepContext, quantization: Any
-) -> tuple[StepResult, Any]:
-    """Quantize into the output through transformers; validated by reloading what was saved."""
-    from squeeze.model.checkpoint import load
-    from squeeze.model.runtime import torch_forward
-    from squeeze.model.sizes import size_stats, weight_bytes
-
-    quantize_in_transformers(loaded, ctx.out, quantization)
+    model.save_pretrained(ctx.out)
+    loaded.tokenizer.save_pretrained(ctx.out)
     stats = size_stats(loaded)
     # Packed 4-bit tensors count two weights per element: report the model's own parameter
     # count and the bytes actually written.

@@ -88,33 +88,21 @@ class QuantizeConfig(StepConfig):
         found = at_least("calibration_samples", self.calibration_samples, 1)
         found += at_least("outlier_ratio", self.outlier_ratio, 0)
         if self.block_size not in INT4_BLOCK_SIZES:
-            found.append(
-                Problem(
-                    f"{{block_size}} must be one of {', '.join(map(str, INT4_BLOCK_SIZES))}, not "
-                    f"{self.block_size}"
-                )
-            )
+            sizes = ", ".join(map(str, INT4_BLOCK_SIZES))
+            found.append(Problem(f"{{block_size}} must be one of {sizes}, not {self.block_size}"))
         found += range_problem("accuracy_level", self.accuracy_level, 0, 4, closed="both")
         known = backends()
         dtypes = sorted({d for b in known.values() for d in b.dtypes})
         if self.dtype not in dtypes:
-            return [
-                *found,
-                Problem(f"{{dtype}} must be one of {', '.join(dtypes)}, not '{self.dtype}'"),
-            ]
+            why = f"{{dtype}} must be one of {', '.join(dtypes)}, not '{self.dtype}'"
+            return [*found, Problem(why)]
         if self.backend is not None and self.backend not in known:
             return [*found, Problem(f"{{backend}} must be one of {', '.join(known)}")]
         backend = self.chosen_backend
         if self.dtype not in backend.dtypes:
-            others = [b.name for b in known.values() if self.dtype in b.dtypes]
-            return [
-                *found,
-                Problem(
-                    f"{{backend}} {backend.name} has no {self.dtype}; use {{backend}} "
-                    f"{' or '.join(others)}",
-                    UnsupportedError,
-                ),
-            ]
+            others = " or ".join(b.name for b in known.values() if self.dtype in b.dtypes)
+            why = f"{{backend}} {backend.name} has no {self.dtype}; use {{backend}} {others}"
+            return [*found, Problem(why, UnsupportedError)]
         return found + backend.check(self)
 
     def canonical(self) -> QuantizeConfig:
@@ -125,8 +113,7 @@ class QuantizeConfig(StepConfig):
             config = replace(config, backend=None)
         read = _INT4_FIELDS.get(self.chosen_backend.name, ()) if self.dtype == "int4" else ()
         unread = [name for name in _ORT_INT4_FIELDS if name not in read]
-        config = replace(config, **{name: _DEFAULTS[name] for name in unread})
-        return config
+        return replace(config, **{name: _DEFAULTS[name] for name in unread})
 
     @property
     def chosen_backend(self) -> Backend:
@@ -156,22 +143,15 @@ def _machine_problems(config: QuantizeConfig) -> list[Problem]:
 
     backend, found = config.chosen_backend, []
     if backend.cpu_feature is not None and backend.cpu_feature not in cpu_flags():
-        found.append(
-            Problem(
-                f"backend {backend.name} needs a CPU with {backend.cpu_feature}, which this one "
-                "lacks; choose another {backend}",
-                UnsupportedError,
-            )
+        why = (
+            f"backend {backend.name} needs a CPU with {backend.cpu_feature}, which this one "
+            "lacks; choose another {backend}"
         )
-    missing = [m for m in backend.modules if importlib.util.find_spec(m) is None]
+        found.append(Problem(why, UnsupportedError))
+    missing = " and ".join(m for m in backend.modules if importlib.util.find_spec(m) is None)
     if missing:
-        found.append(
-            Problem(
-                f"backend {backend.name} needs {' and '.join(missing)}: pip install "
-                f"'squeeze[{backend.extra}]'",
-                UnsupportedError,
-            )
-        )
+        why = f"backend {backend.name} needs {missing}: pip install 'squeeze[{backend.extra}]'"
+        found.append(Problem(why, UnsupportedError))
     return found
 
 
@@ -193,14 +173,20 @@ def _final(config: QuantizeConfig) -> bool:
     return True
 
 
+def _probe_batches(loaded: LoadedModel) -> list[dict[str, Any]]:
+    """The export's validation sentences, batched: text any model can be probed with."""
+    from squeeze.methods.export.config import ExportConfig
+    from squeeze.methods.export.validate import validation_batches
+
+    return list(validation_batches(loaded, ExportConfig()).values())
+
+
 def comparison_batches(loaded: LoadedModel, held_out: Any) -> list[dict[str, Any]]:
     """Inputs for the agreement check: up to 256 held-out examples, else probe sentences."""
     from squeeze.data.encoding import batches
-    from squeeze.methods.export.method import ExportConfig
-    from squeeze.methods.export.validate import validation_batches
 
     if held_out is None:
-        return list(validation_batches(loaded, ExportConfig()).values())
+        return _probe_batches(loaded)
     return [b.inputs for _, b in zip(range(8), batches(held_out, 32), strict=False)]
 
 
@@ -221,17 +207,13 @@ def calibration_feeds(
     calibration data (batches of 16, padded to the longest), else the export's validation
     sentences (outlier channels show in any text)."""
     from squeeze.data.encoding import batches
-    from squeeze.methods.export.method import ExportConfig
-    from squeeze.methods.export.validate import validation_batches
 
     if ctx.data.can_calibrate:
         calibration = ctx.data.calibration(loaded, config.calibration_samples)
         longest = max(len(ids) for ids in calibration.features["input_ids"])
         feeds = [b.inputs for b in batches(calibration, 16, pad_to=longest)]
         return feeds, f"{len(calibration)} examples"
-    return list(validation_batches(loaded, ExportConfig()).values()), (
-        "the export's validation sentences"
-    )
+    return _probe_batches(loaded), "the export's validation sentences"
 
 
 @register(

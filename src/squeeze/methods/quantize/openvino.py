@@ -14,6 +14,7 @@ is compared with the original like every quantization.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from squeeze.core.types import StepResult
@@ -26,46 +27,6 @@ if TYPE_CHECKING:
     from squeeze.model.loaded import LoadedModel
 
 
-def _compression(
-    loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext
-) -> tuple[Any, dict[str, Any], list[str]]:
-    """The NNCF call for the config, as a transform of an ``ov.Model``; what it records."""
-    import nncf
-
-    from squeeze.methods.quantize.method import calibration_feeds
-
-    if config.dtype == "int4":
-        mode = (
-            nncf.CompressWeightsMode.INT4_SYM
-            if config.symmetric
-            else nncf.CompressWeightsMode.INT4_ASYM
-        )
-        return (
-            lambda model: nncf.compress_weights(
-                model, mode=mode, group_size=config.block_size, ratio=1.0
-            ),
-            {"mode": f"weight-only {mode.value}", "group_size": config.block_size},
-            [],
-        )
-    if not config.static:
-        mode = nncf.CompressWeightsMode.INT8_ASYM
-        return (
-            lambda model: nncf.compress_weights(model, mode=mode),
-            {"mode": f"weight-only {mode.value}"},
-            [],
-        )
-    feeds, source = calibration_feeds(loaded, config, ctx)
-    names = set(loaded.input_names)
-    dataset = nncf.Dataset([{k: v for k, v in f.items() if k in names} for f in feeds])
-
-    def quantize(model: Any) -> Any:
-        return nncf.quantize(
-            model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds)
-        )
-
-    return quantize, {"mode": "static int8 (NNCF, transformer)"}, [f"calibrated on {source}"]
-
-
 def _quantize(
     loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext, agree: Any
 ) -> tuple[StepResult, Any]:
@@ -73,13 +34,35 @@ def _quantize(
     import io
     import logging
 
+    import nncf
+
     from squeeze.artifact.read import OPENVINO_FILE
     from squeeze.methods.export.method import ExportConfig
     from squeeze.methods.export.openvino import write_ir_export
+    from squeeze.methods.quantize.method import calibration_feeds
     from squeeze.model.runtime import openvino_session, ort_forward
 
-    compress, recorded, notes = _compression(loaded, config, ctx)
-    quantization = {"backend": "openvino", **recorded}
+    modes, notes = nncf.CompressWeightsMode, []
+    if config.dtype == "int4":
+        mode = modes.INT4_SYM if config.symmetric else modes.INT4_ASYM
+        recorded = {"mode": f"weight-only {mode.value}", "group_size": config.block_size}
+        compress = partial(
+            nncf.compress_weights, mode=mode, group_size=config.block_size, ratio=1.0
+        )
+    elif not config.static:
+        recorded = {"mode": f"weight-only {modes.INT8_ASYM.value}"}
+        compress = partial(nncf.compress_weights, mode=modes.INT8_ASYM)
+    else:
+        feeds, source = calibration_feeds(loaded, config, ctx)
+        names = set(loaded.input_names)
+        dataset = nncf.Dataset([{k: v for k, v in f.items() if k in names} for f in feeds])
+        recorded, notes = {"mode": "static int8 (NNCF, transformer)"}, [f"calibrated on {source}"]
+        compress = partial(
+            nncf.quantize,
+            calibration_dataset=dataset,
+            model_type=nncf.ModelType.TRANSFORMER,
+            subset_size=len(feeds),
+        )
 
     def transform(model: Any) -> Any:
         # NNCF logs statistics tables at INFO and draws its own progress bars on stdout, which
@@ -88,6 +71,7 @@ def _quantize(
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             return compress(model)
 
+    quantization = {"backend": "openvino", **recorded}
     _, export_notes = write_ir_export(
         loaded, ctx.out, ctx.scratch, ExportConfig(), transform=transform,
         update={"dtype": config.dtype, "quantization": quantization}, release=True,

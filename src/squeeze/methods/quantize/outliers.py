@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,21 +37,13 @@ _SAMPLE = 1 << 20
 _WEIGHTED = ("MatMul", "Attention")
 
 
-def weight_matmuls(graph: Any) -> dict[str, str]:
-    """Node name -> its activation input, for MatMuls (and fused Attention) whose second input
-    is a weight (an initializer): the ones int8 quantizes."""
-    weights = {t.name for t in graph.initializer}
-    return {
-        node.name: node.input[0]
-        for node in graph.node
-        if node.op_type in _WEIGHTED and node.input[1] in weights and node.input[0] not in weights
-    }
-
-
-def input_ratios(model_file: Path, feeds: Iterable[Mapping[str, np.ndarray]]) -> dict[str, float]:
-    """Peak |x| over its 99.9th percentile for each weight MatMul's input, over ``feeds``: how
-    much one per-tensor scale, set by the peak, coarsens the ordinary values (below 10 is usual;
-    at 12 the 99.9th percentile gets ten of 127 levels).
+def outlier_matmuls(
+    model_file: Path, feeds: Iterable[Mapping[str, np.ndarray]], ratio: float
+) -> list[Outlier]:
+    """The MatMuls int8 quantizes (and fused Attention: a weight as second input) whose input
+    peaks above ``ratio`` times its 99.9th percentile over ``feeds``, worst first; none when
+    ``ratio`` is 0. That ratio is how much one per-tensor scale, set by the peak, coarsens the
+    ordinary values (below 10 is usual; at 12 the 99.9th percentile gets ten of 127 levels).
 
     The graph is copied (without its weights, which stay in their data file beside it) with
     those inputs as extra outputs, and run once per feed in onnxruntime.
@@ -61,8 +53,15 @@ def input_ratios(model_file: Path, feeds: Iterable[Mapping[str, np.ndarray]]) ->
 
     from squeeze.model.runtime import ort_session
 
+    if ratio <= 0:
+        return []
     model = onnx.load(str(model_file), load_external_data=False)
-    matmuls = weight_matmuls(model.graph)
+    weights = {t.name for t in model.graph.initializer}
+    matmuls = {
+        node.name: node.input[0]
+        for node in model.graph.node
+        if node.op_type in _WEIGHTED and node.input[1] in weights and node.input[0] not in weights
+    }
     tensors = sorted(set(matmuls.values()))
     outputs = {o.name for o in model.graph.output}
     for name in tensors:
@@ -92,15 +91,5 @@ def input_ratios(model_file: Path, feeds: Iterable[Mapping[str, np.ndarray]]) ->
         name: peaks[name] / max(float(np.mean(tails[name])), 1e-12) if tails[name] else 0.0
         for name in tensors
     }
-    return {node: by_tensor[tensor] for node, tensor in matmuls.items()}
-
-
-def outlier_matmuls(
-    model_file: Path, feeds: Iterable[Mapping[str, np.ndarray]], ratio: float
-) -> list[Outlier]:
-    """The weight MatMuls whose input peaks above ``ratio`` times its 99.9th percentile, worst
-    first; none when ``ratio`` is 0."""
-    if ratio <= 0:
-        return []
-    found = [Outlier(node, r) for node, r in input_ratios(model_file, feeds).items() if r > ratio]
+    found = [Outlier(node, by_tensor[t]) for node, t in matmuls.items() if by_tensor[t] > ratio]
     return sorted(found, key=lambda o: -o.ratio)
