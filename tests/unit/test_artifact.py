@@ -79,3 +79,27 @@ def test_a_hub_id_is_a_checkpoint_that_only_loading_can_describe():
     artifact = Artifact.of("someone/some-model")
     assert artifact.runtime == "torch" and artifact.manifest is None
     assert artifact.facts() is None
+
+
+def test_bench_times_what_it_is_given_and_builds_nothing(artifacts, monkeypatch):
+    """A checkpoint timed on ONNX Runtime needs the export its caller built; with it, the
+    checkpoint's row is timed through that export."""
+    import squeeze.methods.export.method as export_method
+    from squeeze.measure.bench import bench_models
+    from squeeze.measure.latency import BenchSettings
+
+    settings = BenchSettings(seq_len=8, runs=2, warmup=0, rounds=1)
+    checkpoint = artifacts["checkpoint"]
+    with pytest.raises(ConfigError, match="export it first"):
+        bench_models([checkpoint], settings, runtimes=("onnxruntime",))
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("the bench built an export")
+
+    monkeypatch.setattr(export_method, "export_onnx", no_export)
+    results, _ = bench_models(
+        [checkpoint], settings, runtimes=("torch", "onnxruntime"),
+        exports={checkpoint: {"onnxruntime": artifacts["onnx"]}},
+    )  # fmt: skip
+    assert [r.runtime for r in results] == ["torch", "onnxruntime"]
+    assert all(r.latencies[0].p50_ms > 0 for r in results)
