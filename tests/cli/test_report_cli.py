@@ -131,3 +131,18 @@ def test_a_log_gets_the_whole_table_not_80_columns(results_file, tmp_path, monke
     assert result.exit_code == 0, result.output
     table = [line for line in result.stdout.splitlines() if "magnitude(sparsity=0.3)" in line]
     assert table and max(len(line) for line in result.stdout.splitlines()) > 80
+
+
+def test_a_runs_closing_line_shows_paths_as_typed(results_file, monkeypatch, capsys):
+    """run, sweep and tune end saying where everything went: [..] in the output folder or the
+    selected variant's name is data, not rich markup (`squeeze sweep` once dropped "[b]")."""
+    from rich.console import Console
+
+    from squeeze.cli import _results
+
+    monkeypatch.setattr(_results, "stdout", Console(width=200, highlight=False))
+    results = SweepResults.load(results_file)
+    results.selected = "fast[v2]"
+    _results.print_outcome(results, "out[b]", [], json_output=False)
+    closing = capsys.readouterr().out.splitlines()[-1]
+    assert closing == "results and report in out[b]; fast[v2] copied to out[b]/selected"

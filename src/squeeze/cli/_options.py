@@ -301,11 +301,11 @@ def config_params(*classes: type) -> list[inspect.Parameter]:
 
 def given_values(values: dict[str, Any]) -> dict[str, Any]:
     """The options the user gave (None = not given), as config values."""
-    given = {}
-    for name, value in values.items():
-        if value is not None:
-            given[name] = tuple(value) if isinstance(value, list) else value
-    return given
+    return {
+        name: tuple(value) if isinstance(value, list) else value
+        for name, value in values.items()
+        if value is not None
+    }
 
 
 def with_fields(*classes: type, name: str = "given") -> Any:

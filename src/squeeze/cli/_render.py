@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 from squeeze.core.types import ProgressFactory, ProgressTask, SilentTask
@@ -60,14 +60,27 @@ def print_table(title: str, rows: Sequence[tuple[str, str]]) -> None:
     stdout.print(table)
 
 
+def new_table(title: str, columns: Sequence[str], left: Collection[str] = ("",)) -> Any:
+    """A result table titled at its left: the ``left`` columns (names, labels) left-aligned,
+    figures right-aligned so that their digits line up."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="left" if column in left else "right")
+    return table
+
+
 def report_and_gate(
     result: Any, json_output: bool, render: Callable[[Any], None], output: str
 ) -> None:
-    """Show a gated step's summary (JSON or tables), then fail with exit 1 if it missed."""
+    """Show a gated step's summary (JSON, or tables and the step's notes), then fail with exit 1
+    if it missed."""
     if json_output:
         print_json(result.to_dict())
     else:
         render(result)
+        print_notes(result.notes)
     if not result.passed:
         from squeeze.engine.gate import gate_error
 

@@ -1,16 +1,19 @@
 """The sweep as a rich table in the terminal, frontier rows highlighted.
 
-``squeeze run``, ``squeeze sweep`` and ``squeeze report`` all end with this table, so it takes a
-Console rather than printing to a fixed stream.
+``squeeze run``, ``squeeze sweep``, ``squeeze tune`` and ``squeeze report`` all end with this
+table, so it takes a Console rather than printing to a fixed stream.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from squeeze.cli._render import print_json, stdout
 from squeeze.report import cells
 from squeeze.report.results import SweepResults
 
@@ -64,3 +67,40 @@ def _cell(value: str, note: str) -> Text:
     if not note:
         return Text(value)
     return Text(value + "\n") + Text(note, style="yellow" if note == cells.NOT_FASTER else "")
+
+
+def print_outcome(
+    results: SweepResults,
+    output: str,
+    problems: list[str],
+    json_output: bool,
+    trials: list[Any] | None = None,
+) -> None:
+    """How a run, sweep or tune ended: JSON (with the gates' ``problems``), or the table and
+    where everything went. ``trials``: tune's search trace, shown before the results."""
+    if json_output:
+        trace = {} if trials is None else {"trace": [t.to_dict() for t in trials]}
+        print_json({**results.to_dict(), **trace, "gate_failures": problems, "out": output})
+        return
+    if trials is not None:
+        _print_trace(trials)
+    print_results(results, stdout)
+    written = "results and report" if trials is None else "results, report and trace"
+    selected = f"; {results.selected} copied to {output}/selected" if results.selected else ""
+    # Markup off: [..] in a path or a variant name is data.
+    stdout.print(f"{written} in {output}{selected}", markup=False)
+
+
+def _print_trace(trials: list[Any]) -> None:
+    table = Table(title="search trace (validation split)", title_justify="left",
+                  box=box.SIMPLE_HEAD)  # fmt: skip
+    for title in ("#", "candidate", "latency", "drop before / after recovery", "outcome"):
+        table.add_column(title, overflow="fold")
+    for t in trials:
+        speed = "" if t.latency_ms is None else f"{t.latency_ms:.2f} ms"
+        drops = " / ".join(
+            "-" if d is None else f"{d:+.2f}" for d in (t.drop_before_recovery, t.drop)
+        )
+        outcome = t.outcome + (f": {t.reason}" if t.reason else "")
+        table.add_row(str(t.order), Text(t.chain), speed, drops, Text(outcome))
+    print_table(table, stdout)

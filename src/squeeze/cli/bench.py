@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from squeeze.cli._options import DeviceOpt, JsonOpt, QuietOpt, TrustOpt
-from squeeze.cli._render import print_json, print_notes, progress_factory
+from squeeze.cli._render import new_table, print_json, print_notes, progress_factory
 from squeeze.cli._render import stdout as console
 from squeeze.core.errors import ConfigError
 from squeeze.core.fmt import fmt_bytes, fmt_count
@@ -178,13 +178,11 @@ def _short(name: str) -> str:
 
 
 def _render_tables(results: list[BenchResult], settings: BenchSettings) -> None:
-    from rich.table import Table
-
     from squeeze.measure.machine import describe_machine
 
-    latency = Table(title="latency", title_justify="left")
-    for column in ("model", "runtime", "batch", "p50 ms", "p90 ms", "sd ms", "samples/s", "vs 1st"):
-        latency.add_column(column, justify="left" if column in ("model", "runtime") else "right")
+    named = ("model", "runtime")
+    columns = ("batch", "p50 ms", "p90 ms", "sd ms", "samples/s", "vs 1st")
+    latency = new_table("latency", (*named, *columns), left=named)
     first = {lat.batch: lat.p50_ms for lat in results[0].latencies}
     for result in results:
         for lat in result.latencies:
@@ -193,9 +191,7 @@ def _render_tables(results: list[BenchResult], settings: BenchSettings) -> None:
                 f"{lat.p90_ms:.2f}", f"{lat.stdev_ms:.2f}", f"{lat.throughput_per_s:.1f}",
                 f"{first[lat.batch] / lat.p50_ms:.2f}x",
             )  # fmt: skip
-    sizes = Table(title="size", title_justify="left")
-    for column in ("model", "runtime", "params", "non-zero", "on disk"):
-        sizes.add_column(column, justify="left" if column in ("model", "runtime") else "right")
+    sizes = new_table("size", (*named, "params", "non-zero", "on disk"), left=named)
     for result in results:
         size = result.extra["size"]
         sizes.add_row(

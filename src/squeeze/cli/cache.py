@@ -59,9 +59,15 @@ def _listing(folder: Path, contents: Contents) -> dict[str, Any]:
     }
 
 
-def _say_left_alone(contents: Contents) -> None:
+def _outcome(contents: Contents, json_output: bool, data: dict[str, Any], line: str) -> None:
+    """What a command did: JSON (``data`` and what is not squeeze's), or what it left alone and
+    ``line``."""
+    if json_output:
+        print_json({**data, "not_squeeze_entries": [str(p) for p in contents.foreign]})
+        return
     for path in contents.foreign:
         print(f"left alone: {path.name}: {NOT_SQUEEZE}")
+    print(line)
 
 
 @app.command("info")
@@ -100,14 +106,12 @@ def verify(
     if fix:
         for entry in damaged:
             remove(entry.path)
-    if json_output:
-        print_json({**_listing(folder, contents), "removed": fix and bool(damaged)})
-    else:
+    if not json_output:  # each damaged artifact, before the summary
         for entry in damaged:
-            verb = "removed" if fix else "damaged"
-            print(f"{verb}: {entry.path.name}: {entry.damage}")
-        _say_left_alone(contents)
-        print(f"{len(found) - len(damaged)} of {len(found)} artifacts in {folder} are intact")
+            print(f"{'removed' if fix else 'damaged'}: {entry.path.name}: {entry.damage}")
+    intact = f"{len(found) - len(damaged)} of {len(found)} artifacts in {folder} are intact"
+    checked = {**_listing(folder, contents), "removed": fix and bool(damaged)}
+    _outcome(contents, json_output, checked, intact)
     if damaged and not fix:
         raise GateError(
             f"{len(damaged)} damaged artifact(s) in {folder}; `squeeze cache verify --fix` "
@@ -150,14 +154,9 @@ def prune(
     for entry in doomed:
         remove(entry.path)
     freed = sum(e.bytes for e in doomed)
-    if json_output:
-        print_json({
-            "removed": [str(e.path) for e in doomed], "bytes_freed": freed,
-            "not_squeeze_entries": [str(p) for p in contents.foreign],
-        })  # fmt: skip
-    else:
-        _say_left_alone(contents)
-        print(f"removed {len(doomed)} of {len(found)} artifacts from {folder}, {fmt_bytes(freed)}")
+    removed = {"removed": [str(e.path) for e in doomed], "bytes_freed": freed}
+    line = f"removed {len(doomed)} of {len(found)} artifacts from {folder}, {fmt_bytes(freed)}"
+    _outcome(contents, json_output, removed, line)
 
 
 @app.command("clear")
@@ -179,11 +178,6 @@ def clear(
         remove(entry.path)
     for leftover in contents.leftovers:
         shutil.rmtree(leftover, ignore_errors=True)
-    if json_output:
-        print_json({
-            "cache_dir": str(folder), "removed": [str(e.path) for e in contents.entries],
-            "not_squeeze_entries": [str(p) for p in contents.foreign],
-        })  # fmt: skip
-    else:
-        _say_left_alone(contents)
-        print(f"removed {len(contents.entries)} artifacts from {folder}")
+    removed = {"cache_dir": str(folder), "removed": [str(e.path) for e in contents.entries]}
+    line = f"removed {len(contents.entries)} artifacts from {folder}"
+    _outcome(contents, json_output, removed, line)

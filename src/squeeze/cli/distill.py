@@ -13,7 +13,7 @@ from squeeze.cli._options import (
     with_data_options,
     with_options,
 )
-from squeeze.cli._render import metric_change, print_notes, progress_factory, report_and_gate
+from squeeze.cli._render import metric_change, new_table, progress_factory, report_and_gate
 from squeeze.cli._render import stdout as console
 from squeeze.core.fmt import fmt_bytes, fmt_count
 from squeeze.data.spec import DataSpec
@@ -69,14 +69,13 @@ def distill(
 
 
 def _render(result: Any) -> None:
-    from rich.table import Table
-
     t, s = result.before, result.after
     mt, ms = result.metric_before.primary, result.metric_after.primary
     initial = result.details["student_initial"]
-    table = Table(title=f"squeeze distill ({result.details['student']})", title_justify="left")
-    for column in ("", "teacher", "student", "student/teacher"):
-        table.add_column(column, justify="left" if not column else "right")
+    table = new_table(
+        f"squeeze distill ({result.details['student']})",
+        ("", "teacher", "student", "student/teacher"),
+    )
     table.add_row(
         f"{mt.name} (n={mt.n_samples})", f"{mt.value:.4f}", f"{ms.value:.4f}",
         f"{result.retained:.1%} recovered ({metric_change(result)})",
@@ -109,4 +108,3 @@ def _render(result: Any) -> None:
         f"({train['samples_per_s']:.1f} samples/s); "
         f"{'saved to ' + str(result.out) if result.written else 'nothing saved'}"
     )
-    print_notes(result.notes)

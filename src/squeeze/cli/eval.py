@@ -52,26 +52,13 @@ def eval_(
     notes = [*scorable.notes, *dataset.notes]
     if encoded.n_truncated:
         notes.append(f"{encoded.n_truncated} of {len(encoded)} examples cut to {max_length} tokens")
+    scored = dict(
+        model=model, task=scorable.task.value, runtime=scorable.runtime, data=dataset.name
+    )
     if flags.json_output:
-        print_json(
-            {
-                "model": model,
-                "task": scorable.task.value,
-                "runtime": scorable.runtime,
-                "data": dataset.name,
-                **evaluation.to_dict(),
-                "device": device,
-                "notes": notes,
-            }
-        )
+        print_json({**scored, **evaluation.to_dict(), "device": device, "notes": notes})
         return
-    rows = [
-        ("model", model),
-        ("task", scorable.task.value),
-        ("runtime", scorable.runtime),
-        ("data", dataset.name),
-    ]
-    rows += [(m.name, f"{m.value:.4f}") for m in evaluation.metrics]
+    rows = [*scored.items(), *((m.name, f"{m.value:.4f}") for m in evaluation.metrics)]
     rows += [
         ("samples", str(evaluation.n_samples)),
         ("elapsed", f"{evaluation.elapsed_s:.2f} s"),

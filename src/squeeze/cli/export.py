@@ -29,16 +29,14 @@ def export(model: ModelArg, output: OutOpt, config: ExportConfig, flags: StepFla
         return
     shape = " x ".join(str(d) for d in manifest["inputs"][0]["shape"])
     validation = manifest["validation"]
+    fused = ", ".join(f"{k} x{v}" for k, v in (manifest["fused_ops"] or {}).items())
     rows = [
         ("saved to", f"{result.out}/{manifest['file']}"),
         ("task", manifest["task"]),
         ("inputs", f"{', '.join(i['name'] for i in manifest['inputs'])} ({shape})"),
         ("format", manifest["format"]),
         ("opset", str(manifest["opset"])),
-        (
-            "optimized",
-            ", ".join(f"{k} x{v}" for k, v in (manifest["fused_ops"] or {}).items()) or "no",
-        ),
+        ("optimized", fused or "no"),
         (
             "validation",
             f"max |Δlogits| {validation['max_abs_diff']:.2g} <= {validation['tolerance']:g} "

@@ -98,15 +98,10 @@ def finetune(
         rows.append(("labels", ", ".join(result.label_names)))
     if result.early_bird is not None:
         bird = result.early_bird
-        rows.append(
-            (
-                "early-bird ticket",
-                f"drawn at step {bird['drawn_at_step']} of "
-                f"{bird['total_steps']} ({'settled' if bird['settled'] else 'search limit'})",
-            )
-        )
-        rows.append(("time searching / on ticket",
-                     f"{bird['search_s']:.1f} s / {bird['ticket_train_s']:.1f} s"))  # fmt: skip
+        ended = "settled" if bird["settled"] else "search limit"
+        drawn = f"drawn at step {bird['drawn_at_step']} of {bird['total_steps']} ({ended})"
+        searched = f"{bird['search_s']:.1f} s / {bird['ticket_train_s']:.1f} s"
+        rows += [("early-bird ticket", drawn), ("time searching / on ticket", searched)]
     if train.best_eval is not None:
         best = train.best_eval.primary
         rows.append((f"best validation {best.name}", f"{best.value:.4f} (step {train.best_step})"))

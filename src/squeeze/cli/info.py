@@ -40,7 +40,10 @@ def info(
 
     facts = Artifact.of(model).facts(task=task_of(task), trust_remote_code=trust_remote_code)
     if facts is None:  # a hub id or pickled weights: only loading can tell
-        facts = _loaded_facts(model, task, trust_remote_code)
+        from squeeze.model.checkpoint import load
+        from squeeze.model.info import describe
+
+        facts = describe(load(model, task=task_of(task), trust_remote_code=trust_remote_code))
     if spec:
         facts["spec"] = spec_facts(facts.get("path") or model, trust_remote_code)
     if json_output:
@@ -50,14 +53,6 @@ def info(
     print_notes(facts["notes"])
     if spec:
         _print_spec(facts["spec"])
-
-
-def _loaded_facts(model: str, task: Any, trust_remote_code: bool) -> dict[str, Any]:
-    from squeeze.model.checkpoint import load
-    from squeeze.model.info import describe
-
-    loaded = load(model, task=task_of(task), trust_remote_code=trust_remote_code)
-    return describe(loaded)
 
 
 def _rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
@@ -89,12 +84,15 @@ def spec_facts(source: str, trust_remote_code: bool) -> dict[str, Any]:
     import torch
     import transformers
 
+    from squeeze.artifact import Artifact
     from squeeze.model.arch import find_spec
-    from squeeze.model.checkpoint import quiet_quantizer_imports, quiet_transformers
+    from squeeze.model.checkpoint import quiet_quantizer_imports, quiet_transformers, read_config
     from squeeze.model.discover import check_proposal, propose_spec
 
     quiet_transformers()
-    config = _config(source, trust_remote_code)
+    # A checkpoint's config, or the one an export keeps beside its graph.
+    artifact = Artifact.of(source) if Path(source).exists() else Artifact(source)
+    config = read_config(artifact.export or source, trust_remote_code=trust_remote_code)
     with torch.device("meta"), quiet_quantizer_imports():
         skeleton = transformers.AutoModel.from_config(config, trust_remote_code=trust_remote_code)
     known = find_spec(config)
@@ -111,15 +109,6 @@ def spec_facts(source: str, trust_remote_code: bool) -> dict[str, Any]:
         "doubts": proposal.doubts,
         "differences": differences,
     }
-
-
-def _config(source: str, trust_remote_code: bool) -> Any:
-    """The transformers config: a checkpoint's, or the one an export keeps beside its graph."""
-    from squeeze.artifact import Artifact
-    from squeeze.model.checkpoint import read_config
-
-    artifact = Artifact.of(source) if Path(source).exists() else Artifact(source)
-    return read_config(artifact.export or source, trust_remote_code=trust_remote_code)
 
 
 def _print_spec(found: dict[str, Any]) -> None:

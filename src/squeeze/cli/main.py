@@ -164,12 +164,7 @@ def _global_options(
         ),
     ] = False,
 ) -> None:
-    """Compress trained Hugging Face transformer checkpoints and measure what it cost.
-
-    Exit codes: 0 ok, 1 a gate failed, 2 usage error, 3 bad input, 4 unsupported,
-    5 a step failed validation, 6 the OS refused (disk full, permission denied, read-only),
-    70 an internal error (a bug), 128+N stopped by signal N (143 for SIGTERM).
-    """
+    """The options before the command; ``squeeze --help`` shows the app's help and epilog."""
     if allow_pickle:
         from squeeze.model.checkpoint import PICKLE_ENV
 

@@ -19,7 +19,7 @@ from squeeze.cli._options import (
     with_fields,
     with_options,
 )
-from squeeze.cli._render import metric_change, print_notes, report_and_gate
+from squeeze.cli._render import metric_change, new_table, report_and_gate
 from squeeze.cli._render import stdout as console
 from squeeze.core.fmt import fmt_bytes, fmt_count
 from squeeze.data.spec import DataSpec
@@ -27,11 +27,7 @@ from squeeze.methods.prune.magnitude import MagnitudePruneConfig
 from squeeze.methods.prune.structured import StructuredPruneConfig
 
 METHODS = {"magnitude": MagnitudePruneConfig, "structured": StructuredPruneConfig}
-
-
-class Method(str, Enum):
-    magnitude = "magnitude"
-    structured = "structured"
+Method = Enum("Method", {name: name for name in METHODS}, type=str)  # --method's choices
 
 
 @with_data_options(required=False)
@@ -69,11 +65,7 @@ def prune(
 
 
 def _render(result: Any) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"squeeze prune ({result.method})", title_justify="left")
-    for column in ("", "before", "after", "change"):
-        table.add_column(column, justify="left" if not column else "right")
+    table = new_table(f"squeeze prune ({result.method})", ("", "before", "after", "change"))
     before, after = result.before, result.after or result.before
 
     def row(name: str, key: str, fmt: Any) -> None:
@@ -95,4 +87,3 @@ def _render(result: Any) -> None:
     plain = result.details.get("loads_with_plain_transformers", True)
     loads = "plain transformers and squeeze" if plain else "squeeze (squeeze.json)"
     console.print(f"{extra}{result.seconds:.1f} s; output loads with {loads}")
-    print_notes(result.notes)

@@ -15,7 +15,7 @@ from squeeze.cli._options import (
     with_data_options,
     with_options,
 )
-from squeeze.cli._render import metric_change, print_notes, report_and_gate
+from squeeze.cli._render import metric_change, new_table, report_and_gate
 from squeeze.cli._render import stdout as console
 from squeeze.core.fmt import fmt_bytes, fmt_count
 from squeeze.data.spec import DataSpec
@@ -63,16 +63,12 @@ def _calibration(data: DataSpec | None, source: str | None) -> Any:
 
 
 def _render(result: Any) -> None:
-    from rich.table import Table
-
     mode = result.config["dtype"] + (" static" if result.config["static"] else "")
     backend = result.details["backend"]
     auto = result.details.get("auto")
     if auto is not None:
         backend = f"auto: {auto['chosen']}"
-    table = Table(title=f"squeeze quantize ({mode}, {backend})", title_justify="left")
-    for column in ("", "before", "after", "change"):
-        table.add_column(column, justify="left" if not column else "right")
+    table = new_table(f"squeeze quantize ({mode}, {backend})", ("", "before", "after", "change"))
     before, after = result.before, result.after or result.before
     table.add_row(
         "parameters", fmt_count(before["params_total"]), fmt_count(after["params_total"]), ""
@@ -95,25 +91,21 @@ def _render(result: Any) -> None:
         f"{agree['top1_agreement']:.2%}, max |Δlogit| {agree['max_abs_diff']:.3g}, mean "
         f"{agree['mean_abs_diff']:.3g}; {result.seconds:.1f} s"
     )
-    print_notes(result.notes)
 
 
 def _candidates_table(auto: dict[str, Any]) -> Any:
     """Every candidate ``--backend auto`` tried: latency, size, drop, and why one was skipped."""
     from rich.markup import escape
-    from rich.table import Table
 
     from squeeze.measure.machine import describe_machine
 
     timing = auto["timing"]
-    table = Table(
-        title=f"candidates (batch {timing['batch']}, seq {timing['seq_len']}, {timing['device']}; "
+    table = new_table(
+        f"candidates (batch {timing['batch']}, seq {timing['seq_len']}, {timing['device']}; "
         f"{describe_machine(auto['machine'])})",
-        title_justify="left",
+        ("candidate", "p50 ms", "p90 ms", "sd ms", "speed-up", "on disk", "drop", "agree", ""),
+        left=("candidate", ""),
     )
-    columns = ("candidate", "p50 ms", "p90 ms", "sd ms", "speed-up", "on disk", "drop", "agree", "")
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("candidate", "") else "right")
     ref = auto["reference"]
     table.add_row(ref["label"], f"{ref['p50_ms']:.2f}", f"{ref['p90_ms']:.2f}",
                   f"{ref['stdev_ms']:.2f}", "1.00x", "", "", "", "")  # fmt: skip

@@ -41,12 +41,11 @@ def report(
     files = write_report(loaded, output, overwrite, inputs=[source_file.resolve()])
     notes = report_notes(loaded)
     if json_output:
-        pareto = [v.name for v in loaded.variants if v.pareto]
         print_json(
             {
                 "output": str(files[0].parent),
                 "files": [str(f) for f in files],
-                "pareto": pareto,
+                "pareto": [v.name for v in loaded.variants if v.pareto],
                 "notes": notes,
             }
         )

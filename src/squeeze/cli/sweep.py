@@ -28,8 +28,7 @@ from squeeze.cli._options import (
     with_data_options,
     with_options,
 )
-from squeeze.cli._render import print_json, progress_factory, stderr
-from squeeze.cli._render import stdout as console
+from squeeze.cli._render import progress_factory, stderr
 from squeeze.core.errors import ConfigError, GateError
 from squeeze.data.spec import DataSpec
 
@@ -89,10 +88,10 @@ def _finish(
 ) -> None:
     """Apply the command line over the plan, run it, show the results, gate. ``recipe`` is the
     file the plan came from: an input the output guard protects with the rest."""
-    from squeeze.cli._results import print_results
+    from squeeze.cli._results import print_outcome
     from squeeze.cli.tune import fit_lengths
     from squeeze.core.device import resolve_device
-    from squeeze.engine.gates import Gates, Selection, parse_size
+    from squeeze.engine.gates import Selection, parse_size
     from squeeze.plan.cache import default_cache_dir
     from squeeze.plan.pipeline import run_plan
 
@@ -101,19 +100,16 @@ def _finish(
         plan = replace(plan, data=data, eval_data=optional_data_spec(data, o.eval_data))
     elif o.eval_data is not None:  # read like the recipe's data, which it then scores on
         plan = replace(plan, eval_data=optional_data_spec(plan.data, o.eval_data))
-    gates = plan.gates
-    gates = Gates(
-        max_accuracy_drop=gates.max_accuracy_drop
-        if o.max_accuracy_drop is None
-        else o.max_accuracy_drop,
-        gate_on=gates.gate_on if o.gate_on is None else o.gate_on.value,
-        min_speedup=gates.min_speedup if o.min_speedup is None else o.min_speedup,
-        max_size=parse_size(o.max_size) if o.max_size else gates.max_size,
-    )
+    gates = {  # None: the recipe's
+        "max_accuracy_drop": o.max_accuracy_drop,
+        "gate_on": None if o.gate_on is None else o.gate_on.value,
+        "min_speedup": o.min_speedup,
+        "max_size": parse_size(o.max_size) if o.max_size else None,
+    }
     bench = replace(plan.bench, seq_len=o.max_length or plan.bench.seq_len)
     plan = replace(
         plan,
-        gates=gates,
+        gates=replace(plan.gates, **{k: v for k, v in gates.items() if v is not None}),
         select=Selection.parse(o.select) if o.select else plan.select,
         max_length=o.max_length or plan.max_length,
         bench=replace(bench, runs=o.runs) if o.runs else bench,
@@ -150,12 +146,7 @@ def _finish(
         log=log,
         recipe=recipe,
     )
-    if o.json_output:
-        print_json({**results.to_dict(), "gate_failures": problems, "out": output})
-    else:
-        print_results(results, console)
-        selected = f"; {results.selected} copied to {output}/selected" if results.selected else ""
-        console.print(f"results and report in {output}{selected}")
+    print_outcome(results, output, problems, o.json_output)
     if problems:
         raise GateError(f"selected variant {results.selected or '(none)'}: {'; '.join(problems)}")
 
@@ -228,13 +219,8 @@ def grid(
     if distill_steps:
         prunes = [f"{p} -> distill(max_steps={distill_steps})" for p in prunes]
     tails = [None, *(f"quantize({d})" for d in dtypes)]
-    chains = []
-    for prune in [None, *prunes]:
-        for tail in tails:
-            parts = [p for p in (prune, tail) if p]
-            if parts:
-                chains.append(" -> ".join(parts))
-    return chains
+    chains = ([p for p in (prune, tail) if p] for prune in [None, *prunes] for tail in tails)
+    return [" -> ".join(parts) for parts in chains if parts]
 
 
 @with_options(RunFlags)

@@ -22,8 +22,7 @@ from squeeze.cli._options import (
     with_data_options,
     with_options,
 )
-from squeeze.cli._render import print_json, progress_factory, stderr
-from squeeze.cli._render import stdout as console
+from squeeze.cli._render import progress_factory, stderr
 from squeeze.core.errors import GateError
 from squeeze.data.spec import DataSpec
 from squeeze.plan.tune.config import TuneConfig
@@ -113,7 +112,7 @@ def tune_plan(
     """Run the search (``squeeze tune``, or ``squeeze run`` on a recipe with ``tune:``), show
     the trace and the results, and exit 1 when nothing kept the budget. ``flags``: the command's
     ``StepFlags`` or ``RunFlags`` (overwrite, trust_remote_code, json_output, quiet)."""
-    from squeeze.cli._results import print_results
+    from squeeze.cli._results import print_outcome
     from squeeze.plan.cache import default_cache_dir
     from squeeze.plan.tune.run import run_tune
 
@@ -126,42 +125,6 @@ def tune_plan(
         overwrite=flags.overwrite, resume=resume, trust_remote_code=flags.trust_remote_code,
         progress=progress_factory(flags.quiet), log=log, recipe=recipe, note=_note,
     )  # fmt: skip
-    if flags.json_output:
-        print_json(
-            {
-                **results.to_dict(),
-                "trace": [t.to_dict() for t in trials],
-                "gate_failures": problems,
-                "out": output,
-            }
-        )
-    else:
-        _print_trace(trials)
-        print_results(results, console)
-        selected = f"; {results.selected} copied to {output}/selected" if results.selected else ""
-        console.print(f"results, report and trace in {output}{selected}", markup=False)
+    print_outcome(results, output, problems, flags.json_output, trials)
     if problems:
         raise GateError(f"squeeze tune: {'; '.join(problems)}")
-
-
-def _print_trace(trials: list[Any]) -> None:
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
-
-    from squeeze.cli._results import print_table
-
-    table = Table(title="search trace (validation split)", title_justify="left",
-                  box=box.SIMPLE_HEAD)  # fmt: skip
-    for title in ("#", "candidate", "latency", "drop before / after recovery", "outcome"):
-        table.add_column(title, overflow="fold")
-    for t in trials:
-        speed = ""
-        if t.latency_ms is not None:
-            speed = f"{t.latency_ms:.2f} ms"
-        drops = " / ".join(
-            "-" if d is None else f"{d:+.2f}" for d in (t.drop_before_recovery, t.drop)
-        )
-        outcome = t.outcome + (f": {t.reason}" if t.reason else "")
-        table.add_row(str(t.order), Text(t.chain), speed, drops, Text(outcome))
-    print_table(table, console)
