@@ -149,16 +149,6 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
 
 
-def write_manifest(folder: Path, key: str) -> None:
-    """Record every file's size and SHA-256: what a later use checks before trusting it."""
-    files = {
-        str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": _file_digest(p)}
-        for p in _files(folder)
-    }
-    record = {"key": key, "squeeze": __version__, "created": time.time(), "files": files}
-    (folder / MANIFEST).write_text(json.dumps(record, indent=2))
-
-
 def _manifest(folder: Path) -> dict[str, Any] | None:
     """The folder's manifest, or None when it has none that squeeze could have written."""
     try:
@@ -213,9 +203,15 @@ def staging_path(entry: Path) -> Path:
 
 
 def publish(staging: Path, entry: Path, key: str) -> None:
-    """Seal a built entry with its manifest and move it into place in one rename."""
+    """Seal a built entry with its manifest (every file's size and SHA-256: what a later use
+    checks before trusting it) and move it into place in one rename."""
     stop_if_interrupted()  # a signal swallowed by a __del__ must not publish the entry
-    write_manifest(staging, key)
+    files = {
+        str(p.relative_to(staging)): {"bytes": p.stat().st_size, "sha256": _file_digest(p)}
+        for p in _files(staging)
+    }
+    record = {"key": key, "squeeze": __version__, "created": time.time(), "files": files}
+    (staging / MANIFEST).write_text(json.dumps(record, indent=2))
     staging.rename(entry)
 
 
@@ -268,21 +264,6 @@ def _whose(path: Path) -> str:
     return "entry" if record is not None and name.startswith(record["key"][:20]) else "foreign"
 
 
-def _not_a_cache(cache_dir: Path, foreign: list[Path]) -> ConfigError:
-    shown = ", ".join(repr(p.name) for p in foreign[:3])
-    more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
-    where, shown = literal(str(cache_dir)), literal(shown)
-    return ConfigError(
-        [
-            Problem(
-                f"{{cache_dir}} {where} is not a squeeze cache: it has no squeeze {ROOT_TAG} "
-                f"and holds {shown}{more}, which squeeze did not write; squeeze leaves it alone: "
-                "point {cache_dir} (or $SQUEEZE_CACHE) at squeeze's cache or at a new folder"
-            )
-        ]
-    )
-
-
 def _sort(cache_dir: Path) -> dict[str, list[Path]]:
     """The folder's contents by :func:`_whose`; refuses a folder that is not squeeze's cache
     before anything in it is touched.
@@ -296,11 +277,21 @@ def _sort(cache_dir: Path) -> dict[str, list[Path]]:
     if not cache_dir.is_dir():
         where = literal(str(cache_dir))
         text = f"{{cache_dir}} {where} is a file, not a squeeze cache; point {{cache_dir}} "
-        raise ConfigError([Problem(text + "(or $SQUEEZE_CACHE) at a folder")])
+        raise ConfigError(Problem(text + "(or $SQUEEZE_CACHE) at a folder"))
     for path in sorted(cache_dir.iterdir()):
         found[_whose(path)].append(path)
-    if found["foreign"] and not _tagged(cache_dir):
-        raise _not_a_cache(cache_dir, found["foreign"])
+    foreign = found["foreign"]
+    if foreign and not _tagged(cache_dir):
+        shown = literal(", ".join(repr(p.name) for p in foreign[:3]))
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise ConfigError(
+            Problem(
+                f"{{cache_dir}} {literal(str(cache_dir))} is not a squeeze cache: it has no "
+                f"squeeze {ROOT_TAG} and holds {shown}{more}, which squeeze did not write; "
+                "squeeze leaves it alone: point {cache_dir} (or $SQUEEZE_CACHE) at squeeze's "
+                "cache or at a new folder"
+            )
+        )
     return found
 
 

@@ -11,16 +11,7 @@ from pathlib import Path
 
 from squeeze.core.types import ProgressFactory, no_progress
 from squeeze.data.spec import DataSpec
-from squeeze.plan.cache import (
-    claim,
-    content_key,
-    damage,
-    data_key,
-    entry_lock,
-    publish,
-    staging_path,
-    step_key,
-)
+from squeeze.plan import cache
 from squeeze.plan.recipe import Plan
 from squeeze.plan.steps import StepCall
 
@@ -104,16 +95,16 @@ def chain_keys(calls: tuple[StepCall, ...], ctx: ChainContext, model_key: str) -
     device = built_on(ctx.device)
     keys, key = [], model_key
     for call in calls:
-        key = step_key(
+        key = cache.step_key(
             key,
             call.canonical(),
             device=device,
-            data=data_key(ctx.data),
-            calibration_data=data_key(ctx.calibration_data),
+            data=cache.data_key(ctx.data),
+            calibration_data=cache.data_key(ctx.calibration_data),
             max_length=ctx.max_length,
             teacher=model_key if call.method.chained is not None else None,
             # Other checkpoints the step reads (a distillation's named student) key it too.
-            inputs=[content_key(p) for p in call.method.inputs(call.config)],
+            inputs=[cache.content_key(p) for p in call.method.inputs(call.config)],
         )
         keys.append(key)
     return keys
@@ -127,27 +118,27 @@ def run_chain(
     Raises:
         ConfigError: ``cache_dir`` is a folder that is not squeeze's cache (before any work).
     """
-    claim(cache_dir)
+    cache.claim(cache_dir)
     source = ctx.model
     cached, notes = True, []
     start = time.perf_counter()
     for index, (call, key) in enumerate(zip(calls, chain_keys(calls, ctx, model_key), strict=True)):
         out = cache_dir / f"{key[:20]}-{call.kind}"
-        with entry_lock(out):  # a job sharing this cache waits here, then reuses the entry
-            problem = damage(out) if out.exists() else None
+        with cache.entry_lock(out):  # a job sharing this cache waits here, then reuses the entry
+            problem = cache.damage(out) if out.exists() else None
             if problem is not None:
                 notes.append(f"{call.canonical()}: the cached artifact was damaged ({problem}); "
                              "rebuilt it")  # fmt: skip
                 shutil.rmtree(out)
             if not out.exists():
                 cached = False
-                staging = staging_path(out)
+                staging = cache.staging_path(out)
                 # A build that died before publishing left this; its training checkpoint (kept
                 # beside it) lets the rebuild resume.
                 shutil.rmtree(staging, ignore_errors=True)
                 built = build_step(call, index, source, staging, ctx)
                 notes += [f"{call.canonical()}: {n}" for n in built]
-                publish(staging, out, key)
+                cache.publish(staging, out, key)
         source = str(out)
     return ChainOutput(Path(source), cached, 0.0 if cached else time.perf_counter() - start, notes)
 

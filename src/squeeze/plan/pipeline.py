@@ -44,6 +44,8 @@ def check_plan(plan: Plan) -> None:
     Raises:
         ConfigError: naming each gate, variant and step, and the data section, that is wrong.
     """
+    from squeeze.model.checkpoint import read_config
+
     given = {name for name in ("data", "calibration_data") if getattr(plan, name) is not None}
     problems = list(plan.problems)
     names = [BASELINE, *(v.name for v in plan.variants)]
@@ -55,7 +57,10 @@ def check_plan(plan: Plan) -> None:
         problems.append(
             Problem("eval_data: the variants are scored only in a run with {data}; give {data} too")
         )
-    model_config = _model_config(plan)
+    try:  # cheap: no weights; a config that does not read is the build's to report
+        model_config = read_config(plan.model)
+    except SqueezeError:
+        model_config = None
     problems += plan_length_problems(plan, model_config)
     for i, variant in enumerate(plan.variants, 1):
         for j, call in enumerate(variant.steps, 1):
@@ -64,13 +69,15 @@ def check_plan(plan: Plan) -> None:
             found = [Problem(reason)] if reason else []
             if j == 1 or call.method.chained is None:  # a chained step is completed later
                 found += call.method.complete(call.config)
-            found += _refusals(call, model_config)
+            if model_config is not None:  # a step this model cannot take (family without spec)
+                try:
+                    call.method.accepts(call.config, model_config)
+                except SqueezeError as e:
+                    found += [Problem(p.text, p.error or type(e)) for p in e.problems]
             problems += [Problem(f"{place}: {p.text}", p.error) for p in found]
     if plan.data is not None:
         parts = {"data": training_part(plan.data)}
-        parts["eval_data" if plan.eval_data else "data (test part)"] = (
-            plan.eval_data or evaluation_part(training_part(plan.data))
-        )
+        parts["eval_data" if plan.eval_data else "data (test part)"] = evaluation_spec(plan)
         for where, spec in parts.items():
             try:
                 load_dataset(spec)
@@ -137,28 +144,6 @@ def plan_inputs(plan: Plan, cache_dir: Path, recipe: str | Path | None = None) -
     return [p for p in paths if p.exists() or p == cache_dir]
 
 
-def _model_config(plan: Plan) -> Any:
-    """The model's transformers config (cheap: no weights), or None when it does not read; the
-    build reports that in its own words."""
-    from squeeze.model.checkpoint import read_config
-
-    try:
-        return read_config(plan.model)
-    except SqueezeError:
-        return None
-
-
-def _refusals(call: Any, model_config: Any) -> list[Problem]:
-    """Why this model cannot take the step (structured pruning of a family without a spec)."""
-    if model_config is None:
-        return []
-    try:
-        call.method.accepts(call.config, model_config)
-    except SqueezeError as e:
-        return [Problem(p.text, p.error or type(e)) for p in e.problems]
-    return []
-
-
 def _measure_static(path: str, plan: Plan) -> tuple[str, tuple[int, int, int], Any]:
     """Runtime, sizes and the metric of one artifact."""
     from squeeze.artifact import Runnable
@@ -172,10 +157,9 @@ def _measure_static(path: str, plan: Plan) -> tuple[str, tuple[int, int, int], A
         stats = artifact.size_stats()
         runnable = artifact.open(device="cpu") if plan.data is not None else None
     sizes = (stats.params_total, stats.params_nonzero, stats.bytes_on_disk)
-    evaluation = None
-    if plan.data is not None:
-        evaluation = _score(runnable, evaluation_spec(plan), plan.max_length)
-    return artifact.runtime, sizes, evaluation
+    if plan.data is None:
+        return artifact.runtime, sizes, None
+    return artifact.runtime, sizes, _score(runnable, evaluation_spec(plan), plan.max_length)
 
 
 def evaluation_spec(plan: Plan) -> Any:
@@ -201,9 +185,8 @@ def _latencies(paths: list[str], plan: Plan, progress: ProgressFactory) -> dict[
 
     from squeeze.measure.bench import bench_models
 
-    out: dict[str, list[Any]] = {}
     results, _ = bench_models(paths, plan.bench, progress=progress)
-    out["cpu"] = [r.latencies[0] for r in results]
+    out: dict[str, list[Any]] = {"cpu": [r.latencies[0] for r in results]}
     if torch.cuda.is_available() and plan.bench.device == "cpu":
         # GPU figures where there is one; ONNX exports stay on the CPU build of ONNX Runtime.
         gpu_paths = [p for p in paths if Artifact.of(p).runtime == "torch"]

@@ -10,6 +10,7 @@ parameters are. Every problem of the file comes in one error, each naming its pl
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -67,12 +68,6 @@ class Plan:
     lengths_given: frozenset[str] = frozenset()
 
 
-def _unknown(keys: Any, known: Any, where: str) -> None:
-    extra = sorted(str(k) for k in set(keys) - set(known))
-    if extra:
-        raise ConfigError(f"{where}: unknown key '{extra[0]}'; known keys: {', '.join(known)}")
-
-
 def data_spec(section: Any, where: str) -> DataSpec:
     """A DataSpec from a recipe's data section: a path, or a mapping of DataSpec's fields.
 
@@ -118,8 +113,7 @@ def collect_variants(entries: Any, where: str = "variants") -> tuple[tuple[Varia
         except SqueezeError as e:
             problems += e.problems
     names = [v.name for v in variants]
-    duplicate = next((n for n in names if names.count(n) > 1), None)
-    if duplicate is not None or "baseline" in names:
+    if len(set(names)) < len(names) or "baseline" in names:
         problems.append(Problem(f"{where}: variant names must be unique and not 'baseline'"))
     return tuple(variants), problems
 
@@ -130,7 +124,9 @@ def _variant(entry: Any, label: str) -> Variant:
         return Variant(chain_text(steps), steps)
     if not isinstance(entry, dict):
         raise ConfigError(f"{label}: a variant is a chain string or a mapping")
-    _unknown(entry, ("name", "steps"), label)
+    extra = sorted(str(k) for k in set(entry) - {"name", "steps"})
+    if extra:
+        raise ConfigError(f"{label}: unknown key '{extra[0]}'; known keys: name, steps")
     chain = entry.get("steps")
     if isinstance(chain, list):
         chain = " -> ".join(str(s) for s in chain)
@@ -188,15 +184,10 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
             f"recipe {path} is not UTF-8 text (byte {e.start}: {e.object[e.start]:#04x}); "
             f"pass a {kind} recipe saved as UTF-8"
         ) from None
+    import yaml
+
     try:
-        if kind == "TOML":
-            import tomllib
-
-            raw = tomllib.loads(text)
-        else:
-            import yaml
-
-            raw = yaml.safe_load(text)
+        raw = tomllib.loads(text) if kind == "TOML" else yaml.safe_load(text)
     except Exception as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ConfigError(f"recipe {path} is not valid {path.suffix or kind}: {first}") from None

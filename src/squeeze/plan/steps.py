@@ -108,8 +108,7 @@ def parse_step(text: str, where: str = "step") -> StepCall:
         config = build(method.config, values, from_text=True)
     except SqueezeError as e:
         problems += e.problems
-    if problems:
-        raise_problems(_prefixed(f"{where} {name}()", problems), ConfigError)
+    raise_problems(_prefixed(f"{where} {name}()", problems), ConfigError)
     return StepCall(config)
 
 
@@ -129,8 +128,7 @@ def parse_chain(text: str, where: str = "variant") -> tuple[StepCall, ...]:
             calls.append(parse_step(piece, f"{where} step {i + 1}"))
         except SqueezeError as e:
             problems += e.problems
-    if problems:
-        raise_problems(problems, ConfigError)
+    raise_problems(problems, ConfigError)
     for i, call in enumerate(calls):
         place = f"{where} step {i + 1} {call.canonical()}"
         if call.final and i < len(calls) - 1:
@@ -138,8 +136,7 @@ def parse_chain(text: str, where: str = "variant") -> tuple[StepCall, ...]:
                 Problem(literal(f"{place}: must be the last step (nothing can follow it)"))
             )
         problems += _prefixed(place, call.method.position(call.config, i))
-    if problems:
-        raise_problems(problems, ConfigError)
+    raise_problems(problems, ConfigError)
     return tuple(calls)
 
 

@@ -194,12 +194,8 @@ class TuneConfig(StepConfig):
                 notes.append(f"amounts searched: {_listed(amounts)} (with {groups} head groups "
                              f"and {width} FFN neurons, the others prune nothing or the same "
                              "as a smaller one)")  # fmt: skip
-        fitted = replace(
-            self,
-            amounts=tuple(f"{a:g}" for a in amounts),
-            layers=tuple(str(n) for n in layers),
-        )
-        return fitted, notes
+        stated = tuple(f"{a:g}" for a in amounts)
+        return replace(self, amounts=stated, layers=tuple(str(n) for n in layers)), notes
 
     @property
     def recovery_ladder(self) -> list[int]:

@@ -31,15 +31,7 @@ from squeeze.plan.execute import LOCAL, ChainContext, Executor
 from squeeze.plan.recipe import Plan, variants_from
 from squeeze.plan.steps import parse_chain
 from squeeze.plan.tune.config import QUANTIZE_STEPS, TuneConfig
-from squeeze.plan.tune.search import (
-    Journal,
-    Measured,
-    Search,
-    SearchContext,
-    Trial,
-    plan_for_final,
-    trace_rows,
-)
+from squeeze.plan.tune.search import Journal, Measured, Search, SearchContext, Trial
 from squeeze.report.results import SweepResults, VariantResult
 
 JOURNAL = "journal.jsonl"
@@ -61,16 +53,14 @@ def _check_state(folder: Path, *, resume: bool, overwrite: bool) -> None:
     """
     exists = (folder / JOURNAL).is_file()
     if resume and not exists:
-        raise ConfigError([Problem(f"{{resume}}: no search journal at {folder}; run without it")])
+        raise ConfigError(Problem(f"{{resume}}: no search journal at {folder}; run without it"))
     if exists and not resume:
         if not overwrite:
             raise OutputExistsError(
-                [
-                    Problem(
-                        f"an interrupted search left its journal at {folder}; pass {{resume}} to "
-                        "continue it or {overwrite} to start over"
-                    )
-                ]
+                Problem(
+                    f"an interrupted search left its journal at {folder}; pass {{resume}} to "
+                    "continue it or {overwrite} to start over"
+                )
             )
         shutil.rmtree(folder)
 
@@ -92,7 +82,7 @@ def _validation_spec(plan: Plan, say: Any) -> Any:
 def _check(plan: Plan, config: TuneConfig) -> None:
     """Every problem before any work: data, and steps the model cannot take."""
     if plan.data is None:
-        raise ConfigError([Problem("{data} is required: the search scores every candidate")])
+        raise ConfigError(Problem("{data} is required: the search scores every candidate"))
     probes = [QUANTIZE_STEPS[mode] for mode in config.quantize_modes]
     probes.append(f"structured(heads={config.amount_ladder[0]:g}, finetune_steps=1)")
     if config.distill_steps:
@@ -159,15 +149,15 @@ def _check_resume(journal: Journal, fingerprint: dict[str, Any], *, resume: bool
     recorded = journal.get(FINGERPRINT, "")
     restart = "rerun with the same options, or with {overwrite} instead of {resume} to start over"
     if resume and recorded is None and len(journal):
-        raise ConfigError([Problem(f"{{resume}}: the journal at {literal(str(journal.path))} "
-                                   f"does not record what it searched; {restart}")])  # fmt: skip
+        raise ConfigError(Problem(f"{{resume}}: the journal at {literal(str(journal.path))} "
+                                  f"does not record what it searched; {restart}"))  # fmt: skip
     if recorded is None:
         journal.put(FINGERPRINT, "", fingerprint, 0.0)
         return
     differences = _differences(recorded, fingerprint)
     if differences:
-        raise ConfigError([Problem(f"{{resume}}: the journal was searched with "
-                                   f"{literal(', '.join(differences))}; {restart}")])  # fmt: skip
+        raise ConfigError(Problem(f"{{resume}}: the journal was searched with "
+                                  f"{literal(', '.join(differences))}; {restart}"))  # fmt: skip
 
 
 def _context(
@@ -204,18 +194,16 @@ def _choose(
     """The fastest variant within budget on validation (search) and test (final)."""
     within = {t.chain for t in trials if t.within}
     device = results.devices[0] if results.devices else "cpu"
+    candidates = [v for v in results.variants if v.name in within]
     qualified = [
         v
-        for v in results.variants
-        if v.name in within
-        and passes(judged(v, gates.gate_on), gates.max_accuracy_drop)
-        and device in v.latency
+        for v in candidates
+        if passes(judged(v, gates.gate_on), gates.max_accuracy_drop) and device in v.latency
     ]
     if not qualified:
-        missed = [v.name for v in results.variants if v.name in within]
         why = "no candidate kept the drop within budget on the validation split"
-        if missed:
-            why = f"{len(missed)} candidate(s) within budget on validation missed it on test"
+        if candidates:
+            why = f"{len(candidates)} candidate(s) within budget on validation missed it on test"
         return None, [why]
     return min(qualified, key=lambda v: v.latency[device].p50_ms), []
 
@@ -226,33 +214,49 @@ def _annotate(results: SweepResults, trials: list[Trial]) -> None:
     for v in results.variants:
         trial = by_chain.get(v.name)
         if trial is not None and trial.drop is not None:
-            v.notes.insert(
-                0,
-                f"search [{trial.order}]: validation drop {trial.drop:+.2f} points, "
-                f"{trial.outcome}",
-            )
+            drop = f"validation drop {trial.drop:+.2f} points"
+            v.notes.insert(0, f"search [{trial.order}]: {drop}, {trial.outcome}")
 
 
-def _trace_writer(trials: list[Trial], search: Search) -> Any:
-    def write(folder: Path) -> None:
-        rows = trace_rows(trials, search.base_latency_ms)
-        record = {
-            "baseline": {
-                "validation_metric": search.base.metric if search.base else None,
-                "latency_ms": search.base_latency_ms,
-            },
-            "tail": search.tail,
-            "out_of_time": search.out_of_time,
-            "trials": [t.to_dict() for t in trials],
+def _write_trace(folder: Path, trials: list[Trial], search: Search) -> None:
+    """trace.json, report/trace.md and report/trace.csv: what the search tried, and why."""
+    rows = trace_rows(trials, search.base_latency_ms)
+    record = {
+        "baseline": {
+            "validation_metric": search.base.metric if search.base else None,
+            "latency_ms": search.base_latency_ms,
+        },
+        "tail": search.tail,
+        "out_of_time": search.out_of_time,
+        "trials": [t.to_dict() for t in trials],
+    }
+    (folder / "trace.json").write_text(json.dumps(record, indent=2))
+    (folder / "report" / "trace.md").write_text(trace_markdown(rows), encoding="utf-8")
+    with (folder / "report" / "trace.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["order"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def trace_rows(trials: list[Trial], base_latency_ms: float) -> list[dict[str, Any]]:
+    """The trace as flat rows (order, candidate, why, figures, outcome) for Markdown and CSV."""
+    return [
+        {
+            "order": t.order,
+            "stage": t.stage,
+            "candidate": t.chain,
+            "why": t.why,
+            "latency_ms": None if t.latency_ms is None else round(t.latency_ms, 3),
+            "speedup": None if not t.latency_ms else round(base_latency_ms / t.latency_ms, 2),
+            "drop_before_recovery": t.drop_before_recovery,
+            "val_drop": t.drop,
+            "val_drop_ci": t.drop_ci,
+            "outcome": t.outcome,
+            "reason": t.reason,
+            "seconds": round(t.seconds, 1),
         }
-        (folder / "trace.json").write_text(json.dumps(record, indent=2))
-        (folder / "report" / "trace.md").write_text(trace_markdown(rows), encoding="utf-8")
-        with (folder / "report" / "trace.csv").open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["order"])
-            writer.writeheader()
-            writer.writerows(rows)
-
-    return write
+        for t in trials
+    ]
 
 
 def trace_markdown(rows: list[dict[str, Any]]) -> str:
@@ -300,9 +304,8 @@ def run_tune(
     state = state_dir_for(out)
     _check_state(state, resume=resume, overwrite=overwrite)
     _check(plan, config)
-    config, notes = config.fitted(
-        Artifact.of(plan.model).config(trust_remote_code=trust_remote_code)
-    )
+    model_config = Artifact.of(plan.model).config(trust_remote_code=trust_remote_code)
+    config, notes = config.fitted(model_config)
     for text in notes:
         (note or say)(f"search space fitted to the model: {text}")
     gates = replace(plan.gates, max_accuracy_drop=config.max_accuracy_drop)
@@ -317,7 +320,9 @@ def run_tune(
     if search.out_of_time:
         say(f"the {config.budget} budget is spent; measuring what was finished")
     say("measuring every finished candidate with the baseline on the test split")
-    final = plan_for_final(plan, trials)
+    # Every finished candidate, named by its chain.
+    chains = [t.chain for t in trials if t.finished]
+    final = replace(plan, variants=variants_from(chains, "tune") if chains else ())
     results = pipeline.measure_plan(
         final, cache_dir=cache_dir, executor=executor, trust_remote_code=trust_remote_code,
         progress=progress, log=say,
@@ -327,7 +332,8 @@ def run_tune(
     pipeline.write_outcome(
         results, out, chosen, gates=gates,
         selection=f"fastest within {config.max_accuracy_drop:g} points on validation and test",
-        problems=problems, overwrite=overwrite, inputs=inputs, extra=_trace_writer(trials, search),
+        problems=problems, overwrite=overwrite, inputs=inputs,
+        extra=lambda folder: _write_trace(folder, trials, search),
     )  # fmt: skip
     shutil.rmtree(state, ignore_errors=True)
     return results, trials, problems

@@ -27,11 +27,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from squeeze.plan.recipe import Plan, variants_from
+from squeeze.plan.recipe import Plan
 from squeeze.plan.steps import chain_text, parse_chain
 from squeeze.plan.tune.config import QUANTIZE_STEPS, TuneConfig
 
@@ -196,13 +196,6 @@ class Search:
         interval = paired_drop_interval(self.base.scores, measured.scores)
         return drop, list(interval) if interval else None
 
-    def _judged(self, trial: Trial) -> float:
-        from squeeze.engine.gate import judged_drop
-
-        judged = judged_drop(trial.drop, trial.drop_ci, self.plan.gates.gate_on)
-        assert judged is not None
-        return judged
-
     # -- bookkeeping ---------------------------------------------------------------------------
 
     @property
@@ -224,11 +217,9 @@ class Search:
         if trial.drop is not None:
             figures.append(f"validation drop {trial.drop:+.2f} pts")
         best = self.best
-        lead = (
-            f"best so far: {best.chain} ({self._speedup(best):.1f}x)"
-            if best
-            else ("none within budget yet")
-        )
+        lead = "none within budget yet"
+        if best:
+            lead = f"best so far: {best.chain} ({self._speedup(best):.1f}x)"
         outcome = trial.outcome + (f" ({trial.reason})" if trial.reason else "")
         self.ctx.log(f"[{trial.order}] {trial.chain}: {', '.join(figures) or '-'} -> {outcome}; "
                      f"{lead}")  # fmt: skip
@@ -236,18 +227,15 @@ class Search:
     def _speedup(self, trial: Trial) -> float:
         return self.base_latency_ms / trial.latency_ms if trial.latency_ms else 0.0
 
-    def _reserve_s(self) -> float:
-        """Time to keep for the final measurement: each finished candidate scored on the test
-        split once more, and all of them timed together."""
-        per_eval = max(self._eval_s) if self._eval_s else 10.0
-        finished = sum(t.finished for t in self.trials) + 1
-        return finished * (per_eval + 5.0)
-
     def _time_for(self, steps: int) -> bool:
-        """Whether a candidate with ``steps`` of training still fits the budget."""
+        """Whether a candidate with ``steps`` of training still fits the budget, with time kept
+        for the final measurement: each finished candidate scored on the test split once more,
+        and all of them timed together."""
         per_step = max(self._step_s) if self._step_s else 0.0
-        needed = steps * per_step + 2 * (max(self._eval_s) if self._eval_s else 10.0)
-        fits = self._elapsed() + needed + self._reserve_s() <= self.config.budget_s
+        per_eval = max(self._eval_s) if self._eval_s else 10.0
+        needed = steps * per_step + 2 * per_eval
+        reserve = (sum(t.finished for t in self.trials) + 1) * (per_eval + 5.0)
+        fits = self._elapsed() + needed + reserve <= self.config.budget_s
         if not fits:
             self.out_of_time = True
         return fits
@@ -347,9 +335,13 @@ class Search:
         return self._done(trial, start)
 
     def _score(self, trial: Trial, measured: Measured) -> None:
+        from squeeze.engine.gate import judged_drop
+
         trial.metric = measured.metric
         trial.drop, trial.drop_ci = self._drop(measured)
-        trial.outcome = WITHIN if self._judged(trial) <= self.config.max_accuracy_drop else OVER
+        judged = judged_drop(trial.drop, trial.drop_ci, self.plan.gates.gate_on)
+        assert judged is not None
+        trial.outcome = WITHIN if judged <= self.config.max_accuracy_drop else OVER
 
     def _done(self, trial: Trial, start: float) -> Trial:
         trial.seconds = self.ctx.clock() - start
@@ -450,17 +442,18 @@ class Search:
         allocation (no extra cost), then, for a near miss, more recovery steps, then
         distillation; never fewer fine-tuning steps than ``floor`` (what already missed).
         Returns the recovery that passed, or None."""
-        first = self.config.recovery_ladder[0]
+        config = self.config
+        first = config.recovery_ladder[0]
         options: list[tuple[Recovery, str, str]] = []
-        if "global" in self.config.allocation_modes:
+        if "global" in config.allocation_modes:
             options.append((Recovery("global", first), "allocation", "the global allocation"))
-        for more in self.config.recovery_ladder[1:]:
-            for allocation in self.config.allocation_modes:
+        for more in config.recovery_ladder[1:]:
+            for allocation in config.allocation_modes:
                 why = f"a near miss: {more} recovery steps"
                 options.append((Recovery(allocation, more), "recovery", why))
-        if self.config.distill_steps:
-            for allocation in self.config.allocation_modes:
-                recovery = Recovery(allocation, 0, self.config.distill_steps)
+        if config.distill_steps:
+            for allocation in config.allocation_modes:
+                recovery = Recovery(allocation, 0, config.distill_steps)
                 options.append((recovery, "recovery", "a near miss: distillation from the model"))
         for recovery, stage, why in options:
             if self.out_of_time:
@@ -468,9 +461,7 @@ class Search:
             if not recovery.distill and recovery.steps < floor:
                 continue
             costly = recovery.distill or recovery.steps > first
-            near = closest is not None and closest - self.config.max_accuracy_drop <= (
-                self.config.near_miss
-            )
+            near = closest is not None and closest - config.max_accuracy_drop <= config.near_miss
             if costly and not near:
                 continue
             trial = self.try_pruned(amount, layers, recovery, stage, why)
@@ -498,32 +489,3 @@ class Search:
             if rescued is None:
                 return
             recovery = rescued
-
-
-def trace_rows(trials: list[Trial], base_latency_ms: float) -> list[dict[str, Any]]:
-    """The trace as flat rows (order, candidate, why, figures, outcome) for Markdown and CSV."""
-    rows = []
-    for t in trials:
-        rows.append(
-            {
-                "order": t.order,
-                "stage": t.stage,
-                "candidate": t.chain,
-                "why": t.why,
-                "latency_ms": None if t.latency_ms is None else round(t.latency_ms, 3),
-                "speedup": None if not t.latency_ms else round(base_latency_ms / t.latency_ms, 2),
-                "drop_before_recovery": t.drop_before_recovery,
-                "val_drop": t.drop,
-                "val_drop_ci": t.drop_ci,
-                "outcome": t.outcome,
-                "reason": t.reason,
-                "seconds": round(t.seconds, 1),
-            }
-        )
-    return rows
-
-
-def plan_for_final(plan: Plan, trials: list[Trial]) -> Plan:
-    """The plan the final measurement runs: every finished candidate, named by its chain."""
-    chains = [t.chain for t in trials if t.finished]
-    return replace(plan, variants=variants_from(chains, "tune") if chains else ())
