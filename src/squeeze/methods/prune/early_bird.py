@@ -203,21 +203,13 @@ class EarlyBirdStepConfig(EarlyBirdConfig, RecoveryConfig):
         return found
 
 
-def _data_problem(config: EarlyBirdStepConfig, given: Any) -> str | None:
-    return None if "data" in given else "early_bird() trains on {data}"
-
-
-def _accepts(config: EarlyBirdStepConfig, model_config: Any) -> None:
-    spec_for(model_config, "early-bird tickets")
-
-
 @pruner(
     EarlyBirdStepConfig,
     name="early_bird",
-    accepts=_accepts,
+    accepts=lambda config, model_config: spec_for(model_config, "early-bird tickets"),
     help="fine-tune with an early-bird ticket: find the structure early, train only it",
     tasks=("sequence-classification", "causal-lm"),
-    data_problem=_data_problem,
+    data_problem=lambda config, given: None if "data" in given else "early_bird() trains on {data}",
 )
 def early_bird_step(loaded: Any, config: EarlyBirdStepConfig, ctx: Any) -> StepResult:
     """Search, prune to the ticket and train it, keeping the best validated step."""

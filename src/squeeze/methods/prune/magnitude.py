@@ -82,7 +82,7 @@ def prunable_weights(
             chosen[name] = weight
     if not chosen:
         raise ConfigError(
-            [Problem("no weights left to prune; check the {include}/{exclude} patterns")]
+            Problem("no weights left to prune; check the {include}/{exclude} patterns")
         )
     return chosen
 
@@ -91,34 +91,28 @@ def magnitude_masks(weights: dict[str, Any], sparsity: float, scope: str) -> dic
     """Boolean keep-masks zeroing the ``sparsity`` fraction of smallest-magnitude weights."""
     import torch
 
-    def keep_above(values: Any, fraction: float) -> Any:
-        k = int(fraction * values.numel())
+    def above(values: Any, pool: Any) -> Any:
+        """Where ``values`` exceed the ``sparsity`` quantile of ``pool`` (all where none go)."""
+        k = int(sparsity * pool.numel())
         if k == 0:
-            return None
-        return torch.kthvalue(values.flatten().float(), k).values
+            return torch.ones_like(values, dtype=torch.bool)
+        return values > torch.kthvalue(pool.flatten().float(), k).values
 
+    magnitudes = {name: weight.detach().abs() for name, weight in weights.items()}
     if scope == "global":
-        threshold = keep_above(
-            torch.cat([w.detach().abs().flatten() for w in weights.values()]), sparsity
-        )
-        return {n: w.detach().abs() > threshold for n, w in weights.items()}
-    masks = {}
-    for name, weight in weights.items():
-        threshold = keep_above(weight.detach().abs(), sparsity)
-        masks[name] = (
-            weight.detach().abs() > threshold
-            if threshold is not None
-            else torch.ones_like(weight, dtype=torch.bool)
-        )
-    return masks
+        pool = torch.cat([m.flatten() for m in magnitudes.values()])
+        return {name: above(m, pool) for name, m in magnitudes.items()}
+    return {name: above(m, m) for name, m in magnitudes.items()}
 
 
 def apply_masks(weights: dict[str, Any], masks: dict[str, Any]) -> None:
+    """Zero each masked weight where its mask is False; the mask follows the weight's device
+    (training may have placed a model elsewhere than its masks were made)."""
     import torch
 
     with torch.no_grad():
-        for name, weight in weights.items():
-            weight.mul_(masks[name])
+        for name, mask in masks.items():
+            weights[name].mul_(mask.to(weights[name].device))
 
 
 def sparsity_of(weights: dict[str, Any]) -> float:
@@ -171,7 +165,7 @@ def _masking_hook(loaded: LoadedModel, config: MagnitudePruneConfig) -> tuple[An
 def magnitude(loaded: LoadedModel, config: MagnitudePruneConfig, ctx: StepContext) -> StepResult:
     """Zero weights (now, or along the cubic schedule while recovering), keep them zero."""
     on_step, finish = _masking_hook(loaded, config)
-    notes = [n for n in (recover(loaded, config, ctx, on_step),) if n]
+    notes = recover(loaded, config, ctx, on_step)
     finish()
     weights = prunable_weights(loaded, config.include, config.exclude)
     notes.append(

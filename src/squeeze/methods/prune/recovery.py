@@ -66,10 +66,10 @@ def recovery_data_problem(config: RecoveryConfig, given: Any) -> str | None:
 
 def recover(
     loaded: LoadedModel, config: RecoveryConfig, ctx: StepContext, on_step: Any = None
-) -> str | None:
+) -> list[str]:
     """Run the recovery steps (if any) in place; return the note that says what ran."""
     if not config.finetune_steps:
-        return None
+        return []
     from squeeze.train.loop import train
 
     train_config = train_config_of(config, config.finetune_steps)
@@ -77,4 +77,4 @@ def recover(
         loaded.model, loaded.task, ctx.data.training(loaded), train_config, on_step=on_step,
         progress=ctx.progress, device=ctx.device,
     )  # fmt: skip
-    return f"recovery fine-tuning: {result.steps} steps, final loss {result.final_loss:.4f}"
+    return [f"recovery fine-tuning: {result.steps} steps, final loss {result.final_loss:.4f}"]

@@ -103,18 +103,14 @@ def prune_structured(
     n_layers = len(blocks)
     if spec.shared_layers and config.layers:
         raise UnsupportedError(
-            [
-                Problem(
-                    f"{spec.family} reuses one block's weights for all "
-                    f"{model_config.num_hidden_layers} layers, so there is no layer to drop; "
-                    "prune {heads} or {ffn} (that prunes the shared block in every pass)"
-                )
-            ]
+            Problem(
+                f"{spec.family} reuses one block's weights for all "
+                f"{model_config.num_hidden_layers} layers, so there is no layer to drop; "
+                "prune {heads} or {ffn} (that prunes the shared block in every pass)"
+            )
         )
     if config.layers >= n_layers:
-        raise ConfigError(
-            [Problem(f"{{layers}} {config.layers} would remove all {n_layers} layers")]
-        )
+        raise ConfigError(Problem(f"{{layers}} {config.layers} would remove all {n_layers} layers"))
     notes = []
     if importance.layers is None:
         # Without data, drop the top layers: Sajjad et al. (2020) found that costs least.

@@ -112,32 +112,23 @@ def slimming_importance(
     from squeeze.train.loop import train
 
     slots = attach_scales(model, spec, config)
-    try:
-        result = train(
-            model, task, data, train_config, extra_loss=l1_penalty(slots, penalty),
-            on_step=(lambda state: on_step(state, slots)) if on_step else None,
-            progress=progress or no_progress, device=device,
-        )  # fmt: skip
-        importance = scale_importance(slots)
-    finally:
-        fold_scales(model, spec, config, slots)
-    return importance, result
-
-
-def l1_penalty(slots: list[Slot], penalty: float) -> Any:
-    """The training loop's extra loss: EarlyBERT's lambda * ||s||_1 over every scale."""
     scales = [p for slot in slots for p in (slot.heads, slot.ffn)]
 
     def l1(model: Any, inputs: Any, outputs: Any) -> Any:
+        """The training loop's extra loss: EarlyBERT's lambda * ||s||_1 over every scale."""
         return penalty * sum(p.abs().sum() for p in scales)
 
-    return l1
-
-
-def scale_importance(slots: list[Slot]) -> Importance:
-    """The scales' magnitudes as importance, one tensor per layer for heads and for FFN."""
-    return Importance(
-        "slimming",
-        [slot.heads.detach().abs().cpu() for slot in slots],
-        [slot.ffn.detach().abs().cpu() for slot in slots],
-    )
+    try:
+        result = train(
+            model, task, data, train_config, extra_loss=l1,
+            on_step=(lambda state: on_step(state, slots)) if on_step else None,
+            progress=progress or no_progress, device=device,
+        )  # fmt: skip
+        importance = Importance(
+            "slimming",
+            [slot.heads.detach().abs().cpu() for slot in slots],
+            [slot.ffn.detach().abs().cpu() for slot in slots],
+        )
+    finally:
+        fold_scales(model, spec, config, slots)
+    return importance, result

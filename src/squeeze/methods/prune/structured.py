@@ -21,7 +21,7 @@ from squeeze.methods.prune.recovery import (
 )
 from squeeze.methods.prune.slicing import prune_structured
 from squeeze.methods.prune.target import find_amount
-from squeeze.model.arch import ArchSpec, spec_for
+from squeeze.model.arch import spec_for
 
 if TYPE_CHECKING:
     from squeeze.engine.step import StepContext
@@ -76,8 +76,7 @@ class StructuredPruneConfig(RecoveryConfig):
         found += at_least("slimming_steps", self.slimming_steps, 1)
         if self.slimming_penalty < 0:
             found.append(Problem("{slimming_penalty} must be >= 0"))
-        targeted = self.target_speedup is not None or self.target_latency_ms is not None
-        if not (self.heads or self.ffn or self.layers or targeted):
+        if not (self.heads or self.ffn or self.layers or self.targeted):
             found.append(
                 Problem(
                     "structured pruning needs {heads}, {ffn}, {layers}, {target_speedup} or "
@@ -86,7 +85,7 @@ class StructuredPruneConfig(RecoveryConfig):
             )
         if self.target_speedup is not None and self.target_latency_ms is not None:
             found.append(Problem("give {target_speedup} or {target_latency_ms}, not both"))
-        if targeted and (self.heads or self.ffn):
+        if self.targeted and (self.heads or self.ffn):
             found.append(
                 Problem("a target chooses {heads} and {ffn} itself; leave them out or drop it")
             )
@@ -100,27 +99,6 @@ class StructuredPruneConfig(RecoveryConfig):
     def targeted(self) -> bool:
         return self.target_speedup is not None or self.target_latency_ms is not None
 
-    def importance_for(self, has_data: bool) -> str:
-        return self.importance or ("taylor" if has_data else "magnitude")
-
-
-def _slimming(
-    loaded: LoadedModel, spec: ArchSpec, config: StructuredPruneConfig, ctx: StepContext
-) -> tuple[Any, str]:
-    """Slimming importance, trained with the recovery's learning rate, batch and seed."""
-    from squeeze.methods.prune.slimming import slimming_importance
-
-    train_config = train_config_of(config, config.slimming_steps)
-    importance, result = slimming_importance(
-        loaded.model, spec, loaded.config, loaded.task, ctx.data.training(loaded), train_config,
-        penalty=config.slimming_penalty, progress=ctx.progress, device=ctx.device,
-    )  # fmt: skip
-    note = (
-        f"slimming importance: trained {result.steps} steps (weights and unit scales, L1 "
-        f"{config.slimming_penalty:g}), final loss {result.final_loss:.4f}"
-    )
-    return importance, note
-
 
 def _data_problem(config: StructuredPruneConfig, given: Any) -> str | None:
     if config.importance == "taylor" and "data" not in given:
@@ -130,14 +108,10 @@ def _data_problem(config: StructuredPruneConfig, given: Any) -> str | None:
     return recovery_data_problem(config, given)
 
 
-def _accepts(config: StructuredPruneConfig, model_config: Any) -> None:
-    spec_for(model_config, "structured pruning")
-
-
 @pruner(
     StructuredPruneConfig,
     name="structured",
-    accepts=_accepts,
+    accepts=lambda config, model_config: spec_for(model_config, "structured pruning"),
     help="remove heads, FFN neurons and layers (fewer parameters, faster)",
     data_problem=_data_problem,
 )
@@ -146,28 +120,41 @@ def structured(loaded: LoadedModel, config: StructuredPruneConfig, ctx: StepCont
     from squeeze.methods.prune.importance import magnitude_importance, taylor_importance
 
     spec = spec_for(loaded.config, "structured pruning")
-    method = config.importance_for(ctx.data.given)
+    method = config.importance or ("taylor" if ctx.data.given else "magnitude")
+    notes: list[str] = []
     if method == "taylor":
         importance = taylor_importance(
             loaded.model, spec, loaded.config, loaded.task, ctx.data.training(loaded),
             max_batches=config.importance_batches, device=ctx.device,
         )  # fmt: skip
     elif method == "slimming":
-        importance, slim_note = _slimming(loaded, spec, config, ctx)
+        from squeeze.methods.prune.slimming import slimming_importance
+
+        # Trained with the recovery's learning rate, batch and seed.
+        importance, result = slimming_importance(
+            loaded.model, spec, loaded.config, loaded.task, ctx.data.training(loaded),
+            train_config_of(config, config.slimming_steps), penalty=config.slimming_penalty,
+            progress=ctx.progress, device=ctx.device,
+        )  # fmt: skip
+        notes.append(
+            f"slimming importance: trained {result.steps} steps (weights and unit scales, L1 "
+            f"{config.slimming_penalty:g}), final loss {result.final_loss:.4f}"
+        )
     else:
         importance = magnitude_importance(loaded.model, spec, loaded.config)
     details: dict[str, Any] = {"importance": method}
-    target_notes: list[str] = [slim_note] if method == "slimming" else []
     if config.targeted:
-        amount, target_notes, details["target"] = find_amount(
+        amount, notes, details["target"] = find_amount(
             loaded, spec, config, importance, seq_len=ctx.max_length, device=ctx.device
         )
         if not amount and not config.layers:  # the model already meets the target
             details["loads_with_plain_transformers"] = True
-            return StepResult(model=loaded, details=details, notes=target_notes)
+            return StepResult(model=loaded, details=details, notes=notes)
         config = replace(config, heads=amount, ffn=amount, target_speedup=None,
                          target_latency_ms=None)  # fmt: skip
-    loaded.shapes, plain, notes = prune_structured(loaded.model, spec, config, importance)
-    notes = target_notes + notes + [n for n in (recover(loaded, config, ctx),) if n]
-    details["loads_with_plain_transformers"] = plain
-    return StepResult(model=loaded, details=details, notes=notes)
+    loaded.shapes, details["loads_with_plain_transformers"], cut = prune_structured(
+        loaded.model, spec, config, importance
+    )
+    return StepResult(
+        model=loaded, details=details, notes=notes + cut + recover(loaded, config, ctx)
+    )
