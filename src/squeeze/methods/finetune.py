@@ -119,13 +119,10 @@ def finetune(
         if len(found) < 2:
             shown = ", ".join(f"'{label}'" for label in found) or "none"
             raise DataError(
-                [
-                    Problem(
-                        f"{literal(train_ds.name)} holds {len(found)} label(s) ({literal(shown)}); "
-                        "a classifier needs at least 2: check {label_column}, {label_map} and "
-                        "{split}"
-                    )
-                ]
+                Problem(
+                    f"{literal(train_ds.name)} holds {len(found)} label(s) ({literal(shown)}); "
+                    "a classifier needs at least 2: check {label_column}, {label_map} and {split}"
+                )
             )
         if detected is not Task.SEQUENCE_CLASSIFICATION:
             label_names = found

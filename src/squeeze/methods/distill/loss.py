@@ -79,18 +79,12 @@ def projection(student_width: int, teacher_width: int, kind: str, seed: int) -> 
         return None
     if kind == "none":
         raise ConfigError(
-            [
-                Problem(
-                    f"student hidden size {student_width} differs from the teacher's "
-                    f"{teacher_width}: hidden-state matching needs {{projection}} learned or fixed"
-                )
-            ]
+            Problem(
+                f"student hidden size {student_width} differs from the teacher's "
+                f"{teacher_width}: hidden-state matching needs {{projection}} learned or fixed"
+            )
         )
     layer = torch.nn.Linear(student_width, teacher_width, bias=False)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        weight = torch.empty(teacher_width, student_width)
-        torch.nn.init.orthogonal_(weight, generator=generator)
-        layer.weight.copy_(weight)
+    torch.nn.init.orthogonal_(layer.weight, generator=torch.Generator().manual_seed(seed))
     layer.weight.requires_grad_(kind == "learned")
     return layer

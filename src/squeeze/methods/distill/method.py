@@ -92,10 +92,6 @@ def _data_problem(config: DistillConfig, given: Collection[str]) -> str | None:
     return None if "data" in given else "distillation needs {data} (it trains on its training part)"
 
 
-def _inputs(config: DistillConfig) -> tuple[str, ...]:
-    return tuple(p for p in (config.student, config.from_pruned) if p is not None)
-
-
 def _chained(config: DistillConfig, previous: str, model: str) -> tuple[str, DistillConfig]:
     """In a chain, the recipe's model teaches and the previous artifact is the student (kept
     zeros and all when it is a prune output)."""
@@ -158,16 +154,10 @@ def _mask_keeper(student: LoadedModel, masks: dict[str, Any] | None) -> Any:
     """Re-zero a magnitude-pruned student's pruned weights after every optimizer step."""
     if masks is None:
         return None
-    import torch
+    from squeeze.methods.prune.magnitude import apply_masks
 
     params = dict(student.model.named_parameters())
-
-    def on_step(_: Any) -> None:
-        with torch.no_grad():
-            for name, mask in masks.items():
-                params[name].mul_(mask.to(params[name].device))
-
-    return on_step
+    return lambda _: apply_masks(params, masks)
 
 
 def _accepts(config: DistillConfig, model_config: Any) -> None:
@@ -185,7 +175,7 @@ def _accepts(config: DistillConfig, model_config: Any) -> None:
     summary="distill.json",
     tasks=("sequence-classification", "causal-lm"),
     data_problem=_data_problem,
-    inputs=_inputs,
+    inputs=lambda config: tuple(p for p in (config.student, config.from_pruned) if p is not None),
     chained=_chained,
     position=_position,
     complete=_complete,

@@ -40,12 +40,10 @@ def layer_copy_spec(model_config: Any) -> ArchSpec:
     spec = spec_for(model_config, "a layer-copy student ({student_layers})")
     if spec.shared_layers:
         raise UnsupportedError(
-            [
-                Problem(
-                    f"{spec.family} reuses one block's weights for all its layers, so there are "
-                    "no layers to copy; give a smaller checkpoint as {student}"
-                )
-            ]
+            Problem(
+                f"{spec.family} reuses one block's weights for all its layers, so there are "
+                "no layers to copy; give a smaller checkpoint as {student}"
+            )
         )
     return spec
 
@@ -55,7 +53,7 @@ def _copy_of_teacher(teacher: LoadedModel, layers: int, device: str) -> tuple[Lo
     total = len(layer_list(teacher.model, spec))
     if layers >= total:
         raise ConfigError(
-            [Problem(f"{{student_layers}} {layers} must be below the teacher's {total} layers")]
+            Problem(f"{{student_layers}} {layers} must be below the teacher's {total} layers")
         )
     student = load(teacher.path or teacher.source, task=teacher.task, device=device)
     keep = even_layers(total, layers)
@@ -73,11 +71,7 @@ def _magnitude_masks(student: LoadedModel) -> dict[str, Any] | None:
     from squeeze.methods.prune.magnitude import prunable_weights
 
     config = summary.get("config", {})
-    weights = prunable_weights(
-        student,
-        tuple(config.get("include", ())),
-        tuple(config.get("exclude", ())),
-    )
+    weights = prunable_weights(student, config.get("include", ()), config.get("exclude", ()))
     return {name: weight.detach() != 0 for name, weight in weights.items()}
 
 
@@ -114,12 +108,10 @@ def build_student(
     local = resolve_local(path)
     if config.from_pruned is not None and (local is None or not (local / PRUNE_SUMMARY).is_file()):
         raise CheckpointError(
-            [
-                Problem(
-                    f"{{from_pruned}} {literal(str(path))} is not a squeeze prune output (no "
-                    f"{PRUNE_SUMMARY}); pass it as {{student}} instead"
-                )
-            ]
+            Problem(
+                f"{{from_pruned}} {literal(str(path))} is not a squeeze prune output (no "
+                f"{PRUNE_SUMMARY}); pass it as {{student}} instead"
+            )
         )
     from squeeze.model.checkpoint import detect_task, read_config
 
