@@ -122,10 +122,10 @@ class Artifact:
             from squeeze.artifact.sizes import export_size_stats
 
             return asdict(export_size_stats(self.export))
-        from squeeze.model.checkpoint import resolve_local
-
         assert loaded is not None, "a checkpoint is sized on its loaded model"
-        folder = resolve_local(self.source) or loaded.path
+        # The folder as it is (one being written need not read as a checkpoint yet); a hub id's
+        # weights are where loading put them.
+        folder = Path(self.source) if Path(self.source).is_dir() else loaded.path
         sizes = asdict(size_stats(loaded, folder))
         if zipped:
             sizes["bytes_compressed"] = compressed_bytes(folder)
