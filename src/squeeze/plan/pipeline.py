@@ -146,16 +146,12 @@ def plan_inputs(plan: Plan, cache_dir: Path, recipe: str | Path | None = None) -
 
 def _measure_static(path: str, plan: Plan) -> tuple[str, tuple[int, int, int], Any]:
     """Runtime, sizes and the metric of one artifact."""
-    from squeeze.artifact import Runnable
-    from squeeze.model.checkpoint import load
-
     artifact = Artifact.of(path)
-    if artifact.export is None:
-        runnable = Runnable.of_loaded(load(path, device="cpu"))  # once, for size and metric
-        stats = artifact.size_stats(runnable.loaded)
-    else:
-        stats = artifact.size_stats()
-        runnable = artifact.open(device="cpu") if plan.data is not None else None
+    # A checkpoint is sized on its loaded model, so it is opened once for size and metric; an
+    # export is sized from its graph and opened only to be scored.
+    opened = plan.data is not None or artifact.runtime == "torch"
+    runnable = artifact.open(device="cpu") if opened else None
+    stats = artifact.size_stats(runnable.loaded if runnable else None)
     sizes = (stats.params_total, stats.params_nonzero, stats.bytes_on_disk)
     if plan.data is None:
         return artifact.runtime, sizes, None
