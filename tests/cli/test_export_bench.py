@@ -38,7 +38,9 @@ def test_export_json_then_refuse_then_overwrite(tiny_classifiers, tmp_path):
 
 def test_export_tolerance_breach_exits_5(tiny_classifiers, tmp_path, monkeypatch):
     real = onnx_export.torch_forward
-    monkeypatch.setattr(onnx_export, "torch_forward", lambda model: lambda x: real(model)(x) - 1)
+    monkeypatch.setattr(
+        onnx_export, "torch_forward", lambda model, **kw: lambda x: real(model, **kw)(x) - 1
+    )
     result = invoke("export", tiny_classifiers["bert"], "-o", tmp_path / "bad")
     assert result.exit_code == 5
     assert result.stderr.startswith("error: ONNX export disagrees with PyTorch")

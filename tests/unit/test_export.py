@@ -85,7 +85,9 @@ def test_static_shapes(tiny_classifiers, tmp_path):
 
 def test_tolerance_breach_fails_and_writes_nothing(tiny_classifiers, tmp_path, monkeypatch):
     real = onnx_export.torch_forward
-    monkeypatch.setattr(onnx_export, "torch_forward", lambda model: lambda x: real(model)(x) + 0.5)
+    monkeypatch.setattr(
+        onnx_export, "torch_forward", lambda model, **kw: lambda x: real(model, **kw)(x) + 0.5
+    )
     with pytest.raises(ValidationError, match=r"differ by up to 0\.5 on the '3 padded"):
         export_onnx(str(tiny_classifiers["distilbert"]), tmp_path / "bad")
     assert list(tmp_path.iterdir()) == []

@@ -27,6 +27,7 @@ from squeeze.artifact.read import (
 from squeeze.core.errors import ConfigError
 from squeeze.core.types import SizeStats, Task
 from squeeze.model.loaded import LoadedModel
+from squeeze.model.pooling import Pooling
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Runnable:
     max_tokens: int | None = None  # the position table's length, where the model has one
     loaded: LoadedModel | None = None
     exported: ExportedModel | None = None
+    pooling: Pooling | None = None  # an embedder's (its forward returns pooled embeddings)
 
     @classmethod
     def of_loaded(cls, loaded: LoadedModel, device: str = "cpu") -> Runnable:
@@ -52,8 +54,8 @@ class Runnable:
 
         return cls(
             loaded.task, loaded.tokenizer, loaded.input_names, loaded.label2id,
-            torch_forward(loaded.model, device), "torch", list(loaded.notes), loaded.max_tokens,
-            loaded=loaded,
+            torch_forward(loaded.model, device, loaded.pooling), "torch", list(loaded.notes),
+            loaded.max_tokens, loaded=loaded, pooling=loaded.pooling,
         )  # fmt: skip
 
     @classmethod
@@ -63,7 +65,7 @@ class Runnable:
         return cls(
             exported.task, exported.tokenizer, exported.input_names, exported.label2id,
             ort_forward(exported.session), exported.runtime, max_tokens=exported.max_tokens,
-            exported=exported,
+            exported=exported, pooling=exported.pooling,
         )  # fmt: skip
 
 
@@ -168,9 +170,11 @@ class Artifact:
         trust_remote_code: bool = False,
         threads: int | None = None,
         tensorrt: bool = False,
+        pooling: dict[str, Any] | None = None,
     ) -> Runnable:
         """Open it to run: a checkpoint in PyTorch on ``device``, an export in its runtime
-        (an ONNX graph on TensorRT with ``tensorrt``).
+        (an ONNX graph on TensorRT with ``tensorrt``). ``pooling`` sets a checkpoint's
+        embedding pooling (``mode``, ``normalize``); an export pools as it was exported.
 
         Raises:
             ConfigError: ``task`` contradicts the task an export was made for.
@@ -179,7 +183,11 @@ class Artifact:
             from squeeze.model.checkpoint import load
 
             loaded = load(
-                self.source, task=task, trust_remote_code=trust_remote_code, device=device
+                self.source,
+                task=task,
+                trust_remote_code=trust_remote_code,
+                device=device,
+                pooling=pooling,
             )
             return Runnable.of_loaded(loaded, device)
         exported = load_export(self.export, device=device, threads=threads, tensorrt=tensorrt)

@@ -15,6 +15,8 @@ from typing import Any
 from squeeze.core.errors import CheckpointError
 from squeeze.core.types import Task
 from squeeze.model.arch import find_spec, max_tokens
+from squeeze.model.loaded import cut_to
+from squeeze.model.pooling import Pooling
 from squeeze.model.runtime import export_session
 
 MODEL_FILE = "model.onnx"
@@ -54,9 +56,17 @@ class ExportedModel:
         return tuple(spec["name"] for spec in self.manifest["inputs"])
 
     @property
+    def pooling(self) -> Pooling | None:
+        """An embedder's pooling (computed inside the graph; the prompt and length still apply
+        to its inputs); None for other tasks."""
+        found = self.manifest.get("pooling")
+        return Pooling(**found) if found else None
+
+    @property
     def max_tokens(self) -> int | None:
-        """The position table's length, from the config saved beside the graph."""
-        return positions_in(export_config(self.folder))
+        """The position table's length, from the config saved beside the graph (an embedder's
+        ``max_seq_length`` where shorter)."""
+        return cut_to(positions_in(export_config(self.folder)), self.pooling)
 
     @property
     def label2id(self) -> dict[str, int] | None:

@@ -27,6 +27,7 @@ class TaskChoice(str, Enum):
     causal_lm = "causal-lm"
     masked_lm = "masked-lm"
     base = "base"
+    embedding = "embedding"
 
 
 class FormatChoice(str, Enum):
@@ -45,6 +46,39 @@ TaskOpt = Annotated[
     TaskChoice | None,
     typer.Option(help="Model head to load; detected from config.json when omitted."),
 ]
+
+
+class PoolingChoice(str, Enum):
+    """``--pooling`` values; mirrors :data:`squeeze.model.pooling.MODES`."""
+
+    mean = "mean"
+    cls = "cls"
+    max = "max"
+    lasttoken = "lasttoken"
+
+
+PoolingOpt = Annotated[
+    PoolingChoice | None,
+    typer.Option(
+        help="Embedders: how token states become one vector (default: what the "
+        "sentence-transformers files say, else mean; lasttoken for decoders)."
+    ),
+]
+NormalizeOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--normalize/--no-normalize",
+        help="Embedders: L2-normalise the pooled vector (default: as the model's files say).",
+    ),
+]
+
+
+def pooling_of(mode: PoolingChoice | None, normalize: bool | None) -> dict[str, Any] | None:
+    """The pooling options given (``load``'s ``pooling``); None when none were."""
+    given = {"mode": mode.value if mode else None, "normalize": normalize}
+    return {k: v for k, v in given.items() if v is not None} or None
+
+
 TrustOpt = Annotated[
     bool,
     typer.Option(help="Allow the checkpoint's own Python code to run (only for repos you trust)."),
@@ -59,6 +93,18 @@ EvalDataOpt = Annotated[
 MaxDropOpt = Annotated[
     float | None,
     typer.Option(help="Fail (exit 1, nothing written) if the metric drops more (points)."),
+]
+
+
+MinFidelityOpt = Annotated[
+    float | None,
+    typer.Option(
+        min=-1.0,
+        max=1.0,
+        help="Embedders: fail (exit 1, nothing written) if the output's embeddings of the "
+        "held-out texts have a mean cosine to the input's below this (e.g. 0.99; needs --data, "
+        "not labels).",
+    ),
 ]
 
 
@@ -162,6 +208,7 @@ class StepFlags:
     ] = None
     max_accuracy_drop: MaxDropOpt = None
     gate_on: Annotated[GateOn, typer.Option(help=GATE_ON_HELP)] = GateOn.point
+    min_fidelity: MinFidelityOpt = None
     device: DeviceOpt = "cpu"
     overwrite: OverwriteOpt = False
     trust_remote_code: TrustOpt = False
@@ -181,6 +228,7 @@ class StepFlags:
         return StepOptions(**{
             "data": data, "eval_data": eval_data, "max_length": self.max_length,
             "max_accuracy_drop": self.max_accuracy_drop, "gate_on": self.gate_on.value,
+            "min_fidelity": self.min_fidelity,
             "overwrite": self.overwrite, "trust_remote_code": self.trust_remote_code,
             "progress": progress_factory(self.quiet), **own,
         })  # fmt: skip

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from squeeze.cli._options import (
     ModelArg,
+    NormalizeOpt,
+    PoolingOpt,
     StepFlags,
     TaskOpt,
+    pooling_of,
     task_of,
     with_data_options,
     with_options,
@@ -19,35 +22,58 @@ from squeeze.data.spec import DataSpec
 
 
 @with_data_options
-@with_options(StepFlags, omit={"eval_data", "max_accuracy_drop", "gate_on", "overwrite"})
+@with_options(
+    StepFlags, omit={"eval_data", "max_accuracy_drop", "min_fidelity", "gate_on", "overwrite"}
+)
 def eval_(
     model: ModelArg,
     data: DataSpec,
     flags: StepFlags,
     task: TaskOpt = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Examples per batch.")] = 32,
+    reference: Annotated[
+        str | None,
+        typer.Option(
+            help="Embedders: the original model (checkpoint or export) to measure fidelity "
+            "against: mean cosine, similarity Spearman and top-10 neighbour overlap."
+        ),
+    ] = None,
+    pooling: PoolingOpt = None,
+    normalize: NormalizeOpt = None,
 ) -> None:
-    """Score a checkpoint (PyTorch) or a `squeeze export` folder (ONNX Runtime) on a dataset:
-    accuracy and macro-F1 for classifiers, perplexity for causal LMs, with the sample count and
-    the time it took."""
+    """Score a checkpoint (PyTorch) or a `squeeze export` folder (ONNX Runtime, OpenVINO) on a
+    dataset: accuracy and macro-F1 for classifiers, perplexity for causal LMs; for embedders
+    kNN accuracy (labelled text), STS Spearman (scored pairs) or NDCG/MRR/recall@10 (query and
+    positive pairs), and fidelity to --reference; with the sample count and the time it took."""
     from squeeze.artifact import Artifact
     from squeeze.core.device import resolve_device
     from squeeze.data.encoding import default_length, encode_for, fit_length
     from squeeze.measure.evaluate import evaluate_forward
 
     device = resolve_device(flags.device)
-    scorable = Artifact.of(model).open(
-        task=task_of(task), device=device, trust_remote_code=flags.trust_remote_code
+    opened = dict(
+        task=task_of(task),
+        device=device,
+        trust_remote_code=flags.trust_remote_code,
+        pooling=pooling_of(pooling, normalize),
     )
+    if reference is not None:
+        check_reference(reference)
+    scorable = Artifact.of(model).open(**opened)
     max_length = flags.max_length or default_length(scorable.max_tokens)
     encoded, dataset = encode_for(scorable, data, max_length=max_length)
     max_length, _ = fit_length(scorable, max_length)  # what the examples were cut to
+    progress = progress_factory(flags.quiet)
+    against = None
+    if reference is not None:
+        against = _reference(reference, scorable, data, max_length, opened, progress)
     evaluation = evaluate_forward(
         scorable.forward,
         encoded,
         scorable.task,
         batch_size=batch_size,
-        progress=progress_factory(flags.quiet),
+        progress=progress,
+        reference=against,
     )
     notes = [*scorable.notes, *dataset.notes]
     if encoded.n_truncated:
@@ -55,6 +81,8 @@ def eval_(
     scored = dict(
         model=model, task=scorable.task.value, runtime=scorable.runtime, data=dataset.name
     )
+    if reference is not None:
+        scored["reference"] = reference
     if flags.json_output:
         print_json({**scored, **evaluation.to_dict(), "device": device, "notes": notes})
         return
@@ -66,3 +94,43 @@ def eval_(
     ]
     print_table("squeeze eval", rows)
     print_notes(notes)
+
+
+def check_reference(reference: str) -> None:
+    """A reference that is missing is refused before the model is loaded."""
+    from squeeze.artifact import Artifact
+
+    Artifact.of(reference).config()
+
+
+def _reference(
+    reference: str,
+    scorable: Any,
+    data: DataSpec,
+    max_length: int,
+    opened: dict[str, Any],
+    progress: Any,
+) -> Any:
+    """The reference model's evaluation of the same texts, cut to the same length (its
+    embeddings are what fidelity compares with).
+
+    Raises:
+        UsageError: a reference for a model that is not an embedder, or one that is not.
+    """
+    from squeeze.artifact import Artifact
+    from squeeze.core.errors import ConfigError, Problem
+    from squeeze.core.types import Task
+    from squeeze.data.encoding import encode_for
+    from squeeze.measure.evaluate import evaluate_forward
+
+    if scorable.task is not Task.EMBEDDING:
+        raise ConfigError(
+            Problem(f"{{reference}} is for embedders; this is a {scorable.task.value} model")
+        )
+    original = Artifact.of(reference).open(**opened)
+    if original.task is not Task.EMBEDDING:
+        raise ConfigError(
+            Problem(f"{{reference}} {reference} is a {original.task.value} model, not an embedder")
+        )
+    encoded, _ = encode_for(original, data, max_length=max_length)
+    return evaluate_forward(original.forward, encoded, Task.EMBEDDING, progress=progress)

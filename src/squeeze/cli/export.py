@@ -10,7 +10,16 @@ from squeeze.methods.export.method import ExportConfig
 
 @with_config(ExportConfig)
 @with_options(
-    StepFlags, omit={"eval_data", "max_length", "max_accuracy_drop", "gate_on", "device", "quiet"}
+    StepFlags,
+    omit={
+        "eval_data",
+        "max_length",
+        "max_accuracy_drop",
+        "min_fidelity",
+        "gate_on",
+        "device",
+        "quiet",
+    },
 )
 def export(model: ModelArg, output: OutOpt, config: ExportConfig, flags: StepFlags) -> None:
     """Export MODEL to ONNX in -o: model.onnx, tokenizer, config and manifest.json.

@@ -24,7 +24,7 @@ from squeeze.train.config import TrainConfig
 
 @with_config(TrainConfig, name="train_config")
 @with_data_options
-@with_options(StepFlags, omit={"eval_data", "max_accuracy_drop", "gate_on"})
+@with_options(StepFlags, omit={"eval_data", "max_accuracy_drop", "min_fidelity", "gate_on"})
 def finetune(
     model: ModelArg,
     data: DataSpec,

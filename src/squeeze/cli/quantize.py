@@ -85,11 +85,12 @@ def _render(result: Any) -> None:
     console.print(table)
     if auto is not None:
         console.print(_candidates_table(auto))
+    from squeeze.methods.quantize.validate import Agreement
+
     agree = result.details["agreement"]
     console.print(
-        f"agreement with the original on {agree['n_predictions']} predictions: top-1 "
-        f"{agree['top1_agreement']:.2%}, max |Δlogit| {agree['max_abs_diff']:.3g}, mean "
-        f"{agree['mean_abs_diff']:.3g}; {result.seconds:.1f} s"
+        f"agreement with the original on {agree['n_predictions']} predictions: "
+        f"{Agreement.describe(agree)}; {result.seconds:.1f} s"
     )
 
 
@@ -98,6 +99,7 @@ def _candidates_table(auto: dict[str, Any]) -> Any:
     from rich.markup import escape
 
     from squeeze.measure.machine import describe_machine
+    from squeeze.methods.quantize.validate import Agreement
 
     timing = auto["timing"]
     table = new_table(
@@ -118,7 +120,7 @@ def _candidates_table(auto: dict[str, Any]) -> Any:
         table.add_row(
             c["label"], f"{c['p50_ms']:.2f}", f"{c['p90_ms']:.2f}", f"{c['stdev_ms']:.2f}",
             f"{c['speedup']:.2f}x", fmt_bytes(c["bytes_on_disk"]), drop,
-            f"{c['agreement']['top1_agreement']:.2%}",
+            Agreement.headline(c["agreement"]),
             verdict,
         )  # fmt: skip
     return table

@@ -30,7 +30,7 @@ from squeeze.plan.tune.config import TuneConfig
 
 @with_data_options
 @with_config(TuneConfig)
-@with_options(StepFlags, omit={"max_length", "max_accuracy_drop"})
+@with_options(StepFlags, omit={"max_length", "max_accuracy_drop", "min_fidelity"})
 def tune(
     model: ModelArg,
     data: DataSpec,

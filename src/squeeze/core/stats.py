@@ -34,9 +34,12 @@ _CHUNK_ELEMENTS = 4_000_000
 class Scores:
     """Each test sample's share of the primary metric, in the order of the test set.
 
-    Accuracy: ``values`` 1.0 (correct) or 0.0, no weights; the metric is their mean. Perplexity
-    and loss: ``values`` the summed next-token NLL of each sample and ``weights`` its token
-    count; the metric is the token-weighted mean NLL (exponentiated for perplexity).
+    Accuracy: ``values`` 1.0 (correct) or 0.0, no weights; the metric is their mean (so are an
+    embedder's fidelity, kNN accuracy and NDCG). Perplexity and loss: ``values`` the summed
+    next-token NLL of each sample and ``weights`` its token count; the metric is the
+    token-weighted mean NLL (exponentiated for perplexity). Spearman (STS): ``values`` each
+    pair's predicted similarity and ``weights`` its gold score; the metric is their rank
+    correlation.
     """
 
     metric: str
@@ -61,10 +64,45 @@ class Scores:
         )
 
 
+def spearman(a: Any, b: Any) -> float:
+    """Spearman's rank correlation (ties share their average rank); 0.0 when a side is
+    constant, where it is undefined."""
+    import numpy as np
+
+    def ranks(x: Any) -> Any:
+        _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+        ends = np.cumsum(counts)
+        return ((ends - counts + 1 + ends) / 2.0)[inverse]
+
+    ra, rb = ranks(np.asarray(a)), ranks(np.asarray(b))
+    if ra.std() == 0 or rb.std() == 0:
+        return 0.0
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _row_spearman(a: Any, b: Any) -> Any:
+    """Spearman of each row pair of two [resamples, n] arrays; ties (a resample repeats samples)
+    take ordinal ranks, consistently on both sides, which is close enough for an interval."""
+    import numpy as np
+
+    def ranks(x: Any) -> Any:
+        return np.argsort(np.argsort(x, axis=-1, kind="stable"), axis=-1).astype(np.float64)
+
+    ra, rb = ranks(a), ranks(b)
+    ra -= ra.mean(axis=-1, keepdims=True)
+    rb -= rb.mean(axis=-1, keepdims=True)
+    den = np.sqrt((ra**2).sum(axis=-1) * (rb**2).sum(axis=-1))
+    return (ra * rb).sum(axis=-1) / np.maximum(den, 1e-12)
+
+
 def _metric_of(scores: Scores, index: Any) -> Any:
     """The metric on each row of resampled ``index`` (shape [resamples, n])."""
     import numpy as np
 
+    if scores.metric == "spearman":  # values: predicted similarity, weights: gold score
+        assert scores.weights is not None
+        gold = np.asarray(scores.weights, dtype=np.float64)
+        return _row_spearman(np.asarray(scores.values, dtype=np.float64)[index], gold[index])
     values = np.asarray(scores.values, dtype=np.float64)
     weights = (
         np.ones_like(values)

@@ -26,6 +26,9 @@ class Task(str, Enum):
     CAUSAL_LM = "causal-lm"
     MASKED_LM = "masked-lm"
     BASE = "base"
+    # An encoder (or decoder) whose pooled hidden states are the output: sentence-transformers
+    # models. Its forward returns one embedding per text, not logits.
+    EMBEDDING = "embedding"
 
 
 @dataclass(frozen=True)
@@ -72,11 +75,19 @@ class Evaluation:
     n_samples: int
     elapsed_s: float
     scores: Scores | None = field(default=None, compare=False, repr=False)
+    # An embedder's embeddings of the held-out texts, in the encoded order: the reference a
+    # compressed model's fidelity is measured against (never written to JSON).
+    embeddings: Any = field(default=None, compare=False, repr=False)
 
     @property
     def primary(self) -> Metric:
-        """The metric gates and tables use (accuracy or perplexity): the first one."""
+        """The metric gates and tables use (accuracy, perplexity, an embedder's task metric or
+        its fidelity): the first one."""
         return self.metrics[0]
+
+    def metric(self, name: str) -> Metric | None:
+        """The metric called ``name``, or None when this evaluation has none."""
+        return next((m for m in self.metrics if m.name == name), None)
 
     @property
     def samples_per_s(self) -> float:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from squeeze.core.errors import ConfigError, DataError, Problem
-from squeeze.data.examples import Dataset, label_ids, load_dataset
+from squeeze.data.examples import Dataset, Example, label_ids, load_dataset
 from squeeze.data.spec import DataSpec
 
 
@@ -25,6 +25,10 @@ class Encoded:
     labels: np.ndarray | None
     pad_token_id: int
     n_truncated: int
+    # Embedders only: the second text of each pair, encoded on its own (each side is embedded
+    # alone), and the pairs' gold similarity scores (STS data).
+    pairs: Encoded | None = None
+    targets: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.features["input_ids"])
@@ -97,6 +101,57 @@ def encode(
     return Encoded(features, labels, int(pad_token_id), len(long))
 
 
+def encode_sentences(
+    dataset: Dataset, model: Any, *, max_length: int, labels: bool = True
+) -> Encoded:
+    """Encode for an embedder: each text alone (with the model's default prompt), the second
+    text of a pair alone too, since each side is embedded on its own.
+
+    What the data holds decides what is scored (:mod:`squeeze.measure.embedding`): pairs with
+    numeric scores are STS targets, pairs without them are queries and their positives, and
+    single texts with labels are classes for k-nearest-neighbour accuracy. ``labels`` False
+    (calibration, distillation text) reads none of them.
+    """
+    prompt = model.pooling.prompt
+    names = model.input_names
+
+    def alone(texts: list[str], name: str) -> Encoded:
+        examples = tuple(Example(prompt + text) for text in texts)
+        single = replace(dataset, examples=examples, name=name, text_pair_column=None)
+        return encode(single, model.tokenizer, input_names=names, max_length=max_length)
+
+    first = alone([e.text for e in dataset.examples], dataset.name)
+    pairs = targets = ids = None
+    if dataset.text_pair_column is not None:
+        pairs = alone([e.text_pair or "" for e in dataset.examples], f"{dataset.name} pairs")
+    if labels and dataset.label_column is not None:
+        if pairs is not None:
+            targets = _numbers(dataset)
+        else:
+            ids = label_ids(dataset, {name: i for i, name in enumerate(dataset.labels())})
+    if not labels:
+        pairs = None
+    return replace(first, labels=ids, pairs=pairs, targets=targets)
+
+
+def _numbers(dataset: Dataset) -> np.ndarray:
+    """Pairs' gold scores as numbers (STS: 0-5 similarity).
+
+    Raises:
+        DataError: a score that is not a number.
+    """
+    try:
+        return np.array([float(e.label or "") for e in dataset.examples], dtype=np.float64)
+    except ValueError:
+        raise DataError(
+            Problem(
+                f"{dataset.name}: column '{dataset.label_column}' holds labels, not similarity "
+                "scores; embedder pairs take numbers (STS), or no {label_column} (retrieval: "
+                "each text and its positive)"
+            )
+        ) from None
+
+
 # Tokens per example when the user names no length and the model holds more (or has no table).
 DEFAULT_MAX_LENGTH = 128
 
@@ -143,6 +198,8 @@ def encode_for(
     max_length, note = fit_length(model, max_length)
     if note:
         dataset = replace(dataset, notes=(*dataset.notes, note))
+    if getattr(model, "pooling", None) is not None:
+        return encode_sentences(dataset, model, max_length=max_length, labels=labels), dataset
     encoded = encode(
         dataset,
         model.tokenizer,

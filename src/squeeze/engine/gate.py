@@ -25,9 +25,11 @@ METRIC, TIMING = "metric", "timing"
 # What each gate compares, so what a run must measure for it to be judged (sizes always are).
 GATE_NEEDS: dict[str, str | None] = {
     "max_accuracy_drop": METRIC,
+    "min_fidelity": METRIC,
     "min_speedup": TIMING,
     "max_size": None,
 }
+FIDELITY = "fidelity"  # the embedder metric --min-fidelity judges (mean cosine to the input)
 _UNMEASURED = {
     METRIC: "{{{gate}}} needs {{data}}: without a metric measured before and after there is no "
     "drop to judge; pass {{data}} or leave {{{gate}}} out",
@@ -109,14 +111,21 @@ def undecided_note(
     )
 
 
+def fidelity_of(evaluation: Evaluation | None) -> float | None:
+    """An embedder's mean cosine to the original's embeddings, where it was measured."""
+    found = evaluation.metric(FIDELITY) if evaluation is not None else None
+    return found.value if found is not None else None
+
+
 class Gated:
     """For step results with ``metric_before``, ``metric_after``, ``max_accuracy_drop`` and
-    ``gate_on``."""
+    ``gate_on``; embedders' ``min_fidelity`` too."""
 
     metric_before: Evaluation | None
     metric_after: Evaluation | None
     max_accuracy_drop: float | None
     gate_on: str
+    min_fidelity: float | None = None
 
     @property
     def drop_points(self) -> float | None:
@@ -141,9 +150,20 @@ class Gated:
         return verdict(judged, self.max_accuracy_drop)
 
     @property
+    def fidelity(self) -> float | None:
+        return fidelity_of(self.metric_after)
+
+    @property
+    def fidelity_verdict(self) -> str:
+        """The fidelity floor's verdict: passed, failed, or not judged."""
+        return verdict(self.fidelity, self.min_fidelity, at_least=True)
+
+    @property
     def passed(self) -> bool:
-        """Whether the step may be written: no gate, or a gate judged and kept."""
-        return self.max_accuracy_drop is None or self.verdict == PASSED
+        """Whether the step may be written: no gate, or every gate judged and kept."""
+        return (self.max_accuracy_drop is None or self.verdict == PASSED) and (
+            self.min_fidelity is None or self.fidelity_verdict == PASSED
+        )
 
     @property
     def undecided(self) -> str | None:
@@ -162,15 +182,28 @@ class Gated:
             "max_accuracy_drop": self.max_accuracy_drop,
             "gate_on": self.gate_on,
             "gate_undecided": self.undecided,
-            "gate_verdicts": {"max_accuracy_drop": self.verdict},
+            "min_fidelity": self.min_fidelity,
+            "gate_verdicts": {
+                "max_accuracy_drop": self.verdict,
+                **(
+                    {"min_fidelity": self.fidelity_verdict} if self.min_fidelity is not None else {}
+                ),
+            },
             "passed": self.passed,
         }
 
 
 def gate_error(result: Gated, out: object) -> GateError:
-    """The one-line failure CI shows: the drop, the values, and by how much the gate was missed."""
+    """The one-line failure CI shows: the drop, the values, and by how much the gate was missed
+    (or the fidelity and the floor it fell under)."""
     from squeeze.core.stats import fmt_interval
 
+    if result.min_fidelity is not None and result.fidelity_verdict != PASSED:
+        measured = "was not measured" if result.fidelity is None else f"is {result.fidelity:.4f}"
+        return GateError(
+            f"the embeddings' mean cosine to the original's {measured}, below --min-fidelity "
+            f"{result.min_fidelity:g}; nothing was written to {out}"
+        )
     before, after, max_drop = result.metric_before, result.metric_after, result.max_accuracy_drop
     assert before is not None and after is not None and max_drop is not None
     drop = drop_points(before, after)

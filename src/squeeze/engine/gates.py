@@ -62,6 +62,7 @@ class Gates:
     min_speedup: float | None = None
     max_size: int | None = None  # bytes on disk
     gate_on: str = field(default="point", metadata={"choices": GATE_MODES})
+    min_fidelity: float | None = None  # an embedder's mean cosine to the baseline's embeddings
 
     @property
     def limits(self) -> dict[str, float | None]:
@@ -169,8 +170,9 @@ def judge(
 ) -> dict[str, tuple[str, str | None]]:
     """Each gate's verdict on the chosen variant (:func:`squeeze.engine.gate.verdict`) with what to
     say when it failed or, for a gate that is set, could not be judged: never a silent pass."""
+    shown = [g for g in GATE_NEEDS if g != "min_fidelity" or gates.min_fidelity is not None]
     if chosen is None:
-        return {gate: (NOT_JUDGED, None) for gate in GATE_NEEDS}
+        return {gate: (NOT_JUDGED, None) for gate in shown}
     name, drop = chosen.name, judged(chosen, gates.gate_on)
     device = results.devices[0] if results.devices else None
     speedup = chosen.speedup.get(device) if device in chosen.latency else None
@@ -181,6 +183,10 @@ def judge(
         "max_accuracy_drop": (
             verdict(drop, gates.max_accuracy_drop),
             lambda: f"{name}: {what} {drop:.2f} points (> {gates.max_accuracy_drop:g})",
+        ),
+        "min_fidelity": (
+            verdict(chosen.fidelity, gates.min_fidelity, at_least=True),
+            lambda: f"{name}: fidelity {chosen.fidelity:.4f} (< {gates.min_fidelity:g})",
         ),
         "min_speedup": (
             FAILED if not_faster else verdict(speedup, gates.min_speedup, at_least=True),
@@ -199,7 +205,8 @@ def judge(
         ),
     }
     verdicts: dict[str, tuple[str, str | None]] = {}
-    for gate, (outcome, failure) in found.items():
+    for gate in shown:
+        outcome, failure = found[gate]
         why = failure() if outcome == FAILED else None
         if outcome == NOT_JUDGED and gates.limits[gate] is not None:
             why = f"{name}: {gate} could not be judged (no {GATE_NEEDS[gate]} was measured)"

@@ -85,7 +85,13 @@ class Method:
     handler: Handler
     help: str
     summary: str | None = None
-    tasks: tuple[str, ...] = ("sequence-classification", "causal-lm", "masked-lm", "base")
+    tasks: tuple[str, ...] = (
+        "sequence-classification",
+        "causal-lm",
+        "masked-lm",
+        "base",
+        "embedding",
+    )
     data_problem: Callable[[Any, Collection[str]], str | None] = lambda config, given: None
     produces: Callable[[Any], str] = lambda config: "checkpoint"
     final: Callable[[Any], bool] | None = None

@@ -31,7 +31,7 @@ from squeeze.model.checkpoint import load, resolve_local, write_checkpoint
 from squeeze.model.loaded import LoadedModel
 from squeeze.train.accel import is_main_process
 
-SCORABLE = (Task.SEQUENCE_CLASSIFICATION, Task.CAUSAL_LM)
+SCORABLE = (Task.SEQUENCE_CLASSIFICATION, Task.CAUSAL_LM, Task.EMBEDDING)
 
 
 @dataclass
@@ -48,6 +48,7 @@ class StepSummary(Gated):
     metric_after: Evaluation | None = None
     max_accuracy_drop: float | None = None
     gate_on: str = "point"
+    min_fidelity: float | None = None
     latency: dict[str, Any] | None = None
     written: bool = False
     details: dict[str, Any] = field(default_factory=dict)
@@ -89,14 +90,15 @@ def _check_needs(method: Method, config: Any, options: StepOptions) -> None:
     reason = method.data_problem(config, options.given())
     if reason:
         problems.append(Problem(reason))
-    gates = {"max_accuracy_drop": options.max_accuracy_drop}
+    gates = {"max_accuracy_drop": options.max_accuracy_drop, "min_fidelity": options.min_fidelity}
     if options.measure:
         problems += unjudgeable(gates, {METRIC} if options.data is not None else set())
-    elif options.max_accuracy_drop is not None:
-        problems.append(
-            Problem("{max_accuracy_drop} cannot be judged with measure=False (no metric is "
-                    "measured); measure the step or leave the gate out")
-        )  # fmt: skip
+    else:
+        problems += [
+            Problem(f"{{{gate}}} cannot be judged with measure=False (no metric is measured); "
+                    "measure the step or leave the gate out")
+            for gate, limit in gates.items() if limit is not None
+        ]  # fmt: skip
     raise_problems(problems, ConfigError)
 
 
@@ -116,6 +118,13 @@ def _fit_lengths(source: str, options: StepOptions) -> StepOptions:
 def _check_task(method: Method, loaded: LoadedModel, options: StepOptions) -> None:
     if loaded.task.value not in method.tasks:
         raise UnsupportedError(f"{method.name} cannot take a {loaded.task.value} model")
+    if options.min_fidelity is not None and loaded.task is not Task.EMBEDDING:
+        raise UnsupportedError(
+            Problem(
+                f"{{min_fidelity}} judges an embedder's embeddings; this is a "
+                f"{loaded.task.value} model (gate it with {{max_accuracy_drop}})"
+            )
+        )
     if options.data is not None and options.measure and loaded.task not in SCORABLE:
         raise UnsupportedError(
             Problem(
@@ -152,9 +161,15 @@ def _bench(source: Path, output: Path, settings: Any) -> dict[str, Any]:
 
 
 def _evaluate_after(
-    result: StepResult, loaded: LoadedModel, tmp: Path, data: StepData, options: StepOptions
+    result: StepResult,
+    loaded: LoadedModel,
+    tmp: Path,
+    data: StepData,
+    options: StepOptions,
+    before: Evaluation | None,
 ) -> Evaluation:
-    """The metric of what was written, run as it is deployed."""
+    """The metric of what was written, run as it is deployed (an embedder's fidelity to
+    ``before``, the input's evaluation, too)."""
     from squeeze.measure.evaluate import evaluate_forward
     from squeeze.model.runtime import torch_forward
 
@@ -162,10 +177,16 @@ def _evaluate_after(
     forward = result.forward
     if forward is None:
         if result.model is not None:
-            forward = torch_forward(result.model.model, options.device)
+            forward = torch_forward(result.model.model, options.device, result.model.pooling)
         else:
             forward = Artifact.of(tmp).open(device="cpu").forward
-    return evaluate_forward(forward, data.held_out(scorer), loaded.task, progress=options.progress)
+    return evaluate_forward(
+        forward,
+        data.held_out(scorer),
+        loaded.task,
+        progress=options.progress,
+        reference=before,
+    )
 
 
 def run_step(
@@ -216,6 +237,7 @@ def run_step(
         after={},
         max_accuracy_drop=options.max_accuracy_drop,
         gate_on=options.gate_on,
+        min_fidelity=options.min_fidelity,
         notes=notes,
     )
     if measuring:
@@ -258,7 +280,7 @@ def run_step(
                 )
             if measuring:
                 summary.metric_after = result.metric or _evaluate_after(
-                    result, loaded, tmp, data, options
+                    result, loaded, tmp, data, options, summary.metric_before
                 )
             if options.bench is not None and is_main_process():
                 summary.latency = _bench(loaded.path, tmp, options.bench)
@@ -271,7 +293,7 @@ def run_step(
             if method.summary is not None:
                 (tmp / method.summary).write_text(json.dumps(summary.to_dict(), indent=2))
     except GateMissed:
-        notes.append(f"nothing was written to {out}: the accuracy gate failed")
+        notes.append(f"nothing was written to {out}: a gate failed")
     if checkpoint_dir is not None and is_main_process():
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return summary

@@ -31,6 +31,8 @@ class StepOptions:
         max_accuracy_drop: The gate (points); nothing is written when the drop is larger.
         gate_on: What the gate judges: ``point`` (the drop) or ``upper`` (the upper end of its
             95% paired interval).
+        min_fidelity: An embedder's gate: the output's mean cosine to the input's embeddings
+            of the held-out texts must be at least this (needs no labels).
         measure: Score the input before and the output after (with data). Sweeps turn it off:
             they measure every variant once, in its deployed format.
         bench: BenchSettings to time input and output together after writing, at the length
@@ -48,6 +50,7 @@ class StepOptions:
     max_length: int | None = None
     max_accuracy_drop: float | None = None
     gate_on: str = "point"
+    min_fidelity: float | None = None
     measure: bool = True
     bench: Any = None
     resume: bool = False

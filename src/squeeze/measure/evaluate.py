@@ -57,20 +57,30 @@ def evaluate_forward(
     *,
     batch_size: int = 32,
     progress: ProgressFactory = no_progress,
+    reference: Evaluation | None = None,
 ) -> Evaluation:
-    """Run ``forward`` over every example once and compute the task's metrics.
+    """Run ``forward`` over every example once and compute the task's metrics; an embedder's
+    include its fidelity to ``reference`` (the original's evaluation on the same data).
 
     Raises:
         UnsupportedError: a task squeeze has no metric for (masked LM, base encoder).
     """
+    if task is Task.EMBEDDING:
+        from squeeze.measure.embedding import evaluate_embedder
+
+        return evaluate_embedder(
+            forward, encoded, reference=reference, batch_size=batch_size, progress=progress
+        )
     if task is Task.SEQUENCE_CLASSIFICATION and encoded.labels is None:
         raise UnsupportedError(
             Problem("classification metrics need labelled data ({label_column})")
         )
     if task not in (Task.SEQUENCE_CLASSIFICATION, Task.CAUSAL_LM):
         raise UnsupportedError(
-            f"no metric for {task.value} models; evaluate a sequence classifier (fine-tune one "
-            "with `squeeze finetune`) or a causal LM"
+            Problem(
+                f"no metric for {task.value} models; evaluate a sequence classifier (fine-tune "
+                "one with `squeeze finetune`), a causal LM or an embedder ({task} embedding)"
+            )
         )
     n = len(encoded)
     # Per sample, in the encoded order (batches run sorted by length): predictions for
@@ -116,12 +126,14 @@ def evaluate(
     batch_size: int = 32,
     device: str = "cpu",
     progress: ProgressFactory = no_progress,
+    reference: Evaluation | None = None,
 ) -> Evaluation:
     """Evaluate a loaded PyTorch model (the common case of :func:`evaluate_forward`)."""
     return evaluate_forward(
-        torch_forward(loaded.model, device),
+        torch_forward(loaded.model, device, loaded.pooling),
         encoded,
         loaded.task,
         batch_size=batch_size,
         progress=progress,
+        reference=reference,
     )

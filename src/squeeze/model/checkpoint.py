@@ -14,14 +14,22 @@ import os
 import pickle
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from squeeze.core.errors import CheckpointError, Problem, UnsupportedError, first_line
 from squeeze.core.output import atomic_output
 from squeeze.core.types import Task
-from squeeze.model.arch import find_spec, spec_for
+from squeeze.model.arch import find_spec, is_decoder, spec_for
 from squeeze.model.loaded import LoadedModel
+from squeeze.model.pooling import (
+    Pooling,
+    default_pooling,
+    folder_files,
+    read_pooling,
+    write_sentence_files,
+)
 from squeeze.model.shapes import apply_shapes, read_shapes, write_shapes
 from squeeze.model.sizes import WEIGHT_SUFFIXES, weight_files
 
@@ -123,6 +131,7 @@ def auto_class(task: Task) -> Any:
         Task.CAUSAL_LM: transformers.AutoModelForCausalLM,
         Task.MASKED_LM: transformers.AutoModelForMaskedLM,
         Task.BASE: transformers.AutoModel,
+        Task.EMBEDDING: transformers.AutoModel,
     }[task]
 
 
@@ -196,6 +205,40 @@ def read_config(source: str | os.PathLike[str], *, trust_remote_code: bool = Fal
     return _load_config(str(source), resolve_local(source), trust_remote_code)
 
 
+def _hub_files(source: str) -> Any:
+    """:func:`read_pooling`'s ``fetch`` for a hub id: the file from the Hub (or its cache), or
+    None when the repository lacks it or cannot be reached."""
+    from transformers.utils import cached_file
+
+    def fetch(name: str) -> Path | None:
+        found = cached_file(
+            source,
+            name,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )
+        return Path(found) if found else None
+
+    return fetch
+
+
+def embedder_pooling(
+    source: str, local: Path | None, config: Any, task: Task | None, options: dict[str, Any]
+) -> tuple[Task | None, Pooling | None]:
+    """The task and pooling of a checkpoint: a sentence-transformers folder is an embedder
+    (unless another ``task`` is asked for), pooling as its files say; ``--task embedding`` on
+    any other checkpoint pools as ``options`` say (mode, normalize), else by the default for its
+    direction. ``options`` override what the files say."""
+    found = read_pooling(folder_files(local) if local is not None else _hub_files(source))
+    if task is None and found is not None:
+        task = Task.EMBEDDING
+    if task is not Task.EMBEDDING:
+        return task, None
+    if found is None:
+        found = default_pooling(is_decoder(config, find_spec(config)))
+    return task, replace(found, **options) if options else found
+
+
 def _forward_inputs(model: Any, tokenizer: Any) -> tuple[str, ...]:
     accepted = inspect.signature(model.forward).parameters
     names = tuple(n for n in tokenizer.model_input_names if n in accepted)
@@ -212,6 +255,7 @@ def load(
     allow_new_weights: bool = False,
     label_names: list[str] | None = None,
     device: str = "cpu",
+    pooling: dict[str, Any] | None = None,
 ) -> LoadedModel:
     """Load a checkpoint folder or hub id with its tokenizer, ready for inference.
 
@@ -224,6 +268,8 @@ def load(
             random weights would make every later measurement meaningless.
         label_names: For a fresh classification head: its labels, in id order.
         device: Where to put the model.
+        pooling: An embedder's pooling options (``mode``, ``normalize``) over what its
+            sentence-transformers files say.
 
     Raises:
         CheckpointError: missing, not a checkpoint, corrupt, incomplete, or not reachable.
@@ -239,6 +285,7 @@ def load(
     where = str(local) if local else text
     config = _load_config(text, local, trust_remote_code)
     spec = find_spec(config)
+    task, found_pooling = embedder_pooling(text, local, config, task, pooling or {})
     task = task or detect_task(config)
     notes: list[str] = []
     if label_names is not None:
@@ -336,6 +383,7 @@ def load(
         path=local,
         notes=notes,
         shapes=shapes,
+        pooling=found_pooling,
     )
 
 
@@ -375,6 +423,16 @@ def write_checkpoint(loaded: LoadedModel, folder: Path) -> None:
     loaded.tokenizer.save_pretrained(folder)
     if loaded.shapes is not None:
         write_shapes(folder, loaded.shapes)
+    if loaded.pooling is not None:
+        write_sentence_files(folder, loaded.pooling, embedding_dimension(loaded.config))
+
+
+def embedding_dimension(config: Any) -> int:
+    """The width of a model's token states (what an embedder's pooling returns)."""
+    for name in ("hidden_size", "d_model", "n_embd", "dim"):
+        if isinstance(getattr(config, name, None), int):
+            return int(getattr(config, name))
+    raise UnsupportedError(f"cannot tell the hidden size of a {config.model_type} model")
 
 
 def save(

@@ -21,6 +21,7 @@ from squeeze.core.types import Task
 from squeeze.model.arch import ArchSpec, family_name, find_spec, shape_summary
 from squeeze.model.checkpoint import TASK_BY_ARCH_SUFFIX, detect_task, needs_remote_code
 from squeeze.model.loaded import LoadedModel
+from squeeze.model.pooling import folder_files, read_pooling
 from squeeze.model.safetensors import (
     DTYPES,
     count_nonzero,
@@ -139,6 +140,8 @@ def architecture_for(config: dict[str, Any], task: Task) -> str | None:
     archs = [str(a) for a in config.get("architectures") or ()]
     if not archs:
         return None
+    if task is Task.EMBEDDING:  # an embedder runs the bare encoder (AutoModel)
+        task = Task.BASE
     own = [a for a in archs if detect_task(SimpleNamespace(architectures=[a])) is task]
     if own:
         return own[0]
@@ -269,6 +272,9 @@ def inspect_folder(
     check_model_type(config, source, trust_remote_code)
     namespace = config_namespace(config)
     spec = find_spec(namespace)
+    pooling = read_pooling(folder_files(folder))
+    if task is None and pooling is not None:
+        task = Task.EMBEDDING
     task = task or detect_task(namespace)
     quant = config.get("quantization_config")
     quant_method = str(quant.get("quant_method")) if isinstance(quant, dict) else None
@@ -299,6 +305,7 @@ def inspect_folder(
             ),
             "quantization": _quantization(config),
             "format": "safetensors",
+            "pooling": pooling.describe() if pooling and task is Task.EMBEDDING else None,
         },
     )
 
@@ -330,4 +337,5 @@ def describe(loaded: LoadedModel) -> dict[str, Any]:
         labels=labels,
         inputs=list(loaded.input_names),
         notes=loaded.notes,
+        extra={"pooling": loaded.pooling.describe() if loaded.pooling else None},
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 from squeeze.core.types import Task
 from squeeze.model.arch import ArchSpec, family_name, is_decoder, max_tokens
+from squeeze.model.pooling import Pooling
 
 
 @dataclass
@@ -35,11 +36,14 @@ class LoadedModel:
     notes: list[str] = field(default_factory=list)
     # Per-layer shapes after structured pruning (``squeeze.json``); None for stock shapes.
     shapes: list[Any] | None = None
+    # How an embedder pools its token states (Task.EMBEDDING only).
+    pooling: Pooling | None = None
 
     @property
     def max_tokens(self) -> int | None:
-        """The longest input the model's position table holds (None: no table)."""
-        return max_tokens(self.config, self.spec)
+        """The longest input the model takes: its position table (None: no table), or an
+        embedder's ``max_seq_length`` where that is shorter (it was trained to that length)."""
+        return cut_to(max_tokens(self.config, self.spec), self.pooling)
 
     @property
     def family(self) -> str:
@@ -58,3 +62,10 @@ class LoadedModel:
         if self.task is Task.SEQUENCE_CLASSIFICATION:
             return dict(self.config.label2id)
         return None
+
+
+def cut_to(limit: int | None, pooling: Pooling | None) -> int | None:
+    """A position limit cut to an embedder's ``max_seq_length``."""
+    if pooling is None or pooling.max_seq_length is None:
+        return limit
+    return pooling.max_seq_length if limit is None else min(limit, pooling.max_seq_length)

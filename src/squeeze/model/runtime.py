@@ -15,18 +15,23 @@ from typing import Any
 import numpy as np
 
 from squeeze.core.errors import CheckpointError, Problem, UnsupportedError, first_line
+from squeeze.model.pooling import Pooling, pool
 
 Forward = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 
 
-def torch_forward(model: Any, device: str = "cpu") -> Forward:
-    """Wrap a transformers module as a forward returning float32 logits on the CPU."""
+def torch_forward(model: Any, device: str = "cpu", pooling: Pooling | None = None) -> Forward:
+    """Wrap a transformers module as a forward returning float32 logits on the CPU, or, with
+    ``pooling`` (an embedder), its pooled sentence embeddings."""
     import torch
 
     def forward(inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         with torch.inference_mode():
             tensors = {k: torch.from_numpy(v).to(device) for k, v in inputs.items()}
-            return model(**tensors).logits.float().cpu().numpy()
+            if pooling is None:
+                return model(**tensors).logits.float().cpu().numpy()
+            hidden = model(**tensors).last_hidden_state
+            return pool(hidden.float(), tensors["attention_mask"], pooling).cpu().numpy()
 
     return forward
 

@@ -42,6 +42,7 @@ class VariantResult:
     params_nonzero: int
     bytes_on_disk: int
     metric: float | None = None
+    fidelity: float | None = None  # an embedder's mean cosine to the baseline's embeddings
     latency: dict[str, Latency] = field(default_factory=dict)
     speedup: dict[str, float | None] = field(default_factory=dict)
     size_ratio: float | None = None  # baseline bytes / variant bytes

@@ -8,6 +8,7 @@ from squeeze.artifact.read import MODEL_FILE
 from squeeze.core import __version__
 from squeeze.core.types import Task
 from squeeze.methods.export.config import ExportConfig
+from squeeze.model.checkpoint import embedding_dimension
 from squeeze.model.loaded import LoadedModel
 
 
@@ -33,7 +34,15 @@ def manifest(
     token_level = loaded.task is not Task.SEQUENCE_CLASSIFICATION
     width = loaded.config.num_labels if not token_level else loaded.config.vocab_size
     labels = [loaded.config.id2label[i] for i in range(width)] if not token_level else None
-    logits_shape = [batch, seq, width] if token_level else [batch, width]
+    outputs = [{"name": "logits", "dtype": "float32", "shape": [batch, seq, width]}]
+    if not token_level:
+        outputs[0]["shape"] = [batch, width]
+    if loaded.pooling is not None:
+        dim = embedding_dimension(loaded.config)
+        outputs = [
+            {"name": "sentence_embedding", "dtype": "float32", "shape": [batch, dim]},
+            {"name": "token_embeddings", "dtype": "float32", "shape": [batch, seq, dim]},
+        ]
     return {
         "format": "onnx",
         "file": MODEL_FILE,
@@ -47,8 +56,9 @@ def manifest(
         "inputs": [
             {"name": n, "dtype": "int64", "shape": [batch, seq]} for n in loaded.input_names
         ],
-        "outputs": [{"name": "logits", "dtype": "float32", "shape": logits_shape}],
+        "outputs": outputs,
         "labels": labels,
+        "pooling": loaded.pooling.to_dict() if loaded.pooling is not None else None,
         "dynamic_shapes": config.dynamic,
         "optimized": fused is not None,
         "fused_ops": fused,

@@ -37,7 +37,7 @@ def _machine_problems(config: ExportConfig) -> list[Problem]:
     ExportConfig,
     name="export",
     help="fp32 ONNX for ONNX Runtime, validated against PyTorch",
-    tasks=("sequence-classification", "causal-lm", "masked-lm", "base"),
+    tasks=("sequence-classification", "causal-lm", "masked-lm", "base", "embedding"),
     produces=_produces,
     complete=_machine_problems,
     compresses=False,

@@ -15,23 +15,41 @@ from squeeze.methods.export.validate import VALIDATION_TEXTS, tokenize
 from squeeze.model.loaded import LoadedModel
 
 
-def _logits_only(loaded: LoadedModel) -> Any:
-    """A module whose forward takes inputs positionally and returns only logits: the tracer
-    needs positional tensors, and causal LMs must not return a KV cache."""
+def output_names(loaded: LoadedModel) -> list[str]:
+    """The graph's outputs, the one every runtime reads first: ``logits``, or an embedder's
+    ``sentence_embedding`` (pooled inside the graph) then its ``token_embeddings``."""
+    if loaded.pooling is not None:
+        return ["sentence_embedding", "token_embeddings"]
+    return ["logits"]
+
+
+def _outputs_only(loaded: LoadedModel) -> Any:
+    """A module whose forward takes inputs positionally and returns only the outputs: the tracer
+    needs positional tensors, causal LMs must not return a KV cache, and an embedder pools (and
+    normalises) inside the graph, so the export returns what ``SentenceTransformer.encode``
+    does."""
     import torch
+
+    from squeeze.model.pooling import pool
 
     names = loaded.input_names
     extra = {"use_cache": False} if loaded.decoder else {}
+    pooling = loaded.pooling
 
-    class LogitsOnly(torch.nn.Module):
+    class OutputsOnly(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.model = loaded.model
 
-        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-            return self.model(**dict(zip(names, tensors, strict=True)), **extra).logits
+        def forward(self, *tensors: torch.Tensor) -> Any:
+            inputs = dict(zip(names, tensors, strict=True))
+            out = self.model(**inputs, **extra)
+            if pooling is None:
+                return out.logits
+            hidden = out.last_hidden_state
+            return pool(hidden, inputs["attention_mask"], pooling), hidden
 
-    return LogitsOnly().eval()
+    return OutputsOnly().eval()
 
 
 def _transposed_weight(node: Any, tensor: Any) -> bool:
@@ -100,10 +118,13 @@ def trace(loaded: LoadedModel, path: Path, config: ExportConfig) -> None:
     if config.dynamic and example["attention_mask"].all():
         raise ValidationError("the trace example has no padding; cannot export safely")
     names = list(loaded.input_names)
-    axes = {name: {0: "batch", 1: "sequence"} for name in [*names, "logits"]}
+    outputs = output_names(loaded)
+    axes = {name: {0: "batch", 1: "sequence"} for name in [*names, *outputs]}
     if loaded.task is Task.SEQUENCE_CLASSIFICATION:
         axes["logits"] = {0: "batch"}
-    module = _logits_only(loaded)
+    if loaded.pooling is not None:
+        axes["sentence_embedding"] = {0: "batch"}
+    module = _outputs_only(loaded)
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # TracerWarnings about Python control flow on shapes
         torch.onnx.export(
@@ -111,7 +132,7 @@ def trace(loaded: LoadedModel, path: Path, config: ExportConfig) -> None:
             tuple(torch.from_numpy(example[name]) for name in names),
             str(path),
             input_names=names,
-            output_names=["logits"],
+            output_names=outputs,
             dynamic_axes=axes if config.dynamic else None,
             opset_version=config.opset,
             dynamo=False,

@@ -62,7 +62,7 @@ def _max_abs_diff(
     expected: np.ndarray, got: np.ndarray, mask: np.ndarray, token_level: bool
 ) -> float:
     if expected.shape != got.shape:
-        raise ValidationError(f"ONNX logits have shape {got.shape}, PyTorch {expected.shape}")
+        raise ValidationError(f"ONNX outputs have shape {got.shape}, PyTorch {expected.shape}")
     diff = np.abs(expected - got)
     if token_level:  # logits at padded positions are never used; they may differ
         diff = diff[mask.astype(bool)]
@@ -74,7 +74,7 @@ References = dict[str, tuple[dict[str, np.ndarray], np.ndarray]]
 
 def reference_outputs(loaded: LoadedModel, config: ExportConfig) -> References:
     """PyTorch's logits on every validation batch, keyed by the batch's name, with its inputs."""
-    reference = torch_forward(loaded.model)
+    reference = torch_forward(loaded.model, pooling=loaded.pooling)
     return {
         name: (inputs, reference(inputs))
         for name, inputs in validation_batches(loaded, config).items()
@@ -93,7 +93,7 @@ def validate(
         ValidationError: a batch differs beyond ``tolerance``; the message names it.
     """
     exported = ort_forward(export_session(path))
-    token_level = loaded.task is not Task.SEQUENCE_CLASSIFICATION
+    token_level = loaded.task not in (Task.SEQUENCE_CLASSIFICATION, Task.EMBEDDING)
     kind = "OpenVINO" if path.suffix == ".xml" else "ONNX"
     checks = []
     for name, (inputs, expected) in references.items():
@@ -101,7 +101,7 @@ def validate(
         checks.append({"batch": name, "max_abs_diff": diff})
         if not diff <= tolerance:
             problem = Problem(
-                f"{kind} export disagrees with PyTorch: logits differ by up to {diff:.3g} "
+                f"{kind} export disagrees with PyTorch: outputs differ by up to {diff:.3g} "
                 f"on the '{name}' batch (tolerance {tolerance:g}); try without "
                 "{optimize}, another {opset}, or a larger {tolerance} if the difference "
                 "is acceptable"

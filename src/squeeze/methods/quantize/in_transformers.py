@@ -59,7 +59,8 @@ def transformers_quantized(
 ) -> tuple[StepResult, Any]:
     """Reload ``loaded``'s checkpoint quantized on the CPU and save it (with its tokenizer) into
     the output; validated by reloading what was saved."""
-    from squeeze.model.checkpoint import load
+    from squeeze.model.checkpoint import embedding_dimension, load
+    from squeeze.model.pooling import write_sentence_files
     from squeeze.model.runtime import torch_forward
     from squeeze.model.sizes import size_stats, weight_bytes
 
@@ -82,9 +83,11 @@ def transformers_quantized(
         raise UnsupportedError(f"{method} could not quantize this model here: {first}") from e
     model.save_pretrained(ctx.out)
     loaded.tokenizer.save_pretrained(ctx.out)
+    if loaded.pooling is not None:
+        write_sentence_files(ctx.out, loaded.pooling, embedding_dimension(loaded.config))
     stats = size_stats(loaded)
     # Packed 4-bit tensors count two weights per element: report the model's own parameter
     # count and the bytes actually written.
     sizes = SizeStats(stats.params_total, stats.params_nonzero, weight_bytes(ctx.out))
     reloaded = load(ctx.out, device="cpu")
-    return StepResult(sizes=sizes), torch_forward(reloaded.model)
+    return StepResult(sizes=sizes), torch_forward(reloaded.model, pooling=reloaded.pooling)

@@ -221,7 +221,7 @@ def calibration_feeds(
     name="quantize",
     help="int8 for ONNX Runtime (default), fp16/bf16 checkpoints, torch/bitsandbytes int8, int4",
     summary="quantize.json",
-    tasks=("sequence-classification", "causal-lm", "masked-lm"),
+    tasks=("sequence-classification", "causal-lm", "masked-lm", "embedding"),
     data_problem=_data_problem,
     produces=_produces,
     final=_final,
@@ -242,12 +242,13 @@ def quantize(loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext) -> S
         notes.append(f"backend {backend.name} chosen for {config.dtype} (the default)")
     held_out = ctx.data.held_out(loaded) if ctx.data.given else None
     compare = comparison_batches(loaded, held_out)
-    reference = torch_forward(loaded.model, ctx.device)
+    reference = torch_forward(loaded.model, ctx.device, loaded.pooling)
     expected = [reference(b) for b in compare]  # before half precision changes the model in place
-    token_level = loaded.task is not Task.SEQUENCE_CLASSIFICATION
+    embeddings = loaded.task is Task.EMBEDDING
+    token_level = loaded.task is not Task.SEQUENCE_CLASSIFICATION and not embeddings
 
     def agree(forward: Any) -> Any:
-        return agreement(expected, forward, compare, token_level=token_level)
+        return agreement(expected, forward, compare, token_level=token_level, embeddings=embeddings)
 
     result, forward = backend.quantize(loaded, config, ctx, agree)
     result.forward = forward

@@ -33,6 +33,7 @@ def _fp16_onnx(ctx: StepContext, agree: Any) -> tuple[dict[str, Any], str]:
     from squeeze.artifact.read import MODEL_FILE
     from squeeze.methods.export.method import ExportConfig
     from squeeze.methods.export.onnx import derived_export
+    from squeeze.methods.quantize.validate import Agreement
     from squeeze.model.checkpoint import load
     from squeeze.model.runtime import ort_forward, ort_session
 
@@ -49,9 +50,8 @@ def _fp16_onnx(ctx: StepContext, agree: Any) -> tuple[dict[str, Any], str]:
     derived_export(fresh, folder, ctx.scratch, ExportConfig(), halved)
     agreement = agree(ort_forward(ort_session(folder / MODEL_FILE)))
     note = (
-        f"also wrote an fp16 ONNX export to onnx/ (top-1 agreement "
-        f"{agreement.top1_agreement:.2%}, max |Δlogit| {agreement.max_abs_diff:.3g}, on the "
-        "CPU provider)"
+        f"also wrote an fp16 ONNX export to onnx/ ({Agreement.describe(agreement.to_dict())}, "
+        "on the CPU provider)"
     )
     return agreement.to_dict(), note
 
@@ -70,7 +70,7 @@ def _quantize(
             result.details["onnx_agreement"] = onnx_agreement
             result.notes.append(note)
         loaded.model.to(getattr(torch, _HALF[config.dtype]))
-        return result, torch_forward(loaded.model, ctx.device)
+        return result, torch_forward(loaded.model, ctx.device, loaded.pooling)
     if not any(isinstance(m, torch.nn.Linear) for m in loaded.model.base_model.modules()):
         why = (
             f"torchao int8 quantizes nn.Linear layers and {loaded.family} keeps its weights in "
