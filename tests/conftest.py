@@ -44,6 +44,14 @@ def tiny_lms(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def tiny_embedders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each family as a sentence-transformers embedder: the bare model plus modules.json and the
+    pooling config (mean pooling and normalisation for encoders, the last token for decoders)."""
+    root = tmp_path_factory.mktemp("embedders")
+    return {family: build_tiny(family, root / family, task=Task.EMBEDDING) for family in FAMILIES}
+
+
+@pytest.fixture(scope="session")
 def order_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3,000 sentences of the order task (which of a/b comes first), CSV text,label."""
     return write_order_task(tmp_path_factory.mktemp("data") / "order.csv", 3000, seed=0)

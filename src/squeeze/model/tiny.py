@@ -204,12 +204,15 @@ def build_tiny(
     seed: int = 0,
     label_names: tuple[str, ...] = ORDER_LABELS,
     config: Any = None,
+    pooling: Any = None,
 ) -> Path:
     """Build a randomly initialised (seeded) model and save it as a normal HF folder.
 
     ``config`` overrides the tiny config, e.g. ``transformers.BertConfig()`` for a BERT-base
     shape with random weights (benchmarks need the shape, not trained weights). The tokenizer is
-    the tiny one either way; it only has to produce valid ids.
+    the tiny one either way; it only has to produce valid ids. An embedder (``Task.EMBEDDING``)
+    gets the sentence-transformers files of ``pooling`` (default: mean for encoders, last
+    token for decoders), as a sentence-transformers folder has them.
     """
     import torch
 
@@ -230,6 +233,14 @@ def build_tiny(
     out = Path(out)
     model.save_pretrained(out)
     tiny_tokenizer(family).save_pretrained(out)
+    if task is Task.EMBEDDING:
+        from squeeze.model.arch import find_spec, is_decoder
+        from squeeze.model.checkpoint import embedding_dimension
+        from squeeze.model.pooling import default_pooling, write_sentence_files
+
+        if pooling is None:
+            pooling = default_pooling(is_decoder(config, find_spec(config)))
+        write_sentence_files(out, pooling, embedding_dimension(config))
     return out
 
 
