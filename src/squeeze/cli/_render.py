@@ -87,6 +87,20 @@ def report_and_gate(
         raise gate_error(result, output)
 
 
+def metric_rows(result: Any) -> list[tuple[str, str, str, str]]:
+    """A gated step's metric rows (name, before, after, change): the primary metric, and an
+    embedder's fidelity to its input where the primary is another metric."""
+    rows: list[tuple[str, str, str, str]] = []
+    if result.metric_before is None or result.metric_after is None:
+        return rows
+    mb, ma = result.metric_before.primary, result.metric_after.primary
+    rows.append((mb.name, f"{mb.value:.4f}", f"{ma.value:.4f}", metric_change(result)))
+    if result.fidelity is not None and ma.name != "fidelity":
+        floor = f"floor {result.min_fidelity:g}" if result.min_fidelity is not None else ""
+        rows.append(("fidelity (mean cosine)", "1.0000", f"{result.fidelity:.4f}", floor))
+    return rows
+
+
 def metric_change(result: Any) -> str:
     """A gated step's metric change with its 95% paired interval, as its table shows it."""
     from squeeze.core.fmt import fmt_change

@@ -47,6 +47,8 @@ def eval_(
     positive pairs), and fidelity to --reference; with the sample count and the time it took."""
     from squeeze.artifact import Artifact
     from squeeze.core.device import resolve_device
+    from squeeze.core.errors import ConfigError, Problem
+    from squeeze.core.types import Task
     from squeeze.data.encoding import default_length, encode_for, fit_length
     from squeeze.measure.evaluate import evaluate_forward
 
@@ -60,6 +62,10 @@ def eval_(
     if reference is not None:
         check_reference(reference)
     scorable = Artifact.of(model).open(**opened)
+    if reference is not None and scorable.task is not Task.EMBEDDING:
+        raise ConfigError(
+            Problem(f"{{reference}} is for embedders; this is a {scorable.task.value} model")
+        )
     max_length = flags.max_length or default_length(scorable.max_tokens)
     encoded, dataset = encode_for(scorable, data, max_length=max_length)
     max_length, _ = fit_length(scorable, max_length)  # what the examples were cut to
@@ -81,6 +87,8 @@ def eval_(
     scored = dict(
         model=model, task=scorable.task.value, runtime=scorable.runtime, data=dataset.name
     )
+    if scorable.pooling is not None:
+        scored["pooling"] = scorable.pooling.describe()
     if reference is not None:
         scored["reference"] = reference
     if flags.json_output:
@@ -115,7 +123,7 @@ def _reference(
     embeddings are what fidelity compares with).
 
     Raises:
-        UsageError: a reference for a model that is not an embedder, or one that is not.
+        ConfigError: a reference that is not an embedder.
     """
     from squeeze.artifact import Artifact
     from squeeze.core.errors import ConfigError, Problem
@@ -123,10 +131,6 @@ def _reference(
     from squeeze.data.encoding import encode_for
     from squeeze.measure.evaluate import evaluate_forward
 
-    if scorable.task is not Task.EMBEDDING:
-        raise ConfigError(
-            Problem(f"{{reference}} is for embedders; this is a {scorable.task.value} model")
-        )
     original = Artifact.of(reference).open(**opened)
     if original.task is not Task.EMBEDDING:
         raise ConfigError(

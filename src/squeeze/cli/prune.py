@@ -19,7 +19,7 @@ from squeeze.cli._options import (
     with_fields,
     with_options,
 )
-from squeeze.cli._render import metric_change, new_table, report_and_gate
+from squeeze.cli._render import metric_rows, new_table, report_and_gate
 from squeeze.cli._render import stdout as console
 from squeeze.core.fmt import fmt_bytes, fmt_count
 from squeeze.data.spec import DataSpec
@@ -78,9 +78,8 @@ def _render(result: Any) -> None:
     row("non-zero", "params_nonzero", fmt_count)
     row("weights on disk", "bytes_on_disk", fmt_bytes)
     row("zipped (deflate)", "bytes_compressed", fmt_bytes)
-    if result.metric_before is not None:
-        mb, ma = result.metric_before.primary, result.metric_after.primary
-        table.add_row(mb.name, f"{mb.value:.4f}", f"{ma.value:.4f}", metric_change(result))
+    for metric_row in metric_rows(result):
+        table.add_row(*metric_row)
     console.print(table)
     sparsity = result.details.get("sparsity")
     extra = f"sparsity {sparsity:.1%} of block weights, " if sparsity is not None else ""

@@ -15,7 +15,7 @@ from squeeze.cli._options import (
     with_data_options,
     with_options,
 )
-from squeeze.cli._render import metric_change, new_table, report_and_gate
+from squeeze.cli._render import metric_rows, new_table, report_and_gate
 from squeeze.cli._render import stdout as console
 from squeeze.core.fmt import fmt_bytes, fmt_count
 from squeeze.data.spec import DataSpec
@@ -79,9 +79,8 @@ def _render(result: Any) -> None:
         fmt_bytes(after["bytes_on_disk"]),
         f"{before['bytes_on_disk'] / max(after['bytes_on_disk'], 1):.2f}x smaller",
     )
-    if result.metric_before is not None and result.metric_after is not None:
-        mb, ma = result.metric_before.primary, result.metric_after.primary
-        table.add_row(mb.name, f"{mb.value:.4f}", f"{ma.value:.4f}", metric_change(result))
+    for metric_row in metric_rows(result):
+        table.add_row(*metric_row)
     console.print(table)
     if auto is not None:
         console.print(_candidates_table(auto))

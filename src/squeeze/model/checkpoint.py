@@ -334,6 +334,11 @@ def load(
             "re-download the checkpoint"
         ) from e
     missing = sorted(info.get("missing_keys") or ())
+    if task is Task.EMBEDDING and any(k.startswith("pooler.") for k in missing):
+        # An embedder pools the token states itself; the encoder's own pooler never runs into
+        # its output, so a masked-LM checkpoint without one embeds as it is.
+        missing = [k for k in missing if not k.startswith("pooler.")]
+        notes.append("the checkpoint has no pooler weights; the embedding does not use them")
     if missing and not allow_new_weights:
         shown = ", ".join(missing[:3]) + (
             f" and {len(missing) - 3} more" if len(missing) > 3 else ""

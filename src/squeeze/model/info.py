@@ -18,10 +18,10 @@ from typing import Any
 
 from squeeze.core.errors import CheckpointError, UnsupportedError
 from squeeze.core.types import Task
-from squeeze.model.arch import ArchSpec, family_name, find_spec, shape_summary
+from squeeze.model.arch import ArchSpec, family_name, find_spec, is_decoder, shape_summary
 from squeeze.model.checkpoint import TASK_BY_ARCH_SUFFIX, detect_task, needs_remote_code
 from squeeze.model.loaded import LoadedModel
-from squeeze.model.pooling import folder_files, read_pooling
+from squeeze.model.pooling import default_pooling, folder_files, read_pooling
 from squeeze.model.safetensors import (
     DTYPES,
     count_nonzero,
@@ -276,6 +276,8 @@ def inspect_folder(
     if task is None and pooling is not None:
         task = Task.EMBEDDING
     task = task or detect_task(namespace)
+    if task is Task.EMBEDDING and pooling is None:  # --task embedding on a plain checkpoint
+        pooling = default_pooling(is_decoder(namespace, spec))
     quant = config.get("quantization_config")
     quant_method = str(quant.get("quant_method")) if isinstance(quant, dict) else None
     headers = [read_header(path) for path in safetensors_files(folder)]
