@@ -218,3 +218,48 @@ def test_fidelity_is_measured_against_the_reference(tmp_path, embedder, tiny_emb
     found = evaluate_embedder(forward, encoded, reference=reference)
     assert found.primary.name == "fidelity" and found.primary.value < 0.99
     assert found.scores is not None and found.scores.metric == "fidelity"
+
+
+def _beir(folder, qrels):
+    (folder / "qrels").mkdir(parents=True)
+    docs = [{"_id": f"d{i}", "title": "t" if i == 0 else "", "text": f"a b {i}"} for i in range(6)]
+    (folder / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in docs) + "\n")
+    queries = [{"_id": f"q{i}", "text": f"b a {i}"} for i in range(3)]
+    (folder / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries) + "\n")
+    lines = ["query-id\tcorpus-id\tscore", *("\t".join(map(str, r)) for r in qrels)]
+    (folder / "qrels" / "test.tsv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_a_beir_folder_reads_its_judged_pairs_and_whole_corpus(tmp_path, embedder):
+    from squeeze.data.examples import load_dataset
+
+    folder = _beir(tmp_path / "set", [("q0", "d0", 1), ("q1", "d3", 2), ("q2", "d4", 0)])
+    dataset = load_dataset(DataSpec(str(folder), split="test"), need_labels=False)
+    assert [(e.text, e.text_pair) for e in dataset.examples] == [
+        ("b a 0", "t a b 0"),
+        ("b a 1", "a b 3"),
+    ]  # the score-0 judgement is not a positive
+    assert len(dataset.corpus) == 6
+    encoded, _ = encode_for(embedder, DataSpec(str(folder)), max_length=16)
+    assert encoded.corpus is not None and len(encoded.corpus) == 6
+    assert evaluate(embedder, encoded).primary.name == "ndcg@10"
+    with pytest.raises(DataError, match=r"no qrels/dev.tsv for split 'validation'"):
+        load_dataset(DataSpec(str(folder), split="validation"), need_labels=False)
+
+
+def test_a_beir_judgement_of_an_unknown_id_is_refused(tmp_path):
+    from squeeze.data.examples import load_dataset
+
+    folder = _beir(tmp_path / "set", [("q0", "d9", 1)])
+    with pytest.raises(DataError, match="document 'd9'"):
+        load_dataset(DataSpec(str(folder)), need_labels=False)
+
+
+def test_corpus_documents_compete_with_the_positives():
+    queries = unit(np.array([[1.0, 0.0]]))
+    positive = unit(np.array([[0.8, 0.6]]))
+    distractor = unit(np.array([[1.0, 0.1]]))
+    alone = retrieval(queries, positive, ["q"], ["p"])
+    crowded = retrieval(queries, positive, ["q"], ["p"], (distractor, ["x"]))
+    assert alone["mrr@10"].tolist() == [1.0] and crowded["mrr@10"].tolist() == [0.5]

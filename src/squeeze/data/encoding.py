@@ -29,6 +29,7 @@ class Encoded:
     # alone), and the pairs' gold similarity scores (STS data).
     pairs: Encoded | None = None
     targets: np.ndarray | None = None
+    corpus: Encoded | None = None  # a retrieval folder's documents (besides the positives)
 
     def __len__(self) -> int:
         return len(self.features["input_ids"])
@@ -121,9 +122,11 @@ def encode_sentences(
         return encode(single, model.tokenizer, input_names=names, max_length=max_length)
 
     first = alone([e.text for e in dataset.examples], dataset.name)
-    pairs = targets = ids = None
+    pairs = targets = ids = corpus = None
     if dataset.text_pair_column is not None:
         pairs = alone([e.text_pair or "" for e in dataset.examples], f"{dataset.name} pairs")
+    if dataset.corpus and labels:
+        corpus = alone(list(dataset.corpus), f"{dataset.name} corpus")
     if labels and dataset.label_column is not None:
         if pairs is not None:
             targets = _numbers(dataset)
@@ -131,7 +134,7 @@ def encode_sentences(
             ids = label_ids(dataset, {name: i for i, name in enumerate(dataset.labels())})
     if not labels:
         pairs = None
-    return replace(first, labels=ids, pairs=pairs, targets=targets)
+    return replace(first, labels=ids, pairs=pairs, targets=targets, corpus=corpus)
 
 
 def _numbers(dataset: Dataset) -> np.ndarray:

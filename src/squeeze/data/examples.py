@@ -23,6 +23,7 @@ import numpy as np
 from squeeze.core.config import literal
 from squeeze.core.errors import ConfigError, DataError, Problem
 from squeeze.data.readers import Table, read_file, read_hub
+from squeeze.data.retrieval import is_retrieval_folder, read_retrieval
 from squeeze.data.spec import (
     SPLITS,
     DataSpec,
@@ -38,11 +39,21 @@ TEXT_NAMES = (
     "question",
     "question1",
     "premise",
+    "anchor",
+    "query",
     "review",
     "content",
     "document",
 )
-PAIR_PARTNERS = {"sentence1": "sentence2", "question1": "question2", "premise": "hypothesis"}
+# A text column's partner; ``anchor``/``query`` and ``positive`` are sentence-transformers'
+# names for retrieval pairs (a query and a text that answers it).
+PAIR_PARTNERS = {
+    "sentence1": "sentence2",
+    "question1": "question2",
+    "premise": "hypothesis",
+    "anchor": "positive",
+    "query": "positive",
+}
 LABEL_NAMES = ("label", "labels", "target", "class", "sentiment", "score")
 _MAX_GUESSED_CLASSES = 20
 
@@ -64,6 +75,9 @@ class Dataset:
     text_pair_column: str | None
     label_column: str | None
     notes: tuple[str, ...] = ()
+    # Retrieval folders: every document, the judged positives among them (an embedder's query
+    # must find its positives among all of these).
+    corpus: tuple[str, ...] = ()
 
     def labels(self) -> list[str]:
         """Distinct labels, numeric ones in numeric order so "2" comes before "10"."""
@@ -92,6 +106,8 @@ def load_dataset(spec: DataSpec, *, need_labels: bool = True) -> Dataset:
         )
     split = spec.split or suffix_split
     local = spec.format is not None or _looks_local(source)
+    if local and is_retrieval_folder(Path(source).expanduser()):
+        return _retrieval_dataset(Path(source).expanduser(), split or "test", spec)
     if local:
         if split is not None and split not in SPLITS:
             raise ConfigError(
@@ -139,6 +155,20 @@ def load_dataset(spec: DataSpec, *, need_labels: bool = True) -> Dataset:
             )
         )
     return Dataset(tuple(examples), name, text_col, pair_col, label_col, tuple(notes))
+
+
+def _retrieval_dataset(folder: Path, split: str, spec: DataSpec) -> Dataset:
+    """A BEIR-style folder's judged pairs of ``split`` as query/positive examples, with its
+    corpus (the folder's qrels files are its splits: no hash split)."""
+    pairs, corpus = read_retrieval(folder, split)
+    examples = [Example(query, positive) for query, positive in pairs]
+    if spec.max_samples is not None and spec.max_samples < len(examples):
+        keep = np.random.default_rng(spec.split_seed).choice(
+            len(examples), spec.max_samples, replace=False
+        )
+        examples = [examples[i] for i in sorted(keep)]
+    name = f"{folder.name}[{split}]"
+    return Dataset(tuple(examples), name, "query", "positive", None, corpus=corpus)
 
 
 def _resolve_columns(

@@ -125,6 +125,7 @@ def _looks_local(source: str) -> bool:
     path = Path(source).expanduser()
     return (
         path.is_file()
+        or path.is_dir()
         or source.startswith(("/", ".", "~"))
         or path.suffix.lower() in _LOCAL_SUFFIXES
     )

@@ -96,16 +96,21 @@ def retrieval(
     positives: np.ndarray,
     query_texts: Sequence[Hashable],
     positive_texts: Sequence[Hashable],
+    others: tuple[np.ndarray, Sequence[Hashable]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per query, NDCG@10, MRR@10 and recall@10 of finding its positives among every distinct
-    positive text (a query repeated with several positives has them all as relevant)."""
+    positive text and ``others`` (a corpus's other documents: vectors and texts); a query
+    repeated with several positives has them all as relevant."""
+    vectors, texts = positives, list(positive_texts)
+    if others is not None:
+        vectors, texts = np.concatenate([positives, others[0]]), [*texts, *others[1]]
     corpus_index: dict[Hashable, int] = {}
     first: list[int] = []
-    for row, text in enumerate(positive_texts):
+    for row, text in enumerate(texts):
         if text not in corpus_index:
             corpus_index[text] = len(first)
             first.append(row)
-    corpus = positives[first]
+    corpus = vectors[first]
     relevant: dict[Hashable, set[int]] = {}
     for query, positive in zip(query_texts, positive_texts, strict=True):
         relevant.setdefault(query, set()).add(corpus_index[positive])
@@ -147,6 +152,11 @@ def fidelity_scores(vectors: np.ndarray, reference: np.ndarray) -> Scores:
     return Scores("fidelity", tuple(np.einsum("nd,nd->n", vectors, reference).tolist()))
 
 
+def _keys(encoded: Encoded) -> list[Hashable]:
+    """Each text's identity for retrieval: its token ids (equal texts, equal ids)."""
+    return [tuple(ids) for ids in encoded.features["input_ids"]]
+
+
 def evaluate_embedder(
     forward: Forward,
     encoded: Encoded,
@@ -167,6 +177,12 @@ def evaluate_embedder(
     n = len(vectors)
     task: list[Metric] = []
     scores: Scores | None = None
+    corpus = None
+    if encoded.corpus is not None:
+        documents = embed(
+            forward, encoded.corpus, batch_size=batch_size, progress=progress, what="Corpus"
+        )
+        corpus = (documents, _keys(encoded.corpus))
     if encoded.pairs is not None:
         others = embed(
             forward, encoded.pairs, batch_size=batch_size, progress=progress, what="Pairs"
@@ -176,9 +192,7 @@ def evaluate_embedder(
             task.append(Metric("spearman", spearman(cosine, encoded.targets), n))
             scores = Scores("spearman", tuple(cosine.tolist()), tuple(encoded.targets.tolist()))
         else:
-            texts = [tuple(ids) for ids in encoded.features["input_ids"]]
-            pair_texts = [tuple(ids) for ids in encoded.pairs.features["input_ids"]]
-            found = retrieval(vectors, others, texts, pair_texts)
+            found = retrieval(vectors, others, _keys(encoded), _keys(encoded.pairs), corpus)
             task += [Metric(name, float(v.mean()), n) for name, v in found.items()]
             scores = Scores(f"ndcg@{TOP}", tuple(found[f"ndcg@{TOP}"].tolist()))
     elif encoded.labels is not None and len(np.unique(encoded.labels)) > 1 and n > 1:
