@@ -39,20 +39,26 @@ def export(model: ModelArg, output: OutOpt, config: ExportConfig, flags: StepFla
     shape = " x ".join(str(d) for d in manifest["inputs"][0]["shape"])
     validation = manifest["validation"]
     fused = ", ".join(f"{k} x{v}" for k, v in (manifest["fused_ops"] or {}).items())
+    first = manifest["outputs"][0]["name"]
     rows = [
         ("saved to", f"{result.out}/{manifest['file']}"),
         ("task", manifest["task"]),
         ("inputs", f"{', '.join(i['name'] for i in manifest['inputs'])} ({shape})"),
+        ("outputs", ", ".join(o["name"] for o in manifest["outputs"])),
         ("format", manifest["format"]),
         ("opset", str(manifest["opset"])),
         ("optimized", fused or "no"),
         (
             "validation",
-            f"max |Δlogits| {validation['max_abs_diff']:.2g} <= {validation['tolerance']:g} "
+            f"max |Δ{first}| {validation['max_abs_diff']:.2g} <= {validation['tolerance']:g} "
             f"on {len(validation['checks'])} batches",
         ),
         ("size on disk", fmt_bytes(result.after["bytes_on_disk"])),
         ("time", f"{result.seconds:.1f} s"),
     ]
+    if manifest.get("pooling"):
+        from squeeze.model.pooling import Pooling
+
+        rows.insert(4, ("pooling", f"{Pooling(**manifest['pooling']).describe()}, in the graph"))
     print_table("squeeze export", rows)
     print_notes(result.notes)
