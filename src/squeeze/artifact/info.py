@@ -12,6 +12,7 @@ from squeeze.core.errors import CheckpointError
 from squeeze.core.types import Task
 from squeeze.model.arch import family_name, find_spec, shape_summary
 from squeeze.model.info import config_namespace, fact_sheet, read_json
+from squeeze.model.pooling import Pooling
 
 
 def inspect_export(folder: Path, *, source: str | None = None) -> dict[str, Any]:
@@ -46,6 +47,11 @@ def inspect_export(folder: Path, *, source: str | None = None) -> dict[str, Any]
         extra={
             "quantization": _export_quantization(manifest),
             "format": manifest.get("format", "onnx"),
+            "pooling": (
+                f"{Pooling(**manifest['pooling']).describe()}, in the graph"
+                if manifest.get("pooling")
+                else None
+            ),
         },
     )
 
