@@ -263,3 +263,25 @@ def test_corpus_documents_compete_with_the_positives():
     alone = retrieval(queries, positive, ["q"], ["p"])
     crowded = retrieval(queries, positive, ["q"], ["p"], (distractor, ["x"]))
     assert alone["mrr@10"].tolist() == [1.0] and crowded["mrr@10"].tolist() == [0.5]
+
+
+def test_a_prompt_left_out_of_the_pooling_is_refused(tmp_path):
+    fetch = _st_folder(
+        tmp_path,
+        _modules("Transformer", "Pooling"),
+        pooling={"pooling_mode_mean_tokens": True, "include_prompt": False},
+        model_config={"prompts": {"q": "q: "}, "default_prompt_name": "q"},
+    )
+    with pytest.raises(UnsupportedError, match="include_prompt false"):
+        read_pooling(fetch)
+
+
+def test_the_default_prompt_is_prepended_to_every_text(tmp_path, tiny_embedders):
+    from dataclasses import replace
+
+    loaded = load(tiny_embedders["bert"])
+    path = _write(tmp_path / "t.tsv", ["text"], [("a b",)])
+    plain, _ = encode_for(loaded, DataSpec(str(path)), max_length=16)
+    loaded.pooling = replace(loaded.pooling, prompts={"q": "b b "}, default_prompt_name="q")
+    prompted, _ = encode_for(loaded, DataSpec(str(path)), max_length=16)
+    assert len(prompted.features["input_ids"][0]) == len(plain.features["input_ids"][0]) + 2

@@ -142,6 +142,11 @@ def read_pooling(fetch: Callable[[str], Path | None]) -> Pooling | None:
     model_path = fetch(ST_MODEL_CONFIG)
     model_config = _read_json(model_path, ST_MODEL_CONFIG) if model_path else {}
     length = st_config.get("max_seq_length")
+    if not include_prompt and model_config.get("default_prompt_name"):
+        raise UnsupportedError(
+            f"{pooling_dir}/config.json leaves the default prompt's tokens out of the pooling "
+            "(include_prompt false); squeeze pools every token of the input"
+        )
     return Pooling(
         mode=mode,
         normalize="Normalize" in kinds,
