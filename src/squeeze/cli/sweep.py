@@ -63,6 +63,16 @@ class RunFlags:
         str | None,
         typer.Option(help="Fail (exit 1) if the selected variant is larger, e.g. 50MB."),
     ] = None
+    min_fidelity: Annotated[
+        float | None,
+        typer.Option(
+            min=-1.0,
+            max=1.0,
+            help="Embedders: select among variants whose embeddings of the held-out texts keep "
+            "this mean cosine to the baseline's (e.g. 0.99; needs data, not labels), and fail "
+            "(exit 1) if none does.",
+        ),
+    ] = None
     select: Annotated[
         str | None,
         typer.Option(
@@ -105,6 +115,7 @@ def _finish(
         "gate_on": None if o.gate_on is None else o.gate_on.value,
         "min_speedup": o.min_speedup,
         "max_size": parse_size(o.max_size) if o.max_size else None,
+        "min_fidelity": o.min_fidelity,
     }
     bench = replace(plan.bench, seq_len=o.max_length or plan.bench.seq_len)
     plan = replace(

@@ -22,6 +22,7 @@ from squeeze.engine.gate import (
     GATE_NEEDS,
     METRIC,
     NOT_JUDGED,
+    PASSED,
     TIMING,
     passes,
     unjudgeable,
@@ -82,12 +83,14 @@ class Gates:
 @dataclass(frozen=True)
 class Selection:
     """A policy with its drop allowance, or a variant's name. ``on`` says what the allowance
-    judges, as :attr:`Gates.gate_on` does."""
+    judges, as :attr:`Gates.gate_on` does; ``min_fidelity`` (the run's fidelity gate) keeps a
+    policy to the embedders' variants that gate would pass."""
 
     policy: str | None = None
     max_drop: float = math.inf
     name: str | None = None
     on: str = "point"
+    min_fidelity: float | None = None
 
     @classmethod
     def parse(cls, text: str) -> Selection:
@@ -109,7 +112,8 @@ class Selection:
         return cls(name=text)
 
     def describe(self) -> str:
-        return self.name or f"{self.policy}={self.max_drop:g}"
+        floor = f", fidelity >= {self.min_fidelity:g}" if self.min_fidelity is not None else ""
+        return self.name or f"{self.policy}={self.max_drop:g}{floor}"
 
 
 def judged(v: VariantResult, on: str) -> float | None:
@@ -143,7 +147,12 @@ def choose(results: SweepResults, selection: Selection) -> VariantResult | None:
     candidates = [
         v
         for v in results.variants
-        if v.name != results.baseline and passes(judged(v, selection.on), allowance)
+        if v.name != results.baseline
+        and passes(judged(v, selection.on), allowance)
+        and (
+            selection.min_fidelity is None
+            or verdict(v.fidelity, selection.min_fidelity, at_least=True) == PASSED
+        )
     ]
     if not candidates:
         return None
@@ -186,7 +195,7 @@ def judge(
         ),
         "min_fidelity": (
             verdict(chosen.fidelity, gates.min_fidelity, at_least=True),
-            lambda: f"{name}: fidelity {chosen.fidelity:.4f} (< {gates.min_fidelity:g})",
+            lambda: f"{name}: fidelity {chosen.fidelity:.6f} (< {gates.min_fidelity:g})",
         ),
         "min_speedup": (
             FAILED if not_faster else verdict(speedup, gates.min_speedup, at_least=True),
@@ -218,7 +227,15 @@ def failures(results: SweepResults, chosen: VariantResult | None, gates: Gates) 
     """Why the chosen variant misses the gates (empty when it passes): a gate failed, or one
     that is set could not be judged."""
     if chosen is None:
-        return ["no variant qualifies for the selection"]
+        why = "no variant qualifies for the selection"
+        if gates.min_fidelity is not None:
+            measured = [v for v in results.variants
+                        if v.name != results.baseline and v.fidelity is not None]  # fmt: skip
+            best = max(measured, key=lambda v: v.fidelity or 0.0, default=None)
+            closest = "none measured" if best is None else (
+                f"the closest, {best.name}, has {best.fidelity:.6f}")  # fmt: skip
+            why += f" with fidelity >= {gates.min_fidelity:g} ({closest})"
+        return [why]
     return [why for _, why in judge(results, chosen, gates).values() if why is not None]
 
 
@@ -239,12 +256,22 @@ def plan_problems(
     # A run times every variant: its speed-up gates always have their figure.
     measured = {METRIC, TIMING} if data else {TIMING}
     problems = [Problem("gates: " + p.text) for p in unjudgeable(gates.limits, measured)]
+    if gates.min_fidelity is not None and not -1.0 <= gates.min_fidelity <= 1.0:
+        problems.append(Problem(f"gates: {{min_fidelity}} is a mean cosine, from -1 to 1, not "
+                                f"{gates.min_fidelity:g}; 0.99 is a usual floor"))  # fmt: skip
     if tuning:
         problems += [
             Problem(f"gates: {{{gate}}} is not judged by a tune: search (it keeps the fastest "
                     "variant within tune.max_accuracy_drop); leave it out")
             for gate in ("min_speedup", "max_size") if gates.limits[gate] is not None
         ]  # fmt: skip
+        if gates.min_fidelity is not None:
+            problems.append(
+                Problem("gates: {min_fidelity} is not judged by a tune: search; its allowance, "
+                        "tune.max_accuracy_drop, judges an embedder's fidelity where the data has "
+                        "no labels (1 point = 0.01 of mean cosine: 1.0 keeps it >= 0.99); leave "
+                        "it out")
+            )  # fmt: skip
         if select is not None:
             problems.append(
                 Problem(literal(f"select {select.describe()}: a tune: search selects by itself "

@@ -66,8 +66,11 @@ def torch_target(
     name: str, loaded: Any, device: str, precision: str = "fp32", compiled: bool = False
 ) -> Target:
     """A PyTorch model timed in ``precision`` (cast in place), through ``torch.compile`` with
-    ``compiled``; CUDA runs are synchronised and report torch's peak allocated memory."""
+    ``compiled``; CUDA runs are synchronised and report torch's peak allocated memory. An
+    embedder is timed up to its pooled embedding."""
     import torch
+
+    from squeeze.model.pooling import pool
 
     names = loaded.input_names
     cuda = device.startswith("cuda")
@@ -81,9 +84,15 @@ def torch_target(
     def prepare(inputs: dict[str, Any]) -> dict[str, Any]:
         return {k: torch.from_numpy(inputs[k]).to(device) for k in names}
 
+    pooling = loaded.pooling
+
     def run(tensors: dict[str, Any]) -> None:
         with torch.inference_mode(), matmul_precision(precision):
-            model(**tensors)
+            output = model(**tensors)
+            if pooling is not None:
+                # An embedder's output is the pooled embedding: its exports pool inside the
+                # graph, so the PyTorch time includes it too, to compare like with like.
+                pool(output.last_hidden_state, tensors["attention_mask"], pooling)
 
     # On CUDA: this model's weights plus the peak its runs allocate above what was resident
     # before its block (other models of the comparison share the device and its counters).

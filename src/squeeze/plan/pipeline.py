@@ -18,12 +18,19 @@ from typing import Any
 
 from squeeze.artifact import Artifact, positions_in
 from squeeze.core.config import literal
-from squeeze.core.errors import ConfigError, Problem, SqueezeError, raise_problems
+from squeeze.core.errors import (
+    ConfigError,
+    Problem,
+    SqueezeError,
+    UnsupportedError,
+    raise_problems,
+)
 from squeeze.core.output import atomic_output, check_output
-from squeeze.core.types import LOWER_IS_BETTER, ProgressFactory, no_progress
+from squeeze.core.types import LOWER_IS_BETTER, ProgressFactory, Task, no_progress
 from squeeze.data.encoding import encode_for
 from squeeze.data.examples import load_dataset
 from squeeze.data.spec import evaluation_part, local_file, training_part
+from squeeze.engine.gate import fidelity_of
 from squeeze.engine.gates import Gates, Selection, choose, failures, gate_notes, plan_problems
 from squeeze.measure.evaluate import evaluate_forward
 from squeeze.plan.cache import content_key
@@ -53,6 +60,12 @@ def check_plan(plan: Plan) -> None:
         plan.gates, plan.select, names=names, data=plan.data is not None,
         tuning=plan.tune is not None,
     )  # fmt: skip
+    if plan.gates.min_fidelity is not None and is_embedder(plan.model) is False:
+        problems.append(
+            Problem(f"gates: {{min_fidelity}} judges an embedder's embeddings; "
+                    f"{literal(plan.model)} is not an embedder (no sentence-transformers files): "
+                    "leave it out, or gate on {max_accuracy_drop}", UnsupportedError)
+        )  # fmt: skip
     if plan.eval_data is not None and plan.data is None:
         problems.append(
             Problem("eval_data: the variants are scored only in a run with {data}; give {data} too")
@@ -78,9 +91,10 @@ def check_plan(plan: Plan) -> None:
     if plan.data is not None:
         parts = {"data": training_part(plan.data)}
         parts["eval_data" if plan.eval_data else "data (test part)"] = evaluation_spec(plan)
+        labelled = needs_labels(plan.model, model_config)
         for where, spec in parts.items():
             try:
-                load_dataset(spec)
+                load_dataset(spec, need_labels=labelled)
             except SqueezeError as e:
                 problems += [
                     Problem(f"{literal(where)}: {p.text}", p.error or type(e)) for p in e.problems
@@ -144,8 +158,11 @@ def plan_inputs(plan: Plan, cache_dir: Path, recipe: str | Path | None = None) -
     return [p for p in paths if p.exists() or p == cache_dir]
 
 
-def _measure_static(path: str, plan: Plan) -> tuple[str, tuple[int, int, int], Any]:
-    """Runtime, sizes and the metric of one artifact."""
+def _measure_static(
+    path: str, plan: Plan, reference: Any = None
+) -> tuple[str, tuple[int, int, int], Any]:
+    """Runtime, sizes and the metric of one artifact (an embedder's with its fidelity to
+    ``reference``, the baseline's evaluation)."""
     artifact = Artifact.of(path)
     # A checkpoint is sized on its loaded model, so it is opened once for size and metric; an
     # export is sized from its graph and opened only to be scored.
@@ -155,7 +172,8 @@ def _measure_static(path: str, plan: Plan) -> tuple[str, tuple[int, int, int], A
     sizes = (stats.params_total, stats.params_nonzero, stats.bytes_on_disk)
     if plan.data is None:
         return artifact.runtime, sizes, None
-    return artifact.runtime, sizes, _score(runnable, evaluation_spec(plan), plan.max_length)
+    scored = _score(runnable, evaluation_spec(plan), plan.max_length, reference)
+    return artifact.runtime, sizes, scored
 
 
 def evaluation_spec(plan: Plan) -> Any:
@@ -164,15 +182,39 @@ def evaluation_spec(plan: Plan) -> Any:
     return plan.eval_data or evaluation_part(training_part(plan.data))
 
 
-def _score(scorable: Any, spec: Any, max_length: int) -> Any:
+def _score(scorable: Any, spec: Any, max_length: int, reference: Any = None) -> Any:
     encoded, _ = encode_for(scorable, spec, max_length=max_length)
-    return evaluate_forward(scorable.forward, encoded, scorable.task)
+    return evaluate_forward(scorable.forward, encoded, scorable.task, reference=reference)
 
 
-def evaluate_artifact(path: str, spec: Any, max_length: int) -> Any:
+def evaluate_artifact(path: str, spec: Any, max_length: int, reference: Any = None) -> Any:
     """The metric of a checkpoint or export on ``spec``, run as it is deployed (an export in
-    ONNX Runtime), on the CPU as every sweep measures."""
-    return _score(Artifact.of(path).open(device="cpu"), spec, max_length)
+    ONNX Runtime), on the CPU as every sweep measures; an embedder's fidelity is to
+    ``reference``'s embeddings of the same texts (the baseline's evaluation)."""
+    return _score(Artifact.of(path).open(device="cpu"), spec, max_length, reference)
+
+
+def needs_labels(model: str, model_config: Any) -> bool:
+    """Whether scoring ``model`` needs labelled data, as scoring reads it: a classifier's does;
+    an embedder's and a language model's do not (a config that did not read: assume so)."""
+    from squeeze.model.checkpoint import detect_task
+
+    if model_config is None:
+        return True
+    return detect_task(model_config) is Task.SEQUENCE_CLASSIFICATION and not is_embedder(model)
+
+
+def is_embedder(model: str) -> bool | None:
+    """Whether ``model`` is an embedder, from its files alone (sentence-transformers files, or
+    an export that pools); None where the files are not here to say (a hub id not cached)."""
+    from squeeze.model.checkpoint import resolve_local
+    from squeeze.model.pooling import has_sentence_files
+
+    artifact = Artifact.of(model)
+    if artifact.manifest is not None:
+        return artifact.manifest.get("pooling") is not None
+    folder = resolve_local(model)
+    return None if folder is None else has_sentence_files(folder)
 
 
 def _latencies(paths: list[str], plan: Plan, progress: ProgressFactory) -> dict[str, list[Any]]:
@@ -216,17 +258,25 @@ def measure_plan(
     paths = [plan.model, *(str(chain.artifact) for chain in chains)]
     variants: list[VariantResult] = []
     metric_name, n_samples = None, 0
+    # The baseline's evaluation: an embedder's variants are measured against its embeddings of
+    # the same texts (every variant, cached or built, is scored again here: nothing is stored).
+    reference = None
     for (name, chain_text, chain), path in zip(built, paths, strict=True):
         say(f"measuring {name}")
         start = time.perf_counter()
-        fmt, (total, nonzero, size), evaluation = _measure_static(path, plan)
+        fmt, (total, nonzero, size), evaluation = _measure_static(path, plan, reference)
         if evaluation is not None:
             metric_name, n_samples = evaluation.primary.name, evaluation.n_samples
+        embedded = evaluation is not None and evaluation.embeddings is not None
+        if name == BASELINE and embedded:
+            reference = evaluation
         variants.append(
             VariantResult(
                 name=name, chain=chain_text, format=fmt, artifact=path, params_total=total,
                 params_nonzero=nonzero, bytes_on_disk=size,
                 metric=evaluation.primary.value if evaluation else None,
+                # The baseline is its own reference: 1 by definition.
+                fidelity=1.0 if name == BASELINE and embedded else fidelity_of(evaluation),
                 scores=evaluation.scores.to_dict() if evaluation and evaluation.scores else None,
                 cached=chain.cached if chain else False,
                 seconds=chain.seconds if chain else time.perf_counter() - start,
@@ -318,7 +368,7 @@ def run_plan(
         allowance = plan.gates.max_accuracy_drop
         selection = Selection("best-under-drop", math.inf if allowance is None else allowance)
     if selection is not None:
-        selection = replace(selection, on=plan.gates.gate_on)
+        selection = replace(selection, on=plan.gates.gate_on, min_fidelity=plan.gates.min_fidelity)
     chosen = choose(results, selection) if selection else None
     problems = failures(results, chosen, plan.gates) if plan.gates.any else []
     write_outcome(

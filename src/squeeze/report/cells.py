@@ -22,11 +22,34 @@ _MACHINE_KEYS = {"cpu", "cores", "torch_threads", "isa", "gpu"}
 Cell = tuple[str, str]
 
 
+# Metric names as a reader knows them; the others read as they are (accuracy, spearman,
+# ndcg@10, fidelity).
+_LABELS = {"knn_accuracy": "kNN accuracy"}
+
+
+def metric_label(name: str) -> str:
+    """A metric's name for tables and plots, e.g. 'kNN accuracy' for ``knn_accuracy``."""
+    return _LABELS.get(name, name)
+
+
 def metric_header(results: SweepResults) -> str:
     """Column title that says which way is better, e.g. 'accuracy ↑'."""
     if results.metric_name is None:
         return "metric"
-    return f"{results.metric_name} {'↑' if results.higher_is_better else '↓'}"
+    return f"{metric_label(results.metric_name)} {'↑' if results.higher_is_better else '↓'}"
+
+
+def shows_fidelity(results: SweepResults) -> bool:
+    """Whether the table needs a fidelity column: an embedder's run whose metric is another
+    (with labels, scores or pairs); where fidelity is the metric its column already shows it."""
+    return results.metric_name != "fidelity" and any(
+        v.fidelity is not None for v in results.variants
+    )
+
+
+def fidelity_cell(v: VariantResult) -> Cell:
+    """The mean cosine of the variant's embeddings to the baseline's, e.g. ('0.9987', '')."""
+    return ("n/a" if v.fidelity is None else f"{v.fidelity:.4f}"), ""
 
 
 def metric_cell(results: SweepResults, v: VariantResult) -> Cell:
@@ -102,7 +125,8 @@ def text_columns(results: SweepResults) -> int:
 def header(results: SweepResults) -> list[str]:
     """Column titles of the variant table, one latency column per device."""
     text = [PARETO_MARK, "variant", *(["chain"] if shows_chain(results) else []), "format"]
-    figures = [metric_header(results), "params non-zero / total", "size"]
+    figures = [metric_header(results), *(["fidelity ↑"] if shows_fidelity(results) else []),
+               "params non-zero / total", "size"]  # fmt: skip
     return text + figures + [f"{d} p50 / p90" for d in results.devices]
 
 
@@ -114,6 +138,7 @@ def row_cells(results: SweepResults, v: VariantResult) -> list[Cell]:
         *([(v.chain, "")] if shows_chain(results) else []),
         (v.format, ""),
         metric_cell(results, v),
+        *([fidelity_cell(v)] if shows_fidelity(results) else []),
         params_cell(v),
         size_cell(results, v),
         *(latency_cell(results, v, d) for d in results.devices),
@@ -128,21 +153,24 @@ def row(results: SweepResults, v: VariantResult) -> list[str]:
 def legend(results: SweepResults) -> str:
     """What the marks mean, in one sentence per mark."""
     device = results.devices[0] if results.devices else None
-    axes = [results.metric_name] if results.metric_name is not None else []
+    axes = [metric_label(results.metric_name)] if results.metric_name is not None else []
     axes += [f"latency on {device}"] if device else []
     on = f"{', '.join(axes)} and size" if axes else "size"
-    intervals = any(v.drop_ci or v.speedup_ci for v in results.variants)
-    return (
-        f"Changes and ratios are against the baseline ({results.baseline}). "
-        f"{PARETO_MARK} Pareto-optimal: no other variant is as good on {on}, and better on one. "
-        f"'{NOT_FASTER}': the p50 lies within the baseline's own run-to-run spread (min to max)."
-        + (
-            " [low, high]: 95% interval (metric changes: paired bootstrap over the same "
+    sentences = [
+        f"Changes and ratios are against the baseline ({results.baseline}).",
+        f"{PARETO_MARK} Pareto-optimal: no other variant is as good on {on}, and better on one.",
+        f"'{NOT_FASTER}': the p50 lies within the baseline's own run-to-run spread (min to max).",
+    ]
+    if any(v.fidelity is not None for v in results.variants):
+        sentences.insert(1, "fidelity: the mean cosine of each variant's embeddings of the test "
+                            "texts to the baseline's (1: the same embeddings; a point of change "
+                            "is 0.01).")  # fmt: skip
+    if any(v.drop_ci or v.speedup_ci for v in results.variants):
+        sentences.append(
+            "[low, high]: 95% interval (metric changes: paired bootstrap over the same "
             f"{results.n_samples} test samples; speed-ups: bootstrap of the timed runs)."
-            if intervals
-            else ""
         )
-    )
+    return " ".join(sentences)
 
 
 def machine_line(machine: dict[str, Any]) -> str:

@@ -56,7 +56,7 @@ def _variants_table(results: SweepResults) -> str:
 def _summary(results: SweepResults) -> list[tuple[str, str]]:
     pairs = [
         ("model", results.model),
-        ("metric", results.metric_name or "none"),
+        ("metric", cells.metric_label(results.metric_name) if results.metric_name else "none"),
         ("samples", str(results.n_samples)),
         ("baseline", results.baseline),
     ]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from squeeze.report.cells import metric_label
 from squeeze.report.results import SweepResults, pareto_indices
 
 _MIB = 2**20
@@ -75,7 +76,8 @@ def _y_axis(results: SweepResults) -> _YAxis:
     sign = -1.0 if results.higher_is_better else 1.0
     values = {v.name: v.metric for v in results.variants if v.metric is not None}
     costs = {name: sign * value for name, value in values.items()}
-    label = f"{results.metric_name} ({direction} is better)"
+    name = metric_label(results.metric_name)
+    label = f"{name} ({direction} is better)"
     # The drop's paired interval, placed around the variant's own value (drop points are x100
     # for fraction metrics, raw units otherwise).
     scale = 100.0 if results.higher_is_better else 1.0
@@ -84,7 +86,7 @@ def _y_axis(results: SweepResults) -> _YAxis:
         if v.metric is not None and v.drop_ci and v.drop_points is not None:
             ends = [v.metric + sign * (end - v.drop_points) / scale for end in v.drop_ci]
             intervals[v.name] = (min(ends), max(ends))
-    return _YAxis("metric", results.metric_name, label, values, costs, intervals)
+    return _YAxis("metric", name, label, values, costs, intervals)
 
 
 def plot_specs(results: SweepResults) -> tuple[list[PlotSpec], list[str]]:
@@ -95,7 +97,7 @@ def plot_specs(results: SweepResults) -> tuple[list[PlotSpec], list[str]]:
         notes.append("the results have no metric; the plots show non-zero parameters instead")
     unmeasured = [v.name for v in results.variants if v.name not in y.values]
     if unmeasured:
-        notes.append(f"the plots leave out {', '.join(unmeasured)} (no {results.metric_name})")
+        notes.append(f"the plots leave out {', '.join(unmeasured)} (no {y.name})")
     x_axes: list[tuple[str, str, dict[str, float], dict[str, tuple[float, float]]]] = []
     if results.devices:
         from squeeze.core.stats import median_interval

@@ -22,7 +22,7 @@ def _md_escape(text: str) -> str:
 
 def markdown(results: SweepResults, notes: Sequence[str] = ()) -> str:
     """``results.md``: a heading, the settings in one paragraph, the table and its legend."""
-    metric = results.metric_name or "no metric"
+    metric = cells.metric_label(results.metric_name) if results.metric_name else "no metric"
     lines = [
         f"# squeeze report: {_md_escape(results.model)}",
         "",
@@ -66,6 +66,7 @@ def _csv_row(results: SweepResults, v: VariantResult) -> dict[str, Any]:
         "drop_points": v.drop_points,
         "drop_ci_low": v.drop_ci[0] if v.drop_ci else None,
         "drop_ci_high": v.drop_ci[1] if v.drop_ci else None,
+        "fidelity": v.fidelity,
     }
     for device in results.devices:
         latency = v.latency.get(device)

@@ -65,13 +65,14 @@ def _check_state(folder: Path, *, resume: bool, overwrite: bool) -> None:
         shutil.rmtree(folder)
 
 
-def _validation_spec(plan: Plan, say: Any) -> Any:
+def _validation_spec(plan: Plan, say: Any, trust_remote_code: bool) -> Any:
     """The split the search decides on: the data's validation part; its test part (with a
     warning: the reported drop is then optimistic) when there is none."""
     assert plan.data is not None
     spec = held_out_part(training_part(plan.data), "validation")
+    config = Artifact.of(plan.model).config(trust_remote_code=trust_remote_code)
     try:
-        load_dataset(spec)
+        load_dataset(spec, need_labels=pipeline.needs_labels(plan.model, config))
     except DataError as e:
         say(f"no validation split ({e}); the search decides on the test split, so its drop is "
             "optimistic")  # fmt: skip
@@ -169,7 +170,7 @@ def _context(
     from squeeze.measure.bench import bench_models
 
     chains = ChainContext.of(plan, trust_remote_code, progress)
-    validation = _validation_spec(plan, say)
+    validation = _validation_spec(plan, say, trust_remote_code)
     # One round is enough to rank candidates; the final measurement rotates every variant.
     settings = replace(plan.bench, rounds=1)
 
@@ -181,8 +182,26 @@ def _context(
         results, _ = bench_models([path], settings)
         return results[0].latencies[0].p50_ms
 
+    base: list[Any] = []
+
+    def reference() -> Any:
+        """The model's own evaluation on the validation split, once: an embedder's candidates
+        are scored against its embeddings (a resumed search replays the model's score from the
+        journal, so the embeddings, which the journal does not keep, are measured again)."""
+        if not base:
+            base.append(pipeline.evaluate_artifact(plan.model, validation, plan.max_length))
+        return base[0]
+
+    # Other models need no reference (None: a hub id whose files are not here may embed).
+    embedder = pipeline.is_embedder(plan.model) is not False
+
     def validate(path: str) -> Measured:
-        evaluation = pipeline.evaluate_artifact(path, validation, plan.max_length)
+        if path == plan.model:
+            evaluation = reference()
+        else:
+            evaluation = pipeline.evaluate_artifact(
+                path, validation, plan.max_length, reference=reference() if embedder else None
+            )
         return Measured(evaluation.primary.value, evaluation.scores)
 
     return SearchContext(build=build, latency=latency, validate=validate, log=say)
