@@ -25,7 +25,10 @@ from squeeze.methods.distill.method import DistillConfig
 @with_options(StepFlags, omit={"max_accuracy_drop"})
 def distill(
     teacher: Annotated[
-        str, typer.Argument(help="Teacher checkpoint (classifier or causal LM), folder or hub id.")
+        str,
+        typer.Argument(
+            help="Teacher checkpoint (classifier, causal LM or embedder), folder or hub id."
+        ),
     ],
     data: DataSpec,
     output: OutOpt,
@@ -45,9 +48,11 @@ def distill(
     """Distil TEACHER into a student on --data and save the best student to -o (distill.json).
 
     The loss is KL on temperature-softened logits (next-token logits for causal LMs) plus the task
-    loss, optionally with hidden-state and attention matching. Teacher and student are scored on
-    the held-out test part and timed together. A checkpoint is kept beside -o while training;
-    --resume continues from it. For several GPUs: `accelerate launch -m squeeze distill ...`.
+    loss, optionally with hidden-state and attention matching; an embedder's student learns the
+    teacher's sentence embeddings of the training texts (--embedding-loss; no labels read).
+    Teacher and student are scored on the held-out test part and timed together. A checkpoint is
+    kept beside -o while training; --resume continues from it. For several GPUs:
+    `accelerate launch -m squeeze distill ...`.
     """
     from squeeze.engine.runner import run_step
     from squeeze.measure.latency import BenchSettings
@@ -83,6 +88,12 @@ def _render(result: Any) -> None:
     if initial is not None:
         first = next(iter(initial["metrics"].values()))
         table.add_row(f"{mt.name} before distilling", "", f"{first:.4f}", "")
+    if result.fidelity is not None and ms.name != "fidelity":
+        # An embedder's student: how close its embeddings are to the teacher's, before and after.
+        table.add_row("fidelity (mean cosine)", "1.0000", f"{result.fidelity:.4f}", "")
+        if initial is not None and "fidelity" in initial["metrics"]:
+            start = initial["metrics"]["fidelity"]
+            table.add_row("fidelity before distilling", "", f"{start:.4f}", "")
     table.add_row(
         "parameters", fmt_count(t["params_total"]), fmt_count(s["params_total"]),
         f"{s['params_total'] / t['params_total']:.2f}x",

@@ -105,8 +105,10 @@ class StepData:
             raise ConfigError(Problem("this step needs {data}"))
         return self._options.data
 
-    def training(self, model: Any) -> Encoded:
-        return self._encode(model, training_spec(self._data()))
+    def training(self, model: Any, *, labels: bool = True) -> Encoded:
+        """The training split; with ``labels`` False its text alone (an embedder's distillation
+        reads no labels)."""
+        return self._encode(model, training_spec(self._data()), labels=labels)
 
     def held_out_spec(self) -> DataSpec:
         return self._options.eval_data or evaluation_part(training_spec(self._data()))
@@ -114,10 +116,12 @@ class StepData:
     def held_out(self, model: Any) -> Encoded:
         return self._encode(model, self.held_out_spec())
 
-    def validation(self, model: Any) -> Encoded | None:
+    def validation(self, model: Any, *, labels: bool = True) -> Encoded | None:
         """The validation split, or None (with a note) when the data has none."""
         try:
-            return self._encode(model, held_out_part(training_spec(self._data()), "validation"))
+            return self._encode(
+                model, held_out_part(training_spec(self._data()), "validation"), labels=labels
+            )
         except DataError as e:
             self._notes.append(f"no validation split ({e}); kept the last step instead of the best")
             return None

@@ -8,14 +8,21 @@ from pathlib import Path
 from typing import Any
 
 from squeeze.core.config import literal
-from squeeze.core.errors import DataError, Problem, UnsupportedError
+from squeeze.core.errors import ConfigError, DataError, Problem, UnsupportedError
 from squeeze.core.output import atomic_output, check_output
 from squeeze.core.types import ProgressFactory, Task, no_progress
-from squeeze.data.encoding import default_length, encode, fit_length
+from squeeze.data.encoding import default_length, encode, encode_sentences, fit_length
 from squeeze.data.examples import load_dataset
 from squeeze.data.spec import DataSpec, held_out_part, local_file, training_part
 from squeeze.measure.evaluate import evaluate
-from squeeze.model.checkpoint import detect_task, load, read_config, resolve_local, write_checkpoint
+from squeeze.model.checkpoint import (
+    detect_task,
+    embedder_pooling,
+    load,
+    read_config,
+    resolve_local,
+    write_checkpoint,
+)
 from squeeze.train.loop import TrainConfig, TrainResult, train
 
 
@@ -60,6 +67,49 @@ def _imbalance_notes(labels: Any, id2label: dict[int, str], limit: float = 0.9) 
     ]
 
 
+def _embedder_target(data: DataSpec) -> tuple[Task | None, str | None]:
+    """What an embedder given no task becomes: an embedder when the data holds pairs without
+    labels (contrastive tuning), else a classifier on its encoder (the task it has labels for),
+    with a note saying how to keep it an embedder."""
+    dataset = load_dataset(data, need_labels=False)
+    if dataset.text_pair_column is not None and dataset.label_column is None:
+        return Task.EMBEDDING, None
+    return None, (
+        "the model is a sentence embedder: this trains a classifier on its encoder; to tune "
+        "it as an embedder give pairs (--text-pair-column, a text and its positive, no labels)"
+    )
+
+
+def _check_pairs(dataset: Any, batch_size: int) -> None:
+    """An embedder tunes on pairs of a text and its positive, nothing else, in batches whose
+    other pairs are each text's negatives (checked before the model loads).
+
+    Raises:
+        DataError: single texts, or pairs with scores or labels.
+        ConfigError: batches of one pair (no negatives).
+    """
+    if batch_size < 2:
+        raise ConfigError(
+            Problem("{batch_size} must be at least 2: a text's negatives are the batch's others")
+        )
+    if dataset.text_pair_column is None:
+        raise DataError(
+            Problem(
+                f"{literal(dataset.name)} holds single texts; an embedder fine-tunes on pairs of "
+                "a text and its positive: name the second column with {text_pair_column} (for a "
+                "classifier on labelled texts leave out {task})"
+            )
+        )
+    if dataset.label_column is not None:
+        raise DataError(
+            Problem(
+                f"{literal(dataset.name)} pairs carry labels or scores (column "
+                f"{literal(repr(dataset.label_column))}); an embedder fine-tunes on pairs of a "
+                "text and its positive without them (scored pairs evaluate it: squeeze eval)"
+            )
+        )
+
+
 def finetune(
     source: str,
     data: DataSpec,
@@ -79,8 +129,12 @@ def finetune(
 
     A base or masked-LM encoder gets a fresh classification head sized by the labels in the
     training data; a sequence classifier keeps its head and labels; a causal LM is tuned on
-    next-token loss when ``task`` says so. A local file is split by content hash: training uses
-    ``train``, validation ``validation``, and ``test`` stays unseen for ``squeeze eval``.
+    next-token loss when ``task`` says so. An embedder given pairs (a text and its positive, no
+    labels), or any model with ``task`` embedding, is tuned contrastively with in-batch negatives
+    and stays an embedder (:func:`squeeze.train.embedding.contrastive`); an embedder given
+    labelled single texts becomes a classifier on its encoder, as a base encoder does. A local
+    file is split by content hash: training uses ``train``, validation ``validation``, and
+    ``test`` stays unseen for ``squeeze eval``.
 
     ``early_bird`` (an :class:`~squeeze.methods.prune.early_bird.EarlyBirdConfig`) draws a
     structured ticket early in training and fine-tunes the pruned model for the rest of the budget.
@@ -88,19 +142,28 @@ def finetune(
     config = config or TrainConfig()
     inputs = [resolve_local(source), local_file(data), local_file(eval_data)]
     check_output(out, overwrite=overwrite, inputs=inputs)
-    detected = detect_task(read_config(source, trust_remote_code=trust_remote_code))
+    model_config = read_config(source, trust_remote_code=trust_remote_code)
+    detected = detect_task(model_config)
+    data = training_part(data)
+    notes: list[str] = []
+    if task is None:
+        found, _ = embedder_pooling(source, resolve_local(source), model_config, None, {})
+        if found is Task.EMBEDDING:
+            task, note = _embedder_target(data)
+            notes += [note] if note else []
     target = task or (
         Task.CAUSAL_LM if detected is Task.CAUSAL_LM else Task.SEQUENCE_CLASSIFICATION
     )
-    if target not in (Task.SEQUENCE_CLASSIFICATION, Task.CAUSAL_LM):
+    if target not in (Task.SEQUENCE_CLASSIFICATION, Task.CAUSAL_LM, Task.EMBEDDING):
         raise UnsupportedError(
-            f"finetune trains sequence classifiers and causal LMs, not {target.value}"
+            f"finetune trains sequence classifiers, causal LMs and embedders, not {target.value}"
         )
     classify = target is Task.SEQUENCE_CLASSIFICATION
-    notes: list[str] = []
+    embedder = target is Task.EMBEDDING
 
-    data = training_part(data)
     train_ds = load_dataset(data, need_labels=classify)
+    if embedder:
+        _check_pairs(train_ds, config.batch_size)
     notes += train_ds.notes
     val_spec = eval_data or held_out_part(data, "validation")
     try:
@@ -142,15 +205,25 @@ def finetune(
     notes += loaded.notes
     max_length, length_note = fit_length(loaded, max_length or default_length(loaded.max_tokens))
     notes += [length_note] if length_note else []
-    encode_args = {
-        "input_names": loaded.input_names,
-        "max_length": max_length,
-        "label2id": loaded.label2id,
-    }
-    train_enc = encode(train_ds, loaded.tokenizer, **encode_args)
-    if train_enc.labels is not None:
-        notes += _imbalance_notes(train_enc.labels, loaded.config.id2label)
-    val_enc = encode(val_ds, loaded.tokenizer, **encode_args) if val_ds else None
+    objective = None
+    if embedder:
+        from squeeze.train.embedding import contrastive, paired
+
+        assert loaded.pooling is not None  # loaded as an embedder
+        train_enc = paired(encode_sentences(train_ds, loaded, max_length=max_length))
+        # Validated by retrieval of each text's pair among the split's pairs (NDCG@10).
+        val_enc = encode_sentences(val_ds, loaded, max_length=max_length) if val_ds else None
+        objective = contrastive(loaded.pooling)
+    else:
+        encode_args = {
+            "input_names": loaded.input_names,
+            "max_length": max_length,
+            "label2id": loaded.label2id,
+        }
+        train_enc = encode(train_ds, loaded.tokenizer, **encode_args)
+        if train_enc.labels is not None:
+            notes += _imbalance_notes(train_enc.labels, loaded.config.id2label)
+        val_enc = encode(val_ds, loaded.tokenizer, **encode_args) if val_ds else None
 
     evaluate_fn = (lambda: evaluate(loaded, val_enc, device=device)) if val_enc else None
     ticket = None
@@ -160,13 +233,13 @@ def finetune(
 
             result, ticket, ticket_notes = train_early_bird(
                 loaded, train_enc, config, early_bird, evaluate_fn=evaluate_fn,
-                progress=progress, device=device,
+                objective=objective, progress=progress, device=device,
             )  # fmt: skip
             notes += ticket_notes
         else:
             result = train(
                 loaded.model, target, train_enc, config, evaluate_fn=evaluate_fn,
-                progress=progress, device=device,
+                objective=objective, progress=progress, device=device,
             )  # fmt: skip
         notes += result.notes
         write_checkpoint(loaded, tmp)

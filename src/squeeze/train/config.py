@@ -12,6 +12,7 @@ from squeeze.core.config import StepConfig, at_least, param, range_problem
 from squeeze.core.errors import Problem
 
 MIXED_PRECISION_CHOICES = ("auto", "no", "fp16", "bf16")
+EMBEDDING_LOSSES = ("cosine", "mse")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,3 +57,22 @@ class TrainConfig(StepConfig):
         from dataclasses import fields
 
         return TrainConfig(**{f.name: getattr(self, f.name) for f in fields(TrainConfig)})
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmbeddingLossConfig(StepConfig):
+    """How an embedder learns from its original (pruning recovery, distillation): the one
+    definition its steps share.
+
+    An embedder has no labels to recover on; it learns to give the texts of the training data
+    the sentence embeddings the original gives them (no labels are read). ``cosine`` (1 - cosine
+    similarity) ignores length, which a normalised embedder never uses; ``mse`` (mean squared
+    error per dimension, as sentence-transformers' MSELoss) also matches the length, for
+    embedders whose vectors are not normalised.
+    """
+
+    embedding_loss: str = param(
+        "cosine",
+        help="Embedders: distance to the original's sentence embeddings, cosine or mse.",
+        choices=EMBEDDING_LOSSES,
+    )

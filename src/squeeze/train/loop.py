@@ -83,6 +83,9 @@ class TrainResult:
 
 
 ExtraLoss = Callable[[Any, dict[str, Any], Any], Any]
+# ``(model, inputs, labels) -> (loss, outputs)``: what a batch costs. Classifiers and causal LMs
+# have their task's loss (task_loss); embedders one of squeeze.train.embedding's.
+Objective = Callable[[Any, dict[str, Any], Any], tuple[Any, Any]]
 # Returns True to end training after this step (an early-bird ticket was drawn).
 StepCallback = Callable[[StepState], bool | None]
 
@@ -115,7 +118,8 @@ def task_loss(model: Any, task: Task, inputs: dict[str, Any], labels: Any) -> tu
         outputs = model(**inputs, labels=lm_labels)
     else:
         raise UnsupportedError(
-            f"training is supported for sequence classifiers and causal LMs, not {task.value}"
+            f"training is supported for sequence classifiers, causal LMs and embedders, not "
+            f"{task.value}"
         )
     return outputs.loss, outputs
 
@@ -170,6 +174,7 @@ def train(
     evaluate_fn: Callable[[], Evaluation] | None = None,
     extra_loss: ExtraLoss | None = None,
     task_weight: float = 1.0,
+    objective: Objective | None = None,
     on_step: StepCallback | None = None,
     checkpoint_dir: Path | None = None,
     save_every: int | None = None,
@@ -193,6 +198,8 @@ def train(
         evaluate_fn: Scores the model on held-out data; called in eval mode.
         extra_loss: ``(model, inputs, outputs) -> tensor`` added to the task loss.
         task_weight: Multiplies the task loss (distillation balances it against its own term).
+        objective: What a batch costs, in place of the task's own loss: an embedder's
+            distillation or contrastive loss (:mod:`squeeze.train.embedding`).
         on_step: Called after each optimizer step (and its scheduler step); returning True
             ends training there.
         checkpoint_dir: Where to save the run's state every ``save_every`` steps (default: at
@@ -271,7 +278,10 @@ def train(
                     last = micro == config.grad_accum - 1
                     with contextlib.nullcontext() if last else accelerator.no_sync(wrapped):
                         with accelerator.autocast():
-                            loss, outputs = task_loss(wrapped, task, inputs, labels)
+                            if objective is None:
+                                loss, outputs = task_loss(wrapped, task, inputs, labels)
+                            else:
+                                loss, outputs = objective(wrapped, inputs, labels)
                             if task_weight != 1.0:
                                 loss = task_weight * loss
                             if extra_loss is not None:

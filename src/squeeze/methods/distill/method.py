@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from squeeze.core.config import at_least, param
-from squeeze.core.errors import Problem
-from squeeze.core.types import StepResult
+from squeeze.core.errors import ConfigError, Problem
+from squeeze.core.types import StepResult, Task
 from squeeze.engine.registry import register
 from squeeze.methods.prune.recovery import PRUNE_SUMMARY
-from squeeze.train.config import TrainConfig
+from squeeze.train.config import EmbeddingLossConfig, TrainConfig
 
 if TYPE_CHECKING:
     from squeeze.engine.step import StepContext
@@ -27,13 +27,15 @@ PROJECTIONS = ("none", "learned", "fixed")
 
 
 @dataclass(frozen=True, kw_only=True)
-class DistillConfig(TrainConfig):
+class DistillConfig(TrainConfig, EmbeddingLossConfig):
     """The student, how much each teacher signal counts, and the training run.
 
     ``temperature`` softens both distributions; the KL term is scaled by T^2 so its gradients keep
     the size of the task loss's (Hinton et al. 2015). ``projection`` maps student hidden states
     into the teacher's width when they differ: ``learned`` trains a linear map with the student,
-    ``fixed`` uses a seeded random orthogonal one.
+    ``fixed`` uses a seeded random orthogonal one. An embedder has no logits and reads no labels:
+    ``kd_weight`` weighs the distance of the student's sentence embeddings to the teacher's
+    (``embedding_loss``) and ``task_weight`` is unused.
     """
 
     student: str | None = param(
@@ -121,18 +123,21 @@ def _position(config: DistillConfig, index: int) -> list[Problem]:
 
 
 def _distill_loss(teacher: LoadedModel, config: DistillConfig) -> Any:
-    """The ``extra_loss`` for the training loop: the teacher's signals against the student's."""
-    from squeeze.core.types import Task
+    """The ``extra_loss`` for the training loop: the teacher's signals against the student's
+    (None when there are none: an embedder's embeddings are its objective, not an extra)."""
     from squeeze.methods.distill.loss import attention_loss, hidden_loss, logit_kd
     from squeeze.methods.distill.student import teacher_outputs
 
     causal = teacher.task is Task.CAUSAL_LM
+    logits = teacher.task is not Task.EMBEDDING and config.kd_weight > 0
+    if not (logits or config.needs_hidden or config.needs_attentions):
+        return None
 
     def extra(model: Any, inputs: dict[str, Any], outputs: Any) -> Any:
         target = teacher_outputs(teacher, config, inputs)
         mask = inputs["attention_mask"]
         loss = 0.0
-        if config.kd_weight:
+        if logits:
             kd = logit_kd(
                 outputs.logits, target.logits, config.temperature, mask if causal else None
             )
@@ -173,7 +178,7 @@ def _accepts(config: DistillConfig, model_config: Any) -> None:
     accepts=_accepts,
     help="train a student (student_layers=N copy, or the previous step's output) from the model",
     summary="distill.json",
-    tasks=("sequence-classification", "causal-lm"),
+    tasks=("sequence-classification", "causal-lm", "embedding"),
     data_problem=_data_problem,
     inputs=lambda config: tuple(p for p in (config.student, config.from_pruned) if p is not None),
     chained=_chained,
@@ -185,26 +190,46 @@ def distill(teacher: LoadedModel, config: DistillConfig, ctx: StepContext) -> St
     """Build the student, train it against the frozen teacher, return the best student."""
     from squeeze.measure.evaluate import evaluate
     from squeeze.methods.distill.student import build_student, describe_student, distill_module
+    from squeeze.methods.prune.recovery import validator
     from squeeze.train.loop import train
 
+    embedder = teacher.task is Task.EMBEDDING
+    if embedder and not (config.kd_weight or config.needs_hidden or config.needs_attentions):
+        raise ConfigError(
+            Problem(
+                "an embedder learns from the teacher's embeddings ({kd_weight}) or states "
+                "({hidden_weight}, {attention_weight}); its {task_weight} has no labels to use"
+            )
+        )
     teacher.model.requires_grad_(False)
     student, masks, notes = build_student(
         config, teacher, trust_remote_code=ctx.trust_remote_code, device=ctx.device
     )
     module = distill_module(student, teacher, config, config.seed)
-    train_enc = ctx.data.training(teacher)
-    validation = ctx.data.validation(student)
-    initial = (
-        evaluate(student, ctx.data.held_out(student), device=ctx.device, progress=ctx.progress)
-        if ctx.measure
-        else None
-    )
-    evaluate_fn = (lambda: evaluate(student, validation, device=ctx.device)) if validation else None
+    objective, task_weight = None, config.task_weight
+    if embedder:
+        from squeeze.train.embedding import distillation, with_targets
+
+        # The teacher's embeddings of the training texts, once; no label is read.
+        train_enc = with_targets(
+            ctx.data.training(teacher, labels=False), teacher.model, teacher.pooling,
+            device=ctx.device, progress=ctx.progress,
+        )  # fmt: skip
+        objective = distillation(student.pooling, config.embedding_loss)
+        task_weight = config.kd_weight
+    else:
+        train_enc = ctx.data.training(teacher)
+    initial = None
+    if ctx.measure:  # an embedder's student: its fidelity to the teacher too
+        held_out = ctx.data.held_out(student)
+        initial = evaluate(student, held_out, device=ctx.device, progress=ctx.progress,
+                           reference=ctx.metric_before)  # fmt: skip
     result = train(
-        module, teacher.task, train_enc, config.train_config(), evaluate_fn=evaluate_fn,
-        extra_loss=_distill_loss(teacher, config), task_weight=config.task_weight,
-        on_step=_mask_keeper(student, masks), checkpoint_dir=ctx.checkpoint_dir,
-        resume=ctx.resume, progress=ctx.progress, device=ctx.device,
+        module, teacher.task, train_enc, config.train_config(),
+        evaluate_fn=validator(student, teacher, ctx), extra_loss=_distill_loss(teacher, config),
+        task_weight=task_weight, objective=objective, on_step=_mask_keeper(student, masks),
+        checkpoint_dir=ctx.checkpoint_dir, resume=ctx.resume, progress=ctx.progress,
+        device=ctx.device,
     )  # fmt: skip
     if ctx.resume:
         notes.append(f"resumed from the checkpoint at step {result.resumed_from}")

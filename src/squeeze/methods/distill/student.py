@@ -20,6 +20,7 @@ from squeeze.methods.prune.recovery import PRUNE_SUMMARY
 from squeeze.model.arch import ArchSpec, layer_list, spec_for
 from squeeze.model.checkpoint import load, resolve_local
 from squeeze.model.loaded import LoadedModel
+from squeeze.model.pooling import has_sentence_files
 from squeeze.model.shapes import keep_layers
 
 
@@ -90,6 +91,12 @@ def _check_compatible(teacher: LoadedModel, student: LoadedModel, name: str) -> 
                 f"{name} predicts labels {s_labels}, the teacher {t_labels}; give a student with "
                 "the teacher's labels or a base model (it gets a new head)"
             )
+    if teacher.task is Task.EMBEDDING and _width(student) != _width(teacher):
+        raise ConfigError(
+            f"{name} embeds in {_width(student)} dimensions, the teacher in {_width(teacher)}; "
+            "embedding distillation compares the two vectors, so give a student of the "
+            "teacher's width (or cut one with --student-layers)"
+        )
 
 
 def build_student(
@@ -103,6 +110,7 @@ def build_student(
     """
     if config.student_layers is not None:
         student, note = _copy_of_teacher(teacher, config.student_layers, device)
+        student.pooling = teacher.pooling  # as the teacher was loaded (options included)
         return student, None, [note]
     path = config.student or config.from_pruned
     local = resolve_local(path)
@@ -129,6 +137,9 @@ def build_student(
     )
     _check_compatible(teacher, student, path)
     notes = list(student.notes)
+    if teacher.task is Task.EMBEDDING and (local is None or not has_sentence_files(local)):
+        student.pooling = teacher.pooling
+        notes.append("the student has no sentence-transformers files: it pools as the teacher")
     masks = _magnitude_masks(student) if config.from_pruned is not None else None
     if masks is not None:
         notes.append("magnitude-pruned student: its zeros are kept while it trains")

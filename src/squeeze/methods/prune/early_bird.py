@@ -18,7 +18,13 @@ from typing import Any, ClassVar
 from squeeze.core.config import StepConfig, at_least, param, range_problem
 from squeeze.core.errors import Problem
 from squeeze.core.types import StepResult
-from squeeze.methods.prune.recovery import RecoveryConfig, pruner, train_config_of
+from squeeze.methods.prune.recovery import (
+    RecoveryConfig,
+    pruner,
+    train_config_of,
+    training_of,
+    validator,
+)
 from squeeze.methods.prune.slicing import kept, prune_structured, top_units
 from squeeze.methods.prune.structured import StructuredPruneConfig
 from squeeze.model.arch import spec_for
@@ -123,11 +129,13 @@ def train_early_bird(
     config: EarlyBirdConfig,
     *,
     evaluate_fn: Any = None,
+    objective: Any = None,
     progress: Any = None,
     device: str = "cpu",
 ) -> tuple[Any, Ticket, list[str]]:
     """Search for the ticket, prune ``loaded`` to it (in place, shapes set), and train it for
-    the rest of the budget. Returns the second phase's training result, the ticket, notes."""
+    the rest of the budget. Returns the second phase's training result, the ticket, notes.
+    ``objective`` replaces the task's loss in both phases (an embedder's, which has none)."""
     from squeeze.core.types import no_progress
     from squeeze.methods.prune.slimming import slimming_importance
     from squeeze.train.loop import planned_steps, train
@@ -162,8 +170,8 @@ def train_early_bird(
     start = time.perf_counter()
     importance, _ = slimming_importance(
         loaded.model, spec, loaded.config, loaded.task, data,
-        replace(train_config, max_steps=total), penalty=config.penalty, on_step=check,
-        progress=progress, device=device,
+        replace(train_config, max_steps=total), penalty=config.penalty, objective=objective,
+        on_step=check, progress=progress, device=device,
     )  # fmt: skip
     ticket.search_s = time.perf_counter() - start
     prune = StructuredPruneConfig(heads=config.heads, ffn=config.ffn)
@@ -172,7 +180,7 @@ def train_early_bird(
     start = time.perf_counter()
     result = train(
         loaded.model, loaded.task, data, replace(train_config, max_steps=rest),
-        evaluate_fn=evaluate_fn, progress=progress, device=device,
+        evaluate_fn=evaluate_fn, objective=objective, progress=progress, device=device,
     )  # fmt: skip
     ticket.ticket_s = time.perf_counter() - start
     last = ticket.checks[-1] if ticket.checks else None
@@ -194,7 +202,8 @@ def train_early_bird(
 class EarlyBirdStepConfig(EarlyBirdConfig, RecoveryConfig):
     """The recipe step ``early_bird(heads=0.5, ffn=0.5, finetune_steps=200)``: fine-tune the
     recipe's model on its data with an early-bird ticket (``finetune_steps`` is the whole
-    budget, search included). The command is ``squeeze finetune --early-bird``."""
+    budget, search included). The command is ``squeeze finetune --early-bird``. An embedder
+    trains toward its own embeddings from before (``embedding_loss``), as recovery does."""
 
     def problems(self) -> list[Problem]:
         found = EarlyBirdConfig.problems(self) + RecoveryConfig.problems(self)
@@ -208,18 +217,15 @@ class EarlyBirdStepConfig(EarlyBirdConfig, RecoveryConfig):
     name="early_bird",
     accepts=lambda config, model_config: spec_for(model_config, "early-bird tickets"),
     help="fine-tune with an early-bird ticket: find the structure early, train only it",
-    tasks=("sequence-classification", "causal-lm"),
+    tasks=("sequence-classification", "causal-lm", "embedding"),
     data_problem=lambda config, given: None if "data" in given else "early_bird() trains on {data}",
 )
 def early_bird_step(loaded: Any, config: EarlyBirdStepConfig, ctx: Any) -> StepResult:
     """Search, prune to the ticket and train it, keeping the best validated step."""
-    from squeeze.measure.evaluate import evaluate
-
-    train_config = train_config_of(config, config.finetune_steps)
-    validation = ctx.data.validation(loaded)
-    evaluate_fn = (lambda: evaluate(loaded, validation, device=ctx.device)) if validation else None
+    training = training_of(loaded, config, ctx)
     result, ticket, notes = train_early_bird(
-        loaded, ctx.data.training(loaded), train_config, config, evaluate_fn=evaluate_fn,
+        loaded, training.data, train_config_of(config, config.finetune_steps), config,
+        evaluate_fn=validator(loaded, loaded, ctx), objective=training.objective,
         progress=ctx.progress, device=ctx.device,
     )  # fmt: skip
     return StepResult(

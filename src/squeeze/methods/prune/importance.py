@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from squeeze.core.types import Task
 from squeeze.data.encoding import Encoded, batches
 from squeeze.model.arch import ArchSpec, get_path, kv_heads, layer_list
 from squeeze.model.shapes import qkv_widths
+
+if TYPE_CHECKING:
+    from squeeze.train.loop import Objective
 
 
 @dataclass
@@ -82,9 +85,13 @@ def taylor_importance(
     *,
     max_batches: int = 16,
     batch_size: int = 16,
+    objective: Objective | None = None,
     device: str = "cpu",
 ) -> Importance:
-    """Accumulate |sum(w * grad)| per unit over up to ``max_batches`` batches of ``data``."""
+    """Accumulate |sum(w * grad)| per unit over up to ``max_batches`` batches of ``data``.
+
+    The gradient is the task's loss's, or ``objective``'s (an embedder's
+    :func:`~squeeze.train.embedding.sensitivity`: it has no task loss)."""
     import torch
 
     from squeeze.train.loop import task_loss
@@ -101,7 +108,10 @@ def taylor_importance(
         model.zero_grad(set_to_none=True)
         inputs = {k: torch.from_numpy(v).to(device) for k, v in batch.inputs.items()}
         labels = torch.from_numpy(batch.labels).to(device) if batch.labels is not None else None
-        loss, _ = task_loss(model, task, inputs, labels)
+        if objective is None:
+            loss, _ = task_loss(model, task, inputs, labels)
+        else:
+            loss, _ = objective(model, inputs, labels)
         loss.backward()
         with torch.no_grad():
             for j, layer in enumerate(blocks):

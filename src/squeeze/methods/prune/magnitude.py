@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from squeeze.core.config import param, range_problem
 from squeeze.core.errors import ConfigError, Problem
 from squeeze.core.types import StepResult
-from squeeze.methods.prune.recovery import RecoveryConfig, pruner, recover, recovery_data_problem
+from squeeze.methods.prune.recovery import (
+    RecoveryConfig,
+    pruner,
+    recover,
+    recovery_data_problem,
+    training_of,
+)
 
 if TYPE_CHECKING:
     from squeeze.engine.step import StepContext
@@ -164,8 +170,9 @@ def _masking_hook(loaded: LoadedModel, config: MagnitudePruneConfig) -> tuple[An
 )
 def magnitude(loaded: LoadedModel, config: MagnitudePruneConfig, ctx: StepContext) -> StepResult:
     """Zero weights (now, or along the cubic schedule while recovering), keep them zero."""
+    training = training_of(loaded, config, ctx) if config.finetune_steps else None
     on_step, finish = _masking_hook(loaded, config)
-    notes = recover(loaded, config, ctx, on_step)
+    notes = recover(loaded, config, ctx, training, on_step)
     finish()
     weights = prunable_weights(loaded, config.include, config.exclude)
     notes.append(

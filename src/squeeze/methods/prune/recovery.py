@@ -11,13 +11,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from squeeze.core.config import StepConfig, at_least, param, range_problem
+from squeeze.core.config import at_least, param, range_problem
 from squeeze.core.errors import Problem
+from squeeze.core.types import Task
 from squeeze.engine.registry import register
+from squeeze.train.config import EmbeddingLossConfig
 
 if TYPE_CHECKING:
+    from squeeze.core.types import Evaluation
+    from squeeze.data.encoding import Encoded
     from squeeze.engine.step import StepContext
     from squeeze.model.loaded import LoadedModel
+    from squeeze.train.loop import Objective
 
 PRUNE_SUMMARY = "prune.json"
 
@@ -29,8 +34,9 @@ def pruner(config: type, **declared: Any) -> Callable[[Any], Any]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class RecoveryConfig(StepConfig):
-    """Fine-tuning on the training part of the data after pruning (0 steps = none)."""
+class RecoveryConfig(EmbeddingLossConfig):
+    """Fine-tuning on the training part of the data after pruning (0 steps = none); an embedder
+    distils from its unpruned self instead (``embedding_loss``)."""
 
     finetune_steps: int = param(0, help="Recovery fine-tuning steps on the training data.")
     lr: float = param(5e-5, help="Recovery learning rate.")
@@ -64,17 +70,86 @@ def recovery_data_problem(config: RecoveryConfig, given: Any) -> str | None:
     return None
 
 
+@dataclass
+class Training:
+    """What a pruning step trains and ranks on, fixed before the model changes.
+
+    Attributes:
+        data: The training part: labelled examples, or an embedder's texts with its own
+            embeddings of them (before pruning) as targets.
+        objective: What a training batch costs: None for the task's own loss (classifiers,
+            causal LMs), an embedder's distillation toward those targets.
+        ranking: What taylor importance differentiates: None for the task's loss, an
+            embedder's :func:`~squeeze.train.embedding.sensitivity`.
+    """
+
+    data: Encoded
+    objective: Objective | None = None
+    ranking: Objective | None = None
+
+
+def training_of(
+    loaded: LoadedModel, config: RecoveryConfig, ctx: StepContext, *, learn: bool = True
+) -> Training:
+    """The training part and its objectives. An embedder has no labels to recover on: it
+    learns to embed the training texts as it did before pruning, so their embeddings are
+    computed here, before any change (its labels, if the data has any, are never read); with
+    ``learn`` False (taylor ranking alone) it needs its texts only."""
+    if loaded.task is not Task.EMBEDDING:
+        return Training(ctx.data.training(loaded))
+    from squeeze.train.embedding import distillation, sensitivity, with_targets
+
+    assert loaded.pooling is not None  # every embedder has one
+    data = ctx.data.training(loaded, labels=False)
+    if learn:
+        data = with_targets(
+            data, loaded.model, loaded.pooling, device=ctx.device, progress=ctx.progress
+        )
+    return Training(
+        data,
+        distillation(loaded.pooling, config.embedding_loss),
+        sensitivity(loaded.pooling, config.seed),
+    )
+
+
+def validator(
+    model: LoadedModel, original: LoadedModel, ctx: StepContext
+) -> Callable[[], Evaluation] | None:
+    """How training scores ``model`` on the validation split to keep its best step, or None
+    without one: the task's metric, or an embedder's fidelity to ``original``'s embeddings of
+    the split, taken now (the unpruned model, or the teacher), since its labels are never read."""
+    from squeeze.measure.evaluate import evaluate
+
+    embedder = original.task is Task.EMBEDDING
+    validation = ctx.data.validation(model, labels=not embedder)
+    if validation is None:
+        return None
+    reference = evaluate(original, validation, device=ctx.device) if embedder else None
+    return lambda: evaluate(model, validation, device=ctx.device, reference=reference)
+
+
 def recover(
-    loaded: LoadedModel, config: RecoveryConfig, ctx: StepContext, on_step: Any = None
+    loaded: LoadedModel,
+    config: RecoveryConfig,
+    ctx: StepContext,
+    training: Training | None,
+    on_step: Any = None,
 ) -> list[str]:
-    """Run the recovery steps (if any) in place; return the note that says what ran."""
+    """Run the recovery steps (if any) in place on ``training`` (:func:`training_of`, taken
+    before pruning); return the note that says what ran."""
     if not config.finetune_steps:
         return []
     from squeeze.train.loop import train
 
+    assert training is not None  # taken whenever there are recovery steps
     train_config = train_config_of(config, config.finetune_steps)
     result = train(
-        loaded.model, loaded.task, ctx.data.training(loaded), train_config, on_step=on_step,
-        progress=ctx.progress, device=ctx.device,
+        loaded.model, loaded.task, training.data, train_config, objective=training.objective,
+        on_step=on_step, progress=ctx.progress, device=ctx.device,
     )  # fmt: skip
-    return [f"recovery fine-tuning: {result.steps} steps, final loss {result.final_loss:.4f}"]
+    how = (
+        f"recovery by distillation from the unpruned embeddings ({config.embedding_loss})"
+        if loaded.task is Task.EMBEDDING
+        else "recovery fine-tuning"
+    )
+    return [f"{how}: {result.steps} steps, final loss {result.final_loss:.4f}"]

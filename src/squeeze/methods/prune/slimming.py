@@ -98,6 +98,7 @@ def slimming_importance(
     train_config: Any,
     *,
     penalty: float,
+    objective: Any = None,
     on_step: Callable[[Any, list[Slot]], Any] | None = None,
     progress: Any = None,
     device: str = "cpu",
@@ -107,7 +108,9 @@ def slimming_importance(
     training result. The model keeps the trained weights, with the scales folded in.
 
     ``on_step(state, slots)`` runs after every optimizer step, to follow the scales as they
-    learn; returning True stops training (early-bird tickets stop once their masks settle)."""
+    learn; returning True stops training (early-bird tickets stop once their masks settle).
+    ``objective`` replaces the task's loss (an embedder's distillation toward its own
+    embeddings: the scales of units it can do without fall)."""
     from squeeze.core.types import no_progress
     from squeeze.train.loop import train
 
@@ -120,7 +123,7 @@ def slimming_importance(
 
     try:
         result = train(
-            model, task, data, train_config, extra_loss=l1,
+            model, task, data, train_config, extra_loss=l1, objective=objective,
             on_step=(lambda state: on_step(state, slots)) if on_step else None,
             progress=progress or no_progress, device=device,
         )  # fmt: skip

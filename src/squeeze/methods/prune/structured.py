@@ -18,6 +18,7 @@ from squeeze.methods.prune.recovery import (
     recover,
     recovery_data_problem,
     train_config_of,
+    training_of,
 )
 from squeeze.methods.prune.slicing import prune_structured
 from squeeze.methods.prune.target import find_amount
@@ -122,19 +123,25 @@ def structured(loaded: LoadedModel, config: StructuredPruneConfig, ctx: StepCont
     spec = spec_for(loaded.config, "structured pruning")
     method = config.importance or ("taylor" if ctx.data.given else "magnitude")
     notes: list[str] = []
+    # Taken before anything changes the model: an embedder's targets are its own embeddings.
+    learn = bool(config.finetune_steps) or method == "slimming"
+    needed = learn or method == "taylor"
+    training = training_of(loaded, config, ctx, learn=learn) if needed else None
     if method == "taylor":
+        assert training is not None
         importance = taylor_importance(
-            loaded.model, spec, loaded.config, loaded.task, ctx.data.training(loaded),
-            max_batches=config.importance_batches, device=ctx.device,
+            loaded.model, spec, loaded.config, loaded.task, training.data,
+            max_batches=config.importance_batches, objective=training.ranking, device=ctx.device,
         )  # fmt: skip
     elif method == "slimming":
         from squeeze.methods.prune.slimming import slimming_importance
 
+        assert training is not None
         # Trained with the recovery's learning rate, batch and seed.
         importance, result = slimming_importance(
-            loaded.model, spec, loaded.config, loaded.task, ctx.data.training(loaded),
+            loaded.model, spec, loaded.config, loaded.task, training.data,
             train_config_of(config, config.slimming_steps), penalty=config.slimming_penalty,
-            progress=ctx.progress, device=ctx.device,
+            objective=training.objective, progress=ctx.progress, device=ctx.device,
         )  # fmt: skip
         notes.append(
             f"slimming importance: trained {result.steps} steps (weights and unit scales, L1 "
@@ -156,5 +163,5 @@ def structured(loaded: LoadedModel, config: StructuredPruneConfig, ctx: StepCont
         loaded.model, spec, config, importance
     )
     return StepResult(
-        model=loaded, details=details, notes=notes + cut + recover(loaded, config, ctx)
+        model=loaded, details=details, notes=notes + cut + recover(loaded, config, ctx, training)
     )
