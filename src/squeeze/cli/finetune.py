@@ -52,8 +52,11 @@ def finetune(
     """Fine-tune MODEL on --data and save the best validated checkpoint to -o.
 
     A base encoder gets a classification head with one output per label found in the training
-    data. A single file is split by content hash: training uses its train part, validation its
-    validation part, and the test part stays unseen for `squeeze eval --split test`.
+    data. An embedder (a sentence-transformers folder, or --task embedding) given pairs of a text
+    and its positive (--text-pair-column, no labels) is tuned contrastively with in-batch
+    negatives and stays an embedder. A single file is split by content hash: training uses its
+    train part, validation its validation part, and the test part stays unseen for
+    `squeeze eval --split test`.
     """
     from squeeze.core.device import resolve_device
     from squeeze.methods.finetune import finetune as run_finetune
