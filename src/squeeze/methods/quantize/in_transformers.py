@@ -34,16 +34,21 @@ BNB_4BIT_BLOCK = 64
 
 def check_4bit_widths(model: Any) -> None:
     """4-bit kernels split every row into blocks of 64: refuse input widths that do not divide
-    (read from the Linear layers themselves, so any family is checked the same way)."""
+    (read from the layers themselves, so any family is checked the same way: Linear, and the
+    Conv1D of GPT-2, which stores its weight [in, out] and which bitsandbytes replaces too)."""
     import torch
+    from transformers.pytorch_utils import Conv1D
 
+    widths = {
+        name: module.in_features if isinstance(module, torch.nn.Linear) else module.weight.shape[0]
+        for name, module in model.named_modules()
+        if isinstance(module, (torch.nn.Linear, Conv1D))
+    }
     bad = sorted(
         {
-            module.in_features
-            for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear)
-            and not set(name.split(".")) & set(HEAD_MODULES)
-            and module.in_features % BNB_4BIT_BLOCK
+            width
+            for name, width in widths.items()
+            if not set(name.split(".")) & set(HEAD_MODULES) and width % BNB_4BIT_BLOCK
         }
     )
     if bad:

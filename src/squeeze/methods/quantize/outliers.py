@@ -33,15 +33,16 @@ class Outlier:
 PERCENTILE = 99.9
 # At most this many values per tensor and batch go into the percentile (a random sample).
 _SAMPLE = 1 << 20
-# Operators int8 quantizes with a weight as their second input (Attention: fused QKV).
-_WEIGHTED = ("MatMul", "Attention")
+# Operators int8 quantizes with a weight as their second input (Attention: fused QKV; Gemm:
+# GPT-2's Conv1D layers in the unfused graph static int8 quantizes).
+_WEIGHTED = ("MatMul", "Gemm", "Attention")
 
 
 def outlier_matmuls(
     model_file: Path, feeds: Iterable[Mapping[str, np.ndarray]], ratio: float
 ) -> list[Outlier]:
-    """The MatMuls int8 quantizes (and fused Attention: a weight as second input) whose input
-    peaks above ``ratio`` times its 99.9th percentile over ``feeds``, worst first; none when
+    """The MatMuls int8 quantizes (Gemm and fused Attention too: a weight as second input) whose
+    input peaks above ``ratio`` times its 99.9th percentile over ``feeds``, worst first; none when
     ``ratio`` is 0. That ratio is how much one per-tensor scale, set by the peak, coarsens the
     ordinary values (below 10 is usual; at 12 the 99.9th percentile gets ten of 127 levels).
 
@@ -63,6 +64,8 @@ def outlier_matmuls(
         if node.op_type in _WEIGHTED and node.input[1] in weights and node.input[0] not in weights
     }
     tensors = sorted(set(matmuls.values()))
+    if not tensors:  # asked for no outputs, onnxruntime would return them all
+        return []
     outputs = {o.name for o in model.graph.output}
     for name in tensors:
         if name not in outputs:
