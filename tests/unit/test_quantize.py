@@ -66,3 +66,31 @@ def test_default_backends():
 def test_bad_requests(kwargs, error):
     with pytest.raises(error):
         QuantizeConfig(**kwargs)
+
+
+def test_auto_keeps_the_fastest_candidate_above_an_embedders_fidelity_floor():
+    from types import SimpleNamespace
+
+    from squeeze.core.types import Evaluation, Metric
+    from squeeze.methods.quantize.auto import Candidate, choose
+
+    def built(label, ms, fidelity):
+        metrics = (Metric("knn_accuracy", 0.8, 10), Metric("fidelity", fidelity, 10))
+        return Candidate(
+            label, QuantizeConfig(), latency=SimpleNamespace(p50_ms=ms),
+            metric=Evaluation(metrics, 10, 0.1), drop=0.0,
+        )  # fmt: skip
+
+    def candidates():
+        return [built("fast", 1.0, 0.98), built("mid", 2.0, 0.995), built("slow", 3.0, 0.9999)]
+
+    assert choose(candidates(), None, "point").label == "fast"  # no gate: the fastest
+    floor = candidates()
+    assert choose(floor, None, "point", min_fidelity=0.99).label == "mid"
+    assert [c.passed for c in floor] == [False, True, True]
+    # Beside a drop allowance both must hold.
+    assert choose(candidates(), 1.0, "point", min_fidelity=0.999).label == "slow"
+    # None keeps the floor: the closest to it is chosen, and the step's gate refuses it.
+    missed = candidates()
+    assert choose(missed, None, "point", min_fidelity=0.99999).label == "slow"
+    assert not any(c.passed for c in missed)

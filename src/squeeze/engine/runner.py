@@ -258,7 +258,8 @@ def run_step(
                 trust_remote_code=options.trust_remote_code, measure=measuring,
                 checkpoint_dir=checkpoint_dir, resume=resuming, max_length=options.max_length,
                 metric_before=summary.metric_before, max_accuracy_drop=options.max_accuracy_drop,
-                gate_on=options.gate_on, progress=options.progress,
+                gate_on=options.gate_on, min_fidelity=options.min_fidelity,
+                progress=options.progress,
             )  # fmt: skip
             result = method.handler(loaded, config, ctx)
             notes += result.notes

@@ -150,6 +150,7 @@ class StepContext:
         metric_before: The input's metric on the held-out data (when measured).
         max_accuracy_drop: The step's gate, for handlers that choose among candidates.
         gate_on: What that gate judges (``point`` or ``upper``).
+        min_fidelity: An embedder's fidelity floor, for handlers that choose among candidates.
         progress: Opens progress bars.
     """
 
@@ -166,4 +167,5 @@ class StepContext:
     metric_before: Evaluation | None = None
     max_accuracy_drop: float | None = None
     gate_on: str = "point"
+    min_fidelity: float | None = None
     progress: ProgressFactory = no_progress

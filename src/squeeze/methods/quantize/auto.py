@@ -10,9 +10,12 @@ kernels are strongest. So ``auto`` measures instead of assuming:
    extra not installed, no calibration data, a layout its kernels refuse) is listed as skipped
    with the reason;
 2. all of them are timed in one rotating measurement (``squeeze.measure``) at batch 1 and the
-   step's ``max_length`` on the step's device, and scored on the held-out data when there is any;
-3. the fastest candidate that passes the step's accuracy gate is moved into the output; the
-   summary lists every candidate with its latency, size and drop, and the machine's fingerprint.
+   step's ``max_length`` on the step's device, and scored on the held-out data when there is any
+   (an embedder's against the input's embeddings too: its fidelity, the primary metric on
+   unlabelled text);
+3. the fastest candidate that passes the step's gates (the accuracy drop; an embedder's
+   ``--min-fidelity`` too) is moved into the output; the summary lists every candidate with its
+   latency, size and drop, and the machine's fingerprint.
 
 Without data there is no gate: the fastest candidate wins and the summary says so.
 """
@@ -149,8 +152,14 @@ def _build(
         from squeeze.engine.gate import drop_interval, drop_points
         from squeeze.measure.evaluate import evaluate_forward
 
+        # An embedder's candidates are scored against the input's embeddings too (fidelity,
+        # the primary metric where the data has no labels, scores or pairs).
         candidate.metric = evaluate_forward(
-            forward, ctx.data.held_out(loaded), loaded.task, progress=ctx.progress
+            forward,
+            ctx.data.held_out(loaded),
+            loaded.task,
+            progress=ctx.progress,
+            reference=ctx.metric_before,
         )
         candidate.drop = drop_points(ctx.metric_before, candidate.metric)
         candidate.interval = drop_interval(ctx.metric_before, candidate.metric)
@@ -180,17 +189,23 @@ def _time(built: list[Candidate], reference: Path, seq_len: int, ctx: StepContex
     return results[0].latencies[0]
 
 
-def choose(built: list[Candidate], max_drop: float | None, gate_on: str) -> Candidate:
-    """The fastest candidate within the gate; when none passes, the one that dropped least (the
-    step's gate then refuses it, so nothing is written)."""
-    from squeeze.engine.gate import judged_drop, passes
+def choose(
+    built: list[Candidate], max_drop: float | None, gate_on: str, min_fidelity: float | None = None
+) -> Candidate:
+    """The fastest candidate within the gates (the drop allowance; an embedder's fidelity floor
+    too); when none passes, the one that dropped least, or kept the most fidelity where only the
+    floor is set (the step's gate then refuses it, so nothing is written)."""
+    from squeeze.engine.gate import PASSED, fidelity_of, judged_drop, passes, verdict
 
     for candidate in built:
         judged = judged_drop(candidate.drop, candidate.interval, gate_on)
-        candidate.passed = passes(judged, max_drop)
+        kept = verdict(fidelity_of(candidate.metric), min_fidelity, at_least=True) == PASSED
+        candidate.passed = passes(judged, max_drop) and (min_fidelity is None or kept)
     passing = [c for c in built if c.passed]
     if passing:
         return min(passing, key=lambda c: c.latency.p50_ms)
+    if max_drop is None and min_fidelity is not None:
+        return max(built, key=lambda c: fidelity_of(c.metric) or 0.0)
     return min(built, key=lambda c: judged_drop(c.drop, c.interval, gate_on) or 0.0)
 
 
@@ -225,7 +240,7 @@ def _quantize(
         raise UnsupportedError(f"no {config.dtype} backend can run here ({reasons})")
     seq_len = timed_length(loaded, ctx)
     reference = _time(built, loaded.path, seq_len, ctx)
-    winner = choose(built, ctx.max_accuracy_drop, ctx.gate_on)
+    winner = choose(built, ctx.max_accuracy_drop, ctx.gate_on, ctx.min_fidelity)
     assert winner.folder is not None and winner.result is not None
     for item in winner.folder.iterdir():
         shutil.move(str(item), ctx.out / item.name)
@@ -245,12 +260,17 @@ def _quantize(
                 "stdev_ms": reference.stdev_ms,
             },
             "timing": {"batch": 1, "seq_len": seq_len, "device": ctx.device, **_TIMING},
-            "gated": ctx.measure and ctx.max_accuracy_drop is not None,
+            "gated": ctx.measure and _gated(ctx),
             "machine": fingerprint(),
         },
     }
     result.notes.insert(0, _choice_note(winner, built, reference, seq_len, ctx))
     return result, Artifact.of(ctx.out).open(device=ctx.device).forward
+
+
+def _gated(ctx: StepContext) -> bool:
+    """Whether a gate judges the candidates: a drop allowance, or an embedder's fidelity floor."""
+    return ctx.max_accuracy_drop is not None or ctx.min_fidelity is not None
 
 
 def _choice_note(
@@ -263,7 +283,7 @@ def _choice_note(
     )
     gate = (
         "fastest within the accuracy gate"
-        if ctx.measure and ctx.max_accuracy_drop is not None
+        if ctx.measure and _gated(ctx)
         else "fastest; no accuracy gate" + ("" if ctx.measure else " without --data")
     )
     return (
