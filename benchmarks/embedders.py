@@ -43,6 +43,7 @@ MOVIE_REVIEWS = ROOT / ".cache" / "demo" / "movie_reviews.tsv"
 MOVIE_FLAGS = ("--text-column", "text", "--label-column", "score", "--label-map", "sign")
 CALIBRATION_TEXTS = 300  # the peer's int8 calibration, from the training part
 BATCH = 32
+BUSY = 0.2  # others' CPU share above which the table warns that its latencies are disturbed
 # squeeze's run exits 1 when its selection or gate fails; its results are written all the same.
 RUN_OK = (0, 1)
 
@@ -259,7 +260,7 @@ def _rows(
             continue
         rows.append({
             "variant": f"sentence-transformers {name}", "chain": entry["description"],
-            "format": f"peer ({entry['precision']})", "bytes_on_disk": None,
+            "format": entry["precision"], "bytes_on_disk": None,
             "fidelity": entry["fidelity_to_squeeze_fp32"], "knn_accuracy": entry["knn_accuracy"],
             "batch1_ms": entry["latency_ms"]["median_ms"],
             "batch1_p90_ms": entry["latency_ms"]["p90_ms"], "batch32_ms_per_text": None,
@@ -276,9 +277,9 @@ def _markdown(rows: list[dict[str, Any]], heading: str) -> str:
              "| variant | what | size | batch 1 (ms) | vs fp32 | batch 32 (ms/text) | fidelity "
              "| kNN accuracy |", "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in rows:
-        size = None if r["bytes_on_disk"] is None else r["bytes_on_disk"] / 2**20
+        size = None if r["bytes_on_disk"] is None else f"{r['bytes_on_disk'] / 2**20:.1f} MiB"
         lines.append(
-            f"| {r['variant']} | {r['chain']} ({r['format']}) | {cell(size, '.1f')} MiB "
+            f"| {r['variant']} | {r['chain']} ({r['format']}) | {cell(size, '')} "
             f"| {r['batch1_ms']:.2f} | {base / r['batch1_ms']:.2f}x "
             f"| {cell(r['batch32_ms_per_text'], '.2f')} | {cell(r['fidelity'], '.4f')} "
             f"| {cell(r['knn_accuracy'], '.4f')} |"
@@ -344,6 +345,13 @@ def main() -> None:
     markdown = _markdown(rows, heading)
     if "skipped" in peer:
         markdown += f"\nsentence-transformers skipped: {peer['skipped']}\n"
+    loaded = [share for share in (others, peer.get("others_cpu_share_while_timing"))
+              if share is not None and share > BUSY]  # fmt: skip
+    if loaded:
+        markdown += (
+            f"\nOther processes took up to {max(loaded):.0%} of the CPUs while timing: these "
+            "latencies are not a quiet machine's; rerun when it is idle.\n"
+        )
     report = {"machine": machine, "others_cpu_share": others, "rows": rows,
               "peer": peer if "skipped" in peer else {k: peer[k] for k in ("versions", "cpu",
               "threads", "others_cpu_share_while_timing", "method", "backends")},
