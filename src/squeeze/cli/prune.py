@@ -46,7 +46,9 @@ def prune(
     magnitude zeros the smallest weights of the transformer blocks (smaller when zipped, not
     faster); structured removes heads, FFN neurons and layers (fewer parameters, faster). With
     --data, accuracy is measured before and after on held-out data and --finetune-steps recovers
-    it on the training part.
+    it on the training part. An embedder is scored by its task metric and its fidelity to the
+    original, and recovers by distilling the original's sentence embeddings of the training
+    text (--embedding-loss; no labels needed).
     """
     from squeeze.core.config import build, fields_of
     from squeeze.core.errors import ConfigError, Problem
