@@ -75,7 +75,10 @@ class TuneConfig(StepConfig):
     """
 
     max_accuracy_drop: float = param(
-        1.0, help="Largest drop allowed (points): the search returns the fastest variant within it."
+        1.0,
+        help="Largest drop allowed (points): the search returns the fastest variant within it. "
+        "An embedder's is of its task metric (kNN accuracy, Spearman, NDCG@10), or on unlabelled "
+        "text of fidelity to the model (1 point = 0.01 of mean cosine).",
     )
     budget: str = param(
         "30m", help="Time for the whole search, final measurement included, e.g. 20m, 1h, 900s."
