@@ -262,6 +262,7 @@ def test_auto_judges_embedders_by_fidelity_on_unlabelled_text(tiny_embedders, or
         "-d", texts, "--min-fidelity", "0.999", "--max-length", "16",
     )  # fmt: skip
     assert summary["auto"]["gated"] and summary["min_fidelity"] == 0.999
+    assert any("fastest within the fidelity floor" in n for n in summary["notes"])
     built = [c for c in summary["auto"]["candidates"] if "skipped" not in c]
     assert {"onnxruntime dynamic", "onnxruntime static", "torch torchao"} <= {
         c["label"] for c in built

@@ -260,17 +260,13 @@ def _quantize(
                 "stdev_ms": reference.stdev_ms,
             },
             "timing": {"batch": 1, "seq_len": seq_len, "device": ctx.device, **_TIMING},
-            "gated": ctx.measure and _gated(ctx),
+            "gated": ctx.measure
+            and (ctx.max_accuracy_drop is not None or ctx.min_fidelity is not None),
             "machine": fingerprint(),
         },
     }
     result.notes.insert(0, _choice_note(winner, built, reference, seq_len, ctx))
     return result, Artifact.of(ctx.out).open(device=ctx.device).forward
-
-
-def _gated(ctx: StepContext) -> bool:
-    """Whether a gate judges the candidates: a drop allowance, or an embedder's fidelity floor."""
-    return ctx.max_accuracy_drop is not None or ctx.min_fidelity is not None
 
 
 def _choice_note(
@@ -281,9 +277,17 @@ def _choice_note(
         f"{c.label} {c.latency.p50_ms:.2f} ms{'' if c.passed else ' (missed the gate)'}"
         for c in others
     )
+    floors = [
+        name
+        for name, limit in (
+            ("accuracy gate", ctx.max_accuracy_drop),
+            ("fidelity floor", ctx.min_fidelity),
+        )
+        if limit is not None
+    ]
     gate = (
-        "fastest within the accuracy gate"
-        if ctx.measure and _gated(ctx)
+        f"fastest within the {' and '.join(floors)}"
+        if ctx.measure and floors
         else "fastest; no accuracy gate" + ("" if ctx.measure else " without --data")
     )
     return (
