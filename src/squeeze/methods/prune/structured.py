@@ -37,7 +37,9 @@ class StructuredPruneConfig(RecoveryConfig):
     """How much structure to remove, and how to rank it.
 
     ``importance`` None means taylor when there is data and magnitude otherwise: data-driven
-    scores are better (Michel et al. 2019), weights alone need nothing.
+    scores are better (Michel et al. 2019), weights alone need nothing. An embedder's taylor
+    scores differentiate a random projection of its sentence embeddings (how far they move),
+    and its slimming and recovery distil toward the unpruned embeddings (no labels needed).
     """
 
     heads: float = param(0.0, help="Fraction of attention heads to remove.")
