@@ -55,3 +55,23 @@ def test_int4_decoder_benchmark_quick(tmp_path):
     assert set(rows) == {"torch fp32", "onnx fp32", "onnx int8 dynamic", "onnx int4 (level 4)",
                          "onnx int4 (level 0)"}  # fmt: skip
     assert rows["onnx int4 (level 4)"]["bytes_on_disk"] < rows["onnx fp32"]["bytes_on_disk"]
+
+
+def test_embedder_prune_benchmark_quick(tmp_path):
+    """benchmarks/embedder_prune.py on a tiny embedder: each setting pruned through the CLI,
+    scored by kNN accuracy and fidelity, and the best one timed beside the original."""
+    import json
+
+    script = Path(__file__).parents[2] / "benchmarks" / "embedder_prune.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--quick", "--settings", "none,cosine:4:1e-3",
+         "--max-length", "32", "--seq", "16", "--json", "--work", str(tmp_path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    rows = report["rows"]
+    assert [r["setting"] for r in rows] == ["pruning alone", "cosine, 4 steps, lr 0.001"]
+    assert all(r["params_after"] < r["params_before"] and 0 < r["fidelity"] <= 1 for r in rows)
+    assert "recovery by distillation" in " ".join(rows[1]["notes"])
+    assert set(report["latency_p50_ms"]["pruned"]) == {"1", "32"}
