@@ -11,6 +11,10 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The default int8/int4 backend is measured on the machine (fastest wins): tests that check
+# what a quantization wrote pin ONNX Runtime, as a CI runner would with $SQUEEZE_BACKEND; the
+# tests of the measured default unset it (tests/cli/test_measured_default.py).
+os.environ["SQUEEZE_BACKEND"] = "onnxruntime"
 
 from pathlib import Path
 
@@ -25,6 +29,13 @@ from squeeze.model.tiny import (
     build_tiny,
     write_order_task,
 )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """squeeze's default cache (measured choices, artifacts) in a folder of the session's, never
+    the developer's ~/.cache/squeeze."""
+    os.environ["SQUEEZE_CACHE"] = str(tmp_path_factory.mktemp("squeeze-cache"))
 
 
 @pytest.fixture(scope="session")

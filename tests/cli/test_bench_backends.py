@@ -34,19 +34,18 @@ def test_backends_lists_every_runtime_with_a_reason():
 
 
 def test_backends_say_why_not(monkeypatch):
-    """No GPU, no onnxruntime-gpu, no openvino extra, a CPU without VNNI: each named."""
+    """No GPU, no onnxruntime-gpu, no torchao, a CPU without VNNI: each named."""
     monkeypatch.setattr(availability, "_gpu", lambda: None)
     monkeypatch.setattr(availability, "_providers", lambda: ["CPUExecutionProvider"])
     monkeypatch.setattr(availability, "cpu_flags", lambda: {"avx2"})
     real = availability.importlib.util.find_spec
     monkeypatch.setattr(
         availability.importlib.util, "find_spec",
-        lambda name: None if name in ("openvino", "torchao") else real(name),
+        lambda name: None if name == "torchao" else real(name),
     )  # fmt: skip
     found = {a.name: a for a in availability.available_backends()}
     assert found["torch cuda"].why == "no CUDA device on this machine"
     assert "no CUDAExecutionProvider: pip install 'squeeze[gpu]'" in found["onnxruntime cuda"].why
-    assert "pip install 'squeeze[openvino]'" in found["openvino cpu"].why
     assert not found["torchao int8"].available
     assert "7-bit weights" in found["onnxruntime cpu"].why
     assert "emulated" in found["torch cpu"].why

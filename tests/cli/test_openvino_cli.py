@@ -1,12 +1,8 @@
-"""OpenVINO as a user reaches it: IR exports, the openvino quantize backend, eval, bench, run.
-
-Needs the ``openvino`` extra (``squeeze[dev]`` has it); skipped without it, except the test that
-the missing extra is reported as such.
-"""
+"""OpenVINO as a user reaches it: IR exports, the openvino quantize backend, eval, bench, run
+(OpenVINO and NNCF are in squeeze's base install)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
@@ -17,17 +13,12 @@ from squeeze.model.tiny import FAMILIES
 
 runner = CliRunner()
 FAST = ("--seq", "16", "--runs", "3", "--warmup", "1", "--rounds", "1")
-needs_openvino = pytest.mark.skipif(
-    importlib.util.find_spec("openvino") is None or importlib.util.find_spec("nncf") is None,
-    reason="the openvino extra is not installed",
-)
 
 
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-@needs_openvino
 @pytest.mark.parametrize("family", FAMILIES)
 def test_ir_export_is_validated_and_runs_everywhere(family, tiny_classifiers, order_csv, tmp_path):
     out = tmp_path / "ir"
@@ -48,7 +39,6 @@ def test_ir_export_is_validated_and_runs_everywhere(family, tiny_classifiers, or
     assert info["format"] == "openvino" and info["params_total"] > 10_000
 
 
-@needs_openvino
 @pytest.mark.parametrize(
     ("dtype", "extra", "mode"),
     [
@@ -75,7 +65,6 @@ def test_openvino_backend(dtype, extra, mode, trained_classifier, order_csv, tmp
     assert json.loads(bench.stdout)["results"][0]["runtime"] == "openvino"
 
 
-@needs_openvino
 def test_bench_a_checkpoint_on_every_runtime(tiny_classifiers, tmp_path):
     model = tiny_classifiers["bert"]
     result = invoke("bench", model, "--runtime", "torch,onnxruntime,openvino", *FAST, "--json")
@@ -84,7 +73,6 @@ def test_bench_a_checkpoint_on_every_runtime(tiny_classifiers, tmp_path):
     assert runtimes == ["torch", "onnxruntime", "openvino"]
 
 
-@needs_openvino
 def test_recipe_with_an_openvino_variant(trained_classifier, order_csv, tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(
@@ -112,14 +100,3 @@ def test_bad_openvino_requests(args, code, phrase, tiny_classifiers, tmp_path):
     result = invoke(command, tiny_classifiers["bert"], "-o", tmp_path / "x", *rest)
     assert result.exit_code == code, (result.stderr, result.exception)
     assert phrase in result.stderr and len(result.stderr.strip().splitlines()) == 1
-
-
-def test_missing_extra_is_named(tiny_classifiers, tmp_path, monkeypatch):
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "nncf" else real(name, *a)
-    )
-    result = invoke("quantize", tiny_classifiers["bert"], "-o", tmp_path / "x", "--backend",
-                    "openvino")  # fmt: skip
-    assert result.exit_code == 4, result.stderr
-    assert "pip install 'squeeze[openvino]'" in result.stderr

@@ -14,7 +14,6 @@ of the issue's "done when".
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -30,7 +29,6 @@ from squeeze.model.tiny import FAMILIES, build_tiny, tiny_config
 
 runner = CliRunner()
 REPO = Path(__file__).parents[2]
-HAS_OPENVINO = all(importlib.util.find_spec(m) for m in ("openvino", "nncf"))
 SLOW = os.environ.get("SQUEEZE_SLOW") == "1"
 slow = [
     pytest.mark.slow,
@@ -63,7 +61,7 @@ BACKENDS = {
     "torch bf16": ("bf16", ("--dtype", "bf16"), "checkpoint"),
     "torchao int8": ("int8", ("--backend", "torch"), "checkpoint"),
     "bitsandbytes int8": ("int8", ("--backend", "bitsandbytes"), "checkpoint"),
-    "bitsandbytes int4": ("int4", ("--dtype", "int4"), "checkpoint"),
+    "bitsandbytes int4": ("int4", ("--dtype", "int4", "--backend", "bitsandbytes"), "checkpoint"),
 }
 # What a backend refuses on a family, with the exit code and the reason's words.
 REFUSED = {
@@ -73,11 +71,9 @@ REFUSED = {
 
 def _cases() -> list:
     cases = []
-    for name, (_, _, produces) in BACKENDS.items():
+    for name in BACKENDS:
         for family in FAMILIES:
             marks = [] if family == "bert" or name == "onnxruntime dynamic" else slow
-            if produces == "openvino" and not HAS_OPENVINO:
-                marks = [pytest.mark.skip(reason="the openvino extra is not installed")]
             cases.append(pytest.param(name, family, marks=marks, id=f"{name}-{family}"))
     return cases
 
@@ -152,8 +148,6 @@ def _export_cases() -> list:
     cases = [pytest.param("onnx", family, id=f"onnx-{family}") for family in FAMILIES]
     for family in FAMILIES:
         marks = [] if family in ("bert", "gpt2") else slow
-        if not HAS_OPENVINO:
-            marks = [pytest.mark.skip(reason="the openvino extra is not installed")]
         cases.append(pytest.param("openvino", family, marks=marks, id=f"openvino-{family}"))
     return cases
 
@@ -228,7 +222,8 @@ def test_sentence_transformers_loads_the_pytorch_outputs(tiny_embedders, tmp_pat
 def test_gpt2_4bit_widths_are_refused_in_one_line(tiny_embedders, tmp_path):
     """GPT-2 keeps its projections in Conv1D, which bitsandbytes replaces too: a width its 4-bit
     blocks cannot split is refused before any work (it crashed inside the quantizer)."""
-    result = invoke("quantize", tiny_embedders["gpt2"], "-o", tmp_path / "q", "--dtype", "int4")
+    result = invoke("quantize", tiny_embedders["gpt2"], "-o", tmp_path / "q", "--dtype", "int4",
+                    "--backend", "bitsandbytes")  # fmt: skip
     assert result.exit_code == 4, result.stderr
     assert "4-bit bitsandbytes needs widths divisible by 64" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "q").exists()

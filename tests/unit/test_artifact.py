@@ -3,8 +3,6 @@ files and answered the same way: runtime, config and positions, sizes, fact shee
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
@@ -18,13 +16,7 @@ from squeeze.model.checkpoint import load
 FORMATS = [
     ("checkpoint", "torch"),
     ("onnx", "onnxruntime"),
-    pytest.param(
-        "openvino",
-        "openvino",
-        marks=pytest.mark.skipif(
-            importlib.util.find_spec("openvino") is None, reason="the openvino extra"
-        ),
-    ),
+    ("openvino", "openvino"),
 ]
 
 
@@ -34,8 +26,6 @@ def artifacts(tiny_classifiers, tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("artifacts")
     made = {"checkpoint": source}
     for fmt in ("onnx", "openvino"):
-        if fmt == "openvino" and importlib.util.find_spec("openvino") is None:
-            continue
         made[fmt] = str(export_onnx(source, root / fmt, ExportConfig(format=fmt)).out)
     return made
 

@@ -33,21 +33,33 @@ def test_token_level_agreement_ignores_padding():
 
 def test_int4_options_name_nothing_outside_int4_onnxruntime():
     """A sweep cache key must not split one int8 artifact by options int8 ignores."""
-    assert QuantizeConfig(block_size=64).canonical() == QuantizeConfig()
+    assert QuantizeConfig(block_size=64).canonical() == QuantizeConfig().canonical()
     wide = QuantizeConfig(dtype="int4", backend="onnxruntime", block_size=64)
     assert wide.canonical().block_size == 64
     # OpenVINO reads the block size (its group size) and symmetry, not ORT's accuracy level.
     grouped = QuantizeConfig(dtype="int4", backend="openvino", block_size=64, accuracy_level=0)
     assert grouped.canonical() == replace(grouped, accuracy_level=4)
     assert QuantizeConfig(dtype="int4", backend="bitsandbytes", block_size=64).canonical() == (
-        QuantizeConfig(dtype="int4")
+        QuantizeConfig(dtype="int4", backend="bitsandbytes").canonical()
     )
 
 
-def test_default_backends():
-    assert QuantizeConfig(dtype="int8").chosen_backend.name == "onnxruntime"
-    assert QuantizeConfig(dtype="bf16").chosen_backend.name == "torch"
-    assert QuantizeConfig(dtype="int4").chosen_backend.name == "bitsandbytes"
+@pytest.mark.parametrize(
+    ("pin", "defaults"),
+    [
+        (None, {"int8": "auto", "int4": "auto", "bf16": "torch", "fp16": "torch"}),
+        ("onnxruntime", {"int8": "onnxruntime", "int4": "onnxruntime", "bf16": "torch"}),
+        ("bitsandbytes", {"int8": "bitsandbytes", "int4": "bitsandbytes", "fp16": "torch"}),
+    ],
+)
+def test_default_backends(pin, defaults, monkeypatch):
+    """int8 and int4 default to the measured choice; $SQUEEZE_BACKEND pins the dtypes it has."""
+    if pin is None:
+        monkeypatch.delenv("SQUEEZE_BACKEND", raising=False)
+    else:
+        monkeypatch.setenv("SQUEEZE_BACKEND", pin)
+    for dtype, backend in defaults.items():
+        assert QuantizeConfig(dtype=dtype).chosen_backend.name == backend
 
 
 @pytest.mark.parametrize(

@@ -38,19 +38,30 @@ def quantize(
 ) -> None:
     """Quantize MODEL and save the result to -o with a summary (quantize.json).
 
-    int8 (default backend onnxruntime): a validated fp32 ONNX export, fused, then ONNX
-    Runtime's dynamic quantization (or static QDQ with --static); -o is an export folder that
-    `squeeze eval` and `squeeze bench` run. fp16/bf16 (default backend torch): the checkpoint
-    with its weights cast. int8 with --backend torch (torchao) or bitsandbytes (LLM.int8), and
-    int4 (bitsandbytes NF4/FP4): a checkpoint transformers reloads with its quantization config.
+    int8 and int4 by default: the fastest quantizer this machine runs, measured here (ONNX
+    Runtime dynamic or static int8, OpenVINO weight-only or static int8, torchao; int4: ONNX
+    Runtime MatMulNBits, OpenVINO, bitsandbytes), each built and timed, the fastest within the
+    gate kept. The ranking is remembered per machine and model shape in squeeze's cache
+    ($SQUEEZE_CACHE), so the next quantization of that shape builds the winner alone;
+    --backend auto measures again, --backend NAME (or $SQUEEZE_BACKEND) pins one. Static int8
+    calibrates on --calibration-data, else --data's training part, else squeeze's built-in
+    calibration text. -o is an ONNX or OpenVINO export folder, or a checkpoint, that `squeeze
+    eval` and `squeeze bench` run. fp16/bf16 (default backend torch): the checkpoint with its
+    weights cast.
 
     Every result is compared with the original on the same inputs (max logit difference, top-1
     agreement); with --data, accuracy before and after is measured on held-out data in the
     deployed format.
     """
     from squeeze.engine.runner import run_step
+    from squeeze.plan.cache import decisions_in
 
-    options = flags.step_options(data, calibration_data=_calibration(data, calibration_data))
+    # The measured default remembers its ranking in squeeze's cache ($SQUEEZE_CACHE).
+    measured = not config.problems() and config.chosen_backend.name == "auto"
+    options = flags.step_options(
+        data, calibration_data=_calibration(data, calibration_data),
+        decisions=decisions_in() if measured else None,
+    )  # fmt: skip
     result = run_step(model, config, output, options)
     report_and_gate(result, flags.json_output, _render, output)
 

@@ -69,6 +69,11 @@ class StepConfig:
         """The same request with equivalent spellings made one (for names and cache keys)."""
         return self
 
+    def environment(self) -> dict[str, Any]:
+        """What the request resolves to from outside its fields (an environment variable), for
+        cache keys: a name stays as written while the artifact it builds may differ."""
+        return {}
+
 
 def _choice_problems(config: Any) -> list[Problem]:
     found = []

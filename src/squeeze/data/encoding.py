@@ -196,8 +196,16 @@ def encode_for(
     A ``max_length`` beyond the model's position table (``model.max_tokens``) would crash inside
     the model on a long text; inputs are truncated to the table instead, with a note.
     """
+    dataset = load_dataset(spec, need_labels=labels and model.label2id is not None)
+    return encode_dataset(model, dataset, max_length=max_length, labels=labels)
+
+
+def encode_dataset(
+    model: Any, dataset: Dataset, *, max_length: int, labels: bool = True
+) -> tuple[Encoded, Dataset]:
+    """Encode loaded examples for a model, as :func:`encode_for` does a data spec (squeeze's
+    built-in calibration text is examples, not a file a user names)."""
     label2id = model.label2id if labels else None
-    dataset = load_dataset(spec, need_labels=label2id is not None)
     max_length, note = fit_length(model, max_length)
     if note:
         dataset = replace(dataset, notes=(*dataset.notes, note))

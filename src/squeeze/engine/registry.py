@@ -17,6 +17,7 @@ This module stays light (no torch): recipe parsing and the CLI's option lists re
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -176,10 +177,9 @@ class Backend:
             ``agree(forward)`` compares any further artifact with the original.
         help: One line for ``--help``.
         check: Backend-specific problems of a config (options it does not take).
-        needs_calibration: Whether a config needs calibration data.
         needs_gpu: Whether it runs only on CUDA.
         cpu_feature: A CPU flag it needs (``avx512_vnni``), or None.
-        extra: The squeeze extra that installs what it needs (``openvino``), or None.
+        extra: The squeeze extra that installs what it needs (``gpu``), or None.
         modules: The modules that extra provides, checked before any work.
     """
 
@@ -190,7 +190,6 @@ class Backend:
     quantize: Callable[..., Any]
     help: str
     check: Callable[[Any], list[Problem]] = lambda config: []
-    needs_calibration: Callable[[Any], bool] = lambda config: False
     needs_gpu: bool = False
     cpu_feature: str | None = None
     extra: str | None = None
@@ -210,5 +209,21 @@ def backends() -> dict[str, Backend]:
     return dict(sorted(_BACKENDS.items(), key=lambda item: rank(item[1].quantize.__module__)))
 
 
-def default_backend(dtype: str) -> Backend | None:
-    return next((b for b in backends().values() if dtype in b.default_for), None)
+PIN = "SQUEEZE_BACKEND"
+
+
+def pinned_backend() -> str | None:
+    """``$SQUEEZE_BACKEND``: the backend a machine (a CI runner whose timing is too noisy to
+    decide on, a fleet standardised on one runtime) uses wherever a quantization names none."""
+    return os.environ.get(PIN) or None
+
+
+def default_backend(dtype: str, *, pin: bool = True) -> Backend | None:
+    """The backend a quantization that names none uses: the pinned one where it offers
+    ``dtype`` (unless ``pin`` is off), else the registered default (int8 and int4: ``auto``,
+    measured on this machine)."""
+    known = backends()
+    pinned = known.get(pinned_backend() or "") if pin else None
+    if pinned is not None and dtype in pinned.dtypes:
+        return pinned
+    return next((b for b in known.values() if dtype in b.default_for), None)

@@ -259,7 +259,7 @@ def run_step(
                 checkpoint_dir=checkpoint_dir, resume=resuming, max_length=options.max_length,
                 metric_before=summary.metric_before, max_accuracy_drop=options.max_accuracy_drop,
                 gate_on=options.gate_on, min_fidelity=options.min_fidelity,
-                progress=options.progress,
+                progress=options.progress, decisions=options.decisions,
             )  # fmt: skip
             result = method.handler(loaded, config, ctx)
             notes += result.notes

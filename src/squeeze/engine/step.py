@@ -42,6 +42,9 @@ class StepOptions:
         trust_remote_code: Allow checkpoints' own Python code.
         device: Where PyTorch runs.
         progress: Opens progress bars (the CLI passes rich ones).
+        decisions: Where measured choices are remembered (the default quantization backend's,
+            per model shape and machine): a folder in squeeze's cache; None measures every
+            time and remembers nothing.
     """
 
     data: DataSpec | None = None
@@ -58,6 +61,7 @@ class StepOptions:
     trust_remote_code: bool = False
     device: str = "cpu"
     progress: ProgressFactory = no_progress
+    decisions: Path | None = None
 
     def files(self) -> list[Path | None]:
         """The local data files this step reads: inputs no output may touch."""
@@ -84,11 +88,6 @@ class StepData:
     @property
     def given(self) -> bool:
         return self._options.data is not None
-
-    @property
-    def can_calibrate(self) -> bool:
-        """Whether there is text to calibrate on: calibration data, or data's training part."""
-        return self.given or self._options.calibration_data is not None
 
     def _encode(self, model: Any, spec: DataSpec, *, labels: bool = True) -> Encoded:
         key = (id(model), spec, labels)
@@ -126,10 +125,24 @@ class StepData:
             self._notes.append(f"no validation split ({e}); kept the last step instead of the best")
             return None
 
-    def calibration(self, model: Any, samples: int) -> Encoded:
-        """Text to calibrate on; its labels, if any, are not read."""
+    def calibration(self, model: Any, samples: int) -> tuple[Encoded, str]:
+        """Text to calibrate on (its labels, if any, are not read), and what it is: the
+        calibration data, else data's training part, else squeeze's built-in calibration
+        text."""
+        if self._options.calibration_data is None and not self.given:
+            from squeeze.data.calibration import NAME, builtin_calibration
+            from squeeze.data.encoding import encode_dataset
+
+            key = (id(model), NAME, samples)
+            if key not in self._cache:
+                self._cache[key], _ = encode_dataset(
+                    model, builtin_calibration(samples), max_length=self._options.max_length,
+                    labels=False,
+                )  # fmt: skip
+            return self._cache[key], f"{len(self._cache[key])} texts of {NAME}"
         spec = self._options.calibration_data or training_spec(self._data())
-        return self._encode(model, replace(spec, max_samples=samples), labels=False)
+        encoded = self._encode(model, replace(spec, max_samples=samples), labels=False)
+        return encoded, f"{len(encoded)} examples"
 
 
 @dataclass
@@ -152,6 +165,7 @@ class StepContext:
         gate_on: What that gate judges (``point`` or ``upper``).
         min_fidelity: An embedder's fidelity floor, for handlers that choose among candidates.
         progress: Opens progress bars.
+        decisions: Where measured choices are remembered (``StepOptions.decisions``).
     """
 
     source: str
@@ -169,3 +183,4 @@ class StepContext:
     gate_on: str = "point"
     min_fidelity: float | None = None
     progress: ProgressFactory = no_progress
+    decisions: Path | None = None

@@ -89,11 +89,6 @@ def _ort_provider(label: str, provider: str) -> Callable[[], Availability]:
 
 
 def _openvino() -> Availability:
-    if importlib.util.find_spec("openvino") is None or importlib.util.find_spec("nncf") is None:
-        return Availability(
-            "openvino cpu", False, "the openvino extra is not installed: pip install "
-            "'squeeze[openvino]'"
-        )  # fmt: skip
     flags = cpu_flags()
     speed = "AMX int8" if "amx_int8" in flags else "VNNI int8" if "avx512_vnni" in flags else None
     why = (

@@ -163,19 +163,10 @@ class OpenVINOSession:
 def openvino_session(
     path: str | os.PathLike[str], *, device: str = "cpu", threads: int | None = None
 ) -> OpenVINOSession:
-    """Raises: UnsupportedError for a device other than the CPU, or without the openvino extra."""
-    import importlib.util
-
+    """Raises: UnsupportedError for a device other than the CPU."""
     if device != "cpu":
         raise UnsupportedError(
             Problem("OpenVINO exports run on the CPU here; use {device} cpu, or an ONNX export")
-        )
-    if importlib.util.find_spec("openvino") is None:
-        raise UnsupportedError(
-            Problem(
-                "this is an OpenVINO export and openvino is not installed: pip install "
-                "'squeeze[openvino]'"
-            )
         )
     return OpenVINOSession(path, threads=threads)
 

@@ -120,6 +120,9 @@ def step_key(parent: str, step: str, *, device: str, **inputs: Any) -> str:
 
 MANIFEST = "squeeze-cache.json"
 LOCKS = ".locks"
+# Measured choices (the default quantization backend's ranking per machine and model shape):
+# ``squeeze.measure.decisions``.
+DECISIONS = ".decisions"
 STAGING = ".building"
 ROOT_TAG = "CACHEDIR.TAG"
 # The cache-directory tagging convention (https://bford.info/cachedir/): backup tools skip the
@@ -253,7 +256,7 @@ def _whose(path: Path) -> str:
         return "squeeze" if name == ROOT_TAG and _tagged(path.parent) else "foreign"
     if not path.is_dir():
         return "foreign"
-    if name == LOCKS:
+    if name in (LOCKS, DECISIONS):
         return "squeeze"
     if _LEFTOVER.fullmatch(name):
         return "leftover"
@@ -331,6 +334,18 @@ def claim(cache_dir: Path) -> None:
     tmp = locks / f"{ROOT_TAG}.{os.getpid()}"
     tmp.write_text(_TAG)
     tmp.replace(cache_dir / ROOT_TAG)
+
+
+def decisions_in(cache_dir: Path | None = None) -> Path:
+    """Where measured choices are remembered: ``.decisions`` in the cache (the default one
+    unless given), which is claimed first.
+
+    Raises:
+        ConfigError: ``cache_dir`` is a file, or a folder that is not a squeeze cache.
+    """
+    root = cache_dir if cache_dir is not None else default_cache_dir()
+    claim(root)
+    return root / DECISIONS
 
 
 def remove(entry: Path) -> None:

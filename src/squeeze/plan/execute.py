@@ -46,10 +46,19 @@ class ChainOutput:
     notes: list[str] = field(default_factory=list)
 
 
-def build_step(call: StepCall, index: int, source: str, out: Path, ctx: ChainContext) -> list[str]:
+def build_step(
+    call: StepCall,
+    index: int,
+    source: str,
+    out: Path,
+    ctx: ChainContext,
+    decisions: Path | None = None,
+) -> list[str]:
     """Run one step from ``source`` into ``out`` (which must not exist); return its notes.
 
     The step is not measured: a sweep measures each finished variant once, as deployed.
+    ``decisions``: where the cache remembers measured choices (the default quantization
+    backend's), so every variant's int8 of one shape is measured once.
     """
     from squeeze.engine.runner import run_step
     from squeeze.engine.step import StepOptions
@@ -63,7 +72,7 @@ def build_step(call: StepCall, index: int, source: str, out: Path, ctx: ChainCon
     options = StepOptions(
         data=ctx.data, calibration_data=ctx.calibration_data, max_length=ctx.max_length,
         measure=False, resume=resume, device=ctx.device,
-        trust_remote_code=ctx.trust_remote_code, progress=ctx.progress,
+        trust_remote_code=ctx.trust_remote_code, progress=ctx.progress, decisions=decisions,
     )  # fmt: skip
     return run_step(source, config, out, options).notes
 
@@ -99,6 +108,7 @@ def chain_keys(calls: tuple[StepCall, ...], ctx: ChainContext, model_key: str) -
             key,
             call.canonical(),
             device=device,
+            environment=call.config.canonical().environment(),
             data=cache.data_key(ctx.data),
             calibration_data=cache.data_key(ctx.calibration_data),
             max_length=ctx.max_length,
@@ -136,7 +146,7 @@ def run_chain(
                 # A build that died before publishing left this; its training checkpoint (kept
                 # beside it) lets the rebuild resume.
                 shutil.rmtree(staging, ignore_errors=True)
-                built = build_step(call, index, source, staging, ctx)
+                built = build_step(call, index, source, staging, ctx, cache.decisions_in(cache_dir))
                 notes += [f"{call.canonical()}: {n}" for n in built]
                 cache.publish(staging, out, key)
         source = str(out)

@@ -32,8 +32,7 @@ class ExportConfig(StepConfig):
     )
     format: str = param(
         "onnx",
-        help="onnx (ONNX Runtime and any ONNX runtime) or openvino (OpenVINO IR, needs the "
-        "openvino extra).",
+        help="onnx (ONNX Runtime and any ONNX runtime) or openvino (OpenVINO IR).",
         choices=EXPORT_FORMATS,
     )
 

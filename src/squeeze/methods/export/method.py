@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from squeeze.core.errors import Problem, UnsupportedError
 from squeeze.core.types import StepResult
 from squeeze.engine.registry import register
 from squeeze.methods.export.config import ExportConfig
@@ -24,22 +23,12 @@ def _produces(config: ExportConfig) -> str:
     return config.format
 
 
-def _machine_problems(config: ExportConfig) -> list[Problem]:
-    import importlib.util
-
-    if config.format == "openvino" and importlib.util.find_spec("openvino") is None:
-        why = "{format} openvino needs OpenVINO: pip install 'squeeze[openvino]'"
-        return [Problem(why, UnsupportedError)]
-    return []
-
-
 @register(
     ExportConfig,
     name="export",
     help="fp32 ONNX for ONNX Runtime, validated against PyTorch",
     tasks=("sequence-classification", "causal-lm", "masked-lm", "base", "embedding"),
     produces=_produces,
-    complete=_machine_problems,
     compresses=False,
 )
 def export(loaded: LoadedModel, config: ExportConfig, ctx: StepContext) -> StepResult:

@@ -1,14 +1,16 @@
-"""``--backend auto``: build every quantizer this machine can run, time them, keep the fastest.
+"""The default int8 and int4 backend (and ``--backend auto``): build every quantizer this
+machine can run, time them, keep the fastest within the gates.
 
 Which int8 path wins is a property of the CPU, not of squeeze: on AVX2-only EPYC ONNX Runtime's
 dynamic int8 beat OpenVINO's static int8 by 2x, while VNNI and AMX are where OpenVINO's int8
-kernels are strongest. So ``auto`` measures instead of assuming:
+kernels are strongest. So the default measures instead of assuming:
 
 1. each candidate (ONNX Runtime dynamic and static, OpenVINO weight-only and static, torchao;
    for int4 ONNX Runtime MatMulNBits, OpenVINO and bitsandbytes) is built by its own registered
-   backend from a fresh load of the input, into its own folder; one that cannot run here (an
-   extra not installed, no calibration data, a layout its kernels refuse) is listed as skipped
-   with the reason;
+   backend from a fresh load of the input, into its own folder; static ones calibrate on the
+   data's training part, or on squeeze's built-in calibration text without data; one that
+   cannot run here (a device it does not serve, a layout its kernels refuse) is listed as
+   skipped with the reason;
 2. all of them are timed in one rotating measurement (``squeeze.measure``) at batch 1 and the
    step's ``max_length`` on the step's device, and scored on the held-out data when there is any
    (an embedder's against the input's embeddings too: its fidelity, the primary metric on
@@ -17,7 +19,11 @@ kernels are strongest. So ``auto`` measures instead of assuming:
    ``--min-fidelity`` too) is moved into the output; the summary lists every candidate with its
    latency, size and drop, and the machine's fingerprint.
 
-Without data there is no gate: the fastest candidate wins and the summary says so.
+The ranking is remembered (``squeeze.measure.decisions``) under the machine's speed facts and
+the model's shape: the next default quantization of that shape here builds the remembered
+fastest alone, and the next one only where it misses the gates. ``--backend auto`` always
+measures again (and remembers the new ranking). Without data there is no gate: the fastest
+candidate wins and the summary says so.
 """
 
 from __future__ import annotations
@@ -32,8 +38,9 @@ from squeeze.core.types import StepResult, no_progress
 from squeeze.engine.registry import Backend, backends, register_backend
 
 if TYPE_CHECKING:
-    from squeeze.core.types import Evaluation
+    from squeeze.core.types import Evaluation, Task
     from squeeze.engine.step import StepContext
+    from squeeze.measure.decisions import Decision, Timing
     from squeeze.methods.quantize.method import QuantizeConfig
     from squeeze.model.loaded import LoadedModel
 
@@ -81,7 +88,10 @@ class Candidate:
 
     def to_dict(self, chosen: bool, reference: Any) -> dict[str, Any]:
         if self.skipped is not None:
-            return {"label": self.label, "backend": self.config.backend, "skipped": self.skipped}
+            skipped = {"label": self.label, "backend": self.config.backend, "skipped": self.skipped}
+            if self.latency is not None:  # remembered, not built
+                skipped["p50_ms"] = self.latency.p50_ms
+            return skipped
         lat = self.latency
         return {
             "label": self.label,
@@ -108,10 +118,6 @@ def _why_not(config: QuantizeConfig, ctx: StepContext) -> str | None:
 
     method = method_for(config)
     problems = [p.render() for p in config.problems() + method.complete(config)]
-    given = {"data"} if ctx.data.can_calibrate else set()
-    data = method.data_problem(config, given)
-    if data is not None:
-        problems.append(Problem(data).render())
     device = device_problem(config.chosen_backend, ctx.device)
     if device is not None:
         problems.append(device)
@@ -189,24 +195,121 @@ def _time(built: list[Candidate], reference: Path, seq_len: int, ctx: StepContex
     return results[0].latencies[0]
 
 
+# Without a gate (no data, or none asked for) the fastest candidate must still say what the
+# original says, on text its calibration never read: an embedder's mean cosine (issue 28's bar
+# for all-MiniLM-L6-v2: ONNX Runtime's static QDQ kept 0.925 there), a classifier's top-1
+# agreement. A language model's token agreement is no such floor: 8-bit rounding flips near-tied
+# next-token choices on any decoder, so there the fastest wins.
+AGREEMENT_FLOOR = {"mean_cosine": 0.99, "top1_agreement": 0.98}
+
+
+def agreement_floor(task: Task) -> tuple[str, float] | None:
+    """The agreement a gateless choice keeps to, for a task; None: none."""
+    from squeeze.core.types import Task
+
+    key = {Task.EMBEDDING: "mean_cosine", Task.SEQUENCE_CLASSIFICATION: "top1_agreement"}.get(task)
+    return (key, AGREEMENT_FLOOR[key]) if key is not None else None
+
+
 def choose(
-    built: list[Candidate], max_drop: float | None, gate_on: str, min_fidelity: float | None = None
+    built: list[Candidate],
+    max_drop: float | None,
+    gate_on: str,
+    min_fidelity: float | None = None,
+    floor: tuple[str, float] | None = None,
 ) -> Candidate:
     """The fastest candidate within the gates (the drop allowance; an embedder's fidelity floor
     too); when none passes, the one that dropped least, or kept the most fidelity where only the
-    floor is set (the step's gate then refuses it, so nothing is written)."""
+    floor is set (the step's gate then refuses it, so nothing is written). With no gate, the
+    fastest whose agreement with the original reaches ``floor`` (key, value), else the closest."""
     from squeeze.engine.gate import PASSED, fidelity_of, judged_drop, passes, verdict
+
+    gateless = max_drop is None and min_fidelity is None and floor is not None
+
+    def closeness(candidate: Candidate) -> float:
+        assert floor is not None
+        return (candidate.agreement or {}).get(floor[0]) or 0.0
 
     for candidate in built:
         judged = judged_drop(candidate.drop, candidate.interval, gate_on)
         kept = verdict(fidelity_of(candidate.metric), min_fidelity, at_least=True) == PASSED
         candidate.passed = passes(judged, max_drop) and (min_fidelity is None or kept)
+        if gateless:
+            candidate.passed = closeness(candidate) >= floor[1]
     passing = [c for c in built if c.passed]
     if passing:
         return min(passing, key=lambda c: c.latency.p50_ms)
+    if gateless:
+        return max(built, key=closeness)
     if max_drop is None and min_fidelity is not None:
         return max(built, key=lambda c: fidelity_of(c.metric) or 0.0)
     return min(built, key=lambda c: judged_drop(c.drop, c.interval, gate_on) or 0.0)
+
+
+def model_shape(loaded: LoadedModel) -> dict[str, Any]:
+    """What decides a model's speed apart from the machine: its family, task, pooling and every
+    weight's shape (a pruned model's narrower layers included), never the weights' values."""
+    import hashlib
+    import json
+
+    shapes = [[name, list(p.shape)] for name, p in loaded.model.state_dict().items()]
+    return {
+        "model_type": getattr(loaded.config, "model_type", None),
+        "task": loaded.task.value,
+        "pooling": loaded.pooling.mode if loaded.pooling is not None else None,
+        "weights": hashlib.sha256(json.dumps(shapes).encode()).hexdigest()[:16],
+    }
+
+
+def _measure_all(
+    runnable: list[Candidate],
+    loaded: LoadedModel,
+    ctx: StepContext,
+    agree: Any,
+    root: Path,
+    seq_len: int,
+) -> Any:
+    """Build every candidate, time them with the input; the input's latency."""
+    with ctx.progress("Building candidates", len(runnable)) as bar:
+        for candidate in runnable:
+            bar.advance(0, info=candidate.label)
+            _build(candidate, loaded, replace(ctx, progress=no_progress), agree, root)
+            bar.advance(1, info=candidate.label)
+    built = [c for c in runnable if c.skipped is None]
+    return _time(built, loaded.path, seq_len, ctx) if built else None
+
+
+def _from_decision(
+    runnable: list[Candidate],
+    decision: Decision,
+    loaded: LoadedModel,
+    ctx: StepContext,
+    agree: Any,
+    root: Path,
+) -> None:
+    """Build the remembered fastest candidate alone; where it misses the gates (accuracy
+    depends on the weights, so it is measured every time) or fails here, the next fastest."""
+    order = sorted(runnable, key=lambda c: _remembered_ms(decision, c))
+    with ctx.progress("Building the remembered fastest", len(order)) as bar:
+        for index, candidate in enumerate(order):
+            bar.advance(0, info=candidate.label)
+            _build(candidate, loaded, replace(ctx, progress=no_progress), agree, root)
+            bar.advance(1, info=candidate.label)
+            if candidate.skipped is not None:
+                continue
+            candidate.latency = decision.timing(candidate.label)
+            choose([candidate], ctx.max_accuracy_drop, ctx.gate_on, ctx.min_fidelity,
+                   agreement_floor(loaded.task))  # fmt: skip
+            if candidate.passed:
+                for rest in order[index + 1 :]:
+                    rest.latency = decision.timing(rest.label)
+                    rest.skipped = f"not built: slower here than {candidate.label} (remembered)"
+                return
+
+
+def _remembered_ms(decision: Decision, candidate: Candidate) -> float:
+    timing = decision.timing(candidate.label)
+    return timing.p50_ms if timing is not None else float("inf")
 
 
 def _quantize(
@@ -214,6 +317,7 @@ def _quantize(
 ) -> tuple[StepResult, Any]:
     from squeeze.artifact import Artifact
     from squeeze.core.errors import UnsupportedError
+    from squeeze.measure.decisions import Decision, DecisionStore, decision_key, now, speed_facts
     from squeeze.measure.machine import fingerprint
 
     known = backends()
@@ -226,21 +330,38 @@ def _quantize(
     root = ctx.scratch / "candidates"
     for candidate in candidates:
         candidate.skipped = _why_not(candidate.config, ctx)
-    # One bar over the candidates; their own steps (export, calibration, scoring) run without
-    # bars of their own, which would nest.
     runnable = [c for c in candidates if c.skipped is None]
-    with ctx.progress("Building candidates", len(runnable)) as bar:
-        for candidate in runnable:
-            bar.advance(0, info=candidate.label)
-            _build(candidate, loaded, replace(ctx, progress=no_progress), agree, root)
-            bar.advance(1, info=candidate.label)
-    built = [c for c in candidates if c.skipped is None]
+    if not runnable:
+        reasons = "; ".join(f"{c.label}: {c.skipped}" for c in candidates)
+        raise UnsupportedError(f"no {config.dtype} backend can run here ({reasons})")
+    seq_len, machine = timed_length(loaded, ctx), fingerprint()
+    facts = speed_facts(
+        machine, model_shape(loaded), dtype=config.dtype, device=ctx.device, seq_len=seq_len,
+        batch=1, candidates=[c.label for c in runnable],
+    )  # fmt: skip
+    key = decision_key(facts)
+    store = DecisionStore(ctx.decisions) if ctx.decisions is not None else None
+    # The default reuses what was measured for this shape here; --backend auto measures again.
+    decision = store.get(key) if store is not None and config.backend is None else None
+    if decision is not None:
+        _from_decision(runnable, decision, loaded, ctx, agree, root)
+        reference: Any = decision.reference
+    else:
+        reference = _measure_all(runnable, loaded, ctx, agree, root, seq_len)
+    built = [c for c in runnable if c.skipped is None]
     if not built:
         reasons = "; ".join(f"{c.label}: {c.skipped}" for c in candidates)
         raise UnsupportedError(f"no {config.dtype} backend can run here ({reasons})")
-    seq_len = timed_length(loaded, ctx)
-    reference = _time(built, loaded.path, seq_len, ctx)
-    winner = choose(built, ctx.max_accuracy_drop, ctx.gate_on, ctx.min_fidelity)
+    if decision is None and store is not None:
+        timings = [_timing(c.label, c.latency) for c in built]
+        decision = Decision(
+            sorted(timings, key=lambda t: t.p50_ms), _timing("input (torch)", reference), now(),
+            machine, facts,
+        )  # fmt: skip
+        store.put(key, decision)
+        decision = None  # measured now, not remembered
+    winner = choose(built, ctx.max_accuracy_drop, ctx.gate_on, ctx.min_fidelity,
+                    agreement_floor(loaded.task))  # fmt: skip
     assert winner.folder is not None and winner.result is not None
     for item in winner.folder.iterdir():
         shutil.move(str(item), ctx.out / item.name)
@@ -260,23 +381,37 @@ def _quantize(
                 "stdev_ms": reference.stdev_ms,
             },
             "timing": {"batch": 1, "seq_len": seq_len, "device": ctx.device, **_TIMING},
+            "remembered": decision.measured_at if decision is not None else None,
             "gated": ctx.measure
             and (ctx.max_accuracy_drop is not None or ctx.min_fidelity is not None),
-            "machine": fingerprint(),
+            "machine": decision.machine if decision is not None else machine,
         },
     }
-    result.notes.insert(0, _choice_note(winner, built, reference, seq_len, ctx))
+    note = _choice_note(winner, built, reference, seq_len, ctx, config.backend is None, loaded.task)
+    if decision is not None:
+        note += (
+            f"; timings remembered from {decision.measured_at} for this model shape on this "
+            "machine (--backend auto measures again)"
+        )
+    result.notes.insert(0, note)
     return result, Artifact.of(ctx.out).open(device=ctx.device).forward
 
 
+def _timing(label: str, latency: Any) -> Timing:
+    from squeeze.measure.decisions import Timing
+
+    return Timing(label, latency.p50_ms, latency.p90_ms, latency.stdev_ms)
+
+
 def _choice_note(
-    winner: Candidate, built: list[Candidate], reference: Any, seq_len: int, ctx: StepContext
+    winner: Candidate,
+    built: list[Candidate],
+    reference: Any,
+    seq_len: int,
+    ctx: StepContext,
+    default: bool,
+    task: Task,
 ) -> str:
-    others = sorted((c for c in built if c is not winner), key=lambda c: c.latency.p50_ms)
-    shown = ", ".join(
-        f"{c.label} {c.latency.p50_ms:.2f} ms{'' if c.passed else ' (missed the gate)'}"
-        for c in others
-    )
     floors = [
         name
         for name, limit in (
@@ -285,13 +420,25 @@ def _choice_note(
         )
         if limit is not None
     ]
-    gate = (
-        f"fastest within the {' and '.join(floors)}"
-        if ctx.measure and floors
-        else "fastest; no accuracy gate" + ("" if ctx.measure else " without --data")
+    floor = agreement_floor(task) if not floors else None
+    missed = " (missed the gate)" if floor is None else " (below the agreement floor)"
+    others = sorted((c for c in built if c is not winner), key=lambda c: c.latency.p50_ms)
+    shown = ", ".join(
+        f"{c.label} {c.latency.p50_ms:.2f} ms{'' if c.passed else missed}" for c in others
     )
+    if ctx.measure and floors:
+        gate = f"fastest within the {' and '.join(floors)}"
+    else:
+        gate = "no accuracy gate" + ("" if ctx.measure else " without --data")
+        what = {"mean_cosine": "mean cosine", "top1_agreement": "top-1 agreement"}
+        gate = (
+            f"fastest whose {what[floor[0]]} to the original is at least {floor[1]:g}; {gate}"
+            if floor is not None
+            else f"fastest; {gate}"
+        )
+    who = "the default backend (measured) chose" if default else "backend auto chose"
     return (
-        f"backend auto chose {winner.label}: {winner.latency.p50_ms:.2f} ms p50 at batch 1, "
+        f"{who} {winner.label}: {winner.latency.p50_ms:.2f} ms p50 at batch 1, "
         f"seq {seq_len} on {ctx.device}, {reference.p50_ms / winner.latency.p50_ms:.2f}x the "
         f"input's {reference.p50_ms:.2f} ms ({gate})" + (f"; others: {shown}" if shown else "")
     )
@@ -299,12 +446,7 @@ def _choice_note(
 
 def _check(config: QuantizeConfig) -> list[Problem]:
     if config.static:
-        return [
-            Problem(
-                "{backend} auto tries static and dynamic int8 itself (static where there is "
-                "calibration data); drop {static}"
-            )
-        ]
+        return [Problem("{backend} auto tries static and dynamic int8 itself; drop {static}")]
     return []
 
 
@@ -312,7 +454,7 @@ register_backend(
     Backend(
         name="auto",
         dtypes=tuple(CANDIDATES),
-        default_for=(),
+        default_for=tuple(CANDIDATES),
         produces="onnx, openvino or checkpoint",
         quantize=_quantize,
         help="every backend this machine runs, timed here; keeps the fastest within the gate",

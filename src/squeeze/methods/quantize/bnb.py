@@ -46,7 +46,7 @@ register_backend(
     Backend(
         name="bitsandbytes",
         dtypes=("int8", "int4"),
-        default_for=("int4",),
+        default_for=(),
         produces="checkpoint",
         quantize=_quantize,
         help="bitsandbytes LLM.int8 and 4-bit NF4/FP4 checkpoints",

@@ -8,13 +8,19 @@ original on the same inputs (logit distance, top-1 agreement).
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from squeeze.core.config import StepConfig, at_least, param, range_problem
+from squeeze.core.config import StepConfig, at_least, literal, param, range_problem
 from squeeze.core.errors import Problem, UnsupportedError
-from squeeze.engine.registry import Backend, backends, default_backend, register
+from squeeze.engine.registry import (
+    PIN,
+    Backend,
+    backends,
+    default_backend,
+    pinned_backend,
+    register,
+)
 
 if TYPE_CHECKING:
     from squeeze.core.types import StepResult
@@ -30,9 +36,12 @@ INT4_BLOCK_SIZES = (16, 32, 64, 128, 256)  # MatMulNBits: powers of two from 16
 class QuantizeConfig(StepConfig):
     """A quantization request; which combinations exist is the registered backends' word.
 
-    ``backend`` None picks the dtype's default backend (int8: onnxruntime, in the base install,
-    needing no data, and the fastest on AVX2-only CPUs; ``auto`` measures which wins on this
-    CPU; fp16/bf16: torch, for GPU deployment; int4: bitsandbytes).
+    ``backend`` None picks the dtype's default backend. int8 and int4: ``auto``, the measured
+    choice, because which quantizer is fastest is a property of the CPU (ONNX Runtime's dynamic
+    int8 on AVX2-only EPYC, OpenVINO's static int8 on VNNI and AMX Xeons): every candidate is
+    built and timed here, and the ranking is remembered per machine and model shape so the next
+    quantization of that shape builds the winner alone. ``$SQUEEZE_BACKEND`` pins one instead.
+    fp16/bf16: torch, for GPU deployment.
     """
 
     positional: ClassVar[tuple[str, ...]] = ("dtype", "backend")
@@ -40,10 +49,11 @@ class QuantizeConfig(StepConfig):
     dtype: str = param("int8", help="int8, int4, fp16 or bf16.")
     backend: str | None = param(
         None,
-        help="onnxruntime (int8 default; int4 weight-only MatMulNBits), torch (fp16/bf16 default; "
-        "int8 via torchao), bitsandbytes (int4 default; int8 = LLM.int8), openvino "
-        "(squeeze[openvino]) or auto (builds each this machine runs, keeps the fastest within "
-        "the gate).",
+        help="Default (int8, int4): the fastest this machine runs within the gate, measured once "
+        "per model shape and remembered ($SQUEEZE_BACKEND pins one). auto: measure again now. "
+        "onnxruntime (int8 dynamic or static; int4 MatMulNBits), openvino (int8 weight-only or "
+        "static; int4), torch (fp16/bf16 default; int8 via torchao), bitsandbytes (int8 = "
+        "LLM.int8; int4 NF4/FP4).",
     )
     static: bool = param(
         False,
@@ -98,6 +108,13 @@ class QuantizeConfig(StepConfig):
             return [*found, Problem(why)]
         if self.backend is not None and self.backend not in known:
             return [*found, Problem(f"{{backend}} must be one of {', '.join(known)}")]
+        pinned = pinned_backend()
+        if self.backend is None and pinned is not None and pinned not in known:
+            why = (
+                f"${PIN} is {literal(repr(pinned))}, which is not a backend: set it to one of "
+                f"{', '.join(known)}, or unset it to measure the fastest here"
+            )
+            return [*found, Problem(why)]
         backend = self.chosen_backend
         if self.dtype not in backend.dtypes:
             others = " or ".join(b.name for b in known.values() if self.dtype in b.dtypes)
@@ -108,12 +125,18 @@ class QuantizeConfig(StepConfig):
     def canonical(self) -> QuantizeConfig:
         """Naming the dtype's default backend asks for the same thing as naming none, and
         options of another dtype or backend change nothing."""
+        resolved = self.chosen_backend
         config = self
-        if self.backend is not None and self.chosen_backend is default_backend(self.dtype):
+        if self.backend is not None and resolved is default_backend(self.dtype):
             config = replace(config, backend=None)
-        read = _INT4_FIELDS.get(self.chosen_backend.name, ()) if self.dtype == "int4" else ()
+        read = _INT4_FIELDS.get(resolved.name, ()) if self.dtype == "int4" else ()
         unread = [name for name in _ORT_INT4_FIELDS if name not in read]
         return replace(config, **{name: _DEFAULTS[name] for name in unread})
+
+    def environment(self) -> dict[str, Any]:
+        """The backend a default resolves to ($SQUEEZE_BACKEND may pin one instead of the
+        measured choice): one name, two different artifacts."""
+        return {"backend": self.chosen_backend.name} if self.backend is None else {}
 
     @property
     def chosen_backend(self) -> Backend:
@@ -155,15 +178,6 @@ def _machine_problems(config: QuantizeConfig) -> list[Problem]:
     return found
 
 
-def _data_problem(config: QuantizeConfig, given: Collection[str]) -> str | None:
-    if config.chosen_backend.needs_calibration(config) and not set(given) & {
-        "data",
-        "calibration_data",
-    }:
-        return "{static} needs calibration data: {calibration_data} or {data}"
-    return None
-
-
 def _produces(config: QuantizeConfig) -> str:
     return config.chosen_backend.produces
 
@@ -173,20 +187,15 @@ def _final(config: QuantizeConfig) -> bool:
     return True
 
 
-def _probe_batches(loaded: LoadedModel) -> list[dict[str, Any]]:
-    """The export's validation sentences, batched: text any model can be probed with."""
-    from squeeze.methods.export.config import ExportConfig
-    from squeeze.methods.export.validate import validation_batches
-
-    return list(validation_batches(loaded, ExportConfig()).values())
-
-
-def comparison_batches(loaded: LoadedModel, held_out: Any) -> list[dict[str, Any]]:
-    """Inputs for the agreement check: up to 256 held-out examples, else probe sentences."""
-    from squeeze.data.encoding import batches
+def comparison_batches(loaded: LoadedModel, held_out: Any, max_length: int) -> list[dict[str, Any]]:
+    """Inputs for the agreement check: up to 256 held-out examples, else the 256 texts of
+    squeeze's built-in set that calibration never reads."""
+    from squeeze.data.calibration import builtin_held_out
+    from squeeze.data.encoding import batches, encode_dataset
 
     if held_out is None:
-        return _probe_batches(loaded)
+        held_out, _ = encode_dataset(loaded, builtin_held_out(), max_length=max_length,
+                                     labels=False)  # fmt: skip
     return [b.inputs for _, b in zip(range(8), batches(held_out, 32), strict=False)]
 
 
@@ -203,17 +212,14 @@ def device_problem(backend: Backend, device: str) -> str | None:
 def calibration_feeds(
     loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext
 ) -> tuple[list[dict[str, Any]], str]:
-    """Input batches for calibration and outlier detection, and where they came from: the
-    calibration data (batches of 16, padded to the longest), else the export's validation
-    sentences (outlier channels show in any text)."""
+    """Input batches for calibration and outlier detection (batches of 16, padded to the
+    longest), and what they are: the calibration data, data's training part, or squeeze's
+    built-in calibration text when no data is given."""
     from squeeze.data.encoding import batches
 
-    if ctx.data.can_calibrate:
-        calibration = ctx.data.calibration(loaded, config.calibration_samples)
-        longest = max(len(ids) for ids in calibration.features["input_ids"])
-        feeds = [b.inputs for b in batches(calibration, 16, pad_to=longest)]
-        return feeds, f"{len(calibration)} examples"
-    return _probe_batches(loaded), "the export's validation sentences"
+    calibration, source = ctx.data.calibration(loaded, config.calibration_samples)
+    longest = max(len(ids) for ids in calibration.features["input_ids"])
+    return [b.inputs for b in batches(calibration, 16, pad_to=longest)], source
 
 
 @register(
@@ -222,7 +228,6 @@ def calibration_feeds(
     help="int8 for ONNX Runtime (default), fp16/bf16 checkpoints, torch/bitsandbytes int8, int4",
     summary="quantize.json",
     tasks=("sequence-classification", "causal-lm", "masked-lm", "embedding"),
-    data_problem=_data_problem,
     produces=_produces,
     final=_final,
     complete=_machine_problems,
@@ -241,7 +246,7 @@ def quantize(loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext) -> S
     if config.backend is None:
         notes.append(f"backend {backend.name} chosen for {config.dtype} (the default)")
     held_out = ctx.data.held_out(loaded) if ctx.data.given else None
-    compare = comparison_batches(loaded, held_out)
+    compare = comparison_batches(loaded, held_out, ctx.max_length)
     reference = torch_forward(loaded.model, ctx.device, loaded.pooling)
     expected = [reference(b) for b in compare]  # before half precision changes the model in place
     embeddings = loaded.task is Task.EMBEDDING

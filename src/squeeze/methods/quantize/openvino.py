@@ -1,4 +1,4 @@
-"""The ``openvino`` backend: OpenVINO IR compressed or quantized by NNCF (``squeeze[openvino]``).
+"""The ``openvino`` backend: OpenVINO IR compressed or quantized by NNCF.
 
 - int8, weight-only (default): ``nncf.compress_weights`` INT8_ASYM, per output channel;
   activations stay float.
@@ -89,8 +89,5 @@ register_backend(
         quantize=_quantize,
         help="OpenVINO IR through NNCF: int8 weight-only or static, int4 weight-only",
         check=static_int8_only,
-        needs_calibration=lambda config: config.static,
-        extra="openvino",
-        modules=("openvino", "nncf"),
     )
 )

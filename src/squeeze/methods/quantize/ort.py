@@ -54,12 +54,11 @@ register_backend(
     Backend(
         name="onnxruntime",
         dtypes=("int8", "int4"),
-        default_for=("int8",),
+        default_for=(),
         produces="onnx",
         quantize=_quantize,
         help="ONNX Runtime: int8 dynamic (fused, QAttention) or static QDQ; int4 weight-only "
         "MatMulNBits",
         check=ort_int8.static_int8_only,
-        needs_calibration=lambda config: config.static,
     )
 )
