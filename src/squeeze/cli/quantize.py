@@ -112,9 +112,10 @@ def _candidates_table(auto: dict[str, Any]) -> Any:
     from squeeze.methods.quantize.validate import Agreement
 
     timing = auto["timing"]
+    when = f"; timings remembered from {auto['remembered']}" if auto.get("remembered") else ""
     table = new_table(
         f"candidates (batch {timing['batch']}, seq {timing['seq_len']}, {timing['device']}; "
-        f"{describe_machine(auto['machine'])})",
+        f"{describe_machine(auto['machine'])}{when})",
         ("candidate", "p50 ms", "p90 ms", "sd ms", "speed-up", "on disk", "drop", "agree", ""),
         left=("candidate", ""),
     )
@@ -123,10 +124,13 @@ def _candidates_table(auto: dict[str, Any]) -> Any:
                   f"{ref['stdev_ms']:.2f}", "1.00x", "", "", "", "")  # fmt: skip
     for c in auto["candidates"]:
         if "skipped" in c:
-            table.add_row(c["label"], *[""] * 7, f"[dim]skipped: {escape(c['skipped'])}[/dim]")
+            remembered = f"{c['p50_ms']:.2f}" if "p50_ms" in c else ""
+            table.add_row(c["label"], remembered, *[""] * 6,
+                          f"[dim]skipped: {escape(c['skipped'])}[/dim]")  # fmt: skip
             continue
         drop = "" if c["drop"] is None else f"{c['drop']:+.2f}"
-        verdict = "chosen" if c["chosen"] else ("" if c["passed"] else "missed the gate")
+        missed = "missed the gate" if auto["gated"] else "below the agreement floor"
+        verdict = "chosen" if c["chosen"] else ("" if c["passed"] else missed)
         table.add_row(
             c["label"], f"{c['p50_ms']:.2f}", f"{c['p90_ms']:.2f}", f"{c['stdev_ms']:.2f}",
             f"{c['speedup']:.2f}x", fmt_bytes(c["bytes_on_disk"]), drop,
