@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cpuload import cpu_seconds, others_share  # beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "examples" / "embedder.yaml"
@@ -56,28 +57,6 @@ def _squeeze_command() -> list[str]:
 
 def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def _cpu_seconds() -> tuple[float, float, float] | None:
-    """(all CPUs busy, all CPUs in total, this process) in seconds; None off Linux."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    user, nice, system, idle, iowait, irq, softirq, steal = fields
-    tick = os.sysconf("SC_CLK_TCK")
-    busy = (user + nice + system + irq + softirq + steal) / tick
-    own = os.times()
-    return busy, busy + (idle + iowait) / tick, own.user + own.system
-
-
-def _others_share(before: Any, after: Any) -> float | None:
-    """The share of the machine's CPU time other processes took while this one timed: on a
-    small shared machine their work slows multi-threaded inference, so it is printed."""
-    if before is None or after is None or after[1] <= before[1]:
-        return None
-    others = (after[0] - before[0]) - (after[2] - before[2])
-    return round(max(0.0, others) / (after[1] - before[1]), 3)
 
 
 def _quick_inputs(work: Path) -> tuple[Path, Path, list[str], Path]:
@@ -161,7 +140,7 @@ def _time(
     per_round = -(-args.runs // args.rounds)
     batched_per_round = max(2, per_round // 8)
     samples: dict[str, dict[str, list[float]]] = {n: {"1": [], "32": []} for n in names}
-    start_cpu = _cpu_seconds()
+    start_cpu = cpu_seconds()
     for r in range(args.rounds):
         for i in range(len(names)):
             name = names[(i + r) % len(names)]
@@ -180,7 +159,7 @@ def _time(
                 t0 = time.perf_counter()
                 encode(batch)
                 samples[name]["32"].append((time.perf_counter() - t0) * 1000 / BATCH)
-    others = _others_share(start_cpu, _cpu_seconds())
+    others = others_share(start_cpu, cpu_seconds())
     figures = {
         name: {
             "batch1_ms": float(np.median(s["1"])),

@@ -52,6 +52,8 @@ from importlib import metadata, util
 from pathlib import Path
 from typing import Any
 
+from cpuload import cpu_seconds, others_share  # beside this script (its venv has no squeeze)
+
 BACKENDS = {
     "torch": "PyTorch fp32",
     "openvino": "OpenVINO, the CPU plugin's default inference precision",
@@ -275,33 +277,6 @@ def _time_all(
     return {name: _stats(values) for name, values in samples.items()}
 
 
-def _cpu_seconds() -> tuple[float, float, float] | None:
-    """(all CPUs busy, all CPUs in total, this process) in seconds; None off Linux."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    user, nice, system, idle, iowait, irq, softirq, steal = fields
-    tick = os.sysconf("SC_CLK_TCK")
-    busy = (user + nice + system + irq + softirq + steal) / tick
-    own = os.times()
-    return busy, busy + (idle + iowait) / tick, own.user + own.system
-
-
-def _others_share(
-    before: tuple[float, float, float] | None, after: tuple[float, float, float] | None
-) -> float | None:
-    """The share of the machine's CPU time other processes took while this one timed.
-
-    Others' work on a small shared machine slows multi-threaded PyTorch most (its threads wait
-    for one another at every layer), so a figure taken under load says so beside it.
-    """
-    if before is None or after is None or after[1] <= before[1]:
-        return None
-    others = (after[0] - before[0]) - (after[2] - before[2])
-    return round(max(0.0, others) / (after[1] - before[1]), 3)
-
-
 def _mean_cosine(a: Any, b: Any) -> float:
     import numpy as np
 
@@ -346,9 +321,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         else:
             note = "OpenVINO IR exported here by optimum-intel"
         entry["notes"].append(note)
-    before = _cpu_seconds()
+    before = cpu_seconds()
     latency = _time_all(models, texts, args) if models else {}
-    others = _others_share(before, _cpu_seconds())
+    others = others_share(before, cpu_seconds())
     args.out.mkdir(parents=True, exist_ok=True)
     embeddings: dict[str, Any] = {}
     for name, model in models.items():
