@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cpuload import cpu_seconds, others_share  # beside this script
+from _cpuload import cpu_seconds, others_share  # beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "examples" / "embedder.yaml"

@@ -52,7 +52,7 @@ from importlib import metadata, util
 from pathlib import Path
 from typing import Any
 
-from cpuload import cpu_seconds, others_share  # beside this script (its venv has no squeeze)
+from _cpuload import cpu_seconds, others_share  # beside this script (its venv has no squeeze)
 
 BACKENDS = {
     "torch": "PyTorch fp32",

@@ -2,8 +2,9 @@
 
 Shared by benchmarks/embedders.py and benchmarks/st_peer.py, the latter run by the peer's own
 venv (no squeeze installed): both run as scripts, so this sits beside them with the standard
-library only. Others' work on a small shared machine slows multi-threaded inference most (its
-threads wait for one another at every layer), so a figure taken under load says so beside it.
+library only (the leading underscore: a helper, not a benchmark of its own). Others' work on a
+small shared machine slows multi-threaded inference most (its threads wait for one another at
+every layer), so a figure taken under load says so beside it.
 """
 
 from __future__ import annotations
