@@ -85,3 +85,16 @@ def test_the_cpus_instruction_sets_are_in_the_key(monkeypatch):
     assert _keys() == avx2  # a flag no kernel choice reads
     monkeypatch.setattr(machine, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_vnni"})
     assert _keys()[0] != avx2[0]
+
+
+def test_a_pinned_default_backend_keys_the_quantize_step_only(monkeypatch):
+    """`quantize(int8)` names no backend either way, but the measured default and a
+    $SQUEEZE_BACKEND pin build different artifacts: their keys differ from the quantize step on,
+    and the step before keeps its key (its cached artifact stays valid)."""
+    monkeypatch.setenv("SQUEEZE_BACKEND", "onnxruntime")
+    pinned = _keys()
+    monkeypatch.delenv("SQUEEZE_BACKEND")
+    measured = _keys()
+    assert pinned[0] == measured[0] and pinned[1] != measured[1]
+    monkeypatch.setenv("SQUEEZE_BACKEND", "openvino")
+    assert _keys()[1] not in (pinned[1], measured[1])

@@ -108,7 +108,9 @@ def chain_keys(calls: tuple[StepCall, ...], ctx: ChainContext, model_key: str) -
             key,
             call.canonical(),
             device=device,
-            environment=call.config.canonical().environment(),
+            # Only where a step resolves something from outside its fields (the quantize
+            # default's backend): other steps keep the keys their cached artifacts have.
+            **({"environment": env} if (env := call.config.canonical().environment()) else {}),
             data=cache.data_key(ctx.data),
             calibration_data=cache.data_key(ctx.calibration_data),
             max_length=ctx.max_length,

@@ -331,9 +331,6 @@ def _quantize(
     for candidate in candidates:
         candidate.skipped = _why_not(candidate.config, ctx)
     runnable = [c for c in candidates if c.skipped is None]
-    if not runnable:
-        reasons = "; ".join(f"{c.label}: {c.skipped}" for c in candidates)
-        raise UnsupportedError(f"no {config.dtype} backend can run here ({reasons})")
     seq_len, machine = timed_length(loaded, ctx), fingerprint()
     facts = speed_facts(
         machine, model_shape(loaded), dtype=config.dtype, device=ctx.device, seq_len=seq_len,
@@ -342,24 +339,20 @@ def _quantize(
     key = decision_key(facts)
     store = DecisionStore(ctx.decisions) if ctx.decisions is not None else None
     # The default reuses what was measured for this shape here; --backend auto measures again.
-    decision = store.get(key) if store is not None and config.backend is None else None
-    if decision is not None:
-        _from_decision(runnable, decision, loaded, ctx, agree, root)
-        reference: Any = decision.reference
+    remembered = store.get(key) if store is not None and config.backend is None else None
+    if remembered is not None:
+        _from_decision(runnable, remembered, loaded, ctx, agree, root)
+        reference: Any = remembered.reference
     else:
         reference = _measure_all(runnable, loaded, ctx, agree, root, seq_len)
     built = [c for c in runnable if c.skipped is None]
     if not built:
         reasons = "; ".join(f"{c.label}: {c.skipped}" for c in candidates)
         raise UnsupportedError(f"no {config.dtype} backend can run here ({reasons})")
-    if decision is None and store is not None:
-        timings = [_timing(c.label, c.latency) for c in built]
-        decision = Decision(
-            sorted(timings, key=lambda t: t.p50_ms), _timing("input (torch)", reference), now(),
-            machine, facts,
-        )  # fmt: skip
-        store.put(key, decision)
-        decision = None  # measured now, not remembered
+    if remembered is None and store is not None:
+        timings = sorted((_timing(c.label, c.latency) for c in built), key=lambda t: t.p50_ms)
+        store.put(key, Decision(timings, _timing("input (torch)", reference), now(), machine,
+                                facts))  # fmt: skip
     winner = choose(built, ctx.max_accuracy_drop, ctx.gate_on, ctx.min_fidelity,
                     agreement_floor(loaded.task))  # fmt: skip
     assert winner.folder is not None and winner.result is not None
@@ -381,16 +374,16 @@ def _quantize(
                 "stdev_ms": reference.stdev_ms,
             },
             "timing": {"batch": 1, "seq_len": seq_len, "device": ctx.device, **_TIMING},
-            "remembered": decision.measured_at if decision is not None else None,
+            "remembered": remembered.measured_at if remembered is not None else None,
             "gated": ctx.measure
             and (ctx.max_accuracy_drop is not None or ctx.min_fidelity is not None),
-            "machine": decision.machine if decision is not None else machine,
+            "machine": remembered.machine if remembered is not None else machine,
         },
     }
     note = _choice_note(winner, built, reference, seq_len, ctx, config.backend is None, loaded.task)
-    if decision is not None:
+    if remembered is not None:
         note += (
-            f"; timings remembered from {decision.measured_at} for this model shape on this "
+            f"; timings remembered from {remembered.measured_at} for this model shape on this "
             "machine (--backend auto measures again)"
         )
     result.notes.insert(0, note)
