@@ -29,6 +29,7 @@ candidate wins and the summary says so.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -261,6 +262,27 @@ def model_shape(loaded: LoadedModel) -> dict[str, Any]:
     }
 
 
+def _build_in_turn(
+    candidates: list[Candidate],
+    loaded: LoadedModel,
+    ctx: StepContext,
+    agree: Any,
+    root: Path,
+    title: str,
+    enough: Callable[[Candidate], bool] = lambda candidate: False,
+) -> Candidate | None:
+    """Build candidates in order under one bar (their own steps run without bars, which would
+    nest); stop at the first built one that is ``enough`` and return it."""
+    with ctx.progress(title, len(candidates)) as bar:
+        for candidate in candidates:
+            bar.advance(0, info=candidate.label)
+            _build(candidate, loaded, replace(ctx, progress=no_progress), agree, root)
+            bar.advance(1, info=candidate.label)
+            if candidate.skipped is None and enough(candidate):
+                return candidate
+    return None
+
+
 def _measure_all(
     runnable: list[Candidate],
     loaded: LoadedModel,
@@ -270,11 +292,7 @@ def _measure_all(
     seq_len: int,
 ) -> Any:
     """Build every candidate, time them with the input; the input's latency."""
-    with ctx.progress("Building candidates", len(runnable)) as bar:
-        for candidate in runnable:
-            bar.advance(0, info=candidate.label)
-            _build(candidate, loaded, replace(ctx, progress=no_progress), agree, root)
-            bar.advance(1, info=candidate.label)
+    _build_in_turn(runnable, loaded, ctx, agree, root, "Building candidates")
     built = [c for c in runnable if c.skipped is None]
     return _time(built, loaded.path, seq_len, ctx) if built else None
 
@@ -289,22 +307,21 @@ def _from_decision(
 ) -> None:
     """Build the remembered fastest candidate alone; where it misses the gates (accuracy
     depends on the weights, so it is measured every time) or fails here, the next fastest."""
+
+    def passes(candidate: Candidate) -> bool:
+        candidate.latency = decision.timing(candidate.label)
+        choose([candidate], ctx.max_accuracy_drop, ctx.gate_on, ctx.min_fidelity,
+               agreement_floor(loaded.task))  # fmt: skip
+        return candidate.passed
+
     order = sorted(runnable, key=lambda c: _remembered_ms(decision, c))
-    with ctx.progress("Building the remembered fastest", len(order)) as bar:
-        for index, candidate in enumerate(order):
-            bar.advance(0, info=candidate.label)
-            _build(candidate, loaded, replace(ctx, progress=no_progress), agree, root)
-            bar.advance(1, info=candidate.label)
-            if candidate.skipped is not None:
-                continue
-            candidate.latency = decision.timing(candidate.label)
-            choose([candidate], ctx.max_accuracy_drop, ctx.gate_on, ctx.min_fidelity,
-                   agreement_floor(loaded.task))  # fmt: skip
-            if candidate.passed:
-                for rest in order[index + 1 :]:
-                    rest.latency = decision.timing(rest.label)
-                    rest.skipped = f"not built: slower here than {candidate.label} (remembered)"
-                return
+    winner = _build_in_turn(
+        order, loaded, ctx, agree, root, "Building the remembered fastest", passes
+    )
+    if winner is not None:
+        for rest in order[order.index(winner) + 1 :]:
+            rest.latency = decision.timing(rest.label)
+            rest.skipped = f"not built: slower here than {winner.label} (remembered)"
 
 
 def _remembered_ms(decision: Decision, candidate: Candidate) -> float:
