@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from squeeze.artifact.read import read_manifest
 from squeeze.cli.main import app
+from squeeze.methods.quantize.openvino import bf16_problem
 
 runner = CliRunner()
 
@@ -38,6 +39,8 @@ def test_auto_builds_every_candidate_and_keeps_the_fastest_within_the_gate(
     labels = {c["label"] for c in built}
     assert {"onnxruntime dynamic", "onnxruntime static", "torch torchao"} <= labels
     assert {"openvino weight-only", "openvino static"} <= labels
+    bf16 = next(c for c in auto["candidates"] if c["label"] == "openvino bf16")
+    assert ("skipped" in bf16) == (bf16_problem() is not None)
     (winner,) = [c for c in built if c["chosen"]]
     passing = [c for c in built if c["passed"]]
     assert winner["p50_ms"] == min(c["p50_ms"] for c in passing)
@@ -106,11 +109,15 @@ def test_auto_with_a_gate_nobody_passes_writes_nothing(trained_classifier, order
     assert not out.exists()
 
 
-def test_a_candidate_that_fails_is_skipped_with_its_reason(monkeypatch, tiny_classifiers, tmp_path):
-    """A third-party quantizer raising on this model costs one candidate, not the step."""
+def test_a_candidate_that_fails_or_lacks_its_cpu_is_skipped_with_its_reason(
+    monkeypatch, tiny_classifiers, tmp_path
+):
+    """A third-party quantizer raising on this model costs one candidate, not the step; bf16
+    stands in for int8 only on a CPU that computes bf16 (here: an AVX2-only one)."""
     import dataclasses
 
     from squeeze.engine import registry
+    from squeeze.measure import machine
     from squeeze.methods.quantize import auto
 
     def boom(*args):
@@ -118,11 +125,14 @@ def test_a_candidate_that_fails_is_skipped_with_its_reason(monkeypatch, tiny_cla
 
     failing = dataclasses.replace(registry.backends()["torch"], quantize=boom)
     monkeypatch.setitem(registry._BACKENDS, "torch", failing)
-    monkeypatch.setitem(auto.CANDIDATES, "int8", (("onnxruntime", False), ("torch", False)))
+    monkeypatch.setattr(machine, "cpu_flags", lambda: {"avx2"})
+    int8 = (("onnxruntime", "int8", False), ("torch", "int8", False), ("openvino", "bf16", False))
+    monkeypatch.setitem(auto.CANDIDATES, "int8", int8)
     candidates = auto_candidates(tiny_classifiers["bert"], tmp_path / "q")
     assert candidates["torch torchao"]["skipped"] == (
         "failed here: RuntimeError: kernel not built for this CPU"
     )
+    assert "no bf16 arithmetic" in candidates["openvino bf16"]["skipped"]
     assert candidates["onnxruntime dynamic"]["chosen"]
 
 

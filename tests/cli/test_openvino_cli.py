@@ -8,6 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from squeeze.artifact.read import load_export
 from squeeze.cli.main import app
 from squeeze.model.tiny import FAMILIES
 
@@ -45,6 +46,7 @@ def test_ir_export_is_validated_and_runs_everywhere(family, tiny_classifiers, or
         ("int8", (), "weight-only int8_asym"),
         ("int8", ("--static",), "static int8 (NNCF, transformer)"),
         ("int4", ("--block-size", "16"), "weight-only int4_asym"),
+        ("bf16", (), "bf16 compute, fp16 weights"),
     ],
 )
 def test_openvino_backend(dtype, extra, mode, trained_classifier, order_csv, tmp_path):
@@ -60,6 +62,11 @@ def test_openvino_backend(dtype, extra, mode, trained_classifier, order_csv, tmp
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["format"] == "openvino" and manifest["dtype"] == dtype
     assert manifest["quantization"]["mode"] == mode
+    # An IR computes in f32 wherever it runs unless bf16 was asked for (OpenVINO's own default
+    # on CPUs with bf16 is bf16, whatever the IR holds).
+    precision = "bf16" if dtype == "bf16" else "f32"
+    assert manifest.get("inference_precision", "f32") == precision
+    assert load_export(out).session.precision == precision
     bench = invoke("bench", out, *FAST, "--json")
     assert bench.exit_code == 0, bench.stderr
     assert json.loads(bench.stdout)["results"][0]["runtime"] == "openvino"
@@ -92,6 +99,7 @@ def test_recipe_with_an_openvino_variant(trained_classifier, order_csv, tmp_path
     [
         (("export", "--format", "openvino", "--optimize"), 2, "--optimize fuses into ONNX"),
         (("quantize", "--backend", "openvino", "--dtype", "int4", "--static"), 2, "--static"),
+        (("quantize", "--backend", "openvino", "--dtype", "bf16", "--static"), 2, "bf16 needs"),
         (("export", "--format", "tflite"), 2, "--format"),
     ],
 )

@@ -136,6 +136,10 @@ def load_export(
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{folder} has no usable tokenizer ({e})") from e
     session = export_session(
-        graph_file(folder, manifest), device=device, threads=threads, tensorrt=tensorrt
+        graph_file(folder, manifest),
+        device=device,
+        threads=threads,
+        tensorrt=tensorrt,
+        precision=manifest.get("inference_precision", "f32"),
     )
     return ExportedModel(folder=folder, manifest=manifest, tokenizer=tokenizer, session=session)

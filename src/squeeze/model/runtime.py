@@ -131,14 +131,21 @@ class OpenVINOSession:
     (``get_inputs()[i].name``, ``run(None, feed)[0]``), so evaluation, validation and benchmarks
     run IR exports through the code that runs ONNX ones.
 
-    Inference precision is pinned to f32: on CPUs with AMX or AVX-512 BF16, OpenVINO otherwise
-    runs an fp32 model in bf16, which is a different model (logits off by ~1e-2) chosen silently.
+    Inference precision is the export's (its manifest's ``inference_precision``), f32 unless
+    bf16 was asked for: on CPUs with AMX or AVX-512 BF16, OpenVINO otherwise runs an fp32 model
+    in bf16, which is a different model (logits off by ~1e-2) chosen silently.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, threads: int | None = None, precision: str = "f32"
+    ) -> None:
         import openvino as ov
 
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        self.precision = precision
+        config: dict[str, Any] = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": precision,
+        }
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         try:
@@ -161,21 +168,30 @@ class OpenVINOSession:
 
 
 def openvino_session(
-    path: str | os.PathLike[str], *, device: str = "cpu", threads: int | None = None
+    path: str | os.PathLike[str],
+    *,
+    device: str = "cpu",
+    threads: int | None = None,
+    precision: str = "f32",
 ) -> OpenVINOSession:
     """Raises: UnsupportedError for a device other than the CPU."""
     if device != "cpu":
         raise UnsupportedError(
             Problem("OpenVINO exports run on the CPU here; use {device} cpu, or an ONNX export")
         )
-    return OpenVINOSession(path, threads=threads)
+    return OpenVINOSession(path, threads=threads, precision=precision)
 
 
 def export_session(
-    path: Path, *, device: str = "cpu", threads: int | None = None, tensorrt: bool = False
+    path: Path,
+    *,
+    device: str = "cpu",
+    threads: int | None = None,
+    tensorrt: bool = False,
+    precision: str = "f32",
 ) -> Any:
-    """A session for an exported graph, by its file: ``.xml`` OpenVINO IR, else ONNX (on
-    TensorRT with ``tensorrt``)."""
+    """A session for an exported graph, by its file: ``.xml`` OpenVINO IR (computing in
+    ``precision``), else ONNX (on TensorRT with ``tensorrt``)."""
     if Path(path).suffix == ".xml":
-        return openvino_session(path, device=device, threads=threads)
+        return openvino_session(path, device=device, threads=threads, precision=precision)
     return ort_session(path, device=device, threads=threads, tensorrt=tensorrt)

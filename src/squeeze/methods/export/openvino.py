@@ -5,7 +5,8 @@ The IR folder is an export folder like the ONNX one (tokenizer, config.json, man
 names, so its ``OVModelFor...`` classes open squeeze's folders too. Conversion starts from the
 plain (unfused) ONNX graph: the fused one uses ONNX Runtime's own operators, which OpenVINO
 does not read. Weights are saved as they are (``compress_to_fp16=False``: ``save_model``
-otherwise halves fp32 weights silently).
+otherwise halves fp32 weights silently), unless ``half_weights`` asks for fp16 storage (a bf16
+IR: OpenVINO computes in bf16 whatever the stored precision, so fp16 halves the file for free).
 """
 
 from __future__ import annotations
@@ -31,25 +32,28 @@ def write_ir_export(
     transform: Callable[[Any], Any] | None = None,
     update: dict[str, Any] | None = None,
     release: bool = False,
+    half_weights: bool = False,
 ) -> tuple[dict[str, Any], list[str]]:
     """A validated plain ONNX export of ``loaded`` in ``scratch``, converted to IR in ``out``
     (through ``transform``, NNCF compression or quantization, when given) with the ONNX
     folder's tokenizer, config and manifest (``update`` merged in). Without a transform the IR
     is checked against PyTorch on the export's validation batches, at the export's tolerance;
-    a transformed (compressed) one is compared by its caller. Returns the manifest and notes."""
+    a transformed (compressed) or ``half_weights`` one is compared by its caller. Returns the
+    manifest and notes."""
     import openvino as ov
 
     from squeeze.methods.export.onnx import derived_export
     from squeeze.methods.export.validate import reference_outputs, validate
 
     plain, ir = replace(config, optimize=False, format="onnx"), out / OPENVINO_FILE
-    references = reference_outputs(loaded, plain) if transform is None else None
+    exact = transform is None and not half_weights
+    references = reference_outputs(loaded, plain) if exact else None
 
     def to_ir(onnx_folder: Path, manifest: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         model = ov.convert_model(str(onnx_folder / MODEL_FILE))
         if transform is not None:
             model = transform(model)
-        ov.save_model(model, str(ir), compress_to_fp16=False)
+        ov.save_model(model, str(ir), compress_to_fp16=half_weights)
         op_types = {op.get_type_name() for op in model.get_ordered_ops()}
         fields: dict[str, Any] = {
             "format": "openvino",

@@ -5,8 +5,9 @@ Which int8 path wins is a property of the CPU, not of squeeze: on AVX2-only EPYC
 dynamic int8 beat OpenVINO's static int8 by 2x, while VNNI and AMX are where OpenVINO's int8
 kernels are strongest. So the default measures instead of assuming:
 
-1. each candidate (ONNX Runtime dynamic and static, OpenVINO weight-only and static, torchao;
-   for int4 ONNX Runtime MatMulNBits, OpenVINO and bitsandbytes) is built by its own registered
+1. each candidate (ONNX Runtime dynamic and static, OpenVINO weight-only and static, torchao,
+   and OpenVINO bf16 where the CPU computes bf16; for int4 ONNX Runtime MatMulNBits, OpenVINO
+   and bitsandbytes; for bf16 PyTorch and OpenVINO) is built by its own registered
    backend from a fresh load of the input, into its own folder; static ones calibrate on the
    data's training part, or on squeeze's built-in calibration text without data; one that
    cannot run here (a device it does not serve, a layout its kernels refuse) is listed as
@@ -45,24 +46,32 @@ if TYPE_CHECKING:
     from squeeze.methods.quantize.method import QuantizeConfig
     from squeeze.model.loaded import LoadedModel
 
-# What auto tries per dtype: (backend, static), in the order candidates are listed.
-CANDIDATES: dict[str, tuple[tuple[str, bool], ...]] = {
+# What auto tries per dtype: (backend, dtype, static), in the order candidates are listed.
+# int8 also tries OpenVINO's bf16 where the CPU computes bf16 (AMX, AVX512-BF16): it keeps more
+# of the original than int8 does, and wins where the int8 candidates miss the gate or floor.
+CANDIDATES: dict[str, tuple[tuple[str, str, bool], ...]] = {
     "int8": (
-        ("onnxruntime", False),
-        ("onnxruntime", True),
-        ("openvino", False),
-        ("openvino", True),
-        ("torch", False),
+        ("onnxruntime", "int8", False),
+        ("onnxruntime", "int8", True),
+        ("openvino", "int8", False),
+        ("openvino", "int8", True),
+        ("torch", "int8", False),
+        ("openvino", "bf16", False),
     ),
-    "int4": (("onnxruntime", False), ("openvino", False), ("bitsandbytes", False)),
+    "int4": (
+        ("onnxruntime", "int4", False),
+        ("openvino", "int4", False),
+        ("bitsandbytes", "int4", False),
+    ),
+    "bf16": (("torch", "bf16", False), ("openvino", "bf16", False)),
 }
 _TIMING = {"runs": 20, "warmup": 3, "rounds": 3}
 
 
 def candidate_label(backend: str, dtype: str, static: bool) -> str:
     """How a candidate reads in tables: 'onnxruntime static', 'openvino weight-only'..."""
-    if dtype == "int4":
-        return f"{backend} int4"
+    if dtype in ("int4", "bf16"):
+        return f"{backend} {dtype}"
     if backend == "torch":
         return "torch torchao"
     if backend == "openvino":
@@ -97,6 +106,7 @@ class Candidate:
         return {
             "label": self.label,
             "backend": self.config.backend,
+            "dtype": self.config.dtype,
             "static": self.config.static,
             "p50_ms": lat.p50_ms,
             "p90_ms": lat.p90_ms,
@@ -112,17 +122,21 @@ class Candidate:
         }
 
 
-def _why_not(config: QuantizeConfig, ctx: StepContext) -> str | None:
-    """Why a candidate cannot be built here, checked before any work; None when it can."""
+def _why_not(config: QuantizeConfig, ctx: StepContext, asked: str) -> str | None:
+    """Why a candidate cannot be built here, checked before any work; None when it can. A
+    bf16 candidate standing in for ``asked`` int8 needs a CPU that computes bf16."""
     from squeeze.engine.registry import method_for
     from squeeze.methods.quantize.method import device_problem
+    from squeeze.methods.quantize.openvino import bf16_problem
 
     method = method_for(config)
     problems = [p.render() for p in config.problems() + method.complete(config)]
     device = device_problem(config.chosen_backend, ctx.device)
     if device is not None:
         problems.append(device)
-    return "; ".join(problems) or None
+    elif config.dtype == "bf16" != asked and ctx.device == "cpu":
+        problems.append(bf16_problem() or "")
+    return "; ".join(p for p in problems if p) or None
 
 
 def _build(
@@ -339,14 +353,14 @@ def _quantize(
 
     known = backends()
     candidates = [
-        Candidate(candidate_label(name, config.dtype, static),
-                  replace(config, backend=name, static=static))
-        for name, static in CANDIDATES[config.dtype]
+        Candidate(candidate_label(name, dtype, static),
+                  replace(config, backend=name, dtype=dtype, static=static))
+        for name, dtype, static in CANDIDATES[config.dtype]
         if name in known
     ]  # fmt: skip
     root = ctx.scratch / "candidates"
     for candidate in candidates:
-        candidate.skipped = _why_not(candidate.config, ctx)
+        candidate.skipped = _why_not(candidate.config, ctx, config.dtype)
     runnable = [c for c in candidates if c.skipped is None]
     seq_len, machine = timed_length(loaded, ctx), fingerprint()
     facts = speed_facts(
@@ -383,6 +397,7 @@ def _quantize(
             "chosen": winner.label,
             "chosen_backend": winner.config.backend,
             "chosen_static": winner.config.static,
+            "chosen_dtype": winner.config.dtype,
             "candidates": [c.to_dict(c is winner, reference) for c in candidates],
             "reference": {
                 "label": "input (torch)",
@@ -464,7 +479,7 @@ register_backend(
     Backend(
         name="auto",
         dtypes=tuple(CANDIDATES),
-        default_for=tuple(CANDIDATES),
+        default_for=("int8", "int4"),
         produces="onnx, openvino or checkpoint",
         quantize=_quantize,
         help="every backend this machine runs, timed here; keeps the fastest within the gate",

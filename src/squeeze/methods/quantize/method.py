@@ -41,7 +41,9 @@ class QuantizeConfig(StepConfig):
     int8 on AVX2-only EPYC, OpenVINO's static int8 on VNNI and AMX Xeons): every candidate is
     built and timed here, and the ranking is remembered per machine and model shape so the next
     quantization of that shape builds the winner alone. ``$SQUEEZE_BACKEND`` pins one instead.
-    fp16/bf16: torch, for GPU deployment.
+    fp16/bf16: torch (GPU deployment; bf16 also on CPUs with AMX or AVX512-BF16); bf16 on
+    ``openvino`` is an IR computed in bf16 for those CPUs, and a candidate of the measured int8
+    choice there.
     """
 
     positional: ClassVar[tuple[str, ...]] = ("dtype", "backend")
@@ -52,7 +54,7 @@ class QuantizeConfig(StepConfig):
         help="Default (int8, int4): the fastest this machine runs within the gate, measured once "
         "per model shape and remembered ($SQUEEZE_BACKEND pins one). auto: measure again now. "
         "onnxruntime (int8 dynamic or static; int4 MatMulNBits), openvino (int8 weight-only or "
-        "static; int4), torch (fp16/bf16 default; int8 via torchao), bitsandbytes (int8 = "
+        "static; int4; bf16 IR), torch (fp16/bf16 default; int8 via torchao), bitsandbytes (int8 = "
         "LLM.int8; int4 NF4/FP4).",
     )
     static: bool = param(
@@ -225,7 +227,7 @@ def calibration_feeds(
 @register(
     QuantizeConfig,
     name="quantize",
-    help="int8 for ONNX Runtime (default), fp16/bf16 checkpoints, torch/bitsandbytes int8, int4",
+    help="int8 and int4, the fastest here by default; fp16/bf16 checkpoints, bf16 OpenVINO IR",
     summary="quantize.json",
     tasks=("sequence-classification", "causal-lm", "masked-lm", "embedding"),
     produces=_produces,

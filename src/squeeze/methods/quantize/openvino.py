@@ -7,6 +7,10 @@
 - int4: ``nncf.compress_weights`` INT4_ASYM (INT4_SYM with ``symmetric``) in groups of
   ``block_size``, every layer (``ratio=1``); NNCF keeps the embeddings and the last layer
   int8, as its defaults do.
+- bf16: the IR with fp16-stored weights, computed in bf16 (the manifest's
+  ``inference_precision``, which squeeze's runtime applies; other OpenVINO callers set
+  ``INFERENCE_PRECISION_HINT`` to bf16, the CPU plugin's default where the CPU has bf16). Fast
+  on CPUs with AMX or AVX512-BF16; elsewhere OpenVINO computes it in f32.
 
 Each starts from the validated plain ONNX export (``squeeze.methods.export.openvino``); the result
 is compared with the original like every quantization.
@@ -30,6 +34,8 @@ if TYPE_CHECKING:
 def _quantize(
     loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext, agree: Any
 ) -> tuple[StepResult, Any]:
+    if config.dtype == "bf16":
+        return _bf16(loaded, ctx)
     import contextlib
     import io
     import logging
@@ -80,14 +86,52 @@ def _quantize(
     return StepResult(notes=[*export_notes, *notes]), forward
 
 
+# The CPU flags with bf16 arithmetic; without one OpenVINO computes a bf16 IR in f32.
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def bf16_problem() -> str | None:
+    """Why this CPU cannot compute in bf16 (so a bf16 IR runs as f32 here); None when it can."""
+    from squeeze.measure.machine import cpu_flags
+
+    if cpu_flags() & set(BF16_FLAGS):
+        return None
+    return f"this CPU has no bf16 arithmetic ({' or '.join(BF16_FLAGS)})"
+
+
+def _bf16(loaded: LoadedModel, ctx: StepContext) -> tuple[StepResult, Any]:
+    from squeeze.artifact.read import OPENVINO_FILE
+    from squeeze.methods.export.method import ExportConfig
+    from squeeze.methods.export.openvino import write_ir_export
+    from squeeze.model.runtime import openvino_session, ort_forward
+
+    update = {
+        "dtype": "bf16",
+        "inference_precision": "bf16",
+        "quantization": {"backend": "openvino", "mode": "bf16 compute, fp16 weights"},
+    }
+    _, notes = write_ir_export(
+        loaded, ctx.out, ctx.scratch, ExportConfig(), update=update, release=True,
+        half_weights=True,
+    )  # fmt: skip
+    missing = bf16_problem()
+    if missing is not None:
+        notes.append(
+            f"{missing}: OpenVINO computes this IR in f32 here, so its speed here is not what a "
+            "CPU with bf16 gets"
+        )
+    forward = ort_forward(openvino_session(ctx.out / OPENVINO_FILE, precision="bf16"))
+    return StepResult(notes=notes), forward
+
+
 register_backend(
     Backend(
         name="openvino",
-        dtypes=("int8", "int4"),
+        dtypes=("int8", "int4", "bf16"),
         default_for=(),
         produces="openvino",
         quantize=_quantize,
-        help="OpenVINO IR through NNCF: int8 weight-only or static, int4 weight-only",
+        help="OpenVINO IR: int8 weight-only or static and int4 weight-only through NNCF; bf16",
         check=static_int8_only,
     )
 )

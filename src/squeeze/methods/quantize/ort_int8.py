@@ -164,11 +164,9 @@ def quantize(
 
 
 def static_int8_only(config: QuantizeConfig) -> list[Problem]:
-    """The check of backends that calibrate int8 and round int4 weights without data."""
-    if config.dtype == "int4" and config.static:
-        return [
-            Problem("{static} is int8 calibration; int4 weight-only quantization needs no data")
-        ]
+    """The check of backends that calibrate int8 and take their other dtypes without data."""
+    if config.dtype != "int8" and config.static:
+        return [Problem(f"{{static}} is int8 calibration; {config.dtype} needs no data")]
     return []
 
 
