@@ -35,6 +35,7 @@ RECIPE_KEY = {
     "text_pair_column": "data", "label_column": "data", "label_map": "data", "no_header": "data",
     "data_format": "data", "max_samples": "data", "eval_data": "eval_data",
     "calibration_data": "calibration_data", "max_length": "max_length", "device": "device",
+    "target": "target",
     "max_accuracy_drop": "gates", "gate_on": "gates", "min_fidelity": "gates", "bench": "bench",
 }  # fmt: skip
 # Options of one command-line run: where to write, how to print, and the run's own lifecycle

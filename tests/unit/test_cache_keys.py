@@ -98,3 +98,20 @@ def test_a_pinned_default_backend_keys_the_quantize_step_only(monkeypatch):
     assert pinned[0] == measured[0] and pinned[1] != measured[1]
     monkeypatch.setenv("SQUEEZE_BACKEND", "openvino")
     assert _keys()[1] not in (pinned[1], measured[1])
+
+
+def test_a_target_machine_keys_measured_choices_only(monkeypatch):
+    """A recipe's `target` fingerprint changes what the measured default builds (its rules, not
+    this machine's timings), so it keys that step; a pinned backend ignores it."""
+    monkeypatch.delenv("SQUEEZE_BACKEND")
+    edge = {"cpu": "AMD EPYC", "isa": ["avx2"]}
+
+    def keys(target):
+        ctx = ChainContext(model="m", data=None, calibration_data=None, max_length=32,
+                           target=target)  # fmt: skip
+        return chain_keys(CHAIN, ctx, "root")
+
+    here, there = keys(None), keys(edge)
+    assert here[0] == there[0] and here[1] != there[1]
+    monkeypatch.setenv("SQUEEZE_BACKEND", "onnxruntime")
+    assert keys(None) == keys(edge)

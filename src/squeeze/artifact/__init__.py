@@ -9,6 +9,7 @@ fact sheet, and a :class:`Runnable` to score and time it.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -90,6 +91,24 @@ class Artifact:
     def manifest(self) -> dict[str, Any] | None:
         """An export's manifest (what ``squeeze export`` wrote); None for a checkpoint."""
         return None if self.export is None else read_manifest(self.export)
+
+    def chosen_for(self) -> dict[str, Any] | None:
+        """The machine its quantizer was chosen for (CPU, ISA flags; the default backend
+        records it in an export's manifest, a checkpoint's quantize.json); None: not recorded."""
+        if self.manifest is not None:
+            return self.manifest.get("chosen_for")
+        try:
+            summary = json.loads((Path(self.source) / "quantize.json").read_text())
+            return summary["auto"]["chosen_for"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def machine_note(self) -> str | None:
+        """A note when its quantizer was chosen for a CPU with other instruction-set flags than
+        this one's (timings and the choice may differ here); None otherwise."""
+        from squeeze.measure.machine import other_isa_note
+
+        return other_isa_note(self.chosen_for(), self.source)
 
     @property
     def runtime(self) -> str:

@@ -55,6 +55,16 @@ def bench(
             "not the rest, then exit.",
         ),
     ] = False,
+    fingerprint_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--fingerprint",
+            help="Write this machine's fingerprint (CPU, instruction-set flags, cores) to FILE "
+            "and exit: on the deployment machine, for `squeeze quantize --target FILE` on the "
+            "machine that builds the model.",
+            metavar="FILE",
+        ),
+    ] = None,
     batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1",
     seq: Annotated[
         int | None,
@@ -89,6 +99,9 @@ def bench(
 
     if list_backends:
         _render_backends(json_output)
+        return
+    if fingerprint_file is not None:
+        _write_fingerprint(fingerprint_file, json_output)
         return
     if not models:
         raise ConfigError("give one or more models to bench, or --backends to list runtimes")
@@ -153,6 +166,16 @@ def _temporary_exports(
         exports[model] = {r: made[formats[r]] for r in wanted}
         notes.append(f"exported {model} to {' and '.join(wanted)} (unoptimized) for this run")
     return exports, notes
+
+
+def _write_fingerprint(path: Path, json_output: bool) -> None:
+    from squeeze.measure.machine import describe_machine, write_fingerprint
+
+    written = write_fingerprint(path)
+    if json_output:
+        print_json({"fingerprint": str(path), "machine": written})
+        return
+    console.print(f"wrote {path}: {describe_machine(written)}", highlight=False)
 
 
 def _render_backends(json_output: bool) -> None:

@@ -81,7 +81,8 @@ def eval_(
         progress=progress,
         reference=against,
     )
-    notes = [*scorable.notes, *dataset.notes]
+    elsewhere = Artifact.of(model).machine_note()
+    notes = [*scorable.notes, *dataset.notes, *([elsewhere] if elsewhere else [])]
     if encoded.n_truncated:
         notes.append(f"{encoded.n_truncated} of {len(encoded)} examples cut to {max_length} tokens")
     scored = dict(

@@ -35,32 +35,49 @@ def quantize(
         str | None,
         typer.Option(help="Calibration samples (default: the training part of --data)."),
     ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="The fingerprint of the machine the model is for (`squeeze bench --fingerprint "
+            "FILE` there): where its instruction set differs from this machine's, the default "
+            "backend chooses by that machine's rules instead of timing here.",
+            metavar="FILE",
+        ),
+    ] = None,
 ) -> None:
     """Quantize MODEL and save the result to -o with a summary (quantize.json).
 
     int8 and int4 by default: the fastest quantizer this machine runs, measured here (ONNX
     Runtime dynamic or static int8, OpenVINO weight-only or static int8, torchao; int4: ONNX
     Runtime MatMulNBits, OpenVINO, bitsandbytes), each built and timed, the fastest within the
-    gate kept. The ranking is remembered per machine and model shape in squeeze's cache
-    ($SQUEEZE_CACHE), so the next quantization of that shape builds the winner alone;
+    gate kept (a bf16 OpenVINO IR competes where the CPU computes bf16). The ranking is
+    remembered per machine and model shape in squeeze's cache ($SQUEEZE_CACHE), so the next
+    quantization of that shape builds the winner alone; for another machine, --target its
+    fingerprint chooses by its instruction set's rules;
     --backend auto measures again, --backend NAME (or $SQUEEZE_BACKEND) pins one. Static int8
     calibrates on --calibration-data, else --data's training part, else squeeze's built-in
     calibration text. -o is an ONNX or OpenVINO export folder, or a checkpoint, that `squeeze
     eval` and `squeeze bench` run. fp16/bf16 (default backend torch): the checkpoint with its
-    weights cast.
+    weights cast; bf16 with --backend openvino: an IR computed in bf16.
 
     Every result is compared with the original on the same inputs (max logit difference, top-1
     agreement); with --data, accuracy before and after is measured on held-out data in the
     deployed format.
     """
+    from squeeze.core.errors import ConfigError, Problem
     from squeeze.engine.runner import run_step
+    from squeeze.measure.machine import read_fingerprint
     from squeeze.plan.cache import decisions_in
 
     # The measured default remembers its ranking in squeeze's cache ($SQUEEZE_CACHE).
     measured = not config.problems() and config.chosen_backend.name == "auto"
+    if target is not None and not measured and not config.problems():
+        why = f"{{target}} is for the default backend's choice; {config.chosen_backend.name} is "
+        raise ConfigError(Problem(why + "pinned: drop {backend} (or $SQUEEZE_BACKEND)"))
     options = flags.step_options(
         data, calibration_data=_calibration(data, calibration_data),
         decisions=decisions_in() if measured else None,
+        target=read_fingerprint(target) if target is not None else None,
     )  # fmt: skip
     result = run_step(model, config, output, options)
     report_and_gate(result, flags.json_output, _render, output)

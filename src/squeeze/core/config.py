@@ -74,6 +74,11 @@ class StepConfig:
         cache keys: a name stays as written while the artifact it builds may differ."""
         return {}
 
+    def for_machine(self) -> bool:
+        """Whether what it builds is chosen for the machine it deploys to (a measured choice:
+        a recipe's ``target`` fingerprint changes it)."""
+        return False
+
 
 def _choice_problems(config: Any) -> list[Problem]:
     found = []

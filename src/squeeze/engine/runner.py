@@ -260,6 +260,7 @@ def run_step(
                 metric_before=summary.metric_before, max_accuracy_drop=options.max_accuracy_drop,
                 gate_on=options.gate_on, min_fidelity=options.min_fidelity,
                 progress=options.progress, decisions=options.decisions,
+                target=options.target,
             )  # fmt: skip
             result = method.handler(loaded, config, ctx)
             notes += result.notes

@@ -45,6 +45,9 @@ class StepOptions:
         decisions: Where measured choices are remembered (the default quantization backend's,
             per model shape and machine): a folder in squeeze's cache; None measures every
             time and remembers nothing.
+        target: The fingerprint of the machine the output is for (``squeeze bench
+            --fingerprint`` there), when it is not this one: the default quantization backend
+            then chooses by that machine's rules instead of timing here.
     """
 
     data: DataSpec | None = None
@@ -62,6 +65,7 @@ class StepOptions:
     device: str = "cpu"
     progress: ProgressFactory = no_progress
     decisions: Path | None = None
+    target: dict[str, Any] | None = None
 
     def files(self) -> list[Path | None]:
         """The local data files this step reads: inputs no output may touch."""
@@ -166,6 +170,7 @@ class StepContext:
         min_fidelity: An embedder's fidelity floor, for handlers that choose among candidates.
         progress: Opens progress bars.
         decisions: Where measured choices are remembered (``StepOptions.decisions``).
+        target: The deployment machine's fingerprint (``StepOptions.target``).
     """
 
     source: str
@@ -184,3 +189,4 @@ class StepContext:
     min_fidelity: float | None = None
     progress: ProgressFactory = no_progress
     decisions: Path | None = None
+    target: dict[str, Any] | None = None

@@ -205,6 +205,9 @@ def bench_models(
     tokenizers: list[Any] = []
     for model in models:
         artifact = Artifact.of(model)
+        elsewhere = artifact.machine_note()
+        if elsewhere is not None:
+            notes.append(elsewhere)
         own = artifact.runtime
         wanted = list(runtimes) or [own]
         if artifact.export is not None:

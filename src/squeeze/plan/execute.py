@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from squeeze.core.types import ProgressFactory, no_progress
 from squeeze.data.spec import DataSpec
@@ -28,12 +29,13 @@ class ChainContext:
     device: str = "cpu"
     trust_remote_code: bool = False
     progress: ProgressFactory = no_progress
+    target: dict[str, Any] | None = None  # the deployment machine's fingerprint
 
     @classmethod
     def of(cls, plan: Plan, trust_remote_code: bool, progress: ProgressFactory) -> ChainContext:
         """Where the chains of ``plan`` are built: run, sweep and tune build them alike."""
         return cls(plan.model, plan.data, plan.calibration_data, plan.max_length, plan.device,
-                   trust_remote_code, progress)  # fmt: skip
+                   trust_remote_code, progress, plan.target)  # fmt: skip
 
 
 @dataclass
@@ -73,6 +75,7 @@ def build_step(
         data=ctx.data, calibration_data=ctx.calibration_data, max_length=ctx.max_length,
         measure=False, resume=resume, device=ctx.device,
         trust_remote_code=ctx.trust_remote_code, progress=ctx.progress, decisions=decisions,
+        target=ctx.target,
     )  # fmt: skip
     return run_step(source, config, out, options).notes
 
@@ -111,6 +114,8 @@ def chain_keys(calls: tuple[StepCall, ...], ctx: ChainContext, model_key: str) -
             # Only where a step resolves something from outside its fields (the quantize
             # default's backend): other steps keep the keys their cached artifacts have.
             **({"environment": env} if (env := call.config.canonical().environment()) else {}),
+            # A measured choice made for another machine is another artifact.
+            **({"target": ctx.target["isa"]} if ctx.target and call.config.for_machine() else {}),
             data=cache.data_key(ctx.data),
             calibration_data=cache.data_key(ctx.calibration_data),
             max_length=ctx.max_length,

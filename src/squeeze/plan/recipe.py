@@ -22,11 +22,12 @@ from squeeze.data.encoding import DEFAULT_MAX_LENGTH
 from squeeze.data.spec import DataSpec
 from squeeze.engine.gates import Gates, Selection, parse_size
 from squeeze.measure.latency import BenchSettings
+from squeeze.measure.machine import read_fingerprint
 from squeeze.plan.steps import StepCall, chain_text, parse_chain
 from squeeze.plan.tune.config import TuneConfig
 
 TOP_KEYS = ("name", "model", "data", "eval_data", "calibration_data", "max_length", "device",
-            "variants", "tune", "bench", "gates", "select")  # fmt: skip
+            "target", "variants", "tune", "bench", "gates", "select")  # fmt: skip
 BENCH_KEYS = {"batch": "batch_sizes", "seq": "seq_len", "runs": "runs", "warmup": "warmup",
               "rounds": "rounds", "threads": "threads"}  # fmt: skip
 # Keys read by their own schema (a section's dataclass, the step parser), not by Plan's hints.
@@ -55,6 +56,9 @@ class Plan:
     calibration_data: DataSpec | None = None
     max_length: int = DEFAULT_MAX_LENGTH
     device: str = "cpu"
+    # The deployment machine's fingerprint (``target: FILE``, written there by ``squeeze bench
+    # --fingerprint``): default quantizations choose by its rules instead of timing here.
+    target: dict[str, Any] | None = None
     bench: BenchSettings = field(default_factory=lambda: BenchSettings(runs=30))
     gates: Gates = field(default_factory=Gates)
     select: Selection | None = None
@@ -236,6 +240,7 @@ def plan_from(raw: dict[str, Any], base: Path | None = None) -> Plan:
         problems.append(Problem(literal(f"max_length: must be at least 2, not {max_length}")))
         max_length = DEFAULT_MAX_LENGTH
     device = top.get("device", "cpu")
+    target = section(read_fingerprint, resolve(top["target"])) if top.get("target") else None
     tuning = raw.get("tune") is not None
     tune = section(_tune, raw["tune"]) if tuning else None
     if tuning and raw.get("variants"):
@@ -267,6 +272,7 @@ def plan_from(raw: dict[str, Any], base: Path | None = None) -> Plan:
         calibration_data=calibration_data,
         max_length=max_length,
         device=device,
+        target=target,
         bench=bench,
         gates=gates,
         select=select,

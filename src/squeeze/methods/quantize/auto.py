@@ -29,6 +29,7 @@ candidate wins and the summary says so.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from squeeze.engine.step import StepContext
     from squeeze.measure.decisions import Decision, Timing
     from squeeze.methods.quantize.method import QuantizeConfig
+    from squeeze.methods.quantize.target import Rule
     from squeeze.model.loaded import LoadedModel
 
 # What auto tries per dtype: (backend, dtype, static), in the order candidates are listed.
@@ -122,9 +124,12 @@ class Candidate:
         }
 
 
-def _why_not(config: QuantizeConfig, ctx: StepContext, asked: str) -> str | None:
+def _why_not(
+    config: QuantizeConfig, ctx: StepContext, asked: str, isa: list[str] | None = None
+) -> str | None:
     """Why a candidate cannot be built here, checked before any work; None when it can. A
-    bf16 candidate standing in for ``asked`` int8 needs a CPU that computes bf16."""
+    bf16 candidate standing in for ``asked`` int8 needs a CPU that computes bf16 (this one, or
+    the target's with flags ``isa``)."""
     from squeeze.engine.registry import method_for
     from squeeze.methods.quantize.method import device_problem
     from squeeze.methods.quantize.openvino import bf16_problem
@@ -135,7 +140,7 @@ def _why_not(config: QuantizeConfig, ctx: StepContext, asked: str) -> str | None
     if device is not None:
         problems.append(device)
     elif config.dtype == "bf16" != asked and ctx.device == "cpu":
-        problems.append(bf16_problem() or "")
+        problems.append(bf16_problem(isa) or "")
     return "; ".join(p for p in problems if p) or None
 
 
@@ -226,6 +231,26 @@ def agreement_floor(task: Task) -> tuple[str, float] | None:
     return (key, AGREEMENT_FLOOR[key]) if key is not None else None
 
 
+def judge(
+    candidate: Candidate,
+    max_drop: float | None,
+    gate_on: str,
+    min_fidelity: float | None = None,
+    floor: tuple[str, float] | None = None,
+) -> bool:
+    """Set and return whether a built candidate passes the gates (the drop allowance; an
+    embedder's fidelity floor too), or with no gate, reaches the agreement ``floor``."""
+    from squeeze.engine.gate import PASSED, fidelity_of, judged_drop, passes, verdict
+
+    if max_drop is None and min_fidelity is None and floor is not None:
+        candidate.passed = ((candidate.agreement or {}).get(floor[0]) or 0.0) >= floor[1]
+        return candidate.passed
+    judged = judged_drop(candidate.drop, candidate.interval, gate_on)
+    kept = verdict(fidelity_of(candidate.metric), min_fidelity, at_least=True) == PASSED
+    candidate.passed = passes(judged, max_drop) and (min_fidelity is None or kept)
+    return candidate.passed
+
+
 def choose(
     built: list[Candidate],
     max_drop: float | None,
@@ -237,7 +262,7 @@ def choose(
     too); when none passes, the one that dropped least, or kept the most fidelity where only the
     floor is set (the step's gate then refuses it, so nothing is written). With no gate, the
     fastest whose agreement with the original reaches ``floor`` (key, value), else the closest."""
-    from squeeze.engine.gate import PASSED, fidelity_of, judged_drop, passes, verdict
+    from squeeze.engine.gate import fidelity_of, judged_drop
 
     gateless = max_drop is None and min_fidelity is None and floor is not None
 
@@ -246,11 +271,7 @@ def choose(
         return (candidate.agreement or {}).get(floor[0]) or 0.0
 
     for candidate in built:
-        judged = judged_drop(candidate.drop, candidate.interval, gate_on)
-        kept = verdict(fidelity_of(candidate.metric), min_fidelity, at_least=True) == PASSED
-        candidate.passed = passes(judged, max_drop) and (min_fidelity is None or kept)
-        if gateless:
-            candidate.passed = closeness(candidate) >= floor[1]
+        judge(candidate, max_drop, gate_on, min_fidelity, floor)
     passing = [c for c in built if c.passed]
     if passing:
         return min(passing, key=lambda c: c.latency.p50_ms)
@@ -311,45 +332,96 @@ def _measure_all(
     return _time(built, loaded.path, seq_len, ctx) if built else None
 
 
-def _from_decision(
+def _first_passing(
+    order: list[Candidate],
+    loaded: LoadedModel,
+    ctx: StepContext,
+    agree: Any,
+    root: Path,
+    title: str,
+    rest: Callable[[Candidate], str],
+) -> None:
+    """Build candidates in ``order`` until one passes the gates (accuracy depends on the
+    weights, so it is measured every time) and skip the rest with ``rest(winner)``."""
+    floor = agreement_floor(loaded.task)
+
+    def passes(candidate: Candidate) -> bool:
+        return judge(candidate, ctx.max_accuracy_drop, ctx.gate_on, ctx.min_fidelity, floor)
+
+    winner = _build_in_turn(order, loaded, ctx, agree, root, title, passes)
+    if winner is not None:
+        for later in order[order.index(winner) + 1 :]:
+            later.skipped = rest(winner)
+
+
+def _why_later(template: str) -> Callable[[Candidate], str]:
+    """Why candidates after the winner were not built: ``template`` with the winner's label."""
+    return lambda winner: "not built: " + template.format(winner.label)
+
+
+def _by_decision(
     runnable: list[Candidate],
     decision: Decision,
     loaded: LoadedModel,
     ctx: StepContext,
     agree: Any,
     root: Path,
-) -> None:
-    """Build the remembered fastest candidate alone; where it misses the gates (accuracy
-    depends on the weights, so it is measured every time) or fails here, the next fastest."""
-
-    def passes(candidate: Candidate) -> bool:
+) -> Any:
+    """Build the remembered fastest candidate alone (the next where it misses the gates or
+    fails here); the input's remembered latency."""
+    for candidate in runnable:
         candidate.latency = decision.timing(candidate.label)
-        choose([candidate], ctx.max_accuracy_drop, ctx.gate_on, ctx.min_fidelity,
-               agreement_floor(loaded.task))  # fmt: skip
-        return candidate.passed
-
-    order = sorted(runnable, key=lambda c: _remembered_ms(decision, c))
-    winner = _build_in_turn(
-        order, loaded, ctx, agree, root, "Building the remembered fastest", passes
+    order = sorted(runnable, key=lambda c: c.latency.p50_ms if c.latency else float("inf"))
+    title = "Building the remembered fastest"
+    _first_passing(
+        order, loaded, ctx, agree, root, title, _why_later("slower here than {} (remembered)")
     )
-    if winner is not None:
-        for rest in order[order.index(winner) + 1 :]:
-            rest.latency = decision.timing(rest.label)
-            rest.skipped = f"not built: slower here than {winner.label} (remembered)"
+    return decision.reference
 
 
-def _remembered_ms(decision: Decision, candidate: Candidate) -> float:
-    timing = decision.timing(candidate.label)
-    return timing.p50_ms if timing is not None else float("inf")
+def _by_rule(
+    runnable: list[Candidate],
+    rule: Rule,
+    loaded: LoadedModel,
+    ctx: StepContext,
+    agree: Any,
+    root: Path,
+    seq_len: int,
+) -> Any:
+    """Build in the target's rule order until one passes the gates, time what was built here
+    (this is not the target: the figures say what they are); the input's latency here."""
+    rank = {label: i for i, label in enumerate(rule.order)}
+    for candidate in runnable:
+        if candidate.label not in rank:
+            candidate.skipped = f"not for the target ({rule.why})"
+    order = sorted((c for c in runnable if c.label in rank), key=lambda c: rank[c.label])
+    title = "Building for the target machine"
+    _first_passing(
+        order, loaded, ctx, agree, root, title, _why_later("the target's rule ranks {} first")
+    )
+    built = [c for c in order if c.skipped is None]
+    return _time(built, loaded.path, seq_len, ctx) if built else None
+
+
+def _rule_note(winner: Candidate, rule: Rule, target: dict[str, Any], reference: Any) -> str:
+    isa = " ".join(target["isa"]) or "no AVX2"
+    missed = "" if winner.passed else " (none met the gate: the closest)"
+    return (
+        f"chose {winner.label}{missed} for the target machine, {target['cpu']} ({isa}), by rule "
+        f"({rule.why}): not timed there; on this machine it runs at {winner.latency.p50_ms:.2f} "
+        f"ms p50, the input at {reference.p50_ms:.2f} ms"
+    )
 
 
 def _quantize(
     loaded: LoadedModel, config: QuantizeConfig, ctx: StepContext, agree: Any
 ) -> tuple[StepResult, Any]:
     from squeeze.artifact import Artifact
+    from squeeze.artifact.read import MANIFEST_FILE, read_manifest
     from squeeze.core.errors import UnsupportedError
     from squeeze.measure.decisions import Decision, DecisionStore, decision_key, now, speed_facts
-    from squeeze.measure.machine import fingerprint
+    from squeeze.measure.machine import fingerprint, same_isa
+    from squeeze.methods.quantize.target import rule_for
 
     known = backends()
     candidates = [
@@ -358,32 +430,41 @@ def _quantize(
         for name, dtype, static in CANDIDATES[config.dtype]
         if name in known
     ]  # fmt: skip
-    root = ctx.scratch / "candidates"
+    root, seq_len, machine = ctx.scratch / "candidates", timed_length(loaded, ctx), fingerprint()
+    # A target with this machine's instruction set is timed here like no target at all.
+    target = ctx.target if ctx.target is not None and not same_isa(ctx.target, machine) else None
     for candidate in candidates:
-        candidate.skipped = _why_not(candidate.config, ctx, config.dtype)
+        candidate.skipped = _why_not(candidate.config, ctx, config.dtype,
+                                     target["isa"] if target else None)  # fmt: skip
     runnable = [c for c in candidates if c.skipped is None]
-    seq_len, machine = timed_length(loaded, ctx), fingerprint()
-    facts = speed_facts(
-        machine, model_shape(loaded), dtype=config.dtype, device=ctx.device, seq_len=seq_len,
-        batch=1, candidates=[c.label for c in runnable],
-    )  # fmt: skip
-    key = decision_key(facts)
-    store = DecisionStore(ctx.decisions) if ctx.decisions is not None else None
-    # The default reuses what was measured for this shape here; --backend auto measures again.
-    remembered = store.get(key) if store is not None and config.backend is None else None
-    if remembered is not None:
-        _from_decision(runnable, remembered, loaded, ctx, agree, root)
-        reference: Any = remembered.reference
+    remembered, rule = None, None
+    if target is not None:
+        rule = rule_for(target["isa"], config.dtype)
+        reference = _by_rule(runnable, rule, loaded, ctx, agree, root, seq_len)
     else:
-        reference = _measure_all(runnable, loaded, ctx, agree, root, seq_len)
+        facts = speed_facts(
+            machine, model_shape(loaded), dtype=config.dtype, device=ctx.device,
+            seq_len=seq_len, batch=1, candidates=[c.label for c in runnable],
+        )  # fmt: skip
+        key = decision_key(facts)
+        store = DecisionStore(ctx.decisions) if ctx.decisions is not None else None
+        # The default reuses what was measured for this shape here; --backend auto measures
+        # again.
+        remembered = store.get(key) if store is not None and config.backend is None else None
+        if remembered is not None:
+            reference = _by_decision(runnable, remembered, loaded, ctx, agree, root)
+        else:
+            reference = _measure_all(runnable, loaded, ctx, agree, root, seq_len)
+            built = [c for c in runnable if c.skipped is None]
+            if built and store is not None:
+                timings = sorted((_timing(c.label, c.latency) for c in built),
+                                 key=lambda t: t.p50_ms)  # fmt: skip
+                store.put(key, Decision(timings, _timing("input (torch)", reference), now(),
+                                        machine, facts))  # fmt: skip
     built = [c for c in runnable if c.skipped is None]
     if not built:
         reasons = "; ".join(f"{c.label}: {c.skipped}" for c in candidates)
         raise UnsupportedError(f"no {config.dtype} backend can run here ({reasons})")
-    if remembered is None and store is not None:
-        timings = sorted((_timing(c.label, c.latency) for c in built), key=lambda t: t.p50_ms)
-        store.put(key, Decision(timings, _timing("input (torch)", reference), now(), machine,
-                                facts))  # fmt: skip
     winner = choose(built, ctx.max_accuracy_drop, ctx.gate_on, ctx.min_fidelity,
                     agreement_floor(loaded.task))  # fmt: skip
     assert winner.folder is not None and winner.result is not None
@@ -391,6 +472,11 @@ def _quantize(
         shutil.move(str(item), ctx.out / item.name)
     result = winner.result
     result.metric = winner.metric
+    # The machine the choice is for, beside the artifact: bench and eval elsewhere say so.
+    chosen_for = {
+        **{k: (target or machine)[k] for k in ("cpu", "isa", "cores")},
+        "by": f"rule: {rule.why}" if rule is not None else "measured",
+    }
     result.details = {
         **result.details,
         "auto": {
@@ -410,10 +496,17 @@ def _quantize(
             "gated": ctx.measure
             and (ctx.max_accuracy_drop is not None or ctx.min_fidelity is not None),
             "machine": remembered.machine if remembered is not None else machine,
+            "chosen_for": chosen_for,
         },
     }
+    manifest = ctx.out / MANIFEST_FILE  # an export's; ctx.out is staged, so written whole
+    if manifest.is_file():
+        manifest.write_text(json.dumps({**read_manifest(ctx.out), "chosen_for": chosen_for},
+                                       indent=2))  # fmt: skip
     note = _choice_note(winner, built, reference, seq_len, ctx, config.backend is None, loaded.task)
-    if remembered is not None:
+    if rule is not None and target is not None:
+        note = _rule_note(winner, rule, target, reference)
+    elif remembered is not None:
         note += (
             f"; timings remembered from {remembered.measured_at} for this model shape on this "
             "machine (--backend auto measures again)"

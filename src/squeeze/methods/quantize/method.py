@@ -140,6 +140,9 @@ class QuantizeConfig(StepConfig):
         measured choice): one name, two different artifacts."""
         return {"backend": self.chosen_backend.name} if self.backend is None else {}
 
+    def for_machine(self) -> bool:
+        return self.chosen_backend.name == "auto"
+
     @property
     def chosen_backend(self) -> Backend:
         if self.backend is not None:

@@ -18,6 +18,7 @@ is compared with the original like every quantization.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -86,17 +87,15 @@ def _quantize(
     return StepResult(notes=[*export_notes, *notes]), forward
 
 
-# The CPU flags with bf16 arithmetic; without one OpenVINO computes a bf16 IR in f32.
-BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+def bf16_problem(isa: Collection[str] | None = None) -> str | None:
+    """Why a CPU (this one, or one with flags ``isa``) cannot compute in bf16: OpenVINO then
+    runs a bf16 IR in f32. None when it can."""
+    from squeeze.measure.machine import BF16_FLAGS, cpu_flags
 
-
-def bf16_problem() -> str | None:
-    """Why this CPU cannot compute in bf16 (so a bf16 IR runs as f32 here); None when it can."""
-    from squeeze.measure.machine import cpu_flags
-
-    if cpu_flags() & set(BF16_FLAGS):
+    if set(cpu_flags() if isa is None else isa) & set(BF16_FLAGS):
         return None
-    return f"this CPU has no bf16 arithmetic ({' or '.join(BF16_FLAGS)})"
+    which = "this CPU" if isa is None else "the target CPU"
+    return f"{which} has no bf16 arithmetic ({' or '.join(BF16_FLAGS)})"
 
 
 def _bf16(loaded: LoadedModel, ctx: StepContext) -> tuple[StepResult, Any]:
