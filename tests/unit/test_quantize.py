@@ -106,3 +106,22 @@ def test_auto_keeps_the_fastest_candidate_above_an_embedders_fidelity_floor():
     missed = candidates()
     assert choose(missed, None, "point", min_fidelity=0.99999).label == "slow"
     assert not any(c.passed for c in missed)
+
+
+@pytest.mark.parametrize(
+    ("chosen_ms", "input_ms", "says"), [(15.3, 9.75, True), (4.9, 16.4, False)]
+)
+def test_a_choice_slower_than_its_input_says_so(chosen_ms, input_ms, says):
+    from types import SimpleNamespace
+
+    from squeeze.methods.quantize.auto import Candidate, slower_note
+
+    winner = Candidate("bitsandbytes int4", QuantizeConfig(dtype="int4", backend="bitsandbytes"),
+                       latency=SimpleNamespace(p50_ms=chosen_ms))  # fmt: skip
+    note = slower_note(winner, SimpleNamespace(p50_ms=input_ms))
+    assert (note is not None) == says
+    if says:
+        assert note == (
+            "bitsandbytes int4 is slower than the input here (15.30 ms against 9.75 ms): on this "
+            "machine int4 saves size, not time"
+        )

@@ -511,8 +511,20 @@ def _quantize(
             f"; timings remembered from {remembered.measured_at} for this model shape on this "
             "machine (--backend auto measures again)"
         )
-    result.notes.insert(0, note)
+    slower = slower_note(winner, reference)
+    result.notes[:0] = [note, *([slower] if slower else [])]
     return result, Artifact.of(ctx.out).open(device=ctx.device).forward
+
+
+def slower_note(winner: Candidate, reference: Any) -> str | None:
+    """Where even the chosen candidate is slower than the input (int4 on a CPU: bitsandbytes
+    NF4 ran at 0.64x the fp32 speed of the demo model), say so; None otherwise."""
+    if winner.latency.p50_ms <= reference.p50_ms:
+        return None
+    return (
+        f"{winner.label} is slower than the input here ({winner.latency.p50_ms:.2f} ms against "
+        f"{reference.p50_ms:.2f} ms): on this machine {winner.config.dtype} saves size, not time"
+    )
 
 
 def _timing(label: str, latency: Any) -> Timing:
