@@ -218,9 +218,13 @@ def _time(built: list[Candidate], reference: Path, seq_len: int, ctx: StepContex
 # Without a gate (no data, or none asked for) the fastest candidate must still say what the
 # original says, on text its calibration never read: an embedder's mean cosine (issue 28's bar
 # for all-MiniLM-L6-v2: ONNX Runtime's static QDQ kept 0.925 there), a classifier's top-1
-# agreement. A language model's token agreement is no such floor: 8-bit rounding flips near-tied
-# next-token choices on any decoder, so there the fastest wins.
-AGREEMENT_FLOOR = {"mean_cosine": 0.99, "top1_agreement": 0.98}
+# agreement on squeeze's built-in held-out text, which is not the classifier's domain, so
+# near-ties flip: on the demo's sentiment classifier ONNX Runtime's dynamic int8 (the former
+# default, within a point of fp32 on its test split) agrees on 96.9%, OpenVINO's static int8 on
+# 97.7%, and ONNX Runtime's static QDQ, which clips (max |dlogit| 1.45), on 93.0%. A language
+# model's token agreement is no such floor: 8-bit rounding flips near-tied next-token choices on
+# any decoder, so there the fastest wins.
+AGREEMENT_FLOOR = {"mean_cosine": 0.99, "top1_agreement": 0.95}
 
 
 def agreement_floor(task: Task) -> tuple[str, float] | None:
