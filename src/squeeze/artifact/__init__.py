@@ -103,13 +103,6 @@ class Artifact:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def machine_note(self) -> str | None:
-        """A note when its quantizer was chosen for a CPU with other instruction-set flags than
-        this one's (timings and the choice may differ here); None otherwise."""
-        from squeeze.measure.machine import other_isa_note
-
-        return other_isa_note(self.chosen_for(), self.source)
-
     @property
     def runtime(self) -> str:
         """What runs it: ``torch`` for a checkpoint, else ``onnxruntime`` or ``openvino``."""

@@ -51,6 +51,7 @@ def eval_(
     from squeeze.core.types import Task
     from squeeze.data.encoding import default_length, encode_for, fit_length
     from squeeze.measure.evaluate import evaluate_forward
+    from squeeze.measure.machine import other_isa_note
 
     device = resolve_device(flags.device)
     opened = dict(
@@ -81,7 +82,7 @@ def eval_(
         progress=progress,
         reference=against,
     )
-    elsewhere = Artifact.of(model).machine_note()
+    elsewhere = other_isa_note(Artifact.of(model).chosen_for(), model)
     notes = [*scorable.notes, *dataset.notes, *([elsewhere] if elsewhere else [])]
     if encoded.n_truncated:
         notes.append(f"{encoded.n_truncated} of {len(encoded)} examples cut to {max_length} tokens")

@@ -69,9 +69,11 @@ def quantize(
     from squeeze.measure.machine import read_fingerprint
     from squeeze.plan.cache import decisions_in
 
-    # The measured default remembers its ranking in squeeze's cache ($SQUEEZE_CACHE).
-    measured = not config.problems() and config.chosen_backend.name == "auto"
-    if target is not None and not measured and not config.problems():
+    # A config with problems is refused by run_step, with all of them; a valid one names its
+    # backend, and the measured default remembers its ranking in squeeze's cache.
+    valid = not config.problems()
+    measured = valid and config.chosen_backend.name == "auto"
+    if target is not None and valid and not measured:
         why = f"{{target}} is for the default backend's choice; {config.chosen_backend.name} is "
         raise ConfigError(Problem(why + "pinned: drop {backend} (or $SQUEEZE_BACKEND)"))
     options = flags.step_options(

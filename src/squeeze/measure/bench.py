@@ -191,6 +191,7 @@ def bench_models(
     import torch
 
     from squeeze.artifact import Artifact
+    from squeeze.measure.machine import other_isa_note
 
     unknown = sorted(set(runtimes) - set(RUNTIMES))
     if unknown:
@@ -205,7 +206,7 @@ def bench_models(
     tokenizers: list[Any] = []
     for model in models:
         artifact = Artifact.of(model)
-        elsewhere = artifact.machine_note()
+        elsewhere = other_isa_note(artifact.chosen_for(), model)
         if elsewhere is not None:
             notes.append(elsewhere)
         own = artifact.runtime
