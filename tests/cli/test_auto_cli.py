@@ -126,13 +126,19 @@ def test_a_candidate_that_fails_or_lacks_its_cpu_is_skipped_with_its_reason(
     failing = dataclasses.replace(registry.backends()["torch"], quantize=boom)
     monkeypatch.setitem(registry._BACKENDS, "torch", failing)
     monkeypatch.setattr(machine, "cpu_flags", lambda: {"avx2"})
-    int8 = (("onnxruntime", "int8", False), ("torch", "int8", False), ("openvino", "bf16", False))
+    int8 = (
+        ("onnxruntime dynamic", "onnxruntime", {}),
+        ("torch torchao", "torch", {}),
+        ("openvino static+bf16", "openvino", {"static": True, "compute": "bf16"}),
+        ("openvino bf16", "openvino", {"dtype": "bf16"}),
+    )
     monkeypatch.setitem(auto.CANDIDATES, "int8", int8)
     candidates = auto_candidates(tiny_classifiers["bert"], tmp_path / "q")
     assert candidates["torch torchao"]["skipped"] == (
         "failed here: RuntimeError: kernel not built for this CPU"
     )
     assert "no bf16 arithmetic" in candidates["openvino bf16"]["skipped"]
+    assert "no bf16 arithmetic" in candidates["openvino static+bf16"]["skipped"]
     assert candidates["onnxruntime dynamic"]["chosen"]
 
 

@@ -47,6 +47,7 @@ def test_ir_export_is_validated_and_runs_everywhere(family, tiny_classifiers, or
         ("int8", ("--static",), "static int8 (NNCF, transformer)"),
         ("int4", ("--block-size", "16"), "weight-only int4_asym"),
         ("bf16", (), "bf16 compute, fp16 weights"),
+        ("int8", ("--static", "--compute", "bf16"), "static int8 (NNCF, transformer)"),
     ],
 )
 def test_openvino_backend(dtype, extra, mode, trained_classifier, order_csv, tmp_path):
@@ -64,7 +65,7 @@ def test_openvino_backend(dtype, extra, mode, trained_classifier, order_csv, tmp
     assert manifest["quantization"]["mode"] == mode
     # An IR computes in f32 wherever it runs unless bf16 was asked for (OpenVINO's own default
     # on CPUs with bf16 is bf16, whatever the IR holds).
-    precision = "bf16" if dtype == "bf16" else "f32"
+    precision = "bf16" if dtype == "bf16" or "--compute" in extra else "f32"
     assert manifest.get("inference_precision", "f32") == precision
     assert load_export(out).session.precision == precision
     bench = invoke("bench", out, *FAST, "--json")
@@ -100,6 +101,7 @@ def test_recipe_with_an_openvino_variant(trained_classifier, order_csv, tmp_path
         (("export", "--format", "openvino", "--optimize"), 2, "--optimize fuses into ONNX"),
         (("quantize", "--backend", "openvino", "--dtype", "int4", "--static"), 2, "--static"),
         (("quantize", "--backend", "openvino", "--dtype", "bf16", "--static"), 2, "bf16 needs"),
+        (("quantize", "--backend", "onnxruntime", "--compute", "bf16"), 2, "use --backend openvino"),
         (("export", "--format", "tflite"), 2, "--format"),
     ],
 )

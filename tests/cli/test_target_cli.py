@@ -28,7 +28,7 @@ def invoke(*args):
     ("isa", "dtype", "first", "why"),
     [
         (["avx2", "avx512f", "avx512_vnni"], "int8", "openvino static", "VNNI/AMX"),
-        (["avx2", "avx_vnni", "amx_int8", "amx_bf16"], "int8", "openvino static", "VNNI/AMX"),
+        (["avx2", "avx_vnni", "amx_int8", "amx_bf16"], "int8", "openvino static+bf16", "bf16"),
         (["avx2"], "int8", "onnxruntime dynamic", "AVX2 without VNNI"),
         ([], "int8", "onnxruntime dynamic", "no AVX2"),
         (["avx2", "avx512_vnni"], "int4", "openvino int4", "VNNI/AMX"),

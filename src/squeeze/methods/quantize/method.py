@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 BNB_4BIT_TYPES = ("nf4", "fp4")
 INT4_BLOCK_SIZES = (16, 32, 64, 128, 256)  # MatMulNBits: powers of two from 16
+COMPUTE = ("f32", "bf16")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,6 +91,12 @@ class QuantizeConfig(StepConfig):
         help="int4 (onnxruntime, openvino): symmetric blocks, no zero points (smaller, less "
         "exact).",
     )
+    compute: str = param(
+        "f32",
+        help="int8, int4 (openvino): what the layers left in floating point compute in; bf16 "
+        "on CPUs with AMX or AVX512-BF16 is faster and a little less exact.",
+        choices=COMPUTE,
+    )
     accuracy_level: int = param(
         4,
         help="int4 (onnxruntime): MatMulNBits compute of the 4-bit layers, 4 = int8 activations "
@@ -122,6 +129,9 @@ class QuantizeConfig(StepConfig):
             others = " or ".join(b.name for b in known.values() if self.dtype in b.dtypes)
             why = f"{{backend}} {backend.name} has no {self.dtype}; use {{backend}} {others}"
             return [*found, Problem(why, UnsupportedError)]
+        if self.compute != "f32" and backend.name != "openvino":
+            why = f"{{compute}} {self.compute} is how OpenVINO runs an IR; use {{backend}} openvino"
+            return [*found, Problem(why)]
         return found + backend.check(self)
 
     def canonical(self) -> QuantizeConfig:
@@ -133,6 +143,8 @@ class QuantizeConfig(StepConfig):
             config = replace(config, backend=None)
         read = _INT4_FIELDS.get(resolved.name, ()) if self.dtype == "int4" else ()
         unread = [name for name in _ORT_INT4_FIELDS if name not in read]
+        if resolved.name != "openvino" or self.dtype == "bf16":
+            unread.append("compute")
         return replace(config, **{name: _DEFAULTS[name] for name in unread})
 
     def environment(self) -> dict[str, Any]:

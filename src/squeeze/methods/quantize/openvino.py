@@ -7,6 +7,9 @@
 - int4: ``nncf.compress_weights`` INT4_ASYM (INT4_SYM with ``symmetric``) in groups of
   ``block_size``, every layer (``ratio=1``); NNCF keeps the embeddings and the last layer
   int8, as its defaults do.
+- ``compute`` bf16 (int8, int4): the layers left in floating point compute in bf16 (the
+  manifest's ``inference_precision``), as OpenVINO does by default on CPUs with bf16; f32 (the
+  default) keeps them exact.
 - bf16: the IR with fp16-stored weights, computed in bf16 (the manifest's
   ``inference_precision``, which squeeze's runtime applies; other OpenVINO callers set
   ``INFERENCE_PRECISION_HINT`` to bf16, the CPU plugin's default where the CPU has bf16). Fast
@@ -79,11 +82,15 @@ def _quantize(
             return compress(model)
 
     quantization = {"backend": "openvino", **recorded}
+    update = {"dtype": config.dtype, "quantization": quantization}
+    if config.compute != "f32":
+        update["inference_precision"] = config.compute
+        notes += _bf16_notes()
     _, export_notes = write_ir_export(
-        loaded, ctx.out, ctx.scratch, ExportConfig(), transform=transform,
-        update={"dtype": config.dtype, "quantization": quantization}, release=True,
+        loaded, ctx.out, ctx.scratch, ExportConfig(), transform=transform, update=update,
+        release=True,
     )  # fmt: skip
-    forward = ort_forward(openvino_session(ctx.out / OPENVINO_FILE))
+    forward = ort_forward(openvino_session(ctx.out / OPENVINO_FILE, precision=config.compute))
     return StepResult(notes=[*export_notes, *notes]), forward
 
 
@@ -96,6 +103,16 @@ def bf16_problem(isa: Collection[str] | None = None) -> str | None:
         return None
     which = "this CPU" if isa is None else "the target CPU"
     return f"{which} has no bf16 arithmetic ({' or '.join(BF16_FLAGS)})"
+
+
+def _bf16_notes() -> list[str]:
+    missing = bf16_problem()
+    if missing is None:
+        return []
+    return [
+        f"{missing}: OpenVINO computes this IR's bf16 parts in f32 here, so its speed here is "
+        "not what a CPU with bf16 gets"
+    ]
 
 
 def _bf16(loaded: LoadedModel, ctx: StepContext) -> tuple[StepResult, Any]:
@@ -113,12 +130,7 @@ def _bf16(loaded: LoadedModel, ctx: StepContext) -> tuple[StepResult, Any]:
         loaded, ctx.out, ctx.scratch, ExportConfig(), update=update, release=True,
         half_weights=True,
     )  # fmt: skip
-    missing = bf16_problem()
-    if missing is not None:
-        notes.append(
-            f"{missing}: OpenVINO computes this IR in f32 here, so its speed here is not what a "
-            "CPU with bf16 gets"
-        )
+    notes += _bf16_notes()
     forward = ort_forward(openvino_session(ctx.out / OPENVINO_FILE, precision="bf16"))
     return StepResult(notes=notes), forward
 

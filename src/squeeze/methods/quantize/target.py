@@ -7,8 +7,8 @@ choice follows what this project measured per instruction set:
 
 - VNNI or AMX (``avx512_vnni``, ``avx_vnni``, ``amx_int8``): OpenVINO's static int8 (NNCF) first,
   its int8 kernels are strongest there (AMX Xeon, MiniLM seq 128: 4.93 ms against ONNX Runtime
-  dynamic 7.59 ms and the input's 16.36 ms); then bf16 where the CPU computes it; int4:
-  OpenVINO's.
+  dynamic 7.59 ms and the input's 16.36 ms), with its float layers in bf16 where the CPU computes
+  bf16 (BERT-base: 14.2 against 15.4 ms), then the bf16 IR; int4: OpenVINO's.
 - AVX2 without VNNI (older Xeons, AMD EPYC before Zen 4): ONNX Runtime's dynamic int8 first
   (EPYC: 1.22x faster than every peer; OpenVINO's static int8 2x slower than it); int4: ONNX
   Runtime's MatMulNBits.
@@ -53,8 +53,13 @@ def rule_for(isa: Collection[str], dtype: str) -> Rule:
             "no VNNI: ONNX Runtime's MatMulNBits",
         )
     if vnni:
-        order = ("openvino static", *(("openvino bf16",) if bf16 else ()), "onnxruntime dynamic",
-                 "openvino weight-only", "onnxruntime static", "torch torchao")  # fmt: skip
+        if bf16:
+            order = ("openvino static+bf16", "openvino static", "openvino bf16",
+                     "onnxruntime dynamic", "openvino weight-only", "onnxruntime static",
+                     "torch torchao")  # fmt: skip
+            return Rule(order, "VNNI/AMX with bf16: OpenVINO's static int8, float layers in bf16")
+        order = ("openvino static", "onnxruntime dynamic", "openvino weight-only",
+                 "onnxruntime static", "torch torchao")  # fmt: skip
         return Rule(order, "VNNI/AMX: OpenVINO's static int8 kernels are fastest there")
     order = ("onnxruntime dynamic", "onnxruntime static", "openvino weight-only",
              "openvino static", "torch torchao")  # fmt: skip
