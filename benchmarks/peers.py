@@ -66,6 +66,7 @@ SQUEEZE_PATHS = {
     "onnxruntime static": ["--backend", "onnxruntime", "--static"],
     "openvino weight-only": ["--backend", "openvino"],
     "openvino static": ["--backend", "openvino", "--static"],
+    "openvino static+bf16": ["--backend", "openvino", "--static", "--compute", "bf16"],
     "openvino bf16": ["--backend", "openvino", "--dtype", "bf16"],
 }
 
