@@ -97,3 +97,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def two_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two int8 candidates for the measured default where a test's subject is not the candidate
+    list (each candidate is a build; the full list is tested in tests/cli/test_auto_cli.py)."""
+    from squeeze.methods.quantize import auto
+
+    two = (("onnxruntime dynamic", "onnxruntime", {}), ("openvino weight-only", "openvino", {}))
+    monkeypatch.setitem(auto.CANDIDATES, "int8", two)

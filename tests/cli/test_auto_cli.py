@@ -96,7 +96,9 @@ def test_auto_refuses_static(trained_classifier, order_csv, tmp_path):
     assert not (tmp_path / "q").exists()
 
 
-def test_auto_with_a_gate_nobody_passes_writes_nothing(trained_classifier, order_csv, tmp_path):
+def test_auto_with_a_gate_nobody_passes_writes_nothing(
+    two_candidates, trained_classifier, order_csv, tmp_path
+):
     """A negative allowance cannot be met: the least-dropping candidate is refused by the gate."""
     out = tmp_path / "q"
     result = invoke(
@@ -142,7 +144,7 @@ def test_a_candidate_that_fails_or_lacks_its_cpu_is_skipped_with_its_reason(
     assert candidates["onnxruntime dynamic"]["chosen"]
 
 
-def test_auto_is_a_recipe_step(trained_classifier, order_csv, tmp_path):
+def test_auto_is_a_recipe_step(two_candidates, trained_classifier, order_csv, tmp_path):
     """`quantize(int8, auto)` in a recipe: the chosen artifact is measured like any variant."""
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(

@@ -69,7 +69,9 @@ def test_default_measures_then_remembers(measured, trained_classifier, order_csv
     assert choice(fresh).startswith("backend auto chose")
 
 
-def test_a_decision_that_cannot_be_read_is_measured_again(measured, tiny_classifiers, tmp_path):
+def test_a_decision_that_cannot_be_read_is_measured_again(
+    measured, two_candidates, tiny_classifiers, tmp_path
+):
     model = tiny_classifiers["bert"]
     quantize(model, tmp_path / "a", "--max-length", "16")
     (decision,) = (measured / ".decisions").glob("*.json")
@@ -79,7 +81,7 @@ def test_a_decision_that_cannot_be_read_is_measured_again(measured, tiny_classif
     assert json.loads(decision.read_text())["ranking"]
 
 
-def test_another_shape_is_another_decision(measured, tiny_classifiers, tmp_path):
+def test_another_shape_is_another_decision(measured, two_candidates, tiny_classifiers, tmp_path):
     quantize(tiny_classifiers["bert"], tmp_path / "a", "--max-length", "16")
     other = quantize(tiny_classifiers["bert"], tmp_path / "b", "--max-length", "32")
     assert other["auto"]["remembered"] is None

@@ -101,7 +101,7 @@ def test_recipe_with_an_openvino_variant(trained_classifier, order_csv, tmp_path
         (("export", "--format", "openvino", "--optimize"), 2, "--optimize fuses into ONNX"),
         (("quantize", "--backend", "openvino", "--dtype", "int4", "--static"), 2, "--static"),
         (("quantize", "--backend", "openvino", "--dtype", "bf16", "--static"), 2, "bf16 needs"),
-        (("quantize", "--backend", "onnxruntime", "--compute", "bf16"), 2, "use --backend openvino"),
+        (("quantize", "--backend", "onnxruntime", "--compute", "bf16"), 2, "--backend openvino"),
         (("export", "--format", "tflite"), 2, "--format"),
     ],
 )
