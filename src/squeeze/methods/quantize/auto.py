@@ -499,10 +499,12 @@ def _quantize(
     if manifest.is_file():
         manifest.write_text(json.dumps({**read_manifest(ctx.out), "chosen_for": chosen_for},
                                        indent=2))  # fmt: skip
-    note = _choice_note(winner, built, reference, seq_len, ctx, config.backend is None, loaded.task)
     if rule is not None and target is not None:
         note = _rule_note(winner, rule, target, reference)
-    elif remembered is not None:
+    else:
+        note = _choice_note(winner, built, reference, seq_len, ctx, config.backend is None,
+                            loaded.task)  # fmt: skip
+    if remembered is not None:
         note += (
             f"; timings remembered from {remembered.measured_at} for this model shape on this "
             "machine (--backend auto measures again)"
