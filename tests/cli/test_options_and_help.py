@@ -8,6 +8,9 @@ data section, gates, top-level keys) or that only makes sense on a command line.
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import click
 import pytest
 import typer
@@ -75,15 +78,52 @@ def _option_names(command: click.Command) -> list[str]:
     return [flag for p in command.params if isinstance(p, click.Option) for flag in p.opts]
 
 
-@pytest.mark.parametrize("name", sorted(COMMAND.commands))
-def test_help_shows_every_option_name_whole_at_80_columns(name):
-    result = CliRunner().invoke(app, [name, "--help"], terminal_width=80, env={"COLUMNS": "80"})
+def _commands(group: click.Command, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    """Every command of the app by its path, sub-commands (``cache info``) included."""
+    found: dict[tuple[str, ...], Any] = {}
+    for name, command in getattr(group, "commands", {}).items():
+        if hasattr(command, "commands"):
+            found.update(_commands(command, (*path, name)))
+        else:
+            found[(*path, name)] = command
+    return found
+
+
+COMMANDS = _commands(COMMAND)
+# What a wrapped help line ends with when the wrapper split an option name or a command.
+_SPLIT = re.compile(r"(--[a-z0-9-]*[a-z0-9]-$)|(\bpip$)")
+
+
+@pytest.mark.parametrize("path", sorted(COMMANDS), ids=" ".join)
+def test_help_guides_at_80_columns(path):
+    """Options in panels (the command's own first), values named by what they are, option
+    names and commands whole, and an example at the end; no line over 80 columns."""
+    result = CliRunner().invoke(app, [*path, "--help"], terminal_width=80, env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    text = result.output
+    lines = text.splitlines()
     assert max(len(line) for line in lines) <= 80
-    for flag in _option_names(COMMAND.commands[name]):
+    for flag in _option_names(COMMANDS[path]):
         assert any(flag in line.split() or f"{flag}," in line or f"{flag}/" in line
                    or f"/{flag}" in line for line in lines), flag  # fmt: skip
+    assert not [line for line in lines if _SPLIT.search(line.rstrip())]
+    usage = lines[0]
+    assert "{" not in usage and not re.search(r"<[a-z ]+>", text), usage  # not {model}, <int>
+    panels = [line for line in lines if line.endswith("options:") or line == "Arguments:"]
+    assert panels[0 if usage.split()[-1] == "[OPTIONS]" else 1] == (
+        f"{path[-1].capitalize()} options:"
+    ), panels
+    assert lines[-2] == "Example:" or lines[-3] == "Example:", lines[-3:]
+    assert "squeeze " + " ".join(path) in text.split("Example:")[1]
+
+
+def test_a_method_s_own_options_lead_and_choices_show():
+    text = CliRunner().invoke(app, ["quantize", "--help"], terminal_width=80).output
+    own = text.split("Quantize options:")[1].split("\n\n")[0]
+    flags = [line.split()[:2] for line in own.splitlines() if line.startswith("  -")]
+    assert flags[:2] == [["--dtype", "int8|int4|fp16|bf16"], ["--backend", "NAME"]]
+    data = text.split("Data options:")[1]
+    assert data.split()[:3] == ["-d,", "--data", "SPEC"]
 
 
 def test_a_library_error_names_the_flag_on_the_command_line(tiny_classifiers, tmp_path):

@@ -329,7 +329,8 @@ def _field_option(f: Any, annotation: Any) -> inspect.Parameter:
     option_type: Any = list[str] if kind is tuple else kind
     # Choices are shown, not enforced by click: the config checks them, so a bad value gets the
     # same one-line message as in a recipe.
-    metavar = {"metavar": "|".join(choices)} if choices else {}
+    named = "|".join(choices) if choices else f.metadata.get("metavar")
+    metavar = {"metavar": named} if named else {}
     info = typer.Option(*decls, help=help_text, **metavar)
     return option(f.name, Annotated[option_type | None, info], None)
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from squeeze.cli._help import EXAMPLES, CacheCommand, SqueezeGroupBase
 from squeeze.cli._options import JsonOpt
 from squeeze.cli._render import print_json, print_table
 from squeeze.core.errors import ConfigError, GateError
@@ -25,6 +26,8 @@ app = typer.Typer(
     help="See, check and trim the artifact cache (default: $SQUEEZE_CACHE, else "
     "$XDG_CACHE_HOME/squeeze or ~/.cache/squeeze). Only squeeze's entries are ever removed.",
     no_args_is_help=True,
+    cls=SqueezeGroupBase,
+    rich_markup_mode=None,
 )
 
 CacheDirOpt = Annotated[
@@ -70,7 +73,7 @@ def _outcome(contents: Contents, json_output: bool, data: dict[str, Any], line: 
     print(line)
 
 
-@app.command("info")
+@app.command("info", cls=CacheCommand, epilog=EXAMPLES["cache info"])
 def info(cache_dir: CacheDirOpt = None, json_output: JsonOpt = False) -> None:
     """Where the cache is, how many artifacts it holds and how big it is."""
     folder, contents = _open(cache_dir)
@@ -87,7 +90,7 @@ def info(cache_dir: CacheDirOpt = None, json_output: JsonOpt = False) -> None:
     print_table("squeeze cache", rows)
 
 
-@app.command("verify")
+@app.command("verify", cls=CacheCommand, epilog=EXAMPLES["cache verify"])
 def verify(
     cache_dir: CacheDirOpt = None,
     fix: Annotated[bool, typer.Option(help="Remove damaged artifacts (they are rebuilt).")] = False,
@@ -119,7 +122,7 @@ def verify(
         )
 
 
-@app.command("prune")
+@app.command("prune", cls=CacheCommand, epilog=EXAMPLES["cache prune"])
 def prune(
     cache_dir: CacheDirOpt = None,
     older_than: Annotated[
@@ -159,7 +162,7 @@ def prune(
     _outcome(contents, json_output, removed, line)
 
 
-@app.command("clear")
+@app.command("clear", cls=CacheCommand, epilog=EXAMPLES["cache clear"])
 def clear(
     cache_dir: CacheDirOpt = None,
     yes: Annotated[bool, typer.Option("--yes", help="Really remove every artifact.")] = False,

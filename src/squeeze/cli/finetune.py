@@ -45,7 +45,9 @@ def finetune(
         str | None,
         typer.Option(
             help="Draw a structured ticket early and train only it (EarlyBERT), e.g. "
-            "heads=0.5,ffn=0.5[,threshold=0.1,every=N,penalty=1e-4,max_search=0.5]."
+            "heads=0.5,ffn=0.5 (optional keys: threshold=0.1, every=N, penalty=1e-4, "
+            "max_search=0.5).",
+            metavar="KEY=X,...",
         ),
     ] = None,
 ) -> None:

@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 import click
 import typer
-from typer.core import TyperGroup
 
 from squeeze.cli import (
     bench,
@@ -29,6 +28,7 @@ from squeeze.cli import (
     tune,
 )
 from squeeze.cli import eval as eval_command
+from squeeze.cli._help import EXAMPLES, SqueezeCommand, SqueezeGroupBase
 from squeeze.core import __version__
 from squeeze.core.errors import SqueezeError
 
@@ -65,7 +65,7 @@ def flag_namer(command: click.Command | None) -> Any:
     return lambda field: flags.get(field, "--" + field.replace("_", "-"))
 
 
-class _SqueezeGroup(TyperGroup):
+class _SqueezeGroup(SqueezeGroupBase):
     """Runs commands, turning squeeze's own errors into a message and an exit code."""
 
     def get_help_option(self, ctx: click.Context) -> Any:
@@ -175,7 +175,8 @@ def _global_options(
 for command in (info.info, eval_command.eval_, finetune.finetune, prune.prune, distill.distill,
                 quantize.quantize, export.export, bench.bench, sweep.run, sweep.sweep, tune.tune,
                 report.report, steps.steps):  # fmt: skip
-    app.command(command.__name__.rstrip("_"))(command)
+    name = command.__name__.rstrip("_")
+    app.command(name, cls=SqueezeCommand, epilog=EXAMPLES[name])(command)
 app.add_typer(cache.app, name="cache")
 
 

@@ -28,6 +28,7 @@ def param(
     help: str,
     choices: Sequence[str] | None = None,
     flag: str | None = None,
+    metavar: str | None = None,
 ) -> Any:
     """A config field with what every front end needs to present it.
 
@@ -37,8 +38,13 @@ def param(
         choices: Allowed values of a text field; checked by :class:`StepConfig` itself.
         flag: The CLI declaration when it is not ``--field-name`` (``"--seq"``,
             ``"--dynamic-batch/--static-shapes"``).
+        metavar: How ``--help`` names a value where ``choices`` cannot say it (values a
+            registry checks, such as dtypes: ``int8|int4|fp16|bf16``).
     """
-    metadata = {"help": help, "choices": tuple(choices) if choices else None, "flag": flag}
+    metadata = {
+        "help": help, "choices": tuple(choices) if choices else None, "flag": flag,
+        "metavar": metavar,
+    }  # fmt: skip
     if isinstance(default, list):
         default = tuple(default)  # immutable, so a plain default (no factory) is safe
     return dataclasses.field(default=default, metadata=metadata)

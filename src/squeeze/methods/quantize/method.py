@@ -49,9 +49,10 @@ class QuantizeConfig(StepConfig):
 
     positional: ClassVar[tuple[str, ...]] = ("dtype", "backend")
 
-    dtype: str = param("int8", help="int8, int4, fp16 or bf16.")
+    dtype: str = param("int8", help="int8, int4, fp16 or bf16.", metavar="int8|int4|fp16|bf16")
     backend: str | None = param(
         None,
+        metavar="NAME",
         help="Default (int8, int4): the fastest this machine runs within the gate, measured once "
         "per model shape and remembered ($SQUEEZE_BACKEND pins one). auto: measure again now. "
         "onnxruntime (int8 dynamic or static; int4 MatMulNBits), openvino (int8 weight-only or "
