@@ -22,6 +22,8 @@ from typer._click import Context
 from typer._click.formatting import HelpFormatter, iter_rows, measure_table, term_len
 from typer.core import TyperCommand, TyperGroup
 
+from squeeze.cli._render import wrap_lines
+
 # Options shared by several commands, by panel; any other option is the command's own.
 _SHARED_PANELS: dict[str, tuple[str, ...]] = {
     "Model": ("task", "trust_remote_code", "pooling", "normalize", "max_length"),
@@ -80,17 +82,14 @@ EXAMPLES = {
 def wrap(text: str, width: int, indent: str = "") -> str:
     """Re-flow ``text`` at spaces only (never inside "--max-accuracy-drop" or a command),
     paragraph by paragraph; a paragraph after a line holding only ``\\b`` keeps its lines."""
-    wrapper = textwrap.TextWrapper(
-        max(width, 20), initial_indent=indent, subsequent_indent=indent,
-        break_on_hyphens=False, break_long_words=False,
-    )  # fmt: skip
     out = []
     for paragraph in textwrap.dedent(text).split("\n\n"):
         lines = paragraph.splitlines()
         if lines and lines[0].strip() == "\b":
             out.append("\n".join(indent + line for line in lines[1:]))
         elif lines:
-            out.append(wrapper.fill(" ".join(line.strip() for line in lines)))
+            flat = " ".join(line.strip() for line in lines)
+            out.append("\n".join(wrap_lines(flat, width, indent, indent)))
     return "\n\n".join(out)
 
 

@@ -8,11 +8,25 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
+import textwrap
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 from squeeze.core.types import ProgressFactory, ProgressTask, SilentTask
+
+# The width of output that goes to a pipe or a file (a CI log) unless $COLUMNS says otherwise:
+# rich would assume 80, and wide logs are read in browsers.
+PIPE_WIDTH = 100
+
+
+# Result tables: a rule under the header, no vertical rules, one space either side of a column:
+# many columns fit in 80.
+COMPACT: dict[str, Any] = {
+    "show_edge": False, "pad_edge": False, "collapse_padding": True,
+}  # fmt: skip
 
 
 class _LazyConsole:
@@ -27,7 +41,10 @@ class _LazyConsole:
         if self._console is None:
             from rich.console import Console
 
-            object.__setattr__(self, "_console", Console(highlight=False, **self._options))
+            console = Console(highlight=False, **self._options)
+            if not console.is_terminal and "COLUMNS" not in os.environ:
+                console.width = PIPE_WIDTH
+            object.__setattr__(self, "_console", console)
         return self._console
 
     def __getattr__(self, name: str) -> Any:
@@ -48,24 +65,96 @@ def print_json(data: Any) -> None:
 
 
 def print_table(title: str, rows: Sequence[tuple[str, str]]) -> None:
+    """Facts as a key/value list; values wrap at spaces where the width runs out."""
     from rich.table import Table
     from rich.text import Text
 
     table = Table(title=title, show_header=False, title_justify="left", box=None, padding=(0, 2))
-    table.add_column(style="bold")
+    table.add_column(style="bold", no_wrap=True)
     table.add_column()
     for key, value in rows:
         # Text, not markup: data names like "reviews.tsv[test]" would read as rich tags.
         table.add_row(Text(key), Text(value))
-    stdout.print(table)
+    emit(table, wrap=True)
+
+
+def emit(table: Any, console: Any = None, *, wrap: bool = False) -> None:
+    """Print a rich table within the console's width without cutting a cell's words.
+
+    Each cell keeps its lines whole (``no_wrap``); a table too wide for the width (80 columns
+    in a terminal, $COLUMNS, or :data:`PIPE_WIDTH` in a pipe) is printed as records instead,
+    one row's label columns on a line and its figures under them, each "column: value".
+    ``wrap``: a key/value list, whose values wrap at spaces instead. In a pipe, lines carry no
+    trailing padding.
+    """
+    from rich.measure import Measurement
+
+    console = console or stdout
+    if not wrap:
+        for column in table.columns:
+            column.no_wrap = True
+        natural = Measurement.get(console, console.options.update_width(10_000), table)
+        if natural.maximum > console.width:
+            _print_lines(console, _records(table, console.width))
+            return
+    if console.is_terminal:
+        console.print(table)
+        return
+    with console.capture() as captured:
+        console.print(table)
+    _print_lines(console, [line.rstrip() for line in captured.get().splitlines()])
+
+
+def _print_lines(console: Any, lines: Sequence[Any]) -> None:
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _plain(cell: Any) -> str:
+    """A cell's text: rich markup read as markup (``[dim]..[/dim]``), Text as it is."""
+    from rich.text import Text
+
+    if isinstance(cell, Text):
+        return cell.plain
+    return Text.from_markup(cell).plain if isinstance(cell, str) else str(cell)
+
+
+def _records(table: Any, width: int) -> list[Any]:
+    """A table as records for a width it does not fit: per row, its leading left-aligned
+    (label) cells on one line, then each other non-empty cell as "header: value", wrapped at
+    spaces."""
+    from rich.text import Text
+
+    labels = [0]  # the leading left-aligned columns: mark, name, format
+    while len(labels) < len(table.columns) and table.columns[len(labels)].justify == "left":
+        labels.append(len(labels))
+    lines: list[Any] = wrap_lines(_plain(table.title), width) if table.title else []
+    for r, row in enumerate(table.rows):
+        cells = [_plain(column._cells[r]) for column in table.columns]
+        head = "  ".join(" ".join(cells[i].split()) for i in labels if cells[i].strip())
+        lines.append(Text(head, style=row.style or "bold"))
+        for i, column in enumerate(table.columns):
+            parts = [part.strip() for part in cells[i].splitlines() if part.strip()]
+            # "5.11 / 5.78 ms, 4.1x [3.5, 4.5]": an interval stays with its figure.
+            value = (
+                "".join((" " if p.startswith("[") else ", ") + p for p in parts)[2:]
+                if parts
+                else ""
+            )
+            if i in labels or not value:
+                continue
+            header = " ".join(_plain(column.header).split())
+            lines += wrap_lines(f"{header}: {value}" if header else value, width, " " * 4, " " * 6)
+    return lines
 
 
 def new_table(title: str, columns: Sequence[str], left: Collection[str] = ("",)) -> Any:
     """A result table titled at its left: the ``left`` columns (names, labels) left-aligned,
     figures right-aligned so that their digits line up."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, **COMPACT)
     for column in columns:
         table.add_column(column, justify="left" if column in left else "right")
     return table
@@ -102,19 +191,41 @@ def metric_rows(result: Any) -> list[tuple[str, str, str, str]]:
 
 
 def metric_change(result: Any) -> str:
-    """A gated step's metric change with its 95% paired interval, as its table shows it."""
-    from squeeze.core.fmt import fmt_change
+    """A gated step's metric drop (positive = worse) with its 95% paired interval."""
+    from squeeze.core.fmt import fmt_drop
     from squeeze.core.types import LOWER_IS_BETTER
 
     lower = result.metric_before.primary.name in LOWER_IS_BETTER
-    return fmt_change(result.drop_points, result.drop_interval, higher_is_better=not lower)
+    return "drop " + fmt_drop(result.drop_points, result.drop_interval, points=not lower)
 
 
 def print_notes(notes: Sequence[str]) -> None:
-    from rich.text import Text
-
     for note in notes:
-        stderr.print(Text("note: ", style="yellow") + Text(note))
+        say(f"note: {note}", stderr, style="yellow")
+
+
+# What a line never breaks inside: a `quoted command` and a pip install command.
+_WHOLE = re.compile(r"`[^`]+`|pip install (?:--\S+ )*\S+")
+_NBSP = "\u00a0"  # textwrap breaks at ASCII whitespace only
+
+
+def wrap_lines(text: str, width: int, indent: str = "", subsequent: str = "") -> list[str]:
+    """``text`` in lines of at most ``width`` columns, broken at spaces only: never inside a
+    word, an option name (--max-accuracy-drop), a path or a quoted command."""
+    kept = _WHOLE.sub(lambda m: m.group(0).replace(" ", _NBSP), text)
+    wrapper = textwrap.TextWrapper(
+        max(width, 20), initial_indent=indent, subsequent_indent=subsequent,
+        break_on_hyphens=False, break_long_words=False,
+    )  # fmt: skip
+    return [line.replace(_NBSP, " ") for line in wrapper.wrap(kept)]
+
+
+def say(text: str, console: Any = None, *, style: str | None = None, indent: int = 0) -> None:
+    """Print prose wrapped at spaces within the console's width (never inside a path, a
+    command or an option name), ``indent`` spaces before each line after the first."""
+    console = console or stdout
+    for line in wrap_lines(text, console.width, subsequent=" " * indent) or [""]:
+        console.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
 
 
 class _RichTask:

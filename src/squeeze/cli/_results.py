@@ -13,59 +13,46 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from squeeze.cli._render import print_json, stdout
+from squeeze.cli._render import COMPACT, emit, print_json, say, stdout
 from squeeze.report import cells
 from squeeze.report.results import SweepResults
 
 PARETO_STYLE = "bold green"
-LOG_WIDTH = 200  # the widest a table gets where output is not a terminal
 
 
 def print_results(results: SweepResults, console: Console) -> None:
-    """Print every variant, Pareto-optimal ones in bold green, then the legend and machine."""
-    # No vertical rules: a sweep table has many columns and 80-column terminals are common.
-    table = Table(title=f"squeeze: {results.model}", title_justify="left", box=box.SIMPLE_HEAD)
-    text = cells.text_columns(results)
-    for i, title in enumerate(cells.header(results)):
-        # Fold rather than cut with an ellipsis where space runs out: every figure matters.
-        justify = "left" if i < text else "right"
-        table.add_column(title, justify=justify, overflow="fold")
+    """Print every variant, Pareto-optimal ones in bold green, then the chains the variant
+    names stand for, the legend and the machine."""
+    # No vertical rules and no chain column: 80-column terminals are common. Each figure's
+    # meaning against the baseline goes under it, its interval on a line of its own.
+    table = Table(title=f"squeeze: {results.model}", title_justify="left", box=box.SIMPLE_HEAD,
+                  **COMPACT)  # fmt: skip
+    text = cells.text_columns(results, chain=False)
+    for i, title in enumerate(cells.header(results, chain=False, sep="\n")):
+        table.add_column(title, justify="left" if i < text else "right")
     for v in results.variants:
-        # Text, not markup: a chain like "quantize(dtype=int8)" or a name with [..] is data.
-        row = [_cell(value, note) for value, note in cells.row_cells(results, v)]
+        # Text, not markup: a name with [..] is data.
+        row = [_cell(value, note) for value, note in cells.row_cells(results, v, chain=False)]
         if v.name == results.baseline:
             row[1].stylize("italic")
         table.add_row(*row, style=PARETO_STYLE if v.pareto else None)
-    print_table(table, console)
-    console.print(Text(cells.legend(results), style="dim"))
+    emit(table, console)
+    for line in cells.chains(results):
+        say(line, console, indent=4)
+    say(cells.legend(results), console, style="dim")
     if results.selected:
-        console.print(Text("selected: ") + Text(results.selected, style="bold"))
+        say(f"selected: {results.selected}", console, style="bold")
     for note in results.gate_notes:
-        console.print(Text("gate: ", style="yellow") + Text(note))
-    console.print(Text(f"measured on {cells.machine_line(results.machine)}", style="dim"))
-
-
-def print_table(table: Table, console: Console) -> None:
-    """Print ``table``; where output is a log, at its natural width rather than folded.
-
-    A log (CI, a pipe) has no width of its own and rich assumes 80 columns, which folds every
-    chain and figure over several lines; a log can take the table's natural width instead.
-    (Console.print caps its width argument at the console's own, hence the swap.)
-    """
-    width = console.width
-    if not console.is_terminal:
-        natural = console.measure(table, options=console.options.update_width(LOG_WIDTH))
-        console.width = max(width, natural.maximum)
-    try:
-        console.print(table)
-    finally:
-        console.width = width
+        say(f"gate: {note}", console, style="yellow")
+    say(f"measured on {cells.machine_line(results.machine)}", console, style="dim")
 
 
 def _cell(value: str, note: str) -> Text:
-    """The figure, and under it what it means against the baseline ("not faster" in yellow)."""
+    """The figure, and under it what it means against the baseline ("not faster" in yellow),
+    a 95% interval on a third line."""
     if not note:
         return Text(value)
+    note = note.replace(" [", "\n[")
     return Text(value + "\n") + Text(note, style="yellow" if note == cells.NOT_FASTER else "")
 
 
@@ -93,9 +80,11 @@ def print_outcome(
 
 def _print_trace(trials: list[Any]) -> None:
     table = Table(title="search trace (validation split)", title_justify="left",
-                  box=box.SIMPLE_HEAD)  # fmt: skip
-    for title in ("#", "candidate", "latency", "drop before / after recovery", "outcome"):
-        table.add_column(title, overflow="fold")
+                  box=box.SIMPLE_HEAD, **COMPACT)  # fmt: skip
+    for title in ("#", "candidate", "latency", "drop before /\nafter recovery", "outcome"):
+        table.add_column(
+            title, justify="left" if title in ("#", "candidate", "outcome") else "right"
+        )
     for t in trials:
         speed = "" if t.latency_ms is None else f"{t.latency_ms:.2f} ms"
         drops = " / ".join(
@@ -103,4 +92,4 @@ def _print_trace(trials: list[Any]) -> None:
         )
         outcome = t.outcome + (f": {t.reason}" if t.reason else "")
         table.add_row(str(t.order), Text(t.chain), speed, drops, Text(outcome))
-    print_table(table, stdout)
+    emit(table, stdout)

@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from squeeze.cli._options import DeviceOpt, JsonOpt, QuietOpt, TrustOpt
-from squeeze.cli._render import new_table, print_json, print_notes, progress_factory
-from squeeze.cli._render import stdout as console
+from squeeze.cli._render import emit, new_table, print_json, print_notes, progress_factory, say
 from squeeze.core.errors import ConfigError
 from squeeze.core.fmt import fmt_bytes, fmt_count
 
@@ -175,12 +174,10 @@ def _write_fingerprint(path: Path, json_output: bool) -> None:
     if json_output:
         print_json({"fingerprint": str(path), "machine": written})
         return
-    console.print(f"wrote {path}: {describe_machine(written)}", highlight=False)
+    say(f"wrote {path}: {describe_machine(written)}")
 
 
 def _render_backends(json_output: bool) -> None:
-    from rich.markup import escape
-
     from squeeze.measure.backends import available_backends
     from squeeze.measure.machine import describe_machine, fingerprint
 
@@ -190,9 +187,10 @@ def _render_backends(json_output: bool) -> None:
         return
     width = max(len(a.name) for a in found)
     for a in found:
-        mark = "[green]yes[/green]" if a.available else "[red]no [/red]"
-        console.print(f"{mark} {a.name.ljust(width)}  {escape(a.why)}", highlight=False)
-    console.print(f"machine: {describe_machine(fingerprint())}", highlight=False)
+        # Plain text wrapped under its column: a reason can name `pip install 'squeeze[gpu]'`.
+        line = f"{'yes' if a.available else 'no '} {a.name.ljust(width)}  {a.why}"
+        say(line, style=None if a.available else "red", indent=width + 6)
+    say(f"machine: {describe_machine(fingerprint())}")
 
 
 def _short(name: str) -> str:
@@ -221,14 +219,14 @@ def _render_tables(results: list[BenchResult], settings: BenchSettings) -> None:
             _short(result.name), result.runtime, fmt_count(size["params_total"]),
             fmt_count(size["params_nonzero"]), fmt_bytes(size["bytes_on_disk"]),
         )  # fmt: skip
-    console.print(latency)
-    console.print(sizes)
+    emit(latency)
+    emit(sizes)
     lat = results[0].latencies[0]
     peak = max((r.peak_memory_bytes or 0) for r in results)
     memory = "allocated CUDA memory" if settings.device.startswith("cuda") else "process RSS"
-    console.print(
+    say(
         f"seq {settings.seq_len}, {len(lat.samples_ms)} timed runs per row ({settings.warmup} "
         f"warm-up runs per block, {settings.rounds} rotating rounds), {lat.threads} threads, "
-        f"{settings.device}; peak {memory} {fmt_bytes(peak)}\n"
-        f"machine: {describe_machine(results[0].machine)}"
+        f"{settings.device}; peak {memory} {fmt_bytes(peak)}"
     )
+    say(f"machine: {describe_machine(results[0].machine)}")

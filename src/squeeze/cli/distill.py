@@ -13,8 +13,14 @@ from squeeze.cli._options import (
     with_data_options,
     with_options,
 )
-from squeeze.cli._render import metric_change, new_table, progress_factory, report_and_gate
-from squeeze.cli._render import stdout as console
+from squeeze.cli._render import (
+    emit,
+    metric_change,
+    new_table,
+    progress_factory,
+    report_and_gate,
+    say,
+)
 from squeeze.core.fmt import fmt_bytes, fmt_count
 from squeeze.data.spec import DataSpec
 from squeeze.methods.distill.method import DistillConfig
@@ -112,9 +118,9 @@ def _render(result: Any) -> None:
             f"{a['p50_ms']:.2f} ({a['p90_ms']:.2f}) ms",
             f"{latency['speedup']:.2f}x faster",
         )
-    console.print(table)
+    emit(table)
     train = result.details["train"]
-    console.print(
+    say(
         f"{train['steps']} steps in {train['elapsed_s']:.1f} s "
         f"({train['samples_per_s']:.1f} samples/s); "
         f"{'saved to ' + str(result.out) if result.written else 'nothing saved'}"

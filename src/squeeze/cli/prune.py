@@ -19,7 +19,7 @@ from squeeze.cli._options import (
     with_fields,
     with_options,
 )
-from squeeze.cli._render import metric_rows, new_table, report_and_gate
+from squeeze.cli._render import emit, metric_rows, new_table, report_and_gate
 from squeeze.cli._render import stdout as console
 from squeeze.core.fmt import fmt_bytes, fmt_count
 from squeeze.data.spec import DataSpec
@@ -82,7 +82,7 @@ def _render(result: Any) -> None:
     row("zipped (deflate)", "bytes_compressed", fmt_bytes)
     for metric_row in metric_rows(result):
         table.add_row(*metric_row)
-    console.print(table)
+    emit(table)
     sparsity = result.details.get("sparsity")
     extra = f"sparsity {sparsity:.1%} of block weights, " if sparsity is not None else ""
     plain = result.details.get("loads_with_plain_transformers", True)

@@ -15,8 +15,7 @@ from squeeze.cli._options import (
     with_data_options,
     with_options,
 )
-from squeeze.cli._render import metric_rows, new_table, report_and_gate
-from squeeze.cli._render import stdout as console
+from squeeze.cli._render import emit, metric_rows, new_table, report_and_gate, say
 from squeeze.core.fmt import fmt_bytes, fmt_count
 from squeeze.data.spec import DataSpec
 from squeeze.methods.quantize.method import QuantizeConfig
@@ -101,8 +100,9 @@ def _render(result: Any) -> None:
     table = new_table(f"squeeze quantize ({mode}, {backend})", ("", "before", "after", "change"))
     before, after = result.before, result.after or result.before
     table.add_row(
-        "parameters", fmt_count(before["params_total"]), fmt_count(after["params_total"]), ""
-    )
+        "parameters", fmt_count(before["params_total"]), fmt_count(after["params_total"]),
+        _params_change(before["params_total"], after["params_total"]),
+    )  # fmt: skip
     table.add_row(
         "size on disk",
         fmt_bytes(before["bytes_on_disk"]),
@@ -111,22 +111,32 @@ def _render(result: Any) -> None:
     )
     for metric_row in metric_rows(result):
         table.add_row(*metric_row)
-    console.print(table)
+    emit(table)
     if auto is not None:
-        console.print(_candidates_table(auto))
+        emit(_candidates_table(auto))
+        for c in auto["candidates"]:
+            if "skipped" in c:
+                say(f"{c['label']} skipped: {c['skipped']}", indent=4)
     from squeeze.methods.quantize.validate import Agreement
 
     agree = result.details["agreement"]
-    console.print(
+    say(
         f"agreement with the original on {agree['n_predictions']} predictions: "
         f"{Agreement.describe(agree)}; {result.seconds:.1f} s"
     )
 
 
-def _candidates_table(auto: dict[str, Any]) -> Any:
-    """Every candidate ``--backend auto`` tried: latency, size, drop, and why one was skipped."""
-    from rich.markup import escape
+def _params_change(before: int, after: int) -> str:
+    """Quantizing keeps every weight; an export also counts the scales and zero points it
+    added (one per output channel or block), which is why the count can rise."""
+    if after <= before:
+        return ""
+    return f"+{fmt_count(after - before)} scales, zero points"
 
+
+def _candidates_table(auto: dict[str, Any]) -> Any:
+    """Every candidate the measured default tried: latency, size, drop and verdict (why one
+    was skipped is said under the table: a reason is a sentence, not a cell)."""
     from squeeze.measure.machine import describe_machine
     from squeeze.methods.quantize.validate import Agreement
 
@@ -135,25 +145,22 @@ def _candidates_table(auto: dict[str, Any]) -> Any:
     table = new_table(
         f"candidates (batch {timing['batch']}, seq {timing['seq_len']}, {timing['device']}; "
         f"{describe_machine(auto['machine'])}{when})",
-        ("candidate", "p50 ms", "p90 ms", "sd ms", "speed-up", "on disk", "drop", "agree", ""),
+        ("candidate", "p50 / p90 ms", "speed-up", "on disk", "drop", "agree", ""),
         left=("candidate", ""),
     )
     ref = auto["reference"]
-    table.add_row(ref["label"], f"{ref['p50_ms']:.2f}", f"{ref['p90_ms']:.2f}",
-                  f"{ref['stdev_ms']:.2f}", "1.00x", "", "", "", "")  # fmt: skip
+    table.add_row(ref["label"], f"{ref['p50_ms']:.2f} / {ref['p90_ms']:.2f}", "1.00x",
+                  "", "", "", "")  # fmt: skip
     for c in auto["candidates"]:
         if "skipped" in c:
             remembered = f"{c['p50_ms']:.2f}" if "p50_ms" in c else ""
-            table.add_row(c["label"], remembered, *[""] * 6,
-                          f"[dim]skipped: {escape(c['skipped'])}[/dim]")  # fmt: skip
+            table.add_row(c["label"], remembered, *[""] * 4, "skipped")
             continue
         drop = "" if c["drop"] is None else f"{c['drop']:+.2f}"
-        missed = "missed the gate" if auto["gated"] else "below the agreement floor"
+        missed = "missed the gate" if auto["gated"] else "below the floor"
         verdict = "chosen" if c["chosen"] else ("" if c["passed"] else missed)
         table.add_row(
-            c["label"], f"{c['p50_ms']:.2f}", f"{c['p90_ms']:.2f}", f"{c['stdev_ms']:.2f}",
-            f"{c['speedup']:.2f}x", fmt_bytes(c["bytes_on_disk"]), drop,
-            Agreement.headline(c["agreement"]),
-            verdict,
+            c["label"], f"{c['p50_ms']:.2f} / {c['p90_ms']:.2f}", f"{c['speedup']:.2f}x",
+            fmt_bytes(c["bytes_on_disk"]), drop, Agreement.headline(c["agreement"]), verdict,
         )  # fmt: skip
     return table

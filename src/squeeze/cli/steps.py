@@ -10,8 +10,7 @@ from typing import Annotated
 import typer
 
 from squeeze.cli._options import JsonOpt
-from squeeze.cli._render import print_json
-from squeeze.cli._render import stdout as console
+from squeeze.cli._render import print_json, say
 
 
 def steps(
@@ -52,20 +51,15 @@ def steps(
         return
     for step in reference:
         bare = f" (bare arguments: {', '.join(step['positional'])})" if step["positional"] else ""
-        console.print(f"[bold]{step['step']}()[/bold]  {step['help']}{bare}", highlight=False)
+        # Plain text, wrapped at spaces under each entry: help names `squeeze[openvino]`.
+        say(f"{step['step']}()  {step['help']}{bare}", style="bold", indent=4)
         for p in step["params"]:
             value = "required" if p["required"] else f"= {show_value(p['default'])}"
             choices = f" ({'|'.join(p['choices'])})" if p["choices"] else ""
-            console.print(
-                f"  {p['name']} {value}{choices}  [dim]{p['type']}: {p['help']}[/dim]",
-                highlight=False,
-            )
-        console.print()
+            say(f"  {p['name']} {value}{choices}  {p['type']}: {p['help']}", indent=6)
+        say("")
     if name is None or name == "quantize":
-        console.print("[bold]quantization backends[/bold] (quantize(DTYPE, BACKEND))")
+        say("quantization backends (quantize(DTYPE, BACKEND))", style="bold")
         for b in backends().values():
             default = f"; default for {', '.join(b.default_for)}" if b.default_for else ""
-            console.print(
-                f"  {b.name}: {', '.join(b.dtypes)} -> {b.produces}{default}  [dim]{b.help}[/dim]",
-                highlight=False,
-            )
+            say(f"  {b.name}: {', '.join(b.dtypes)} -> {b.produces}{default}  {b.help}", indent=6)

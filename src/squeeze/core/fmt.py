@@ -25,15 +25,13 @@ def fmt_bytes(n: int | None) -> str:
     return f"{n} B"
 
 
-def fmt_change(
-    drop_points: float, interval: Sequence[float] | None, *, higher_is_better: bool
-) -> str:
-    """A drop (positive = worse) shown as the change it is, reading the way the metric does,
-    with its 95% interval turned round alike: '-0.87 pts [-1.93, +0.19]' for accuracy,
-    '+0.42 [+0.10, +0.80]' for perplexity. ``+ 0.0`` keeps "-0.00" out of the tables."""
-    sign = -1.0 if higher_is_better else 1.0
-    text = f"{sign * drop_points + 0.0:+.2f}" + (" pts" if higher_is_better else "")
+def fmt_drop(drop_points: float, interval: Sequence[float] | None, *, points: bool) -> str:
+    """A drop as every table, note and file states it: positive when the metric got worse,
+    whichever way the metric reads, with its 95% interval: '+0.87 pts [-0.19, +1.93]' for
+    accuracy (``points``: a fraction's change in percentage points), '+0.42 [+0.10, +0.80]'
+    for perplexity. ``+ 0.0`` keeps "-0.00" out of the tables."""
+    text = f"{drop_points + 0.0:+.2f}" + (" pts" if points else "")
     if interval:
-        low, high = sorted(sign * x + 0.0 for x in interval)
+        low, high = sorted(x + 0.0 for x in interval)
         text += f" [{low:+.2f}, {high:+.2f}]"
     return text

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from squeeze.core.fmt import fmt_bytes, fmt_change, fmt_count
+from squeeze.core.fmt import fmt_bytes, fmt_count, fmt_drop
 from squeeze.measure.machine import describe_machine
 from squeeze.report.results import SweepResults, VariantResult
 
@@ -53,18 +53,18 @@ def fidelity_cell(v: VariantResult) -> Cell:
 
 
 def metric_cell(results: SweepResults, v: VariantResult) -> Cell:
-    """The metric and its change against the baseline, e.g. ('0.9120', '-1.30 pts').
+    """The metric and its drop from the baseline, e.g. ('0.9120', 'drop +1.30 pts').
 
-    The change is the variant's value minus the baseline's, in percentage points for a
-    higher-is-better fraction such as accuracy and in the metric's own units otherwise, so its
-    sign reads the same way as the metric itself.
+    The drop is positive when the metric got worse, whichever way the metric reads (as in the
+    JSON, the CSV, the notes and the gates), in percentage points for a higher-is-better
+    fraction such as accuracy and in the metric's own units otherwise.
     """
     if v.metric is None:
         return "n/a", ""
     value = f"{v.metric:.4f}"
     if v.name == results.baseline or v.drop_points is None:
         return value, ""
-    return value, fmt_change(v.drop_points, v.drop_ci, higher_is_better=results.higher_is_better)
+    return value, "drop " + fmt_drop(v.drop_points, v.drop_ci, points=results.higher_is_better)
 
 
 def params_cell(v: VariantResult) -> Cell:
@@ -116,26 +116,34 @@ def shows_chain(results: SweepResults) -> bool:
     return any(v.chain and v.chain != v.name for v in results.variants)
 
 
-def text_columns(results: SweepResults) -> int:
+def text_columns(results: SweepResults, chain: bool = True) -> int:
     """How many leading columns are text (mark, name, chain, format); every view right-aligns
     the figures after them."""
-    return 4 if shows_chain(results) else 3
+    return 4 if chain and shows_chain(results) else 3
 
 
-def header(results: SweepResults) -> list[str]:
-    """Column titles of the variant table, one latency column per device."""
-    text = [PARETO_MARK, "variant", *(["chain"] if shows_chain(results) else []), "format"]
+def header(results: SweepResults, chain: bool = True, sep: str = " ") -> list[str]:
+    """Column titles of the variant table, one latency column per device. ``chain`` False
+    leaves the chains to :func:`chains` (the terminal, where columns are scarce); ``sep``
+    joins a title's two parts ("\n": two lines)."""
+    text = [PARETO_MARK, "variant", *(["chain"] if chain and shows_chain(results) else []),
+            "format"]  # fmt: skip
     figures = [metric_header(results), *(["fidelity ↑"] if shows_fidelity(results) else []),
-               "params non-zero / total", "size"]  # fmt: skip
-    return text + figures + [f"{d} p50 / p90" for d in results.devices]
+               f"params{sep}non-zero / total", "size"]  # fmt: skip
+    return text + figures + [f"{d}{sep}p50 / p90" for d in results.devices]
 
 
-def row_cells(results: SweepResults, v: VariantResult) -> list[Cell]:
+def chains(results: SweepResults) -> list[str]:
+    """'name = chain' for each variant not named by its chain, for a table without them."""
+    return [f"{v.name} = {v.chain}" for v in results.variants if v.chain and v.chain != v.name]
+
+
+def row_cells(results: SweepResults, v: VariantResult, chain: bool = True) -> list[Cell]:
     """One variant's cells, in the order of :func:`header`."""
     return [
         (PARETO_MARK if v.pareto else "", ""),
         (v.name, ""),
-        *([(v.chain, "")] if shows_chain(results) else []),
+        *([(v.chain, "")] if chain and shows_chain(results) else []),
         (v.format, ""),
         metric_cell(results, v),
         *([fidelity_cell(v)] if shows_fidelity(results) else []),
@@ -157,7 +165,7 @@ def legend(results: SweepResults) -> str:
     axes += [f"latency on {device}"] if device else []
     on = f"{', '.join(axes)} and size" if axes else "size"
     sentences = [
-        f"Changes and ratios are against the baseline ({results.baseline}).",
+        f"Drops (positive: worse) and ratios are against the baseline ({results.baseline}).",
         f"{PARETO_MARK} Pareto-optimal: no other variant is as good on {on}, and better on one.",
         f"'{NOT_FASTER}': the p50 lies within the baseline's own run-to-run spread (min to max).",
     ]
@@ -167,7 +175,7 @@ def legend(results: SweepResults) -> str:
                             "is 0.01).")  # fmt: skip
     if any(v.drop_ci or v.speedup_ci for v in results.variants):
         sentences.append(
-            "[low, high]: 95% interval (metric changes: paired bootstrap over the same "
+            "[low, high]: 95% interval (drops: paired bootstrap over the same "
             f"{results.n_samples} test samples; speed-ups: bootstrap of the timed runs)."
         )
     return " ".join(sentences)
