@@ -106,7 +106,7 @@ def _terminal_rows(text: str, names: set[str]) -> dict[str, tuple[str, str]]:
     rows = {}
     for i, line in enumerate(lines):
         tokens = line.replace("★", " ").split()
-        if tokens and tokens[0] in names:
+        if tokens and tokens[0] in names and tokens[1:2] != ["="]:  # not "name = chain" below
             rows[tokens[0]] = (line, lines[i + 1])
     assert set(rows) == names, text
     return rows
@@ -122,7 +122,7 @@ def test_pareto_marks_and_not_faster():
     for name, (figures, _) in rows.items():
         assert ("★" in figures) == (name in PARETO), figures
     assert "500.00K / 1.00M" in rows["magnitude"][0]
-    assert "not faster" in rows["magnitude"][1] and "-0.20 pts" in rows["magnitude"][1]
+    assert "not faster" in rows["magnitude"][1] and "drop +0.20 pts" in rows["magnitude"][1]
     assert "2.5x" in rows["int8"][1] and "4.0x smaller" in rows["int8"][1]
 
 
@@ -145,7 +145,7 @@ def test_lower_is_better_metric():
         v.metric = perplexity.get(v.name, 24.0)
     derive(results)
     assert {v.name for v in results.variants if v.pareto} == PARETO
-    assert cells.metric_cell(results, results.variant("int8")) == ("20.5000", "+0.50")
+    assert cells.metric_cell(results, results.variant("int8")) == ("20.5000", "drop +0.50")
     specs, _ = plot_specs(results)
     assert [p.name for p in specs[0].frontier] == ["pruned-int8", "int8", "baseline"]
 
@@ -292,10 +292,10 @@ def test_intervals_reach_every_view(tmp_path):
     assert low <= int8_v.speedup["cpu"] <= high
     assert results.variant("pruned50").drop_ci is None  # no scores: no interval, no guess
     _value, change = cells.metric_cell(results, int8_v)
-    assert change.startswith("-0.67 pts [-") and change.endswith(", +0.00]")
+    assert change.startswith("drop +0.67 pts [+0.00, +") and change.endswith("]")
     assert "[" in cells.speedup_text(int8_v, "cpu")
     assert "95% interval" in cells.legend(results)
-    assert "-0.67 pts [" in _terminal(results)
+    assert "drop +0.67 pts" in _terminal(results)
     write_report(results, tmp_path / "r")
     rows = {r["name"]: r for r in csv.DictReader((tmp_path / "r" / "results.csv").open())}
     assert float(rows["int8"]["drop_ci_high"]) == pytest.approx(int8_v.drop_ci[1])
