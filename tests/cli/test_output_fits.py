@@ -20,8 +20,10 @@ from squeeze.model.tiny import latency_of
 from squeeze.plan.tune.search import Trial
 from squeeze.report.results import SweepResults, VariantResult, derive
 
-MACHINE = {"cpu": "Intel(R) Xeon(R) Processor", "cores": 2, "torch_threads": 2,
-           "isa": ["avx2", "avx512f", "avx512_vnni", "amx_int8", "amx_bf16"], "gpu": None}  # fmt: skip
+MACHINE = {
+    "cpu": "Intel(R) Xeon(R) Processor", "cores": 2, "torch_threads": 2,
+    "isa": ["avx2", "avx512f", "avx512_vnni", "amx_int8", "amx_bf16"], "gpu": None,
+}  # fmt: skip
 CHAINS = {
     "baseline": "baseline",
     "int8": "quantize(dtype=int8)",
@@ -44,7 +46,7 @@ def _sweep() -> SweepResults:
             bytes_on_disk=90_000_000 // (i + 1),
             metric=0.8174 - 0.002 * i,
             latency={"cpu": latency_of(21.0 / (i + 1), 19.0, 23.0)},
-        )  # fmt: skip
+        )
         for i, (name, chain) in enumerate(CHAINS.items())
     ]
     results = SweepResults(
@@ -85,7 +87,7 @@ def _trials() -> list[Trial]:
             drop_before_recovery=3.5,
             outcome="over",
             reason="the test drop 1.16 exceeds the 1.0-point budget",
-        )  # fmt: skip
+        )
         for i, chain in enumerate(CHAINS.values())
     ]
 
@@ -101,11 +103,11 @@ def _bench() -> tuple[list[BenchResult], Any]:
             peak_memory_bytes=10**9,
             machine=MACHINE,
             extra={"size": size},
-        )  # fmt: skip
+        )
         for name, runtime in (
             ("minilm-movie-reviews", "torch"),
             ("minilm-movie-reviews-int8", "openvino"),
-        )  # fmt: skip
+        )
     ]
 
     class Settings:
@@ -129,7 +131,7 @@ TABLES: dict[str, tuple[Callable[[Any], None], list[str]]] = {
             ],
         ),
         [".cache/demo/all-MiniLM-L6-v2", ".cache/demo/minilm-movie-reviews"],
-    ),  # fmt: skip
+    ),
 }
 
 
