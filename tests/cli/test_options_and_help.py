@@ -154,3 +154,23 @@ def test_the_step_reference_lists_every_method_field_and_backend():
     assert "calibration_method = minmax (minmax|entropy|percentile)" in table.stdout
     unknown = CliRunner().invoke(app, ["steps", "prune"])
     assert unknown.exit_code == 2 and "unknown step 'prune'; steps are magnitude" in unknown.stderr
+
+
+def test_the_readme_quickstart_uses_real_commands_and_options():
+    """The first screen of README.md is what a newcomer types: every squeeze command there
+    exists and takes the options it is given."""
+    import shlex
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("## Your own model in five minutes")[1].split("```bash")[1]
+    script = block.split("```")[0].replace("\\\n", " ")
+    commands = [shlex.split(line, comments=True) for line in script.splitlines()]
+    commands = [words for words in commands if words[:1] == ["squeeze"]]
+    assert {words[1] for words in commands} >= {"info", "quantize", "bench", "run"}
+    for words in commands:
+        command = COMMANDS[(words[1],)]
+        known = {name for p in command.params for name in (*p.opts, *p.secondary_opts)}
+        flags = {w.split("=", 1)[0] for w in words[2:] if w.startswith("-")}
+        assert flags <= known, f"squeeze {words[1]}: unknown {sorted(flags - known)}"
+    assert readme.index("## Your own model") < readme.index("## Commands")

@@ -146,3 +146,15 @@ def test_a_runs_closing_line_shows_paths_as_typed(results_file, monkeypatch, cap
     _results.print_outcome(results, "out[b]", [], json_output=False)
     closing = capsys.readouterr().out.splitlines()[-1]
     assert closing == "results and report in out[b]; fast[v2] copied to out[b]/selected"
+
+
+def test_report_without_output_shows_the_table_and_writes_nothing(results_file, tmp_path):
+    before = sorted(p.name for p in results_file.parent.iterdir())
+    result = invoke("report", results_file)
+    assert result.exit_code == 0, result.output
+    assert "★" in result.stdout and "fast" in result.stdout and "wrote" not in result.stdout
+    assert sorted(p.name for p in results_file.parent.iterdir()) == before
+    titled = SweepResults.load(results_file)
+    titled.name = "nightly"
+    titled.save(results_file)
+    assert "squeeze: nightly: tiny-bert" in invoke("report", results_file).stdout

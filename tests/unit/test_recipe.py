@@ -22,7 +22,7 @@ from squeeze.engine.gate import (
 from squeeze.engine.gates import Gates, Selection, choose, failures, judge, parse_size
 from squeeze.model.tiny import latency_of
 from squeeze.plan.pipeline import check_plan
-from squeeze.plan.recipe import load_plan, plan_from
+from squeeze.plan.recipe import load_plan, plan_from, variants_from
 from squeeze.plan.steps import parse_chain, parse_step
 from squeeze.report.results import SweepResults, VariantResult, derive
 
@@ -62,6 +62,12 @@ def test_a_full_recipe(tmp_path):
     assert plan.bench.batch_sizes == (1,) and plan.bench.seq_len == 64 and plan.bench.runs == 20
     assert plan.gates == Gates(1.0, 2, 50_000_000)
     assert plan.select == Selection("best-under-drop", 1.0)
+
+
+def test_a_variant_string_may_name_its_chain():
+    named, plain = variants_from(["int8=quantize(int8)", "quantize(dtype=int8, static=false)"])
+    assert (named.name, named.chain) == ("int8", "quantize(dtype=int8)")
+    assert plain.name == plain.chain == "quantize(dtype=int8)"  # "=" inside a step: a chain
 
 
 def test_toml_recipes_too(tmp_path):

@@ -49,7 +49,7 @@ _METAVAR_OF = {
     "text_column": "NAME", "text_pair_column": "NAME", "label_column": "NAME",
     "label_map": "sign|threshold:X", "device": "cpu|cuda|cuda:N", "reference": "MODEL",
     "model": "MODEL", "include": "PATTERN", "exclude": "PATTERN", "older_than": "DAYS",
-    "max_size": "SIZE", "fingerprint_file": "FILE", "variant": "NAME=CHAIN",
+    "max_size": "SIZE", "fingerprint_file": "FILE",
 }  # fmt: skip
 _METAVAR_OF_TYPE = {int: "N", float: "X", str: "TEXT"}
 

@@ -25,7 +25,7 @@ def print_results(results: SweepResults, console: Console) -> None:
     names stand for, the legend and the machine."""
     # No vertical rules and no chain column: 80-column terminals are common. Each figure's
     # meaning against the baseline goes under it, its interval on a line of its own.
-    table = Table(title=f"squeeze: {results.model}", title_justify="left", box=box.SIMPLE_HEAD,
+    table = Table(title=f"squeeze: {results.title}", title_justify="left", box=box.SIMPLE_HEAD,
                   **COMPACT)  # fmt: skip
     text = cells.text_columns(results, chain=False)
     for i, title in enumerate(cells.header(results, chain=False, sep="\n")):

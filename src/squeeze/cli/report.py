@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from squeeze.cli._options import JsonOpt, OutOpt, OverwriteOpt
+from squeeze.cli._options import JsonOpt, OverwriteOpt
 from squeeze.cli._render import print_json, print_notes
 from squeeze.cli._render import stdout as console
 
@@ -19,14 +19,22 @@ def report(
             help="results.json written by `squeeze run`/`squeeze sweep`, or its folder."
         ),
     ],
-    output: OutOpt,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the report folder here (must not exist); without it, "
+            "only the table is shown.",
+        ),
+    ] = None,
     overwrite: OverwriteOpt = False,
     json_output: JsonOpt = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only the paths written, no table.")
     ] = False,
 ) -> None:
-    """Write RESULTS as a report folder (-o) and show the variants, frontier highlighted.
+    """Show the variants of RESULTS, frontier highlighted, and with -o write a report folder.
 
     The folder holds results.md, results.csv, a copy of results.json, metric-vs-latency and
     metric-vs-size plots (PNG and SVG) with the Pareto frontier, and index.html with all of it.
@@ -37,6 +45,13 @@ def report(
 
     source = Path(results)
     loaded = SweepResults.load(source)
+    if output is None:
+        if json_output:
+            print_json(loaded.to_dict())
+        else:
+            print_results(loaded, console)
+            print_notes([n for n in report_notes(loaded) if n not in loaded.gate_notes])
+        return
     source_file = source / "results.json" if source.is_dir() else source
     files = write_report(loaded, output, overwrite, inputs=[source_file.resolve()])
     notes = report_notes(loaded)

@@ -174,7 +174,11 @@ def run(
     model: Annotated[str | None, typer.Option(help="Model (overrides the recipe's).")] = None,
     variant: Annotated[
         list[str] | None,
-        typer.Option(help='A chain like "structured(heads=0.3) -> quantize(int8)"; repeatable.'),
+        typer.Option(
+            help='A chain like "structured(heads=0.3) -> quantize(int8)", or a name for it: '
+            '"slim=structured(heads=0.3) -> quantize(int8)"; repeatable.',
+            metavar="[NAME=]CHAIN",
+        ),
     ] = None,
 ) -> None:
     """Run a recipe: build each variant (chains of prune, distill, quantize and export steps),

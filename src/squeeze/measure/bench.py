@@ -174,8 +174,12 @@ def bench_models(
     exports: Mapping[str, Mapping[str, Path]] | None = None,
     trust_remote_code: bool = False,
     progress: ProgressFactory = no_progress,
+    labels: Mapping[str, str] | None = None,
 ) -> tuple[list[BenchResult], list[str]]:
     """Benchmark each model on each requested runtime in one rotating measurement.
+
+    ``labels``: what to call a model in progress and results where its path says little (a
+    sweep's variants, whose paths are cache entries).
 
     A checkpoint runs on ``torch``; an export folder on its own runtime (``onnxruntime`` or
     ``openvino``). A checkpoint timed on an export runtime is timed through the export its
@@ -230,8 +234,9 @@ def bench_models(
         if "torch" in wanted:
             run = artifact.open(device=settings.device, trust_remote_code=trust_remote_code)
             loaded = run.loaded
+            label = (labels or {}).get(model, model)
             targets.append(
-                torch_target(model, loaded, settings.device, settings.precision, settings.compile)
+                torch_target(label, loaded, settings.device, settings.precision, settings.compile)
             )
             sizes.append(artifact.size_stats(loaded))
             tokenizers.append((run.tokenizer, loaded.config.vocab_size, run.input_names))
@@ -249,7 +254,8 @@ def bench_models(
                         )
                     ]
                 )
-            targets.append(export_target(model, run.exported, runtime, settings.device))
+            label = (labels or {}).get(model, model)
+            targets.append(export_target(label, run.exported, runtime, settings.device))
             sizes.append(built[runtime].size_stats())
             tokenizers.append((run.tokenizer, len(run.tokenizer), run.input_names))
 

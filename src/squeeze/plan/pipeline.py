@@ -35,7 +35,7 @@ from squeeze.engine.gates import Gates, Selection, choose, failures, gate_notes,
 from squeeze.measure.evaluate import evaluate_forward
 from squeeze.plan.cache import content_key
 from squeeze.plan.execute import LOCAL, ChainContext, Executor
-from squeeze.plan.recipe import Plan
+from squeeze.plan.recipe import DEFAULT_NAME, Plan
 from squeeze.report.results import SweepResults, VariantResult, derive
 
 BASELINE = "baseline"
@@ -217,18 +217,24 @@ def is_embedder(model: str) -> bool | None:
     return None if folder is None else has_sentence_files(folder)
 
 
-def _latencies(paths: list[str], plan: Plan, progress: ProgressFactory) -> dict[str, list[Any]]:
-    """Latency per device for every artifact, each device in one rotating measurement."""
+def _latencies(
+    paths: list[str], names: list[str], plan: Plan, progress: ProgressFactory
+) -> dict[str, list[Any]]:
+    """Latency per device for every artifact (progress names its variant), each device in one
+    rotating measurement."""
     import torch
 
     from squeeze.measure.bench import bench_models
 
-    results, _ = bench_models(paths, plan.bench, progress=progress)
+    labels = dict(zip(paths, names, strict=True))
+    results, _ = bench_models(paths, plan.bench, progress=progress, labels=labels)
     out: dict[str, list[Any]] = {"cpu": [r.latencies[0] for r in results]}
     if torch.cuda.is_available() and plan.bench.device == "cpu":
         # GPU figures where there is one; ONNX exports stay on the CPU build of ONNX Runtime.
         gpu_paths = [p for p in paths if Artifact.of(p).runtime == "torch"]
-        gpu, _ = bench_models(gpu_paths, replace(plan.bench, device="cuda"), progress=progress)
+        gpu, _ = bench_models(
+            gpu_paths, replace(plan.bench, device="cuda"), progress=progress, labels=labels
+        )
         by_path = dict(zip(gpu_paths, gpu, strict=True))
         out["cuda"] = [by_path[p].latencies[0] if p in by_path else None for p in paths]
     return out
@@ -284,7 +290,8 @@ def measure_plan(
             )
         )  # fmt: skip
     say("timing every variant together")
-    for device, summaries in _latencies(paths, plan, progress).items():
+    names = [v.name for v in variants]
+    for device, summaries in _latencies(paths, names, plan, progress).items():
         for variant, summary in zip(variants, summaries, strict=True):
             if summary is not None:
                 variant.latency[device] = summary
@@ -295,7 +302,7 @@ def measure_plan(
         model=plan.model, metric_name=metric_name,
         higher_is_better=metric_name not in LOWER_IS_BETTER, n_samples=n_samples,
         bench=asdict(plan.bench), machine=fingerprint(), baseline=BASELINE, variants=variants,
-        gates=asdict(plan.gates),
+        gates=asdict(plan.gates), name="" if plan.name == DEFAULT_NAME else plan.name,
     )  # fmt: skip
     derive(results)
     return results

@@ -10,6 +10,7 @@ parameters are. Every problem of the file comes in one error, each naming its pl
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -33,6 +34,7 @@ BENCH_KEYS = {"batch": "batch_sizes", "seq": "seq_len", "runs": "runs", "warmup"
 # Keys read by their own schema (a section's dataclass, the step parser), not by Plan's hints.
 SECTIONS = ("data", "eval_data", "calibration_data", "variants", "tune", "bench", "gates")
 T = TypeVar("T")
+DEFAULT_NAME = "squeeze"  # a recipe without ``name:``
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class Plan:
     bench: BenchSettings = field(default_factory=lambda: BenchSettings(runs=30))
     gates: Gates = field(default_factory=Gates)
     select: Selection | None = None
-    name: str = "squeeze"
+    name: str = DEFAULT_NAME
     # A search (``squeeze tune``) instead of the fixed variants.
     tune: TuneConfig | None = None
     # What is wrong with the recipe's variants, reported with the data's before any work.
@@ -94,7 +96,8 @@ def data_spec(section: Any, where: str) -> DataSpec:
 
 
 def variants_from(entries: Any, where: str = "variants") -> tuple[Variant, ...]:
-    """Variants from strings (named after their chain) or mappings with name and steps.
+    """Variants from strings (``chain``, named after it, or ``name=chain``) or mappings with
+    name and steps.
 
     Raises:
         ConfigError: every problem of every variant, in one error.
@@ -122,8 +125,15 @@ def collect_variants(entries: Any, where: str = "variants") -> tuple[tuple[Varia
     return tuple(variants), problems
 
 
+# "name=chain": a name (no parentheses, so "quantize(dtype=int8)" is a chain) and its chain.
+_NAMED = re.compile(r"^\s*(?P<name>[\w.+-]+)\s*=\s*(?P<chain>.+)$")
+
+
 def _variant(entry: Any, label: str) -> Variant:
     if isinstance(entry, str):
+        named = _NAMED.match(entry)
+        if named:  # "int8=quantize(int8)": a short name for tables, the chain in their legend
+            return Variant(named["name"], parse_chain(named["chain"], label))
         steps = parse_chain(entry, label)
         return Variant(chain_text(steps), steps)
     if not isinstance(entry, dict):

@@ -137,7 +137,7 @@ def plot_specs(results: SweepResults) -> tuple[list[PlotSpec], list[str]]:
             for n in names
         ]  # fmt: skip
         frontier = _frontier(points, [y.costs[n] for n in names])
-        title = f"{results.model}: {y.name} vs {x_name}"
+        title = f"{results.title}: {y.name} vs {x_name}"
         specs.append(PlotSpec(stem, title, x_label, y.label, tuple(points), frontier))
     return specs, notes
 

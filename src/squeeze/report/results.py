@@ -80,6 +80,12 @@ class SweepResults:
     selected: str | None = None
     gate_notes: list[str] = field(default_factory=list)
     version: int = FORMAT_VERSION
+    name: str = ""  # the recipe's ``name:``, which titles its tables; "" for none
+
+    @property
+    def title(self) -> str:
+        """What the run is called in titles: the recipe's name and the model."""
+        return f"{self.name}: {self.model}" if self.name else self.model
 
     @property
     def devices(self) -> list[str]:

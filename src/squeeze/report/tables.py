@@ -24,7 +24,7 @@ def markdown(results: SweepResults, notes: Sequence[str] = ()) -> str:
     """``results.md``: a heading, the settings in one paragraph, the table and its legend."""
     metric = cells.metric_label(results.metric_name) if results.metric_name else "no metric"
     lines = [
-        f"# squeeze report: {_md_escape(results.model)}",
+        f"# squeeze report: {_md_escape(results.title)}",
         "",
         f"Metric: {_md_escape(metric)} on {results.n_samples} samples; baseline: "
         f"`{results.baseline}`" + (f"; selected: `{results.selected}`" if results.selected else ""),
