@@ -172,3 +172,13 @@ def test_a_table_too_wide_becomes_records_with_every_figure():
     assert "half-depth-int8  openvino" in text  # the row's labels on one line
     assert "accuracy ↑: 0.8114, drop +0.60 pts" in text
     assert "cpu p50 / p90: 5.25 / 21.40 ms, 4.0x [0.9, 4.4]" in text
+
+
+def test_a_parameter_count_that_rises_is_explained():
+    results = _sweep()
+    results.variants[1].params_total = results.variants[0].params_total + 50_000
+    console = Console(file=io.StringIO(), width=100, color_system=None)
+    _results.print_results(results, console)
+    assert "also counts its scales and zero points" in " ".join(console.file.getvalue().split())
+    assert quantize._params_change(22_710_000, 22_760_000) == "+50.00K scales, zero points"
+    assert quantize._params_change(22_710_000, 22_710_000) == ""

@@ -173,6 +173,12 @@ def legend(results: SweepResults) -> str:
         sentences.insert(1, "fidelity: the mean cosine of each variant's embeddings of the test "
                             "texts to the baseline's (1: the same embeddings; a point of change "
                             "is 0.01).")  # fmt: skip
+    base = next((v for v in results.variants if v.name == results.baseline), None)
+    if base is not None and any(v.params_total > base.params_total for v in results.variants):
+        sentences.append(
+            "params: a quantized export also counts its scales and zero points (one per output "
+            "channel or block), so its total can exceed the baseline's."
+        )
     if any(v.drop_ci or v.speedup_ci for v in results.variants):
         sentences.append(
             "[low, high]: 95% interval (drops: paired bootstrap over the same "
