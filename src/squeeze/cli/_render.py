@@ -90,7 +90,14 @@ def emit(table: Any, console: Any = None, *, wrap: bool = False) -> None:
     from rich.measure import Measurement
 
     console = console or stdout
-    if not wrap:
+    if wrap:  # fits while each value's longest word fits beside the keys
+        keys = max((len(_plain(c)) for c in table.columns[0]._cells), default=0)
+        words = [w for c in table.columns[1]._cells for w in _plain(c).split()]
+        # print_table's padding: 2 before the keys, 4 between, 2 after the values.
+        if keys + 8 + max(map(len, words), default=0) > console.width:
+            _print_lines(console, _records(table, console.width, labels=1))
+            return
+    else:
         for column in table.columns:
             column.no_wrap = True
         natural = Measurement.get(console, console.options.update_width(10_000), table)
@@ -119,19 +126,20 @@ def _plain(cell: Any) -> str:
     return Text.from_markup(cell).plain if isinstance(cell, str) else str(cell)
 
 
-def _records(table: Any, width: int) -> list[Any]:
-    """A table as records for a width it does not fit: per row, its leading left-aligned
-    (label) cells on one line, then each other non-empty cell as "header: value", wrapped at
-    spaces."""
+def _records(table: Any, width: int, labels: int | None = None) -> list[Any]:
+    """A table as records for a width it does not fit: per row, its first ``labels`` cells
+    (default: the leading left-aligned ones) on one line, then each other non-empty cell as
+    "header: value", wrapped at spaces."""
     from rich.text import Text
 
-    labels = [0]  # the leading left-aligned columns: mark, name, format
-    while len(labels) < len(table.columns) and table.columns[len(labels)].justify == "left":
-        labels.append(len(labels))
+    if labels is None:  # the leading left-aligned columns: mark, name, format
+        labels = 1
+        while labels < len(table.columns) and table.columns[labels].justify == "left":
+            labels += 1
     lines: list[Any] = wrap_lines(_plain(table.title), width) if table.title else []
     for r, row in enumerate(table.rows):
         cells = [_plain(column._cells[r]) for column in table.columns]
-        head = "  ".join(" ".join(cells[i].split()) for i in labels if cells[i].strip())
+        head = "  ".join(" ".join(cells[i].split()) for i in range(labels) if cells[i].strip())
         lines.append(Text(head, style=row.style or "bold"))
         for i, column in enumerate(table.columns):
             parts = [part.strip() for part in cells[i].splitlines() if part.strip()]
@@ -141,7 +149,7 @@ def _records(table: Any, width: int) -> list[Any]:
                 if parts
                 else ""
             )
-            if i in labels or not value:
+            if i < labels or not value:
                 continue
             header = " ".join(_plain(column.header).split())
             lines += wrap_lines(f"{header}: {value}" if header else value, width, " " * 4, " " * 6)
