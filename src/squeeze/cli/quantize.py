@@ -46,22 +46,16 @@ def quantize(
 ) -> None:
     """Quantize MODEL and save the result to -o with a summary (quantize.json).
 
-    int8 and int4 by default: the fastest quantizer this machine runs, measured here (ONNX
-    Runtime dynamic or static int8, OpenVINO weight-only or static int8, torchao; int4: ONNX
-    Runtime MatMulNBits, OpenVINO, bitsandbytes), each built and timed, the fastest within the
-    gate kept (a bf16 OpenVINO IR competes where the CPU computes bf16). The ranking is
-    remembered per machine and model shape in squeeze's cache ($SQUEEZE_CACHE), so the next
-    quantization of that shape builds the winner alone; for another machine, --target its
-    fingerprint chooses by its instruction set's rules;
-    --backend auto measures again, --backend NAME (or $SQUEEZE_BACKEND) pins one. Static int8
-    calibrates on --calibration-data, else --data's training part, else squeeze's built-in
-    calibration text. -o is an ONNX or OpenVINO export folder, or a checkpoint, that `squeeze
-    eval` and `squeeze bench` run. fp16/bf16 (default backend torch): the checkpoint with its
-    weights cast; bf16 with --backend openvino: an IR computed in bf16.
+    int8 and int4 by default use the fastest quantizer this machine runs within the gate,
+    measured here (ONNX Runtime, OpenVINO, torchao; int4 also bitsandbytes) and remembered per
+    machine and model shape in squeeze's cache: the next quantization of that shape builds the
+    winner alone. --backend NAME (or $SQUEEZE_BACKEND) pins one, --backend auto measures again,
+    --target chooses for another machine. Static int8 calibrates on --calibration-data, else
+    --data's training part, else built-in text. fp16/bf16: the checkpoint cast (torch), or a
+    bf16 OpenVINO IR.
 
-    Every result is compared with the original on the same inputs (max logit difference, top-1
-    agreement); with --data, accuracy before and after is measured on held-out data in the
-    deployed format.
+    The result is compared with the original on the same inputs (logits, top-1 agreement); with
+    --data, accuracy before and after is measured on its test part, in the deployed format.
     """
     from squeeze.core.errors import ConfigError, Problem
     from squeeze.engine.runner import run_step
