@@ -1,11 +1,11 @@
-"""The nearest-value helper every closed set of values suggests through, and the live choices
-of registered backends."""
+"""The nearest-value helper every closed set of values suggests through, the live choices of
+registered backends, and the data checks that run before any model loads."""
 
 from __future__ import annotations
 
 import pytest
 
-from squeeze.core.errors import did_you_mean, nearest
+from squeeze.core.errors import DataError, did_you_mean, nearest
 
 BACKENDS = ("onnxruntime", "torch", "bitsandbytes", "openvino", "auto")
 
@@ -47,3 +47,17 @@ def test_backend_and_dtype_choices_follow_the_registry(monkeypatch):
     monkeypatch.setitem(registry._BACKENDS, "halfcast", replace(torch, name="halfcast"))
     assert "halfcast" in choices["backend"]
     assert QuantizeConfig(dtype="fp16", backend="halfcast").backend == "halfcast"
+
+
+def test_the_runner_checks_data_before_the_model(tmp_path):
+    """The one runner refuses a missing data file before loading (the model here is absent,
+    so a later check would report the model instead)."""
+    from squeeze.data.spec import DataSpec
+    from squeeze.engine.runner import run_step
+    from squeeze.engine.step import StepOptions
+    from squeeze.methods.prune.magnitude import MagnitudePruneConfig
+
+    (tmp_path / "reviews.csv").write_text("text,label\na,b\n")
+    options = StepOptions(data=DataSpec(str(tmp_path / "review.csv")))
+    with pytest.raises(DataError, match=r"no such file: .*review.csv \(did you mean 'reviews.csv'"):
+        run_step(tmp_path / "no-model", MagnitudePruneConfig(sparsity=0.5), tmp_path / "o", options)

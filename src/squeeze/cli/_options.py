@@ -179,9 +179,10 @@ class DataFlags:
     ] = None
 
     def spec(self) -> Any:
-        from squeeze.data.spec import DataSpec
+        """The DataSpec, checked against the file system before any command loads a model."""
+        from squeeze.data.spec import DataSpec, check_exists
 
-        return DataSpec(
+        spec = DataSpec(
             source=self.data_source, split=self.split,
             split_ratios=_parse_ratios(self.split_ratios), text_column=self.text_column,
             text_pair_column=self.text_pair_column, label_column=self.label_column,
@@ -189,6 +190,8 @@ class DataFlags:
             format=self.data_format.value if self.data_format else None,
             max_samples=self.max_samples,
         )  # fmt: skip
+        check_exists(spec)
+        return spec
 
 
 @dataclass(frozen=True)
@@ -379,6 +382,10 @@ def optional_data_spec(data: Any, source: str | None) -> Any:
         return None
     from dataclasses import replace
 
+    from squeeze.data.spec import check_exists
+
     if data is None:
         raise ConfigError("--eval-data goes with --data")
-    return replace(data, source=source, split=None, max_samples=None)
+    spec = replace(data, source=source, split=None, max_samples=None)
+    check_exists(spec)
+    return spec

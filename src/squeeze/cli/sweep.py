@@ -107,9 +107,11 @@ def _finish(
 
     o = flags
     if data is not None:
-        plan = replace(plan, data=data, eval_data=optional_data_spec(data, o.eval_data))
+        plan = replace(plan, data=data, eval_data=optional_data_spec(data, o.eval_data),
+                       from_recipe=plan.from_recipe - {"data", "eval_data"})  # fmt: skip
     elif o.eval_data is not None:  # read like the recipe's data, which it then scores on
-        plan = replace(plan, eval_data=optional_data_spec(plan.data, o.eval_data))
+        plan = replace(plan, eval_data=optional_data_spec(plan.data, o.eval_data),
+                       from_recipe=plan.from_recipe - {"eval_data"})  # fmt: skip
     gates = {  # None: the recipe's
         "max_accuracy_drop": o.max_accuracy_drop,
         "gate_on": None if o.gate_on is None else o.gate_on.value,

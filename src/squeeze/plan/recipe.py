@@ -70,6 +70,9 @@ class Plan:
     # The lengths the user stated ("max_length", "seq_len"): the others follow the model's
     # position table (``squeeze.plan.pipeline.fit_plan``).
     lengths_given: frozenset[str] = frozenset()
+    # The top-level keys a recipe file gave (not overridden by flags): their problems name
+    # fields as the recipe writes them (``label_map: sign``), the others as flags.
+    from_recipe: frozenset[str] = frozenset()
 
 
 def data_spec(section: Any, where: str) -> DataSpec:
@@ -280,6 +283,7 @@ def plan_from(raw: dict[str, Any], base: Path | None = None) -> Plan:
         name=top.get("name") or "squeeze",
         tune=tune,
         lengths_given=frozenset(lengths),
+        from_recipe=frozenset(key for key in raw if key in TOP_KEYS),
     )
 
 
