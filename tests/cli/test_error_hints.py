@@ -37,6 +37,37 @@ def _scores(folder: Path) -> Path:
     return path
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["prune", NO_MODEL, "-o", "{out}", "--method", "magnitud"],
+         "--method must be one of magnitude, structured, not 'magnitud' (did you mean "
+         "'magnitude'?)"),
+        (["quantize", NO_MODEL, "-o", "{out}", "--backend", "onnx"],
+         "--backend must be one of onnxruntime, torch, bitsandbytes, openvino, auto, not 'onnx' "
+         "(did you mean 'onnxruntime'?)"),
+        (["quantize", NO_MODEL, "-o", "{out}", "--dtype", "int9"], "(did you mean 'int8'?)"),
+        (["quantize", NO_MODEL, "-o", "{out}", "--gate-on", "uper"], "(did you mean 'upper'?)"),
+        (["prune", NO_MODEL, "-o", "{out}", "--method", "magnitude", "--sparsity", "0.5",
+          "--scope", "globl"], "--scope must be one of global, layer, not 'globl' (did you "
+         "mean 'global'?)"),
+        (["eval", NO_MODEL, "-d", "{data}", "--task", "Causal-LM"],
+         "--task must be one of sequence-classification, causal-lm, masked-lm, base, "
+         "embedding, not 'Causal-LM' (did you mean 'causal-lm'?)"),
+        (["eval", NO_MODEL, "-d", "{data}", "--format", "jsonn"],
+         "--format must be one of csv, tsv, jsonl, parquet, not 'jsonn' (did you mean 'jsonl'?)"),
+        (["eval", NO_MODEL, "-d", "{data}", "--pooling", "means"], "(did you mean 'mean'?)"),
+    ],
+)  # fmt: skip
+def test_a_mistyped_choice_names_the_nearest_valid_value(args, message, tmp_path):
+    """squeeze's own message for every closed set of values: no pydantic "Value error," from
+    typer's check, and the value the user most likely meant."""
+    data = _scores(tmp_path)
+    filled = [a.format(out=tmp_path / "out", data=data) for a in args]
+    line = one_line(invoke(*filled), 2)
+    assert message in line and "Value error" not in line
+
+
 def test_numeric_labels_name_the_label_map(tiny_classifiers, tmp_path):
     """Scores where the model has classes: the fix is --label-map, not relabelling by hand."""
     line = one_line(invoke("eval", tiny_classifiers["bert"], "-d", _scores(tmp_path)), 3)
@@ -102,3 +133,18 @@ def test_data_that_cannot_be_read_is_refused_before_the_model(command, args, cod
     filled = [a.format(folder=tmp_path) for a in args]
     line = one_line(invoke(command, NO_MODEL, *own[command], *filled), code)
     assert message.format(folder=tmp_path) in line
+
+
+@pytest.mark.parametrize(
+    ("alias", "task"),
+    [("text-classification", "sequence-classification"), ("feature-extraction", "embedding")],
+)
+def test_transformers_task_names_are_understood(alias, task, tiny_classifiers):
+    """--task takes the names transformers and optimum use; the help lists squeeze's own."""
+    import json
+
+    result = invoke("info", tiny_classifiers["bert"], "--task", alias, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["task"] == task
+    help_text = invoke("info", "--help").stdout
+    assert "sequence-classification" in help_text and alias not in help_text

@@ -1,11 +1,13 @@
-"""The nearest-value helper every closed set of values suggests through, the live choices of
-registered backends, and the data checks that run before any model loads."""
+"""The nearest-value helper every closed set of values suggests through, the task names other
+tools use, the live choices of registered backends, and the data checks that run before any
+model loads."""
 
 from __future__ import annotations
 
 import pytest
 
 from squeeze.core.errors import DataError, did_you_mean, nearest
+from squeeze.core.types import TASK_ALIASES, Task
 
 BACKENDS = ("onnxruntime", "torch", "bitsandbytes", "openvino", "auto")
 
@@ -25,6 +27,13 @@ BACKENDS = ("onnxruntime", "torch", "bitsandbytes", "openvino", "auto")
 def test_nearest(value, choices, expected):
     assert nearest(value, choices) == expected
     assert did_you_mean(value, choices) == (f" (did you mean '{expected}'?)" if expected else "")
+
+
+def test_every_task_alias_is_a_task():
+    for alias, canonical in TASK_ALIASES.items():
+        assert Task(alias) is Task(canonical)
+    with pytest.raises(ValueError):
+        Task("token-classification")
 
 
 def test_backend_and_dtype_choices_follow_the_registry(monkeypatch):

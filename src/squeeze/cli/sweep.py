@@ -24,6 +24,7 @@ from squeeze.cli._options import (
     OverwriteOpt,
     QuietOpt,
     TrustOpt,
+    choice_parser,
     optional_data_spec,
     with_data_options,
     with_options,
@@ -54,7 +55,10 @@ class RunFlags:
     ] = None
     max_accuracy_drop: MaxDropOpt = None
     # None: the recipe's gates.gate_on, else point.
-    gate_on: Annotated[GateOn | None, typer.Option(help=GATE_ON_HELP)] = None
+    gate_on: Annotated[
+        GateOn | None,
+        typer.Option(help=GATE_ON_HELP, parser=choice_parser(GateOn, "gate_on")),
+    ] = None
     min_speedup: Annotated[
         float | None,
         typer.Option(help="Fail (exit 1) unless the selected variant is this much faster."),
