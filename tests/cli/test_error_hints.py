@@ -105,19 +105,22 @@ def test_a_variant_chain_names_step_parameters(tmp_path):
     assert "(did you mean 'onnxruntime'?)" in line and "--backend" not in line
 
 
+UNREADABLE = [
+    (["-d", "{folder}/scores.tvs"], 3,
+     "no such file: {folder}/scores.tvs (did you mean 'scores.tsv'?)"),
+    (["-d", "{folder}/scores.tsv", "--split", "testing"], 2,
+     "--split must be one of train, validation, test, not 'testing' (did you mean 'test'?)"),
+    (["-d", "{folder}/scores.tsv:valid"], 2, "(did you mean 'validation'?)"),
+]  # fmt: skip
+HELD_OUT = (["-d", "{folder}/scores.tsv", "--eval-data", "{folder}/held-out.csv"], 3,
+            "no such file: {folder}/held-out.csv")  # fmt: skip
+
+
 @pytest.mark.parametrize(
-    ("args", "code", "message"),
-    [
-        (["-d", "{folder}/scores.tvs"], 3,
-         "no such file: {folder}/scores.tvs (did you mean 'scores.tsv'?)"),
-        (["-d", "{folder}/scores.tsv", "--split", "testing"], 2,
-         "--split must be one of train, validation, test, not 'testing' (did you mean 'test'?)"),
-        (["-d", "{folder}/scores.tsv:valid"], 2, "(did you mean 'validation'?)"),
-        (["-d", "{folder}/scores.tsv", "--eval-data", "{folder}/held-out.csv"], 3,
-         "no such file: {folder}/held-out.csv"),
-    ],
-)  # fmt: skip
-@pytest.mark.parametrize("command", ["eval", "prune", "finetune"])
+    ("command", "args", "code", "message"),
+    [(command, *case) for command in ("eval", "prune", "finetune") for case in UNREADABLE]
+    + [(command, *HELD_OUT) for command in ("prune", "finetune")],  # eval scores its --data
+)
 def test_data_that_cannot_be_read_is_refused_before_the_model(command, args, code, message,
                                                               tmp_path):  # fmt: skip
     """A missing file or a split a file does not have is known from the data options alone:
@@ -128,8 +131,6 @@ def test_data_that_cannot_be_read_is_refused_before_the_model(command, args, cod
         "prune": ["-o", tmp_path / "out", "--method", "magnitude", "--sparsity", "0.5"],
         "finetune": ["-o", tmp_path / "out"],
     }
-    if command == "eval" and "--eval-data" in args:
-        pytest.skip("eval scores its --data; it has no --eval-data")
     filled = [a.format(folder=tmp_path) for a in args]
     line = one_line(invoke(command, NO_MODEL, *own[command], *filled), code)
     assert message.format(folder=tmp_path) in line
