@@ -105,7 +105,11 @@ DATA_CASES = {
         "train, validation, test",
     ),
     "bad ratios": (lambda tmp: ["-d", "x.csv", "--split-ratios", "0.5,0.5"], 2, "three numbers"),
-    "no gpu": (lambda tmp: ["-d", "x.csv", "--device", "cuda"], 4, "no CUDA device"),
+    "no gpu": (
+        lambda tmp: ["-d", str(_write(tmp, "g.csv", "text,label\na,b\n")), "--device", "cuda"],
+        4,
+        "no CUDA device",
+    ),
 }
 
 

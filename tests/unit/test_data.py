@@ -171,8 +171,8 @@ def test_missing_named_column_lists_columns(tmp_path: Path, option: str, flag: s
     _write_csv(tmp_path / "reviews.csv")
     spec = DataSpec(str(tmp_path / "reviews.csv"), **{option: "txt"})
     message = (
-        "column 'txt' not in reviews.csv; its columns are: id, text, label "
-        f"(choose one with {flag})"
+        "column 'txt' not in reviews.csv (did you mean 'text'?); its columns are: id, text, "
+        f"label (choose one with {flag})"
     )
     with pytest.raises(DataError) as info:
         load_dataset(spec)

@@ -79,7 +79,10 @@ def test_toml_recipes_too(tmp_path):
     ("text", "message"),
     [
         ("prune(0.5)", "unknown step 'prune'; steps are magnitude, structured"),
-        ("structured(head=0.3)", "unknown parameter 'head'; it takes heads, ffn"),
+        (
+            "structured(head=0.3)",
+            "unknown parameter 'head' (did you mean 'heads'?); it takes heads",
+        ),
         ("structured(heads=lots)", "heads takes float, not 'lots'"),
         ("structured(heads=1.5)", "heads must be in [0, 1), not 1.5"),
         ("magnitude()", "magnitude(): sparsity is required"),

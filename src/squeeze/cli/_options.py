@@ -10,14 +10,39 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import MISSING, dataclass, fields
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
+from squeeze.core.config import choice_problem
 from squeeze.core.errors import ConfigError
+from squeeze.core.types import TASK_ALIASES
+
+E = TypeVar("E", bound=Enum)
+
+
+def choice_parser(
+    enum: type[E], name: str, aliases: Mapping[str, str] | None = None
+) -> Callable[[Any], E]:
+    """Typer's ``parser`` for the choice option ``name``: the member of ``enum`` a value (or an
+    alias of one, another tool's name for it) names; anything else is squeeze's one-line usage
+    error with the nearest choice, where typer's own check leaks pydantic's "Value error, ..."
+    prefix. The option's help still lists ``enum``'s values."""
+
+    def parse(value: Any) -> E:
+        if isinstance(value, enum):
+            return value
+        text = str(value)
+        try:
+            return enum((aliases or {}).get(text, text))
+        except ValueError:
+            choices = [str(member.value) for member in enum]
+            raise ConfigError(choice_problem(name, text, choices)) from None
+
+    return parse
 
 
 class TaskChoice(str, Enum):
@@ -44,7 +69,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 TaskOpt = Annotated[
     TaskChoice | None,
-    typer.Option(help="Model head to load; detected from config.json when omitted."),
+    typer.Option(
+        help="Model head to load; detected from config.json when omitted.",
+        parser=choice_parser(TaskChoice, "task", TASK_ALIASES),
+    ),
 ]
 
 
@@ -61,7 +89,8 @@ PoolingOpt = Annotated[
     PoolingChoice | None,
     typer.Option(
         help="Embedders: how token states become one vector (default: what the "
-        "sentence-transformers files say, else mean; lasttoken for decoders)."
+        "sentence-transformers files say, else mean; lasttoken for decoders).",
+        parser=choice_parser(PoolingChoice, "pooling"),
     ),
 ]
 NormalizeOpt = Annotated[
@@ -172,16 +201,21 @@ class DataFlags:
     ] = False
     data_format: Annotated[
         FormatChoice | None,
-        typer.Option("--format", help="File format, when the extension does not say."),
+        typer.Option(
+            "--format",
+            help="File format, when the extension does not say.",
+            parser=choice_parser(FormatChoice, "data_format"),
+        ),
     ] = None
     max_samples: Annotated[
         int | None, typer.Option(min=1, help="Use a seeded random sample of N examples.")
     ] = None
 
     def spec(self) -> Any:
-        from squeeze.data.spec import DataSpec
+        """The DataSpec, checked against the file system before any command loads a model."""
+        from squeeze.data.spec import DataSpec, check_exists
 
-        return DataSpec(
+        spec = DataSpec(
             source=self.data_source, split=self.split,
             split_ratios=_parse_ratios(self.split_ratios), text_column=self.text_column,
             text_pair_column=self.text_pair_column, label_column=self.label_column,
@@ -189,6 +223,8 @@ class DataFlags:
             format=self.data_format.value if self.data_format else None,
             max_samples=self.max_samples,
         )  # fmt: skip
+        check_exists(spec)
+        return spec
 
 
 @dataclass(frozen=True)
@@ -207,7 +243,9 @@ class StepFlags:
         ),
     ] = None
     max_accuracy_drop: MaxDropOpt = None
-    gate_on: Annotated[GateOn, typer.Option(help=GATE_ON_HELP)] = GateOn.point
+    gate_on: Annotated[
+        GateOn, typer.Option(help=GATE_ON_HELP, parser=choice_parser(GateOn, "gate_on"))
+    ] = GateOn.point
     min_fidelity: MinFidelityOpt = None
     device: DeviceOpt = "cpu"
     overwrite: OverwriteOpt = False
@@ -329,7 +367,7 @@ def _field_option(f: Any, annotation: Any) -> inspect.Parameter:
     option_type: Any = list[str] if kind is tuple else kind
     # Choices are shown, not enforced by click: the config checks them, so a bad value gets the
     # same one-line message as in a recipe.
-    named = "|".join(choices) if choices else f.metadata.get("metavar")
+    named = f.metadata.get("metavar") or ("|".join(choices) if choices else None)
     metavar = {"metavar": named} if named else {}
     info = typer.Option(*decls, help=help_text, **metavar)
     return option(f.name, Annotated[option_type | None, info], None)
@@ -380,6 +418,10 @@ def optional_data_spec(data: Any, source: str | None) -> Any:
         return None
     from dataclasses import replace
 
+    from squeeze.data.spec import check_exists
+
     if data is None:
         raise ConfigError("--eval-data goes with --data")
-    return replace(data, source=source, split=None, max_samples=None)
+    spec = replace(data, source=source, split=None, max_samples=None)
+    check_exists(spec)
+    return spec

@@ -57,12 +57,20 @@ _FLAG_OF = {
 
 
 def flag_namer(command: click.Command | None) -> Any:
-    """How a command's user typed each config field: its option's first flag."""
+    """How a command's user typed each config field: its option's longest flag; a setting
+    (``label_map=sign``) as the flag and its value (``--label-map sign``)."""
     flags = dict(_FLAG_OF)
     for param in command.params if command is not None else ():
-        if isinstance(param, click.Option):
+        # By kind, not class: typer 0.2x's options derive from its vendored click, not click's.
+        if param.param_type_name == "option":
             flags[param.name or ""] = max(param.opts, key=len)
-    return lambda field: flags.get(field, "--" + field.replace("_", "-"))
+
+    def name(field: str) -> str:
+        field, given, value = field.partition("=")
+        flag = flags.get(field, "--" + field.replace("_", "-"))
+        return f"{flag} {value}" if given else flag
+
+    return name
 
 
 class _SqueezeGroup(SqueezeGroupBase):

@@ -15,6 +15,7 @@ from squeeze.cli._options import (
     ModelArg,
     OutOpt,
     StepFlags,
+    choice_parser,
     with_data_options,
     with_fields,
     with_options,
@@ -37,7 +38,13 @@ def prune(
     model: ModelArg,
     data: DataSpec | None,
     output: OutOpt,
-    method: Annotated[Method, typer.Option(help="magnitude (zeros) or structured (removal).")],
+    method: Annotated[
+        Method,
+        typer.Option(
+            help="magnitude (zeros) or structured (removal).",
+            parser=choice_parser(Method, "method"),
+        ),
+    ],
     given: dict[str, Any],
     flags: StepFlags,
 ) -> None:

@@ -33,10 +33,11 @@ def steps(
         params = []
         for f in fields_of(method.config):
             required = is_required(f)
+            choices = f.metadata.get("choices")  # a registry's are read now (a list for JSON)
             params.append({
                 "name": f.name, "type": type_name(hints[f.name]), "required": required,
-                "default": None if required else f.default, "choices": f.metadata.get("choices"),
-                "help": f.metadata.get("help", ""),
+                "default": None if required else f.default,
+                "choices": list(choices) if choices else None, "help": f.metadata.get("help", ""),
             })  # fmt: skip
         reference.append({
             "step": method.name, "help": method.help,

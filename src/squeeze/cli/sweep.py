@@ -24,6 +24,7 @@ from squeeze.cli._options import (
     OverwriteOpt,
     QuietOpt,
     TrustOpt,
+    choice_parser,
     optional_data_spec,
     with_data_options,
     with_options,
@@ -54,7 +55,10 @@ class RunFlags:
     ] = None
     max_accuracy_drop: MaxDropOpt = None
     # None: the recipe's gates.gate_on, else point.
-    gate_on: Annotated[GateOn | None, typer.Option(help=GATE_ON_HELP)] = None
+    gate_on: Annotated[
+        GateOn | None,
+        typer.Option(help=GATE_ON_HELP, parser=choice_parser(GateOn, "gate_on")),
+    ] = None
     min_speedup: Annotated[
         float | None,
         typer.Option(help="Fail (exit 1) unless the selected variant is this much faster."),
@@ -107,9 +111,11 @@ def _finish(
 
     o = flags
     if data is not None:
-        plan = replace(plan, data=data, eval_data=optional_data_spec(data, o.eval_data))
+        plan = replace(plan, data=data, eval_data=optional_data_spec(data, o.eval_data),
+                       from_recipe=plan.from_recipe - {"data", "eval_data"})  # fmt: skip
     elif o.eval_data is not None:  # read like the recipe's data, which it then scores on
-        plan = replace(plan, eval_data=optional_data_spec(plan.data, o.eval_data))
+        plan = replace(plan, eval_data=optional_data_spec(plan.data, o.eval_data),
+                       from_recipe=plan.from_recipe - {"eval_data"})  # fmt: skip
     gates = {  # None: the recipe's
         "max_accuracy_drop": o.max_accuracy_drop,
         "gate_on": None if o.gate_on is None else o.gate_on.value,

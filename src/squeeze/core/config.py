@@ -14,12 +14,33 @@ import dataclasses
 import functools
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from squeeze.core.errors import ConfigError, Problem, SqueezeError, raise_problems
+from squeeze.core.errors import ConfigError, Problem, SqueezeError, did_you_mean, raise_problems
 
 C = TypeVar("C", bound="StepConfig")
+
+
+class Registered(Sequence[str]):
+    """Choices a registry holds, read each time they are asked for: the quantization backends
+    (and the dtypes they produce) are registered by modules imported on first use, and one
+    registered later (a plugin's) is a valid value as much as a built-in."""
+
+    def __init__(self, names: Callable[[], Iterable[str]]) -> None:
+        self._names = names
+
+    def _current(self) -> tuple[str, ...]:
+        return tuple(self._names())
+
+    def __getitem__(self, index: int | slice) -> Any:
+        return self._current()[index]
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+    def __iter__(self) -> Iterator[str]:  # one registry read (Sequence's would read per item)
+        return iter(self._current())
 
 
 def param(
@@ -35,16 +56,16 @@ def param(
     Args:
         default: The one default (omit for a required field).
         help: One line for ``--help`` and the recipe reference.
-        choices: Allowed values of a text field; checked by :class:`StepConfig` itself.
+        choices: Allowed values of a text field; checked by :class:`StepConfig` itself, which
+            names the nearest one for a typo. :class:`Registered` choices stay live.
         flag: The CLI declaration when it is not ``--field-name`` (``"--seq"``,
             ``"--dynamic-batch/--static-shapes"``).
-        metavar: How ``--help`` names a value where ``choices`` cannot say it (values a
-            registry checks, such as dtypes: ``int8|int4|fp16|bf16``).
+        metavar: How ``--help`` names a value where listing its choices would say too much
+            (``NAME`` for the backends, whose help lists them).
     """
-    metadata = {
-        "help": help, "choices": tuple(choices) if choices else None, "flag": flag,
-        "metavar": metavar,
-    }  # fmt: skip
+    if choices is not None and not isinstance(choices, Registered):
+        choices = tuple(choices) or None
+    metadata = {"help": help, "choices": choices, "flag": flag, "metavar": metavar}
     if isinstance(default, list):
         default = tuple(default)  # immutable, so a plain default (no factory) is safe
     return dataclasses.field(default=default, metadata=metadata)
@@ -92,12 +113,16 @@ def _choice_problems(config: Any) -> list[Problem]:
         choices = f.metadata.get("choices")
         value = getattr(config, f.name)
         if choices and value is not None and value not in choices:
-            found.append(
-                Problem(
-                    f"{{{f.name}}} must be one of {', '.join(choices)}, not {literal(repr(value))}"
-                )
-            )
+            found.append(choice_problem(f.name, value, choices))
     return found
+
+
+def choice_problem(name: str, value: Any, choices: Iterable[str]) -> Problem:
+    """``{name} must be one of a, b, not 'x' (did you mean 'a'?)``: the one wording of a value
+    outside a closed set, for config fields and the CLI's choice options alike."""
+    choices = list(choices)
+    text = f"must be one of {', '.join(choices)}, not {value!r}{did_you_mean(value, choices)}"
+    return Problem(f"{{{name}}} {literal(text)}")
 
 
 def range_problem(
@@ -261,7 +286,8 @@ def check_section(
         place = f"{where}.{key}" if where else str(key)
         if name is None:
             listing = ", ".join(keys)
-            found.append(Problem(literal(f"{label}: unknown key '{key}'; known keys: {listing}")))
+            text = f"{label}: unknown key '{key}'{did_you_mean(key, keys)}; known keys: {listing}"
+            found.append(Problem(literal(text)))
         elif key in own:
             typed[name] = raw
         else:
@@ -273,7 +299,8 @@ def check_section(
                 continue
             choices = by_name[name].metadata.get("choices")
             if choices and typed[name] is not None and typed[name] not in choices:
-                text = f"{place}: expected one of {', '.join(choices)}, got {raw!r}"
+                hint = did_you_mean(raw, choices)
+                text = f"{place}: expected one of {', '.join(choices)}, got {raw!r}{hint}"
                 found.append(Problem(literal(text)))
     for key, name in keys.items():
         if key not in values and key not in own and is_required(by_name[name]):
@@ -281,14 +308,28 @@ def check_section(
     return typed, found
 
 
-def named_in(where: str, keys: Mapping[str, str], error: SqueezeError) -> list[Problem]:
-    """A section's value problems (its class's own checks, which name fields as ``{field}``)
-    after its place, with fields named as the recipe writes them: ``bench: runs must be >= 2``."""
+def named_in(
+    where: str, keys: Mapping[str, str], problems: Iterable[Problem], *, sets: str = ": "
+) -> list[Problem]:
+    """Problems of a part of a recipe (its class's own checks, which name fields as
+    ``{field}``) after its place, with fields named as the recipe writes them: ``bench: runs
+    must be >= 2``. A setting ``{field=value}`` is written ``key: value`` in a section, and
+    ``key=value`` in a step (``sets="="``).
+
+    Args:
+        where: The part's place (``bench``, ``variants[2] step 1 structured()``).
+        keys: Recipe key -> field name, where they differ (``seq`` -> ``seq_len``).
+        problems: The problems, as the library raised them.
+        sets: How the recipe sets a key's value in that part.
+    """
     key_of = {name: key for key, name in keys.items()}
-    return [
-        Problem(literal(f"{where}: {p.render(lambda f: key_of.get(f, f))}"), p.error)
-        for p in error.problems
-    ]
+
+    def name(field: str) -> str:
+        field, given, value = field.partition("=")
+        key = key_of.get(field, field)
+        return f"{key}{sets}{value}" if given else key
+
+    return [Problem(literal(f"{where}: {p.render(name)}"), p.error) for p in problems]
 
 
 def build(cls: type[C], values: Mapping[str, Any], *, from_text: bool = False) -> C:
@@ -307,7 +348,8 @@ def build(cls: type[C], values: Mapping[str, Any], *, from_text: bool = False) -
     for key, raw in values.items():
         if key not in known:
             listing = ", ".join(known)
-            found.append(Problem(literal(f"unknown parameter '{key}'; it takes {listing}")))
+            hint = did_you_mean(key, known)
+            found.append(Problem(literal(f"unknown parameter '{key}'{hint}; it takes {listing}")))
             continue
         try:
             typed[key] = _coerce(raw, hints[key], from_text)

@@ -6,12 +6,14 @@ code so that CI jobs can tell a failed gate from a broken input.
 
 The library names config fields, not flags: a message is a list of :class:`Problem` texts with
 ``{field}`` placeholders, which the CLI renders as ``--field`` and a recipe as ``field`` after
-the step it is in (``variants[2] step 1: sparsity ...``).
+the step it is in (``variants[2] step 1: sparsity ...``). ``{field=value}`` names a setting, so
+each front end writes it in its own syntax (``--label-map sign``, ``label_map: sign``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import difflib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 
@@ -28,7 +30,8 @@ class _Names(dict):  # type: ignore[type-arg]
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong, phrased with ``{field}`` placeholders (``{data}`` names the dataset).
+    """One thing wrong, phrased with ``{field}`` placeholders (``{data}`` names the dataset) and
+    ``{field=value}`` for a setting that fixes it (the namer receives ``field=value``).
 
     Literal braces are doubled, as in ``str.format``. ``error`` is the error class the problem
     calls for when it is not a usage error (a dtype/backend combination squeeze does not offer
@@ -74,6 +77,36 @@ def first_line(error: BaseException) -> str:
     """The first line of a library's error, for a one-line message (its class name if empty)."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def nearest(value: object, choices: Iterable[str]) -> str | None:
+    """The choice a mistyped ``value`` most likely meant, or None when none is close.
+
+    The same word in another case or with ``_`` for ``-`` first, then the one choice it begins
+    (``onnx`` -> ``onnxruntime``, which difflib alone finds too far), then the closest spelling
+    (difflib's ratio of at least 0.6: ``magnitud`` -> ``magnitude``, ``fnn`` -> ``ffn``).
+    """
+    by_fold = {_fold(c): c for c in reversed(list(choices))}
+    typed = _fold(str(value))
+    if typed in by_fold:
+        return by_fold[typed]
+    begun = [c for fold, c in by_fold.items() if len(typed) >= 2 and fold.startswith(typed)]
+    if len(begun) == 1:
+        return begun[0]
+    close = difflib.get_close_matches(typed, list(by_fold), n=1)
+    return by_fold[close[0]] if close else None
+
+
+def did_you_mean(value: object, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` after a message about a mistyped ``value``; empty when no choice
+    is close. Every closed set of values squeeze checks (options, step names, parameters,
+    recipe keys, splits, columns) suggests through this one function."""
+    match = nearest(value, choices)
+    return f" (did you mean '{match}'?)" if match is not None and match != value else ""
+
+
+def _fold(text: str) -> str:
+    return text.strip().lower().replace("_", "-")
 
 
 def raise_problems(problems: Sequence[Problem], default: type[SqueezeError]) -> None:

@@ -20,7 +20,11 @@ if TYPE_CHECKING:
 
 
 class Task(str, Enum):
-    """What a checkpoint's head computes; decides the metric and the model class."""
+    """What a checkpoint's head computes; decides the metric and the model class.
+
+    ``Task(name)`` also takes the names transformers' pipelines and optimum's exporters give a
+    task (:data:`TASK_ALIASES`), so a user who knows those is understood.
+    """
 
     SEQUENCE_CLASSIFICATION = "sequence-classification"
     CAUSAL_LM = "causal-lm"
@@ -29,6 +33,27 @@ class Task(str, Enum):
     # An encoder (or decoder) whose pooled hidden states are the output: sentence-transformers
     # models. Its forward returns one embedding per text, not logits.
     EMBEDDING = "embedding"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Task | None:
+        canonical = TASK_ALIASES.get(value) if isinstance(value, str) else None
+        return cls(canonical) if canonical is not None else None
+
+
+# transformers / optimum task name -> squeeze's. feature-extraction and sentence-similarity are
+# embedding, not base: both ask for a text's vector (the Hub's feature-extraction models are
+# mostly sentence-transformers, and optimum exports them for exactly that), which squeeze's
+# embedding task pools as the model's files say and can score (kNN, STS, retrieval, fidelity);
+# base is the bare encoder's token states, which nothing measures. sentiment-analysis is
+# transformers' pipeline alias of text-classification.
+TASK_ALIASES = {
+    "text-classification": "sequence-classification",
+    "sentiment-analysis": "sequence-classification",
+    "text-generation": "causal-lm",
+    "fill-mask": "masked-lm",
+    "feature-extraction": "embedding",
+    "sentence-similarity": "embedding",
+}
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from squeeze.core.config import literal
-from squeeze.core.errors import ConfigError, DataError, Problem
+from squeeze.core.errors import DataError, Problem, did_you_mean
 from squeeze.data.readers import Table, read_file, read_hub
 from squeeze.data.retrieval import is_retrieval_folder, read_retrieval
 from squeeze.data.spec import (
-    SPLITS,
     DataSpec,
     _looks_local,
     parse_source,
@@ -56,6 +55,9 @@ PAIR_PARTNERS = {
 }
 LABEL_NAMES = ("label", "labels", "target", "class", "sentiment", "score")
 _MAX_GUESSED_CLASSES = 20
+# Unknown labels this much numeric are scores to map, not classes to rename (a stray "n/a" among
+# a thousand scores does not change what the fix is).
+_SCORES_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -94,25 +96,13 @@ def load_dataset(spec: DataSpec, *, need_labels: bool = True) -> Dataset:
 
     Raises:
         DataError: missing, empty or malformed data, or columns that cannot be found.
-        ConfigError: a split given twice with different values, or an unknown local split.
     """
     source, suffix_split = parse_source(spec.source)
-    if suffix_split is not None and spec.split is not None and suffix_split != spec.split:
-        raise ConfigError(
-            Problem(
-                f"{{data}} '{spec.source}' names split '{suffix_split}' but {{split}} says "
-                f"'{spec.split}'; give one of them"
-            )
-        )
-    split = spec.split or suffix_split
+    split = spec.split or suffix_split  # the spec checked that they agree, and local splits
     local = spec.format is not None or _looks_local(source)
     if local and is_retrieval_folder(Path(source).expanduser()):
         return _retrieval_dataset(Path(source).expanduser(), split or "test", spec)
     if local:
-        if split is not None and split not in SPLITS:
-            raise ConfigError(
-                f"unknown split '{split}' for a local file; choose {', '.join(SPLITS)}"
-            )
         path = Path(source).expanduser()
         table = read_file(path, spec)
         name = f"{path.name}[{split}]" if split else path.name
@@ -179,7 +169,8 @@ def _resolve_columns(
 
     def named(column: str | None, field: str) -> str | None:
         if column is not None and column not in table:
-            listing = literal(f"column '{column}' not in {source_name}; its columns are: ")
+            hint = did_you_mean(column, columns)
+            listing = literal(f"column '{column}' not in {source_name}{hint}; its columns are: ")
             raise DataError(
                 Problem(f"{listing}{literal(', '.join(columns))} (choose one with {{{field}}})")
             )
@@ -323,11 +314,21 @@ def label_ids(dataset: Dataset, label2id: Mapping[str, int]) -> np.ndarray:
     if unknown:
         more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         model_labels = ", ".join(sorted(label2id, key=label2id.__getitem__))
-        raise DataError(
+        listed = literal(
             f"labels not known to the model: {', '.join(map(repr, unknown[:5]))}{more} "
-            f"(model labels: {model_labels}); relabel the data or fine-tune on it"
+            f"(model labels: {model_labels})"
         )
+        if _numbers_share(unknown) >= _SCORES_SHARE:
+            # Scores (sentiment in [-4, 4], star ratings) rather than class names.
+            fix = "; they are numeric scores: map them to labels with {label_map=sign} (or "
+            raise DataError(Problem(listed + fix + "threshold:X)"))
+        raise DataError(Problem(listed + "; relabel the data or fine-tune on it"))
     return np.array([mapping[e.label] for e in dataset.examples], dtype=np.int64)
+
+
+def _numbers_share(labels: Sequence[str]) -> float:
+    """The share of ``labels`` that read as finite numbers."""
+    return sum(_label_key(label)[0] == 0 for label in labels) / max(len(labels), 1)
 
 
 def _match_label(label: str, label2id: Mapping[str, int]) -> int | None:

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from squeeze.core.config import literal
-from squeeze.core.errors import ConfigError, Problem
+from squeeze.core.config import choice_problem, literal
+from squeeze.core.errors import ConfigError, DataError, Problem, did_you_mean
+from squeeze.data.retrieval import is_retrieval_folder
 
 SPLITS = ("train", "validation", "test")
 FORMATS = ("csv", "tsv", "jsonl", "parquet")
@@ -34,7 +35,12 @@ _THRESHOLD = re.compile(r"^threshold:(?P<x>.+)$")
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Where the examples come from and how to read them; mirrors the CLI's data flags."""
+    """Where the examples come from and how to read them; mirrors the CLI's data flags.
+
+    Everything the spec alone can say is checked when it is made (a split a local file does not
+    have, a format or label map squeeze does not know), so a typo is refused before any model
+    loads; :func:`check_exists` adds the file system's word.
+    """
 
     source: str
     split: str | None = None
@@ -69,11 +75,46 @@ class DataSpec:
                 Problem(f"{{max_samples}} must be at least 1, not {self.max_samples}")
             )
         if self.format is not None and self.format not in FORMATS:
-            raise ConfigError(
-                Problem(f"unknown {{format}} '{self.format}'; choose {', '.join(FORMATS)}")
-            )
+            raise ConfigError(choice_problem("format", self.format, FORMATS))
         if self.label_map is not None:
             score_to_label(self.label_map)
+        _check_split(self)
+
+
+def _check_split(spec: DataSpec) -> None:
+    """A split given twice must agree, and a local file has only squeeze's three (a BEIR
+    folder's qrels files and a hub dataset's splits are theirs to say)."""
+    source, suffix = parse_source(spec.source)
+    if suffix is not None and spec.split is not None and suffix != spec.split:
+        raise ConfigError(
+            Problem(
+                f"{{data}} {literal(repr(spec.source))} names split {literal(repr(suffix))} but "
+                f"{{split}} says {literal(repr(spec.split))}; give one of them"
+            )
+        )
+    split = spec.split or suffix
+    if split is None or split in SPLITS or not is_local(spec):
+        return
+    if is_retrieval_folder(Path(source).expanduser()):
+        return
+    raise ConfigError(choice_problem("split", split, SPLITS))
+
+
+def check_exists(spec: DataSpec | None) -> None:
+    """Refuse a local file that is not there, naming the nearest file beside it: before any
+    model loads, which takes seconds (a hub dataset is its reader's to find).
+
+    Raises:
+        DataError: no such file (or folder).
+    """
+    path = local_file(spec)
+    if path is None or path.exists():
+        return
+    folder = path.parent
+    if not folder.is_dir():
+        raise DataError(f"no such file: {path} (no folder {folder})")
+    hint = did_you_mean(path.name, (p.name for p in folder.iterdir()))
+    raise DataError(f"no such file: {path}{hint}")
 
 
 def parse_source(source: str) -> tuple[str, str | None]:
@@ -143,10 +184,11 @@ def score_to_label(label_map: str) -> Callable[[float], str | None]:
         except ValueError:
             threshold = math.nan
     if not math.isfinite(threshold):
+        hint = did_you_mean(label_map, ("sign",)) if match is None else ""
         raise ConfigError(
             Problem(
-                f"unknown {{label_map}} '{literal(label_map)}'; use 'sign' or 'threshold:X' "
-                "with a number X"
+                f"unknown {{label_map}} '{literal(label_map)}'{literal(hint)}; use 'sign' or "
+                "'threshold:X' with a number X"
             )
         )
     return lambda s: "positive" if s >= threshold else "negative"

@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from squeeze.core.errors import ConfigError, Problem
+from squeeze.core.errors import ConfigError, Problem, did_you_mean
 
 if TYPE_CHECKING:
     from squeeze.core.types import StepResult
@@ -156,10 +156,11 @@ def method_for(config: Any) -> Method:
 
 
 def method_named(name: str) -> Method:
-    """Raises: ConfigError naming the known methods."""
+    """Raises: ConfigError naming the known methods (and the nearest, for a typo)."""
     known = methods()
     if name not in known:
-        raise ConfigError(f"unknown step '{name}'; steps are {', '.join(known)}")
+        hint = did_you_mean(name, known)
+        raise ConfigError(f"unknown step '{name}'{hint}; steps are {', '.join(known)}")
     return known[name]
 
 

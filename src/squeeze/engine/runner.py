@@ -24,6 +24,7 @@ from squeeze.core.errors import ConfigError, Problem, UnsupportedError, raise_pr
 from squeeze.core.output import atomic_output, check_output
 from squeeze.core.types import Evaluation, StepResult, Task
 from squeeze.data.encoding import default_length
+from squeeze.data.spec import check_exists
 from squeeze.engine.gate import METRIC, Gated, GateMissed, unjudgeable
 from squeeze.engine.registry import Method, method_for
 from squeeze.engine.step import StepContext, StepData, StepOptions
@@ -84,8 +85,11 @@ class StepSummary(Gated):
 
 
 def _check_needs(method: Method, config: Any, options: StepOptions) -> None:
-    """Before any work: what the method still lacks, data it needs, and a gate the step could
-    not judge (an accuracy gate without data, or on a step that is not scored)."""
+    """Before any work: what the method still lacks, data it needs or that is not there, and a
+    gate the step could not judge (an accuracy gate without data, or on a step that is not
+    scored)."""
+    for spec in (options.data, options.eval_data, options.calibration_data):
+        check_exists(spec)
     problems = list(method.complete(config))
     reason = method.data_problem(config, options.given())
     if reason:

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from squeeze.core.errors import ConfigError, Problem, UnsupportedError
+from squeeze.core.errors import ConfigError, Problem, UnsupportedError, did_you_mean
 from squeeze.core.types import ProgressFactory, SizeStats, no_progress
 from squeeze.measure.latency import (
     BenchResult,
@@ -200,8 +200,9 @@ def bench_models(
     unknown = sorted(set(runtimes) - set(RUNTIMES))
     if unknown:
         raise ConfigError(
-            [Problem(f"unknown {{runtime}} {', '.join(unknown)}; choose {', '.join(RUNTIMES)}")]
-        )
+            [Problem(f"unknown {{runtime}} {', '.join(unknown)}; choose {', '.join(RUNTIMES)}"
+                     f"{did_you_mean(unknown[0], RUNTIMES)}")]
+        )  # fmt: skip
     check_seq(models, settings.seq_len, trust_remote_code=trust_remote_code)
     threads = settings.threads or torch.get_num_threads()
     notes: list[str] = []

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from squeeze.core.config import choice_problem
 from squeeze.core.errors import ConfigError, Problem
 from squeeze.core.faults import stop_if_interrupted
 from squeeze.core.types import Latency, ProgressFactory, no_progress
@@ -55,10 +56,7 @@ class BenchSettings:
         if self.threads is not None and self.threads < 1:
             raise ConfigError(Problem("{threads} must be >= 1"))
         if self.precision not in PRECISIONS:
-            raise ConfigError(
-                Problem(f"{{precision}} must be one of {', '.join(PRECISIONS)}, not "
-                         f"'{self.precision}'")
-            )  # fmt: skip
+            raise ConfigError(choice_problem("precision", self.precision, PRECISIONS))
         if self.precision == "tf32" and not self.device.startswith("cuda"):
             raise ConfigError(Problem("{precision} tf32 is a CUDA matmul mode; pass {device} cuda"))
 

@@ -13,7 +13,7 @@ from squeeze.core.output import atomic_output, check_output
 from squeeze.core.types import ProgressFactory, Task, no_progress
 from squeeze.data.encoding import default_length, encode, encode_sentences, fit_length
 from squeeze.data.examples import load_dataset
-from squeeze.data.spec import DataSpec, held_out_part, local_file, training_part
+from squeeze.data.spec import DataSpec, check_exists, held_out_part, local_file, training_part
 from squeeze.measure.evaluate import evaluate
 from squeeze.model.checkpoint import (
     detect_task,
@@ -140,6 +140,8 @@ def finetune(
     structured ticket early in training and fine-tunes the pruned model for the rest of the budget.
     """
     config = config or TrainConfig()
+    for spec in (data, eval_data):  # before the model's config is read: a typo costs nothing
+        check_exists(spec)
     inputs = [resolve_local(source), local_file(data), local_file(eval_data)]
     check_output(out, overwrite=overwrite, inputs=inputs)
     model_config = read_config(source, trust_remote_code=trust_remote_code)

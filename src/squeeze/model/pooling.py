@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from squeeze.core.errors import CheckpointError, UnsupportedError
+from squeeze.core.errors import CheckpointError, UnsupportedError, did_you_mean
 
 MODES = ("mean", "cls", "max", "lasttoken")
 MODULES_FILE = "modules.json"
@@ -63,7 +63,9 @@ class Pooling:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise UnsupportedError(f"unknown pooling '{self.mode}'; choose {', '.join(MODES)}")
+            hint = did_you_mean(self.mode, MODES)
+            listing = ", ".join(MODES)
+            raise UnsupportedError(f"unknown pooling '{self.mode}'{hint}; choose {listing}")
 
     @property
     def prompt(self) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from squeeze.artifact import Artifact, positions_in
-from squeeze.core.config import literal
+from squeeze.core.config import literal, named_in
 from squeeze.core.errors import (
     ConfigError,
     Problem,
@@ -28,7 +28,7 @@ from squeeze.core.errors import (
 from squeeze.core.output import atomic_output, check_output
 from squeeze.core.types import LOWER_IS_BETTER, ProgressFactory, Task, no_progress
 from squeeze.data.encoding import encode_for
-from squeeze.data.examples import load_dataset
+from squeeze.data.examples import label_ids, load_dataset
 from squeeze.data.spec import evaluation_part, local_file, training_part
 from squeeze.engine.gate import fidelity_of
 from squeeze.engine.gates import Gates, Selection, choose, failures, gate_notes, plan_problems
@@ -90,15 +90,21 @@ def check_plan(plan: Plan) -> None:
             problems += [Problem(f"{place}: {p.text}", p.error) for p in found]
     if plan.data is not None:
         parts = {"data": training_part(plan.data)}
-        parts["eval_data" if plan.eval_data else "data (test part)"] = evaluation_spec(plan)
+        scored = "eval_data" if plan.eval_data else "data (test part)"
+        parts[scored] = evaluation_spec(plan)
         labelled = needs_labels(plan.model, model_config)
+        label2id = getattr(model_config, "label2id", None) if labelled else None
         for where, spec in parts.items():
             try:
-                load_dataset(spec, need_labels=labelled)
+                dataset = load_dataset(spec, need_labels=labelled)
+                if label2id and where == scored:  # labels the model lacks fail the baseline
+                    label_ids(dataset, label2id)
             except SqueezeError as e:
-                problems += [
-                    Problem(f"{literal(where)}: {p.text}", p.error or type(e)) for p in e.problems
-                ]
+                found = [Problem(p.text, p.error or type(e)) for p in e.problems]
+                if where.split()[0] in plan.from_recipe:  # "data (test part)" is data's
+                    problems += named_in(where, {}, found)
+                else:
+                    problems += [Problem(f"{literal(where)}: {p.text}", p.error) for p in found]
     raise_problems(problems, ConfigError)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from squeeze.core.config import build, check_section, literal, named_in
-from squeeze.core.errors import ConfigError, Problem, SqueezeError, raise_problems
+from squeeze.core.errors import ConfigError, Problem, SqueezeError, did_you_mean, raise_problems
 from squeeze.data.encoding import DEFAULT_MAX_LENGTH
 from squeeze.data.spec import DataSpec
 from squeeze.engine.gates import Gates, Selection, parse_size
@@ -72,6 +72,9 @@ class Plan:
     # The lengths the user stated ("max_length", "seq_len"): the others follow the model's
     # position table (``squeeze.plan.pipeline.fit_plan``).
     lengths_given: frozenset[str] = frozenset()
+    # The top-level keys a recipe file gave (not overridden by flags): their problems name
+    # fields as the recipe writes them (``label_map: sign``), the others as flags.
+    from_recipe: frozenset[str] = frozenset()
 
 
 def data_spec(section: Any, where: str) -> DataSpec:
@@ -91,7 +94,7 @@ def data_spec(section: Any, where: str) -> DataSpec:
         try:
             return DataSpec(**typed)
         except SqueezeError as e:
-            problems = named_in(where, {}, e)
+            problems = named_in(where, {}, e.problems)
     raise ConfigError(problems)
 
 
@@ -140,7 +143,8 @@ def _variant(entry: Any, label: str) -> Variant:
         raise ConfigError(f"{label}: a variant is a chain string or a mapping")
     extra = sorted(str(k) for k in set(entry) - {"name", "steps"})
     if extra:
-        raise ConfigError(f"{label}: unknown key '{extra[0]}'; known keys: name, steps")
+        hint = did_you_mean(extra[0], ("name", "steps"))
+        raise ConfigError(f"{label}: unknown key '{extra[0]}'{hint}; known keys: name, steps")
     chain = entry.get("steps")
     if isinstance(chain, list):
         chain = " -> ".join(str(s) for s in chain)
@@ -161,7 +165,7 @@ def _bench(section: Any, max_length: int, device: str) -> BenchSettings:
         try:
             return BenchSettings(device=device, **typed)
         except SqueezeError as e:
-            problems = named_in("bench", BENCH_KEYS, e)
+            problems = named_in("bench", BENCH_KEYS, e.problems)
     raise ConfigError(problems)
 
 
@@ -174,7 +178,7 @@ def _gates(section: Any) -> Gates:
         try:
             section["max_size"] = parse_size(section["max_size"])
         except ConfigError as e:
-            problems += named_in("gates", {}, e)
+            problems += named_in("gates", {}, e.problems)
             del section["max_size"]
     typed, found = check_section(Gates, section, "gates")
     raise_problems(problems + found, ConfigError)
@@ -289,6 +293,7 @@ def plan_from(raw: dict[str, Any], base: Path | None = None) -> Plan:
         name=top.get("name") or "squeeze",
         tune=tune,
         lengths_given=frozenset(lengths),
+        from_recipe=frozenset(key for key in raw if key in TOP_KEYS),
     )
 
 
@@ -299,7 +304,7 @@ def _tune(section: Any) -> TuneConfig:
     try:
         return build(TuneConfig, section)
     except SqueezeError as e:
-        raise ConfigError([Problem(f"tune: {p.text}", p.error) for p in e.problems]) from None
+        raise ConfigError(named_in("tune", {}, e.problems)) from None
 
 
 def load_plan(path: str | Path) -> Plan:

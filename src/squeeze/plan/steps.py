@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from squeeze.core.config import StepConfig, build, changed, literal, show_value
+from squeeze.core.config import StepConfig, build, changed, literal, named_in, show_value
 from squeeze.core.errors import ConfigError, Problem, SqueezeError, raise_problems
 from squeeze.engine.registry import Method, method_for, method_named
 
@@ -68,7 +68,9 @@ def _split_args(inner: str) -> list[str]:
 
 
 def _prefixed(where: str, problems: Any) -> list[Problem]:
-    return [Problem(f"{literal(where)}: {p.text}", p.error) for p in problems]
+    """Problems after the step's place, each field named as the step writes it (``sparsity``,
+    a setting as ``key=value``), never as a command's flag: the user wrote a step."""
+    return named_in(where, {}, problems, sets="=")
 
 
 def parse_step(text: str, where: str = "step") -> StepCall:

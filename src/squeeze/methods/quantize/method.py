@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from squeeze.core.config import StepConfig, at_least, literal, param, range_problem
-from squeeze.core.errors import Problem, UnsupportedError
+from squeeze.core.config import Registered, StepConfig, at_least, literal, param, range_problem
+from squeeze.core.errors import Problem, UnsupportedError, did_you_mean
 from squeeze.engine.registry import (
     PIN,
     Backend,
@@ -31,6 +31,9 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 BNB_4BIT_TYPES = ("nf4", "fp4")
 INT4_BLOCK_SIZES = (16, 32, 64, 128, 256)  # MatMulNBits: powers of two from 16
 COMPUTE = ("f32", "bf16")
+# What the registered backends offer, in their order (int8, int4, fp16, bf16).
+DTYPES = Registered(lambda: dict.fromkeys(d for b in backends().values() for d in b.dtypes))
+BACKENDS = Registered(lambda: backends())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,9 +52,10 @@ class QuantizeConfig(StepConfig):
 
     positional: ClassVar[tuple[str, ...]] = ("dtype", "backend")
 
-    dtype: str = param("int8", help="int8, int4, fp16 or bf16.", metavar="int8|int4|fp16|bf16")
+    dtype: str = param("int8", help="int8, int4, fp16 or bf16.", choices=DTYPES)
     backend: str | None = param(
         None,
+        choices=BACKENDS,
         metavar="NAME",
         help="Default (int8, int4): the fastest this machine runs within the gate, measured once "
         "per model shape and remembered ($SQUEEZE_BACKEND pins one). auto: measure again now. "
@@ -112,19 +116,15 @@ class QuantizeConfig(StepConfig):
             found.append(Problem(f"{{block_size}} must be one of {sizes}, not {self.block_size}"))
         found += range_problem("accuracy_level", self.accuracy_level, 0, 4, closed="both")
         known = backends()
-        dtypes = sorted({d for b in known.values() for d in b.dtypes})
-        if self.dtype not in dtypes:
-            why = f"{{dtype}} must be one of {', '.join(dtypes)}, not '{self.dtype}'"
-            return [*found, Problem(why)]
-        if self.backend is not None and self.backend not in known:
-            return [*found, Problem(f"{{backend}} must be one of {', '.join(known)}")]
+        if self.dtype not in DTYPES or self.backend not in (None, *known):
+            return found  # named by the choices check, which runs first
         pinned = pinned_backend()
         if self.backend is None and pinned is not None and pinned not in known:
             why = (
-                f"${PIN} is {literal(repr(pinned))}, which is not a backend: set it to one of "
-                f"{', '.join(known)}, or unset it to measure the fastest here"
+                f"${PIN} is {pinned!r}, which is not a backend{did_you_mean(pinned, known)}: set "
+                f"it to one of {', '.join(known)}, or unset it to measure the fastest here"
             )
-            return [*found, Problem(why)]
+            return [*found, Problem(literal(why))]
         backend = self.chosen_backend
         if self.dtype not in backend.dtypes:
             others = " or ".join(b.name for b in known.values() if self.dtype in b.dtypes)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from squeeze.core.config import StepConfig, at_least, literal, param
-from squeeze.core.errors import Problem
+from squeeze.core.errors import Problem, did_you_mean
 from squeeze.methods.prune.structured import ALLOCATIONS, IMPORTANCE_METHODS
 
 # Quantization modes the search may try, as the step each one is.
@@ -57,10 +57,11 @@ def _numbers(name: str, values: tuple[str, ...], low: float, high: float) -> lis
 
 def _choices(name: str, values: tuple[str, ...], allowed: tuple[str, ...]) -> list[Problem]:
     return [
-        Problem(f"{{{name}}}: {literal(repr(v))} is not one of {', '.join(allowed)}")
+        Problem(f"{{{name}}}: " + literal(f"{v!r} is not one of {', '.join(allowed)}"
+                                          f"{did_you_mean(v, allowed)}"))
         for v in items(values)
         if v not in allowed
-    ]
+    ]  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
