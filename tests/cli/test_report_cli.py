@@ -120,17 +120,22 @@ def test_help_does_not_import_matplotlib():
     assert out.stdout.strip() == "False"
 
 
-def test_a_log_gets_the_whole_table_not_80_columns(results_file, tmp_path, monkeypatch):
-    """Output to a pipe or CI log: rich would assume 80 columns and fold every chain."""
+def test_a_log_gets_100_columns_and_no_padding(results_file, tmp_path, monkeypatch):
+    """Output to a pipe or CI log: rich would assume 80 columns; a log gets 100, each line
+    without trailing padding, each chain whole."""
     from squeeze.cli import _render
     from squeeze.cli import report as report_command
 
     monkeypatch.delenv("COLUMNS", raising=False)
-    monkeypatch.setattr(report_command, "console", _render._LazyConsole())
+    console = _render._LazyConsole()
+    monkeypatch.setattr(report_command, "console", console)
+    monkeypatch.setattr(_render, "stdout", console)
     result = runner.invoke(app, ["report", str(results_file), "-o", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
-    table = [line for line in result.stdout.splitlines() if "magnitude(sparsity=0.3)" in line]
-    assert table and max(len(line) for line in result.stdout.splitlines()) > 80
+    lines = result.stdout.splitlines()
+    assert any("slow = magnitude(sparsity=0.3)" in line for line in lines)
+    assert max(len(line) for line in lines) <= 100
+    assert all(line == line.rstrip() for line in lines)
 
 
 def test_a_runs_closing_line_shows_paths_as_typed(results_file, monkeypatch, capsys):
