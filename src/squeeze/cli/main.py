@@ -136,7 +136,9 @@ app = typer.Typer(
     name="squeeze",
     cls=_SqueezeGroup,
     help="Compress trained Hugging Face transformer checkpoints and measure what it cost.",
-    epilog="Exit codes: 0 ok, 1 a gate failed, 2 usage error, 3 bad input, 4 unsupported, "
+    epilog="Start with `squeeze info MODEL`, then `squeeze quantize MODEL --data FILE -o OUT`; "
+    "`squeeze COMMAND --help` shows a command's options and an example.\n\n"
+    "Exit codes: 0 ok, 1 a gate failed, 2 usage error, 3 bad input, 4 unsupported, "
     "5 a step failed validation, 6 the OS refused (disk full, permission denied), 70 an "
     "internal error (a bug: please report it), 128+N stopped by signal N. SQUEEZE_DEBUG=1 "
     "shows tracebacks.",
