@@ -40,6 +40,8 @@ def print_results(results: SweepResults, console: Console) -> None:
     console.print(Text(cells.legend(results), style="dim"))
     if results.selected:
         console.print(Text("selected: ") + Text(results.selected, style="bold"))
+    for name, why in results.passed_over.items():  # faster, so a reader asks why not
+        console.print(Text("not selected: ", style="yellow") + Text(f"{name}: {why}"))
     for note in results.gate_notes:
         console.print(Text("gate: ", style="yellow") + Text(note))
     console.print(Text(f"measured on {cells.machine_line(results.machine)}", style="dim"))
