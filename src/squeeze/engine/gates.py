@@ -144,6 +144,22 @@ def drop_words(results: SweepResults, max_drop: float, on: str) -> str:
     return f"{metric} {change} is at most {points}{upper}"
 
 
+def gate_words(results: SweepResults, gates: Gates) -> dict[str, str]:
+    """Each gate that is set, in words: 'accuracy drop is at most 1 point', 'speed-up on cpu
+    is at least 2x', 'size on disk is at most 47.7 MiB' (the report's reader never sees a
+    flag's name)."""
+    from squeeze.core.fmt import fmt_bytes
+
+    device = results.devices[0] if results.devices else "the first device"
+    words = {
+        "max_accuracy_drop": lambda x: drop_words(results, x, gates.gate_on),
+        "min_fidelity": lambda x: f"fidelity (mean cosine to the baseline) is at least {x:g}",
+        "min_speedup": lambda x: f"speed-up on {device} is at least {x:g}x",
+        "max_size": lambda x: f"size on disk is at most {fmt_bytes(int(x))}",
+    }
+    return {gate: words[gate](limit) for gate, limit in gates.limits.items() if limit is not None}
+
+
 def judged(v: VariantResult, on: str) -> float | None:
     """The drop a gate or a selection compares with its allowance (see
     :mod:`squeeze.engine.gate`)."""
