@@ -127,3 +127,11 @@ mpnet: install
 # The tests marked slow (real weights; a 400 MB download the first time) run only when asked.
 test-slow: install
 	SQUEEZE_SLOW=1 $(BIN)/python -m pytest -q -m slow
+
+# The HTML report as a browser shows it (benchmarks/report_screenshot.py): a tiny model tuned,
+# its report/index.html screenshot by headless Chromium into docs/report-screenshot.png. Look at
+# it after changing report/html.py or report/plots.py. Needs chromium (Debian: apt-get install
+# chromium); about 4 minutes on 2 CPU cores.
+.PHONY: report-screenshot
+report-screenshot: install
+	$(BIN)/python benchmarks/report_screenshot.py --out docs/report-screenshot.png

@@ -211,4 +211,4 @@ def test_early_bird_as_a_recipe_step(trained_classifier, order_csv, tmp_path):
     missing.write_text(f"model: {trained_classifier}\ndata: {order_csv}\n"
                        "variants: [early_bird(heads=0.5)]\n")  # fmt: skip
     bad = invoke("run", missing, "-o", tmp_path / "bad")
-    assert bad.exit_code == 2 and "early_bird() needs --finetune-steps" in bad.stderr
+    assert bad.exit_code == 2 and "early_bird() needs finetune_steps" in bad.stderr

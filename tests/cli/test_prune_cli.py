@@ -50,12 +50,30 @@ def test_structured_with_data_reports_accuracy(trained_classifier, order_csv, tm
                     "--heads", "0.5", "--ffn", "0.5", "-d", order_csv, "--max-length", "32",
                     "--finetune-steps", "10")  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    for text in ("parameters", "accuracy", "pts", "loads with squeeze (squeeze.json)"):
+    for text in ("parameters", "accuracy", "pts", "plain transformers cannot load"):
         assert text in result.stdout
     assert "removed 2 of 4 heads" in result.stderr
     summary = json.loads((out / "prune.json").read_text())
     assert summary["importance"] == "taylor" and summary["config"]["finetune_steps"] == 10
     assert summary["metric_after"]["n_samples"] == summary["metric_before"]["n_samples"] > 200
+
+
+@pytest.mark.parametrize(
+    ("family", "plain"),
+    [("bert", False), ("llama", True)],  # Llama's config states the head size (head_dim)
+)
+def test_structured_says_how_its_output_loads(family, plain, tiny_classifiers, tmp_path):
+    out = tmp_path / "slim"
+    result = invoke("prune", tiny_classifiers[family], "-o", out, "--method", "structured",
+                    "--heads", "0.5")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    text = result.stdout
+    if plain:
+        assert "output loads with plain transformers and squeeze" in text
+        return
+    assert "plain transformers cannot load the output: AutoModel*.from_pretrained fails" in text
+    assert f"squeeze.load('{out}')" in text and f"`squeeze export {out} -o OUT`" in text
+    assert "the stock config cannot state 2 of 4 heads per layer (bert configs" in result.stderr
 
 
 def test_gate_failure_exits_1_and_writes_nothing(trained_classifier, order_csv, tmp_path):

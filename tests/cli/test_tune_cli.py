@@ -47,6 +47,14 @@ def test_tune_selects_the_fastest_candidate_within_budget(tuned):
     marker = json.loads((out / "selected" / "squeeze-selected.json").read_text())
     assert marker["variant"] == summary["selected"]
     assert "validation and test" in marker["selection"]
+    # Every faster row of the table says why it was not selected.
+    p50 = chosen["latency"]["cpu"]["p50_ms"]
+    faster = {v["name"] for v in summary["variants"]
+              if v["name"] != "baseline" and v["latency"]["cpu"]["p50_ms"] < p50}  # fmt: skip
+    assert faster <= set(summary["passed_over"]), summary["passed_over"]
+    assert summary["selection_rule"].startswith(
+        "the fastest variant on cpu whose accuracy drop is at most 2 points"
+    )
 
 
 def test_tune_writes_the_trace_beside_the_report(tuned):

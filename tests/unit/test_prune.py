@@ -154,32 +154,72 @@ def test_structured_model_saves_loads_and_exports(family, tiny_classifiers, tmp_
     assert record["layers"] == [{"heads": 2, "kv_heads": kv, "ffn": 32}]
     again = load(out)
     torch.testing.assert_close(_logits(again, batch), before, rtol=0, atol=0)
-    if plain:
-        from transformers import AutoModelForSequenceClassification
-
-        stock = AutoModelForSequenceClassification.from_pretrained(out)
-        with torch.inference_mode():
-            torch.testing.assert_close(stock(**batch).logits, before)
+    _check_plain_loading(out, plain, batch, before)
+    if not plain:  # the note says why, in the family's terms
+        assert f"2 of 4 heads per layer ({loaded.spec.family} configs derive" in notes[-1]
 
     exported = export_onnx(str(out), tmp_path / "onnx")
     assert exported.manifest["validation"]["max_abs_diff"] < 1e-5
 
 
-@pytest.mark.parametrize("family", SPEC_FAMILIES)
-def test_ffn_only_pruning_loads_with_plain_transformers(family, tiny_classifiers, tmp_path):
+def _check_plain_loading(out, plain, batch, logits):
+    """What the pruning said, proven: plain transformers loads the output (with the same
+    logits) exactly when the config states its shapes, and refuses it otherwise (a size
+    mismatch, so never a model with silently reinitialised weights)."""
     from transformers import AutoModelForSequenceClassification
 
+    if not plain:
+        with pytest.raises(RuntimeError, match="ignore_mismatched_sizes"):
+            AutoModelForSequenceClassification.from_pretrained(out)
+        return
+    stock = AutoModelForSequenceClassification.from_pretrained(out)
+    with torch.inference_mode():
+        torch.testing.assert_close(stock(**batch).logits, logits)
+
+
+# Shapes every stock config states: a uniform FFN width and fewer layers (ALBERT has one
+# shared block, so no layers to drop).
+STATED = [(f, "ffn", {"ffn": 0.25}) for f in SPEC_FAMILIES] + [
+    (f, "layers", {"layers": 1}) for f in SPEC_FAMILIES if f != "albert"
+]
+
+
+@pytest.mark.parametrize(
+    ("family", "case", "kwargs"), STATED, ids=[f"{f}-{c}" for f, c, _ in STATED]
+)
+def test_shapes_the_config_states_load_with_plain_transformers(
+    family, case, kwargs, tiny_classifiers, tmp_path
+):
     loaded = load(tiny_classifiers[family])
     importance = magnitude_importance(loaded.model, loaded.spec, loaded.config)
     loaded.shapes, plain, _ = prune_structured(
-        loaded.model, loaded.spec, StructuredPruneConfig(ffn=0.25), importance
+        loaded.model, loaded.spec, StructuredPruneConfig(**kwargs), importance
     )
-    assert plain
-    out = save(loaded, tmp_path / "ffn")
-    stock = AutoModelForSequenceClassification.from_pretrained(out)
+    assert plain, case
     batch = _batch(loaded)
-    with torch.inference_mode():
-        torch.testing.assert_close(stock(**batch).logits, _logits(loaded, batch))
+    _check_plain_loading(save(loaded, tmp_path / case), plain, batch, _logits(loaded, batch))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_ffn_widths_that_differ_by_layer_are_said_and_refused_by_plain_transformers(
+    family, tiny_classifiers, tmp_path
+):
+    loaded = load(tiny_classifiers[family])
+    # Scripted importance: layer 1 has one neuron that matters, layer 0 has 64 alike, so the
+    # global allocation keeps all but one of layer 0's and one of layer 1's.
+    groups = (
+        getattr(loaded.config, "num_key_value_heads", None) or loaded.config.num_attention_heads
+    )
+    heads = [torch.ones(groups) for _ in range(2)]
+    ffn = [torch.ones(64), torch.eye(64)[0]]
+    config = StructuredPruneConfig(ffn=0.5, allocation="global")
+    loaded.shapes, plain, notes = prune_structured(
+        loaded.model, loaded.spec, config, Importance("test", heads, ffn)
+    )
+    assert [s.ffn for s in loaded.shapes] == [63, 1] and not plain
+    assert "the stock config cannot state FFN widths that differ by layer (1-63)" in notes[-1]
+    batch = _batch(loaded)
+    _check_plain_loading(save(loaded, tmp_path / "global"), plain, batch, _logits(loaded, batch))
 
 
 def test_taylor_importance_is_data_driven_and_deterministic(trained_classifier, order_csv):

@@ -15,6 +15,7 @@ from squeeze.cli._results import print_results
 from squeeze.core.errors import DataError, OutputExistsError
 from squeeze.model.tiny import latency_of
 from squeeze.report import cells
+from squeeze.report.html import render_html
 from squeeze.report.plots import plot_specs
 from squeeze.report.results import SweepResults, VariantResult, derive
 from squeeze.report.write import report_notes, write_report
@@ -126,6 +127,14 @@ def test_pareto_marks_and_not_faster():
     assert "2.5x" in rows["int8"][1] and "4.0x smaller" in rows["int8"][1]
 
 
+def test_the_table_is_followed_by_why_faster_variants_were_not_selected():
+    results = sample_results()
+    results.passed_over = {"pruned-int8": "test drop 4.00 points > the 1-point budget"}
+    text = _terminal(results)
+    assert "selected: int8\nnot selected: pruned-int8: test drop 4.00 points > the 1-point " \
+           "budget\n" in text  # fmt: skip
+
+
 def test_frontier_of_each_plot_is_two_dimensional():
     specs, notes = plot_specs(sample_results())
     by_stem = {s.stem: s for s in specs}
@@ -134,6 +143,23 @@ def test_frontier_of_each_plot_is_two_dimensional():
     latency_front = [p.name for p in by_stem["metric_vs_latency"].frontier]
     assert latency_front == ["pruned-int8", "int8", "baseline"]  # sorted by latency
     assert [p.name for p in by_stem["metric_vs_size"].frontier] == latency_front
+
+
+def test_plots_ring_the_selected_variant_and_name_no_point_over_another():
+    from matplotlib.figure import Figure
+
+    from squeeze.report.plots import Point, _label
+
+    specs, _ = plot_specs(sample_results())
+    assert all([p.name for p in s.points if p.selected] == ["int8"] for s in specs)
+    fig = Figure(figsize=(4, 3))
+    ax = fig.add_subplot()
+    crowd = [Point(f"variant-{i}", 1.0, 0.9, False, False) for i in range(3)]
+    crowd.insert(2, Point("chosen", 1.0, 0.9, False, False, selected=True))
+    crowd.append(Point("far", 9.0, 0.1, False, False))
+    ax.scatter([p.x for p in crowd], [p.y for p in crowd])
+    _label(fig, ax, crowd)
+    assert sorted(t.get_text() for t in ax.texts) == ["chosen", "far"]
 
 
 def test_lower_is_better_metric():
@@ -223,6 +249,33 @@ def test_existing_output_is_kept_without_overwrite(tmp_path):
     with pytest.raises(OutputExistsError):
         write_report(sample_results(), out)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_html_says_what_was_selected_and_by_which_rule_in_words():
+    from squeeze.engine.gates import Selection
+
+    results = sample_results()
+    results.gates = {"max_accuracy_drop": 1.0, "min_speedup": 3.0, "gate_on": "upper"}
+    results.selection_rule = Selection("best-under-drop", 1.0, on="upper").rule(results)
+    results.passed_over = {"pruned-int8": "drops 4.00 points > the 1-point budget"}
+    page = render_html(results, [], [])
+    assert (
+        "<strong>Selected: int8</strong> (highlighted below), as the fastest variant on cpu whose "
+        "accuracy drop is at most 1 point (the upper end of its 95% interval)." in page
+    )
+    assert page.count('<tr class="pareto selected">') == 1 and page.count('"badge"') == 1
+    assert '<li class="passed">accuracy drop is at most 1 point (the upper end' in page
+    assert '<li class="failed">speed-up on cpu is at least 3x: failed</li>' in page
+    assert "<li><code>pruned-int8</code>: drops 4.00 points &gt; the 1-point budget</li>" in page
+    assert "gate_on" not in page and "seq_len" not in page and "versions." not in page
+
+
+def test_html_says_when_no_variant_meets_the_rule():
+    results = sample_results()
+    results.selected, results.selection_rule = None, "the fastest variant on cpu whose x"
+    page = render_html(results, [], [])
+    assert "<strong>No variant selected</strong>: the rule was the fastest variant on cpu " in page
+    assert 'class="selected"' not in page
 
 
 def test_names_are_escaped_in_html(tmp_path):

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from squeeze.core.errors import ConfigError
+from squeeze.core.errors import ConfigError, ValidationError
 from squeeze.core.stats import Scores
 from squeeze.plan.recipe import Plan
 from squeeze.plan.tune.config import TuneConfig, parse_duration
@@ -25,7 +25,8 @@ class World:
     """Latency falls with the amount pruned and the layers dropped; accuracy falls with both
     and comes back with recovery steps; the global allocation recovers 0.6 points more."""
 
-    def __init__(self) -> None:
+    def __init__(self, n: int = N) -> None:
+        self.n = n  # validation samples: fewer make the intervals quicker to compute
         self.built: list[str] = []
         self.timed: list[str] = []
         self.scored: list[str] = []
@@ -59,8 +60,9 @@ class World:
 
     def validate(self, path: str) -> Measured:
         self.scored.append(path)
-        correct = round(self.accuracy(path) * N)
-        return Measured(correct / N, Scores("accuracy", (1.0,) * correct + (0.0,) * (N - correct)))
+        n = self.n
+        correct = round(self.accuracy(path) * n)
+        return Measured(correct / n, Scores("accuracy", (1.0,) * correct + (0.0,) * (n - correct)))
 
     def context(self, log=lambda message: None) -> SearchContext:
         return SearchContext(self.build, self.latency, self.validate, log=log)
@@ -212,3 +214,75 @@ def test_given_layers_the_model_lacks_are_left_out_with_a_note(family, kept, why
     fitted, notes = TuneConfig(layers=("1", "2")).fitted(tiny_config(family))
     assert fitted.layer_ladder == kept
     assert notes == [f"layers to drop: {', '.join(map(str, kept)) or 'none'} ({why})"]
+
+
+def test_a_candidate_that_fails_to_build_is_recorded_and_the_search_goes_on(tmp_path):
+    class Failing(World):
+        def build(self, chain: str) -> str:
+            if "static=true" in chain:
+                raise ValidationError("the ONNX export disagrees with PyTorch (max diff 0.3)")
+            return super().build(chain)
+
+    small = {"amounts": ("0.5",), "layers": ("1",)}
+    trials = _search(Failing(200), tmp_path, **small).run()
+    static = next(t for t in trials if "static=true" in t.chain)
+    assert static.outcome == "failed" and static.latency_ms is None
+    assert static.reason == "failed to build: the ONNX export disagrees with PyTorch (max diff 0.3)"
+    assert any(t.stage == "layers" for t in trials)  # the search went on
+    again = Failing(200)
+    resumed = _search(again, tmp_path, **small).run()  # the journal remembers the failure
+    assert not [c for c in again.built if "static=true" in c]
+    assert [t.outcome for t in resumed] == [t.outcome for t in trials]
+
+
+def _final(name: str, metric: float, p50: float, ci: list[float] | None = None):
+    from squeeze.model.tiny import latency_of
+    from squeeze.report.results import VariantResult
+
+    latency = {"cpu": latency_of(p50, p50 * 0.98, p50 * 1.02)}
+    v = VariantResult(name, name, "onnxruntime", name, 1, 1, 1, metric=metric, latency=latency)
+    v.drop_ci = ci
+    return v
+
+
+@pytest.mark.parametrize("gate_on", ["point", "upper"])
+def test_tune_says_why_each_faster_candidate_was_not_selected(gate_on):
+    from squeeze.engine.gates import Gates
+    from squeeze.plan.tune.run import passed_over
+    from squeeze.plan.tune.search import Trial
+    from squeeze.report.results import SweepResults, derive
+
+    def trial(order, chain, outcome, latency=None, drop=None, reason=""):
+        return Trial(order, chain, "amount", "", latency_ms=latency, drop=drop, outcome=outcome,
+                     reason=reason)  # fmt: skip
+
+    trials = [
+        trial(1, "q8", "within", 4.1, 0.4),
+        trial(2, "q8+s0.5", "within", 2.1, 0.8),  # within on validation, over on test
+        trial(3, "q8+s0.75", "over", 1.6, 1.35),
+        trial(4, "q8+s0.75+l1", "dropped", 1.0, reason="starts 9.0 pts down before recovery"),
+        trial(5, "q8+l1", "failed", reason="failed to build: max diff 0.3"),
+        trial(6, "slow", "over", 6.0, 1.5),  # slower than the selected one: not named
+        trial(7, "late", "skipped", 5.0, reason="out of time"),  # slower too
+    ]
+    variants = [
+        _final("baseline", 0.90, 10.0),
+        _final("q8", 0.895, 4.0),
+        _final("q8+s0.5", 0.8884, 2.0),
+        _final("q8+s0.75", 0.8865, 1.5),
+        _final("slow", 0.885, 6.0),
+    ]
+    results = SweepResults("m", "accuracy", True, 1000, {}, {}, "baseline", variants)
+    derive(results)
+    results.variant("q8+s0.5").drop_ci = [0.9, 1.45]  # upper end over budget, point too
+    gates = Gates(1.0, gate_on=gate_on)
+    why = passed_over(results, trials, results.variant("q8"), gates)
+    test = "test drop 1.16 points" + (" (95% interval up to 1.45)" if gate_on == "upper" else "")
+    assert why == {
+        "q8+s0.75+l1": "dropped by the search: starts 9.0 pts down before recovery",
+        "q8+s0.75": "beyond budget on validation: validation drop 1.35 points > the 1-point budget",
+        "q8+s0.5": f"within budget on validation, but {test} > the 1-point budget",
+        "q8+l1": "failed to build: max diff 0.3",
+    }
+    # Nothing selected: every candidate says why.
+    assert set(passed_over(results, trials, None, gates)) == {t.chain for t in trials}

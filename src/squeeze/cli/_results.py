@@ -42,6 +42,8 @@ def print_results(results: SweepResults, console: Console) -> None:
     say(cells.legend(results), console, style="dim")
     if results.selected:
         say(f"selected: {results.selected}", console, style="bold")
+    for name, why in results.passed_over.items():  # faster, so a reader asks why not
+        say(f"not selected: {name}: {why}", console, style="yellow", indent=4)
     for note in results.gate_notes:
         say(f"gate: {note}", console, style="yellow")
     say(f"measured on {cells.machine_line(results.machine)}", console, style="dim")

@@ -92,6 +92,15 @@ def _render(result: Any) -> None:
     emit(table)
     sparsity = result.details.get("sparsity")
     extra = f"sparsity {sparsity:.1%} of block weights, " if sparsity is not None else ""
-    plain = result.details.get("loads_with_plain_transformers", True)
-    loads = "plain transformers and squeeze" if plain else "squeeze (squeeze.json)"
-    console.print(f"{extra}{result.seconds:.1f} s; output loads with {loads}")
+    if result.details.get("loads_with_plain_transformers", True):
+        console.print(f"{extra}{result.seconds:.1f} s; output loads with plain transformers and "
+                      "squeeze")  # fmt: skip
+        return
+    # Said plainly: transformers' size-mismatch report and RuntimeError do not say why.
+    for line in (
+        f"{extra}{result.seconds:.1f} s; plain transformers cannot load the output: "
+        "AutoModel*.from_pretrained fails, as its per-layer shapes are only in squeeze.json",
+        f"use it with squeeze.load({str(result.out)!r}) in Python, or deploy it with "
+        f"`squeeze export {result.out} -o OUT` (ONNX; --format openvino for OpenVINO IR)",
+    ):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)  # paths to copy

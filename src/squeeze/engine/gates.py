@@ -115,6 +115,50 @@ class Selection:
         floor = f", fidelity >= {self.min_fidelity:g}" if self.min_fidelity is not None else ""
         return self.name or f"{self.policy}={self.max_drop:g}{floor}"
 
+    def rule(self, results: SweepResults) -> str:
+        """The rule in words, for a reader of the report rather than of the flags: e.g. 'the
+        fastest variant on cpu whose accuracy drop is at most 1 point (the upper end of its 95%
+        interval)'."""
+        if self.name is not None:
+            return f"the variant named by the selection ({self.name})"
+        if self.policy == "smallest-under-drop":
+            text = "the smallest variant on disk"
+        else:
+            devices = results.devices
+            text = f"the fastest variant on {devices[0]}" if devices else "the fastest variant"
+        conditions = []
+        if not math.isinf(self.max_drop):
+            conditions.append(drop_words(results, self.max_drop, self.on))
+        if self.min_fidelity is not None:
+            conditions.append(f"fidelity is at least {self.min_fidelity:g}")
+        return f"{text} whose {' and '.join(conditions)}" if conditions else text
+
+
+def drop_words(results: SweepResults, max_drop: float, on: str) -> str:
+    """An allowance in words, e.g. 'accuracy drop is at most 1 point (the upper end of its 95%
+    interval)'; a lower-is-better metric (perplexity) rises instead of dropping."""
+    metric = results.metric_name or "metric"
+    change = "drop" if results.higher_is_better else "rise"
+    points = f"{max_drop:g} point{'' if max_drop == 1 else 's'}"
+    upper = " (the upper end of its 95% interval)" if on == "upper" else ""
+    return f"{metric} {change} is at most {points}{upper}"
+
+
+def gate_words(results: SweepResults, gates: Gates) -> dict[str, str]:
+    """Each gate that is set, in words: 'accuracy drop is at most 1 point', 'speed-up on cpu
+    is at least 2x', 'size on disk is at most 47.7 MiB' (the report's reader never sees a
+    flag's name)."""
+    from squeeze.core.fmt import fmt_bytes
+
+    device = results.devices[0] if results.devices else "the first device"
+    words = {
+        "max_accuracy_drop": lambda x: drop_words(results, x, gates.gate_on),
+        "min_fidelity": lambda x: f"fidelity (mean cosine to the baseline) is at least {x:g}",
+        "min_speedup": lambda x: f"speed-up on {device} is at least {x:g}x",
+        "max_size": lambda x: f"size on disk is at most {fmt_bytes(int(x))}",
+    }
+    return {gate: words[gate](limit) for gate, limit in gates.limits.items() if limit is not None}
+
 
 def judged(v: VariantResult, on: str) -> float | None:
     """The drop a gate or a selection compares with its allowance (see

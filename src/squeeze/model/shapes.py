@@ -180,38 +180,54 @@ def current_shapes(model: Any, spec: ArchSpec, config: Any) -> list[LayerShape]:
     return shapes
 
 
-def describe_config(config: Any, spec: ArchSpec, shapes: list[LayerShape]) -> bool:
-    """Write what the stock config can express into it; True if that is everything.
+def describe_config(config: Any, spec: ArchSpec, shapes: list[LayerShape]) -> list[str]:
+    """Write what the stock config can express into it; return what it cannot (empty: the
+    config states every shape, so plain ``transformers`` loads the checkpoint).
 
-    Uniform FFN widths and layer counts always fit; per-layer head counts fit only families
-    whose config states the head size separately (Llama's ``head_dim``).
+    Uniform FFN widths and layer counts always fit. Head counts fit only families whose config
+    states the head size apart from the hidden size (Llama's ``head_dim``): everywhere else
+    the head size is ``hidden_size / heads`` and the output projection is
+    ``hidden_size x hidden_size``, so a config with fewer heads builds other shapes. The reasons
+    name what would have to be stated, so a user learns why ``squeeze.json`` is needed.
     """
-    ffn_widths = {s.ffn for s in shapes}
-    heads = {(s.heads, s.kv_heads) for s in shapes}
-    expressible = len(ffn_widths) == 1
-    if expressible:
-        setattr(config, spec.intermediate_field, ffn_widths.pop())
+    unstated = []
+    ffn_widths = sorted({s.ffn for s in shapes})
+    if len(ffn_widths) == 1:
+        setattr(config, spec.intermediate_field, ffn_widths[0])
+    else:
+        unstated.append(f"FFN widths that differ by layer ({ffn_widths[0]}-{ffn_widths[-1]})")
     if not spec.shared_layers:  # a shared block's repeat count is not its block count
         config.num_hidden_layers = len(shapes)
-    head_change = heads != {(config.num_attention_heads, kv_heads(config))}
-    if head_change:
-        if spec.heads_in_config and len(heads) == 1:
-            size = head_size(config)
-            before = (
-                config.num_attention_heads,
-                config.num_key_value_heads,
-                getattr(config, "head_dim", None),
+    heads = {(s.heads, s.kv_heads) for s in shapes}
+    if heads == {(config.num_attention_heads, kv_heads(config))}:
+        return unstated
+    counts = sorted(h for h, _ in heads)
+    if not spec.heads_in_config:
+        shown = counts[0] if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        unstated.append(
+            f"{shown} of {config.num_attention_heads} heads per layer ({spec.family} configs "
+            "derive the head size from hidden_size / heads)"
+        )
+    elif len(heads) > 1:
+        unstated.append(f"head counts that differ by layer ({counts[0]}-{counts[-1]})")
+    else:
+        size = head_size(config)
+        before = (
+            config.num_attention_heads,
+            config.num_key_value_heads,
+            getattr(config, "head_dim", None),
+        )
+        config.num_attention_heads, config.num_key_value_heads = heads.pop()
+        config.head_dim = size
+        if not _accepted(config):
+            # transformers 5 refuses e.g. 24 heads beside hidden_size 2048 even with head_dim
+            # stated: keep the stock counts; the shapes file records the rest.
+            unstated.append(
+                f"{config.num_attention_heads} heads beside hidden_size {config.hidden_size} "
+                "(transformers refuses that config)"
             )
-            config.num_attention_heads, config.num_key_value_heads = heads.pop()
-            config.head_dim = size
-            if not _accepted(config):
-                # transformers 5 refuses e.g. 24 heads beside hidden_size 2048 even with
-                # head_dim stated: keep the stock counts; the shapes file records the rest.
-                config.num_attention_heads, config.num_key_value_heads, config.head_dim = before
-                expressible = False
-        else:
-            expressible = False
-    return expressible
+            config.num_attention_heads, config.num_key_value_heads, config.head_dim = before
+    return unstated
 
 
 def _accepted(config: Any) -> bool:

@@ -322,17 +322,22 @@ def write_outcome(
     gates: Gates,
     selection: str,
     problems: list[str],
+    rule: str = "",
+    passed_over: dict[str, str] | None = None,
     overwrite: bool = False,
     inputs: Sequence[Path] = (),
     extra: Callable[[Path], None] | None = None,
 ) -> None:
-    """Record ``chosen`` and what ``gates`` say of it in ``results``, then write results.json,
-    report/ and selected/ (with its marker) into ``out`` atomically; ``extra`` adds files of its
-    own to the folder before it moves into place. ``inputs`` are :func:`plan_inputs`, guarded
-    again at the moment of writing."""
+    """Record ``chosen``, the ``rule`` that chose it (in words), the faster candidates it was
+    chosen over (``passed_over``: name -> why not) and what ``gates`` say of it in ``results``,
+    then write results.json, report/ and selected/ (with its marker) into ``out`` atomically;
+    ``extra`` adds files of its own to the folder before it moves into place. ``inputs`` are
+    :func:`plan_inputs`, guarded again at the moment of writing."""
     from squeeze.report.write import write_report
 
     results.selected = chosen.name if chosen else None
+    results.selection_rule = rule
+    results.passed_over = dict(passed_over or {})
     results.gate_notes = gate_notes(results, chosen, gates)
     with atomic_output(out, overwrite=overwrite, inputs=inputs) as tmp:
         results.save(tmp / RESULTS_FILE)
@@ -386,6 +391,7 @@ def run_plan(
     problems = failures(results, chosen, plan.gates) if plan.gates.any else []
     write_outcome(
         results, out, chosen, gates=plan.gates, selection=selection.describe() if selection else "",
-        problems=problems, overwrite=overwrite, inputs=inputs,
+        problems=problems, rule=selection.rule(results) if selection else "", overwrite=overwrite,
+        inputs=inputs,
     )  # fmt: skip
     return results, problems

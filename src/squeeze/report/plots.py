@@ -8,6 +8,7 @@ one plan as PNG (to view) and SVG (to scale). matplotlib is imported only to dra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from squeeze.report.cells import metric_label
 from squeeze.report.results import SweepResults, pareto_indices
 
 _MIB = 2**20
+SELECTED_COLOR = "#e0a800"  # the HTML report's highlight of the selected row
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class Point:
     # 95% intervals drawn as error bars (low, high), in the axes' units; None: none known.
     x_interval: tuple[float, float] | None = None
     y_interval: tuple[float, float] | None = None
+    selected: bool = False  # the variant the run selected (ringed, as its row is highlighted)
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,7 @@ def plot_specs(results: SweepResults) -> tuple[list[PlotSpec], list[str]]:
         flags = {v.name: v.pareto for v in results.variants}
         points = [
             Point(*(n, xs[n], y.values[n], n == results.baseline, flags[n]),
-                  x_intervals.get(n), y.intervals.get(n))
+                  x_intervals.get(n), y.intervals.get(n), selected=n == results.selected)
             for n in names
         ]  # fmt: skip
         frontier = _frontier(points, [y.costs[n] for n in names])
@@ -159,6 +162,26 @@ def _error_bars(ax: Any, points: list[Point], color: str) -> None:
             [p.x], [p.y], xerr=_bar(p.x, p.x_interval), yerr=_bar(p.y, p.y_interval), fmt="none",
             ecolor=color, elinewidth=1, capsize=3, zorder=2,
         )  # fmt: skip
+
+
+def _label(fig: Any, ax: Any, points: Sequence[Point]) -> None:
+    """Name the points, the baseline, the selected and the Pareto-optimal ones first, leaving out
+    a name that would cover one already written: a tune's variants sit close together and are
+    named by long chains, which piled up into an unreadable smear (the table names them all)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw_without_rendering()  # lay the axes out first, so the names are measured in place
+    placed: list[Any] = []
+    order = sorted(points, key=lambda p: (not p.baseline, not p.selected, not p.pareto))
+    for p in order:
+        text = ax.annotate(p.name, (p.x, p.y), xytext=(5, 5), textcoords="offset points",
+                           fontsize=8)  # fmt: skip
+        box = text.get_window_extent(renderer)
+        if any(box.overlaps(other) for other in placed):
+            text.remove()
+        else:
+            placed.append(box)
 
 
 def draw(spec: PlotSpec, folder: Path) -> list[Path]:
@@ -205,14 +228,18 @@ def draw(spec: PlotSpec, folder: Path) -> list[Path]:
         zorder=1,
         label="frontier (these two axes)",
     )
-    for p in spec.points:
-        ax.annotate(p.name, (p.x, p.y), xytext=(5, 5), textcoords="offset points", fontsize=8)
+    chosen = [p for p in spec.points if p.selected]
+    if chosen:
+        ax.scatter([p.x for p in chosen], [p.y for p in chosen], s=260, marker="o",
+                   facecolors="none", edgecolors=SELECTED_COLOR, linewidths=2.5, zorder=4,
+                   label="selected")  # fmt: skip
     ax.set_xlabel(spec.x_label)
     ax.set_ylabel(spec.y_label)
     ax.set_title(spec.title, fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
     ax.margins(0.12)
+    _label(fig, ax, spec.points)
+    ax.legend(fontsize=8, loc="best")  # after the names, so that it finds a place clear of them
     png, svg = folder / f"{spec.stem}.png", folder / f"{spec.stem}.svg"
     with matplotlib.rc_context({"svg.hashsalt": "squeeze"}):
         fig.savefig(png, dpi=150, metadata={"Software": None})

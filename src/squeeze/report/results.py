@@ -19,8 +19,10 @@ from squeeze.core.types import Latency, points_dropped
 # 2: latency records are full Latency records (samples included), not p50/p90/min/max.
 # 3: per-sample scores and 95% intervals of drops and speed-ups; version 2 files still read.
 # 4: gate_verdicts, each gate's "passed", "failed" or "not judged" (derived, never read back).
-FORMAT_VERSION = 4
-READABLE_VERSIONS = (2, 3, 4)
+# 5: selection_rule and passed_over: how the selected variant was chosen, and why faster ones
+#    were not (an older reader would call these fields malformed, hence the version).
+FORMAT_VERSION = 5
+READABLE_VERSIONS = (2, 3, 4, 5)
 
 
 @dataclass
@@ -66,7 +68,13 @@ class VariantResult:
 
 @dataclass
 class SweepResults:
-    """A whole run: settings, the machine, the baseline's name and every variant."""
+    """A whole run: settings, the machine, the baseline's name and every variant.
+
+    ``selection_rule`` says in words how ``selected`` was chosen ("" when nothing was asked to
+    choose); ``passed_over`` holds each candidate faster than it that was not chosen, with why,
+    fastest first (``squeeze tune`` fills it: a faster row that was "within" on validation is
+    the first thing a reader asks about).
+    """
 
     model: str
     metric_name: str | None
@@ -78,6 +86,8 @@ class SweepResults:
     variants: list[VariantResult]
     gates: dict[str, Any] = field(default_factory=dict)
     selected: str | None = None
+    selection_rule: str = ""
+    passed_over: dict[str, str] = field(default_factory=dict)
     gate_notes: list[str] = field(default_factory=list)
     version: int = FORMAT_VERSION
     name: str = ""  # the recipe's ``name:``, which titles its tables; "" for none

@@ -96,7 +96,9 @@ def prune_structured(
     so layers keep different widths, recorded in ``squeeze.json``.
 
     Returns:
-        The new per-layer shapes, whether the stock config now describes them, and notes.
+        The new per-layer shapes, whether the stock config now describes them (plain
+        transformers loads the output; where not, a note says what the config cannot state),
+        and notes.
     """
     model_config = model.config
     blocks = list(layer_list(model, spec))
@@ -161,5 +163,10 @@ def prune_structured(
         )
     keep_layers(model, spec, keep)
     shapes = current_shapes(model, spec, model_config)
-    expressible = describe_config(model_config, spec, shapes)
-    return shapes, expressible, notes
+    unstated = describe_config(model_config, spec, shapes)
+    if unstated:
+        notes.append(
+            f"the stock config cannot state {'; '.join(unstated)}: squeeze.json records the "
+            "shapes, and plain transformers cannot load the output"
+        )
+    return shapes, not unstated, notes

@@ -23,15 +23,25 @@ from squeeze.core.output import check_output
 from squeeze.core.types import ProgressFactory, no_progress
 from squeeze.data.examples import load_dataset
 from squeeze.data.spec import held_out_part, training_part
-from squeeze.engine.gate import passes
-from squeeze.engine.gates import Gates, judged
+from squeeze.engine.gate import judged_drop, passes
+from squeeze.engine.gates import Gates, Selection, judged
 from squeeze.plan import pipeline
 from squeeze.plan.cache import claim, content_key, data_key, library_versions
 from squeeze.plan.execute import LOCAL, ChainContext, Executor
 from squeeze.plan.recipe import Plan, variants_from
 from squeeze.plan.steps import parse_chain
 from squeeze.plan.tune.config import QUANTIZE_STEPS, TuneConfig
-from squeeze.plan.tune.search import Journal, Measured, Search, SearchContext, Trial
+from squeeze.plan.tune.search import (
+    DROPPED,
+    FAILED,
+    OVER,
+    SKIPPED,
+    Journal,
+    Measured,
+    Search,
+    SearchContext,
+    Trial,
+)
 from squeeze.report.results import SweepResults, VariantResult
 
 JOURNAL = "journal.jsonl"
@@ -227,6 +237,69 @@ def _choose(
     return min(qualified, key=lambda v: v.latency[device].p50_ms), []
 
 
+def passed_over(
+    results: SweepResults, trials: list[Trial], chosen: VariantResult | None, gates: Gates
+) -> dict[str, str]:
+    """Why each candidate faster than ``chosen`` was not chosen (every candidate, when none
+    was), fastest first: the question a faster row in the table raises, answered where it is
+    asked rather than left to be pieced together from the trace.
+
+    Candidates measured again at the end compare by that measurement; the others (dropped,
+    skipped) by the search's timing of both. One that failed to build has no speed, so it is
+    always named.
+    """
+    device = results.devices[0] if results.devices else "cpu"
+    final = {v.name: v for v in results.variants}
+
+    def final_ms(name: str) -> float | None:
+        v = final.get(name)
+        return v.latency[device].p50_ms if v is not None and device in v.latency else None
+
+    chosen_trial = next((t for t in trials if chosen and t.chain == chosen.name), None)
+    found: list[tuple[float, str, str]] = []
+    for t in trials:
+        if t is chosen_trial:
+            continue
+        mine = final_ms(t.chain)
+        if chosen_trial is not None and t.outcome != FAILED:
+            theirs = final_ms(chosen_trial.chain)
+            if mine is None or theirs is None:
+                mine, theirs = t.latency_ms, chosen_trial.latency_ms
+            if mine is None or theirs is None or mine >= theirs:
+                continue
+        speed = mine if mine is not None else t.latency_ms
+        why = _why_not(t, final.get(t.chain), gates, device)
+        found.append((float("inf") if speed is None else speed, t.chain, why))
+    return {chain: why for _, chain, why in sorted(found, key=lambda f: f[0])}
+
+
+def _why_not(t: Trial, v: VariantResult | None, gates: Gates, device: str) -> str:
+    """One candidate's reason, in the budget's terms ('test drop 1.16 points > the 1-point
+    budget'), with the 95% interval's upper end where that is what the budget judges."""
+    budget = gates.max_accuracy_drop
+    assert budget is not None  # a tune always has its allowance
+
+    def beyond(split: str, drop: float | None, interval: list[float] | None) -> str:
+        upper = judged_drop(drop, interval, gates.gate_on)
+        if drop is None or upper is None:
+            return f"no {split} drop was measured"
+        shown = f"{split} drop {drop:.2f} points"
+        if upper != drop:
+            shown += f" (95% interval up to {upper:.2f})"
+        return f"{shown} > the {budget:g}-point budget"
+
+    if t.outcome == OVER:
+        return f"beyond budget on validation: {beyond('validation', t.drop, t.drop_ci)}"
+    if t.outcome in (DROPPED, SKIPPED):
+        return f"{t.outcome} by the search: {t.reason}"
+    if t.outcome == FAILED:
+        return t.reason
+    # Within budget on validation, so the test split or the final timing ruled it out.
+    if v is None or device not in v.latency:
+        return f"not timed on {device} in the final measurement"
+    return f"within budget on validation, but {beyond('test', v.drop_points, v.drop_ci)}"
+
+
 def _annotate(results: SweepResults, trials: list[Trial]) -> None:
     """Each finished candidate's row says what the search saw of it on validation."""
     by_chain = {t.chain: t for t in trials}
@@ -348,10 +421,14 @@ def run_tune(
     )  # fmt: skip
     _annotate(results, trials)
     chosen, problems = _choose(results, trials, gates)
+    rule = Selection("best-under-drop", config.max_accuracy_drop, on=gates.gate_on).rule(results)
     pipeline.write_outcome(
         results, out, chosen, gates=gates,
         selection=f"fastest within {config.max_accuracy_drop:g} points on validation and test",
         problems=problems, overwrite=overwrite, inputs=inputs,
+        rule=f"{rule}, on the validation split (where the search chose) and on the test split "
+        "(where it is reported)",
+        passed_over=passed_over(results, trials, chosen, gates),
         extra=lambda folder: _write_trace(folder, trials, search),
     )  # fmt: skip
     shutil.rmtree(state, ignore_errors=True)

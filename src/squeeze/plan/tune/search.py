@@ -19,7 +19,8 @@ that is not faster than the best so far is dropped then. Its accuracy before rec
 measured too: one that starts worse than a candidate which the same recovery could not bring
 within budget is dropped without training. Everything is built through the artifact cache, and
 every measurement goes into a journal beside the output, so an interrupted search resumes by
-replaying its own decisions without redoing work.
+replaying its own decisions without redoing work. A candidate whose compression step fails
+validation (exit 5 from its command) is recorded as failed, with why, and the search goes on.
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from squeeze.core.errors import ValidationError
 from squeeze.plan.recipe import Plan
 from squeeze.plan.steps import chain_text, parse_chain
 from squeeze.plan.tune.config import QUANTIZE_STEPS, TuneConfig
 
-WITHIN, OVER, DROPPED, SKIPPED = "within", "over", "dropped", "skipped"
+WITHIN, OVER, DROPPED, SKIPPED, FAILED = "within", "over", "dropped", "skipped", "failed"
 
 
 @dataclass
@@ -166,10 +168,26 @@ class Search:
     def _elapsed(self) -> float:
         return self.journal.elapsed_s + self.ctx.clock() - self._start
 
+    def _build(self, chain: str) -> str:
+        """The artifact of ``chain``; a failed validation is journaled, so a resumed search
+        fails the candidate again without building it again.
+
+        Raises:
+            ValidationError: the chain's compression step failed its validation.
+        """
+        failed = self.journal.get("failure", chain)
+        if failed is not None:
+            raise ValidationError(failed["error"])
+        try:
+            return self.ctx.build(chain)
+        except ValidationError as e:
+            self.journal.put("failure", chain, {"error": str(e)}, self._elapsed())
+            raise
+
     def _latency_of(self, chain: str) -> float:
         known = self.journal.get("latency", chain)
         if known is None:
-            path = self.ctx.build(chain) if chain else self.plan.model
+            path = self._build(chain) if chain else self.plan.model
             known = {"p50_ms": self.ctx.latency(path)}
             self.journal.put("latency", chain, known, self._elapsed())
         return float(known["p50_ms"])
@@ -179,7 +197,7 @@ class Search:
 
         known = self.journal.get("validation", chain)
         if known is None:
-            path = self.ctx.build(chain) if chain else self.plan.model
+            path = self._build(chain) if chain else self.plan.model
             start = self.ctx.clock()
             measured = self.ctx.validate(path)
             self._eval_s.append(self.ctx.clock() - start)
@@ -305,12 +323,22 @@ class Search:
         trial.amount, trial.layers = amount, layers
         trial.allocation, trial.distilled = allocation, bool(recovery.distill)
         start = self.ctx.clock()
-        raw = canonical(self._with_tail(self._prune_step(amount, layers, allocation, 0)))
+        try:
+            self._measure_pruned(trial, drop_slower)
+        except ValidationError as e:
+            trial.outcome, trial.reason = FAILED, f"failed to build: {e}"
+        return self._done(trial, start)
+
+    def _measure_pruned(self, trial: Trial, drop_slower: bool) -> None:
+        """Time, then (if still worth it) recover and score ``trial``, setting its outcome."""
+        raw = canonical(
+            self._with_tail(self._prune_step(trial.amount, trial.layers, trial.allocation, 0))
+        )
         trial.latency_ms = self._latency_of(raw)
         best = self.best
         if drop_slower and best is not None and trial.latency_ms >= best.latency_ms:  # type: ignore[operator]
             trial.outcome, trial.reason = DROPPED, f"not faster than {best.chain}"
-            return self._done(trial, start)
+            return
         before = self._validate(raw)
         trial.metric_before_recovery = before.metric
         trial.drop_before_recovery, _ = self._drop(before)
@@ -321,18 +349,17 @@ class Search:
                 f"starts {trial.drop_before_recovery:.1f} pts down before recovery, no better "
                 f"than [{worse.order}], which the same recovery left over budget"
             )
-            return self._done(trial, start)
+            return
         if not self._time_for(trial.recovery_steps):
             trial.outcome, trial.reason = SKIPPED, "out of time"
-            return self._done(trial, start)
+            return
         if self.journal.get("validation", trial.chain) is None:  # not a replay
             build_start = self.ctx.clock()
-            self.ctx.build(trial.chain)
+            self._build(trial.chain)
             spent = self.ctx.clock() - build_start
             if spent > 1.0:  # trained here, not taken from the artifact cache
                 self._step_s.append(spent / max(trial.recovery_steps, 1))
         self._score(trial, self._validate(trial.chain))
-        return self._done(trial, start)
 
     def _score(self, trial: Trial, measured: Measured) -> None:
         from squeeze.engine.gate import judged_drop
@@ -371,9 +398,14 @@ class Search:
         for mode in self.config.quantize_modes:
             trial = self._new(QUANTIZE_STEPS[mode], "quantize", f"quantization mode {mode}")
             start = self.ctx.clock()
-            trial.latency_ms = self._latency_of(trial.chain)
+            try:
+                trial.latency_ms = self._latency_of(trial.chain)
+                timed.append(trial)
+            except ValidationError as e:
+                trial.outcome, trial.reason = FAILED, f"failed to build: {e}"
             trial.seconds = self.ctx.clock() - start
-            timed.append(trial)
+            if trial.outcome == FAILED:
+                self._say(trial)
         for trial in sorted(timed, key=lambda t: t.latency_ms):  # type: ignore[arg-type,return-value]
             start = self.ctx.clock()
             best = self.best
