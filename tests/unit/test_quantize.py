@@ -125,3 +125,20 @@ def test_a_choice_slower_than_its_input_says_so(chosen_ms, input_ms, says):
             "bitsandbytes int4 is slower than the input here (15.30 ms against 9.75 ms): on this "
             "machine int4 saves size, not time"
         )
+
+
+def test_openvino_and_nncf_decide_on_telemetry_while_told_it_is_ci(monkeypatch):
+    """Their telemetry's sending process can hang an offline machine at exit: squeeze sets it
+    up under CI=true (both decline there), and leaves the environment as it found it."""
+    import os
+
+    from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult, OptInChecker
+
+    from squeeze.model.runtime import no_telemetry
+
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("NNCF_CI", "mine")
+    with no_telemetry():
+        assert OptInChecker().check(False, disable_in_ci=True) == ConsentCheckResult.DECLINED
+        assert os.environ["NNCF_CI"] == "1"
+    assert "CI" not in os.environ and os.environ["NNCF_CI"] == "mine"

@@ -6,8 +6,9 @@ benchmarks all take forwards, so a model and its ONNX export go through identica
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,6 +19,29 @@ from squeeze.core.errors import CheckpointError, Problem, UnsupportedError, firs
 from squeeze.model.pooling import Pooling, pool
 
 Forward = Callable[[Mapping[str, np.ndarray]], np.ndarray]
+
+
+@contextlib.contextmanager
+def no_telemetry() -> Iterator[None]:
+    """OpenVINO's and NNCF's usage telemetry declined while they set it up (``import nncf``,
+    ``openvino.convert_model``).
+
+    Both send usage events unless a consent file says no; without a network (these machines,
+    many CI runners) the sending process they fork from a thread can hang in getaddrinfo, and
+    Python then waits for it at exit forever (nncf 3.4, openvino-telemetry 2025). Both decline in
+    CI (``CI=true``; NNCF also ``NNCF_CI``), so squeeze says so while they decide, and restores
+    the environment after: nothing else squeeze runs reads those variables differently.
+    """
+    saved = {name: os.environ.get(name) for name in ("CI", "NNCF_CI")}
+    os.environ.update(CI="true", NNCF_CI="1")
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def torch_forward(model: Any, device: str = "cpu", pooling: Pooling | None = None) -> Forward:

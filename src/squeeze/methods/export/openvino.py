@@ -44,13 +44,15 @@ def write_ir_export(
 
     from squeeze.methods.export.onnx import derived_export
     from squeeze.methods.export.validate import reference_outputs, validate
+    from squeeze.model.runtime import no_telemetry
 
     plain, ir = replace(config, optimize=False, format="onnx"), out / OPENVINO_FILE
     exact = transform is None and not half_weights
     references = reference_outputs(loaded, plain) if exact else None
 
     def to_ir(onnx_folder: Path, manifest: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-        model = ov.convert_model(str(onnx_folder / MODEL_FILE))
+        with no_telemetry():
+            model = ov.convert_model(str(onnx_folder / MODEL_FILE))
         if transform is not None:
             model = transform(model)
         ov.save_model(model, str(ir), compress_to_fp16=half_weights)

@@ -44,14 +44,14 @@ def _quantize(
     import io
     import logging
 
-    import nncf
-
     from squeeze.artifact.read import OPENVINO_FILE
     from squeeze.methods.export.method import ExportConfig
     from squeeze.methods.export.openvino import write_ir_export
     from squeeze.methods.quantize.method import calibration_feeds
-    from squeeze.model.runtime import openvino_session, ort_forward
+    from squeeze.model.runtime import no_telemetry, openvino_session, ort_forward
 
+    with no_telemetry():
+        import nncf
     modes, notes = nncf.CompressWeightsMode, []
     if config.dtype == "int4":
         mode = modes.INT4_SYM if config.symmetric else modes.INT4_ASYM
