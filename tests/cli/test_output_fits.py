@@ -184,3 +184,21 @@ def test_a_parameter_count_that_rises_is_explained():
     assert "also counts its scales and zero points" in " ".join(console.file.getvalue().split())
     assert quantize._params_change(22_710_000, 22_760_000) == "+50.00K scales, zero points"
     assert quantize._params_change(22_710_000, 22_710_000) == ""
+
+
+@pytest.mark.parametrize("width", [44, 60, 80])
+def test_prose_keeps_commands_option_names_and_brackets_whole(width):
+    """`squeeze steps` and `bench --backends` once printed "pip" / "install 'squeeze[gpu]'"
+    on two lines, lost the indent of wrapped lines, and let rich markup eat [gpu]."""
+    text = ("onnxruntime here has no CUDAExecutionProvider: pip install 'squeeze[gpu]'; see "
+            "--max-accuracy-drop and `squeeze bench --fingerprint FILE`")  # fmt: skip
+    lines = _render.wrap_lines(text, width, subsequent="    ")
+    assert all(len(line) <= width for line in lines)
+    joined = "\n".join(lines)
+    for whole in ("pip install 'squeeze[gpu]'", "--max-accuracy-drop",
+                  "`squeeze bench --fingerprint FILE`"):  # fmt: skip
+        assert any(whole in line for line in lines), joined
+    assert all(line.startswith("    ") for line in lines[1:])
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    _render.say(text, console, indent=4)
+    assert "squeeze[gpu]" in console.file.getvalue()
