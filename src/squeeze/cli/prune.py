@@ -20,8 +20,7 @@ from squeeze.cli._options import (
     with_fields,
     with_options,
 )
-from squeeze.cli._render import emit, metric_rows, new_table, report_and_gate
-from squeeze.cli._render import stdout as console
+from squeeze.cli._render import emit, metric_rows, new_table, report_and_gate, say
 from squeeze.core.fmt import fmt_bytes, fmt_count
 from squeeze.data.spec import DataSpec
 from squeeze.methods.prune.magnitude import MagnitudePruneConfig
@@ -93,8 +92,7 @@ def _render(result: Any) -> None:
     sparsity = result.details.get("sparsity")
     extra = f"sparsity {sparsity:.1%} of block weights, " if sparsity is not None else ""
     if result.details.get("loads_with_plain_transformers", True):
-        console.print(f"{extra}{result.seconds:.1f} s; output loads with plain transformers and "
-                      "squeeze")  # fmt: skip
+        say(f"{extra}{result.seconds:.1f} s; output loads with plain transformers and squeeze")
         return
     # Said plainly: transformers' size-mismatch report and RuntimeError do not say why.
     for line in (
@@ -103,4 +101,4 @@ def _render(result: Any) -> None:
         f"use it with squeeze.load({str(result.out)!r}) in Python, or deploy it with "
         f"`squeeze export {result.out} -o OUT` (ONNX; --format openvino for OpenVINO IR)",
     ):
-        console.print(line, markup=False, highlight=False, soft_wrap=True)  # paths to copy
+        say(line, indent=4)  # wrapped at spaces: paths and the command stay whole to copy
