@@ -181,8 +181,8 @@ def test_a_parameter_count_that_rises_is_explained():
     results.variants[1].params_total = results.variants[0].params_total + 50_000
     console = Console(file=io.StringIO(), width=100, color_system=None)
     _results.print_results(results, console)
-    assert "also counts its scales and zero points" in " ".join(console.file.getvalue().split())
-    assert quantize._params_change(22_710_000, 22_760_000) == "+50.00K scales, zero points"
+    assert "also counts the constants it adds" in " ".join(console.file.getvalue().split())
+    assert quantize._params_change(22_710_000, 22_760_000) == "+50.00K export constants"
     assert quantize._params_change(22_710_000, 22_710_000) == ""
 
 

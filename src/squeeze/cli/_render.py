@@ -209,7 +209,7 @@ def metric_change(result: Any) -> str:
 
 def print_notes(notes: Sequence[str]) -> None:
     for note in notes:
-        say(f"note: {note}", stderr, style="yellow")
+        say(f"note: {note}", stderr, style="yellow", indent=4)
 
 
 # What a line never breaks inside: a `quoted command` and a pip install command.

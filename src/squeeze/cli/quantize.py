@@ -121,11 +121,11 @@ def _render(result: Any) -> None:
 
 
 def _params_change(before: int, after: int) -> str:
-    """Quantizing keeps every weight; an export also counts the scales and zero points it
-    added (one per output channel or block), which is why the count can rise."""
+    """Quantizing keeps every weight; an export also counts the constants it adds (scales and
+    zero points, one per output channel or block; shapes), which is why the count can rise."""
     if after <= before:
         return ""
-    return f"+{fmt_count(after - before)} scales, zero points"
+    return f"+{fmt_count(after - before)} export constants"
 
 
 def _candidates_table(auto: dict[str, Any]) -> Any:

@@ -176,8 +176,9 @@ def legend(results: SweepResults) -> str:
     base = next((v for v in results.variants if v.name == results.baseline), None)
     if base is not None and any(v.params_total > base.params_total for v in results.variants):
         sentences.append(
-            "params: a quantized export also counts its scales and zero points (one per output "
-            "channel or block), so its total can exceed the baseline's."
+            "params: an export also counts the constants it adds (a quantized one's scales and "
+            "zero points, one per output channel or block), so its total can exceed the "
+            "baseline's."
         )
     if any(v.drop_ci or v.speedup_ci for v in results.variants):
         sentences.append(

@@ -200,7 +200,8 @@ def _time(built: list[Candidate], reference: Path, seq_len: int, ctx: StepContex
 
     settings = BenchSettings(batch_sizes=(1,), seq_len=seq_len, device=ctx.device, **_TIMING)
     paths = [str(reference), *(str(c.folder) for c in built)]
-    results, _ = bench_models(paths, settings, progress=ctx.progress)
+    labels = dict(zip(paths, ["input", *(c.label for c in built)], strict=True))
+    results, _ = bench_models(paths, settings, progress=ctx.progress, labels=labels)
     for candidate, result in zip(built, results[1:], strict=True):
         candidate.latency = result.latencies[0]
         candidate.size = result.extra["size"]
