@@ -22,13 +22,6 @@ from squeeze.core.types import ProgressFactory, ProgressTask, SilentTask
 PIPE_WIDTH = 100
 
 
-# Result tables: a rule under the header, no vertical rules, one space either side of a column:
-# many columns fit in 80.
-COMPACT: dict[str, Any] = {
-    "show_edge": False, "pad_edge": False, "collapse_padding": True,
-}  # fmt: skip
-
-
 class _LazyConsole:
     """A rich Console made on first use: importing rich.console costs start-up time that
     ``squeeze --help`` should not pay."""
@@ -142,13 +135,10 @@ def _records(table: Any, width: int, labels: int | None = None) -> list[Any]:
         head = "  ".join(" ".join(cells[i].split()) for i in range(labels) if cells[i].strip())
         lines.append(Text(head, style=row.style or "bold"))
         for i, column in enumerate(table.columns):
-            parts = [part.strip() for part in cells[i].splitlines() if part.strip()]
-            # "5.11 / 5.78 ms, 4.1x [3.5, 4.5]": an interval stays with its figure.
-            value = (
-                "".join((" " if p.startswith("[") else ", ") + p for p in parts)[2:]
-                if parts
-                else ""
-            )
+            value = ""
+            for part in (p.strip() for p in cells[i].splitlines() if p.strip()):
+                # "5.11 / 5.78 ms, 4.1x [3.5, 4.5]": an interval stays with its figure.
+                value += (" " if part.startswith("[") else ", ") + part if value else part
             if i < labels or not value:
                 continue
             header = " ".join(_plain(column.header).split())
@@ -156,13 +146,20 @@ def _records(table: Any, width: int, labels: int | None = None) -> list[Any]:
     return lines
 
 
-def new_table(title: str, columns: Sequence[str], left: Collection[str] = ("",)) -> Any:
-    """A result table titled at its left: the ``left`` columns (names, labels) left-aligned,
-    figures right-aligned so that their digits line up."""
+def compact_table(title: str) -> Any:
+    """A result table: titled at its left, a rule under the header, no vertical rules, one
+    space either side of a column (many columns fit in 80)."""
     from rich import box
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, **COMPACT)
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+                 pad_edge=False, collapse_padding=True)  # fmt: skip
+
+
+def new_table(title: str, columns: Sequence[str], left: Collection[str] = ("",)) -> Any:
+    """A result table titled at its left: the ``left`` columns (names, labels) left-aligned,
+    figures right-aligned so that their digits line up."""
+    table = compact_table(title)
     for column in columns:
         table.add_column(column, justify="left" if column in left else "right")
     return table

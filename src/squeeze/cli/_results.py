@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
-from squeeze.cli._render import COMPACT, emit, print_json, say, stdout
+from squeeze.cli._render import compact_table, emit, print_json, say, stdout
 from squeeze.report import cells
 from squeeze.report.results import SweepResults
 
@@ -25,8 +23,7 @@ def print_results(results: SweepResults, console: Console) -> None:
     names stand for, the legend and the machine."""
     # No vertical rules and no chain column: 80-column terminals are common. Each figure's
     # meaning against the baseline goes under it, its interval on a line of its own.
-    table = Table(title=f"squeeze: {results.title}", title_justify="left", box=box.SIMPLE_HEAD,
-                  **COMPACT)  # fmt: skip
+    table = compact_table(f"squeeze: {results.title}")
     text = cells.text_columns(results, chain=False)
     for i, title in enumerate(cells.header(results, chain=False, sep="\n")):
         table.add_column(title, justify="left" if i < text else "right")
@@ -81,8 +78,7 @@ def print_outcome(
 
 
 def _print_trace(trials: list[Any]) -> None:
-    table = Table(title="search trace (validation split)", title_justify="left",
-                  box=box.SIMPLE_HEAD, **COMPACT)  # fmt: skip
+    table = compact_table("search trace (validation split)")
     for title in ("#", "candidate", "latency", "drop before /\nafter recovery", "outcome"):
         table.add_column(
             title, justify="left" if title in ("#", "candidate", "outcome") else "right"
