@@ -34,7 +34,8 @@ _SHARED_PANELS: dict[str, tuple[str, ...]] = {
     ),
     "Gate": ("max_accuracy_drop", "gate_on", "min_fidelity", "min_speedup", "max_size", "select"),
     "Output": ("output", "overwrite", "resume", "cache_dir", "json_output", "quiet"),
-    "Runtime": ("device",),
+    "Runtime": ("device", "executor", "ray_address", "workers", "cpus_per_candidate",
+                "gpus_per_candidate"),
 }  # fmt: skip
 PANEL_OF = {name: panel for panel, names in _SHARED_PANELS.items() for name in names}
 PANEL_ORDER = ("Model", "Data", "Gate", "Output", "Runtime")
@@ -49,7 +50,7 @@ _METAVAR_OF = {
     "text_column": "NAME", "text_pair_column": "NAME", "label_column": "NAME",
     "label_map": "sign|threshold:X", "device": "cpu|cuda|cuda:N", "reference": "MODEL",
     "model": "MODEL", "include": "PATTERN", "exclude": "PATTERN", "older_than": "DAYS",
-    "max_size": "SIZE", "fingerprint_file": "FILE",
+    "max_size": "SIZE", "fingerprint_file": "FILE", "ray_address": "ADDR",
 }  # fmt: skip
 _METAVAR_OF_TYPE = {int: "N", float: "X", str: "TEXT"}
 

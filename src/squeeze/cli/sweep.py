@@ -8,6 +8,7 @@ exit 1 when the selected variant misses a gate (after writing everything, so CI 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,8 +31,15 @@ from squeeze.cli._options import (
     with_options,
 )
 from squeeze.cli._render import progress_factory, stderr
-from squeeze.core.errors import ConfigError, GateError
+from squeeze.core.errors import ConfigError, GateError, Problem
 from squeeze.data.spec import DataSpec
+
+
+class ExecutorChoice(str, Enum):
+    """``--executor`` values: where a run's variants are built."""
+
+    local = "local"
+    ray = "ray"
 
 
 @dataclass(frozen=True)
@@ -93,8 +101,43 @@ class RunFlags:
         bool, typer.Option(help="Continue an interrupted search (a recipe's tune: section).")
     ] = False
     trust_remote_code: TrustOpt = False
+    executor: Annotated[
+        ExecutorChoice,
+        typer.Option(
+            help="Where variants are built: local (in turn, here) or ray (as Ray tasks, "
+            "--workers at once; `pip install 'squeeze[ray]'`)."
+        ),
+    ] = ExecutorChoice.local
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="With --executor ray: join this cluster (`ray start --head` there; "
+            "the cache must be a path every node mounts); default: Ray on this machine."
+        ),
+    ] = None
+    workers: Annotated[
+        int, typer.Option(min=1, help="With --executor ray: variants built at once.")
+    ] = 2
+    cpus_per_candidate: Annotated[
+        float, typer.Option(min=0.0, help="With --executor ray: CPUs each build holds.")
+    ] = 1.0
+    gpus_per_candidate: Annotated[
+        float, typer.Option(min=0.0, help="With --executor ray: GPUs each build holds.")
+    ] = 0.0
     json_output: JsonOpt = False
     quiet: QuietOpt = False
+
+
+def _executor(flags: RunFlags) -> Any:
+    """The executor the flags name; Ray is imported only when asked for."""
+    from squeeze.plan.execute import LOCAL
+
+    if flags.executor is ExecutorChoice.local:
+        return LOCAL
+    from squeeze.plan.ray_executor import RayExecutor, RaySettings
+
+    return RayExecutor(RaySettings(flags.ray_address, flags.workers, flags.cpus_per_candidate,
+                                   flags.gpus_per_candidate))  # fmt: skip
 
 
 def _finish(
@@ -141,6 +184,10 @@ def _finish(
     if plan.tune is not None:
         from squeeze.cli.tune import tune_plan
 
+        if o.executor is not ExecutorChoice.local:
+            why = "{executor} ray builds run and sweep variants; a tune: search builds its "
+            raise ConfigError(Problem(why + "candidates in turn: drop {executor}"))
+
         config = plan.tune
         if o.max_accuracy_drop is not None:
             config = replace(config, max_accuracy_drop=o.max_accuracy_drop)
@@ -156,6 +203,7 @@ def _finish(
     results, problems = run_plan(
         plan,
         output,
+        executor=_executor(o),
         cache_dir=Path(o.cache_dir) if o.cache_dir else default_cache_dir(),
         overwrite=o.overwrite,
         trust_remote_code=o.trust_remote_code,
