@@ -229,7 +229,8 @@ def test_a_resumed_search_scores_candidates_against_the_model(embedder, texts, c
     plan = Plan(model=str(embedder), variants=(), data=DataSpec(str(texts)), max_length=32)
     root = content_key(embedder)
     ctx = _context(plan, cache, LOCAL, False, no_progress, lambda message: None, root)
-    candidate = ctx.build(INT8)
+    (built,) = ctx.build([INT8])
+    candidate = built.path
     measured = ctx.validate(candidate)  # the model was never validated in this process
     assert 0.5 < measured.metric < 1.0
     assert ctx.validate(str(embedder)).metric == 1.0

@@ -24,10 +24,10 @@ class LastFirst(Executor):
     def __init__(self) -> None:
         self.handed: list[list[str]] = []
 
-    def build(self, chains, ctx, cache_dir, model_key, started):
+    def attempt(self, chains, ctx, cache_dir, model_key, started, *, stop_at_failure=False):
         self.handed.append([chain_text(calls) for calls in chains])
         last = len(chains) - 1
-        backwards = super().build(
+        backwards = super().attempt(
             chains[::-1], ctx, cache_dir, model_key, lambda i: started(last - i)
         )
         return backwards[::-1]

@@ -3,7 +3,9 @@ drops early and why, and that an interrupted search resumes without measuring ag
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -11,9 +13,10 @@ from squeeze.core.errors import ConfigError, ValidationError
 from squeeze.core.stats import Scores
 from squeeze.plan.recipe import Plan
 from squeeze.plan.tune.config import TuneConfig, parse_duration
-from squeeze.plan.tune.search import Journal, Measured, Search, SearchContext
+from squeeze.plan.tune.search import Built, Journal, Measured, Search, SearchContext
 
 N = 1000
+UNTIMED = {"seconds": 0, "build_seconds": 0}  # what a trace says that depends on the clock
 
 
 def _param(chain: str, name: str, default: float = 0.0) -> float:
@@ -31,9 +34,10 @@ class World:
         self.timed: list[str] = []
         self.scored: list[str] = []
 
-    def build(self, chain: str) -> str:
-        self.built.append(chain)
-        return chain
+    def build(self, chains: list[str]) -> list[Built | ValidationError]:
+        """A wave, built at once (in order: see :class:`OutOfOrder`)."""
+        self.built += chains
+        return [Built(chain) for chain in chains]
 
     def latency(self, path: str) -> float:
         self.timed.append(path)
@@ -64,13 +68,14 @@ class World:
         correct = round(self.accuracy(path) * n)
         return Measured(correct / n, Scores("accuracy", (1.0,) * correct + (0.0,) * (n - correct)))
 
-    def context(self, log=lambda message: None) -> SearchContext:
-        return SearchContext(self.build, self.latency, self.validate, log=log)
+    def context(self, log=lambda message: None, width: int = 1) -> SearchContext:
+        return SearchContext(self.build, self.latency, self.validate, log=log, width=width)
 
 
-def _search(world, tmp_path, **config) -> Search:
+def _search(world, tmp_path, width: int = 1, **config) -> Search:
     tune = TuneConfig(**{"budget": "1h", **config})
-    return Search(Plan(model="m", variants=()), tune, world.context(), Journal(tmp_path / "j"))
+    return Search(Plan(model="m", variants=()), tune, world.context(width=width),
+                  Journal(tmp_path / "j"))  # fmt: skip
 
 
 def test_the_search_bisects_then_rescues_then_drops_layers(tmp_path):
@@ -149,9 +154,7 @@ def test_an_interrupted_search_resumes_from_its_journal(tmp_path):
 
     again = World()
     resumed = _search(again, tmp_path / "run").run()
-    assert [t.to_dict() | {"seconds": 0} for t in resumed] == [
-        t.to_dict() | {"seconds": 0} for t in reference
-    ]
+    assert [t.to_dict() | UNTIMED for t in resumed] == [t.to_dict() | UNTIMED for t in reference]
     # What the first run measured is replayed from the journal, not measured again.
     assert len(again.timed) + len(again.scored) == (
         len(World().timed) + _measurements(tmp_path / "ref") - measured_before
@@ -218,10 +221,10 @@ def test_given_layers_the_model_lacks_are_left_out_with_a_note(family, kept, why
 
 def test_a_candidate_that_fails_to_build_is_recorded_and_the_search_goes_on(tmp_path):
     class Failing(World):
-        def build(self, chain: str) -> str:
-            if "static=true" in chain:
-                raise ValidationError("the ONNX export disagrees with PyTorch (max diff 0.3)")
-            return super().build(chain)
+        def build(self, chains: list[str]) -> list[Built | ValidationError]:
+            error = ValidationError("the ONNX export disagrees with PyTorch (max diff 0.3)")
+            built = super().build(chains)
+            return [error if "static=true" in c else b for c, b in zip(chains, built, strict=True)]
 
     small = {"amounts": ("0.5",), "layers": ("1",)}
     trials = _search(Failing(200), tmp_path, **small).run()
@@ -286,3 +289,81 @@ def test_tune_says_why_each_faster_candidate_was_not_selected(gate_on):
     }
     # Nothing selected: every candidate says why.
     assert set(passed_over(results, trials, None, gates)) == {t.chain for t in trials}
+
+
+TRACES = json.loads((Path(__file__).parent / "tune_traces.json").read_text())
+
+
+def _config(name: str) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in TRACES[name]["config"].items()}
+
+
+@pytest.mark.parametrize("name", sorted(TRACES))
+def test_a_search_one_candidate_wide_is_the_sequential_search(name, tmp_path):
+    """Recorded from the search before it proposed waves: with a width of 1 every decision,
+    message and measurement is the same (each artifact is now built once, not fetched from the
+    cache again to be scored)."""
+    recorded = TRACES[name]
+    world, said = World(200), []
+    search = _search(world, tmp_path, **_config(name))
+    search.ctx.log = said.append
+    trials = search.run()
+    assert [t.to_dict() | UNTIMED for t in trials] == recorded["trials"]
+    assert said == recorded["log"]
+    assert (world.timed, world.scored) == (recorded["timed"], recorded["scored"])
+    assert world.built == list(dict.fromkeys(recorded["built"]))
+
+
+class OutOfOrder(World):
+    """A pool of workers: each wave's chains finish last first, and every wave is recorded."""
+
+    def __init__(self, n: int = N) -> None:
+        super().__init__(n)
+        self.waves: list[list[str]] = []
+
+    def build(self, chains: list[str]) -> list[Built | ValidationError]:
+        self.waves.append(chains)
+        return super().build(chains[::-1])[::-1]
+
+
+@pytest.mark.parametrize("name", sorted(TRACES))
+@pytest.mark.parametrize("width", [2, 3])
+def test_waves_finished_out_of_order_select_what_the_sequential_search_selects(
+    name, width, tmp_path
+):
+    sequential = _search(World(200), tmp_path / "1", **_config(name))
+    sequential.run()
+    world = OutOfOrder(200)
+    wide = _search(world, tmp_path / "wide", width=width, **_config(name))
+    trials = wide.run()
+    assert sequential.best is not None and wide.best is not None
+    assert wide.best.chain == sequential.best.chain
+    assert max(map(len, world.waves)) <= width
+    # Built in waves (more than one candidate at once), each candidate still tried once, and
+    # every timing after its wave was built: none while one trains.
+    assert any(len(wave) > 1 for wave in world.waves)
+    assert len({t.chain for t in trials}) == len(trials)
+    in_order = World(200)
+    assert [t.to_dict() | UNTIMED for t in trials] == [
+        t.to_dict() | UNTIMED
+        for t in _search(in_order, tmp_path / "in-order", width=width, **_config(name)).run()
+    ]
+
+
+def test_a_wide_search_trains_in_fewer_waves_than_one_at_a_time(tmp_path):
+    """What a cluster buys: the default search's recovery trainings, in waves."""
+    counts = {}
+    for width in (1, 4):
+        world = OutOfOrder(200)
+        _search(world, tmp_path / str(width), width=width).run()
+        counts[width] = sum(any("finetune_steps" in c for c in wave) for wave in world.waves)
+    assert counts[4] < counts[1], counts
+
+
+def test_a_k_ary_search_splits_the_ladder_evenly(tmp_path):
+    search = _search(World(), tmp_path, width=1)
+    assert search._between(-1, 5) == [2]  # the bisection's middle
+    search.ctx.width = 2
+    assert search._between(-1, 5) == [1, 3]
+    search.ctx.width = 8
+    assert search._between(-1, 5) == [0, 1, 2, 3, 4] and search._between(2, 3) == []

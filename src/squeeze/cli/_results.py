@@ -79,15 +79,16 @@ def print_outcome(
 
 def _print_trace(trials: list[Any]) -> None:
     table = compact_table("search trace (validation split)")
-    for title in ("#", "candidate", "latency", "drop before /\nafter recovery", "outcome"):
-        table.add_column(
-            title, justify="left" if title in ("#", "candidate", "outcome") else "right"
-        )
+    workers = any(t.built_by for t in trials)  # built on a cluster: say where
+    titles = ["#", "candidate", "latency", "drop before /\nafter recovery", "outcome"]
+    for title in titles + (["built by"] if workers else []):
+        table.add_column(title, justify="right" if title in titles[2:4] else "left")
     for t in trials:
         speed = "" if t.latency_ms is None else f"{t.latency_ms:.2f} ms"
         drops = " / ".join(
             "-" if d is None else f"{d:+.2f}" for d in (t.drop_before_recovery, t.drop)
         )
         outcome = t.outcome + (f": {t.reason}" if t.reason else "")
-        table.add_row(str(t.order), Text(t.chain), speed, drops, Text(outcome))
+        where = [Text(t.built_by or "-")] if workers else []
+        table.add_row(str(t.order), Text(t.chain), speed, drops, Text(outcome), *where)
     emit(table, stdout)

@@ -8,12 +8,12 @@ exit 1 when the selected variant misses a gate (after writing everything, so CI 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from squeeze.cli._cluster import ClusterFlags, with_cluster
 from squeeze.cli._options import (
     GATE_ON_HELP,
     CacheDirOpt,
@@ -31,15 +31,8 @@ from squeeze.cli._options import (
     with_options,
 )
 from squeeze.cli._render import progress_factory, stderr
-from squeeze.core.errors import ConfigError, GateError, Problem
+from squeeze.core.errors import ConfigError, GateError
 from squeeze.data.spec import DataSpec
-
-
-class ExecutorChoice(str, Enum):
-    """``--executor`` values: where a run's variants are built."""
-
-    local = "local"
-    ray = "ray"
 
 
 @dataclass(frozen=True)
@@ -101,50 +94,17 @@ class RunFlags:
         bool, typer.Option(help="Continue an interrupted search (a recipe's tune: section).")
     ] = False
     trust_remote_code: TrustOpt = False
-    executor: Annotated[
-        ExecutorChoice,
-        typer.Option(
-            help="Where variants are built: local (in turn, here) or ray (as Ray tasks, "
-            "--workers at once; `pip install 'squeeze[ray]'`)."
-        ),
-    ] = ExecutorChoice.local
-    ray_address: Annotated[
-        str | None,
-        typer.Option(
-            help="With --executor ray: join this cluster (`ray start --head` there; "
-            "the cache must be a path every node mounts); default: Ray on this machine."
-        ),
-    ] = None
-    workers: Annotated[
-        int, typer.Option(min=1, help="With --executor ray: variants built at once.")
-    ] = 2
-    cpus_per_candidate: Annotated[
-        float, typer.Option(min=0.0, help="With --executor ray: CPUs each build holds.")
-    ] = 1.0
-    gpus_per_candidate: Annotated[
-        float, typer.Option(min=0.0, help="With --executor ray: GPUs each build holds.")
-    ] = 0.0
     json_output: JsonOpt = False
     quiet: QuietOpt = False
 
 
-def _executor(flags: RunFlags) -> Any:
-    """The executor the flags name; Ray is imported only when asked for."""
-    from squeeze.plan.execute import LOCAL
-
-    if flags.executor is ExecutorChoice.local:
-        return LOCAL
-    from squeeze.plan.ray_executor import RayExecutor, RaySettings
-
-    return RayExecutor(RaySettings(flags.ray_address, flags.workers, flags.cpus_per_candidate,
-                                   flags.gpus_per_candidate))  # fmt: skip
-
-
 def _finish(
-    plan: Any, data: DataSpec | None, output: str, flags: RunFlags, recipe: str | None = None
-) -> None:
-    """Apply the command line over the plan, run it, show the results, gate. ``recipe`` is the
-    file the plan came from: an input the output guard protects with the rest."""
+    plan: Any, data: DataSpec | None, output: str, flags: RunFlags, cluster: ClusterFlags,
+    recipe: str | None = None,
+) -> None:  # fmt: skip
+    """Apply the command line over the plan, run it (or its search) on the executor
+    ``cluster`` names, show the results, gate. ``recipe`` is the file the plan came from: an
+    input the output guard protects with the rest."""
     from squeeze.cli._results import print_outcome
     from squeeze.cli.tune import fit_lengths
     from squeeze.core.device import resolve_device
@@ -184,14 +144,12 @@ def _finish(
     if plan.tune is not None:
         from squeeze.cli.tune import tune_plan
 
-        if o.executor is not ExecutorChoice.local:
-            why = "{executor} ray builds run and sweep variants; a tune: search builds its "
-            raise ConfigError(Problem(why + "candidates in turn: drop {executor}"))
-
         config = plan.tune
         if o.max_accuracy_drop is not None:
             config = replace(config, max_accuracy_drop=o.max_accuracy_drop)
-        tune_plan(plan, config, output, o, cache_dir=o.cache_dir, resume=o.resume, recipe=recipe)
+        with cluster.opened() as executor:
+            tune_plan(plan, config, output, o, cache_dir=o.cache_dir, resume=o.resume,
+                      recipe=recipe, executor=executor)  # fmt: skip
         return
     if o.resume:
         raise ConfigError("--resume continues a recipe's tune: search; this recipe has none")
@@ -200,27 +158,25 @@ def _finish(
         if not o.quiet:
             stderr.print(f"[dim]{message}[/dim]")
 
-    results, problems = run_plan(
-        plan,
-        output,
-        executor=_executor(o),
-        cache_dir=Path(o.cache_dir) if o.cache_dir else default_cache_dir(),
-        overwrite=o.overwrite,
-        trust_remote_code=o.trust_remote_code,
-        progress=progress_factory(o.quiet),
-        log=log,
-        recipe=recipe,
-    )
+    with cluster.opened() as executor:
+        results, problems = run_plan(
+            plan, output, executor=executor,
+            cache_dir=Path(o.cache_dir) if o.cache_dir else default_cache_dir(),
+            overwrite=o.overwrite, trust_remote_code=o.trust_remote_code,
+            progress=progress_factory(o.quiet), log=log, recipe=recipe,
+        )  # fmt: skip
     print_outcome(results, output, problems, o.json_output)
     if problems:
         raise GateError(f"selected variant {results.selected or '(none)'}: {'; '.join(problems)}")
 
 
+@with_cluster
 @with_options(RunFlags)
 @with_data_options(required=False)
 def run(
     output: OutOpt,
     flags: RunFlags,
+    cluster: ClusterFlags,
     recipe: Annotated[
         str | None, typer.Argument(help="Recipe file (.yaml or .toml); or use --model/--variant.")
     ] = None,
@@ -255,7 +211,7 @@ def run(
         plan = Plan(model=model, variants=variants_from(list(variant), "--variant"))
     if model is not None:
         plan = replace(plan, model=model)
-    _finish(plan, data, output, flags, recipe)
+    _finish(plan, data, output, flags, cluster, recipe)
 
 
 def _floats(text: str | None, flag: str) -> list[float]:
@@ -292,6 +248,7 @@ def grid(
     return [" -> ".join(parts) for parts in chains if parts]
 
 
+@with_cluster
 @with_options(RunFlags)
 @with_data_options
 def sweep(
@@ -299,6 +256,7 @@ def sweep(
     data: DataSpec,
     output: OutOpt,
     flags: RunFlags,
+    cluster: ClusterFlags,
     sparsity: Annotated[
         str | None, typer.Option(help="Magnitude sparsities, e.g. 0.3,0.5,0.7.")
     ] = None,
@@ -327,4 +285,5 @@ def sweep(
     )  # fmt: skip
     if not chains:
         raise ConfigError("nothing to sweep: give --sparsity, --heads/--ffn or --dtype")
-    _finish(Plan(model=model, variants=variants_from(chains, "sweep")), data, output, flags)
+    plan = Plan(model=model, variants=variants_from(chains, "sweep"))
+    _finish(plan, data, output, flags, cluster)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from squeeze.cli._cluster import ClusterFlags, with_cluster
 from squeeze.cli._options import (
     CacheDirOpt,
     ModelArg,
@@ -28,6 +29,7 @@ from squeeze.data.spec import DataSpec
 from squeeze.plan.tune.config import TuneConfig
 
 
+@with_cluster
 @with_data_options
 @with_config(TuneConfig)
 @with_options(StepFlags, omit={"max_length", "max_accuracy_drop", "min_fidelity"})
@@ -37,6 +39,7 @@ def tune(
     output: OutOpt,
     config: TuneConfig,
     flags: StepFlags,
+    cluster: ClusterFlags,
     max_length: Annotated[
         int | None,
         typer.Option(
@@ -80,7 +83,9 @@ def tune(
         lengths_given=frozenset({"max_length"} if max_length else ()),
     )
     plan = fit_lengths(plan, flags.trust_remote_code)
-    tune_plan(plan, config, output, flags, cache_dir=cache_dir, resume=resume)
+    with cluster.opened() as executor:
+        tune_plan(plan, config, output, flags, cache_dir=cache_dir, resume=resume,
+                  executor=executor)  # fmt: skip
 
 
 def fit_lengths(plan: Any, trust_remote_code: bool) -> Any:
@@ -108,12 +113,15 @@ def tune_plan(
     cache_dir: str | None,
     resume: bool,
     recipe: str | None = None,
+    executor: Any = None,
 ) -> None:
     """Run the search (``squeeze tune``, or ``squeeze run`` on a recipe with ``tune:``), show
     the trace and the results, and exit 1 when nothing kept the budget. ``flags``: the command's
-    ``StepFlags`` or ``RunFlags`` (overwrite, trust_remote_code, json_output, quiet)."""
+    ``StepFlags`` or ``RunFlags`` (overwrite, trust_remote_code, json_output, quiet);
+    ``executor`` builds the candidates (default: here, one after another)."""
     from squeeze.cli._results import print_outcome
     from squeeze.plan.cache import default_cache_dir
+    from squeeze.plan.execute import LOCAL
     from squeeze.plan.tune.run import run_tune
 
     def log(message: str) -> None:
@@ -124,6 +132,7 @@ def tune_plan(
         plan, config, output, cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(),
         overwrite=flags.overwrite, resume=resume, trust_remote_code=flags.trust_remote_code,
         progress=progress_factory(flags.quiet), log=log, recipe=recipe, note=_note,
+        executor=executor or LOCAL,
     )  # fmt: skip
     print_outcome(results, output, problems, flags.json_output, trials)
     if problems:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from squeeze.core.errors import ValidationError
 from squeeze.core.types import ProgressFactory, no_progress
 from squeeze.data.spec import DataSpec
 from squeeze.plan import cache
@@ -46,6 +47,7 @@ class ChainOutput:
     cached: bool
     seconds: float
     notes: list[str] = field(default_factory=list)
+    worker: str = ""  # which worker built it, where that is not this process
 
 
 def build_step(
@@ -163,19 +165,51 @@ def run_chain(
 class Executor:
     """Builds a plan's chains, deciding where and in what order: ``run``, ``sweep`` and ``tune``
     hand every chain to one. This one (``LOCAL``, the default) builds them in turn, in this
-    process; a distributed executor subclasses it, overrides :meth:`build` and is passed as
-    ``executor=`` to ``run_plan`` or ``run_tune``: the search and the pipeline stay as they are."""
+    process; a distributed executor subclasses it, overrides :meth:`attempt` and is passed as
+    ``executor=`` to ``run_plan`` or ``run_tune``: the search and the pipeline stay as they are.
+
+    ``width`` is how many chains it builds at once: the tune search proposes that many
+    candidates per wave (1: one after another, today's search exactly).
+    """
+
+    width = 1
+
+    def close(self) -> None:
+        """Release what building started (a distributed executor's cluster connection);
+        nothing here. The command that made the executor closes it."""
+
+    def attempt(
+        self, chains: Sequence[tuple[StepCall, ...]], ctx: ChainContext, cache_dir: Path,
+        model_key: str, started: Callable[[int], None], *, stop_at_failure: bool = False,
+    ) -> list[ChainOutput | ValidationError]:  # fmt: skip
+        """Each chain built as :func:`run_chain` builds it, in the order of ``chains`` whatever
+        order they were built in: its output, or the validation error its step failed with
+        (the tune search records that candidate as failed and goes on). ``started(i)`` as
+        chain ``i`` starts; ``stop_at_failure`` may leave chains after a failure unbuilt (the
+        list is then shorter)."""
+        outcomes: list[ChainOutput | ValidationError] = []
+        for index, calls in enumerate(chains):
+            started(index)
+            try:
+                outcomes.append(run_chain(calls, ctx, cache_dir, model_key))
+            except ValidationError as error:
+                outcomes.append(error)
+                if stop_at_failure:
+                    break
+        return outcomes
 
     def build(
         self, chains: Sequence[tuple[StepCall, ...]], ctx: ChainContext, cache_dir: Path,
         model_key: str, started: Callable[[int], None],
     ) -> list[ChainOutput]:  # fmt: skip
-        """Each chain built as :func:`run_chain` builds it; the outputs in the order of
-        ``chains``, whatever order they were built in. ``started(i)`` as chain ``i`` starts."""
+        """Every chain's output, as :meth:`attempt` builds them; a chain's failure raised, as a
+        run or sweep fails on it."""
         outputs = []
-        for index, calls in enumerate(chains):
-            started(index)
-            outputs.append(run_chain(calls, ctx, cache_dir, model_key))
+        for outcome in self.attempt(chains, ctx, cache_dir, model_key, started,
+                                    stop_at_failure=True):  # fmt: skip
+            if isinstance(outcome, ValidationError):
+                raise outcome
+            outputs.append(outcome)
         return outputs
 
 

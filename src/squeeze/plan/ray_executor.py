@@ -1,7 +1,8 @@
 """Chains built on Ray: each chain one Ray task, on this machine's Ray or a cluster's.
 
 ``squeeze run|sweep --executor ray`` hands its chains here instead of building them in turn.
-Without an address Ray starts on this machine (and stops after the build); with one
+Without an address Ray starts on this machine (and stops when the command closes the
+executor); with one
 (``ray start --head`` elsewhere) the tasks run on that cluster's workers. At most ``workers``
 chains are built at once, each holding ``cpus`` CPUs and ``gpus`` GPUs of its node.
 
@@ -21,7 +22,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from squeeze.core.errors import UnsupportedError, ValidationError
+from squeeze.core.config import literal
+from squeeze.core.errors import ConfigError, Problem, UnsupportedError, ValidationError
 from squeeze.core.types import no_progress
 from squeeze.plan.execute import ChainContext, ChainOutput, Executor, run_chain
 from squeeze.plan.steps import StepCall
@@ -55,29 +57,52 @@ class RayExecutor(Executor):
 
     def __init__(self, settings: RaySettings) -> None:
         self.settings = settings
+        self._started = False  # whether this executor started Ray (and so stops it)
 
-    def build(
+    @property
+    def width(self) -> int:  # type: ignore[override]
+        return self.settings.workers
+
+    def close(self) -> None:
+        """Stop the Ray this executor started (a cluster joined by address stays up)."""
+        if self._started:
+            _import_ray().shutdown()
+            self._started = False
+
+    def attempt(
         self, chains: Sequence[tuple[StepCall, ...]], ctx: ChainContext, cache_dir: Path,
-        model_key: str, started: Callable[[int], None],
-    ) -> list[ChainOutput]:  # fmt: skip
+        model_key: str, started: Callable[[int], None], *, stop_at_failure: bool = False,
+    ) -> list[ChainOutput | ValidationError]:  # fmt: skip
+        return self._run(self.start(), chains, ctx, cache_dir, model_key, started,
+                         stop_at_failure)  # fmt: skip
+
+    def start(self) -> Any:
+        """Start Ray here or join the cluster, once per command (a search's waves share it);
+        the CLI calls it before any work, so a cluster that cannot be joined is said first.
+        Returns the ``ray`` module.
+
+        Raises:
+            ConfigError: Ray did not start, or the cluster could not be joined (with what to
+                check).
+        """
         ray = _import_ray()
-        started_here = not ray.is_initialized()
-        if started_here:
+        if not ray.is_initialized():
+            _driver_messages_to_stderr()
             env = {k: v for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES)}
             s = self.settings
             local = {} if s.address else {"num_cpus": max(1, round(s.workers * s.cpus))}
-            ray.init(address=s.address, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": env}, **local)  # fmt: skip
-        try:
-            return self._run(ray, chains, ctx, cache_dir, model_key, started)
-        finally:
-            if started_here:
-                ray.shutdown()
+            try:
+                ray.init(address=s.address, include_dashboard=False, log_to_driver=False,
+                         runtime_env={"env_vars": env}, **local)  # fmt: skip
+            except (ConnectionError, RuntimeError) as error:  # what ray.init raises for these
+                raise ConfigError(_unreachable(s.address, error)) from None
+            self._started = True
+        return ray
 
     def _run(
         self, ray: Any, chains: Sequence[tuple[StepCall, ...]], ctx: ChainContext,
-        cache_dir: Path, model_key: str, started: Callable[[int], None],
-    ) -> list[ChainOutput]:  # fmt: skip
+        cache_dir: Path, model_key: str, started: Callable[[int], None], stop_at_failure: bool,
+    ) -> list[ChainOutput | ValidationError]:  # fmt: skip
         s = self.settings
         task = ray.remote(_build).options(
             num_cpus=s.cpus, num_gpus=s.gpus, max_retries=1, retry_exceptions=False
@@ -85,7 +110,7 @@ class RayExecutor(Executor):
         # A progress bar lives in this process; workers report through their results.
         remote_ctx = replace(ctx, progress=no_progress)
         pending: dict[Any, int] = {}
-        done: dict[int, ChainOutput] = {}
+        done: dict[int, ChainOutput | ValidationError] = {}
         queue = list(enumerate(chains))
         while queue or pending:
             while queue and len(pending) < s.workers:
@@ -95,25 +120,77 @@ class RayExecutor(Executor):
                 pending[ref] = index
             ready, _ = ray.wait(list(pending), num_returns=1)
             index = pending.pop(ready[0])
-            output, worker = _result(ray, ready[0])
-            output.notes.append(f"built by Ray worker {worker}")
-            done[index] = output
-        return [done[i] for i in range(len(chains))]
+            done[index] = _outcome(ray, ready[0])
+            if stop_at_failure and isinstance(done[index], ValidationError):
+                queue.clear()  # what is in flight finishes (its artifact is cached); no more
+        return [done[i] for i in sorted(done)]
 
 
-def _result(ray: Any, ref: Any) -> tuple[ChainOutput, str]:
-    """A task's result; a step's own error as the step raised it, a worker lost twice as a
-    step failure naming Ray."""
+def _outcome(ray: Any, ref: Any) -> ChainOutput | ValidationError:
+    """A task's output (naming its worker), or the validation error its step failed with, or
+    a worker lost twice as a validation failure naming Ray; any other error raised as the step
+    raised it."""
     try:
-        return ray.get(ref)
+        output, worker = ray.get(ref)
     except ray.exceptions.RayTaskError as error:
         cause = getattr(error, "cause", None)
+        if isinstance(cause, ValidationError):
+            return cause
         if isinstance(cause, Exception):
             raise cause from None
         raise
     except ray.exceptions.RayError as error:  # a worker or node lost, after Ray's retry
-        raise ValidationError(f"a Ray task failed twice ({type(error).__name__}); run again, "
-                        "or use --executor local") from error  # fmt: skip
+        return ValidationError(f"its Ray task was lost twice ({type(error).__name__}: "
+                               f"{_first_line(error)})")  # fmt: skip
+    output.worker = worker
+    output.notes.append(f"built by Ray worker {worker}")
+    return output
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else "no message"
+
+
+def _unreachable(address: str | None, error: BaseException) -> Problem:
+    """Why Ray did not start or could not be joined, and what to check."""
+    why = literal(_first_line(error))
+    if address is None:
+        return Problem(f"Ray did not start on this machine ({why}); run `ray stop` if an "
+                       "earlier Ray is stuck, or use {executor} local")  # fmt: skip
+    return Problem(
+        f"{{ray_address}}: could not join the Ray cluster at {literal(address)} "
+        f"({why}); check that `ray start --head` runs there, and for a cluster "
+        "with token authentication (Ray's default) set RAY_AUTH_MODE=token and its token "
+        "(RAY_AUTH_TOKEN, or ~/.ray/auth_token)"
+    )
+
+
+def _driver_messages_to_stderr() -> None:
+    """Ray's driver prints its raylet's messages ("A worker died ...") on stdout, where
+    ``--json`` writes its one document: send them to stderr, with the progress. (Ray's own
+    function, wrapped where it is looked up; left alone if a Ray release renames it.)"""
+    import sys
+
+    module = sys.modules.get("ray._private.worker")
+    original = getattr(module, "print_to_stdstream", None)
+    if original is None or getattr(original, "to_stderr", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        original({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.to_stderr = True  # type: ignore[attr-defined]
+    module.print_to_stdstream = to_stderr  # type: ignore[union-attr]
+
+
+def check_ray() -> None:
+    """Refuse ``--executor ray`` without Ray installed, before any work.
+
+    Raises:
+        UnsupportedError: Ray is not installed (naming the extra that installs it).
+    """
+    _import_ray()
 
 
 def _import_ray() -> Any:

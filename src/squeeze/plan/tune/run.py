@@ -18,7 +18,7 @@ from typing import Any
 
 from squeeze.artifact import Artifact
 from squeeze.core.config import literal
-from squeeze.core.errors import ConfigError, DataError, OutputExistsError, Problem
+from squeeze.core.errors import ConfigError, DataError, OutputExistsError, Problem, ValidationError
 from squeeze.core.output import check_output
 from squeeze.core.types import ProgressFactory, no_progress
 from squeeze.data.examples import load_dataset
@@ -36,6 +36,7 @@ from squeeze.plan.tune.search import (
     FAILED,
     OVER,
     SKIPPED,
+    Built,
     Journal,
     Measured,
     Search,
@@ -184,9 +185,13 @@ def _context(
     # One round is enough to rank candidates; the final measurement rotates every variant.
     settings = replace(plan.bench, rounds=1)
 
-    def build(chain: str) -> str:
-        calls = parse_chain(chain, "tune")
-        return str(executor.build([calls], chains, cache_dir, root, lambda i: None)[0].artifact)
+    def build(wave: list[str]) -> list[Built | ValidationError]:
+        calls = [parse_chain(chain, "tune") for chain in wave]
+        if len(wave) > 1:
+            say(f"building {len(wave)} candidates at once")
+        outcomes = executor.attempt(calls, chains, cache_dir, root, lambda i: None)
+        return [o if isinstance(o, ValidationError) else Built(str(o.artifact), o.worker)
+                for o in outcomes]  # fmt: skip
 
     def latency(path: str) -> float:
         results, _ = bench_models([path], settings)
@@ -214,7 +219,8 @@ def _context(
             )
         return Measured(evaluation.primary.value, evaluation.scores)
 
-    return SearchContext(build=build, latency=latency, validate=validate, log=say)
+    return SearchContext(build=build, latency=latency, validate=validate, log=say,
+                         width=executor.width)  # fmt: skip
 
 
 def _choose(
@@ -346,6 +352,7 @@ def trace_rows(trials: list[Trial], base_latency_ms: float) -> list[dict[str, An
             "outcome": t.outcome,
             "reason": t.reason,
             "seconds": round(t.seconds, 1),
+            "built_by": t.built_by,
         }
         for t in trials
     ]
@@ -355,6 +362,8 @@ def trace_markdown(rows: list[dict[str, Any]]) -> str:
     """The search trace as a Markdown table: what was tried, in which order, and why."""
     header = ["#", "stage", "candidate", "why tried", "latency", "val drop (before recovery)",
               "outcome"]  # fmt: skip
+    workers = any(r["built_by"] for r in rows)  # built on a cluster: say where
+    header += ["built by"] if workers else []
     lines = ["# squeeze tune: search trace", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
     for r in rows:
@@ -364,7 +373,7 @@ def trace_markdown(rows: list[dict[str, Any]]) -> str:
             drop += f" ({r['drop_before_recovery']:+.1f})"
         outcome = r["outcome"] + (f": {r['reason']}" if r["reason"] else "")
         cells = [str(r["order"]), r["stage"], f"`{r['candidate']}`", r["why"], latency, drop,
-                 outcome]  # fmt: skip
+                 outcome] + ([r["built_by"] or "-"] if workers else [])  # fmt: skip
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 

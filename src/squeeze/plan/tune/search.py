@@ -13,6 +13,12 @@ measurement (choosing on the test split would make its drop optimistic). The sea
    recovery steps or distillation for a near miss; where one passes, the climb goes on. At the
    most aggressive amount that passes, whole layers are dropped on top.
 
+Each stage proposes its candidates in **waves** of up to ``width`` at once (the executor's
+workers): the bisection becomes a k-ary search over the amounts, the ways to rescue a near miss
+and the layers to drop are tried together. A wave's candidates are built at once, then timed
+one after another here, never while a candidate trains; with a width of 1 every wave holds one
+candidate, and the search is the sequential one above, decision for decision.
+
 Each pruned candidate is first built without recovery, which takes seconds: its latency (the same
 as after recovery, the shapes do not change) is measured before any training, and a candidate
 that is not faster than the best so far is dropped then. Its accuracy before recovery is
@@ -66,6 +72,8 @@ class Trial:
     allocation: str = ""
     distilled: bool = False
     seconds: float = 0.0
+    build_seconds: float = 0.0  # of ``seconds``, building its wave(s); the rest measured here
+    built_by: str = ""  # the worker that built it, where the executor says (Ray)
 
     @property
     def within(self) -> bool:
@@ -134,15 +142,29 @@ class Measured:
     scores: Any  # squeeze.core.stats.Scores
 
 
+@dataclass(frozen=True)
+class Built:
+    """A chain's artifact, and which worker built it ("" here, or taken from the cache)."""
+
+    path: str
+    worker: str = ""
+
+
 @dataclass
 class SearchContext:
-    """How the search builds and measures; functions, so tests can count the calls."""
+    """How the search builds and measures; functions, so tests can count the calls.
 
-    build: Callable[[str], str]  # chain -> artifact path (through the cache)
+    ``build`` builds a wave of chains at once (through the cache, by the executor): each one's
+    artifact, or the validation error its step failed with. ``width``: the most candidates a
+    wave proposes.
+    """
+
+    build: Callable[[list[str]], list[Built | ValidationError]]
     latency: Callable[[str], float]  # artifact path -> p50 ms
     validate: Callable[[str], Measured]  # artifact path -> validation score
     log: Callable[[str], None] = lambda message: None
     clock: Callable[[], float] = time.perf_counter
+    width: int = 1
 
 
 @dataclass
@@ -161,6 +183,7 @@ class Search:
     _start: float = 0.0
     _eval_s: list[float] = field(default_factory=list)
     _step_s: list[float] = field(default_factory=list)
+    _built: dict[str, Built] = field(default_factory=dict)  # this run's, by chain
     out_of_time: bool = False
 
     # -- measurement, through the journal ------------------------------------------------------
@@ -168,21 +191,38 @@ class Search:
     def _elapsed(self) -> float:
         return self.journal.elapsed_s + self.ctx.clock() - self._start
 
+    def _prepare(self, chains: list[str]) -> float:
+        """Build ``chains`` at once (a wave), those not built or failed already; a failed
+        validation is journaled, so a resumed search fails the candidate again without
+        building it again. Returns the seconds the wave took."""
+        wanted = [c for c in dict.fromkeys(chains)
+                  if c not in self._built and self.journal.get("failure", c) is None]  # fmt: skip
+        if not wanted:
+            return 0.0
+        start = self.ctx.clock()
+        for chain, outcome in zip(wanted, self.ctx.build(wanted), strict=True):
+            if isinstance(outcome, ValidationError):
+                self.journal.put("failure", chain, {"error": str(outcome)}, self._elapsed())
+            else:
+                self._built[chain] = outcome
+        return self.ctx.clock() - start
+
     def _build(self, chain: str) -> str:
-        """The artifact of ``chain``; a failed validation is journaled, so a resumed search
-        fails the candidate again without building it again.
+        """The artifact of ``chain``, built now unless a wave built it.
 
         Raises:
             ValidationError: the chain's compression step failed its validation.
         """
+        self._prepare([chain])
         failed = self.journal.get("failure", chain)
         if failed is not None:
             raise ValidationError(failed["error"])
-        try:
-            return self.ctx.build(chain)
-        except ValidationError as e:
-            self.journal.put("failure", chain, {"error": str(e)}, self._elapsed())
-            raise
+        return self._built[chain].path
+
+    def _needs_build(self, chain: str, *kinds: str) -> bool:
+        """Whether measuring ``chain`` (``kinds``: latency, validation) needs its artifact: a
+        resumed search replays what the journal holds without building."""
+        return any(self.journal.get(kind, chain) is None for kind in kinds)
 
     def _latency_of(self, chain: str) -> float:
         known = self.journal.get("latency", chain)
@@ -304,12 +344,61 @@ class Search:
         self, amount: float, layers: int, recovery: Recovery, stage: str, why: str,
         *, drop_slower: bool = True,
     ) -> Trial:  # fmt: skip
-        """Build, time and (if still worth it) recover and score one pruned candidate.
+        """One pruned candidate, as a wave of one (see :meth:`try_wave`)."""
+        return self.try_wave([(amount, layers, recovery, stage, why)], drop_slower=drop_slower)[0]
 
-        ``drop_slower`` drops a candidate no faster than the best so far before scoring it;
-        the bisection over amounts turns it off, as it needs every verdict on accuracy.
-        A candidate tried before is not tried again: its trial is returned.
+    def try_wave(
+        self, proposals: list[tuple[float, int, Recovery, str, str]], *, drop_slower: bool = True
+    ) -> list[Trial]:
+        """Build, time and (if still worth it) recover and score pruned candidates together:
+        each proposal ``(amount, layers, recovery, stage, why)`` becomes a trial, in order.
+
+        All are built unrecovered at once and timed one after another; those still worth it
+        are then recovered at once and scored. ``drop_slower`` drops a candidate no faster
+        than the best so far before scoring it; the bisection over amounts turns it off, as it
+        needs every verdict on accuracy. A candidate tried before is not tried again: its trial
+        is returned.
         """
+        start = self.ctx.clock()
+        trials, new = [], []
+        for amount, layers, recovery, stage, why in proposals:
+            trial = self._proposed(amount, layers, recovery, stage, why)
+            trials.append(trial)
+            if not trial.outcome and trial not in new:
+                new.append(trial)
+        raw = {id(t): self._raw(t) for t in new}
+        # Built together where they are to be timed; one timed before is built if it is scored.
+        spent = self._prepare([raw[id(t)] for t in new if self._needs_build(raw[id(t)], "latency")])
+        for trial in new:
+            trial.build_seconds = spent
+        recover = []
+        for trial in new:
+            try:
+                if self._measure_unrecovered(trial, raw[id(trial)], drop_slower):
+                    recover.append(trial)
+            except ValidationError as e:
+                trial.outcome, trial.reason = FAILED, f"failed to build: {e}"
+        training = [t for t in recover if self._needs_build(t.chain, "validation")]
+        spent = self._prepare([t.chain for t in training])
+        if spent > 1.0:  # trained here, not taken from the artifact cache
+            self._step_s.append(spent / max(max(t.recovery_steps for t in training), 1))
+        for trial in training:
+            trial.build_seconds += spent
+        for trial in recover:
+            try:
+                self._score(trial, self._validate(trial.chain))
+                built = self._built.get(trial.chain)
+                trial.built_by = built.worker if built else ""
+            except ValidationError as e:
+                trial.outcome, trial.reason = FAILED, f"failed to build: {e}"
+        for trial in new:
+            self._done(trial, start)
+        return trials
+
+    def _proposed(
+        self, amount: float, layers: int, recovery: Recovery, stage: str, why: str
+    ) -> Trial:
+        """The trial of one proposal: a new one, or the one that tried it before."""
         allocation, steps = recovery.allocation, 0 if recovery.distill else recovery.steps
         distill = [f"distill(max_steps={recovery.distill})"] if recovery.distill else []
         recovered = canonical(
@@ -322,23 +411,22 @@ class Search:
         trial.recovery_steps = recovery.distill or recovery.steps
         trial.amount, trial.layers = amount, layers
         trial.allocation, trial.distilled = allocation, bool(recovery.distill)
-        start = self.ctx.clock()
-        try:
-            self._measure_pruned(trial, drop_slower)
-        except ValidationError as e:
-            trial.outcome, trial.reason = FAILED, f"failed to build: {e}"
-        return self._done(trial, start)
+        return trial
 
-    def _measure_pruned(self, trial: Trial, drop_slower: bool) -> None:
-        """Time, then (if still worth it) recover and score ``trial``, setting its outcome."""
-        raw = canonical(
+    def _raw(self, trial: Trial) -> str:
+        """``trial``'s candidate pruned but not recovered: timed, and scored before recovery."""
+        return canonical(
             self._with_tail(self._prune_step(trial.amount, trial.layers, trial.allocation, 0))
         )
+
+    def _measure_unrecovered(self, trial: Trial, raw: str, drop_slower: bool) -> bool:
+        """Time and score ``trial`` before recovery; whether it is still worth recovering
+        (otherwise its outcome is set: dropped, or skipped for lack of time)."""
         trial.latency_ms = self._latency_of(raw)
         best = self.best
         if drop_slower and best is not None and trial.latency_ms >= best.latency_ms:  # type: ignore[operator]
             trial.outcome, trial.reason = DROPPED, f"not faster than {best.chain}"
-            return
+            return False
         before = self._validate(raw)
         trial.metric_before_recovery = before.metric
         trial.drop_before_recovery, _ = self._drop(before)
@@ -349,17 +437,11 @@ class Search:
                 f"starts {trial.drop_before_recovery:.1f} pts down before recovery, no better "
                 f"than [{worse.order}], which the same recovery left over budget"
             )
-            return
+            return False
         if not self._time_for(trial.recovery_steps):
             trial.outcome, trial.reason = SKIPPED, "out of time"
-            return
-        if self.journal.get("validation", trial.chain) is None:  # not a replay
-            build_start = self.ctx.clock()
-            self._build(trial.chain)
-            spent = self.ctx.clock() - build_start
-            if spent > 1.0:  # trained here, not taken from the artifact cache
-                self._step_s.append(spent / max(trial.recovery_steps, 1))
-        self._score(trial, self._validate(trial.chain))
+            return False
+        return True
 
     def _score(self, trial: Trial, measured: Measured) -> None:
         from squeeze.engine.gate import judged_drop
@@ -395,17 +477,24 @@ class Search:
     def _quantization(self) -> None:
         """Stage 1: the tail every pruned candidate gets (fp32 ONNX when no mode passes)."""
         timed = []
-        for mode in self.config.quantize_modes:
-            trial = self._new(QUANTIZE_STEPS[mode], "quantize", f"quantization mode {mode}")
+        modes = list(self.config.quantize_modes)
+        for first in range(0, len(modes), self.ctx.width):
+            wave = [self._new(QUANTIZE_STEPS[mode], "quantize", f"quantization mode {mode}")
+                    for mode in modes[first : first + self.ctx.width]]  # fmt: skip
             start = self.ctx.clock()
-            try:
-                trial.latency_ms = self._latency_of(trial.chain)
-                timed.append(trial)
-            except ValidationError as e:
-                trial.outcome, trial.reason = FAILED, f"failed to build: {e}"
-            trial.seconds = self.ctx.clock() - start
-            if trial.outcome == FAILED:
-                self._say(trial)
+            spent = self._prepare([t.chain for t in wave if self._needs_build(t.chain, "latency")])
+            for trial in wave:
+                trial.build_seconds = spent
+                try:
+                    trial.latency_ms = self._latency_of(trial.chain)
+                    timed.append(trial)
+                except ValidationError as e:
+                    trial.outcome, trial.reason = FAILED, f"failed to build: {e}"
+                built = self._built.get(trial.chain)
+                trial.built_by = built.worker if built else ""
+                trial.seconds = self.ctx.clock() - start
+                if trial.outcome == FAILED:
+                    self._say(trial)
         for trial in sorted(timed, key=lambda t: t.latency_ms):  # type: ignore[arg-type,return-value]
             start = self.ctx.clock()
             best = self.best
@@ -422,6 +511,12 @@ class Search:
         else:
             self.tail = best.chain
 
+    def _between(self, low: int, high: int) -> list[int]:
+        """Up to ``width`` ladder indices splitting (low, high) evenly: the middle one for a
+        width of 1 (a bisection), every one when the width covers them (a k-ary search)."""
+        n = self.ctx.width
+        return sorted({low + (high - low) * j // (n + 1) for j in range(1, n + 1)} - {low, high})
+
     def _amounts(self) -> tuple[int, Recovery] | None:
         """Stages 2 and 3a: the most aggressive amount within budget and how it was recovered,
         or None when no amount passes."""
@@ -430,15 +525,23 @@ class Search:
         low, high = -1, len(ladder)  # ladder[low] passes (-1: unpruned); ladder[high] misses
         found: dict[int, Recovery] = {}
         while high - low > 1 and not self.out_of_time:
-            mid = (low + high) // 2
-            why = f"bisection between {self._edge(low)} and {self._edge(high)}"
-            trial = self.try_pruned(ladder[mid], 0, first, "amount", why, drop_slower=False)
-            if trial.within:
-                low, found[mid] = mid, first
-            elif trial.outcome == SKIPPED:
+            points = self._between(low, high)
+            search = "bisection" if len(points) == 1 else f"{len(points) + 1}-ary search"
+            why = f"{search} between {self._edge(low)} and {self._edge(high)}"
+            wave = [(ladder[i], 0, first, "amount", why) for i in points]
+            skipped = False
+            # Accuracy falls with the amount: the verdicts in order move the edges up to the
+            # first miss (what lies above it is taken to miss too).
+            for index, trial in zip(points, self.try_wave(wave, drop_slower=False), strict=True):
+                if trial.within:
+                    low, found[index] = index, first
+                    continue
+                skipped = trial.outcome == SKIPPED
+                if not skipped:
+                    high = index
                 break
-            else:
-                high = mid
+            if skipped:
+                break
         # The first amount that misses: other ways to recover it; where one passes, climb on.
         while high < len(ladder) and not self.out_of_time:
             tried = [t for t in self.trials if (t.amount, t.layers) == (ladder[high], 0)]
@@ -447,11 +550,15 @@ class Search:
             if passed is None:
                 break
             found[high], low, high = passed, high, high + 1
-            while high < len(ladder) and not self.out_of_time:
+            climbing = True
+            while climbing and high < len(ladder) and not self.out_of_time:
                 why = "the next amount up, recovered as the last one that passed"
-                if not self.try_pruned(ladder[high], 0, passed, "amount", why).within:
-                    break
-                found[high], low, high = passed, high, high + 1
+                up = ladder[high : high + self.ctx.width]
+                for trial in self.try_wave([(amount, 0, passed, "amount", why) for amount in up]):
+                    if not trial.within:
+                        climbing = False
+                        break
+                    found[high], low, high = passed, high, high + 1
         return (low, found[low]) if low >= 0 else None
 
     def _edge(self, index: int) -> str:
@@ -473,7 +580,8 @@ class Search:
         """Other ways to bring a missing candidate within budget, cheapest first: the global
         allocation (no extra cost), then, for a near miss, more recovery steps, then
         distillation; never fewer fine-tuning steps than ``floor`` (what already missed).
-        Returns the recovery that passed, or None."""
+        A wave tries the next ``width`` of them that qualify. Returns the first recovery (in
+        that order) that passed, or None."""
         config = self.config
         first = config.recovery_ladder[0]
         options: list[tuple[Recovery, str, str]] = []
@@ -487,37 +595,54 @@ class Search:
             for allocation in config.allocation_modes:
                 recovery = Recovery(allocation, 0, config.distill_steps)
                 options.append((recovery, "recovery", "a near miss: distillation from the model"))
-        for recovery, stage, why in options:
-            if self.out_of_time:
-                return None
+
+        def qualifies(recovery: Recovery) -> bool:
             if not recovery.distill and recovery.steps < floor:
-                continue
+                return False
             costly = recovery.distill or recovery.steps > first
             near = closest is not None and closest - config.max_accuracy_drop <= config.near_miss
-            if costly and not near:
-                continue
-            trial = self.try_pruned(amount, layers, recovery, stage, why)
-            if trial.within:
-                return recovery
-            if trial.drop is not None:
-                closest = trial.drop if closest is None else min(closest, trial.drop)
-            elif trial.outcome == DROPPED and trial.reason.startswith("not faster"):
-                return None  # no faster than the best already: nothing to gain here
+            return not costly or near
+
+        remaining = list(options)
+        while remaining and not self.out_of_time:
+            wave: list[tuple[Recovery, str, str]] = []
+            while remaining and len(wave) < self.ctx.width:
+                option = remaining.pop(0)
+                if qualifies(option[0]):
+                    wave.append(option)
+            if not wave:
+                return None
+            proposals = [(amount, layers, r, stage, why) for r, stage, why in wave]
+            for (recovery, _, _), trial in zip(wave, self.try_wave(proposals), strict=True):
+                if trial.within:
+                    return recovery
+                if trial.drop is not None:
+                    closest = trial.drop if closest is None else min(closest, trial.drop)
+                elif trial.outcome == DROPPED and trial.reason.startswith("not faster"):
+                    return None  # no faster than the best already: nothing to gain here
         return None
 
     def _layers(self, index: int, recovery: Recovery) -> None:
-        """Stage 3b: drop whole layers on top of the most aggressive amount that passed."""
+        """Stage 3b: drop whole layers on top of the most aggressive amount that passed; a
+        wave tries the next ``width`` layer counts with the recovery that passed last."""
         amount = self.config.amount_ladder[index]
-        for layers in self.config.layer_ladder:
+        ladder = list(self.config.layer_ladder)
+        at = 0
+        while at < len(ladder):
             if self.out_of_time:
                 return
-            why = f"{layers} layer(s) dropped on top of amount {amount:g}"
-            trial = self.try_pruned(amount, layers, recovery, "layers", why)
-            if trial.within:
-                continue
-            if trial.outcome != OVER:
-                return
-            rescued = self._rescue(amount, layers, trial.drop, recovery.steps)
-            if rescued is None:
-                return
-            recovery = rescued
+            counts = ladder[at : at + self.ctx.width]
+            proposals = [(amount, layers, recovery, "layers",
+                          f"{layers} layer(s) dropped on top of amount {amount:g}")
+                         for layers in counts]  # fmt: skip
+            for layers, trial in zip(counts, self.try_wave(proposals), strict=True):
+                at += 1
+                if trial.within:
+                    continue
+                if trial.outcome != OVER:
+                    return
+                rescued = self._rescue(amount, layers, trial.drop, recovery.steps)
+                if rescued is None:
+                    return
+                recovery = rescued
+                break  # the counts after it are proposed again with this recovery
