@@ -41,13 +41,20 @@ def _run(model, data, tmp_path, *extra):
                      "-o", tmp_path / f"out{len(extra)}",
                      *[a for v in VARIANTS for a in ("--variant", v)], *extra)  # fmt: skip
     assert result.exit_code == 0, result.output
-    return {v["name"]: v for v in json.loads(result.stdout)["variants"]}
+    summary = json.loads(result.stdout)
+    return {v["name"]: v for v in summary["variants"]}, summary["machine"]
 
 
 def test_ray_builds_what_local_builds_on_two_workers(tiny_classifiers, order_csv, tmp_path):
+    """And times on the node holding --timing-resource (here, a Ray worker process)."""
     model = tiny_classifiers["bert"]
-    local = _run(model, order_csv, tmp_path)
-    ray = _run(model, order_csv, tmp_path, "--executor", "ray", "--workers", "2")
+    local, here = _run(model, order_csv, tmp_path)
+    ray, there = _run(model, order_csv, tmp_path, "--executor", "ray", "--workers", "2",
+                      "--timing-resource", "timing")  # fmt: skip
+    assert "timed_on" not in here
+    assert there["timed_on"].startswith(socket.gethostname())
+    assert int(there["timed_on"].rsplit(" ", 1)[1]) != os.getpid()
+    assert all(v["latency"]["cpu"]["p50_ms"] > 0 for v in ray.values())
     assert set(ray) == set(local)
     for name, v in ray.items():
         same = ("metric", "params_total", "params_nonzero", "bytes_on_disk", "chain", "format")
@@ -70,21 +77,19 @@ def _ray_builders() -> list[int]:
 
 
 class Killer(threading.Thread):
-    """Kills a worker while a pruned candidate is being built (its staging folder is in the
-    cache), as a node lost mid-candidate would."""
+    """Kills the first worker caught running a build task, as a node lost mid-candidate."""
 
-    def __init__(self, cache: Path) -> None:
+    def __init__(self) -> None:
         super().__init__(daemon=True)
-        self.cache, self.killed, self.stop = cache, 0, threading.Event()
+        self.killed, self.stop = 0, threading.Event()
 
     def run(self) -> None:
         while not self.stop.is_set() and not self.killed:
-            building = self.cache.is_dir() and any(self.cache.glob("*-structured.building"))
-            for pid in _ray_builders() if building else []:
+            for pid in _ray_builders():
                 os.kill(pid, signal.SIGKILL)
                 self.killed = pid
                 break
-            time.sleep(0.02)
+            time.sleep(0.01)
 
 
 def test_a_search_on_two_ray_workers_agrees_with_this_one_despite_a_killed_worker(
@@ -93,7 +98,7 @@ def test_a_search_on_two_ray_workers_agrees_with_this_one_despite_a_killed_worke
     local = _invoke("tune", trained_classifier, "-d", order_csv, "-o", tmp_path / "local",
                     "--cache-dir", tmp_path / "cache-local", *SEARCH)  # fmt: skip
     assert local.exit_code == 0, local.output
-    killer = Killer(tmp_path / "cache-ray")
+    killer = Killer()
     killer.start()
     try:
         ray = _invoke("tune", trained_classifier, "-d", order_csv, "-o", tmp_path / "ray",
@@ -150,6 +155,14 @@ def test_a_head_started_with_ray_start_is_joined_by_address(tiny_classifiers, or
         (variant,) = [v for v in json.loads(result.stdout)["variants"] if v["name"] == "q"]
         (note,) = [n for n in variant["notes"] if n.startswith("built by Ray worker")]
         assert int(note.rsplit(" ", 1)[1]) != os.getpid()
+        # A measurement no node can take would wait for ever: refused before any work.
+        args[args.index("-o") + 1] = tmp_path / "timed"
+        refused = subprocess.run([sys.executable, "-m", "squeeze", *map(str, args),
+                                  "--timing-resource", "deploy"], env=env,
+                                 capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert refused.returncode == 2, refused.stderr
+        assert "no node of the Ray cluster has the resource 'deploy'" in refused.stderr
+        assert not (tmp_path / "timed").exists()
     finally:
         subprocess.run([ray_cli, "stop", "--force"], capture_output=True, env=env, timeout=120)
 

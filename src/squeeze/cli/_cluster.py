@@ -30,7 +30,8 @@ class ClusterFlags:
         typer.Option(
             help="Where variants and search candidates are built: local (one after another, "
             "here) or ray (as Ray tasks, --workers at once; a search proposes that many per "
-            "wave; `pip install 'squeeze[ray]'`). Latency is always timed here, between builds."
+            "wave; `pip install 'squeeze[ray]'`). Latency is timed between builds, here unless "
+            "--timing-resource names a node."
         ),
     ] = ExecutorChoice.local
     ray_address: Annotated[
@@ -48,6 +49,15 @@ class ClusterFlags:
     gpus_per_candidate: Annotated[
         float, typer.Option(min=0.0, help="With --executor ray: GPUs each build holds.")
     ] = 0.0
+    timing_resource: Annotated[
+        str | None,
+        typer.Option(
+            help="With --executor ray: measure latency on the Ray node that has this resource "
+            "(given by `ray start --resources` to a node like the deployment target, with "
+            "--num-cpus 0 so that nothing is built there); default: here.",
+            metavar="NAME",
+        ),
+    ] = None
 
     @contextmanager
     def opened(self) -> Iterator[Any]:
@@ -64,7 +74,7 @@ class ClusterFlags:
 
         check_ray()
         settings = RaySettings(self.ray_address, self.workers, self.cpus_per_candidate,
-                               self.gpus_per_candidate)  # fmt: skip
+                               self.gpus_per_candidate, self.timing_resource)  # fmt: skip
         executor = RayExecutor(settings)
         try:
             executor.start()

@@ -35,7 +35,8 @@ _SHARED_PANELS: dict[str, tuple[str, ...]] = {
     "Gate": ("max_accuracy_drop", "gate_on", "min_fidelity", "min_speedup", "max_size", "select"),
     "Output": ("output", "overwrite", "resume", "cache_dir", "json_output", "quiet"),
     "Runtime": ("device",),
-    "Cluster": ("executor", "ray_address", "workers", "cpus_per_candidate", "gpus_per_candidate"),
+    "Cluster": ("executor", "ray_address", "workers", "cpus_per_candidate", "gpus_per_candidate",
+                "timing_resource"),
 }  # fmt: skip
 PANEL_OF = {name: panel for panel, names in _SHARED_PANELS.items() for name in names}
 PANEL_ORDER = ("Model", "Data", "Gate", "Output", "Runtime", "Cluster")

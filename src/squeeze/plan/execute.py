@@ -173,6 +173,18 @@ class Executor:
     """
 
     width = 1
+    timing_node: str | None = None  # where latency is measured, when not here (a Ray node)
+
+    def timed(self, measure: Callable[..., Any], *args: Any) -> Any:
+        """``measure(*args)`` (a latency measurement) where latency is measured: here, in this
+        process, with nothing of this executor building meanwhile."""
+        return measure(*args)
+
+    def machine(self) -> dict[str, Any]:
+        """The fingerprint of the machine latency is measured on, for the results."""
+        from squeeze.measure.machine import fingerprint
+
+        return fingerprint()
 
     def close(self) -> None:
         """Release what building started (a distributed executor's cluster connection);

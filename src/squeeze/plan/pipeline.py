@@ -297,17 +297,17 @@ def measure_plan(
         )  # fmt: skip
     say("timing every variant together")
     names = [v.name for v in variants]
-    for device, summaries in _latencies(paths, names, plan, progress).items():
+    # A progress bar lives in this process: a measurement on another node reports at its end.
+    shown = progress if executor.timing_node is None else no_progress
+    for device, summaries in executor.timed(_latencies, paths, names, plan, shown).items():
         for variant, summary in zip(variants, summaries, strict=True):
             if summary is not None:
                 variant.latency[device] = summary
 
-    from squeeze.measure.machine import fingerprint
-
     results = SweepResults(
         model=plan.model, metric_name=metric_name,
         higher_is_better=metric_name not in LOWER_IS_BETTER, n_samples=n_samples,
-        bench=asdict(plan.bench), machine=fingerprint(), baseline=BASELINE, variants=variants,
+        bench=asdict(plan.bench), machine=executor.machine(), baseline=BASELINE, variants=variants,
         gates=asdict(plan.gates), name="" if plan.name == DEFAULT_NAME else plan.name,
     )  # fmt: skip
     derive(results)

@@ -1,17 +1,22 @@
 """Chains built on Ray: each chain one Ray task, on this machine's Ray or a cluster's.
 
-``squeeze run|sweep --executor ray`` hands its chains here instead of building them in turn.
-Without an address Ray starts on this machine (and stops when the command closes the
-executor); with one
-(``ray start --head`` elsewhere) the tasks run on that cluster's workers. At most ``workers``
-chains are built at once, each holding ``cpus`` CPUs and ``gpus`` GPUs of its node.
+``squeeze run|sweep|tune --executor ray`` hands its chains here instead of building them in
+turn. Without an address Ray starts on this machine (and stops when the command closes the
+executor); with one (``ray start --head`` elsewhere) the tasks run on that cluster's workers.
+At most ``workers`` chains are built at once (a search's wave), each holding ``cpus`` CPUs and
+``gpus`` GPUs of its node.
 
 Artifacts come home through squeeze's artifact cache: a task builds into the cache folder the
 driver names, under the cache's own lock and atomic publish (a staging folder renamed into
 place), so an artifact is there whole or not at all. On one machine that is its disk; across
 machines the cache must be a folder every node mounts at the same path (NFS and the like: the
-lock is a file lock on it). A task whose worker dies is retried once by Ray; a step that fails
-(a bad config, validation) fails the run as it does locally, with its own message.
+lock is a file lock on it). A task whose worker dies is retried once by Ray, then reported as a
+failed build (a search records the candidate as failed); a step that fails (a bad config,
+validation) fails as it does locally, with its own message.
+
+Latency is measured here, between waves, unless ``timing_resource`` names the Ray resource of
+the node to time on (one like the deployment target, building nothing): then each measurement
+is a Ray task there, one at a time.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ class RaySettings:
     workers: int = 2
     cpus: float = 1.0
     gpus: float = 0.0
+    timing_resource: str | None = None  # the Ray resource of the node that times; None: here
 
 
 def _build(
@@ -62,6 +68,25 @@ class RayExecutor(Executor):
     @property
     def width(self) -> int:  # type: ignore[override]
         return self.settings.workers
+
+    @property
+    def timing_node(self) -> str | None:  # type: ignore[override]
+        return self.settings.timing_resource
+
+    def timed(self, measure: Callable[..., Any], *args: Any) -> Any:
+        """``measure(*args)`` here, or, with a timing resource, as a Ray task on the node that
+        holds it (no CPUs reserved: the node should build nothing, see the README)."""
+        resource = self.settings.timing_resource
+        if resource is None:
+            return measure(*args)
+        ray = self.start()
+        task = ray.remote(_timed).options(num_cpus=0, resources={resource: 1}, max_retries=1)
+        return _get(ray, task.remote(measure, *args))
+
+    def machine(self) -> dict[str, Any]:
+        if self.settings.timing_resource is None:
+            return super().machine()
+        return dict(self.timed(_fingerprint_here))
 
     def close(self) -> None:
         """Stop the Ray this executor started (a cluster joined by address stays up)."""
@@ -91,13 +116,30 @@ class RayExecutor(Executor):
             env = {k: v for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES)}
             s = self.settings
             local = {} if s.address else {"num_cpus": max(1, round(s.workers * s.cpus))}
+            if s.timing_resource and not s.address:  # this machine is the timing node
+                local["resources"] = {s.timing_resource: 1}
             try:
                 ray.init(address=s.address, include_dashboard=False, log_to_driver=False,
                          runtime_env={"env_vars": env}, **local)  # fmt: skip
             except (ConnectionError, RuntimeError) as error:  # what ray.init raises for these
                 raise ConfigError(_unreachable(s.address, error)) from None
             self._started = True
+            self._check_timing_node(ray)
         return ray
+
+    def _check_timing_node(self, ray: Any) -> None:
+        """A timing task no node can take would wait for ever: refused up front.
+
+        Raises:
+            ConfigError: no node of the cluster holds the timing resource.
+        """
+        resource = self.settings.timing_resource
+        if resource and ray.cluster_resources().get(resource, 0) < 1:
+            start = literal(f"ray start --resources '{{\"{resource}\": 1}}'")
+            raise ConfigError(Problem(
+                f"{{timing_resource}}: no node of the Ray cluster has the resource "
+                f"{literal(repr(resource))}; start the node to time on with `{start}`"
+            ))  # fmt: skip
 
     def _run(
         self, ray: Any, chains: Sequence[tuple[StepCall, ...]], ctx: ChainContext,
@@ -126,19 +168,39 @@ class RayExecutor(Executor):
         return [done[i] for i in sorted(done)]
 
 
+def _timed(measure: Callable[..., Any], *args: Any) -> Any:
+    """A measurement, on the timing node."""
+    return measure(*args)
+
+
+def _fingerprint_here() -> dict[str, Any]:
+    """The timing node's fingerprint, naming it."""
+    import socket
+
+    from squeeze.measure.machine import fingerprint
+
+    return {**fingerprint(), "timed_on": f"{socket.gethostname()} pid {os.getpid()}"}
+
+
+def _get(ray: Any, ref: Any) -> Any:
+    """A task's result; an error raised in the task raised here as it was raised there."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as error:
+        cause = getattr(error, "cause", None)
+        if isinstance(cause, Exception):
+            raise cause from None
+        raise
+
+
 def _outcome(ray: Any, ref: Any) -> ChainOutput | ValidationError:
     """A task's output (naming its worker), or the validation error its step failed with, or
     a worker lost twice as a validation failure naming Ray; any other error raised as the step
     raised it."""
     try:
-        output, worker = ray.get(ref)
-    except ray.exceptions.RayTaskError as error:
-        cause = getattr(error, "cause", None)
-        if isinstance(cause, ValidationError):
-            return cause
-        if isinstance(cause, Exception):
-            raise cause from None
-        raise
+        output, worker = _get(ray, ref)
+    except ValidationError as error:
+        return error
     except ray.exceptions.RayError as error:  # a worker or node lost, after Ray's retry
         return ValidationError(f"its Ray task was lost twice ({type(error).__name__}: "
                                f"{_first_line(error)})")  # fmt: skip

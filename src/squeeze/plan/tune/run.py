@@ -178,8 +178,6 @@ def _context(
 ) -> SearchContext:  # fmt: skip
     """How the search builds (each chain through ``executor``) and measures; ``root`` is the
     model's content key."""
-    from squeeze.measure.bench import bench_models
-
     chains = ChainContext.of(plan, trust_remote_code, progress)
     validation = _validation_spec(plan, say, trust_remote_code)
     # One round is enough to rank candidates; the final measurement rotates every variant.
@@ -194,8 +192,7 @@ def _context(
                 for o in outcomes]  # fmt: skip
 
     def latency(path: str) -> float:
-        results, _ = bench_models([path], settings)
-        return results[0].latencies[0].p50_ms
+        return float(executor.timed(_p50_ms, path, settings))
 
     base: list[Any] = []
 
@@ -221,6 +218,15 @@ def _context(
 
     return SearchContext(build=build, latency=latency, validate=validate, log=say,
                          width=executor.width)  # fmt: skip
+
+
+def _p50_ms(path: str, settings: Any) -> float:
+    """One artifact's median latency, as the search ranks candidates (a module function: a
+    Ray executor may run it on the timing node)."""
+    from squeeze.measure.bench import bench_models
+
+    results, _ = bench_models([path], settings)
+    return results[0].latencies[0].p50_ms
 
 
 def _choose(

@@ -399,19 +399,26 @@ class Search:
         self, amount: float, layers: int, recovery: Recovery, stage: str, why: str
     ) -> Trial:
         """The trial of one proposal: a new one, or the one that tried it before."""
-        allocation, steps = recovery.allocation, 0 if recovery.distill else recovery.steps
-        distill = [f"distill(max_steps={recovery.distill})"] if recovery.distill else []
-        recovered = canonical(
-            self._with_tail(self._prune_step(amount, layers, allocation, steps), *distill)
-        )
-        earlier = next((t for t in self.trials if t.chain == recovered), None)
+        earlier = self._tried(amount, layers, recovery)
         if earlier is not None:
             return earlier
-        trial = self._new(recovered, stage, why)
+        trial = self._new(self._recovered(amount, layers, recovery), stage, why)
         trial.recovery_steps = recovery.distill or recovery.steps
         trial.amount, trial.layers = amount, layers
-        trial.allocation, trial.distilled = allocation, bool(recovery.distill)
+        trial.allocation, trial.distilled = recovery.allocation, bool(recovery.distill)
         return trial
+
+    def _recovered(self, amount: float, layers: int, recovery: Recovery) -> str:
+        """The chain of a pruned candidate recovered as ``recovery``, with the tail."""
+        steps = 0 if recovery.distill else recovery.steps
+        distill = [f"distill(max_steps={recovery.distill})"] if recovery.distill else []
+        prune = self._prune_step(amount, layers, recovery.allocation, steps)
+        return canonical(self._with_tail(prune, *distill))
+
+    def _tried(self, amount: float, layers: int, recovery: Recovery) -> Trial | None:
+        """The trial that already tried this candidate, if one did."""
+        chain = self._recovered(amount, layers, recovery)
+        return next((t for t in self.trials if t.chain == chain), None)
 
     def _raw(self, trial: Trial) -> str:
         """``trial``'s candidate pruned but not recovered: timed, and scored before recovery."""
@@ -528,15 +535,26 @@ class Search:
             points = self._between(low, high)
             search = "bisection" if len(points) == 1 else f"{len(points) + 1}-ary search"
             why = f"{search} between {self._edge(low)} and {self._edge(high)}"
-            wave = [(ladder[i], 0, first, "amount", why) for i in points]
+            ways = {i: [first] for i in points}
+            # Workers to spare: the lower amounts' global allocation in the same wave, the
+            # rescue each would get first if it missed.
+            if "global" in self.config.allocation_modes:
+                for i in points[: self.ctx.width - len(points)]:
+                    ways[i].append(Recovery("global", first.steps))
+            wave = [(ladder[i], 0, way, "amount" if way is first else "allocation",
+                     why if way is first else f"{why}, with the global allocation alongside")
+                    for i in points for way in ways[i]]  # fmt: skip
+            verdicts = iter(self.try_wave(wave, drop_slower=False))
             skipped = False
             # Accuracy falls with the amount: the verdicts in order move the edges up to the
             # first miss (what lies above it is taken to miss too).
-            for index, trial in zip(points, self.try_wave(wave, drop_slower=False), strict=True):
-                if trial.within:
-                    low, found[index] = index, first
+            for index in points:
+                tried = [(way, next(verdicts)) for way in ways[index]]
+                passed = next((way for way, trial in tried if trial.within), None)
+                if passed is not None:
+                    low, found[index] = index, passed
                     continue
-                skipped = trial.outcome == SKIPPED
+                skipped = tried[0][1].outcome == SKIPPED
                 if not skipped:
                     high = index
                 break
@@ -603,23 +621,37 @@ class Search:
             near = closest is not None and closest - config.max_accuracy_drop <= config.near_miss
             return not costly or near
 
+        def verdict(trial: Trial) -> bool | None:
+            """True: it passed; False: nothing left to gain here; None: go on."""
+            nonlocal closest
+            if trial.within:
+                return True
+            if trial.drop is not None:
+                closest = trial.drop if closest is None else min(closest, trial.drop)
+            elif trial.outcome == DROPPED and trial.reason.startswith("not faster"):
+                return False  # no faster than the best already: nothing to gain here
+            return None
+
         remaining = list(options)
         while remaining and not self.out_of_time:
             wave: list[tuple[Recovery, str, str]] = []
-            while remaining and len(wave) < self.ctx.width:
+            while remaining and len(wave) < self.ctx.width and not self.out_of_time:
                 option = remaining.pop(0)
-                if qualifies(option[0]):
+                if not qualifies(option[0]):
+                    continue
+                # One tried before (in an earlier stage or wave) is judged where it stands,
+                # taking no place in this wave.
+                earlier = self._tried(amount, layers, option[0])
+                if earlier is None:
                     wave.append(option)
+                elif (passed := verdict(earlier)) is not None:
+                    return option[0] if passed else None
             if not wave:
                 return None
             proposals = [(amount, layers, r, stage, why) for r, stage, why in wave]
             for (recovery, _, _), trial in zip(wave, self.try_wave(proposals), strict=True):
-                if trial.within:
-                    return recovery
-                if trial.drop is not None:
-                    closest = trial.drop if closest is None else min(closest, trial.drop)
-                elif trial.outcome == DROPPED and trial.reason.startswith("not faster"):
-                    return None  # no faster than the best already: nothing to gain here
+                if (passed := verdict(trial)) is not None:
+                    return recovery if passed else None
         return None
 
     def _layers(self, index: int, recovery: Recovery) -> None:
