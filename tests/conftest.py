@@ -11,6 +11,12 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One intra-op thread, here and in every squeeze subprocess (they inherit it): the tiny models
+# gain nothing from more, and on a busy 2-core machine (a CI runner, a second job, this suite's
+# own concurrent subprocesses) OpenMP threads spinning against each other made each step 10-40x
+# slower (30 steps of the tiny GPT-2: 40 s with 2 threads, 1.1 s with 1). Set before torch loads;
+# a developer's own OMP_NUM_THREADS wins. Tests of thread settings pass them explicitly.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # The default int8/int4 backend is measured on the machine (fastest wins): tests that check
 # what a quantization wrote pin ONNX Runtime, as a CI runner would with $SQUEEZE_BACKEND; the
 # tests of the measured default unset it (tests/cli/test_measured_default.py).

@@ -316,10 +316,15 @@ def test_other_os_refusals_name_the_fix(tiny_classifiers, tmp_path, errno_code):
     assert_clean_failure(result, 6, advice[errno_code], out)
 
 
-def interrupt_search(args: list[str], journal: Path, *, lines: int) -> str:
-    """Start a search, send SIGINT once its journal holds ``lines`` records, and return its
-    stderr after checking it exited 128 + SIGINT."""
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def interrupt_search(
+    args: list[str], journal: Path, *, lines: int, env: dict[str, str] | None = None
+) -> str:
+    """Start a search (in ``env``, else this process's environment), send SIGINT once its
+    journal holds ``lines`` records, and return its stderr after checking it exited
+    128 + SIGINT."""
+    process = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     try:
         deadline = time.monotonic() + 120
         while not journal.is_file() or len(journal.read_text().splitlines()) < lines:
@@ -336,18 +341,34 @@ def interrupt_search(args: list[str], journal: Path, *, lines: int) -> str:
 
 def test_an_interrupted_tune_resumes_from_its_journal(trained_classifier, order_csv, tmp_path):
     """SIGINT mid-search: nothing is written but the journal, the error says --resume, and the
-    resumed search replays what was measured and finishes."""
+    resumed search replays what was measured and finishes.
+
+    The interrupted run's training steps are held (a planted pause before each step's interrupt
+    check), so the signal lands inside the first recovery's training loop however fast the
+    machine: a long real recovery did the same, but the resumed search then paid for it on every
+    candidate (300 steps each, most of this test's 270 s)."""
     out, journal = tmp_path / "tuned", tmp_path / "tuned.tune" / "journal.jsonl"
     args = [sys.executable, "-m", "squeeze", "tune", str(trained_classifier), "-o", str(out),
             "-d", str(order_csv), "--max-length", "32", "--runs", "5", "--amounts", "0.5",
-            "--layers", "1", "--recovery-steps", "300", "--quantize", "dynamic",
+            "--layers", "1", "--recovery-steps", "20", "--quantize", "dynamic",
             "--max-accuracy-drop", "50", "--cache-dir", str(tmp_path / "cache"),
             "--quiet"]  # fmt: skip
-    # Baseline, int8 and the unrecovered prune measured: the first recovery is running.
-    stderr = interrupt_search(args, journal, lines=6)
+    env = inject(
+        tmp_path,
+        """
+        import time, squeeze.train.loop as loop
+        check = loop.stop_if_interrupted
+        def held():
+            time.sleep(1.0)  # 20 steps take 20 s here: the test interrupts the first of them
+            check()
+        loop.stop_if_interrupted = held
+    """,
+    )
+    # Baseline, int8 and the unrecovered prune measured (7 records): the first recovery runs.
+    stderr = interrupt_search(args, journal, lines=7, env={**os.environ, **env})
     assert "--resume" in stderr and "Traceback" not in stderr and not out.exists()
     measured = journal.read_text().splitlines()
-    assert len(measured) >= 6
+    assert len(measured) == 7  # the recovery's own record never came
     resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     trace = json.loads((out / "trace.json").read_text())["trials"]
