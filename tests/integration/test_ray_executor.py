@@ -213,3 +213,18 @@ def test_without_ray_installed_the_fix_is_named_before_any_work(
     assert result.exit_code == 4, result.output
     assert "pip install 'squeeze[ray]'" in result.stderr
     assert not (tmp_path / "o").exists() and not (tmp_path / "o.tune").exists()
+
+
+@pytest.mark.parametrize("command", ["run", "tune"])
+def test_ray_options_without_the_ray_executor_are_refused(
+    command, tiny_classifiers, order_csv, tmp_path
+):
+    """Silently ignored, they would build one at a time on this machine when a cluster was
+    meant: refused in one line before any work, naming the option to add."""
+    model = tiny_classifiers["bert"]
+    where = ["--model", model, "--variant", "quantize(int8)"] if command == "run" else [model]
+    result = _invoke(command, *where, "-d", order_csv, "-o", tmp_path / "o",
+                     "--workers", "8", "--ray-address", "head:6379")  # fmt: skip
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "--ray-address, --workers apply to Ray's builds: add --executor ray" in line

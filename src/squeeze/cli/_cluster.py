@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Annotated, Any
 
 import typer
 
 from squeeze.cli._options import dataclass_params, inject_options
+from squeeze.core.errors import ConfigError, Problem
 
 
 class ExecutorChoice(str, Enum):
@@ -68,6 +69,7 @@ class ClusterFlags:
         from squeeze.plan.execute import LOCAL
 
         if self.executor is ExecutorChoice.local:
+            self._check_local()
             yield LOCAL
             return
         from squeeze.plan.ray_executor import RayExecutor, RaySettings, check_ray
@@ -81,6 +83,19 @@ class ClusterFlags:
             yield executor
         finally:
             executor.close()
+
+    def _check_local(self) -> None:
+        """Ray's options without Ray would be silently ignored: refused instead.
+
+        Raises:
+            ConfigError: a Ray option was given with the local executor.
+        """
+        given = [f"{{{f.name}}}" for f in fields(self)
+                 if f.name != "executor" and getattr(self, f.name) != f.default]  # fmt: skip
+        if given:
+            verb = "apply" if len(given) > 1 else "applies"
+            raise ConfigError(Problem(f"{', '.join(given)} {verb} to Ray's builds: add "
+                                      "{executor=ray}"))  # fmt: skip
 
 
 def with_cluster(command: Any) -> Any:
