@@ -367,3 +367,14 @@ def test_a_k_ary_search_splits_the_ladder_evenly(tmp_path):
     assert search._between(-1, 5) == [1, 3]
     search.ctx.width = 8
     assert search._between(-1, 5) == [0, 1, 2, 3, 4] and search._between(2, 3) == []
+
+
+def test_every_quantization_mode_is_a_step_without_a_pinned_backend(monkeypatch):
+    """As a user runs it (no $SQUEEZE_BACKEND): the measured default refuses being told to be
+    static, so the static and per-tensor modes name ONNX Runtime (`make tune` failed here)."""
+    from squeeze.plan.steps import parse_chain
+    from squeeze.plan.tune.config import QUANTIZE_STEPS
+
+    monkeypatch.delenv("SQUEEZE_BACKEND", raising=False)
+    for mode, step in QUANTIZE_STEPS.items():
+        assert parse_chain(step, "tune"), mode  # raises ConfigError where refused

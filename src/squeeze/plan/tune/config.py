@@ -14,11 +14,14 @@ from squeeze.core.config import StepConfig, at_least, literal, param
 from squeeze.core.errors import Problem, did_you_mean
 from squeeze.methods.prune.structured import ALLOCATIONS, IMPORTANCE_METHODS
 
-# Quantization modes the search may try, as the step each one is.
+# Quantization modes the search may try, as the step each one is: dynamic is the int8 default
+# (measured on this machine, unless $SQUEEZE_BACKEND pins a backend); the static and per-tensor
+# modes are ONNX Runtime's (the measured default tries static int8 itself, and refuses being
+# told to).
 QUANTIZE_STEPS = {
     "dynamic": "quantize(int8)",
-    "dynamic-per-tensor": "quantize(int8, per_channel=false)",
-    "static": "quantize(int8, static=true)",
+    "dynamic-per-tensor": "quantize(int8, onnxruntime, per_channel=false)",
+    "static": "quantize(int8, onnxruntime, static=true)",
     "none": "export(optimize=true)",
 }
 # The search space when none is given, cut to what each model allows (``TuneConfig.fitted``).
