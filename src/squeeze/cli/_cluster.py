@@ -72,9 +72,8 @@ class ClusterFlags:
             self._check_local()
             yield LOCAL
             return
-        from squeeze.plan.ray_executor import RayExecutor, RaySettings, check_ray
+        from squeeze.plan.ray_executor import RayExecutor, RaySettings
 
-        check_ray()
         settings = RaySettings(self.ray_address, self.workers, self.cpus_per_candidate,
                                self.gpus_per_candidate, self.timing_resource)  # fmt: skip
         executor = RayExecutor(settings)

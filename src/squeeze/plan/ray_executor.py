@@ -107,6 +107,7 @@ class RayExecutor(Executor):
         Returns the ``ray`` module.
 
         Raises:
+            UnsupportedError: Ray is not installed (naming the extra that installs it).
             ConfigError: Ray did not start, or the cluster could not be joined (with what to
                 check).
         """
@@ -244,15 +245,6 @@ def _driver_messages_to_stderr() -> None:
 
     to_stderr.to_stderr = True  # type: ignore[attr-defined]
     module.print_to_stdstream = to_stderr  # type: ignore[union-attr]
-
-
-def check_ray() -> None:
-    """Refuse ``--executor ray`` without Ray installed, before any work.
-
-    Raises:
-        UnsupportedError: Ray is not installed (naming the extra that installs it).
-    """
-    _import_ray()
 
 
 def _import_ray() -> Any:

@@ -219,6 +219,11 @@ class Search:
             raise ValidationError(failed["error"])
         return self._built[chain].path
 
+    def _worker(self, chain: str) -> str:
+        """Which worker built ``chain`` in this run ("" here, or replayed from the journal)."""
+        built = self._built.get(chain)
+        return built.worker if built else ""
+
     def _needs_build(self, chain: str, *kinds: str) -> bool:
         """Whether measuring ``chain`` (``kinds``: latency, validation) needs its artifact: a
         resumed search replays what the journal holds without building."""
@@ -340,13 +345,6 @@ class Search:
                 return other
         return None
 
-    def try_pruned(
-        self, amount: float, layers: int, recovery: Recovery, stage: str, why: str,
-        *, drop_slower: bool = True,
-    ) -> Trial:  # fmt: skip
-        """One pruned candidate, as a wave of one (see :meth:`try_wave`)."""
-        return self.try_wave([(amount, layers, recovery, stage, why)], drop_slower=drop_slower)[0]
-
     def try_wave(
         self, proposals: list[tuple[float, int, Recovery, str, str]], *, drop_slower: bool = True
     ) -> list[Trial]:
@@ -387,8 +385,7 @@ class Search:
         for trial in recover:
             try:
                 self._score(trial, self._validate(trial.chain))
-                built = self._built.get(trial.chain)
-                trial.built_by = built.worker if built else ""
+                trial.built_by = self._worker(trial.chain)
             except ValidationError as e:
                 trial.outcome, trial.reason = FAILED, f"failed to build: {e}"
         for trial in new:
@@ -497,8 +494,7 @@ class Search:
                     timed.append(trial)
                 except ValidationError as e:
                     trial.outcome, trial.reason = FAILED, f"failed to build: {e}"
-                built = self._built.get(trial.chain)
-                trial.built_by = built.worker if built else ""
+                trial.built_by = self._worker(trial.chain)
                 trial.seconds = self.ctx.clock() - start
                 if trial.outcome == FAILED:
                     self._say(trial)
