@@ -152,7 +152,7 @@ def test_a_head_started_with_ray_start_is_joined_by_address(tiny_classifiers, or
         assert result.returncode == 0, result.stderr
         (variant,) = [v for v in json.loads(result.stdout)["variants"] if v["name"] == "q"]
         (note,) = [n for n in variant["notes"] if n.startswith("built by Ray worker")]
-        assert int(note.rsplit(" ", 1)[1]) != os.getpid()
+        assert int(note.rstrip(")").rsplit(" ", 1)[1]) != os.getpid()
         # A measurement no node can take would wait for ever: refused before any work.
         args[args.index("-o") + 1] = tmp_path / "timed"
         refused = subprocess.run([sys.executable, "-m", "squeeze", *map(str, args),
@@ -171,7 +171,7 @@ def test_a_task_lost_twice_is_a_failed_build():
     import ray
 
     from squeeze.core.errors import ValidationError
-    from squeeze.plan.ray_executor import _outcome
+    from squeeze.plan.ray_executor import _get, _outcome
 
     def dies() -> None:
         os._exit(1)
@@ -179,7 +179,7 @@ def test_a_task_lost_twice_is_a_failed_build():
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
         ref = ray.remote(dies).options(max_retries=1).remote()
-        outcome = _outcome(ray, ref)
+        outcome = _outcome(ray, lambda: _get(ray, ref), "by Ray worker")
     finally:
         ray.shutdown()
     assert isinstance(outcome, ValidationError) and "lost twice" in str(outcome)
@@ -228,3 +228,21 @@ def test_ray_options_without_the_ray_executor_are_refused(
     assert result.exit_code == 2, result.output
     (line,) = result.stderr.strip().splitlines()
     assert "--ray-address, --workers apply to Ray's builds: add --executor ray" in line
+
+
+def test_a_step_that_times_the_machine_is_built_where_latency_is_measured(
+    monkeypatch, two_candidates, tiny_classifiers, order_csv, tmp_path
+):
+    """The measured default times every backend in its build: a worker prunes, then the
+    quantization is built here (where latency is measured), after the workers are done."""
+    monkeypatch.delenv("SQUEEZE_BACKEND")
+    result = _invoke("run", "--model", tiny_classifiers["bert"], "-d", order_csv, "--runs", "3",
+                     "--json", "--cache-dir", tmp_path / "cache", "-o", tmp_path / "out",
+                     "--variant", "p=structured(heads=0.5) -> quantize(int8)",
+                     "--executor", "ray", "--workers", "2")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (variant,) = [v for v in json.loads(result.stdout)["variants"] if v["name"] == "p"]
+    where = [n for n in variant["notes"] if n.startswith("built ")]
+    assert where[0].startswith("built by Ray worker") and not where[0].endswith(f" {os.getpid()})")
+    assert where[1] == f"built where latency is measured ({socket.gethostname()} pid {os.getpid()})"
+    assert any("the default backend (measured) chose" in n for n in variant["notes"])

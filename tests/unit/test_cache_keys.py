@@ -115,3 +115,29 @@ def test_a_target_machine_keys_measured_choices_only(monkeypatch):
     assert here[0] == there[0] and here[1] != there[1]
     monkeypatch.setenv("SQUEEZE_BACKEND", "onnxruntime")
     assert keys(None) == keys(edge)
+
+
+def test_the_build_threads_are_in_the_key(monkeypatch):
+    """A recovery trained on 1 and on 2 threads ends with other weights: another artifact."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _keys()
+        torch.set_num_threads(2)
+        assert _keys()[0] != one[0]
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_step_that_times_the_machine_takes_this_process_threads(monkeypatch):
+    """A Ray worker builds on the threads its task holds; the measured default's choice is a
+    timing, built (and keyed) with the threads latency is measured with."""
+    from squeeze.plan.execute import step_threads
+
+    monkeypatch.delenv("SQUEEZE_BACKEND")
+    ctx = ChainContext(model="m", data=None, calibration_data=None, max_length=32, threads=7)
+    pruned, measured = CHAIN
+    assert step_threads(pruned, ctx) == 7
+    assert step_threads(measured, ctx) == torch.get_num_threads()
+    monkeypatch.setenv("SQUEEZE_BACKEND", "onnxruntime")
+    assert step_threads(measured, ctx) == 7

@@ -378,3 +378,43 @@ def test_every_quantization_mode_is_a_step_without_a_pinned_backend(monkeypatch)
     monkeypatch.delenv("SQUEEZE_BACKEND", raising=False)
     for mode, step in QUANTIZE_STEPS.items():
         assert parse_chain(step, "tune"), mode  # raises ConfigError where refused
+
+
+def test_the_measured_default_becomes_the_backend_it_chose_for_every_pruned_candidate(
+    monkeypatch, tmp_path
+):
+    """`quantize(int8)` times every backend in its build: the tail names what it chose for
+    the unpruned model, so no pruned candidate times them again (on a Ray worker, beside other
+    builds); a resumed search replays the choice from its journal."""
+    from squeeze.plan.tune.search import canonical
+
+    monkeypatch.delenv("SQUEEZE_BACKEND", raising=False)
+    chose = canonical("quantize(int8, onnxruntime, per_channel=false)")
+    asked, logs = [], []
+
+    def resolve(chain: str, path: str) -> str:
+        asked.append(chain)
+        return chose
+
+    world = World()
+    search = _search(world, tmp_path, quantize=("dynamic",))
+    search.ctx = world.context(logs.append)
+    search.ctx.resolve = resolve
+    trials = search.run()
+    assert asked == ["quantize(dtype=int8)"] and search.tail == chose
+    assert trials[0].chain == "quantize(dtype=int8)"  # the trace names what was asked
+    pruned = [t.chain for t in trials if t.stage != "quantize"]
+    assert pruned and all(chain.endswith(f" -> {chose}") for chain in pruned)
+    assert f"quantize(dtype=int8) chose {chose} for the unpruned model" in " ".join(logs)
+
+    again = _search(World(), tmp_path, quantize=("dynamic",))
+    again.ctx.resolve = lambda chain, path: pytest.fail("resolved again on resume")
+    assert [t.chain for t in again.run()] == [t.chain for t in trials]
+
+
+def test_a_pinned_backend_is_not_resolved(tmp_path):
+    """With $SQUEEZE_BACKEND (as in these tests) `quantize(int8)` measures nothing."""
+    search = _search(World(), tmp_path, quantize=("dynamic",))
+    search.ctx.resolve = lambda chain, path: pytest.fail("nothing was measured to resolve")
+    search.run()
+    assert search.tail == "quantize(dtype=int8)"

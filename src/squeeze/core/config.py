@@ -106,6 +106,12 @@ class StepConfig:
         a recipe's ``target`` fingerprint changes it)."""
         return False
 
+    def chosen(self, summary: dict[str, Any]) -> StepConfig:
+        """The request a measured choice resolved to, read from the summary the step wrote
+        (the backend the quantization default timed fastest): it builds the same kind of
+        artifact without measuring again. Itself where nothing was chosen."""
+        return self
+
 
 def _choice_problems(config: Any) -> list[Problem]:
     found = []

@@ -4,7 +4,8 @@
 turn. Without an address Ray starts on this machine (and stops when the command closes the
 executor); with one (``ray start --head`` elsewhere) the tasks run on that cluster's workers.
 At most ``workers`` chains are built at once (a search's wave), each holding ``cpus`` CPUs and
-``gpus`` GPUs of its node.
+``gpus`` GPUs of its node and training on ``cpus`` threads (the thread count keys the artifact:
+it changes the rounding).
 
 Artifacts come home through squeeze's artifact cache: a task builds into the cache folder the
 driver names, under the cache's own lock and atomic publish (a staging folder renamed into
@@ -16,11 +17,15 @@ validation) fails as it does locally, with its own message.
 
 Latency is measured here, between waves, unless ``timing_resource`` names the Ray resource of
 the node to time on (one like the deployment target, building nothing): then each measurement
-is a Ray task there, one at a time.
+is a Ray task there, one at a time, on all of that node's cores. A step that times this machine
+to choose what it builds (the measured quantization default) is such a measurement too: the
+steps before it are built on the workers, then it is built where latency is measured, alone,
+after the rest of its wave.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -98,8 +103,32 @@ class RayExecutor(Executor):
         self, chains: Sequence[tuple[StepCall, ...]], ctx: ChainContext, cache_dir: Path,
         model_key: str, started: Callable[[int], None], *, stop_at_failure: bool = False,
     ) -> list[ChainOutput | ValidationError]:  # fmt: skip
-        return self._run(self.start(), chains, ctx, cache_dir, model_key, started,
-                         stop_at_failure)  # fmt: skip
+        """The workers build every chain up to its first step that times the machine (all of
+        it, for most); then each chain with such a step is finished where latency is measured,
+        one at a time (see the module's docstring)."""
+        ray = self.start()
+        # A progress bar lives in this process; workers report through their results. Every
+        # build of the command trains on the threads one candidate holds.
+        remote = replace(ctx, progress=no_progress, threads=max(1, math.floor(self.settings.cpus)))
+        heads = [_before_measuring(calls) for calls in chains]
+        done = self._run(ray, heads, remote, cache_dir, model_key, started, stop_at_failure)
+        for index, calls in enumerate(chains):
+            failed = any(isinstance(o, ValidationError) for o in done.values())
+            if stop_at_failure and failed:
+                break
+            if len(heads[index]) == len(calls) or isinstance(done.get(index), ValidationError):
+                continue  # built by the workers, or its first steps failed
+            head = done.get(index)
+            if head is None:
+                started(index)
+            done[index] = _outcome(
+                ray,
+                lambda calls=calls: self.timed(_build, calls, remote, str(cache_dir), model_key),
+                "where latency is measured",
+            )
+            if isinstance(head, ChainOutput) and isinstance(done[index], ChainOutput):
+                done[index].notes[:0] = head.notes  # the workers' part: "built by Ray worker"
+        return [done[i] for i in sorted(done)]
 
     def start(self) -> Any:
         """Start Ray here or join the cluster, once per command (a search's waves share it);
@@ -145,32 +174,45 @@ class RayExecutor(Executor):
     def _run(
         self, ray: Any, chains: Sequence[tuple[StepCall, ...]], ctx: ChainContext,
         cache_dir: Path, model_key: str, started: Callable[[int], None], stop_at_failure: bool,
-    ) -> list[ChainOutput | ValidationError]:  # fmt: skip
+    ) -> dict[int, ChainOutput | ValidationError]:  # fmt: skip
+        """Each non-empty chain as a task on the workers, at most ``workers`` at once: the
+        outcomes by the chain's index."""
         s = self.settings
         task = ray.remote(_build).options(
             num_cpus=s.cpus, num_gpus=s.gpus, max_retries=1, retry_exceptions=False
         )
-        # A progress bar lives in this process; workers report through their results.
-        remote_ctx = replace(ctx, progress=no_progress)
         pending: dict[Any, int] = {}
         done: dict[int, ChainOutput | ValidationError] = {}
-        queue = list(enumerate(chains))
+        queue = [(index, calls) for index, calls in enumerate(chains) if calls]
         while queue or pending:
             while queue and len(pending) < s.workers:
                 index, calls = queue.pop(0)
                 started(index)
-                ref = task.remote(calls, remote_ctx, str(cache_dir), model_key)
+                ref = task.remote(calls, ctx, str(cache_dir), model_key)
                 pending[ref] = index
             ready, _ = ray.wait(list(pending), num_returns=1)
             index = pending.pop(ready[0])
-            done[index] = _outcome(ray, ready[0])
+            done[index] = _outcome(ray, lambda ref=ready[0]: _get(ray, ref), "by Ray worker")
             if stop_at_failure and isinstance(done[index], ValidationError):
                 queue.clear()  # what is in flight finishes (its artifact is cached); no more
-        return [done[i] for i in sorted(done)]
+        return done
+
+
+def _before_measuring(calls: tuple[StepCall, ...]) -> tuple[StepCall, ...]:
+    """The steps of a chain before its first one that times the machine (all of them when
+    none does)."""
+    for index, call in enumerate(calls):
+        if call.config.for_machine():
+            return calls[:index]
+    return calls
 
 
 def _timed(measure: Callable[..., Any], *args: Any) -> Any:
-    """A measurement, on the timing node."""
+    """A measurement, on the timing node, on all of its cores (Ray gives a task that holds no
+    CPU one thread)."""
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
     return measure(*args)
 
 
@@ -194,19 +236,21 @@ def _get(ray: Any, ref: Any) -> Any:
         raise
 
 
-def _outcome(ray: Any, ref: Any) -> ChainOutput | ValidationError:
-    """A task's output (naming its worker), or the validation error its step failed with, or
-    a worker lost twice as a validation failure naming Ray; any other error raised as the step
-    raised it."""
+def _outcome(
+    ray: Any, result: Callable[[], tuple[ChainOutput, str]], where: str
+) -> ChainOutput | ValidationError:
+    """A build's output (naming its worker, built ``where``), or the validation error its
+    step failed with, or a task lost twice as a validation failure naming Ray; any other error
+    raised as the step raised it."""
     try:
-        output, worker = _get(ray, ref)
+        output, worker = result()
     except ValidationError as error:
         return error
     except ray.exceptions.RayError as error:  # a worker or node lost, after Ray's retry
         return ValidationError(f"its Ray task was lost twice ({type(error).__name__}: "
                                f"{_first_line(error)})")  # fmt: skip
     output.worker = worker
-    output.notes.append(f"built by Ray worker {worker}")
+    output.notes.append(f"built {where} ({worker})")
     return output
 
 

@@ -156,6 +156,16 @@ class QuantizeConfig(StepConfig):
     def for_machine(self) -> bool:
         return self.chosen_backend.name == "auto"
 
+    def chosen(self, summary: dict[str, Any]) -> QuantizeConfig:
+        """The candidate ``auto`` kept (its summary's ``auto`` record), as the request that
+        builds it alone: ``quantize(int8)`` that chose OpenVINO's static int8 is
+        ``quantize(int8, openvino, static=true)``."""
+        record = summary.get("auto")
+        if not self.for_machine() or not isinstance(record, dict):
+            return self
+        fields = ("backend", "dtype", "static", "compute")
+        return replace(self, **{name: record[f"chosen_{name}"] for name in fields})
+
     @property
     def chosen_backend(self) -> Backend:
         if self.backend is not None:

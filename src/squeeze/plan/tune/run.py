@@ -29,7 +29,7 @@ from squeeze.plan import pipeline
 from squeeze.plan.cache import claim, content_key, data_key, library_versions
 from squeeze.plan.execute import LOCAL, ChainContext, Executor
 from squeeze.plan.recipe import Plan, variants_from
-from squeeze.plan.steps import parse_chain
+from squeeze.plan.steps import StepCall, chain_text, parse_chain
 from squeeze.plan.tune.config import QUANTIZE_STEPS, TuneConfig
 from squeeze.plan.tune.search import (
     DROPPED,
@@ -217,7 +217,19 @@ def _context(
         return Measured(evaluation.primary.value, evaluation.scores)
 
     return SearchContext(build=build, latency=latency, validate=validate, log=say,
-                         width=executor.width)  # fmt: skip
+                         width=executor.width, resolve=_resolved)  # fmt: skip
+
+
+def _resolved(chain: str, path: str) -> str:
+    """``chain`` with its last step as the request its measured choice resolved to, read from
+    the summary that step wrote into its artifact ``path`` (the chain itself without one)."""
+    calls = parse_chain(chain, "tune")
+    last = calls[-1]
+    summary = Path(path) / last.method.summary if last.method.summary else None
+    if summary is None or not summary.is_file():
+        return chain
+    chosen = last.config.chosen(json.loads(summary.read_text()))
+    return chain_text((*calls[:-1], StepCall(chosen)))
 
 
 def _p50_ms(path: str, settings: Any) -> float:

@@ -6,7 +6,8 @@ measurement (choosing on the test split would make its drop optimistic). The sea
 
 1. **Quantization** of the unpruned model, each mode timed first and scored only when it is the
    fastest not yet ruled out: the fastest mode within budget becomes every later candidate's
-   tail (pruning does not change which int8 kernels are fastest).
+   tail (pruning does not change which int8 kernels are fastest), the measured default as the
+   backend it chose here, so no pruned candidate times the backends again.
 2. **Pruning amount** by bisection over the ladder of amounts (heads and FFN neurons together):
    accuracy falls and speed rises with the amount, so each result halves what is left.
 3. **Around the frontier**: at the first amount that misses, the global allocation, then more
@@ -156,7 +157,8 @@ class SearchContext:
 
     ``build`` builds a wave of chains at once (through the cache, by the executor): each one's
     artifact, or the validation error its step failed with. ``width``: the most candidates a
-    wave proposes.
+    wave proposes. ``resolve`` names what a built chain's measured choice chose (chain and
+    artifact path -> chain).
     """
 
     build: Callable[[list[str]], list[Built | ValidationError]]
@@ -165,6 +167,7 @@ class SearchContext:
     log: Callable[[str], None] = lambda message: None
     clock: Callable[[], float] = time.perf_counter
     width: int = 1
+    resolve: Callable[[str, str], str] = lambda chain, path: chain
 
 
 @dataclass
@@ -512,7 +515,24 @@ class Search:
             self.ctx.log("no quantization mode keeps the budget; pruned candidates stay fp32 ONNX")
             self.tail = canonical(QUANTIZE_STEPS["none"])
         else:
-            self.tail = best.chain
+            self.tail = self._pinned(best.chain)
+
+    def _pinned(self, chain: str) -> str:
+        """The tail as later candidates get it: a measured default (the int8 backend timed
+        fastest) as the backend it chose for the unpruned model, journaled. Each pruned
+        candidate is then quantized alike, in seconds, without timing every backend again in
+        its build, on a worker beside other builds rather than where latency is measured."""
+        if not parse_chain(chain, "tune")[-1].config.for_machine():
+            return chain
+        known = self.journal.get("tail", chain)
+        if known is None:
+            known = {"chain": canonical(self.ctx.resolve(chain, self._build(chain)))}
+            self.journal.put("tail", chain, known, self._elapsed())
+        pinned = str(known["chain"])
+        if pinned != chain:
+            self.ctx.log(f"{chain} chose {pinned} for the unpruned model; every pruned "
+                         "candidate is quantized with it")  # fmt: skip
+        return pinned
 
     def _between(self, low: int, high: int) -> list[int]:
         """Up to ``width`` ladder indices splitting (low, high) evenly: the middle one for a
