@@ -5,6 +5,9 @@ Measured: `squeeze run examples/demo-tune.yaml` (the demo model, `make tune`'s s
 process, once with ``--executor local`` and once per ``--workers N`` with ``--executor ray
 --cpus-per-candidate C``, each from an empty artifact cache; wall time, candidates tried, the
 waves the training went in, and the variant each selects (the same, or the line says why not).
+Every run has ``OMP_NUM_THREADS=C``: the local run is one worker of C CPUs, and it builds each
+candidate on as many threads as a Ray worker does (a recovery trained on 1 and on 2 threads ends
+with other weights, so the comparison would otherwise be of other models).
 
 Simulated: the search itself (``squeeze.plan.tune.search.Search``) proposing waves of 1 to 64
 candidates, on a clock that charges each wave the longest of its builds, then every candidate's
@@ -17,7 +20,7 @@ layers dropped and comes back with recovery; the global allocation and more step
 more). Prints, per worker count: waves, candidates, simulated wall time, speed-up over one
 worker and the share spent measuring on the driver, which no worker count shortens.
 
-    python benchmarks/distributed.py                    # measure (about 25 min here), simulate
+    python benchmarks/distributed.py --budget 60m       # measure (about an hour here), simulate
     python benchmarks/distributed.py --simulate-only --trace .cache/distributed/local/trace.json
 """
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import re
 import shutil
@@ -47,17 +51,35 @@ WIDTHS = (1, 2, 4, 8, 16, 32, 64)
 RAY_START_S = 5.0  # measured here: a local Ray instance starts in 4.5 s
 
 
-def measure(workers: int, cpus: float, work: Path) -> dict[str, Any]:
+def recipe(work: Path, budget: str | None) -> Path:
+    """The demo recipe; with ``budget``, a copy in ``work`` searching that long (its paths made
+    absolute), so that neither search is cut short by the clock and the two compare on what they
+    decide (a faster one legitimately tries more within a budget)."""
+    if budget is None:
+        return RECIPE
+    import yaml
+
+    record = yaml.safe_load(RECIPE.read_text())
+    record["model"] = str((RECIPE.parent / record["model"]).resolve())
+    record["data"]["source"] = str((RECIPE.parent / record["data"]["source"]).resolve())
+    record["tune"]["budget"] = budget
+    copy = work / RECIPE.name
+    copy.write_text(yaml.safe_dump(record, sort_keys=False))
+    return copy
+
+
+def measure(workers: int, cpus: float, work: Path, demo: Path) -> dict[str, Any]:
     """One demo search as a user runs it, from an empty cache: wall time and what it chose."""
     name = "local" if workers == 1 else f"ray-{workers}"
     out, cache = work / name, work / f"cache-{name}"
     shutil.rmtree(cache, ignore_errors=True)
     cluster = [] if workers == 1 else ["--executor", "ray", "--workers", str(workers),
                                        "--cpus-per-candidate", f"{cpus:g}"]  # fmt: skip
-    args = [sys.executable, "-m", "squeeze", "run", str(RECIPE), "-o", str(out), "--overwrite",
+    args = [sys.executable, "-m", "squeeze", "run", str(demo), "-o", str(out), "--overwrite",
             "--cache-dir", str(cache), "--json", "--quiet", *cluster]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads(cpus))}
     start = time.perf_counter()
-    done = subprocess.run(args, capture_output=True, text=True)
+    done = subprocess.run(args, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     if done.returncode not in (0, 1):  # 1: nothing within budget, still a measured search
         sys.exit(f"{name}: exit {done.returncode}\n{done.stderr[-2000:]}")
@@ -69,6 +91,11 @@ def measure(workers: int, cpus: float, work: Path) -> dict[str, Any]:
         "built_by": sorted({t["built_by"].split(" pid ")[0] for t in trace if t["built_by"]}),
         "trace": str(out / "trace.json"),
     }  # fmt: skip
+
+
+def threads(cpus: float) -> int:
+    """The threads a Ray task of ``cpus`` CPUs trains on (squeeze's executor: at least one)."""
+    return max(1, math.floor(cpus))
 
 
 def fit_costs(trace: dict[str, Any]) -> dict[str, float]:
@@ -199,6 +226,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(".cache/distributed"))
     parser.add_argument("--workers", default="2", help="Ray worker counts to measure, e.g. 2,4")
     parser.add_argument("--cpus-per-candidate", type=float, default=1.0)
+    parser.add_argument("--budget", help="the searches' budget instead of the recipe's (60m)")
     parser.add_argument("--simulate-only", action="store_true")
     parser.add_argument("--trace", type=Path, help="a one-worker trace.json to fit costs from")
     parser.add_argument("--straggler", type=float, default=0.25, help="log-normal sigma")
@@ -209,10 +237,13 @@ def main() -> None:
 
     machine = describe_machine(fingerprint())
     print(f"machine: {machine}")
+    if not args.simulate_only:
+        print(f"every run: OMP_NUM_THREADS={threads(args.cpus_per_candidate)} (one worker's)")
     measured = []
     if not args.simulate_only:
         for workers in [1, *(int(n) for n in args.workers.split(","))]:
-            row = measure(workers, args.cpus_per_candidate, args.work)
+            demo = recipe(args.work, args.budget)
+            row = measure(workers, args.cpus_per_candidate, args.work, demo)
             measured.append(row)
             where = f", built on {', '.join(row['built_by'])}" if row["built_by"] else ""
             print(f"measured  {row['run']:>8}: {row['wall_s']:7.1f} s, {row['candidates']} "

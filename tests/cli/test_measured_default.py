@@ -148,29 +148,3 @@ def test_canonical_backend(pin, backend, canonical, resolved, monkeypatch):
     config = QuantizeConfig(dtype="int8", backend=backend).canonical()
     assert config.backend == canonical
     assert config.environment() == ({"backend": resolved} if resolved else {})
-
-
-def test_a_search_quantizes_each_pruned_candidate_with_what_the_default_chose(
-    measured, two_candidates, tiny_classifiers, order_csv, tmp_path
-):
-    """The search's tail names the backend `quantize(int8)` chose for the unpruned model: the
-    pruned candidates are built with it alone, not timed against the others again."""
-    out = tmp_path / "tuned"
-    result = runner.invoke(app, [
-        "tune", str(tiny_classifiers["bert"]), "-d", str(order_csv), "-o", str(out),
-        "--max-length", "16", "--runs", "3", "--amounts", "0.5", "--recovery-steps", "2",
-        "--layers", "1", "--quantize", "dynamic", "--max-accuracy-drop", "100",
-        "--budget", "5m", "--json", "--quiet",
-    ])  # fmt: skip
-    assert result.exit_code == 0, (result.stderr, result.exception)
-    trace = json.loads((out / "trace.json").read_text())
-    first, *pruned = trace["trials"]
-    assert first["chain"] == "quantize(dtype=int8)"
-    tail = trace["tail"]
-    assert tail in ("quantize(dtype=int8, backend=onnxruntime)",
-                    "quantize(dtype=int8, backend=openvino)")  # fmt: skip
-    assert pruned and all(t["chain"].endswith(f" -> {tail}") for t in pruned)
-    # Each pruned candidate's quantization was built alone: no backend timed in it.
-    summaries = list((tmp_path / "cache").glob("*-quantize/quantize.json"))
-    alone = [json.loads(s.read_text()) for s in summaries]
-    assert len([s for s in alone if "auto" in s]) == 1 and len(alone) > 1

@@ -25,10 +25,21 @@ from squeeze.cli.main import app
 
 pytest.importorskip("ray")
 
-VARIANTS = ["q=quantize(int8, onnxruntime)", "s=magnitude(sparsity=0.5)", "h=structured(heads=0.5)"]
+VARIANTS = ["q=quantize(int8, onnxruntime)", "s=magnitude(sparsity=0.5)", "h=structured(heads=0.5)",
+            "m=structured(heads=0.5) -> quantize(int8)"]  # fmt: skip
 SEARCH = ("--max-length", "32", "--runs", "5", "--amounts", "0.25,0.5,0.75",
           "--recovery-steps", "30", "--layers", "1", "--quantize", "dynamic",
           "--max-accuracy-drop", "2", "--budget", "10m", "--json", "--quiet")  # fmt: skip
+
+
+@pytest.fixture
+def measured(monkeypatch):
+    """The measured int8 default (no $SQUEEZE_BACKEND) with one candidate: it times the
+    machine in its build, as a user's does, and chooses alike every time."""
+    from squeeze.methods.quantize import auto
+
+    monkeypatch.delenv("SQUEEZE_BACKEND")
+    monkeypatch.setitem(auto.CANDIDATES, "int8", (("onnxruntime dynamic", "onnxruntime", {}),))
 
 
 def _invoke(*args: object):
@@ -45,8 +56,12 @@ def _run(model, data, tmp_path, *extra):
     return {v["name"]: v for v in summary["variants"]}, summary["machine"]
 
 
-def test_ray_builds_what_local_builds_on_two_workers(tiny_classifiers, order_csv, tmp_path):
-    """And times on the node holding --timing-resource (here, a Ray worker process)."""
+def test_ray_builds_what_local_builds_on_two_workers(
+    measured, tiny_classifiers, order_csv, tmp_path
+):
+    """And times on the node holding --timing-resource (here, a Ray worker process); a step
+    that times the machine (the measured int8 default) is built there too, after a worker built
+    the steps before it."""
     model = tiny_classifiers["bert"]
     local, here = _run(model, order_csv, tmp_path)
     ray, there = _run(model, order_csv, tmp_path, "--executor", "ray", "--workers", "2",
@@ -60,8 +75,12 @@ def test_ray_builds_what_local_builds_on_two_workers(tiny_classifiers, order_csv
         same = ("metric", "params_total", "params_nonzero", "bytes_on_disk", "chain", "format")
         assert {k: v[k] for k in same} == {k: local[name][k] for k in same}, name
     workers = {n for v in ray.values() for n in v["notes"] if n.startswith("built by Ray worker")}
-    assert len([v for v in ray.values() if v["name"] != "baseline"]) == 3 and workers
+    assert len([v for v in ray.values() if v["name"] != "baseline"]) == 4 and workers
     assert not any("Ray" in n for v in local.values() for n in v["notes"])
+    where = [n for n in ray["m"]["notes"] if n.startswith("built ")]
+    assert where[0].startswith("built by Ray worker")
+    assert where[1].startswith("built where latency is measured")
+    assert not where[1].endswith(f" {os.getpid()})")  # on the timing node, not here
 
 
 def _ray_builders() -> list[int]:
@@ -93,8 +112,10 @@ class Killer(threading.Thread):
 
 
 def test_a_search_on_two_ray_workers_agrees_with_this_one_despite_a_killed_worker(
-    trained_classifier, order_csv, tmp_path
+    measured, trained_classifier, order_csv, tmp_path
 ):
+    """On either executor the measured int8 default chooses once, for the unpruned model (on
+    Ray where latency is measured, here the driver), and names every pruned candidate's tail."""
     local = _invoke("tune", trained_classifier, "-d", order_csv, "-o", tmp_path / "local",
                     "--cache-dir", tmp_path / "cache-local", *SEARCH)  # fmt: skip
     assert local.exit_code == 0, local.output
@@ -124,6 +145,15 @@ def test_a_search_on_two_ray_workers_agrees_with_this_one_despite_a_killed_worke
     assert built and all(t["built_by"].startswith(socket.gethostname()) for t in built)
     assert not any(t["built_by"] for t in here["trace"])
     assert "built by" in (tmp_path / "ray" / "report" / "trace.md").read_text()
+    assert trace[0]["built_by"] == f"{socket.gethostname()} pid {os.getpid()}"
+    tail = "quantize(dtype=int8, backend=onnxruntime)"
+    for name in ("local", "ray"):
+        record = json.loads((tmp_path / name / "trace.json").read_text())
+        pruned = [t["chain"] for t in record["trials"] if t["stage"] != "quantize"]
+        assert record["tail"] == tail and all(c.endswith(f" -> {tail}") for c in pruned)
+        # Only the unpruned model's quantization timed the backends.
+        summaries = (tmp_path / f"cache-{name}").glob("*-quantize/quantize.json")
+        assert sum("auto" in json.loads(f.read_text()) for f in summaries) == 1
 
 
 def _free_port() -> int:
@@ -228,21 +258,3 @@ def test_ray_options_without_the_ray_executor_are_refused(
     assert result.exit_code == 2, result.output
     (line,) = result.stderr.strip().splitlines()
     assert "--ray-address, --workers apply to Ray's builds: add --executor ray" in line
-
-
-def test_a_step_that_times_the_machine_is_built_where_latency_is_measured(
-    monkeypatch, two_candidates, tiny_classifiers, order_csv, tmp_path
-):
-    """The measured default times every backend in its build: a worker prunes, then the
-    quantization is built here (where latency is measured), after the workers are done."""
-    monkeypatch.delenv("SQUEEZE_BACKEND")
-    result = _invoke("run", "--model", tiny_classifiers["bert"], "-d", order_csv, "--runs", "3",
-                     "--json", "--cache-dir", tmp_path / "cache", "-o", tmp_path / "out",
-                     "--variant", "p=structured(heads=0.5) -> quantize(int8)",
-                     "--executor", "ray", "--workers", "2")  # fmt: skip
-    assert result.exit_code == 0, result.output
-    (variant,) = [v for v in json.loads(result.stdout)["variants"] if v["name"] == "p"]
-    where = [n for n in variant["notes"] if n.startswith("built ")]
-    assert where[0].startswith("built by Ray worker") and not where[0].endswith(f" {os.getpid()})")
-    assert where[1] == f"built where latency is measured ({socket.gethostname()} pid {os.getpid()})"
-    assert any("the default backend (measured) chose" in n for n in variant["notes"])
