@@ -105,16 +105,21 @@ def fit_costs(trace: dict[str, Any]) -> dict[str, float]:
     quantize = [t for t in trials if t["stage"] == "quantize"]
     pruned = [t for t in trials if t["stage"] != "quantize"]
     # Dropped before recovery: a build and a timing (and a scoring, for a worse start).
-    early = [t for t in pruned if t["outcome"] == "dropped"] or pruned
-    raw_build = statistics.median(t["build_seconds"] for t in early)
+    early = [t for t in pruned if t["outcome"] == "dropped"]
+    trained = [t for t in pruned if t["outcome"] in ("within", "over") and t["recovery_steps"]]
+    if early:
+        raw_build = statistics.median(t["build_seconds"] for t in early)
+        per_step = statistics.median(
+            max(t["build_seconds"] - raw_build, 0.0) / t["recovery_steps"] for t in trained
+        )
+    else:  # every pruned candidate was trained: each one's raw and recovered builds, fitted
+        steps = [float(t["recovery_steps"]) for t in trained]
+        per_step, both = statistics.linear_regression(steps, [t["build_seconds"] for t in trained])
+        raw_build = max(both / 2, 0.0)
     timing = statistics.median(
         [t["seconds"] - t["build_seconds"] for t in early if "not faster" in t["reason"]]
         or [t["seconds"] - t["build_seconds"] for t in quantize if t["outcome"] == "dropped"]
         or [1.0]
-    )
-    trained = [t for t in pruned if t["outcome"] in ("within", "over") and t["recovery_steps"]]
-    per_step = statistics.median(
-        max(t["build_seconds"] - raw_build, 0.0) / t["recovery_steps"] for t in trained
     )
     # A finished candidate is timed once and scored twice (before and after recovery).
     scoring = statistics.median(
